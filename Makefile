@@ -1,0 +1,44 @@
+# Two commands for a newcomer: `make run` and `make test`. Everything they need is installed from here.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip
+CONSTRAINTS := constraints.txt
+
+.PHONY: run test lint bench openapi clean help
+
+help:
+	@echo "make run      create .venv, install, start the embedded store and the hub on 127.0.0.1:8080 with demo data"
+	@echo "make test     install test dependencies, lint, run the whole test suite"
+	@echo "make bench    measure throughput against the embedded store (writes bench/results/)"
+	@echo "make openapi  regenerate openapi/openapi.json from the app"
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml $(CONSTRAINTS) | $(BIN)/python
+	$(PIP) install --quiet -c $(CONSTRAINTS) -e .
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	$(PIP) install --quiet -c $(CONSTRAINTS) -e '.[test]'
+	touch $@
+
+run: $(VENV)/.installed
+	$(BIN)/fhir-hub serve
+
+lint: $(VENV)/.installed-test
+	$(BIN)/ruff check .
+
+test: lint
+	$(BIN)/python -m pytest
+
+bench: $(VENV)/.installed-test
+	$(BIN)/python -m bench
+
+openapi: $(VENV)/.installed
+	$(BIN)/fhir-hub openapi --output openapi/openapi.json
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .hypothesis .ruff_cache

@@ -1,0 +1,3 @@
+from fhir_hub.cli import main
+
+raise SystemExit(main())

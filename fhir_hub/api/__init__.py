@@ -1,0 +1,1 @@
+"""REST API: one module per FHIR interaction, sharing context, responses and error handling."""

@@ -1,0 +1,100 @@
+"""capabilities (FHIR R4 http.html#capabilities): ``GET /metadata``.
+
+The CapabilityStatement is generated from the routes the app has mounted (each carries an
+``x-fhir-interaction`` tag) and from the resource types the models know, so it can never claim an
+interaction the server lacks or miss one it has.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Response
+from fastapi.routing import APIRoute
+
+from fhir_hub import __version__
+from fhir_hub.api.context import Fhir
+from fhir_hub.api.responses import fhir_response
+from fhir_hub.api.routing import INTERACTION_KEY, fhir_route
+from fhir_hub.fhir.instant import system_clock, to_instant
+from fhir_hub.fhir.jsonio import dumps
+from fhir_hub.fhir.registry import model_class, resource_types
+
+router = APIRouter()
+
+FHIR_VERSION = "4.0.1"
+_TYPE_INTERACTIONS = ("read", "vread", "update", "patch", "delete", "history-instance", "history-type",
+                      "create", "search-type")
+_SYSTEM_INTERACTIONS = ("transaction", "batch", "search-system", "history-system")
+_STARTED = to_instant(system_clock())[:10]
+_SEARCH_PARAM_TYPES = {"_id": "token", "identifier": "token"}
+_SEARCH_PARAM_DEFS = {
+    "_id": "http://hl7.org/fhir/SearchParameter/Resource-id",
+    "identifier": "http://hl7.org/fhir/SearchParameter/clinical-identifier",
+}
+
+
+@router.get("/metadata", **fhir_route("capabilities", "system", summary="The server's CapabilityStatement"))
+async def metadata(ctx: Fhir) -> Response:
+    body = capability_statement_json(ctx.request.app, ctx.base_url)
+    return fhir_response(ctx, body)
+
+
+def capability_statement_json(app: FastAPI, base_url: str) -> bytes:
+    return dumps(_statement(tuple(_tags(app)), base_url))
+
+
+def _tags(app: FastAPI) -> list[dict[str, Any]]:
+    tags = []
+    for route in app.routes:
+        if isinstance(route, APIRoute) and route.openapi_extra and INTERACTION_KEY in route.openapi_extra:
+            tags.append(route.openapi_extra[INTERACTION_KEY])
+    return tags
+
+
+@cache
+def _has_identifier(rtype: str) -> bool:
+    return "identifier" in model_class(rtype).model_fields
+
+
+def _statement(tags: tuple[dict[str, Any], ...], base_url: str) -> dict[str, Any]:
+    codes = {t["code"] for t in tags}
+    flags: dict[str, Any] = {}
+    search_params: tuple[str, ...] = ()
+    for tag in tags:
+        flags.update({k: v for k, v in tag.items() if k not in ("code", "level", "searchParams")})
+        search_params = search_params or tuple(tag.get("searchParams", ()))
+    resources = []
+    for rtype in resource_types():
+        entry: dict[str, Any] = {
+            "type": rtype,
+            "profile": f"http://hl7.org/fhir/StructureDefinition/{rtype}",
+            "interaction": [{"code": c} for c in _TYPE_INTERACTIONS if c in codes],
+        }
+        entry.update(flags)
+        params = [p for p in search_params if p != "identifier" or _has_identifier(rtype)]
+        if params:
+            entry["searchParam"] = [
+                {"name": p, "definition": _SEARCH_PARAM_DEFS[p], "type": _SEARCH_PARAM_TYPES[p]} for p in params
+            ]
+        resources.append(entry)
+    return {
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": _STARTED,
+        "publisher": "Ho Chi Minh City health interoperability hub",
+        "kind": "instance",
+        "software": {"name": "fhir-hub", "version": __version__},
+        "implementation": {
+            "description": "FHIR R4 interoperability hub (structure validated with the R4B 4.3.0 models)",
+            "url": base_url,
+        },
+        "fhirVersion": FHIR_VERSION,
+        "format": ["application/fhir+json", "json", "application/json"],
+        "rest": [{
+            "mode": "server",
+            "resource": resources,
+            "interaction": [{"code": c} for c in _SYSTEM_INTERACTIONS if c in codes],
+        }],
+    }

@@ -1,0 +1,97 @@
+"""Shared pieces of the REST routes: path parameters, and the tag that says which FHIR interaction a
+route implements.
+
+Each route carries ``x-fhir-interaction`` in its OpenAPI extension data. The CapabilityStatement is built
+by reading those tags off the app's routes, so it lists exactly what is mounted.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Path
+
+from fhir_hub.errors import NotFound
+from fhir_hub.fhir.ids import check_id
+from fhir_hub.fhir.registry import is_resource_type, resource_types
+
+INTERACTION_KEY = "x-fhir-interaction"
+
+ResourceTypePath = Annotated[
+    str,
+    Path(description="A FHIR R4 resource type", json_schema_extra={"enum": list(resource_types())}),
+]
+IdPath = Annotated[
+    str,
+    Path(description="Logical id of the resource", json_schema_extra={"pattern": r"^[A-Za-z0-9\-.]{1,64}$"}),
+]
+VersionPath = Annotated[str, Path(description="Version id", json_schema_extra={"pattern": r"^[0-9]{1,10}$"})]
+
+_FHIR_JSON_SCHEMA = {
+    "type": "object",
+    "required": ["resourceType"],
+    "properties": {"resourceType": {"type": "string"}, "id": {"type": "string"}},
+    "additionalProperties": True,
+}
+
+
+def check_type(rtype: str) -> str:
+    if not is_resource_type(rtype):
+        raise NotFound(f"Resource type {rtype[:80]!r} is not supported by this server", code="not-supported")
+    return rtype
+
+
+def check_instance(rtype: str, rid: str) -> tuple[str, str]:
+    return check_type(rtype), check_id(rid)
+
+
+def parse_version(vid: str) -> int | None:
+    """A version id from a URL, or None when it cannot name a stored version (answered 404)."""
+    return int(vid) if vid.isdigit() and len(vid) <= 10 else None
+
+
+def fhir_route(
+    code: str,
+    level: str,
+    *,
+    summary: str,
+    body: bool = False,
+    query: tuple[str, ...] = (),
+    headers: tuple[str, ...] = (),
+    **capability: Any,
+) -> dict[str, Any]:
+    """Keyword arguments for a route decorator: summary, OpenAPI extras and the interaction tag."""
+    extra: dict[str, Any] = {INTERACTION_KEY: {"code": code, "level": level, **capability}}
+    params = [_param(name, "query") for name in (*query, "_format", "_pretty")]
+    params += [_param(name, "header") for name in headers]
+    extra["parameters"] = params
+    if body:
+        extra["requestBody"] = {
+            "required": True,
+            "content": {
+                "application/fhir+json": {"schema": _FHIR_JSON_SCHEMA},
+                "application/json": {"schema": _FHIR_JSON_SCHEMA},
+            },
+        }
+    return {"summary": summary, "openapi_extra": extra, "operation_id": f"{level}-{code}"}
+
+
+_PARAM_DOCS = {
+    "_format": "Response format: json or application/fhir+json (XML is not supported)",
+    "_pretty": "Indent the JSON answer (true or false)",
+    "_count": "Number of entries per page",
+    "_since": "Only versions created at or after this instant",
+    "_page": "Opaque position of a page, taken from a Bundle link",
+    "_id": "Logical id(s), comma separated",
+    "identifier": "Business identifier: [system]|[value]",
+    "If-Match": 'Only act if the current version is this one: W/"3"',
+    "If-None-Exist": "Conditional create: search parameters, e.g. identifier=system|value",
+    "If-None-Match": "Conditional read: answer 304 if the current version has this ETag",
+    "If-Modified-Since": "Conditional read: answer 304 if unchanged since this HTTP date",
+    "Prefer": "return=minimal | representation | OperationOutcome; handling=strict | lenient",
+}
+
+
+def _param(name: str, where: str) -> dict[str, Any]:
+    return {"name": name, "in": where, "required": False, "schema": {"type": "string"},
+            "description": _PARAM_DOCS.get(name, name)}

@@ -1,0 +1,98 @@
+"""search-type (FHIR R4 search.html), GET and ``POST [type]/_search``.
+
+Supported here: ``_id`` and ``identifier`` criteria, ``_count`` and keyset paging; the search issue adds the
+full R4 parameter set behind the same entry point. Unknown parameters are ignored and reported in an
+``OperationOutcome`` entry (and left out of the ``self`` link), or refused with ``Prefer: handling=strict``.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qsl, urlencode
+
+from fastapi import APIRouter, Response
+
+from fhir_hub.api.body import read_body
+from fhir_hub.api.bundles import bundle, decode_page, encode_page, entry
+from fhir_hub.api.context import Fhir, FhirContext
+from fhir_hub.api.negotiation import check_body_media_type
+from fhir_hub.api.responses import fhir_response, outcome_json
+from fhir_hub.api.routing import ResourceTypePath, check_type, fhir_route
+from fhir_hub.errors import BadRequest, Issue
+from fhir_hub.search.execute import matching_keys
+from fhir_hub.search.query import CRITERIA, SearchQuery, parse_search
+from fhir_hub.store.records import StoredVersion
+
+router = APIRouter()
+
+FORM = "application/x-www-form-urlencoded"
+_QUERY = (*CRITERIA, "_count", "_page")
+
+
+@router.get("/{rtype}", **fhir_route("search-type", "type", summary="Search resources of a type", query=_QUERY,
+                                     headers=("Prefer",), searchParams=CRITERIA))
+async def search(rtype: ResourceTypePath, ctx: Fhir) -> Response:
+    check_type(rtype)
+    return await _search(ctx, rtype, ctx.request.query_params.multi_items())
+
+
+@router.post("/{rtype}/_search", **fhir_route("search-type-post", "type", summary="Search with a form body",
+                                              headers=("Prefer",)))
+async def search_post(rtype: ResourceTypePath, ctx: Fhir) -> Response:
+    check_type(rtype)
+    check_body_media_type(ctx.request.headers.get("content-type") or FORM, allowed=(FORM,))
+    body = await read_body(ctx.request, ctx.hub.settings.max_body_bytes)
+    try:
+        form = parse_qsl(body.decode("utf-8"), keep_blank_values=True)
+    except UnicodeDecodeError:
+        raise BadRequest("The form body is not UTF-8") from None
+    return await _search(ctx, rtype, [*ctx.request.query_params.multi_items(), *form])
+
+
+async def _search(ctx: FhirContext, rtype: str, params: list[tuple[str, str]]) -> Response:
+    settings = ctx.hub.settings
+    query = parse_search(rtype, params, default_count=settings.default_count, max_count=settings.max_count,
+                         strict=ctx.strict)
+    after = _page_position(query.page)
+    store = ctx.hub.store
+    keys = await matching_keys(store, query)
+    if keys is None:
+        total = await store.count_live(rtype)
+        found = await store.live_page(rtype, after, query.count + 1) if query.count else []
+    else:
+        live = await store.live_versions(keys)
+        total = len(live)
+        found = [v for v in live if after is None or v.key > after][: query.count + 1]
+    page, more = found[: query.count], len(found) > query.count
+    links = [("self", _link(ctx, query, None))]
+    if more and page:
+        links.append(("next", _link(ctx, query, encode_page(page[-1].key))))
+    entries = [_match(ctx, v) for v in page]
+    if query.ignored:
+        entries.append(_ignored_outcome(query))
+    return fhir_response(ctx, bundle("searchset", entries=entries, links=links, total=total))
+
+
+def _page_position(token: str | None) -> str | None:
+    if token is None:
+        return None
+    position = decode_page(token)
+    if not isinstance(position, str):
+        raise BadRequest("_page: not a page token issued by this server", expression=["_page"])
+    return position
+
+
+def _link(ctx: FhirContext, query: SearchQuery, page: str | None) -> str:
+    params = [*query.criteria_params(), ("_count", str(query.count))]
+    if page is not None:
+        params.append(("_page", page))
+    return f"{ctx.url(query.rtype)}?{urlencode(params)}"
+
+
+def _match(ctx: FhirContext, v: StoredVersion) -> bytes:
+    return entry(full_url=ctx.url(v.rtype, v.rid), resource=v.json, search={"mode": "match"})
+
+
+def _ignored_outcome(query: SearchQuery) -> bytes:
+    issues = [Issue("not-supported", f"Search parameter {name!r} is not supported for {query.rtype} and was "
+                    "ignored", (name,), severity="warning") for name in query.ignored]
+    return entry(full_url=None, resource=outcome_json(*issues), search={"mode": "outcome"})

@@ -1,0 +1,143 @@
+"""``fhir-hub``: the command line. Every subcommand has ``--help``.
+
+Options override the matching ``FHIR_HUB_*`` environment variables, which override the defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from pathlib import Path
+
+import orjson
+
+from fhir_hub import __version__
+from fhir_hub.config import ConfigError, Settings
+
+log = logging.getLogger("fhir_hub")
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return Settings.from_env(
+        host=getattr(args, "host", None),
+        port=getattr(args, "port", None),
+        data_dir=getattr(args, "data_dir", None),
+        log_level=getattr(args, "log_level", None),
+    )
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from fhir_hub.demo import load_demo
+    from fhir_hub.hub import Hub
+    from fhir_hub.main import create_app
+
+    settings = _settings(args)
+    _setup_logging(settings.log_level)
+    base = settings.base_url or f"http://{settings.host}:{settings.port}"
+
+    async def on_startup(hub: Hub) -> None:
+        if not args.no_demo:
+            report = await load_demo(hub, progress=sys.stderr.isatty())
+            log.info("demo data: %d resources loaded, %d already present", report.created, report.already_present)
+        where = "embedded nx-27017, data in " + str(settings.data_dir.resolve()) if settings.mongodb_uri is None \
+            else "MongoDB at FHIR_HUB_MONGODB_URI"
+        print(
+            f"\n  FHIR hub {__version__} is starting on {base}\n"
+            f"  store:        {where}\n"
+            f"  capabilities: {base}/metadata\n"
+            f"  try:          curl -s '{base}/Patient?_count=5'\n"
+            f"  API docs:     {base}/docs\n"
+            "  stop with Ctrl-C\n",
+            flush=True,
+        )
+
+    app = create_app(settings, on_startup=on_startup)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
+                proxy_headers=False)
+    return 0
+
+
+def cmd_load_demo(args: argparse.Namespace) -> int:
+    from fhir_hub.demo import load_demo
+    from fhir_hub.hub import running_hub
+
+    settings = _settings(args)
+    _setup_logging(settings.log_level)
+
+    async def run() -> None:
+        async with running_hub(settings) as hub:
+            report = await load_demo(hub, progress=sys.stderr.isatty())
+        print(f"demo data: {report.created} resources loaded, {report.already_present} already present; "
+              f"patients: {', '.join(report.patients)}")
+
+    asyncio.run(run())
+    return 0
+
+
+def cmd_openapi(args: argparse.Namespace) -> int:
+    from fhir_hub.main import create_app
+
+    document = orjson.dumps(create_app(Settings()).openapi(), option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
+    if args.output:
+        Path(args.output).write_bytes(document + b"\n")
+        print(f"wrote {args.output}")
+    else:
+        sys.stdout.buffer.write(document + b"\n")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fhir-hub",
+        description="Ho Chi Minh City FHIR interoperability hub. Settings come from FHIR_HUB_* environment "
+                    "variables (see README); the options below override them.",
+    )
+    parser.add_argument("--version", action="version", version=f"fhir-hub {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser("serve", help="run the FHIR server (and the embedded store when no MongoDB is set)",
+                           description="Run the FHIR REST server. Without FHIR_HUB_MONGODB_URI an embedded "
+                                       "nx-27017 store is started under the data directory and stopped on exit.")
+    serve.add_argument("--host", help="address to listen on (FHIR_HUB_HOST, default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (FHIR_HUB_PORT, default 8080)")
+    serve.add_argument("--data-dir", type=Path, help="where the embedded store keeps its file (FHIR_HUB_DATA_DIR)")
+    serve.add_argument("--no-demo", action="store_true", help="do not load the demo data set at start-up")
+    serve.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="log verbosity")
+    serve.set_defaults(func=cmd_serve)
+
+    demo = sub.add_parser("load-demo", help="load the bundled demo data (Synthea) into the store, then exit",
+                          description="Load the demo data set through the normal write path; resources "
+                                      "already present are left alone.")
+    demo.add_argument("--data-dir", type=Path, help="embedded store directory (FHIR_HUB_DATA_DIR)")
+    demo.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="log verbosity")
+    demo.set_defaults(func=cmd_load_demo)
+
+    spec = sub.add_parser("openapi", help="print or write the OpenAPI document of the REST API",
+                          description="Generate the OpenAPI document from the application's routes.")
+    spec.add_argument("--output", "-o", help="file to write (default: standard output)")
+    spec.set_defaults(func=cmd_openapi)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as exc:
+        print(f"fhir-hub: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,77 @@
+"""Settings read from the environment.
+
+Everything an operator may change is an environment variable named ``FHIR_HUB_*`` with a safe default, so
+``make run`` works with none set and a deployment changes behaviour without touching code. Settings are
+read once into an immutable object that is passed around explicitly (no module-level globals), which keeps
+tests free to run several differently configured apps in one process.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+ENV_PREFIX = "FHIR_HUB_"
+
+
+class ConfigError(ValueError):
+    """A setting has a value the hub cannot use; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Store: with no URI the hub starts its own embedded nx-27017 server under data_dir.
+    mongodb_uri: str | None = None
+    db_name: str = "fhir_hub"
+    data_dir: Path = field(default_factory=lambda: Path("var"))
+    # HTTP
+    host: str = "127.0.0.1"
+    port: int = 8080
+    base_url: str | None = None  # public base URL when behind a proxy; otherwise taken from the request
+    # Limits against accidental or hostile input
+    max_body_bytes: int = 10 * 1024 * 1024
+    default_count: int = 20
+    max_count: int = 1000
+    # Operations
+    log_level: str = "info"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        """Build settings from ``FHIR_HUB_*`` variables; explicit keyword overrides win."""
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            raw = env.get(ENV_PREFIX + f.name.upper())
+            if raw is None or raw == "":
+                continue
+            values[f.name] = _convert(f.name, raw, f.type)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        settings = cls(**values)  # type: ignore[arg-type]
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        for name in ("max_body_bytes", "default_count", "max_count"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be a positive integer")
+        if self.default_count > self.max_count:
+            raise ConfigError(f"{ENV_PREFIX}DEFAULT_COUNT must not exceed {ENV_PREFIX}MAX_COUNT")
+        if not 0 < self.port < 65536:
+            raise ConfigError(f"{ENV_PREFIX}PORT must be between 1 and 65535")
+
+    def with_(self, **changes: object) -> Settings:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def _convert(name: str, raw: str, annotation: object) -> object:
+    text = str(annotation)
+    try:
+        if text == "int":
+            return int(raw)
+        if text == "Path":
+            return Path(raw)
+    except ValueError:
+        raise ConfigError(f"{ENV_PREFIX}{name.upper()}={raw!r} is not a whole number") from None
+    return raw

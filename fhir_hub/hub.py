@@ -1,0 +1,71 @@
+"""The running hub's long-lived parts, opened together and closed together.
+
+``running_hub`` is the single place that decides where data lives: the MongoDB named by
+``FHIR_HUB_MONGODB_URI``, or an embedded nx-27017 started for the occasion. The web app, the CLI and the
+tests all go through it, so they cannot drift apart in how they connect, create indexes or repair.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from pymongo import AsyncMongoClient
+
+from fhir_hub.config import Settings
+from fhir_hub.fhir.ids import IdFactory, new_uuid_id
+from fhir_hub.fhir.instant import Clock, system_clock
+from fhir_hub.search.indexing import index_keys
+from fhir_hub.store.embedded import EmbeddedStore
+from fhir_hub.store.mongo import MongoStore, detect_capabilities
+from fhir_hub.store.schema import ensure_schema
+from fhir_hub.store.writer import Writer
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Hub:
+    settings: Settings
+    store: MongoStore
+    writer: Writer
+    mongodb_uri: str
+
+
+@asynccontextmanager
+async def running_hub(
+    settings: Settings, *, clock: Clock = system_clock, new_id: IdFactory = new_uuid_id
+) -> AsyncIterator[Hub]:
+    embedded: EmbeddedStore | None = None
+    uri = settings.mongodb_uri
+    if uri is None:
+        embedded = EmbeddedStore(settings.data_dir)
+        uri = await asyncio.to_thread(embedded.start)
+    client: AsyncMongoClient | None = None
+    try:
+        await asyncio.to_thread(ensure_schema, uri, settings.db_name)
+        client = AsyncMongoClient(uri, appname="fhir-hub", serverSelectionTimeoutMS=10_000)
+        capabilities = await detect_capabilities(client)
+        store = MongoStore(client, settings.db_name, capabilities, index_keys)
+        repaired = await store.reconcile_pending()
+        if repaired:
+            log.warning("finished %d write(s) left incomplete by an earlier stop", repaired)
+        writer = Writer(store, clock=clock, new_id=new_id, indexer=index_keys)
+        log.info("store: %s (%s), database %r", capabilities.engine, _redact(uri), settings.db_name)
+        yield Hub(settings=settings, store=store, writer=writer, mongodb_uri=uri)
+    finally:
+        if client is not None:
+            await client.close()
+        if embedded is not None:
+            await asyncio.to_thread(embedded.stop)
+
+
+def _redact(uri: str) -> str:
+    """Hide a password in a connection string before it reaches a log."""
+    if "@" not in uri:
+        return uri
+    scheme, _, rest = uri.partition("://")
+    return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"

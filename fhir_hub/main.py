@@ -1,0 +1,56 @@
+"""The web application: routers in the order their paths must be matched, one error handler, one lifespan.
+
+Route order matters because ``/{rtype}/{rid}`` would otherwise swallow ``/{rtype}/_history`` and
+``/metadata``; literal paths are mounted before the patterns that could match them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from fhir_hub import __version__
+from fhir_hub.api import create, delete, history, metadata, read, search, update
+from fhir_hub.api.errors import install_error_handlers
+from fhir_hub.config import Settings
+from fhir_hub.fhir.ids import IdFactory, new_uuid_id
+from fhir_hub.fhir.instant import Clock, system_clock
+from fhir_hub.hub import Hub, running_hub
+
+StartupHook = Callable[[Hub], Awaitable[None]]
+
+ROUTERS = (metadata.router, history.router, search.router, create.router, update.router, delete.router,
+           read.router)
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    clock: Clock = system_clock,
+    new_id: IdFactory = new_uuid_id,
+    on_startup: StartupHook | None = None,
+) -> FastAPI:
+    settings = settings or Settings.from_env()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with running_hub(settings, clock=clock, new_id=new_id) as hub:
+            app.state.hub = hub
+            if on_startup is not None:
+                await on_startup(hub)
+            yield
+
+    app = FastAPI(
+        title="FHIR interoperability hub",
+        version=__version__,
+        summary="FHIR R4 REST API of the Ho Chi Minh City health-record hub",
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    install_error_handlers(app)
+    for router in ROUTERS:
+        app.include_router(router)
+    return app

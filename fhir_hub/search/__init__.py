@@ -1,0 +1,1 @@
+"""Search: index keys written with each resource, and the parsing and running of criteria."""

@@ -1,0 +1,88 @@
+"""Plain values that cross the store boundary: a stored version, and the change that creates one."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from fhir_hub.fhir.instant import to_http_date, to_instant
+
+
+def resource_key(rtype: str, rid: str) -> str:
+    return f"{rtype}/{rid}"
+
+
+def version_doc_id(rtype: str, rid: str, vid: int) -> str:
+    return f"{rtype}/{rid}/{vid}"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredVersion:
+    rtype: str
+    rid: str
+    vid: int
+    ts: int  # microseconds since the epoch
+    method: str  # the interaction that produced this version: POST, PUT, PATCH or DELETE
+    deleted: bool
+    json: bytes | None  # None for a deletion
+    pending: bool = False
+
+    @property
+    def key(self) -> str:
+        return resource_key(self.rtype, self.rid)
+
+    @property
+    def etag(self) -> str:
+        return f'W/"{self.vid}"'
+
+    @property
+    def last_updated(self) -> str:
+        return to_instant(self.ts)
+
+    @property
+    def last_modified(self) -> str:
+        return to_http_date(self.ts)
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> StoredVersion:
+        return cls(
+            rtype=doc["type"],
+            rid=doc["rid"],
+            vid=doc["vid"],
+            ts=doc["ts"],
+            method=doc["method"],
+            deleted=bool(doc.get("deleted")),
+            json=doc.get("json"),
+            pending=bool(doc.get("pending")),
+        )
+
+    def to_doc(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "_id": version_doc_id(self.rtype, self.rid, self.vid),
+            "key": self.key,
+            "type": self.rtype,
+            "rid": self.rid,
+            "vid": self.vid,
+            "ts": self.ts,
+            "method": self.method,
+            "deleted": self.deleted,
+        }
+        if self.json is not None:
+            doc["json"] = self.json
+        if not self.deleted:
+            doc["live"] = self.rtype
+        return doc
+
+
+@dataclass(frozen=True, slots=True)
+class VersionChange:
+    """Everything one new version changes in the store, computed before any write is sent."""
+
+    version: StoredVersion
+    previous_vid: int | None  # the version that stops being current, if any
+    index_add: frozenset[str] = field(default_factory=frozenset)
+    index_remove: frozenset[str] = field(default_factory=frozenset)
+
+
+class VersionTaken(Exception):
+    """Another writer stored this version number first; nothing of the change was applied."""
