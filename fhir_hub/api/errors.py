@@ -12,6 +12,7 @@ import uuid
 
 from fastapi import FastAPI, Request, Response
 from fastapi.exceptions import RequestValidationError
+from pymongo.errors import ConnectionFailure
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fhir_hub.api.negotiation import FHIR_JSON
@@ -54,6 +55,13 @@ async def _validation_error(_request: Request, exc: Exception) -> Response:
     return error_response(400, tuple(issues) or (Issue("invalid", "The request is not valid"),))
 
 
+async def _store_unreachable(request: Request, exc: Exception) -> Response:
+    incident = uuid.uuid4().hex[:12]
+    log.error("incident %s: %s %s: data store unreachable: %s", incident, request.method, request.url.path, exc)
+    return error_response(503, (Issue("transient", f"The data store did not answer (incident {incident}); nothing "
+                                                   "was changed, retry shortly"),), {"Retry-After": "5"})
+
+
 async def _unexpected(request: Request, exc: Exception) -> Response:
     incident = uuid.uuid4().hex[:12]
     log.exception("incident %s: %s %s failed", incident, request.method, request.url.path)
@@ -65,4 +73,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(HubError, _hub_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(ConnectionFailure, _store_unreachable)
     app.add_exception_handler(Exception, _unexpected)

@@ -1,4 +1,9 @@
-"""The embedded store: an nx-27017 child process on a free loopback port, data in one SQLite file.
+"""The embedded store: an nx-27017 child process on a free loopback port, data in SQLite files.
+
+nx-27017 runs in its multi-database mode (``--data-dir``): one ``<database>.db`` file per logical database.
+Its default single-file mode shares every collection between all database names (measured: a document
+inserted into ``dbA.x`` is counted in ``dbB.x``), which would let two hubs, or two tests, see each other's
+data.
 
 Used when ``FHIR_HUB_MONGODB_URI`` is unset, so ``make run`` needs no database install. The child runs in
 its own process group, so Ctrl-C reaches the hub first and the hub stops the store after the last request.
@@ -22,7 +27,7 @@ from pymongo.errors import PyMongoError
 
 log = logging.getLogger(__name__)
 
-DB_FILE = "hub.sqlite"
+STORE_DIR = "store"
 _LAUNCH = "from nx_27017.nx_27017 import main; main()"
 
 
@@ -50,15 +55,15 @@ class EmbeddedStore:
         self._log: IO[bytes] | None = None
 
     @property
-    def db_path(self) -> Path:
-        return self.data_dir / DB_FILE
+    def store_dir(self) -> Path:
+        return self.data_dir / STORE_DIR
 
     @property
     def log_path(self) -> Path:
         return self.data_dir / "nx-27017.log"
 
     def start(self) -> str:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.store_dir.mkdir(parents=True, exist_ok=True)
         self._take_lock()
         last_error = ""
         for _attempt in range(3):  # a freshly picked free port can be taken by someone else
@@ -71,7 +76,7 @@ class EmbeddedStore:
                 self._terminate()
                 continue
             self.uri = mongodb_uri(port)
-            log.info("embedded store (nx-27017) on 127.0.0.1:%d, data in %s", port, self.db_path)
+            log.info("embedded store (nx-27017) on 127.0.0.1:%d, data in %s", port, self.store_dir)
             return self.uri
         self._release_lock()
         raise EmbeddedStoreError(last_error)
@@ -110,7 +115,7 @@ class EmbeddedStore:
         self._log = self.log_path.open("ab")
         cmd = [
             sys.executable, "-c", _LAUNCH,
-            "--db", str(self.db_path),
+            "--data-dir", str(self.store_dir),
             "--host", "127.0.0.1",
             "-p", str(port),
             "--log-file", str(self.log_path),

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from pymongo import AsyncMongoClient, DeleteMany, InsertOne, ReplaceOne, UpdateOne
-from pymongo.errors import ClientBulkWriteException, DuplicateKeyError
+from pymongo.errors import ClientBulkWriteException, PyMongoError
 
 from fhir_hub.store.records import (
     StoredVersion,
@@ -38,7 +39,6 @@ from fhir_hub.store.schema import SEARCH_INDEX, VERSIONS
 log = logging.getLogger(__name__)
 
 Indexer = Callable[[str, dict[str, Any]], frozenset[str]]
-DUPLICATE_KEY = 11000
 
 
 @dataclass(frozen=True)
@@ -63,6 +63,16 @@ async def detect_capabilities(client: AsyncMongoClient) -> StoreCapabilities:
 
 
 @dataclass(frozen=True, slots=True)
+class _Op:
+    """One step of a write: insert, update (one), delete (many) or upsert (replace), on one collection."""
+
+    kind: str
+    collection: str
+    first: dict[str, Any]  # the document to insert, or the filter
+    second: dict[str, Any] | None = None  # the update or the replacement
+
+
+@dataclass(frozen=True, slots=True)
 class HistoryPage:
     versions: list[StoredVersion]
     more: bool
@@ -70,6 +80,11 @@ class HistoryPage:
 
 def entry_id(key: str, search_key: str) -> str:
     return hashlib.sha1(f"{key}\x00{search_key}".encode(), usedforsecurity=False).hexdigest()
+
+
+def entry_doc(key: str, search_key: str) -> dict[str, str]:
+    """A search entry, ``_id`` included: nx-27017 ignores the filter's ``_id`` when a replace upserts."""
+    return {"_id": entry_id(key, search_key), "r": key, "k": search_key}
 
 
 class MongoStore:
@@ -162,49 +177,71 @@ class MongoStore:
         ops = self._operations(change)
         try:
             if self.capabilities.client_bulk_write:
-                await self.client.bulk_write(ops, ordered=True)
+                await self.client.bulk_write(self._bulk_models(ops), ordered=True)
             else:
                 await self._write_sequentially(ops)
-        except ClientBulkWriteException as exc:
-            first = exc.write_errors[0] if exc.write_errors else {}
-            if first.get("idx") == 0 and first.get("code") == DUPLICATE_KEY:
-                raise VersionTaken(v.key) from None
-            log.warning("derived data of %s/_history/%s not applied (%s); reconciling", v.key, v.vid, exc)
-            await self.reconcile(v.rtype, v.rid)
-        except DuplicateKeyError:
-            raise VersionTaken(v.key) from None
+            return
+        except (ClientBulkWriteException, PyMongoError) as exc:
+            failure = exc
+        # Which error a lost race produces is server-specific (nx-27017 sometimes reports a duplicate _id
+        # as code 8), so the outcome is decided by reading the commit point back, not by the error code.
+        if not await self._committed(ops[0].first):
+            raise failure
+        log.warning("derived data of %s/_history/%s not applied (%s); reconciling", v.key, v.vid, failure)
+        await self.reconcile(v.rtype, v.rid)
 
-    def _operations(self, change: VersionChange) -> list[Any]:
+    async def _committed(self, doc: dict[str, Any]) -> bool:
+        """True if our version document is stored; VersionTaken if another writer's is."""
+        stored = await self.versions.find_one({"_id": doc["_id"]}, {"w": 1})
+        if stored is None:
+            return False
+        if stored.get("w") != doc["w"]:
+            raise VersionTaken(doc["key"])
+        return True
+
+    def _operations(self, change: VersionChange) -> list[_Op]:
+        """The change as an ordered list: the version insert (the commit point) first, ``pending`` cleared last."""
         v = change.version
-        versions_ns = f"{self.db.name}.{VERSIONS}"
-        index_ns = f"{self.db.name}.{SEARCH_INDEX}"
-        doc = v.to_doc() | {"pending": True}
-        ops: list[Any] = [InsertOne(namespace=versions_ns, document=doc)]
+        doc = v.to_doc() | {"pending": True, "w": secrets.token_hex(8)}
+        ops = [_Op("insert", VERSIONS, doc)]
         if change.previous_vid is not None:
-            ops.append(UpdateOne(namespace=versions_ns,
-                                 filter={"_id": version_doc_id(v.rtype, v.rid, change.previous_vid)},
-                                 update={"$unset": {"live": ""}}))
+            previous = version_doc_id(v.rtype, v.rid, change.previous_vid)
+            ops.append(_Op("update", VERSIONS, {"_id": previous}, {"$unset": {"live": ""}}))
         if change.index_remove:
             ids = sorted(entry_id(v.key, k) for k in change.index_remove)
-            ops.append(DeleteMany(namespace=index_ns, filter={"_id": {"$in": ids}}))
+            ops.append(_Op("delete", SEARCH_INDEX, {"_id": {"$in": ids}}))
         for k in sorted(change.index_add):
-            ops.append(ReplaceOne(namespace=index_ns, filter={"_id": entry_id(v.key, k)},
-                                  replacement={"r": v.key, "k": k}, upsert=True))
-        ops.append(UpdateOne(namespace=versions_ns, filter={"_id": doc["_id"]}, update={"$unset": {"pending": ""}}))
+            entry = entry_doc(v.key, k)
+            ops.append(_Op("upsert", SEARCH_INDEX, {"_id": entry["_id"]}, entry))
+        ops.append(_Op("update", VERSIONS, {"_id": doc["_id"]}, {"$unset": {"pending": ""}}))
         return ops
 
-    async def _write_sequentially(self, ops: list[Any]) -> None:
-        """Fallback for servers without the client-level bulkWrite command (MongoDB before 8.0)."""
-        first, *rest = ops
-        await self.versions.insert_one(first.document)
-        for op in rest:
-            coll = self.versions if op.namespace.endswith("." + VERSIONS) else self.index
-            if isinstance(op, DeleteMany):
-                await coll.delete_many(op.filter)
-            elif isinstance(op, ReplaceOne):
-                await coll.replace_one(op.filter, op.replacement, upsert=True)
+    def _bulk_models(self, ops: list[_Op]) -> list[Any]:
+        models: list[Any] = []
+        for op in ops:
+            ns = f"{self.db.name}.{op.collection}"
+            if op.kind == "insert":
+                models.append(InsertOne(namespace=ns, document=op.first))
+            elif op.kind == "update":
+                models.append(UpdateOne(namespace=ns, filter=op.first, update=op.second))
+            elif op.kind == "delete":
+                models.append(DeleteMany(namespace=ns, filter=op.first))
             else:
-                await coll.update_one(op.filter, op.update)
+                models.append(ReplaceOne(namespace=ns, filter=op.first, replacement=op.second, upsert=True))
+        return models
+
+    async def _write_sequentially(self, ops: list[_Op]) -> None:
+        """Fallback for servers without the client-level bulkWrite command (MongoDB before 8.0)."""
+        for op in ops:
+            coll = self.db[op.collection]
+            if op.kind == "insert":
+                await coll.insert_one(op.first)
+            elif op.kind == "update":
+                await coll.update_one(op.first, op.second)
+            elif op.kind == "delete":
+                await coll.delete_many(op.first)
+            else:
+                await coll.replace_one(op.first, op.second, upsert=True)
 
     # ----------------------------------------------------------- repair
     async def reconcile(self, rtype: str, rid: str) -> None:
@@ -225,7 +262,7 @@ class MongoStore:
         if stale:
             await self.index.delete_many({"_id": {"$in": stale}})
         for eid in sorted(wanted_ids.keys() - have):
-            await self.index.replace_one({"_id": eid}, {"r": key, "k": wanted_ids[eid]}, upsert=True)
+            await self.index.replace_one({"_id": eid}, entry_doc(key, wanted_ids[eid]), upsert=True)
         await self.versions.update_many({"key": key, "pending": True}, {"$unset": {"pending": ""}})
 
     async def reconcile_pending(self) -> int:
@@ -234,9 +271,4 @@ class MongoStore:
         for rtype, rid in sorted(keys):
             await self.reconcile(rtype, rid)
         return len(keys)
-
-    async def drop_all(self) -> None:
-        """Remove every FHIR document (tests and the demo reset only)."""
-        await self.versions.delete_many({})
-        await self.index.delete_many({})
 

@@ -45,6 +45,7 @@ class ResourceVersion(me.Document):
     deleted = me.BooleanField(default=False)
     live = me.StringField()
     pending = me.BooleanField()
+    w = me.StringField()  # write token: tells a writer whether an insert that reported an error was its own
     json = me.BinaryField()
 
 

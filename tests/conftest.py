@@ -1,0 +1,72 @@
+"""Test fixtures: a real wire-protocol server for the whole session, a fresh database for every test.
+
+With ``FHIR_HUB_MONGODB_URI`` set the suite runs against that MongoDB; otherwise it starts an embedded
+nx-27017 once. Each test gets its own database name, so tests never see each other's data.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from fhir_hub.config import Settings
+from fhir_hub.hub import Hub, running_hub
+from fhir_hub.main import create_app
+from fhir_hub.store.embedded import EmbeddedStore
+
+FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
+_db_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def mongodb_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    configured = os.environ.get("FHIR_HUB_MONGODB_URI")
+    if configured:
+        yield configured
+        return
+    with EmbeddedStore(tmp_path_factory.mktemp("nx-27017")) as uri:
+        yield uri
+
+
+@pytest.fixture
+def settings(mongodb_uri: str, tmp_path: Path) -> Settings:
+    db_name = f"test_{os.getpid()}_{next(_db_counter)}_{uuid.uuid4().hex[:6]}"
+    return Settings(mongodb_uri=mongodb_uri, db_name=db_name, data_dir=tmp_path / "var")
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings), raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+async def hub(settings: Settings) -> AsyncIterator[Hub]:
+    async with running_hub(settings) as opened:
+        yield opened
+
+
+def fixture_path(*parts: str) -> Path:
+    path = FIXTURES.joinpath(*parts)
+    if not path.exists():
+        message = f"shared fixture {path} is not available (clone the project beside ../shared)"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+def read_fixture_json(*parts: str) -> bytes:
+    """A fixture file's bytes with a leading UTF-8 byte-order mark removed (many HL7 examples carry one)."""
+    return fixture_path(*parts).read_bytes().removeprefix(b"\xef\xbb\xbf")

@@ -1,0 +1,139 @@
+"""Every request the store sends during a realistic workload must be a shape the contract tests.
+
+A command listener records the filters, sorts and updates of every command the hub's MongoDB client
+sends while the API is exercised (all interactions, paging, conditional writes, repair). A shape the
+contract does not cover fails here, so a new query cannot reach production untested against the server.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi.testclient import TestClient
+from pymongo import monitoring
+
+from fhir_hub.config import Settings
+from fhir_hub.main import create_app
+from fhir_hub.store.schema import SEARCH_INDEX, VERSIONS
+from tests.store.contract import SHAPES, shape
+
+_COLLECTIONS = {VERSIONS: "versions", SEARCH_INDEX: "index"}
+_DUMMY = {"pick": lambda field, default: default, "keys": ["Patient/a"], "search_keys": ["k"], "limit": 3,
+          "ts": 5, "vid": 2, "entry_ids": ["x"], "new_entry": {"_id": "x", "r": "Patient/a", "k": "k"}}
+
+
+def contract_signatures() -> set[tuple[Any, ...]]:
+    signatures = set()
+    for s in SHAPES:
+        args = s.build(dict(_DUMMY))
+        if s.kind == "replace_upsert":
+            signatures.add((s.collection, s.kind, shape({"_id": args["doc_id"]}), shape(args["replacement"])))
+        else:
+            sort = tuple((f, d) for f, d in args.get("sort", []))
+            signatures.add((s.collection, s.kind, shape(args["query"]), shape(dict(args.get("update", {}))), sort))
+    return signatures
+
+
+class Recorder(monitoring.CommandListener):
+    def __init__(self, db_name: str) -> None:
+        self.db_name = db_name
+        self.active = True
+        self.seen: set[tuple[Any, ...]] = set()
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if not self.active:
+            return
+        cmd = event.command
+        name = event.command_name
+        if name == "bulkWrite":
+            namespaces = [info["ns"] for info in cmd["nsInfo"]]
+            for op in cmd["ops"]:
+                kind = next(iter(op))
+                ns = namespaces[op[kind]]
+                if ns.startswith(self.db_name + "."):
+                    self._write(ns.split(".", 1)[1], kind, op)
+            return
+        if event.database_name != self.db_name:
+            return
+        coll = cmd.get(name)
+        if name == "find":
+            sort = tuple((f, d) for f, d in (cmd.get("sort") or {}).items())
+            self._add(coll, "find", cmd.get("filter", {}), {}, sort)
+        elif name == "aggregate":
+            match = cmd["pipeline"][0].get("$match", {})
+            self._add(coll, "count", match, {}, ())
+        elif name in ("update", "delete"):
+            for op in cmd.get(name + "s", []):
+                self._write(coll, name, {"filter": op["q"], "updateMods": op.get("u"), "multi": op.get("multi"),
+                                         "upsert": op.get("upsert"), "limit": op.get("limit")})
+
+    def _write(self, coll: str, kind: str, op: dict[str, Any]) -> None:
+        if kind == "insert":
+            return
+        if kind == "delete":
+            self._add(coll, "delete_many", op["filter"], {}, ())
+            return
+        mods = op.get("updateMods") or {}
+        if op.get("upsert") and not any(str(k).startswith("$") for k in mods):
+            self.seen.add((_COLLECTIONS.get(coll, coll), "replace_upsert", shape(op["filter"]), shape(dict(mods))))
+            return
+        self._add(coll, "update_many" if op.get("multi") else "update_one", op["filter"], mods, ())
+
+    def _add(self, coll: str, kind: str, query: Any, update: Any, sort: tuple[Any, ...]) -> None:
+        plain = orjson.loads(orjson.dumps(query, default=str))
+        self.seen.add((_COLLECTIONS.get(coll, coll), kind, shape(plain), shape(dict(update)), sort))
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+def _workload(client: TestClient) -> None:
+    fhir = {"Content-Type": "application/fhir+json"}
+    ident = {"system": "urn:test", "value": "42"}
+    created = client.post("/Patient", json={"resourceType": "Patient", "identifier": [ident]}, headers=fhir).json()
+    pid = created["id"]
+    client.get(f"/Patient/{pid}")
+    client.put(f"/Patient/{pid}", json={**created, "identifier": [{"value": "43"}]}, headers=fhir)
+    client.put(f"/Patient/{pid}", json=created, headers={**fhir, "If-Match": 'W/"2"'})
+    client.get(f"/Patient/{pid}/_history/1")
+    for url in (f"/Patient/{pid}/_history?_count=1", "/Patient/_history?_count=1", "/_history?_count=1"):
+        page = client.get(url).json()
+        next_url = next(link["url"] for link in page["link"] if link["relation"] == "next")
+        client.get(next_url)
+        client.get(url + "&_since=2020-01-01")
+        client.get(next_url + "&_since=2020-01-01")
+    client.get("/Patient?identifier=urn:test|42")
+    client.get("/Patient?_id=" + pid)
+    client.post("/Patient", json={"resourceType": "Patient"}, headers=fhir)
+    page = client.get("/Patient?_count=1").json()
+    client.get(next(link["url"] for link in page["link"] if link["relation"] == "next"))
+    client.post("/Patient", json={"resourceType": "Patient"}, headers={**fhir, "If-None-Exist": "identifier=42"})
+    client.put("/Patient?identifier=urn:test|42", json={"resourceType": "Patient", "identifier": [ident]}, headers=fhir)
+    client.delete("/Patient?identifier=urn:test|42")
+    client.delete(f"/Patient/{pid}")
+
+
+def test_every_store_request_is_covered_by_the_contract(settings: Settings) -> None:
+    recorder = Recorder(settings.db_name)
+    monitoring.register(recorder)  # applies to clients created from now on
+    try:
+        app = create_app(settings)
+        with TestClient(app) as client:
+            _workload(client)
+            hub = app.state.hub
+            client.portal.call(hub.store.reconcile, "Patient", "any")  # repair paths
+            client.portal.call(hub.store.reconcile_pending)
+            hub.store.capabilities = type(hub.store.capabilities)(hub.store.capabilities.engine, False, False, False)
+            client.post("/Patient", json={"resourceType": "Patient", "identifier": [{"value": "9"}]})  # fallback writes
+            created = client.post("/Patient", json={"resourceType": "Patient"}).json()
+            client.put(f"/Patient/{created['id']}", json={**created, "identifier": [{"value": "8"}]})
+    finally:
+        recorder.active = False
+    covered = contract_signatures()
+    uncovered = sorted(map(repr, recorder.seen - covered))
+    assert not uncovered, "store requests with no contract test:\n" + "\n".join(uncovered)
+    assert len(recorder.seen) >= 10  # the recorder did see the workload

@@ -1,0 +1,129 @@
+"""The write path against the real store: versions under concurrency, repair after a crash, fallbacks."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import itertools
+
+import orjson
+import pytest
+
+from fhir_hub.errors import BadRequest, HubError, PreconditionFailed
+from fhir_hub.hub import Hub
+from fhir_hub.search.indexing import index_keys
+from fhir_hub.search.keys import token_query_key
+from fhir_hub.store.mongo import entry_doc
+from fhir_hub.store.records import StoredVersion
+from fhir_hub.store.writer import Create, Delete, Update, Writer
+
+pytestmark = pytest.mark.anyio
+
+
+def patient(rid: str | None = None, **extra: object) -> dict[str, object]:
+    body: dict[str, object] = {"resourceType": "Patient", **extra}
+    if rid is not None:
+        body["id"] = rid
+    return body
+
+
+async def live_count(hub: Hub, key: str) -> int:
+    return await hub.store.versions.count_documents({"key": key, "live": {"$exists": True}})
+
+
+async def test_concurrent_updates_get_distinct_versions_and_none_is_lost(hub: Hub) -> None:
+    await hub.writer.commit(Update("Patient", "p1", patient("p1")))
+    results = await asyncio.gather(*(
+        hub.writer.commit(Update("Patient", "p1", patient("p1", birthDate=f"19{10 + i}"))) for i in range(20)))
+    vids = sorted(r.version.vid for r in results)
+    assert vids == list(range(2, 22))
+    history = await hub.store.history(rtype="Patient", rid="p1", limit=100)
+    assert [v.vid for v in history.versions] == list(range(21, 0, -1))
+    stored_dates = {orjson.loads(v.json)["birthDate"] for v in history.versions if v.vid > 1}
+    assert stored_dates == {f"19{10 + i}" for i in range(20)}  # every update kept, none overwritten
+    assert await live_count(hub, "Patient/p1") == 1
+    assert (await hub.store.current("Patient", "p1")).vid == 21
+
+
+async def test_concurrent_updates_with_the_same_if_match_let_exactly_one_win(hub: Hub) -> None:
+    await hub.writer.commit(Update("Patient", "p2", patient("p2")))
+    outcomes = await asyncio.gather(*(
+        hub.writer.commit(Update("Patient", "p2", patient("p2", active=True), if_match=1)) for _ in range(10)),
+        return_exceptions=True)
+    winners = [o for o in outcomes if not isinstance(o, BaseException)]
+    assert len(winners) == 1 and winners[0].version.vid == 2
+    assert all(isinstance(o, PreconditionFailed) for o in outcomes if isinstance(o, BaseException))
+    assert (await hub.store.current("Patient", "p2")).vid == 2
+
+
+async def test_concurrent_update_as_create_creates_once(hub: Hub) -> None:
+    results = await asyncio.gather(*(hub.writer.commit(Update("Patient", "new", patient("new"))) for _ in range(8)))
+    assert sum(r.created for r in results) == 1
+    assert sorted(r.version.vid for r in results) == list(range(1, 9))
+
+
+async def test_last_updated_increases_even_when_the_clock_goes_back(hub: Hub) -> None:
+    times = iter([5_000_000, 4_000_000, 3_000_000])
+    writer = Writer(hub.store, clock=lambda: next(times), new_id=lambda: "fixed", indexer=index_keys)
+    first = await writer.commit(Create("Patient", patient()))
+    second = await writer.commit(Update("Patient", "fixed", patient("fixed")))
+    third = await writer.commit(Delete("Patient", "fixed"))
+    assert first.version.rid == "fixed"
+    assert first.version.ts < second.version.ts < third.version.ts
+    assert orjson.loads(second.version.json)["meta"]["lastUpdated"] == "1970-01-01T00:00:05.000001+00:00"
+
+
+async def test_update_body_must_carry_the_url_id(hub: Hub) -> None:
+    with pytest.raises(BadRequest, match="must carry the id"):
+        await hub.writer.commit(Update("Patient", "p3", patient()))
+    with pytest.raises(BadRequest, match="'other'"):
+        await hub.writer.commit(Update("Patient", "p3", patient("other")))
+    with pytest.raises(HubError):
+        await hub.writer.commit(Update("Patient", "bad id!", patient("bad id!")))
+    assert await hub.store.current("Patient", "p3") is None
+
+
+async def test_reconcile_repairs_a_write_left_half_done(hub: Hub) -> None:
+    """Simulate a crash after the commit point: version stored, derived data not applied."""
+    ident = {"system": "urn:a", "value": "1"}
+    await hub.writer.commit(Update("Patient", "p4", patient("p4", identifier=[ident])))
+    crashed = StoredVersion("Patient", "p4", 2, 10**17, "PUT", deleted=False,
+                            json=orjson.dumps(patient("p4", identifier=[{"system": "urn:b", "value": "2"}])))
+    await hub.store.versions.insert_one(crashed.to_doc() | {"pending": True})
+    await hub.store.index.insert_one(entry_doc("Patient/p4", "Patient|identifier|v|stale"))
+    assert await live_count(hub, "Patient/p4") == 2
+    assert await hub.store.reconcile_pending() == 1
+    assert await live_count(hub, "Patient/p4") == 1
+    keys = {d["k"] async for d in hub.store.index.find({"r": "Patient/p4"})}
+    assert keys == set(index_keys("Patient", orjson.loads(crashed.json)))
+    assert await hub.store.versions.count_documents({"pending": True}) == 0
+    assert await hub.store.reconcile_pending() == 0
+
+
+async def test_writer_finishes_a_stale_pending_version_before_building_on_it(hub: Hub) -> None:
+    await hub.writer.commit(Update("Patient", "p5", patient("p5", identifier=[{"value": "old"}])))
+    stale = StoredVersion("Patient", "p5", 2, 1, "PUT", deleted=False,
+                          json=orjson.dumps(patient("p5", identifier=[{"value": "mid"}])))
+    await hub.store.versions.insert_one(stale.to_doc() | {"pending": True})
+    result = await hub.writer.commit(Update("Patient", "p5", patient("p5", identifier=[{"value": "new"}])))
+    assert result.version.vid == 3
+    assert await live_count(hub, "Patient/p5") == 1
+    keys = {d["k"] async for d in hub.store.index.find({"r": "Patient/p5"})}
+    assert keys == set(index_keys("Patient", patient(identifier=[{"value": "new"}])))
+
+
+async def test_sequential_fallback_writes_the_same_state(hub: Hub) -> None:
+    """Servers without client-level bulkWrite (MongoDB < 8.0) get the same operations one by one."""
+    hub.store.capabilities = dataclasses.replace(hub.store.capabilities, client_bulk_write=False)
+    ids = itertools.count()
+    writer = Writer(hub.store, clock=hub.writer.clock, new_id=lambda: f"s{next(ids)}", indexer=index_keys)
+    created = await writer.commit(Create("Patient", patient(identifier=[{"system": "urn:x", "value": "7"}])))
+    await writer.commit(Update("Patient", "s0", patient("s0", identifier=[{"system": "urn:x", "value": "8"}])))
+    old = token_query_key("Patient", "identifier", "urn:x", "7")
+    new = token_query_key("Patient", "identifier", "urn:x", "8")
+    assert await hub.store.keys_for([old]) == set()
+    assert await hub.store.keys_for([new]) == {"Patient/s0"}
+    await writer.commit(Delete("Patient", created.version.rid))
+    assert await hub.store.keys_for([new]) == set()
+    assert await live_count(hub, "Patient/s0") == 0
+    assert await hub.store.versions.count_documents({"pending": True}) == 0
