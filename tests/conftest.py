@@ -70,3 +70,37 @@ def fixture_path(*parts: str) -> Path:
 def read_fixture_json(*parts: str) -> bytes:
     """A fixture file's bytes with a leading UTF-8 byte-order mark removed (many HL7 examples carry one)."""
     return fixture_path(*parts).read_bytes().removeprefix(b"\xef\xbb\xbf")
+
+
+@pytest.fixture(scope="module")
+def module_client(mongodb_uri: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    """One app for a whole module, for hypothesis tests (which cannot use function-scoped fixtures)."""
+    module_settings = Settings(mongodb_uri=mongodb_uri, db_name=f"test_mod_{uuid.uuid4().hex[:10]}",
+                               data_dir=tmp_path_factory.mktemp("var"))
+    with TestClient(create_app(module_settings), raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def live_server(settings: Settings) -> Iterator[str]:
+    """The app under a real uvicorn on a free loopback port, for outside clients; yields the base URL."""
+    import threading
+    import time
+
+    import uvicorn
+
+    from fhir_hub.store.embedded import free_port
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning",
+                                           lifespan="on"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{port}"
+    server.should_exit = True
+    thread.join(timeout=15)

@@ -1,8 +1,8 @@
 """capabilities (FHIR R4 http.html#capabilities): ``GET /metadata``.
 
-The CapabilityStatement is generated from the routes the app has mounted (each carries an
-``x-fhir-interaction`` tag) and from the resource types the models know, so it can never claim an
-interaction the server lacks or miss one it has.
+The CapabilityStatement is generated from the operations the app has mounted (each carries an
+``x-fhir-interaction`` tag, read back from the app's OpenAPI document) and from the resource types the
+models know, so it can never claim an interaction the server lacks or miss one it has.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from functools import cache
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Response
-from fastapi.routing import APIRoute
 
 from fhir_hub import __version__
 from fhir_hub.api.context import Fhir
@@ -46,11 +45,9 @@ def capability_statement_json(app: FastAPI, base_url: str) -> bytes:
 
 
 def _tags(app: FastAPI) -> list[dict[str, Any]]:
-    tags = []
-    for route in app.routes:
-        if isinstance(route, APIRoute) and route.openapi_extra and INTERACTION_KEY in route.openapi_extra:
-            tags.append(route.openapi_extra[INTERACTION_KEY])
-    return tags
+    """The interaction tags of every mounted operation, read from the app's own OpenAPI document."""
+    return [op[INTERACTION_KEY] for path in app.openapi()["paths"].values() for op in path.values()
+            if isinstance(op, dict) and INTERACTION_KEY in op]
 
 
 @cache

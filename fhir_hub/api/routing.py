@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 from fastapi import Path
 
-from fhir_hub.errors import NotFound
+from fhir_hub.errors import MethodNotAllowed, NotFound
 from fhir_hub.fhir.ids import check_id
 from fhir_hub.fhir.registry import is_resource_type, resource_types
 
@@ -35,7 +35,13 @@ _FHIR_JSON_SCHEMA = {
 }
 
 
+# System-level paths that the type-level patterns also match for other methods (DELETE /metadata ...).
+_SYSTEM_PATHS = frozenset({"metadata", "_history", "_search"})
+
+
 def check_type(rtype: str) -> str:
+    if rtype in _SYSTEM_PATHS:
+        raise MethodNotAllowed(f"This method is not allowed on /{rtype}")
     if not is_resource_type(rtype):
         raise NotFound(f"Resource type {rtype[:80]!r} is not supported by this server", code="not-supported")
     return rtype

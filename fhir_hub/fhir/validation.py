@@ -79,9 +79,9 @@ def element_path(rtype: str, loc: tuple[Any, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             path += f"[{part}]"
-        elif isinstance(part, str) and _NAME.fullmatch(part):
-            name = part
-            if name.endswith("__ext"):
+        elif isinstance(part, str) and "[" not in part:  # "function-after[...]" and the like are pydantic's
+            name = part[:64]
+            if _NAME.fullmatch(name) and name.endswith("__ext"):
                 name = "_" + name[: -len("__ext")]
             path += "." + name
     return path

@@ -1,0 +1,195 @@
+"""Bad input: each case answered with an OperationOutcome, the right status, a message naming the element,
+and nothing stored."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+import pytest
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fhir_hub.config import Settings
+from fhir_hub.main import create_app
+
+FHIR = {"Content-Type": "application/fhir+json"}
+
+
+def assert_outcome(response: Any, status: int, code: str, *, mentions: str = "", expression: str | None = None
+                   ) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/fhir+json")
+    body = response.json()
+    assert body["resourceType"] == "OperationOutcome"
+    issue = body["issue"][0]
+    assert issue["severity"] == "error"
+    assert issue["code"] == code, issue
+    assert mentions in issue["diagnostics"], issue
+    if expression is not None:
+        assert expression in issue.get("expression", []), issue
+    return body
+
+
+def nothing_stored(client: TestClient) -> None:
+    history = client.get("/_history").json()
+    assert "entry" not in history, history
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code", "mentions", "expression"),
+    [
+        (b'{"resourceType": "Patient",', 400, "invalid", "not valid JSON", None),
+        (b"\xef\xbb\xbf" + b'{"resourceType":"Patient"}', 400, "invalid", "byte-order mark", None),
+        (b"", 400, "invalid", "empty", None),
+        (b"[1, 2]", 400, "invalid", "JSON object", None),
+        (b'{"name": []}', 400, "structure", "resourceType", "resourceType"),
+        (b'{"resourceType": "Observation", "status": "final", "code": {"text": "x"}}', 400, "structure",
+         "'Observation' but the URL is for 'Patient'", "resourceType"),
+        (b'{"resourceType": "Patient", "nickname": "Ut"}', 400, "structure", "unknown element", "Patient.nickname"),
+        (b'{"resourceType": "Patient", "$where": "1"}', 400, "structure", "unknown element", "Patient.$where"),
+        (b'{"resourceType": "Patient", "birthDate": "1990-13-45"}', 400, "value", "1990-13-45", "Patient.birthDate"),
+        (b'{"resourceType": "Patient", "active": "yes"}', 400, "value", "boolean", "Patient.active"),
+        (b'{"resourceType": "Patient", "multipleBirthInteger": "2"}', 400, "value", "integer",
+         "Patient.multipleBirthInteger"),
+        (b'{"resourceType": "Patient", "name": [{"given": "An"}]}', 400, "structure", "", "Patient.name[0].given"),
+        (b'{"resourceType": "Patient", "name": []}', 400, "structure", "empty arrays", "Patient.name"),
+        (b'{"resourceType": "Patient", "name": [{}]}', 400, "structure", "empty objects", "Patient.name[0]"),
+        (b'{"resourceType": "Patient", "gender": null}', 400, "structure", "null", "Patient.gender"),
+        (b'{"resourceType": "Patient", "contained": [{"resourceType": "Spaceship"}]}', 400, "structure",
+         "Spaceship", None),
+        (b'{"resourceType": "Patient", "contained": [{"resourceType": "Observation", "code": {"text": "x"}}]}',
+         422, "required", "required", "Patient.contained[0].status"),
+    ],
+    ids=["truncated", "bom", "empty", "array", "no-type", "wrong-type", "unknown-element", "dollar-key",
+         "bad-date", "bool-as-string", "int-as-string", "list-expected", "empty-array", "empty-object", "null",
+         "unknown-nested-type", "nested-missing-required"],
+)
+def test_bad_create_bodies(client: TestClient, body: bytes, status: int, code: str, mentions: str,
+                           expression: str | None) -> None:
+    assert_outcome(client.post("/Patient", content=body, headers=FHIR), status, code, mentions=mentions,
+                   expression=expression)
+    nothing_stored(client)
+
+
+def test_missing_required_element_is_422(client: TestClient) -> None:
+    body = {"resourceType": "Observation", "code": {"text": "Huyết áp"}}
+    assert_outcome(client.post("/Observation", json=body, headers=FHIR), 422, "required",
+                   mentions="Observation.status", expression="Observation.status")
+    nothing_stored(client)
+
+
+def test_update_id_rules(client: TestClient) -> None:
+    assert_outcome(client.put("/Patient/a1", json={"resourceType": "Patient", "id": "b2"}, headers=FHIR), 400,
+                   "invalid", mentions="'b2'", expression="Patient.id")
+    assert_outcome(client.put("/Patient/a1", json={"resourceType": "Patient"}, headers=FHIR), 400, "invalid",
+                   mentions="must carry the id", expression="Patient.id")
+    for bad in ("bad$id", "x" * 65, "with space", "ü"):
+        assert_outcome(client.put(f"/Patient/{bad}", json={"resourceType": "Patient", "id": bad}, headers=FHIR),
+                       400, "invalid", mentions="not a valid FHIR id", expression="id")
+        assert client.get(f"/Patient/{bad}").status_code == 400
+    nothing_stored(client)
+
+
+def test_unknown_resource_type_is_404(client: TestClient) -> None:
+    for method, url in (("GET", "/Spaceship"), ("POST", "/Spaceship"), ("GET", "/Spaceship/1"),
+                        ("DELETE", "/Spaceship/1"), ("GET", "/Parameters/1")):
+        assert_outcome(client.request(method, url, json={"resourceType": "Spaceship"}), 404, "not-supported",
+                       mentions="is not supported")
+
+
+def test_media_types(client: TestClient) -> None:
+    xml = b'<Patient xmlns="http://hl7.org/fhir"/>'
+    assert_outcome(client.post("/Patient", content=xml, headers={"Content-Type": "application/fhir+xml"}), 415,
+                   "not-supported", mentions="XML")
+    assert_outcome(client.post("/Patient", content=b"{}", headers={"Content-Type": "text/plain"}), 415,
+                   "not-supported")
+    latin = {"Content-Type": "application/fhir+json; charset=iso-8859-1"}
+    assert_outcome(client.post("/Patient", content=b'{"resourceType":"Patient"}', headers=latin), 415,
+                   "not-supported", mentions="charset")
+    assert_outcome(client.get("/metadata", headers={"Accept": "application/xml"}), 406, "not-supported")
+    nothing_stored(client)
+
+
+def test_methods_not_allowed(client: TestClient) -> None:
+    for method, url in (("POST", "/Patient/1"), ("DELETE", "/metadata"), ("PATCH", "/Patient/1"),
+                        ("PUT", "/Patient/1/_history/1")):
+        assert_outcome(client.request(method, url), 405, "not-supported", mentions="not allowed")
+    assert_outcome(client.get("/no/such/endpoint/here"), 404, "not-found")
+
+
+def test_count_and_parameter_limits(client: TestClient) -> None:
+    assert_outcome(client.get("/Patient", params={"_count": "1001"}), 400, "invalid", mentions="maximum",
+                   expression="_count")
+    assert_outcome(client.get("/Patient", params={"_count": "-1"}), 400, "invalid", expression="_count")
+    assert_outcome(client.get("/Patient", params={"_count": "lots"}), 400, "invalid", expression="_count")
+    assert_outcome(client.get("/Patient", params={"_page": "bm90LWEtcGFnZQ"}), 400, "invalid", expression="_page")
+
+
+def test_operator_lookalikes_are_plain_values(client: TestClient) -> None:
+    client.post("/Patient", json={"resourceType": "Patient", "identifier": [{"value": "1"}]}, headers=FHIR)
+    for value in ('{"$gt": ""}', "$where", "a.b", "$ne|1"):
+        found = client.get("/Patient", params={"identifier": value}).json()
+        assert found["total"] == 0
+    found = client.get("/Patient", params={"_id": '{"$ne": null}'}).json()
+    assert found["total"] == 0
+    lenient = client.get("/Patient", params={"identifier[$ne]": "x"}).json()
+    assert lenient["total"] == 1  # an unknown parameter is ignored, never interpreted
+
+
+@pytest.fixture
+def small_limit_client(settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings.with_(max_body_bytes=200)), raise_server_exceptions=False) as client:
+        yield client
+
+
+def test_body_size_limit(small_limit_client: TestClient) -> None:
+    big = orjson.dumps({"resourceType": "Patient", "name": [{"text": "x" * 300}]})
+    assert_outcome(small_limit_client.post("/Patient", content=big, headers=FHIR), 413, "too-long",
+                   mentions="200 bytes")
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the limit must hold while streaming
+        yield big[:150]
+        yield big[150:]
+
+    assert_outcome(small_limit_client.post("/Patient", content=chunks(), headers=FHIR), 413, "too-long")
+    ok = small_limit_client.post("/Patient", content=b'{"resourceType":"Patient"}', headers=FHIR)
+    assert ok.status_code == 201
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=12),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=10), children, max_size=4),
+    max_leaves=12,
+)
+patient_like = st.fixed_dictionaries({"resourceType": st.just("Patient")}, optional={
+    "active": json_values, "birthDate": json_values, "gender": json_values, "name": json_values,
+    "identifier": json_values, "telecom": json_values, "extension": json_values, "contained": json_values,
+    "x": json_values,
+})
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.one_of(patient_like, json_values))
+def test_any_json_body_gets_a_fhir_answer(module_client: TestClient, body: Any) -> None:
+    before = module_client.get("/Patient/_history", params={"_count": 0}).json().get("entry")
+    response = module_client.post("/Patient", content=orjson.dumps(body), headers=FHIR)
+    assert response.status_code in (201, 400, 422), response.text
+    answer = response.json()
+    if response.status_code == 201:
+        assert answer["resourceType"] == "Patient"
+    else:
+        assert answer["resourceType"] == "OperationOutcome"
+        assert answer["issue"][0]["diagnostics"]
+        assert module_client.get("/Patient/_history", params={"_count": 0}).json().get("entry") == before
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(raw=st.binary(max_size=200))
+def test_any_bytes_get_a_fhir_answer(module_client: TestClient, raw: bytes) -> None:
+    response = module_client.post("/Patient", content=raw, headers=FHIR)
+    assert response.status_code in (201, 400, 422)
+    assert response.headers["content-type"].startswith("application/fhir+json")

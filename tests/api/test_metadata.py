@@ -1,0 +1,57 @@
+"""The CapabilityStatement is generated from what is mounted, and every claim in it works."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+from fhir.resources.R4B.capabilitystatement import CapabilityStatement
+
+from fhir_hub.fhir.registry import resource_types
+
+FHIR = {"Content-Type": "application/fhir+json"}
+
+
+def test_capability_statement_is_valid_r4(client: TestClient) -> None:
+    response = client.get("/metadata")
+    assert response.status_code == 200
+    body = response.json()
+    CapabilityStatement.model_validate(body)
+    assert body["fhirVersion"] == "4.0.1"
+    assert "application/fhir+json" in body["format"]
+    rest = body["rest"][0]
+    assert [r["type"] for r in rest["resource"]] == list(resource_types())
+    assert {i["code"] for i in rest["interaction"]} == {"history-system"}
+
+
+def test_every_claimed_interaction_works(client: TestClient) -> None:
+    rest = client.get("/metadata").json()["rest"][0]
+    patient = next(r for r in rest["resource"] if r["type"] == "Patient")
+    claimed = {i["code"] for i in patient["interaction"]}
+    assert claimed == {"read", "vread", "update", "delete", "history-instance", "history-type", "create",
+                       "search-type"}
+    assert patient["conditionalCreate"] is True and patient["conditionalUpdate"] is True
+    assert patient["conditionalDelete"] == "single" and patient["updateCreate"] is True
+    assert patient["versioning"] == "versioned-update" and patient["readHistory"] is True
+    assert {p["name"] for p in patient["searchParam"]} == {"_id", "identifier"}
+    no_identifier = next(r for r in rest["resource"] if r["type"] == "Binary")
+    assert {p["name"] for p in no_identifier["searchParam"]} == {"_id"}
+
+    ident = "identifier=urn:cap|1"
+    checks = {
+        "create": lambda: client.post("/Patient", json={"resourceType": "Patient"}, headers={
+            **FHIR, "If-None-Exist": ident}),
+        "update": lambda: client.put("/Patient/cap", json={"resourceType": "Patient", "id": "cap",
+                                                           "identifier": [{"system": "urn:cap", "value": "1"}]},
+                                     headers=FHIR),
+        "read": lambda: client.get("/Patient/cap"),
+        "vread": lambda: client.get("/Patient/cap/_history/1"),
+        "history-instance": lambda: client.get("/Patient/cap/_history"),
+        "history-type": lambda: client.get("/Patient/_history"),
+        "search-type": lambda: client.get(f"/Patient?{ident}"),
+        "delete": lambda: client.delete("/Patient/cap"),
+    }
+    order = ["create", "update", "read", "vread", "history-instance", "history-type", "search-type", "delete"]
+    assert set(order) == claimed
+    for code in order:
+        response = checks[code]()
+        assert response.status_code in (200, 201, 204), (code, response.text)
+    assert client.get("/_history").status_code == 200
