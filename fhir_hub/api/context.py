@@ -63,7 +63,8 @@ def hub_of(request: Request) -> Hub:
     return hub
 
 
-def fhir_context(request: Request) -> FhirContext:
+async def fhir_context(request: Request) -> FhirContext:
+    """Async on purpose: FastAPI runs a plain ``def`` dependency in a worker thread, a hop per request."""
     hub = hub_of(request)
     params = request.query_params
     media_type = response_media_type(request.headers.get("accept"), params.get("_format"))

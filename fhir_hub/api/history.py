@@ -19,6 +19,7 @@ from fhir_hub.api.routing import IdPath, ResourceTypePath, check_instance, check
 from fhir_hub.errors import BadRequest
 from fhir_hub.fhir.instant import parse_instant_lower_bound
 from fhir_hub.search.query import parse_count
+from fhir_hub.store.mongo import HistoryPosition
 from fhir_hub.store.records import StoredVersion
 
 router = APIRouter()
@@ -66,20 +67,19 @@ async def _history(ctx: FhirContext, rtype: str | None, rid: str | None) -> Resp
     kept = [(k, v) for k, v in params.multi_items() if k in ("_count", "_since")]
     links = [("self", _link(ctx, path, params.multi_items()))]
     if page.more and page.versions:
-        position = ctx.hub.store.history_position(page.versions[-1])
-        links.append(("next", _link(ctx, path, [*kept, ("_page", encode_page(list(position)))])))
+        links.append(("next", _link(ctx, path, [*kept, ("_page", encode_page(list(page.versions[-1].position)))])))
     entries = [_entry(ctx, v) for v in page.versions]
     return fhir_response(ctx, bundle("history", entries=entries, links=links))
 
 
-def _page_position(token: str | None) -> tuple[int, str] | None:
+def _page_position(token: str | None) -> HistoryPosition | None:
     if token is None:
         return None
     position = decode_page(token)
-    if (not isinstance(position, list) or len(position) != 2 or not isinstance(position[0], int)
-            or not isinstance(position[1], str)):
+    if (not isinstance(position, list) or len(position) != 3 or not isinstance(position[0], int)
+            or not isinstance(position[1], str) or not isinstance(position[2], int)):
         raise BadRequest("_page: not a page token issued by this server", expression=["_page"])
-    return position[0], position[1]
+    return position[0], position[1], position[2]
 
 
 def _link(ctx: FhirContext, path: str, params: list[tuple[str, str]]) -> str:

@@ -10,7 +10,7 @@ import re
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from email.utils import format_datetime, parsedate_to_datetime
+from email.utils import formatdate, parsedate_to_datetime
 
 Clock = Callable[[], int]
 
@@ -36,7 +36,7 @@ def to_instant(micros: int) -> str:
 
 
 def to_http_date(micros: int) -> str:
-    return format_datetime(to_datetime(micros).replace(microsecond=0), usegmt=True)
+    return formatdate(micros // 1_000_000, usegmt=True)
 
 
 def from_http_date(text: str) -> int | None:

@@ -6,7 +6,7 @@ from urllib.parse import parse_qsl
 
 from fhir_hub.errors import BadRequest
 from fhir_hub.fhir.ids import is_valid_id
-from fhir_hub.search.keys import token_query_key
+from fhir_hub.search.keys import token_match
 from fhir_hub.search.query import Criterion, SearchQuery, parse_search, split_token, unescape
 from fhir_hub.store.mongo import MongoStore
 from fhir_hub.store.records import StoredVersion, resource_key
@@ -28,8 +28,8 @@ async def _criterion_keys(store: MongoStore, rtype: str, criterion: Criterion) -
         ids = (unescape(v) for v in criterion.any_of)
         return {resource_key(rtype, rid) for rid in ids if is_valid_id(rid)}
     if criterion.name == "identifier":
-        search_keys = [token_query_key(rtype, "identifier", *split_token(v)) for v in criterion.any_of if v]
-        return await store.keys_for(search_keys)
+        matches = [token_match(rtype, "identifier", *split_token(v)) for v in criterion.any_of if v]
+        return await store.resources_matching(matches)
     raise AssertionError(f"unhandled criterion {criterion.name}")  # parse_search only admits CRITERIA
 
 

@@ -9,19 +9,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from fhir_hub.search.keys import token_index_keys
+from fhir_hub.search.keys import token_entry
+from fhir_hub.store.records import SearchEntry
 
 
-def index_keys(rtype: str, resource: dict[str, Any]) -> frozenset[str]:
-    keys: set[str] = set()
+def index_keys(rtype: str, resource: dict[str, Any]) -> frozenset[SearchEntry]:
+    keys: set[SearchEntry] = set()
     identifiers = resource.get("identifier")
     if isinstance(identifiers, dict):  # a few types have identifier 0..1
         identifiers = [identifiers]
     if isinstance(identifiers, list):
         for ident in identifiers:
-            if isinstance(ident, dict):
-                system, value = ident.get("system"), ident.get("value")
-                keys.update(token_index_keys(rtype, "identifier", _str(system), _str(value)))
+            value = _str(ident.get("value")) if isinstance(ident, dict) else None
+            if value is not None:
+                keys.add(token_entry(rtype, "identifier", _str(ident.get("system")), value))
     return frozenset(keys)
 
 

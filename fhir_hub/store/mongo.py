@@ -1,22 +1,24 @@
 """The resource store on MongoDB (or any server that speaks its wire protocol, such as nx-27017).
 
-Writes follow one rule that keeps them correct without a multi-document transaction: the insert of the
-new version document is the commit point. Its ``_id`` (``Type/id/vid``) is unique, so a concurrent writer
-that computed the same version number fails on that first operation and nothing of its change is applied.
-Everything after it (clearing the previous version's ``live`` flag, search-index entries) is derived data,
-applied idempotently in the same ordered request and marked done by clearing ``pending``. If that tail
-fails, or the process dies, ``reconcile`` recomputes the derived data from the stored JSON; start-up runs
-it for every version still ``pending``.
+Reads: the current version by primary key; older versions from ``resource_history``; search entries by
+one indexed key. Writes: the steps of ``plan.plan_write``, sent as one ordered client-level bulkWrite
+where the server has it (MongoDB 8.0+, nx-27017), one request per step otherwise.
 
-Why not a transaction per write: nx-27017's transactions are not isolated (measured: an uncommitted write
-is visible to other connections, and an abort rolls back other sessions' writes too), and on MongoDB a
-transaction adds a round trip to every create. Multi-resource atomicity (transaction Bundles) is a
-separate concern of the Bundle processor.
+Whether a write took effect is decided by reading its commit point back (the current document carries
+the writer's token), never by interpreting an error code: nx-27017 sometimes reports a lost race as code
+8 instead of a duplicate key. Derived data (search entries) that did not get applied, because a request
+failed or the process died, is recomputed from the stored JSON by ``reconcile``; start-up runs it for every
+current document still marked ``pending``.
+
+Why not a multi-document transaction per write: nx-27017's transactions are not isolated (measured: an
+uncommitted write is visible to other connections, and an abort rolls back other sessions' writes too),
+and on MongoDB a transaction adds a round trip to every write. Multi-resource atomicity (transaction
+Bundles) is a separate concern of the Bundle processor.
 """
 
 from __future__ import annotations
 
-import hashlib
+import heapq
 import logging
 import secrets
 from collections.abc import Callable, Iterable
@@ -24,21 +26,26 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from pymongo import AsyncMongoClient, DeleteMany, InsertOne, ReplaceOne, UpdateOne
+from pymongo import AsyncMongoClient, DeleteMany, InsertOne, UpdateOne
 from pymongo.errors import ClientBulkWriteException, PyMongoError
 
+from fhir_hub.store.plan import Step, entry_doc, entry_id, match_filter, plan_write, set_document
 from fhir_hub.store.records import (
+    EntryMatch,
+    SearchEntry,
     StoredVersion,
     VersionChange,
     VersionTaken,
     resource_key,
     version_doc_id,
 )
-from fhir_hub.store.schema import SEARCH_INDEX, VERSIONS
+from fhir_hub.store.schema import HISTORY, RESOURCES, SEARCH_INDEX
 
 log = logging.getLogger(__name__)
 
-Indexer = Callable[[str, dict[str, Any]], frozenset[str]]
+Indexer = Callable[[str, dict[str, Any]], frozenset[SearchEntry]]
+HistoryPosition = tuple[int, str, int]
+_HISTORY_ORDER = [("ts", -1), ("key", -1), ("vid", -1)]
 
 
 @dataclass(frozen=True)
@@ -63,212 +70,184 @@ async def detect_capabilities(client: AsyncMongoClient) -> StoreCapabilities:
 
 
 @dataclass(frozen=True, slots=True)
-class _Op:
-    """One step of a write: insert, update (one), delete (many) or upsert (replace), on one collection."""
-
-    kind: str
-    collection: str
-    first: dict[str, Any]  # the document to insert, or the filter
-    second: dict[str, Any] | None = None  # the update or the replacement
-
-
-@dataclass(frozen=True, slots=True)
 class HistoryPage:
     versions: list[StoredVersion]
     more: bool
 
 
-def entry_id(key: str, search_key: str) -> str:
-    return hashlib.sha1(f"{key}\x00{search_key}".encode(), usedforsecurity=False).hexdigest()
-
-
-def entry_doc(key: str, search_key: str) -> dict[str, str]:
-    """A search entry, ``_id`` included: nx-27017 ignores the filter's ``_id`` when a replace upserts."""
-    return {"_id": entry_id(key, search_key), "r": key, "k": search_key}
+def _history_filter(rtype: str | None, since: int | None, before: HistoryPosition | None) -> dict[str, Any]:
+    query: dict[str, Any] = {}
+    if rtype is not None:
+        query["type"] = rtype
+    if since is not None:
+        query["ts"] = {"$gte": since}
+    if before is not None:
+        ts, key, vid = before
+        query["$or"] = [{"ts": {"$lt": ts}}, {"ts": ts, "key": {"$lt": key}},
+                        {"ts": ts, "key": key, "vid": {"$lt": vid}}]
+    return query
 
 
 class MongoStore:
-    def __init__(
-        self,
-        client: AsyncMongoClient,
-        db_name: str,
-        capabilities: StoreCapabilities,
-        indexer: Indexer,
-    ) -> None:
+    def __init__(self, client: AsyncMongoClient, db_name: str, capabilities: StoreCapabilities,
+                 indexer: Indexer) -> None:
         self.client = client
         self.db = client[db_name]
         self.capabilities = capabilities
-        self.versions = self.db[VERSIONS]
+        self.current_docs = self.db[RESOURCES]
+        self.history_docs = self.db[HISTORY]
         self.index = self.db[SEARCH_INDEX]
         self._indexer = indexer
 
     # ----------------------------------------------------------------- reads
     async def current(self, rtype: str, rid: str) -> StoredVersion | None:
-        """The newest version (possibly a deletion); independent of the derived ``live`` flags."""
-        doc = await self.versions.find_one({"key": resource_key(rtype, rid)}, sort=[("vid", -1)])
+        """The current version (possibly a deletion), or None for a resource never stored."""
+        doc = await self.current_docs.find_one({"_id": resource_key(rtype, rid)})
         return StoredVersion.from_doc(doc) if doc else None
 
     async def version(self, rtype: str, rid: str, vid: int) -> StoredVersion | None:
-        doc = await self.versions.find_one({"_id": version_doc_id(rtype, rid, vid)})
+        current = await self.current(rtype, rid)
+        if current is None or current.vid < vid:
+            return None
+        if current.vid == vid:
+            return current
+        doc = await self.history_docs.find_one({"_id": version_doc_id(rtype, rid, vid)})
         return StoredVersion.from_doc(doc) if doc else None
 
     async def live_versions(self, keys: Iterable[str]) -> list[StoredVersion]:
-        """Current, non-deleted versions of the given resources (one each, even mid-write)."""
+        """Current, non-deleted versions of the given resources, in key order."""
         wanted = sorted(set(keys))
         if not wanted:
             return []
-        newest: dict[str, StoredVersion] = {}
-        async for doc in self.versions.find({"key": {"$in": wanted}, "live": {"$exists": True}}):
-            v = StoredVersion.from_doc(doc)
-            if v.key not in newest or v.vid > newest[v.key].vid:
-                newest[v.key] = v
-        return [newest[k] for k in wanted if k in newest]
+        cursor = self.current_docs.find({"_id": {"$in": wanted}, "live": {"$exists": True}})
+        return sorted([StoredVersion.from_doc(doc) async for doc in cursor], key=lambda v: v.key)
 
-    async def keys_for(self, search_keys: Iterable[str]) -> set[str]:
-        """Resources having at least one of the search keys."""
-        wanted = sorted(set(search_keys))
-        if not wanted:
-            return set()
-        return {doc["r"] async for doc in self.index.find({"k": {"$in": wanted}}, {"r": 1})}
+    async def resources_matching(self, matches: Iterable[EntryMatch]) -> set[str]:
+        """Resources with an entry answering at least one of the matches (one indexed query per match)."""
+        found: set[str] = set()
+        for match in sorted(set(matches), key=repr):
+            found.update([doc["r"] async for doc in self.index.find(match_filter(match), {"r": 1})])
+        return found
 
     async def live_page(self, rtype: str, after_key: str | None, limit: int) -> list[StoredVersion]:
         """Current resources of one type in key order, starting after ``after_key``."""
         query: dict[str, Any] = {"live": rtype}
         if after_key is not None:
-            query["key"] = {"$gt": after_key}
-        cursor = self.versions.find(query).sort("key", 1).limit(limit)
+            query["_id"] = {"$gt": after_key}
+        cursor = self.current_docs.find(query).sort("_id", 1).limit(limit)
         return [StoredVersion.from_doc(doc) async for doc in cursor]
 
     async def count_live(self, rtype: str) -> int:
-        return await self.versions.count_documents({"live": rtype})
+        return await self.current_docs.count_documents({"live": rtype})
 
-    async def history(
-        self,
-        *,
-        rtype: str | None = None,
-        rid: str | None = None,
-        since: int | None = None,
-        before: tuple[int, str] | None = None,
-        limit: int,
-    ) -> HistoryPage:
-        """Versions newest first; ``before`` is the (ts, doc id) of the last entry of the previous page."""
-        query: dict[str, Any] = {}
+    async def history(self, *, rtype: str | None = None, rid: str | None = None, since: int | None = None,
+                      before: HistoryPosition | None = None, limit: int) -> HistoryPage:
+        """Versions newest first; ``before`` is the position of the last entry of the previous page."""
         if rid is not None and rtype is not None:
-            query["key"] = resource_key(rtype, rid)
-        elif rtype is not None:
-            query["type"] = rtype
-        if since is not None:
-            query["ts"] = {"$gte": since}
-        if before is not None:
-            ts, doc_id = before
-            query["$or"] = [{"ts": {"$lt": ts}}, {"ts": ts, "_id": {"$lt": doc_id}}]
-        cursor = self.versions.find(query).sort([("ts", -1), ("_id", -1)]).limit(limit + 1)
-        docs = [StoredVersion.from_doc(doc) async for doc in cursor]
-        return HistoryPage(docs[:limit], more=len(docs) > limit)
+            candidates = await self._instance_history(rtype, rid, since, before, limit)
+        else:
+            query = _history_filter(rtype, since, before)
+            current = self.current_docs.find(query).sort(_HISTORY_ORDER).limit(limit + 1)
+            older = self.history_docs.find(query).sort(_HISTORY_ORDER).limit(limit + 1)
+            candidates = [StoredVersion.from_doc(d) async for d in current]
+            candidates += [StoredVersion.from_doc(d) async for d in older]
+        unique = {(v.key, v.vid): v for v in candidates}  # a history copy may exist of the current version
+        ordered = heapq.nlargest(limit + 1, unique.values(), key=lambda v: v.position)
+        return HistoryPage(ordered[:limit], more=len(ordered) > limit)
 
-    @staticmethod
-    def history_position(version: StoredVersion) -> tuple[int, str]:
-        return version.ts, version_doc_id(version.rtype, version.rid, version.vid)
+    async def _instance_history(self, rtype: str, rid: str, since: int | None, before: HistoryPosition | None,
+                                limit: int) -> list[StoredVersion]:
+        current = await self.current(rtype, rid)
+        if current is None:
+            return []
+        query = _history_filter(None, since, before) | {"key": current.key}
+        cursor = self.history_docs.find(query).sort(_HISTORY_ORDER).limit(limit + 1)
+        found = [StoredVersion.from_doc(d) async for d in cursor]
+        in_range = (since is None or current.ts >= since) and (before is None or current.position < before)
+        return [current, *found] if in_range else found
 
     # ---------------------------------------------------------------- writes
     async def write(self, change: VersionChange) -> None:
-        """Apply one new version. Raises VersionTaken when the version number is already used."""
+        """Store one new version. Raises VersionTaken when another writer stored this version first."""
         v = change.version
-        ops = self._operations(change)
+        token = secrets.token_hex(8)
+        plan = plan_write(change, token)
         try:
-            if self.capabilities.client_bulk_write:
-                await self.client.bulk_write(self._bulk_models(ops), ordered=True)
-            else:
-                await self._write_sequentially(ops)
+            matched = await self._send(plan.commit)
+            if plan.condition is not None and not matched.get(plan.condition):
+                raise VersionTaken(v.key)  # the document was no longer the version this writer read
+        except (ClientBulkWriteException, PyMongoError) as failure:
+            await self._settle_failed_commit(change, token, failure)
             return
-        except (ClientBulkWriteException, PyMongoError) as exc:
-            failure = exc
-        # Which error a lost race produces is server-specific (nx-27017 sometimes reports a duplicate _id
-        # as code 8), so the outcome is decided by reading the commit point back, not by the error code.
-        if not await self._committed(ops[0].first):
-            raise failure
-        log.warning("derived data of %s/_history/%s not applied (%s); reconciling", v.key, v.vid, failure)
-        await self.reconcile(v.rtype, v.rid)
+        if plan.derived:
+            try:
+                await self._send(plan.derived)
+            except PyMongoError as failure:
+                log.warning("search entries of %s/_history/%s not applied (%s); reconciling", v.key, v.vid, failure)
+                await self.reconcile(v.rtype, v.rid)
 
-    async def _committed(self, doc: dict[str, Any]) -> bool:
-        """True if our version document is stored; VersionTaken if another writer's is."""
-        stored = await self.versions.find_one({"_id": doc["_id"]}, {"w": 1})
-        if stored is None:
-            return False
-        if stored.get("w") != doc["w"]:
-            raise VersionTaken(doc["key"])
-        return True
-
-    def _operations(self, change: VersionChange) -> list[_Op]:
-        """The change as an ordered list: the version insert (the commit point) first, ``pending`` cleared last."""
+    async def _settle_failed_commit(self, change: VersionChange, token: str, failure: Exception) -> None:
         v = change.version
-        doc = v.to_doc() | {"pending": True, "w": secrets.token_hex(8)}
-        ops = [_Op("insert", VERSIONS, doc)]
-        if change.previous_vid is not None:
-            previous = version_doc_id(v.rtype, v.rid, change.previous_vid)
-            ops.append(_Op("update", VERSIONS, {"_id": previous}, {"$unset": {"live": ""}}))
-        if change.index_remove:
-            ids = sorted(entry_id(v.key, k) for k in change.index_remove)
-            ops.append(_Op("delete", SEARCH_INDEX, {"_id": {"$in": ids}}))
-        for k in sorted(change.index_add):
-            entry = entry_doc(v.key, k)
-            ops.append(_Op("upsert", SEARCH_INDEX, {"_id": entry["_id"]}, entry))
-        ops.append(_Op("update", VERSIONS, {"_id": doc["_id"]}, {"$unset": {"pending": ""}}))
-        return ops
+        stored = await self.current_docs.find_one({"_id": v.key}, {"w": 1, "vid": 1})
+        if stored is not None and stored.get("w") == token:
+            log.warning("%s/_history/%s stored, its search entries not (%s); reconciling", v.key, v.vid, failure)
+            await self.reconcile(v.rtype, v.rid)
+            return
+        if change.fresh:  # entries written ahead of the commit point must not outlive it
+            await self.reconcile(v.rtype, v.rid)
+        if stored is not None and stored.get("vid", 0) >= v.vid:
+            raise VersionTaken(v.key) from None
+        raise failure
 
-    def _bulk_models(self, ops: list[_Op]) -> list[Any]:
+    async def _send(self, steps: list[Step]) -> dict[int, int]:
+        """Run steps in order; returns, per update step, how many documents it matched."""
+        if self.capabilities.client_bulk_write and len(steps) > 1:
+            result = await self.client.bulk_write(self._bulk_models(steps), ordered=True, verbose_results=True)
+            return {i: r.matched_count for i, r in result.update_results.items()}
+        matched: dict[int, int] = {}
+        for i, step in enumerate(steps):
+            coll = self.db[step.collection]
+            if step.kind == "insert":
+                await coll.insert_one(step.first)
+            elif step.kind == "delete":
+                await coll.delete_many(step.first)
+            else:
+                matched[i] = (await coll.update_one(step.first, step.second or {}, upsert=step.upsert)).matched_count
+        return matched
+
+    def _bulk_models(self, steps: list[Step]) -> list[Any]:
         models: list[Any] = []
-        for op in ops:
-            ns = f"{self.db.name}.{op.collection}"
-            if op.kind == "insert":
-                models.append(InsertOne(namespace=ns, document=op.first))
-            elif op.kind == "update":
-                models.append(UpdateOne(namespace=ns, filter=op.first, update=op.second))
-            elif op.kind == "delete":
-                models.append(DeleteMany(namespace=ns, filter=op.first))
+        for step in steps:
+            ns = f"{self.db.name}.{step.collection}"
+            if step.kind == "insert":
+                models.append(InsertOne(namespace=ns, document=step.first))
+            elif step.kind == "delete":
+                models.append(DeleteMany(namespace=ns, filter=step.first))
             else:
-                models.append(ReplaceOne(namespace=ns, filter=op.first, replacement=op.second, upsert=True))
+                models.append(UpdateOne(namespace=ns, filter=step.first, update=step.second or {}, upsert=step.upsert))
         return models
-
-    async def _write_sequentially(self, ops: list[_Op]) -> None:
-        """Fallback for servers without the client-level bulkWrite command (MongoDB before 8.0)."""
-        for op in ops:
-            coll = self.db[op.collection]
-            if op.kind == "insert":
-                await coll.insert_one(op.first)
-            elif op.kind == "update":
-                await coll.update_one(op.first, op.second)
-            elif op.kind == "delete":
-                await coll.delete_many(op.first)
-            else:
-                await coll.replace_one(op.first, op.second, upsert=True)
 
     # ----------------------------------------------------------- repair
     async def reconcile(self, rtype: str, rid: str) -> None:
-        """Recompute one resource's derived data from its newest stored version; idempotent."""
-        latest = await self.current(rtype, rid)
-        if latest is None:
-            return
-        key = latest.key
-        await self.versions.update_many(
-            {"key": key, "vid": {"$lt": latest.vid}, "live": {"$exists": True}}, {"$unset": {"live": ""}}
-        )
-        wanted: frozenset[str] = frozenset()
-        if not latest.deleted and latest.json is not None:
-            wanted = self._indexer(rtype, orjson.loads(latest.json))
-        wanted_ids = {entry_id(key, k): k for k in wanted}
+        """Recompute one resource's search entries from its current stored version; idempotent."""
+        current = await self.current(rtype, rid)
+        key = resource_key(rtype, rid)
+        wanted: frozenset[SearchEntry] = frozenset()
+        if current is not None and not current.deleted and current.json is not None:
+            wanted = self._indexer(rtype, orjson.loads(current.json))
+        wanted_ids = {entry_id(key, e): e for e in wanted}
         have = {doc["_id"] async for doc in self.index.find({"r": key}, {"_id": 1})}
         stale = sorted(have - wanted_ids.keys())
         if stale:
             await self.index.delete_many({"_id": {"$in": stale}})
         for eid in sorted(wanted_ids.keys() - have):
-            await self.index.replace_one({"_id": eid}, entry_doc(key, wanted_ids[eid]), upsert=True)
-        await self.versions.update_many({"key": key, "pending": True}, {"$unset": {"pending": ""}})
+            await self.index.update_one({"_id": eid}, set_document(entry_doc(key, wanted_ids[eid])), upsert=True)
+        if current is not None and current.pending:
+            await self.current_docs.update_one({"_id": key, "vid": current.vid}, {"$unset": {"pending": ""}})
 
     async def reconcile_pending(self) -> int:
         """Finish every write left half-applied (by a crash); returns how many resources were repaired."""
-        keys = {(doc["type"], doc["rid"]) async for doc in self.versions.find({"pending": True}, {"type": 1, "rid": 1})}
+        keys = {(d["type"], d["rid"]) async for d in self.current_docs.find({"pending": True}, {"type": 1, "rid": 1})}
         for rtype, rid in sorted(keys):
             await self.reconcile(rtype, rid)
         return len(keys)
-

@@ -56,22 +56,45 @@ class StoredVersion:
             pending=bool(doc.get("pending")),
         )
 
-    def to_doc(self) -> dict[str, Any]:
-        doc: dict[str, Any] = {
-            "_id": version_doc_id(self.rtype, self.rid, self.vid),
-            "key": self.key,
-            "type": self.rtype,
-            "rid": self.rid,
-            "vid": self.vid,
-            "ts": self.ts,
-            "method": self.method,
-            "deleted": self.deleted,
-        }
+    def _fields(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"key": self.key, "type": self.rtype, "rid": self.rid, "vid": self.vid, "ts": self.ts,
+                               "method": self.method, "deleted": self.deleted}
         if self.json is not None:
             doc["json"] = self.json
+        return doc
+
+    def current_doc(self) -> dict[str, Any]:
+        """The document in ``resources`` while this is the current version."""
+        doc = {"_id": self.key, **self._fields()}
         if not self.deleted:
             doc["live"] = self.rtype
         return doc
+
+    def history_doc(self) -> dict[str, Any]:
+        """The document in ``resource_history`` once a newer version supersedes this one."""
+        return {"_id": version_doc_id(self.rtype, self.rid, self.vid), **self._fields()}
+
+    @property
+    def position(self) -> tuple[int, str, int]:
+        """Where this version sits in history order (newest first): lastUpdated, then key, then version."""
+        return self.ts, self.key, self.vid
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class SearchEntry:
+    """One search-index entry of a resource: a key, and for tokens the system of the value."""
+
+    key: str
+    system: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EntryMatch:
+    """What a query asks of the search index: an exact key (or a key prefix), optionally in one system."""
+
+    key: str
+    system: str | None = None  # None: any system
+    prefix: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,9 +102,10 @@ class VersionChange:
     """Everything one new version changes in the store, computed before any write is sent."""
 
     version: StoredVersion
-    previous_vid: int | None  # the version that stops being current, if any
-    index_add: frozenset[str] = field(default_factory=frozenset)
-    index_remove: frozenset[str] = field(default_factory=frozenset)
+    previous: StoredVersion | None  # the version this one supersedes (moved to history), if any
+    index_add: frozenset[SearchEntry] = field(default_factory=frozenset)
+    index_remove: frozenset[SearchEntry] = field(default_factory=frozenset)
+    fresh: bool = False  # a server-assigned id no writer has used: nothing can race for it
 
 
 class VersionTaken(Exception):

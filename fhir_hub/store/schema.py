@@ -1,19 +1,23 @@
 """The documents the hub keeps in MongoDB, declared once with mongoengine.
 
-Two collections hold all FHIR data:
+Three collections hold all FHIR data:
 
-``resource_versions``: one document per version of every resource, never updated except for two derived
-flags. ``_id`` is ``Type/id/versionId``, so the unique primary key is what guarantees that two concurrent
-writers can never both create version *n* of one resource. ``json`` is the serialised resource exactly as
-served: reads return it without parsing. ``live`` (the type name) marks the current, non-deleted version
-and ``pending`` marks a version whose derived data (``live`` flags, search entries) is still being applied.
+``resources``: the current version of every resource, ``_id`` = ``Type/id``. A read is one lookup by
+primary key, the cheapest query any MongoDB-compatible server answers. ``json`` is the serialised resource
+exactly as served: reads return it without parsing. ``live`` (the type name) is present when the current
+version is not a deletion; ``pending`` marks a version whose search entries are still being applied; ``w``
+is the token of the write that stored it.
 
-``search_index``: one small document per (resource, search key), a single scalar string ``k`` under a
+``resource_history``: every superseded version, ``_id`` = ``Type/id/versionId``, written (idempotently)
+before the current document is replaced. The replacement is conditional on the version it supersedes, so
+two concurrent writers can never both store version *n*, and no version is ever lost.
+
+``search_index``: one small document per (resource, search entry), a single scalar string ``k`` under a
 single-field index: the shape that is both fast and answered correctly by MongoDB and by nx-27017 (which
 silently mis-answers queries on indexed array fields and does not use compound indexes).
 
 Hot paths use the collections through pymongo directly (mongoengine is slow there); these classes are the
-single statement of field names and indexes, and ``ensure_indexes`` is run from them at start-up.
+single statement of field names and indexes, and ``ensure_schema`` creates the indexes at start-up.
 """
 
 from __future__ import annotations
@@ -22,20 +26,16 @@ import mongoengine as me
 
 ALIAS = "fhir_hub"
 
-VERSIONS = "resource_versions"
+RESOURCES = "resources"
+HISTORY = "resource_history"
 SEARCH_INDEX = "search_index"
 
 
-class ResourceVersion(me.Document):
-    meta = {
-        "collection": VERSIONS,
-        "db_alias": ALIAS,
-        "indexes": ["key", "type", "ts", "live", "pending"],
-        "auto_create_index": False,
-        "strict": False,
-    }
+class _VersionFields(me.Document):
+    """What every stored version carries, current or superseded."""
 
-    id = me.StringField(primary_key=True)  # "Patient/123/4"
+    meta = {"abstract": True, "strict": False}
+
     key = me.StringField(required=True)  # "Patient/123"
     type = me.StringField(required=True)
     rid = me.StringField(required=True)
@@ -43,27 +43,37 @@ class ResourceVersion(me.Document):
     ts = me.LongField(required=True)  # lastUpdated, microseconds since the epoch (UTC)
     method = me.StringField(required=True, choices=("POST", "PUT", "PATCH", "DELETE"))
     deleted = me.BooleanField(default=False)
+    json = me.BinaryField()  # absent for a deletion
+
+
+class CurrentResource(_VersionFields):
+    meta = {"collection": RESOURCES, "db_alias": ALIAS, "indexes": ["type", "ts", "live", "pending"],
+            "auto_create_index": False}
+
+    id = me.StringField(primary_key=True)  # "Patient/123"
     live = me.StringField()
     pending = me.BooleanField()
-    w = me.StringField()  # write token: tells a writer whether an insert that reported an error was its own
-    json = me.BinaryField()
+    w = me.StringField()
 
 
-class SearchEntry(me.Document):
-    meta = {
-        "collection": SEARCH_INDEX,
-        "db_alias": ALIAS,
-        "indexes": ["k", "r"],
-        "auto_create_index": False,
-        "strict": False,
-    }
+class HistoricVersion(_VersionFields):
+    meta = {"collection": HISTORY, "db_alias": ALIAS, "indexes": ["key", "type", "ts"],
+            "auto_create_index": False}
 
-    id = me.StringField(primary_key=True)  # digest of (r, k): makes re-applying an entry idempotent
+    id = me.StringField(primary_key=True)  # "Patient/123/4"
+
+
+class SearchIndexEntry(me.Document):
+    meta = {"collection": SEARCH_INDEX, "db_alias": ALIAS, "indexes": ["k", "r"], "auto_create_index": False,
+            "strict": False}
+
+    id = me.StringField(primary_key=True)  # digest of (r, k, s): makes re-applying an entry idempotent
     r = me.StringField(required=True)  # "Patient/123"
-    k = me.StringField(required=True)  # "Patient|identifier|sv|<system>|<value>"
+    k = me.StringField(required=True)  # "Patient|identifier|079190000001"
+    s = me.StringField()  # the system of a token value ("" when the token has none)
 
 
-DOCUMENTS: tuple[type[me.Document], ...] = (ResourceVersion, SearchEntry)
+DOCUMENTS: tuple[type[me.Document], ...] = (CurrentResource, HistoricVersion, SearchIndexEntry)
 
 
 def ensure_schema(uri: str, db_name: str) -> None:

@@ -12,6 +12,7 @@ retries from a fresh read, unless the client made its write conditional on the v
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +23,7 @@ from fhir_hub.fhir.ids import IdFactory, check_id
 from fhir_hub.fhir.instant import Clock, to_instant
 from fhir_hub.fhir.validation import validate_resource
 from fhir_hub.store.mongo import Indexer, MongoStore
-from fhir_hub.store.records import StoredVersion, VersionChange, VersionTaken
+from fhir_hub.store.records import SearchEntry, StoredVersion, VersionChange, VersionTaken
 
 _MAX_ATTEMPTS = 25
 _PENDING_GRACE_MICROS = 2_000_000  # a version pending longer than this was left by a crashed writer
@@ -71,8 +72,7 @@ class Writer:
     async def commit(self, op: WriteOp) -> WriteResult:
         if isinstance(op, Create):
             validate_resource(op.resource, expected_type=op.rtype)
-            return await self._put(op.rtype, self.new_id(), op.resource, method="POST", if_match=None,
-                                   must_be_new=True)
+            return await self._create(op)
         if isinstance(op, Update):
             check_id(op.rid)
             body_id = op.resource.get("id")
@@ -83,25 +83,29 @@ class Writer:
                 raise BadRequest(f"Resource.id: the body has id {body_id!r} but the URL names {op.rid!r}",
                                  expression=[f"{op.rtype}.id"])
             validate_resource(op.resource, expected_type=op.rtype)
-            return await self._put(op.rtype, op.rid, op.resource, method="PUT", if_match=op.if_match,
-                                   must_be_new=False)
+            return await self._put(op.rtype, op.rid, op.resource, if_match=op.if_match)
         return await self._delete(op)
 
-    async def _put(self, rtype: str, rid: str, resource: dict[str, Any], *, method: str, if_match: int | None,
-                   must_be_new: bool) -> WriteResult:
+    async def _create(self, op: Create) -> WriteResult:
+        """A server-assigned id is new by construction: no read first, the unique version key still guards."""
+        for _attempt in range(_MAX_ATTEMPTS):
+            version, entries = self._version(op.rtype, self.new_id(), op.resource, vid=1, ts=self.clock(),
+                                             method="POST")
+            try:
+                await self.store.write(VersionChange(version, None, entries, frozenset(), fresh=True))
+            except VersionTaken:
+                continue  # a generated id collided: take another
+            return WriteResult(version, created=True)
+        raise Conflict(f"{op.rtype}: could not allocate a new id; try again")
+
+    async def _put(self, rtype: str, rid: str, resource: dict[str, Any], *, if_match: int | None) -> WriteResult:
         for _attempt in range(_MAX_ATTEMPTS):
             current = await self._settled_current(rtype, rid)
-            if must_be_new and current is not None:
-                rid = self.new_id()  # a collision of generated ids: take another
-                continue
             _check_precondition(current, if_match)
             vid = current.vid + 1 if current else 1
-            ts = self._next_ts(current)
-            stamped = stamp(resource, rtype=rtype, rid=rid, vid=vid, ts=ts)
-            version = StoredVersion(rtype, rid, vid, ts, method, deleted=False, json=orjson.dumps(stamped))
-            new_keys = self.indexer(rtype, stamped)
+            version, new_keys = self._version(rtype, rid, resource, vid=vid, ts=self._next_ts(current), method="PUT")
             old_keys = self._keys_of(current)
-            change = VersionChange(version, _live_vid(current), new_keys - old_keys, old_keys - new_keys)
+            change = VersionChange(version, current, new_keys - old_keys, old_keys - new_keys)
             try:
                 await self.store.write(change)
             except VersionTaken:
@@ -110,6 +114,12 @@ class Writer:
                 continue
             return WriteResult(version, created=current is None or current.deleted)
         raise Conflict(f"{rtype}/{rid}: too many concurrent writes to this resource; try again")
+
+    def _version(self, rtype: str, rid: str, resource: dict[str, Any], *, vid: int, ts: int, method: str
+                 ) -> tuple[StoredVersion, frozenset[SearchEntry]]:
+        stamped = stamp(resource, rtype=rtype, rid=rid, vid=vid, ts=ts)
+        version = StoredVersion(rtype, rid, vid, ts, method, deleted=False, json=orjson.dumps(stamped))
+        return version, self.indexer(rtype, stamped)
 
     async def _delete(self, op: Delete) -> WriteResult:
         check_id(op.rid)
@@ -123,7 +133,7 @@ class Writer:
             _check_precondition(current, op.if_match)
             version = StoredVersion(op.rtype, op.rid, current.vid + 1, self._next_ts(current), "DELETE",
                                     deleted=True, json=None)
-            change = VersionChange(version, current.vid, frozenset(), self._keys_of(current))
+            change = VersionChange(version, current, frozenset(), self._keys_of(current))
             try:
                 await self.store.write(change)
             except VersionTaken:
@@ -134,22 +144,27 @@ class Writer:
         raise Conflict(f"{op.rtype}/{op.rid}: too many concurrent writes to this resource; try again")
 
     async def _settled_current(self, rtype: str, rid: str) -> StoredVersion | None:
-        """The newest version once its own derived data is applied, so changes never interleave."""
-        for _ in range(200):
+        """The current version once its search entries are applied, so two writes never interleave.
+
+        A version still ``pending`` after the grace period was left by a writer that died; its entries are
+        recomputed here rather than waited for.
+        """
+        deadline = time.monotonic() + _PENDING_GRACE_MICROS / 1_000_000
+        for _ in range(10_000):
             current = await self.store.current(rtype, rid)
             if current is None or not current.pending:
                 return current
-            if self.clock() - current.ts > _PENDING_GRACE_MICROS:
+            if self.clock() - current.ts > _PENDING_GRACE_MICROS or time.monotonic() > deadline:
                 await self.store.reconcile(rtype, rid)
             else:
                 await asyncio.sleep(0.005)
-        return await self.store.current(rtype, rid)
+        raise Conflict(f"{rtype}/{rid}: a previous write is still being applied; try again")
 
     def _next_ts(self, current: StoredVersion | None) -> int:
         now = self.clock()
         return max(now, current.ts + 1) if current else now
 
-    def _keys_of(self, current: StoredVersion | None) -> frozenset[str]:
+    def _keys_of(self, current: StoredVersion | None) -> frozenset[SearchEntry]:
         if current is None or current.deleted or current.json is None:
             return frozenset()
         return self.indexer(current.rtype, orjson.loads(current.json))
@@ -165,10 +180,6 @@ def stamp(resource: dict[str, Any], *, rtype: str, rid: str, vid: int, ts: int) 
         if name not in out:
             out[name] = value
     return out
-
-
-def _live_vid(current: StoredVersion | None) -> int | None:
-    return current.vid if current is not None and not current.deleted else None
 
 
 def _check_precondition(current: StoredVersion | None, if_match: int | None) -> None:

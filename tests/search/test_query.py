@@ -7,8 +7,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from fhir_hub.errors import BadRequest
-from fhir_hub.search.keys import token_index_keys, token_query_key
+from fhir_hub.search.keys import token_entry, token_match
 from fhir_hub.search.query import parse_count, parse_search, split_or, split_token, unescape
+from fhir_hub.store.records import EntryMatch, SearchEntry
 
 plain = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)
 
@@ -30,27 +31,30 @@ def test_tokens_round_trip(system: str, code: str) -> None:
     assert split_token(escape(code)) == (None, code)
 
 
-@given(system=plain, value=plain.filter(bool))
-def test_every_token_query_form_finds_the_stored_token(system: str, value: str) -> None:
-    stored = set(token_index_keys("Patient", "identifier", system or None, value))
-    assert token_query_key("Patient", "identifier", None, value) in stored  # value in any system
-    assert token_query_key("Patient", "identifier", system, value) in stored  # exact (|value when no system)
+def matches(entry: SearchEntry, match: EntryMatch) -> bool:
+    """The store's matching rule, restated: key equality (or prefix), and the system when one is asked."""
+    key_ok = entry.key.startswith(match.key) if match.prefix else entry.key == match.key
+    return key_ok and (match.system is None or match.system == entry.system)
+
+
+@given(system=plain, value=plain.filter(bool), other=plain)
+def test_every_token_query_form_finds_the_stored_token(system: str, value: str, other: str) -> None:
+    stored = token_entry("Patient", "identifier", system or None, value)
+    assert matches(stored, token_match("Patient", "identifier", None, value))  # value in any system
+    assert matches(stored, token_match("Patient", "identifier", system, value))  # exact (|value: no system)
+    assert matches(stored, token_match("Patient", "identifier", system, ""))  # any value in the system
     if system:
-        assert token_query_key("Patient", "identifier", system, "") in stored  # any value in the system
-        assert token_query_key("Patient", "identifier", "", value) not in stored  # "no system" must not match
-
-
-@given(a=plain.filter(bool), b=plain.filter(bool))
-def test_distinct_tokens_never_share_keys(a: str, b: str) -> None:
-    if a != b:
-        assert not set(token_index_keys("Patient", "identifier", a, b)) & set(
-            token_index_keys("Patient", "identifier", b, a))
+        assert not matches(stored, token_match("Patient", "identifier", "", value))  # "no system" must not match
+    if other != system:
+        assert not matches(stored, token_match("Patient", "identifier", other, value))
+    if other != value:
+        assert not matches(stored, token_match("Patient", "identifier", None, other))
 
 
 def test_long_values_are_digested() -> None:
-    key = token_query_key("Patient", "identifier", "urn:x", "v" * 2000)
-    assert len(key) < 200
-    assert key in token_index_keys("Patient", "identifier", "urn:x", "v" * 2000)
+    match = token_match("Patient", "identifier", "urn:x", "v" * 2000)
+    assert len(match.key) < 200
+    assert matches(token_entry("Patient", "identifier", "urn:x", "v" * 2000), match)
 
 
 def test_parse_search_lenient_and_strict() -> None:

@@ -9,11 +9,15 @@ the suite instead of giving a clinician a wrong answer.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from fhir_hub.store.plan import _OPTIONAL_FIELDS, set_document
+
 Doc = dict[str, Any]
+Build = Callable[[dict[str, Any]], dict[str, Any]]
 
 
 # ----------------------------------------------------------------------------- shape of a request
@@ -22,8 +26,7 @@ def shape(value: Any) -> Any:
     if isinstance(value, dict):
         return tuple(sorted((k, shape(v)) for k, v in value.items()))
     if isinstance(value, list | tuple):
-        shapes = sorted({repr(shape(v)) for v in value})
-        return ("[]", *shapes)
+        return ("[]", *sorted({repr(shape(v)) for v in value}))
     if isinstance(value, bool):
         return "bool"
     if isinstance(value, int):
@@ -54,6 +57,8 @@ def reference_match(doc: Doc, query: Doc) -> bool:
                     ok = have is not _MISSING and have in want
                 elif op == "$exists":
                     ok = (have is not _MISSING) == bool(want)
+                elif op == "$regex":
+                    ok = isinstance(have, str) and re.search(want, have) is not None
                 else:
                     ok = _compare(op, have, want)
                 if not ok:
@@ -71,88 +76,121 @@ def reference_find(docs: list[Doc], query: Doc, sort: list[tuple[str, int]] | No
     return found[:limit] if limit else found
 
 
-def reference_update(docs: list[Doc], query: Doc, update: Doc, *, many: bool) -> None:
+def _apply(doc: Doc, update: Doc) -> None:
+    for name in update.get("$unset", {}):
+        doc.pop(name, None)
+    doc.update(update.get("$set", {}))
+
+
+def reference_update_one(docs: list[Doc], query: Doc, update: Doc, *, upsert: bool) -> None:
     for doc in docs:
         if reference_match(doc, query):
-            for name in update.get("$unset", {}):
-                doc.pop(name, None)
-            doc.update(update.get("$set", {}))
-            if not many:
-                return
-
-
-def reference_replace_upsert(docs: list[Doc], doc_id: str, replacement: Doc) -> None:
-    docs[:] = [d for d in docs if d["_id"] != doc_id] + [dict(replacement)]
+            _apply(doc, update)
+            return
+    if upsert:
+        new = {k: v for k, v in query.items() if not isinstance(v, dict) and not k.startswith("$")}
+        _apply(new, update)
+        docs.append(new)
 
 
 # --------------------------------------------------------------------------------- the shapes
 @dataclass(frozen=True)
 class Shape:
-    """One request kind: ``build(data)`` gives its arguments, drawn from the generated documents."""
+    """One request kind: ``build(params)`` gives its arguments, drawn from the generated documents."""
 
     name: str
-    collection: str  # "versions" or "index"
-    kind: str  # find | count | update_many | update_one | delete_many | replace_upsert
-    build: Callable[[dict[str, Any]], dict[str, Any]]
+    collection: str  # "current", "history" or "index"
+    kind: str  # find | count | update_one | delete_many
+    build: Build
+    upsert: bool = False
 
 
-def _some(data: dict[str, Any], field: str, default: Any) -> Any:
-    return data["pick"](field, default)
+def _some(d: dict[str, Any], field: str, default: Any) -> Any:
+    return d["pick"](field, default)
 
 
-def _history(scope: str, since: bool, after: bool) -> Shape:
+HISTORY_ORDER = [("ts", -1), ("key", -1), ("vid", -1)]
+
+
+def _history(collection: str, scope: str, since: bool, before: bool) -> Shape:
     def build(d: dict[str, Any]) -> dict[str, Any]:
         query: Doc = {}
-        if scope == "instance":
-            query["key"] = _some(d, "key", "Patient/a")
         if scope == "type":
             query["type"] = _some(d, "type", "Patient")
         if since:
             query["ts"] = {"$gte": d["ts"]}
-        if after:
-            query["$or"] = [{"ts": {"$lt": d["ts"]}}, {"ts": d["ts"], "_id": {"$lt": _some(d, "_id", "P")}}]
-        return {"query": query, "sort": [("ts", -1), ("_id", -1)], "limit": d["limit"]}
+        if before:
+            ts, key, vid = d["ts"], _some(d, "key", "Patient/a"), d["vid"]
+            query["$or"] = [{"ts": {"$lt": ts}}, {"ts": ts, "key": {"$lt": key}},
+                            {"ts": ts, "key": key, "vid": {"$lt": vid}}]
+        if scope == "instance":
+            query["key"] = _some(d, "key", "Patient/a")
+        return {"query": query, "sort": HISTORY_ORDER, "limit": d["limit"]}
 
-    name = f"history {scope}{' since' if since else ''}{' after' if after else ''}"
-    return Shape(name, "versions", "find", build)
+    name = f"{collection} history {scope}{' since' if since else ''}{' before' if before else ''}"
+    return Shape(name, collection, "find", build)
 
 
-def _unset_by_id(flag: str) -> Shape:
-    return Shape(f"unset {flag} by _id", "versions", "update_one",
-                 lambda d: {"query": {"_id": _some(d, "_id", "Patient/a/1")}, "update": {"$unset": {flag: ""}}})
+def _replace_current(deleted: bool, pending: bool) -> Shape:
+    def build(d: dict[str, Any]) -> dict[str, Any]:
+        new = dict(d["new_version"])
+        if deleted:
+            new.update(deleted=True)
+            new.pop("json", None)
+            new.pop("live", None)
+        if pending:
+            new["pending"] = True
+        return {"query": {"_id": _some(d, "_id", "Patient/a"), "vid": d["vid"]},
+                "update": set_document(new, optional=_OPTIONAL_FIELDS)}
+
+    return Shape(f"replace current{' by a deletion' if deleted else ''}{' pending' if pending else ''}",
+                 "current", "update_one", build)
+
+
+def _copy_to_history(deleted: bool) -> Shape:
+    def build(d: dict[str, Any]) -> dict[str, Any]:
+        copy = {k: v for k, v in d["new_version"].items() if k not in ("live", "w", "pending")}
+        copy["_id"] = f"{copy['key']}/{d['vid']}"
+        if deleted:
+            copy["deleted"] = True
+            copy.pop("json", None)
+        return {"query": {"_id": copy["_id"]}, "update": set_document(copy)}
+
+    return Shape(f"copy {'a deletion ' if deleted else ''}to history", "history", "update_one", build, upsert=True)
 
 
 SHAPES: tuple[Shape, ...] = (
-    Shape("current", "versions", "find",
-          lambda d: {"query": {"key": _some(d, "key", "Patient/a")}, "sort": [("vid", -1)], "limit": 1}),
-    Shape("version by _id", "versions", "find",
+    Shape("current by _id", "current", "find", lambda d: {"query": {"_id": _some(d, "_id", "Patient/a")},
+                                                          "limit": 1}),
+    Shape("history version by _id", "history", "find",
           lambda d: {"query": {"_id": _some(d, "_id", "Patient/a/1")}, "limit": 1}),
-    Shape("live versions of keys", "versions", "find",
-          lambda d: {"query": {"key": {"$in": d["keys"]}, "live": {"$exists": True}}}),
-    Shape("index lookup", "index", "find",
-          lambda d: {"query": {"k": {"$in": d["search_keys"]}}, "projection": {"r": 1}}),
-    Shape("entries of a resource", "index", "find",
-          lambda d: {"query": {"r": _some(d, "r", "Patient/a")}, "projection": {"_id": 1}}),
-    Shape("live page", "versions", "find",
-          lambda d: {"query": {"live": _some(d, "type", "Patient")}, "sort": [("key", 1)], "limit": d["limit"]}),
-    Shape("live page after", "versions", "find",
-          lambda d: {"query": {"live": _some(d, "type", "Patient"), "key": {"$gt": _some(d, "key", "Patient/a")}},
-                     "sort": [("key", 1)], "limit": d["limit"]}),
-    Shape("count live", "versions", "count", lambda d: {"query": {"live": _some(d, "type", "Patient")}}),
-    Shape("pending versions", "versions", "find",
-          lambda d: {"query": {"pending": True}, "projection": {"type": 1, "rid": 1}}),
-    *(_history(scope, since, after)
-      for scope in ("system", "type", "instance") for since in (False, True) for after in (False, True)),
-    Shape("unset older live flags", "versions", "update_many",
-          lambda d: {"query": {"key": _some(d, "key", "Patient/a"), "vid": {"$lt": d["vid"]},
-                               "live": {"$exists": True}},
-                     "update": {"$unset": {"live": ""}}}),
-    Shape("unset pending of a resource", "versions", "update_many",
-          lambda d: {"query": {"key": _some(d, "key", "Patient/a"), "pending": True},
+    Shape("live current of keys", "current", "find",
+          lambda d: {"query": {"_id": {"$in": d["keys"]}, "live": {"$exists": True}}}),
+    Shape("live page", "current", "find",
+          lambda d: {"query": {"live": _some(d, "type", "Patient")}, "sort": [("_id", 1)], "limit": d["limit"]}),
+    Shape("live page after", "current", "find",
+          lambda d: {"query": {"live": _some(d, "type", "Patient"), "_id": {"$gt": _some(d, "_id", "Patient/a")}},
+                     "sort": [("_id", 1)], "limit": d["limit"]}),
+    Shape("count live", "current", "count", lambda d: {"query": {"live": _some(d, "type", "Patient")}}),
+    Shape("pending current", "current", "find", lambda d: {"query": {"pending": True}}),
+    *(_history(coll, scope, since, before)
+      for coll, scopes in (("current", ("system", "type")), ("history", ("system", "type", "instance")))
+      for scope in scopes for since in (False, True) for before in (False, True)),
+    *(_replace_current(deleted, pending) for deleted in (False, True) for pending in (False, True)),
+    *(_copy_to_history(deleted) for deleted in (False, True)),
+    Shape("settle a write", "current", "update_one",
+          lambda d: {"query": {"_id": _some(d, "_id", "Patient/a"), "w": _some(d, "w", "t")},
                      "update": {"$unset": {"pending": ""}}}),
-    *(_unset_by_id(flag) for flag in ("live", "pending")),
-    Shape("delete entries by _id", "index", "delete_many",
-          lambda d: {"query": {"_id": {"$in": d["entry_ids"]}}}),
-    Shape("upsert entry", "index", "replace_upsert",
-          lambda d: {"doc_id": d["new_entry"]["_id"], "replacement": d["new_entry"]}),
+    Shape("settle a version", "current", "update_one",
+          lambda d: {"query": {"_id": _some(d, "_id", "Patient/a"), "vid": d["vid"]},
+                     "update": {"$unset": {"pending": ""}}}),
+    Shape("entry by key", "index", "find", lambda d: {"query": {"k": _some(d, "k", "k|x")}}),
+    Shape("entry by key and system", "index", "find",
+          lambda d: {"query": {"k": _some(d, "k", "k|x"), "s": _some(d, "s", "")}}),
+    Shape("entries by key prefix and system", "index", "find",
+          lambda d: {"query": {"k": {"$regex": "^" + re.escape(d["prefix"])}, "s": _some(d, "s", "")}}),
+    Shape("entries of a resource", "index", "find", lambda d: {"query": {"r": _some(d, "r", "Patient/a")}}),
+    Shape("delete entries by _id", "index", "delete_many", lambda d: {"query": {"_id": {"$in": d["entry_ids"]}}}),
+    Shape("upsert entry", "index", "update_one",
+          lambda d: {"query": {"_id": d["new_entry"]["_id"]}, "update": set_document(d["new_entry"])}, upsert=True),
 )

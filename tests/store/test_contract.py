@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pymongo import DeleteMany, InsertOne, MongoClient, ReplaceOne, UpdateOne
+from pymongo import DeleteMany, InsertOne, MongoClient, UpdateOne
 from pymongo.database import Database
 from pymongo.errors import ClientBulkWriteException
 
@@ -19,23 +19,25 @@ from tests.store.contract import (
     Shape,
     reference_find,
     reference_match,
-    reference_replace_upsert,
-    reference_update,
+    reference_update_one,
 )
 
 KEYS = ["Patient/a", "Patient/b", "Patient/c", "Observation/a", "Observation/x.1", "Encounter/z-9"]
-SEARCH_KEYS = ["Patient|identifier|v|1", "Patient|identifier|sv|urn:a|1", "Observation|identifier|s|urn:a", "k|x"]
-COLLECTIONS = {"versions": "contract_versions", "index": "contract_index"}
+SEARCH_KEYS = ["Patient|identifier|1", "Patient|identifier|12", "Patient|identifier|a\\|b", "Observation|identifier|1",
+               "Patient|name|nguyen", "Patient|identifier.x|1"]
+SYSTEMS = [None, "", "urn:a", "urn:a|b", "http://fhir.hl7.org.vn/core/sid/cccd"]
+PREFIXES = ["Patient|identifier|", "Patient|", "Patient|identifier.", "Patient|identifier|a\\|", "nothing"]
+COLLECTIONS = {"current": "contract_current", "history": "contract_history", "index": "contract_index"}
+INDEXES = {"current": ("type", "ts", "live", "pending"), "history": ("key", "type", "ts"), "index": ("k", "r")}
 
 
 @pytest.fixture(scope="module")
 def contract_db(mongodb_uri: str) -> Iterator[Database]:
     client: MongoClient = MongoClient(mongodb_uri)
     db = client[f"contract_{uuid.uuid4().hex[:8]}"]
-    for name, fields in (("contract_versions", ("key", "type", "ts", "live", "pending")),
-                         ("contract_index", ("k", "r"))):
+    for logical, fields in INDEXES.items():
         for field in fields:  # the same single-field indexes as the real schema
-            db[name].create_index(field)
+            db[COLLECTIONS[logical]].create_index(field)
     yield db
     client.drop_database(db.name)
     client.close()
@@ -43,24 +45,31 @@ def contract_db(mongodb_uri: str) -> Iterator[Database]:
 
 @st.composite
 def datasets(draw: st.DrawFn) -> dict[str, list[Doc]]:
-    versions: list[Doc] = []
+    current: list[Doc] = []
+    history: list[Doc] = []
     for key in draw(st.lists(st.sampled_from(KEYS), min_size=0, max_size=6, unique=True)):
         rtype, rid = key.split("/")
         count = draw(st.integers(1, 4))
-        deleted_last = draw(st.booleans())
         for vid in range(1, count + 1):
-            doc: Doc = {"_id": f"{key}/{vid}", "key": key, "type": rtype, "rid": rid, "vid": vid,
-                        "ts": draw(st.integers(0, 12)), "method": "PUT", "deleted": vid == count and deleted_last}
-            if vid == count and not deleted_last:
-                doc["live"] = rtype
-            if draw(st.integers(0, 5)) == 0:
-                doc["pending"] = True
-            versions.append(doc)
+            deleted = draw(st.integers(0, 3)) == 0
+            doc: Doc = {"key": key, "type": rtype, "rid": rid, "vid": vid, "ts": draw(st.integers(0, 12)),
+                        "method": "DELETE" if deleted else "PUT", "deleted": deleted}
+            if not deleted:
+                doc["json"] = draw(st.binary(min_size=1, max_size=12))
+            if vid < count or draw(st.integers(0, 4)) == 0:  # superseded, or a copy left by a lost race
+                history.append({"_id": f"{key}/{vid}", **doc})
+            if vid == count:
+                head = {"_id": key, **doc, "w": draw(st.sampled_from(["t1", "t2"]))}
+                if not deleted:
+                    head["live"] = rtype
+                if draw(st.integers(0, 4)) == 0:
+                    head["pending"] = True
+                current.append(head)
     index: list[Doc] = []
-    for i, (r, k) in enumerate(draw(st.lists(st.tuples(st.sampled_from(KEYS), st.sampled_from(SEARCH_KEYS)),
-                                            max_size=10, unique=True))):
-        index.append({"_id": f"e{i}", "r": r, "k": k})
-    return {"versions": versions, "index": index}
+    entries = st.tuples(st.sampled_from(KEYS), st.sampled_from(SEARCH_KEYS), st.sampled_from(SYSTEMS))
+    for i, (r, k, system) in enumerate(draw(st.lists(entries, max_size=10, unique=True))):
+        index.append({"_id": f"e{i}", "r": r, "k": k, **({"s": system} if system is not None else {})})
+    return {"current": current, "history": history, "index": index}
 
 
 class Params(dict[str, Any]):
@@ -73,15 +82,21 @@ def params_for(data: st.DataObject, docs: dict[str, list[Doc]]) -> Params:
         return data.draw(st.sampled_from([*pool, default]))
 
     entry_ids = [d["_id"] for d in docs["index"]]
+    key = data.draw(st.sampled_from(KEYS))
     return Params(
         pick=pick,
         keys=data.draw(st.lists(st.sampled_from(KEYS), max_size=4)),
-        search_keys=data.draw(st.lists(st.sampled_from(SEARCH_KEYS), max_size=3)),
+        prefix=data.draw(st.sampled_from(PREFIXES)),
         limit=data.draw(st.integers(1, 6)),
         ts=data.draw(st.integers(0, 12)),
         vid=data.draw(st.integers(1, 5)),
         entry_ids=data.draw(st.lists(st.sampled_from([*entry_ids, "absent"]), max_size=4)),
-        new_entry={"_id": data.draw(st.sampled_from([*entry_ids, "new"])), "r": "Patient/a", "k": "k|new"},
+        new_entry={"_id": data.draw(st.sampled_from([*entry_ids, "new"])), "r": "Patient/a", "k": "k|new",
+                   "s": data.draw(st.sampled_from(SYSTEMS[1:]))},
+        new_version={"_id": key, "key": key, "type": key.split("/")[0], "rid": key.split("/")[1],
+                     "vid": data.draw(st.integers(1, 6)), "ts": data.draw(st.integers(0, 20)), "method": "PUT",
+                     "deleted": False, "json": data.draw(st.binary(min_size=1, max_size=12)),
+                     "live": key.split("/")[0], "w": "t3"},
     )
 
 
@@ -96,10 +111,14 @@ def _ids(docs: list[Doc]) -> list[Any]:
     return [d["_id"] for d in docs]
 
 
+def _state(docs: Any) -> list[Doc]:
+    return sorted((dict(sorted(d.items())) for d in docs), key=lambda d: str(d["_id"]))
+
+
 def run_on_server(db: Database, shape: Shape, args: dict[str, Any]) -> Any:
     coll = db[COLLECTIONS[shape.collection]]
     if shape.kind == "find":
-        cursor = coll.find(args["query"], args.get("projection"))
+        cursor = coll.find(args["query"])
         if args.get("sort"):
             cursor = cursor.sort(args["sort"])
         if args.get("limit"):
@@ -108,15 +127,11 @@ def run_on_server(db: Database, shape: Shape, args: dict[str, Any]) -> Any:
         return _ids(found) if args.get("sort") else sorted(_ids(found))
     if shape.kind == "count":
         return coll.count_documents(args["query"])
-    if shape.kind == "update_many":
-        coll.update_many(args["query"], args["update"])
-    elif shape.kind == "update_one":
-        coll.update_one(args["query"], args["update"])
+    if shape.kind == "update_one":
+        coll.update_one(args["query"], args["update"], upsert=shape.upsert)
     elif shape.kind == "delete_many":
         coll.delete_many(args["query"])
-    elif shape.kind == "replace_upsert":
-        coll.replace_one({"_id": args["doc_id"]}, args["replacement"], upsert=True)
-    return sorted((dict(sorted(d.items())) for d in coll.find()), key=lambda d: str(d["_id"]))
+    return _state(coll.find())
 
 
 def run_reference(docs: dict[str, list[Doc]], shape: Shape, args: dict[str, Any]) -> Any:
@@ -126,13 +141,11 @@ def run_reference(docs: dict[str, list[Doc]], shape: Shape, args: dict[str, Any]
         return _ids(found) if args.get("sort") else sorted(_ids(found))
     if shape.kind == "count":
         return len(reference_find(coll, args["query"]))
-    if shape.kind in ("update_many", "update_one"):
-        reference_update(coll, args["query"], args["update"], many=shape.kind == "update_many")
+    if shape.kind == "update_one":
+        reference_update_one(coll, args["query"], args["update"], upsert=shape.upsert)
     elif shape.kind == "delete_many":
         coll = [d for d in coll if not reference_match(d, args["query"])]
-    elif shape.kind == "replace_upsert":
-        reference_replace_upsert(coll, args["doc_id"], args["replacement"])
-    return sorted((dict(sorted(d.items())) for d in coll), key=lambda d: str(d["_id"]))
+    return _state(coll)
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: s.name)
@@ -145,23 +158,26 @@ def test_server_answers_like_the_reference(contract_db: Database, shape: Shape, 
     assert run_on_server(contract_db, shape, args) == run_reference(docs, shape, args)
 
 
-def test_ordered_client_bulk_write_stops_at_a_taken_version(contract_db: Database) -> None:
-    """The write path's commit point: a duplicate version _id at op 0 must leave everything untouched."""
+def test_ordered_client_bulk_write_stops_at_the_first_error(contract_db: Database) -> None:
+    """A fresh create sends its entries, then its commit point, in one ordered request: a failing step must
+    stop everything after it, and a successful request must apply every step in order."""
     client = contract_db.client
     if client.admin.command("hello").get("maxWireVersion", 0) < 25:
-        pytest.skip("server has no client-level bulkWrite; the store uses sequential writes")
-    versions, index = (f"{contract_db.name}.{COLLECTIONS[c]}" for c in ("versions", "index"))
-    _load(contract_db, {"versions": [{"_id": "Patient/a/1", "key": "Patient/a", "live": "Patient"}], "index": []})
-    ops = [InsertOne(namespace=versions, document={"_id": "Patient/a/1", "key": "Patient/a"}),
-           UpdateOne(namespace=versions, filter={"_id": "Patient/a/1"}, update={"$unset": {"live": ""}}),
-           ReplaceOne(namespace=index, filter={"_id": "e"}, replacement={"_id": "e", "r": "x", "k": "y"}, upsert=True)]
+        pytest.skip("server has no client-level bulkWrite; the store sends one request per step")
+    current, index = (f"{contract_db.name}.{COLLECTIONS[c]}" for c in ("current", "index"))
+    _load(contract_db, {"current": [{"_id": "Patient/a", "vid": 1, "live": "Patient"}], "history": [], "index": []})
+    ops = [InsertOne(namespace=current, document={"_id": "Patient/a", "vid": 1}),
+           UpdateOne(namespace=current, filter={"_id": "Patient/a"}, update={"$unset": {"live": ""}}),
+           UpdateOne(namespace=index, filter={"_id": "e"}, update={"$set": {"r": "x", "k": "y"}}, upsert=True)]
     with pytest.raises(ClientBulkWriteException) as failure:
         client.bulk_write(ops, ordered=True)
     assert failure.value.write_errors[0]["idx"] == 0
-    assert contract_db[COLLECTIONS["versions"]].find_one({"_id": "Patient/a/1"})["live"] == "Patient"
+    assert contract_db[COLLECTIONS["current"]].find_one({"_id": "Patient/a"})["live"] == "Patient"
     assert contract_db[COLLECTIONS["index"]].count_documents({}) == 0
-    # and a successful one applies every operation, in order
-    ops[0] = InsertOne(namespace=versions, document={"_id": "Patient/a/2", "key": "Patient/a", "live": "Patient"})
-    client.bulk_write([*ops, DeleteMany(namespace=index, filter={"_id": {"$in": ["e"]}})], ordered=True)
-    assert "live" not in contract_db[COLLECTIONS["versions"]].find_one({"_id": "Patient/a/1"})
+    ops[0] = InsertOne(namespace=current, document={"_id": "Patient/b", "vid": 1, "json": b"\x00binary"})
+    result = client.bulk_write([*ops, DeleteMany(namespace=index, filter={"_id": {"$in": ["e"]}})], ordered=True,
+                               verbose_results=True)
+    assert result.update_results[1].matched_count == 1
+    assert "live" not in contract_db[COLLECTIONS["current"]].find_one({"_id": "Patient/a"})
+    assert contract_db[COLLECTIONS["current"]].find_one({"_id": "Patient/b"})["json"] == b"\x00binary"
     assert contract_db[COLLECTIONS["index"]].count_documents({}) == 0

@@ -9,29 +9,27 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from fastapi.testclient import TestClient
 from pymongo import monitoring
 
 from fhir_hub.config import Settings
 from fhir_hub.main import create_app
-from fhir_hub.store.schema import SEARCH_INDEX, VERSIONS
+from fhir_hub.store.schema import HISTORY, RESOURCES, SEARCH_INDEX
 from tests.store.contract import SHAPES, shape
 
-_COLLECTIONS = {VERSIONS: "versions", SEARCH_INDEX: "index"}
-_DUMMY = {"pick": lambda field, default: default, "keys": ["Patient/a"], "search_keys": ["k"], "limit": 3,
-          "ts": 5, "vid": 2, "entry_ids": ["x"], "new_entry": {"_id": "x", "r": "Patient/a", "k": "k"}}
+_COLLECTIONS = {RESOURCES: "current", HISTORY: "history", SEARCH_INDEX: "index"}
+_DUMMY = {"pick": lambda field, default: default, "keys": ["Patient/a"], "prefix": "k", "limit": 3, "ts": 5,
+          "vid": 2, "entry_ids": ["x"], "new_entry": {"_id": "x", "r": "Patient/a", "k": "k", "s": ""},
+          "new_version": {"_id": "P/a", "key": "P/a", "type": "P", "rid": "a", "vid": 2, "ts": 5, "method": "PUT",
+                          "deleted": False, "json": b"{}", "live": "P", "w": "t"}}
 
 
 def contract_signatures() -> set[tuple[Any, ...]]:
     signatures = set()
     for s in SHAPES:
         args = s.build(dict(_DUMMY))
-        if s.kind == "replace_upsert":
-            signatures.add((s.collection, s.kind, shape({"_id": args["doc_id"]}), shape(args["replacement"])))
-        else:
-            sort = tuple((f, d) for f, d in args.get("sort", []))
-            signatures.add((s.collection, s.kind, shape(args["query"]), shape(dict(args.get("update", {}))), sort))
+        sort = tuple((f, d) for f, d in args.get("sort", []))
+        signatures.add((s.collection, s.kind, shape(args["query"]), shape(args.get("update", {})), sort, s.upsert))
     return signatures
 
 
@@ -59,10 +57,9 @@ class Recorder(monitoring.CommandListener):
         coll = cmd.get(name)
         if name == "find":
             sort = tuple((f, d) for f, d in (cmd.get("sort") or {}).items())
-            self._add(coll, "find", cmd.get("filter", {}), {}, sort)
+            self._add(coll, "find", cmd.get("filter", {}), {}, sort, False)
         elif name == "aggregate":
-            match = cmd["pipeline"][0].get("$match", {})
-            self._add(coll, "count", match, {}, ())
+            self._add(coll, "count", cmd["pipeline"][0].get("$match", {}), {}, (), False)
         elif name in ("update", "delete"):
             for op in cmd.get(name + "s", []):
                 self._write(coll, name, {"filter": op["q"], "updateMods": op.get("u"), "multi": op.get("multi"),
@@ -72,17 +69,13 @@ class Recorder(monitoring.CommandListener):
         if kind == "insert":
             return
         if kind == "delete":
-            self._add(coll, "delete_many", op["filter"], {}, ())
+            self._add(coll, "delete_many", op["filter"], {}, (), False)
             return
-        mods = op.get("updateMods") or {}
-        if op.get("upsert") and not any(str(k).startswith("$") for k in mods):
-            self.seen.add((_COLLECTIONS.get(coll, coll), "replace_upsert", shape(op["filter"]), shape(dict(mods))))
-            return
-        self._add(coll, "update_many" if op.get("multi") else "update_one", op["filter"], mods, ())
+        self._add(coll, "update_many" if op.get("multi") else "update_one", op["filter"], op.get("updateMods") or {},
+                  (), bool(op.get("upsert")))
 
-    def _add(self, coll: str, kind: str, query: Any, update: Any, sort: tuple[Any, ...]) -> None:
-        plain = orjson.loads(orjson.dumps(query, default=str))
-        self.seen.add((_COLLECTIONS.get(coll, coll), kind, shape(plain), shape(dict(update)), sort))
+    def _add(self, coll: str, kind: str, query: Any, update: Any, sort: tuple[Any, ...], upsert: bool) -> None:
+        self.seen.add((_COLLECTIONS.get(coll, coll), kind, shape(dict(query)), shape(dict(update)), sort, upsert))
 
     def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
         pass
@@ -112,9 +105,17 @@ def _workload(client: TestClient) -> None:
     page = client.get("/Patient?_count=1").json()
     client.get(next(link["url"] for link in page["link"] if link["relation"] == "next"))
     client.post("/Patient", json={"resourceType": "Patient"}, headers={**fhir, "If-None-Exist": "identifier=42"})
+    client.get("/Patient?identifier=urn:test|")
+    client.get("/Patient?identifier=|42")
     client.put("/Patient?identifier=urn:test|42", json={"resourceType": "Patient", "identifier": [ident]}, headers=fhir)
     client.delete("/Patient?identifier=urn:test|42")
     client.delete(f"/Patient/{pid}")
+    client.put(f"/Patient/{pid}", json=created, headers=fhir)  # resurrect
+    client.delete(f"/Patient/{pid}")
+    client.put("/Patient/client-id", json={"resourceType": "Patient", "id": "client-id"}, headers=fhir)
+    client.put("/Patient/client-id-2", json={"resourceType": "Patient", "id": "client-id-2", "identifier": [ident]},
+               headers=fhir)
+    client.get(f"/Patient/{pid}/_history/2")
 
 
 def test_every_store_request_is_covered_by_the_contract(settings: Settings) -> None:

@@ -12,9 +12,9 @@ import pytest
 from fhir_hub.errors import BadRequest, HubError, PreconditionFailed
 from fhir_hub.hub import Hub
 from fhir_hub.search.indexing import index_keys
-from fhir_hub.search.keys import token_query_key
-from fhir_hub.store.mongo import entry_doc
-from fhir_hub.store.records import StoredVersion
+from fhir_hub.search.keys import token_match
+from fhir_hub.store.plan import entry_doc, set_document
+from fhir_hub.store.records import SearchEntry, StoredVersion, VersionChange, VersionTaken
 from fhir_hub.store.writer import Create, Delete, Update, Writer
 
 pytestmark = pytest.mark.anyio
@@ -28,7 +28,7 @@ def patient(rid: str | None = None, **extra: object) -> dict[str, object]:
 
 
 async def live_count(hub: Hub, key: str) -> int:
-    return await hub.store.versions.count_documents({"key": key, "live": {"$exists": True}})
+    return await hub.store.current_docs.count_documents({"_id": key, "live": {"$exists": True}})
 
 
 async def test_concurrent_updates_get_distinct_versions_and_none_is_lost(hub: Hub) -> None:
@@ -84,32 +84,52 @@ async def test_update_body_must_carry_the_url_id(hub: Hub) -> None:
 
 
 async def test_reconcile_repairs_a_write_left_half_done(hub: Hub) -> None:
-    """Simulate a crash after the commit point: version stored, derived data not applied."""
+    """Simulate a crash after the commit point: version stored, search entries not applied."""
     ident = {"system": "urn:a", "value": "1"}
-    await hub.writer.commit(Update("Patient", "p4", patient("p4", identifier=[ident])))
+    first = await hub.writer.commit(Update("Patient", "p4", patient("p4", identifier=[ident])))
     crashed = StoredVersion("Patient", "p4", 2, 10**17, "PUT", deleted=False,
                             json=orjson.dumps(patient("p4", identifier=[{"system": "urn:b", "value": "2"}])))
-    await hub.store.versions.insert_one(crashed.to_doc() | {"pending": True})
-    await hub.store.index.insert_one(entry_doc("Patient/p4", "Patient|identifier|v|stale"))
-    assert await live_count(hub, "Patient/p4") == 2
+    await hub.store.history_docs.insert_one(first.version.history_doc())
+    half_done = set_document(crashed.current_doc() | {"pending": True})
+    await hub.store.current_docs.update_one({"_id": "Patient/p4"}, half_done)
+    await hub.store.index.insert_one(entry_doc("Patient/p4", SearchEntry("Patient|identifier|stale", "")))
     assert await hub.store.reconcile_pending() == 1
-    assert await live_count(hub, "Patient/p4") == 1
-    keys = {d["k"] async for d in hub.store.index.find({"r": "Patient/p4"})}
+    keys = {SearchEntry(d["k"], d.get("s")) async for d in hub.store.index.find({"r": "Patient/p4"})}
     assert keys == set(index_keys("Patient", orjson.loads(crashed.json)))
-    assert await hub.store.versions.count_documents({"pending": True}) == 0
+    assert await hub.store.current_docs.count_documents({"pending": True}) == 0
     assert await hub.store.reconcile_pending() == 0
+    assert await hub.store.resources_matching([token_match("Patient", "identifier", "urn:a", "1")]) == set()
+    assert await hub.store.resources_matching([token_match("Patient", "identifier", "urn:b", "2")]) == {"Patient/p4"}
 
 
 async def test_writer_finishes_a_stale_pending_version_before_building_on_it(hub: Hub) -> None:
-    await hub.writer.commit(Update("Patient", "p5", patient("p5", identifier=[{"value": "old"}])))
-    stale = StoredVersion("Patient", "p5", 2, 1, "PUT", deleted=False,
+    first = await hub.writer.commit(Update("Patient", "p5", patient("p5", identifier=[{"value": "old"}])))
+    stale = StoredVersion("Patient", "p5", 2, first.version.ts + 1, "PUT", deleted=False,
                           json=orjson.dumps(patient("p5", identifier=[{"value": "mid"}])))
-    await hub.store.versions.insert_one(stale.to_doc() | {"pending": True})
-    result = await hub.writer.commit(Update("Patient", "p5", patient("p5", identifier=[{"value": "new"}])))
+    await hub.store.history_docs.insert_one(first.version.history_doc())
+    half_done = set_document(stale.current_doc() | {"pending": True})
+    await hub.store.current_docs.update_one({"_id": "Patient/p5"}, half_done)
+    later = Writer(hub.store, clock=lambda: hub.writer.clock() + 10_000_000, new_id=hub.writer.new_id,
+                   indexer=index_keys)  # ten seconds on: the pending version's writer is presumed dead
+    result = await later.commit(Update("Patient", "p5", patient("p5", identifier=[{"value": "new"}])))
     assert result.version.vid == 3
-    assert await live_count(hub, "Patient/p5") == 1
-    keys = {d["k"] async for d in hub.store.index.find({"r": "Patient/p5"})}
+    keys = {SearchEntry(d["k"], d.get("s")) async for d in hub.store.index.find({"r": "Patient/p5"})}
     assert keys == set(index_keys("Patient", patient(identifier=[{"value": "new"}])))
+    history = await hub.store.history(rtype="Patient", rid="p5", limit=10)
+    assert [v.vid for v in history.versions] == [3, 2, 1]
+
+
+async def test_a_lost_race_leaves_no_trace(hub: Hub) -> None:
+    """A writer that read version 1 after another wrote version 2 must not overwrite it."""
+    first = await hub.writer.commit(Update("Patient", "p6", patient("p6", identifier=[{"value": "a"}])))
+    await hub.writer.commit(Update("Patient", "p6", patient("p6", identifier=[{"value": "b"}])))
+    late = StoredVersion("Patient", "p6", 2, 10**17, "PUT", deleted=False, json=b'{"resourceType":"Patient"}')
+    change = VersionChange(late, first.version, frozenset({SearchEntry("Patient|identifier|c", "")}), frozenset())
+    with pytest.raises(VersionTaken):
+        await hub.store.write(change)
+    current = await hub.store.current("Patient", "p6")
+    assert current is not None and orjson.loads(current.json)["identifier"] == [{"value": "b"}]
+    assert await hub.store.resources_matching([token_match("Patient", "identifier", None, "c")]) == set()
 
 
 async def test_sequential_fallback_writes_the_same_state(hub: Hub) -> None:
@@ -119,11 +139,11 @@ async def test_sequential_fallback_writes_the_same_state(hub: Hub) -> None:
     writer = Writer(hub.store, clock=hub.writer.clock, new_id=lambda: f"s{next(ids)}", indexer=index_keys)
     created = await writer.commit(Create("Patient", patient(identifier=[{"system": "urn:x", "value": "7"}])))
     await writer.commit(Update("Patient", "s0", patient("s0", identifier=[{"system": "urn:x", "value": "8"}])))
-    old = token_query_key("Patient", "identifier", "urn:x", "7")
-    new = token_query_key("Patient", "identifier", "urn:x", "8")
-    assert await hub.store.keys_for([old]) == set()
-    assert await hub.store.keys_for([new]) == {"Patient/s0"}
+    old = token_match("Patient", "identifier", "urn:x", "7")
+    new = token_match("Patient", "identifier", "urn:x", "8")
+    assert await hub.store.resources_matching([old]) == set()
+    assert await hub.store.resources_matching([new]) == {"Patient/s0"}
     await writer.commit(Delete("Patient", created.version.rid))
-    assert await hub.store.keys_for([new]) == set()
+    assert await hub.store.resources_matching([new]) == set()
     assert await live_count(hub, "Patient/s0") == 0
-    assert await hub.store.versions.count_documents({"pending": True}) == 0
+    assert await hub.store.current_docs.count_documents({"pending": True}) == 0

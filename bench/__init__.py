@@ -1,0 +1,1 @@
+"""Benchmarks (``make bench``): hub figures beside baselines measured in the same run."""

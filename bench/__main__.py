@@ -1,0 +1,3 @@
+from bench.rest import main
+
+raise SystemExit(main())

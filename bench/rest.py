@@ -1,0 +1,208 @@
+"""Single-resource REST throughput against the embedded store, beside the store's own raw speed.
+
+The machine is shared and noisy, so the figures that matter are ratios between rates measured in the same
+run, on the same resources, at the same concurrency:
+
+- reads over HTTP / bare pymongo ``find_one`` (target: at least 0.70)
+- creates over HTTP / bare pymongo ``insert_one`` (target: at least 0.50)
+- plus ``orjson.loads`` + R4B validation alone, the CPU floor of any write.
+
+The hub runs as its own process (``fhir-hub serve``), exactly as deployed; clients are threads holding one
+keep-alive connection each. Each figure is the median of several rounds, raw and HTTP rounds interleaved.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+from pymongo import MongoClient
+
+from fhir_hub.fhir.registry import model_class
+from fhir_hub.store.embedded import EmbeddedStore, free_port
+
+ROOT = Path(__file__).resolve().parents[1]
+NDJSON = ROOT.parent / "shared" / "fixtures" / "synthea-bulk-ndjson-10pt"
+RESULTS = ROOT / "bench" / "results"
+TARGETS = {"read_vs_find_one": 0.70, "create_vs_insert_one": 0.50}
+
+
+def load_resources(limit: int) -> list[dict[str, Any]]:
+    """Real Synthea resources (all types, interleaved), or the bundled demo set when fixtures are absent."""
+    files = sorted(NDJSON.glob("*.000.ndjson")) if NDJSON.exists() else []
+    if not files:
+        files = sorted((ROOT / "fhir_hub" / "demo" / "data").glob("*.ndjson"))
+    per_file = [[orjson.loads(line) for line in f.read_bytes().splitlines() if line.strip()] for f in files]
+    out: list[dict[str, Any]] = []
+    while len(out) < limit and any(per_file):
+        for rows in per_file:
+            if rows and len(out) < limit:
+                out.append(rows.pop(0))
+    return out
+
+
+def run_threads(items: list[Any], work: Callable[[Any, Any], None], concurrency: int,
+                make_state: Callable[[], Any]) -> float:
+    """Operations per second for ``work(state, item)`` over all items, split across threads."""
+    chunks = [items[i::concurrency] for i in range(concurrency)]
+    states = [make_state() for _ in chunks]
+    barrier = threading.Barrier(len(chunks) + 1)
+
+    def worker(state: Any, chunk: list[Any]) -> None:
+        barrier.wait()
+        for item in chunk:
+            work(state, item)
+
+    threads = [threading.Thread(target=worker, args=(s, c)) for s, c in zip(states, chunks, strict=True)]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    start = time.perf_counter()
+    for t in threads:
+        t.join()
+    return len(items) / (time.perf_counter() - start)
+
+
+class Hub:
+    """The hub as a separate process, as deployed."""
+
+    def __init__(self, mongodb_uri: str, data_dir: Path) -> None:
+        self.port = free_port()
+        env = {**os.environ, "FHIR_HUB_MONGODB_URI": mongodb_uri, "FHIR_HUB_DB_NAME": "bench_hub",
+               "FHIR_HUB_PORT": str(self.port), "FHIR_HUB_DATA_DIR": str(data_dir), "FHIR_HUB_LOG_LEVEL": "warning"}
+        self.proc = subprocess.Popen([sys.executable, "-m", "fhir_hub", "serve", "--no-demo"], env=env,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+                conn.request("GET", "/metadata")
+                if conn.getresponse().status == 200:
+                    return
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError("the hub did not start")
+
+    def connection(self) -> http.client.HTTPConnection:
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=30)
+
+
+def request(conn: http.client.HTTPConnection, method: str, url: str, body: bytes | None = None) -> bytes:
+    headers = {"Content-Type": "application/fhir+json"} if body is not None else {}
+    conn.request(method, url, body=body, headers=headers)
+    response = conn.getresponse()
+    data = response.read()
+    if response.status >= 300:
+        raise RuntimeError(f"{method} {url}: {response.status} {data[:200]!r}")
+    return data
+
+
+class Creator:
+    """Creates resources over HTTP and remembers what the server stored (shared by the client threads)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.created: list[tuple[str, str, bytes]] = []
+
+    def create(self, conn: http.client.HTTPConnection, item: tuple[str, bytes]) -> None:
+        rtype, body = item
+        stored = request(conn, "POST", f"/{rtype}", body)
+        with self.lock:
+            self.created.append((rtype, orjson.loads(stored)["id"], stored))
+
+
+def validate_rate(resources: list[dict[str, Any]]) -> float:
+    raw = [orjson.dumps(r) for r in resources]
+    start = time.perf_counter()
+    for body in raw:
+        parsed = orjson.loads(body)
+        model_class(parsed["resourceType"]).model_validate(parsed)
+    return len(raw) / (time.perf_counter() - start)
+
+
+def measure(resources: list[dict[str, Any]], concurrency: int, rounds: int, uri: str, hub: Hub) -> dict[str, Any]:
+    mongo: MongoClient = MongoClient(uri)
+    raw_coll = mongo["bench_raw"]["resources"]
+    rates: dict[str, list[float]] = {k: [] for k in ("insert_one", "find_one", "http_create", "http_read",
+                                                     "http_update")}
+    created: list[tuple[str, str, bytes]] = []
+    for round_no in range(rounds):
+        raw_coll.delete_many({})
+        docs = [dict(r, _id=f"{round_no}-{i}") for i, r in enumerate(resources)]
+        rates["insert_one"].append(run_threads(docs, lambda s, d: raw_coll.insert_one(d), concurrency, lambda: None))
+        ids = [d["_id"] for d in docs]
+        rates["find_one"].append(run_threads(ids, lambda s, i: raw_coll.find_one({"_id": i}), concurrency,
+                                             lambda: None))
+        bodies = [(r["resourceType"], orjson.dumps({k: v for k, v in r.items() if k != "id"})) for r in resources]
+        creator = Creator()
+        rates["http_create"].append(run_threads(bodies, creator.create, concurrency, hub.connection))
+        created_this_round = creator.created
+        urls = [f"/{rtype}/{rid}" for rtype, rid, _ in created_this_round]
+        rates["http_read"].append(run_threads(urls, lambda c, u: request(c, "GET", u), concurrency, hub.connection))
+        updates = [(f"/{rtype}/{rid}", body) for rtype, rid, body in created_this_round]
+        rates["http_update"].append(run_threads(updates, lambda c, u: request(c, "PUT", u[0], u[1]), concurrency,
+                                                hub.connection))
+        created = created_this_round
+    mongo.close()
+    medians = {k: statistics.median(v) for k, v in rates.items()}
+    ratios = {
+        "read_vs_find_one": medians["http_read"] / medians["find_one"],
+        "create_vs_insert_one": medians["http_create"] / medians["insert_one"],
+    }
+    return {"concurrency": concurrency, "rounds": rounds, "resources_per_round": len(resources),
+            "rates_per_second": {k: round(v, 1) for k, v in medians.items()},
+            "all_rounds": {k: [round(x, 1) for x in v] for k, v in rates.items()},
+            "ratios": {k: round(v, 3) for k, v in ratios.items()},
+            "targets_met": {k: ratios[k] >= TARGETS[k] for k in TARGETS},
+            "stored_resources": len(created) * rounds}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--resources", type=int, default=1500, help="resources per round (default 1500)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per figure; the median is kept")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 4], help="client threads")
+    parser.add_argument("--output", type=Path, default=RESULTS / "rest.json")
+    args = parser.parse_args(argv)
+
+    resources = load_resources(args.resources)
+    result: dict[str, Any] = {
+        "benchmark": "single-resource REST vs raw store",
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
+        "targets": TARGETS,
+        "validation_only_per_second": round(validate_rate(resources), 1),
+        "runs": [],
+    }
+    with tempfile.TemporaryDirectory() as tmp, EmbeddedStore(Path(tmp) / "store") as uri:
+        hub = Hub(uri, Path(tmp) / "hub")
+        try:
+            for k in args.concurrency:
+                run = measure(resources, k, args.rounds, uri, hub)
+                result["runs"].append(run)
+                print(f"concurrency {k}: {json.dumps(run['rates_per_second'])} ratios {json.dumps(run['ratios'])}",
+                      flush=True)
+        finally:
+            hub.stop()
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"validation only (orjson + R4B): {result['validation_only_per_second']}/s")
+    print(f"wrote {args.output}")
+    return 0

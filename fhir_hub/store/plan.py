@@ -1,0 +1,111 @@
+"""Turning one new version into the ordered steps that store it: the write protocol, in one place.
+
+Three shapes of write, each with a single commit point that a concurrent writer cannot also pass:
+
+- **fresh** (server-assigned id): search entries first, then the insert of the current document. Nothing
+  can race for a new id, and a reader never finds the resource before its entries.
+- **first version under a client id** (update-as-create): the insert of the current document first,
+  ``pending`` until its entries are in. A second writer's insert of the same ``_id`` fails.
+- **replace** (update, delete, resurrect): the superseded version is copied to history (an idempotent
+  upsert, so a retry or a lost race leaves the same copy), then the current document is replaced on the
+  condition that it is still the version the writer read. Search-entry changes, when there are any,
+  follow in a second request while the document is marked ``pending``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from fhir_hub.store.records import EntryMatch, SearchEntry, VersionChange
+from fhir_hub.store.schema import HISTORY, RESOURCES, SEARCH_INDEX
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """insert (one document) | update (one, optionally upserting) | delete (many)."""
+
+    kind: str
+    collection: str
+    first: dict[str, Any]  # the document to insert, or the filter
+    second: dict[str, Any] | None = None  # the update
+    upsert: bool = False
+
+
+# Fields a current document may lack; replacing it must remove those the new version does not have.
+_OPTIONAL_FIELDS = ("json", "live", "pending")
+
+
+def set_document(doc: dict[str, Any], *, optional: tuple[str, ...] = ()) -> dict[str, Any]:
+    """An update that turns the matched document into ``doc``.
+
+    ``$set``/``$unset`` rather than a replacement: nx-27017 fails to replace a document holding binary
+    data ("Object of type bytes is not JSON serializable") but sets binary fields fine.
+    """
+    update: dict[str, Any] = {"$set": {k: v for k, v in doc.items() if k != "_id"}}
+    absent = [name for name in optional if name not in doc]
+    if absent:
+        update["$unset"] = dict.fromkeys(absent, "")
+    return update
+
+
+@dataclass(frozen=True, slots=True)
+class WritePlan:
+    commit: list[Step]  # sent as one ordered request
+    derived: list[Step] = field(default_factory=list)  # sent after the commit succeeded
+    condition: int | None = None  # index in ``commit`` of the conditional replace that must match
+
+
+def entry_id(key: str, entry: SearchEntry) -> str:
+    text = f"{key}\x00{entry.key}\x00{entry.system}"
+    return hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()
+
+
+def entry_doc(key: str, entry: SearchEntry) -> dict[str, str]:
+    doc = {"_id": entry_id(key, entry), "r": key, "k": entry.key}
+    if entry.system is not None:
+        doc["s"] = entry.system
+    return doc
+
+
+def match_filter(match: EntryMatch) -> dict[str, Any]:
+    query: dict[str, Any] = {"k": {"$regex": "^" + re.escape(match.key)} if match.prefix else match.key}
+    if match.system is not None:
+        query["s"] = match.system
+    return query
+
+
+def plan_write(change: VersionChange, token: str) -> WritePlan:
+    v = change.version
+    if change.fresh:
+        entries = [Step("insert", SEARCH_INDEX, entry_doc(v.key, e)) for e in sorted(change.index_add)]
+        return WritePlan([*entries, Step("insert", RESOURCES, v.current_doc() | {"w": token})])
+    index_steps = _index_steps(change)
+    pending = {"pending": True} if index_steps else {}
+    current = v.current_doc() | pending | {"w": token}
+    settle = [Step("update", RESOURCES, {"_id": v.key, "w": token}, {"$unset": {"pending": ""}})] if pending else []
+    if change.previous is None:
+        return WritePlan([Step("insert", RESOURCES, current), *index_steps, *settle])
+    old = change.previous
+    copy = old.history_doc()
+    replace = set_document(current, optional=_OPTIONAL_FIELDS)
+    return WritePlan(
+        commit=[Step("update", HISTORY, {"_id": copy["_id"]}, set_document(copy), upsert=True),
+                Step("update", RESOURCES, {"_id": v.key, "vid": old.vid}, replace)],
+        derived=[*index_steps, *settle],
+        condition=1,
+    )
+
+
+def _index_steps(change: VersionChange) -> list[Step]:
+    key = change.version.key
+    steps = []
+    if change.index_remove:
+        ids = sorted(entry_id(key, e) for e in change.index_remove)
+        steps.append(Step("delete", SEARCH_INDEX, {"_id": {"$in": ids}}))
+    for e in sorted(change.index_add):
+        doc = entry_doc(key, e)
+        steps.append(Step("update", SEARCH_INDEX, {"_id": doc["_id"]}, set_document(doc), upsert=True))
+    return steps
