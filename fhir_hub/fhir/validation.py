@@ -111,12 +111,18 @@ def _aliases(cls: type[FHIRAbstractModel]) -> dict[str, str]:
     return {(f.alias or name): name for name, f in cls.model_fields.items()}
 
 
+_NUMERIC = (bool, int, float, Decimal)
+
+
 def _check_json_shape(node: dict[str, Any], model: FHIRAbstractModel, path: str, issues: list[Issue]) -> None:
     aliases = _aliases(type(model))
     for key, value in node.items():
         if key == "resourceType" or key not in aliases:
             continue
-        _check_value(value, getattr(model, aliases[key], None), f"{path}.{key}", issues, in_array=False)
+        typed = getattr(model, aliases[key], None)
+        if type(value) is str and not isinstance(typed, _NUMERIC):  # the common case, checked without a path
+            continue
+        _check_value(value, typed, f"{path}.{key}", issues, in_array=False)
 
 
 def _check_value(value: Any, typed: Any, path: str, issues: list[Issue], *, in_array: bool) -> None:

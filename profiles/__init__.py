@@ -1,0 +1,7 @@
+"""Profiles: the hub's FHIR profiles, identifier and code systems, risk rules, and the code that checks a
+resource against them, kept as data. Pure code: no FastAPI, no pymongo.
+
+Structural validation against the R4B models lives in ``fhir_hub.fhir.validation``; what goes here is what
+the city adds on top (bindings, invariants, Vietnamese identifiers), starting with the search and profile
+issues.
+"""
