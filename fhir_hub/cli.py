@@ -17,6 +17,7 @@ from fhir_hub import __version__
 from fhir_hub.config import ConfigError, Settings
 
 log = logging.getLogger("fhir_hub")
+_DEMO_PATIENT = "129c6ac7-8d06-89de-ad63-0204a93e76c3"  # the demo data set's resident born in 1927
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -53,8 +54,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(
             f"\n  FHIR hub {__version__} is starting on {base}\n"
             f"  store:        {where}\n"
-            f"  capabilities: {base}/metadata\n"
-            f"  try:          curl -s '{base}/Patient?_count=5'\n"
+            f"  capabilities: {base}/metadata (public)\n"
+            f"  a token:      TOKEN=$(.venv/bin/fhir-hub token --role system --facility 79001)\n"
+            f"  try:          curl -s -H \"Authorization: Bearer $TOKEN\" '{base}/Patient?_count=5'\n"
+            f"  as a resident: .venv/bin/fhir-hub token --role resident --patient {_DEMO_PATIENT}\n"
             f"  API docs:     {base}/docs\n"
             "  stop with Ctrl-C\n",
             flush=True,
@@ -80,6 +83,16 @@ def cmd_load_demo(args: argparse.Namespace) -> int:
               f"patients: {', '.join(report.patients)}")
 
     asyncio.run(run())
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    from fhir_hub.auth.dev_tokens import development_token
+
+    settings = Settings.from_env(data_dir=args.data_dir)
+    print(development_token(settings, role=args.role, facility=args.facility, patient=args.patient, scope=args.scope,
+                            subject=args.subject, ttl_seconds=args.ttl, purpose=args.purpose,
+                            fhir_user=args.fhir_user))
     return 0
 
 
@@ -120,6 +133,24 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--data-dir", type=Path, help="embedded store directory (FHIR_HUB_DATA_DIR)")
     demo.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="log verbosity")
     demo.set_defaults(func=cmd_load_demo)
+
+    token = sub.add_parser("token", help="mint a development bearer token (development mode only)",
+                           description="Print a JWT signed with the development key in the data directory. "
+                                       "Refused in production and when a JWKS is configured: tokens then come "
+                                       "from the authorization server.")
+    token.add_argument("--role", choices=("system", "clinician", "resident"), required=True,
+                       help="system: a hospital system (system/ scopes); clinician: user/ scopes; "
+                            "resident: patient/ scopes, needs --patient")
+    token.add_argument("--facility", help="5-character MoH facility code (MA_CSKCB), e.g. 79001; needed to write")
+    token.add_argument("--patient", help="the resident's Patient id (patient context)")
+    token.add_argument("--scope", help="space-separated SMART scopes (default by role: system/*.cruds, "
+                                       "user/*.cruds, patient/*.rs)")
+    token.add_argument("--subject", help="the token's sub (default: generated)")
+    token.add_argument("--fhir-user", help="fhirUser claim, e.g. Practitioner/123")
+    token.add_argument("--purpose", help="purpose_of_use: TREAT (default), ETREAT, PUBHLTH ...")
+    token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (default 3600)")
+    token.add_argument("--data-dir", type=Path, help="where the development key lives (FHIR_HUB_DATA_DIR)")
+    token.set_defaults(func=cmd_token)
 
     spec = sub.add_parser("openapi", help="print or write the OpenAPI document of the REST API",
                           description="Generate the OpenAPI document from the application's routes.")

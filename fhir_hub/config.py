@@ -14,6 +14,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 ENV_PREFIX = "FHIR_HUB_"
+DEV_ISSUER = "urn:fhir-hub:development"
+DEV_AUDIENCE = "urn:fhir-hub"
 
 
 class ConfigError(ValueError):
@@ -34,8 +36,21 @@ class Settings:
     max_body_bytes: int = 10 * 1024 * 1024
     default_count: int = 20
     max_count: int = 1000
+    max_search_params: int = 30
+    max_bundle_entries: int = 10_000
+    # Security. "production" refuses to start without a configured JWKS, issuer and audience; "development"
+    # signs its own tokens with a key generated in data_dir (``fhir-hub token``).
+    env: str = "development"
+    jwks_file: Path | None = None
+    jwks_url: str | None = None
+    token_issuer: str | None = None
+    token_audience: str | None = None
+    clock_skew_seconds: int = 60
+    max_token_bytes: int = 8192
+    source_prefix: str = "urn:fhir-hub"  # meta.source of a facility's records: <prefix>:facility:<code>
     # Operations
     log_level: str = "info"
+    audit_flush_ms: int = 50
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -52,10 +67,34 @@ class Settings:
         settings.check()
         return settings
 
+    @property
+    def production(self) -> bool:
+        return self.env == "production"
+
+    @property
+    def issuer(self) -> str:
+        return self.token_issuer or DEV_ISSUER
+
+    @property
+    def audience(self) -> str:
+        return self.token_audience or DEV_AUDIENCE
+
     def check(self) -> None:
-        for name in ("max_body_bytes", "default_count", "max_count"):
+        for name in ("max_body_bytes", "default_count", "max_count", "max_search_params", "max_bundle_entries",
+                     "max_token_bytes", "audit_flush_ms"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be a positive integer")
+        if self.clock_skew_seconds < 0:
+            raise ConfigError(f"{ENV_PREFIX}CLOCK_SKEW_SECONDS must not be negative")
+        if self.env not in ("development", "production"):
+            raise ConfigError(f"{ENV_PREFIX}ENV must be development or production, not {self.env!r}")
+        if self.production:
+            missing = [name for name, value in (("JWKS_FILE or JWKS_URL", self.jwks_file or self.jwks_url),
+                                                ("TOKEN_ISSUER", self.token_issuer),
+                                                ("TOKEN_AUDIENCE", self.token_audience)) if not value]
+            if missing:
+                raise ConfigError("production refuses to start without " + ", ".join(
+                    ENV_PREFIX + m.replace(" or ", " or " + ENV_PREFIX) for m in missing))
         if self.default_count > self.max_count:
             raise ConfigError(f"{ENV_PREFIX}DEFAULT_COUNT must not exceed {ENV_PREFIX}MAX_COUNT")
         if not 0 < self.port < 65536:
@@ -68,9 +107,9 @@ class Settings:
 def _convert(name: str, raw: str, annotation: object) -> object:
     text = str(annotation)
     try:
-        if text == "int":
+        if text.startswith("int"):
             return int(raw)
-        if text == "Path":
+        if text.startswith("Path"):
             return Path(raw)
     except ValueError:
         raise ConfigError(f"{ENV_PREFIX}{name.upper()}={raw!r} is not a whole number") from None

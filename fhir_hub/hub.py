@@ -1,8 +1,10 @@
 """The running hub's long-lived parts, opened together and closed together.
 
-``running_hub`` is the single place that decides where data lives: the MongoDB named by
-``FHIR_HUB_MONGODB_URI``, or an embedded nx-27017 started for the occasion. The web app, the CLI and the
-tests all go through it, so they cannot drift apart in how they connect, create indexes or repair.
+``running_hub`` is the single place that decides where data lives (the MongoDB named by
+``FHIR_HUB_MONGODB_URI``, or an embedded nx-27017 started for the occasion) and which keys tokens are
+checked against (the configured JWKS, or in development a key generated in the data directory). The web
+app, the CLI and the tests all go through it, so they cannot drift apart in how they connect, create
+indexes, repair or authenticate.
 """
 
 from __future__ import annotations
@@ -15,6 +17,9 @@ from dataclasses import dataclass
 
 from pymongo import AsyncMongoClient
 
+from fhir_hub.audit import AuditTrail
+from fhir_hub.auth.keys import KeySet, development_key
+from fhir_hub.auth.tokens import TokenVerifier
 from fhir_hub.config import Settings
 from fhir_hub.fhir.ids import IdFactory, new_uuid_id
 from fhir_hub.fhir.instant import Clock, system_clock
@@ -32,19 +37,37 @@ class Hub:
     settings: Settings
     store: MongoStore
     writer: Writer
+    verifier: TokenVerifier
+    audit: AuditTrail
     mongodb_uri: str
+
+
+def token_keys(settings: Settings) -> KeySet:
+    """The keys the configuration names; in development, the hub's own generated key."""
+    if settings.jwks_file is not None:
+        return KeySet.from_file(settings.jwks_file)
+    if settings.jwks_url is not None:
+        return KeySet.from_url(settings.jwks_url)
+    _pem, keys = development_key(settings.data_dir)
+    log.warning("development mode: tokens are checked against the key in %s (mint them with `fhir-hub token`)",
+                settings.data_dir)
+    return keys
 
 
 @asynccontextmanager
 async def running_hub(
     settings: Settings, *, clock: Clock = system_clock, new_id: IdFactory = new_uuid_id
 ) -> AsyncIterator[Hub]:
+    verifier = TokenVerifier(await asyncio.to_thread(token_keys, settings), issuer=settings.issuer,
+                             audience=settings.audience, leeway_seconds=settings.clock_skew_seconds,
+                             max_bytes=settings.max_token_bytes)
     embedded: EmbeddedStore | None = None
     uri = settings.mongodb_uri
     if uri is None:
         embedded = EmbeddedStore(settings.data_dir)
         uri = await asyncio.to_thread(embedded.start)
     client: AsyncMongoClient | None = None
+    audit: AuditTrail | None = None
     try:
         await asyncio.to_thread(ensure_schema, uri, settings.db_name)
         client = AsyncMongoClient(uri, appname="fhir-hub", serverSelectionTimeoutMS=10_000)
@@ -53,10 +76,14 @@ async def running_hub(
         repaired = await store.reconcile_pending()
         if repaired:
             log.warning("finished %d write(s) left incomplete by an earlier stop", repaired)
-        writer = Writer(store, clock=clock, new_id=new_id, indexer=index_keys)
+        writer = Writer(store, clock=clock, new_id=new_id, indexer=index_keys, source_prefix=settings.source_prefix)
+        audit = AuditTrail(writer, clock=clock, flush_ms=settings.audit_flush_ms)
+        audit.start()
         log.info("store: %s (%s), database %r", capabilities.engine, _redact(uri), settings.db_name)
-        yield Hub(settings=settings, store=store, writer=writer, mongodb_uri=uri)
+        yield Hub(settings=settings, store=store, writer=writer, verifier=verifier, audit=audit, mongodb_uri=uri)
     finally:
+        if audit is not None:
+            await audit.stop()
         if client is not None:
             await client.close()
         if embedded is not None:

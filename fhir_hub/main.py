@@ -13,8 +13,9 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from fhir_hub import __version__
-from fhir_hub.api import create, delete, history, metadata, read, search, update
+from fhir_hub.api import create, delete, history, metadata, read, search, smart, update
 from fhir_hub.api.errors import install_error_handlers
+from fhir_hub.api.middleware import AuditMiddleware
 from fhir_hub.config import Settings
 from fhir_hub.fhir.ids import IdFactory, new_uuid_id
 from fhir_hub.fhir.instant import Clock, system_clock
@@ -22,8 +23,8 @@ from fhir_hub.hub import Hub, running_hub
 
 StartupHook = Callable[[Hub], Awaitable[None]]
 
-ROUTERS = (metadata.router, history.router, read.router, search.router, create.router, update.router,
-           delete.router)
+ROUTERS = (metadata.router, smart.router, history.router, read.router, search.router, create.router,
+           update.router, delete.router)
 
 
 def create_app(
@@ -52,6 +53,7 @@ def create_app(
         redoc_url=None,
     )
     install_error_handlers(app)
+    app.add_middleware(AuditMiddleware)
     for router in ROUTERS:
         # The routers have no prefix, tags or dependencies, so their routes are mounted as they are:
         # FastAPI 0.165's include_router wraps each router in a matcher of its own, measured at 11% more

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from fhir_hub.auth.dev_tokens import development_token
 from fhir_hub.config import Settings
 from fhir_hub.hub import Hub, running_hub
 from fhir_hub.main import create_app
@@ -40,9 +41,25 @@ def settings(mongodb_uri: str, tmp_path: Path) -> Settings:
     return Settings(mongodb_uri=mongodb_uri, db_name=db_name, data_dir=tmp_path / "var")
 
 
+FACILITY = "79001"
+
+
+def token_for(settings: Settings, role: str = "system", **claims: object) -> str:
+    """A development token the app under test accepts (system role at facility 79001 by default)."""
+    if role == "system":
+        claims.setdefault("facility", FACILITY)
+    return development_token(settings, role=role, **claims)  # type: ignore[arg-type]
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
 @pytest.fixture
 def client(settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings), raise_server_exceptions=False) as test_client:
+    """A hospital system's client (system/*.cruds at facility 79001)."""
+    with TestClient(create_app(settings), raise_server_exceptions=False,
+                    headers=auth(token_for(settings))) as test_client:
         yield test_client
 
 
@@ -77,7 +94,8 @@ def module_client(mongodb_uri: str, tmp_path_factory: pytest.TempPathFactory) ->
     """One app for a whole module, for hypothesis tests (which cannot use function-scoped fixtures)."""
     module_settings = Settings(mongodb_uri=mongodb_uri, db_name=f"test_mod_{uuid.uuid4().hex[:10]}",
                                data_dir=tmp_path_factory.mktemp("var"))
-    with TestClient(create_app(module_settings), raise_server_exceptions=False) as test_client:
+    with TestClient(create_app(module_settings), raise_server_exceptions=False,
+                    headers=auth(token_for(module_settings))) as test_client:
         yield test_client
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from fhir_hub.auth.caller import Caller
 from fhir_hub.cli import build_parser, main
 from fhir_hub.config import ConfigError, Settings
 from fhir_hub.demo import demo_resources, load_demo
@@ -74,7 +75,8 @@ async def test_embedded_store_keeps_data_across_restarts(tmp_path: Path) -> None
     async with running_hub(settings) as hub:
         assert hub.store.capabilities.engine == "nx-27017"
         first = await load_demo(hub)
-        created = await hub.writer.commit(Create("Patient", {"resourceType": "Patient", "active": True}))
+        created = await hub.writer.commit(Create("Patient", {"resourceType": "Patient", "active": True}),
+                                          caller=Caller.hub("test"))
     assert first.created == len(list(demo_resources())) and first.already_present == 0
     async with running_hub(settings) as hub:  # a new embedded server over the same files
         again = await load_demo(hub)

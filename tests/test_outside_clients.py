@@ -6,11 +6,15 @@ import pytest
 from fhirpy import SyncFHIRClient
 from fhirpy.base.exceptions import ResourceNotFound
 
+from fhir_hub.config import Settings
+from tests.conftest import token_for
+
 pytestmark = pytest.mark.server
 
 
-def test_fhirpy_create_read_update_delete_search(live_server: str) -> None:
-    client = SyncFHIRClient(live_server, extra_headers={"Accept": "application/fhir+json"})
+def test_fhirpy_create_read_update_delete_search(live_server: str, settings: Settings) -> None:
+    client = SyncFHIRClient(live_server, authorization=f"Bearer {token_for(settings)}",
+                            extra_headers={"Accept": "application/fhir+json"})
     patient = client.resource("Patient", name=[{"family": "Lê", "given": ["Thị", "Hoa"]}], gender="female",
                               birthDate="1958-02-11",
                               identifier=[{"system": "http://fhir.hl7.org.vn/core/sid/cccd", "value": "079158000123"}])
@@ -38,8 +42,8 @@ def test_fhirpy_create_read_update_delete_search(live_server: str) -> None:
     assert client.resources("Patient").search(_id=patient.id).fetch() == []
 
 
-def test_fhirpy_pages_through_every_result(live_server: str) -> None:
-    client = SyncFHIRClient(live_server)
+def test_fhirpy_pages_through_every_result(live_server: str, settings: Settings) -> None:
+    client = SyncFHIRClient(live_server, authorization=f"Bearer {token_for(settings)}")
     created = set()
     for i in range(23):
         resource = client.resource("Organization", name=f"Trạm Y tế {i}")

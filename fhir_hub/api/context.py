@@ -1,7 +1,10 @@
 """What every FHIR interaction needs from the HTTP request, gathered once as a named dependency.
 
-Negotiation happens here, before any handler does work, so an unacceptable ``Accept`` or ``_format`` is
-refused up front and every handler can simply answer in ``ctx.media_type``.
+``Fhir`` authenticates the bearer token, starts the request's audit record, checks that the token's scopes
+allow the interaction the matched route implements (read off its ``x-fhir-interaction`` tag, so no handler
+repeats an access check) and negotiates the answer's media type, all before a handler runs. Handlers then
+read only through ``ctx.reader`` and write only through ``ctx.commit``. ``PublicFhir`` serves the two
+endpoints the spec leaves open (``/metadata`` and SMART discovery).
 """
 
 from __future__ import annotations
@@ -12,8 +15,15 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from fhir_hub.api.negotiation import response_media_type
-from fhir_hub.errors import BadRequest
+from fhir_hub.api.routing import INTERACTION_KEY, check_type
+from fhir_hub.audit import AuditRecord
+from fhir_hub.auth.caller import Caller, InvalidClaims
+from fhir_hub.auth.policy import PERMISSION, require, require_any
+from fhir_hub.auth.tokens import InvalidToken
+from fhir_hub.errors import BadRequest, Unauthorized
 from fhir_hub.hub import Hub
+from fhir_hub.store.reader import ScopedReader
+from fhir_hub.store.writer import WriteOp, WriteResult
 
 
 @dataclass(frozen=True)
@@ -24,6 +34,8 @@ class FhirContext:
     pretty: bool
     base_url: str
     prefer: dict[str, str]
+    caller: Caller | None = None
+    audit: AuditRecord | None = None
 
     def prefers(self, name: str) -> str | None:
         return self.prefer.get(name)
@@ -34,6 +46,19 @@ class FhirContext:
 
     def url(self, *parts: str) -> str:
         return "/".join((self.base_url, *parts))
+
+    @property
+    def reader(self) -> ScopedReader:
+        assert self.caller is not None, "public endpoints do not read data"
+        return ScopedReader(self.hub.store, self.caller, self.audit,
+                            max_search_params=self.hub.settings.max_search_params)
+
+    async def commit(self, op: WriteOp) -> WriteResult:
+        assert self.caller is not None, "public endpoints do not write data"
+        result = await self.hub.writer.commit(op, caller=self.caller)
+        if self.audit is not None and result.changed:
+            self.audit.touch(result.version)
+        return result
 
 
 def parse_prefer(values: list[str]) -> dict[str, str]:
@@ -63,20 +88,59 @@ def hub_of(request: Request) -> Hub:
     return hub
 
 
-async def fhir_context(request: Request) -> FhirContext:
-    """Async on purpose: FastAPI runs a plain ``def`` dependency in a worker thread, a hop per request."""
-    hub = hub_of(request)
+async def authenticate(request: Request, hub: Hub) -> Caller:
+    header = request.headers.get("authorization")
+    if not header:
+        raise Unauthorized("This endpoint needs a bearer token (Authorization: Bearer <JWT>)",
+                           headers={"WWW-Authenticate": 'Bearer realm="fhir-hub"'})
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("The Authorization header must be 'Bearer <token>'",
+                           headers={"WWW-Authenticate": 'Bearer realm="fhir-hub", error="invalid_request"'})
+    try:
+        return Caller.from_claims(await hub.verifier.verify(token.strip()))
+    except (InvalidToken, InvalidClaims) as exc:
+        code = "expired" if "expired" in str(exc) else "login"
+        raise Unauthorized(f"Invalid bearer token: {exc}", code=code,
+                           headers={"WWW-Authenticate": 'Bearer realm="fhir-hub", error="invalid_token"'}) from None
+
+
+def _context(request: Request, hub: Hub, caller: Caller | None, audit: AuditRecord | None) -> FhirContext:
     params = request.query_params
-    media_type = response_media_type(request.headers.get("accept"), params.get("_format"))
     base = hub.settings.base_url or str(request.base_url)
     return FhirContext(
         hub=hub,
         request=request,
-        media_type=media_type,
+        media_type=response_media_type(request.headers.get("accept"), params.get("_format")),
         pretty=parse_bool_param(params.get("_pretty"), "_pretty"),
         base_url=base.rstrip("/"),
         prefer=parse_prefer(request.headers.getlist("prefer")),
+        caller=caller,
+        audit=audit,
     )
 
 
+async def fhir_context(request: Request) -> FhirContext:
+    """Async on purpose: FastAPI runs a plain ``def`` dependency in a worker thread, a hop per request."""
+    hub = hub_of(request)
+    caller = await authenticate(request, hub)
+    interaction = request.scope["route"].openapi_extra[INTERACTION_KEY]["code"]
+    audit = hub.audit.begin(interaction=interaction, caller=caller, method=request.method,
+                            path=request.url.path, query=request.url.query,
+                            client=request.client.host if request.client else None)
+    request.state.audit = audit  # finished with the response status by AuditMiddleware
+    permission = PERMISSION[interaction]
+    rtype = request.path_params.get("rtype")
+    if rtype is None:
+        require_any(caller, permission)
+    else:
+        require(caller, check_type(rtype), permission)
+    return _context(request, hub, caller, audit)
+
+
+async def public_context(request: Request) -> FhirContext:
+    return _context(request, hub_of(request), None, None)
+
+
 Fhir = Annotated[FhirContext, Depends(fhir_context)]
+PublicFhir = Annotated[FhirContext, Depends(public_context)]

@@ -15,7 +15,6 @@ from fhir_hub.api.responses import write_response
 from fhir_hub.api.routing import ResourceTypePath, check_type, fhir_route
 from fhir_hub.errors import PreconditionFailed
 from fhir_hub.fhir.validation import validate_resource
-from fhir_hub.search.execute import resolve_conditional
 from fhir_hub.store.writer import Create
 
 router = APIRouter()
@@ -32,11 +31,11 @@ async def create(rtype: ResourceTypePath, ctx: Fhir) -> Response:
     condition = ctx.request.headers.get("if-none-exist")
     if condition is not None:
         validate_resource(resource, expected_type=rtype)  # a bad body is refused even when a match exists
-        matches = await resolve_conditional(ctx.hub.store, rtype, condition, what="If-None-Exist")
+        matches = await ctx.reader.conditional(rtype, condition, what="If-None-Exist")
         if len(matches) > 1:
             raise PreconditionFailed(f"If-None-Exist: {len(matches)} {rtype} resources match {condition!r}",
                                      code="multiple-matches", expression=["If-None-Exist"])
         if matches:
             return write_response(ctx, matches[0], status=200, what="Found existing")
-    result = await ctx.hub.writer.commit(Create(rtype, resource))
+    result = await ctx.commit(Create(rtype, resource))
     return write_response(ctx, result.version, status=201, what="Created")

@@ -13,7 +13,6 @@ from fhir_hub.api.context import Fhir, FhirContext
 from fhir_hub.api.responses import fhir_response, outcome_json, parse_etag
 from fhir_hub.api.routing import IdPath, ResourceTypePath, check_instance, check_type, fhir_route
 from fhir_hub.errors import Issue, PreconditionFailed
-from fhir_hub.search.execute import resolve_conditional
 from fhir_hub.store.writer import Delete, WriteResult
 
 router = APIRouter()
@@ -27,7 +26,7 @@ async def delete(rtype: ResourceTypePath, rid: IdPath, ctx: Fhir) -> Response:
     check_instance(rtype, rid)
     if_match = ctx.request.headers.get("if-match")
     version = parse_etag(if_match, header="If-Match") if if_match is not None else None
-    result = await ctx.hub.writer.commit(Delete(rtype, rid, if_match=version))
+    result = await ctx.commit(Delete(rtype, rid, if_match=version))
     return _answer(ctx, result)
 
 
@@ -38,13 +37,13 @@ async def delete(rtype: ResourceTypePath, rid: IdPath, ctx: Fhir) -> Response:
 )
 async def conditional_delete(rtype: ResourceTypePath, ctx: Fhir) -> Response:
     check_type(rtype)
-    matches = await resolve_conditional(ctx.hub.store, rtype, ctx.request.url.query, what="Conditional delete")
+    matches = await ctx.reader.conditional(rtype, ctx.request.url.query, what="Conditional delete")
     if len(matches) > 1:
         raise PreconditionFailed(f"Conditional delete: {len(matches)} {rtype} resources match; this server "
                                  "deletes one resource at a time", code="multiple-matches")
     if not matches:
         return _answer(ctx, None)
-    return _answer(ctx, await ctx.hub.writer.commit(Delete(rtype, matches[0].rid)))
+    return _answer(ctx, await ctx.commit(Delete(rtype, matches[0].rid)))
 
 
 def _answer(ctx: FhirContext, result: WriteResult | None) -> Response:

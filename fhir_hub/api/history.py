@@ -62,12 +62,12 @@ async def _history(ctx: FhirContext, rtype: str | None, rid: str | None) -> Resp
         if since is None:
             raise BadRequest(f"_since: {since_text!r} is not a FHIR instant", expression=["_since"])
     before = _page_position(params.get("_page"))
-    page = await ctx.hub.store.history(rtype=rtype, rid=rid, since=since, before=before, limit=count)
+    page = await ctx.reader.history(rtype=rtype, rid=rid, since=since, before=before, limit=count)
     path = "/".join(p for p in (rtype, rid, "_history") if p)
     kept = [(k, v) for k, v in params.multi_items() if k in ("_count", "_since")]
     links = [("self", _link(ctx, path, params.multi_items()))]
-    if page.more and page.versions:
-        links.append(("next", _link(ctx, path, [*kept, ("_page", encode_page(list(page.versions[-1].position)))])))
+    if page.next_before is not None:
+        links.append(("next", _link(ctx, path, [*kept, ("_page", encode_page(list(page.next_before)))])))
     entries = [_entry(ctx, v) for v in page.versions]
     return fhir_response(ctx, bundle("history", entries=entries, links=links))
 

@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, Response
 
 from fhir_hub import __version__
-from fhir_hub.api.context import Fhir
+from fhir_hub.api.context import PublicFhir
 from fhir_hub.api.responses import fhir_response
 from fhir_hub.api.routing import INTERACTION_KEY, fhir_route
 from fhir_hub.fhir.instant import system_clock, to_instant
@@ -35,7 +35,7 @@ _SEARCH_PARAM_DEFS = {
 
 
 @router.get("/metadata", **fhir_route("capabilities", "system", summary="The server's CapabilityStatement"))
-async def metadata(ctx: Fhir) -> Response:
+async def metadata(ctx: PublicFhir) -> Response:
     body = capability_statement_json(ctx.request.app, ctx.base_url)
     return fhir_response(ctx, body)
 
@@ -91,6 +91,15 @@ def _statement(tags: tuple[dict[str, Any], ...], base_url: str) -> dict[str, Any
         "format": ["application/fhir+json", "json", "application/json"],
         "rest": [{
             "mode": "server",
+            "security": {
+                "cors": False,
+                "service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                                         "code": "SMART-on-FHIR"}]}],
+                "description": "Every endpoint but /metadata and /.well-known/smart-configuration needs a bearer "
+                               "token (JWT, RS256 or ES256) with SMART v1/v2 scopes: system/ for hospital "
+                               "systems, user/ for clinicians, patient/ for residents (their own compartment "
+                               "only). The facility claim sets the source of what a caller writes.",
+            },
             "resource": resources,
             "interaction": [{"code": c} for c in _SYSTEM_INTERACTIONS if c in codes],
         }],

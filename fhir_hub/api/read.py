@@ -11,7 +11,6 @@ from fastapi import APIRouter, Response
 from fhir_hub.api.context import Fhir, FhirContext
 from fhir_hub.api.responses import fhir_response, parse_etag, version_headers
 from fhir_hub.api.routing import IdPath, ResourceTypePath, VersionPath, check_instance, fhir_route, parse_version
-from fhir_hub.errors import Gone, NotFound
 from fhir_hub.fhir.instant import from_http_date
 from fhir_hub.store.records import StoredVersion
 
@@ -25,10 +24,7 @@ router = APIRouter()
 )
 async def read(rtype: ResourceTypePath, rid: IdPath, ctx: Fhir) -> Response:
     check_instance(rtype, rid)
-    version = await ctx.hub.store.current(rtype, rid)
-    if version is None:
-        raise NotFound(f"{rtype}/{rid} is not known to this server")
-    _refuse_deleted(ctx, version)
+    version = await ctx.reader.read(rtype, rid)
     if _client_copy_is_current(ctx, version):
         return Response(status_code=304, headers=version_headers(ctx, version))
     return fhir_response(ctx, version.json, headers=version_headers(ctx, version))
@@ -40,18 +36,8 @@ async def read(rtype: ResourceTypePath, rid: IdPath, ctx: Fhir) -> Response:
 )
 async def vread(rtype: ResourceTypePath, rid: IdPath, vid: VersionPath, ctx: Fhir) -> Response:
     check_instance(rtype, rid)
-    number = parse_version(vid)
-    version = await ctx.hub.store.version(rtype, rid, number) if number is not None else None
-    if version is None:
-        raise NotFound(f"{rtype}/{rid} has no version {vid[:20]!r}")
-    _refuse_deleted(ctx, version)
+    version = await ctx.reader.vread(rtype, rid, parse_version(vid))
     return fhir_response(ctx, version.json, headers=version_headers(ctx, version))
-
-
-def _refuse_deleted(ctx: FhirContext, version: StoredVersion) -> None:
-    if version.deleted:
-        raise Gone(f"{version.rtype}/{version.rid} was deleted (version {version.vid})",
-                   headers=version_headers(ctx, version))
 
 
 def _client_copy_is_current(ctx: FhirContext, version: StoredVersion) -> bool:

@@ -18,7 +18,6 @@ from fhir_hub.api.negotiation import check_body_media_type
 from fhir_hub.api.responses import fhir_response, outcome_json
 from fhir_hub.api.routing import ResourceTypePath, check_type, fhir_route
 from fhir_hub.errors import BadRequest, Issue
-from fhir_hub.search.execute import matching_keys
 from fhir_hub.search.query import CRITERIA, SearchQuery, parse_search
 from fhir_hub.store.records import StoredVersion
 
@@ -51,25 +50,15 @@ async def search_post(rtype: ResourceTypePath, ctx: Fhir) -> Response:
 async def _search(ctx: FhirContext, rtype: str, params: list[tuple[str, str]]) -> Response:
     settings = ctx.hub.settings
     query = parse_search(rtype, params, default_count=settings.default_count, max_count=settings.max_count,
-                         strict=ctx.strict)
-    after = _page_position(query.page)
-    store = ctx.hub.store
-    keys = await matching_keys(store, query)
-    if keys is None:
-        total = await store.count_live(rtype)
-        found = await store.live_page(rtype, after, query.count + 1) if query.count else []
-    else:
-        live = await store.live_versions(keys)
-        total = len(live)
-        found = [v for v in live if after is None or v.key > after][: query.count + 1]
-    page, more = found[: query.count], len(found) > query.count
+                         strict=ctx.strict, max_params=settings.max_search_params)
+    outcome = await ctx.reader.search(query, after=_page_position(query.page))
     links = [("self", _link(ctx, query, None))]
-    if more and page:
-        links.append(("next", _link(ctx, query, encode_page(page[-1].key))))
-    entries = [_match(ctx, v) for v in page]
+    if outcome.next_after is not None:
+        links.append(("next", _link(ctx, query, encode_page(outcome.next_after))))
+    entries = [_match(ctx, v) for v in outcome.page]
     if query.ignored:
         entries.append(_ignored_outcome(query))
-    return fhir_response(ctx, bundle("searchset", entries=entries, links=links, total=total))
+    return fhir_response(ctx, bundle("searchset", entries=entries, links=links, total=outcome.total))
 
 
 def _page_position(token: str | None) -> str | None:

@@ -15,7 +15,6 @@ from fhir_hub.api.context import Fhir, FhirContext
 from fhir_hub.api.responses import parse_etag, write_response
 from fhir_hub.api.routing import IdPath, ResourceTypePath, check_instance, check_type, fhir_route
 from fhir_hub.errors import BadRequest, PreconditionFailed
-from fhir_hub.search.execute import resolve_conditional
 from fhir_hub.store.writer import Create, Update
 
 router = APIRouter()
@@ -40,14 +39,14 @@ async def update(rtype: ResourceTypePath, rid: IdPath, ctx: Fhir) -> Response:
 async def conditional_update(rtype: ResourceTypePath, ctx: Fhir) -> Response:
     check_type(rtype)
     resource = await read_resource(ctx.request, ctx.hub.settings.max_body_bytes)
-    matches = await resolve_conditional(ctx.hub.store, rtype, ctx.request.url.query, what="Conditional update")
+    matches = await ctx.reader.conditional(rtype, ctx.request.url.query, what="Conditional update")
     if len(matches) > 1:
         raise PreconditionFailed(f"Conditional update: {len(matches)} {rtype} resources match the criteria",
                                  code="multiple-matches")
     body_id = resource.get("id")
     if not matches:
         if body_id is None:
-            result = await ctx.hub.writer.commit(Create(rtype, resource))
+            result = await ctx.commit(Create(rtype, resource))
             return write_response(ctx, result.version, status=201, what="Created")
         return await _update(ctx, Update(rtype, str(body_id), resource, if_match=_if_match(ctx)))
     match = matches[0]
@@ -59,7 +58,7 @@ async def conditional_update(rtype: ResourceTypePath, ctx: Fhir) -> Response:
 
 
 async def _update(ctx: FhirContext, op: Update) -> Response:
-    result = await ctx.hub.writer.commit(op)
+    result = await ctx.commit(op)
     status = 201 if result.created else 200
     return write_response(ctx, result.version, status=status, what="Created" if result.created else "Updated")
 

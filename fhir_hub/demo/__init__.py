@@ -14,12 +14,16 @@ from typing import Any
 
 from tqdm import tqdm
 
+from fhir_hub.auth.caller import Caller
 from fhir_hub.hub import Hub
 from fhir_hub.store.writer import Update
 
 # Referenced resources first, so a reader following references always finds them.
 LOAD_ORDER = ("Organization", "Location", "Practitioner", "Patient", "Encounter", "Condition", "Immunization",
               "MedicationRequest")
+
+
+LOADER = Caller.hub("demo")
 
 
 @dataclass(frozen=True)
@@ -50,6 +54,6 @@ async def load_demo(hub: Hub, *, progress: bool = False) -> DemoReport:
         if current is not None and not current.deleted:
             present += 1
             continue
-        await hub.writer.commit(Update(rtype, rid, resource))
+        await hub.writer.commit(Update(rtype, rid, resource), caller=LOADER)
         created += 1
     return DemoReport(created, present, tuple(patients))

@@ -1,25 +1,44 @@
-"""Running parsed criteria against the store: the same code answers searches and conditional interactions."""
+"""Running parsed criteria against the store: the same code answers searches and conditional interactions.
+
+Every run takes the caller's ``Grant``: a resident's search is narrowed by the compartment entries in the
+index before anything is fetched, and every result is checked again against the compartment, so nothing
+outside it is returned or counted.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
+from fhir_hub.auth.policy import Grant
 from fhir_hub.errors import BadRequest
 from fhir_hub.fhir.ids import is_valid_id
-from fhir_hub.search.keys import token_match
+from fhir_hub.search.keys import compartment_match, token_match
 from fhir_hub.search.query import Criterion, SearchQuery, parse_search, split_token, unescape
 from fhir_hub.store.mongo import MongoStore
 from fhir_hub.store.records import StoredVersion, resource_key
 
 
-async def matching_keys(store: MongoStore, query: SearchQuery) -> set[str] | None:
-    """Keys of resources meeting every criterion (not yet filtered to live ones); None: no criteria."""
+@dataclass(frozen=True)
+class SearchOutcome:
+    total: int
+    page: list[StoredVersion]
+    next_after: str | None  # the key after which the next page starts; None on the last page
+
+
+async def matching_keys(store: MongoStore, query: SearchQuery, grant: Grant) -> set[str] | None:
+    """Keys of resources meeting every criterion and the grant (not yet filtered to live ones).
+
+    None means "every resource of the type" (no criteria, no compartment limit).
+    """
     result: set[str] | None = None
+    if grant.compartment is not None:
+        result = await store.resources_matching([compartment_match(query.rtype, grant.compartment)])
     for criterion in query.criteria:
+        if result is not None and not result:
+            break
         keys = await _criterion_keys(store, query.rtype, criterion)
         result = keys if result is None else result & keys
-        if not result:
-            return set()
     return result
 
 
@@ -33,16 +52,31 @@ async def _criterion_keys(store: MongoStore, rtype: str, criterion: Criterion) -
     raise AssertionError(f"unhandled criterion {criterion.name}")  # parse_search only admits CRITERIA
 
 
-async def resolve_conditional(store: MongoStore, rtype: str, query_string: str, *, what: str) -> list[StoredVersion]:
-    """Live resources matching the criteria of a conditional create, update or delete.
+async def run_search(store: MongoStore, query: SearchQuery, grant: Grant, *, after: str | None) -> SearchOutcome:
+    keys = await matching_keys(store, query, grant)
+    if keys is None:
+        total = await store.count_live(query.rtype)
+        found = await store.live_page(query.rtype, after, query.count + 1) if query.count else []
+    else:
+        live = [v for v in await store.live_versions(keys) if grant.sees(v.patients)]
+        total = len(live)
+        found = [v for v in live if after is None or v.key > after][: query.count + 1]
+    page = found[: query.count]
+    more = len(found) > query.count and bool(page)
+    return SearchOutcome(total, page, page[-1].key if more else None)
+
+
+async def resolve_conditional(store: MongoStore, rtype: str, query_string: str, grant: Grant, *, what: str,
+                              max_params: int) -> list[StoredVersion]:
+    """Live resources the caller may see that match the criteria of a conditional interaction.
 
     Unsupported parameters are refused rather than ignored: a conditional delete that silently dropped
     its only criterion would match every resource of the type.
     """
     params = parse_qsl(query_string.lstrip("?"), keep_blank_values=True)
     # _count has no meaning for a condition; any value is accepted and unused.
-    query = parse_search(rtype, params, default_count=0, max_count=2**31 - 1, strict=True)
+    query = parse_search(rtype, params, default_count=0, max_count=2**31 - 1, strict=True, max_params=max_params)
     if not query.criteria:
         raise BadRequest(f"{what} needs search criteria (for example identifier=system|value or _id=...)")
-    keys = await matching_keys(store, query)
-    return await store.live_versions(keys or ())
+    keys = await matching_keys(store, query, grant)
+    return [v for v in await store.live_versions(keys or ()) if grant.sees(v.patients)]

@@ -47,3 +47,15 @@ def token_match(rtype: str, param: str, system: str | None, value: str) -> Entry
     if system is not None and not value:
         return EntryMatch(f"{rtype}|{param}|", system=system, prefix=True)
     return EntryMatch(make_key(rtype, param, value), system=system)
+
+
+COMPARTMENT = "_compartment"
+
+
+def compartment_entry(rtype: str, patient_id: str) -> SearchEntry:
+    """The entry saying a resource is in a patient's compartment (narrows a resident's searches)."""
+    return SearchEntry(make_key(rtype, COMPARTMENT, f"Patient/{patient_id}"))
+
+
+def compartment_match(rtype: str, patient_id: str) -> EntryMatch:
+    return EntryMatch(make_key(rtype, COMPARTMENT, f"Patient/{patient_id}"))

@@ -91,8 +91,12 @@ def parse_search(
     default_count: int,
     max_count: int,
     strict: bool,
+    max_params: int = 30,
 ) -> SearchQuery:
     """Criteria, paging and the names of parameters that were ignored (lenient) or refused (strict)."""
+    if len(params) > max_params:
+        raise BadRequest(f"The request has {len(params)} search parameters; this server accepts at most "
+                         f"{max_params} (FHIR_HUB_MAX_SEARCH_PARAMS)", code="too-costly")
     criteria: list[Criterion] = []
     ignored: list[str] = []
     count_raw: str | None = None

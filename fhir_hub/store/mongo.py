@@ -72,7 +72,7 @@ async def detect_capabilities(client: AsyncMongoClient) -> StoreCapabilities:
 @dataclass(frozen=True, slots=True)
 class HistoryPage:
     versions: list[StoredVersion]
-    more: bool
+    next_before: HistoryPosition | None  # where the next page starts; None on the last page
 
 
 def _history_filter(rtype: str | None, since: int | None, before: HistoryPosition | None) -> dict[str, Any]:
@@ -153,7 +153,8 @@ class MongoStore:
             candidates += [StoredVersion.from_doc(d) async for d in older]
         unique = {(v.key, v.vid): v for v in candidates}  # a history copy may exist of the current version
         ordered = heapq.nlargest(limit + 1, unique.values(), key=lambda v: v.position)
-        return HistoryPage(ordered[:limit], more=len(ordered) > limit)
+        more = len(ordered) > limit and limit > 0
+        return HistoryPage(ordered[:limit], ordered[limit - 1].position if more else None)
 
     async def _instance_history(self, rtype: str, rid: str, since: int | None, before: HistoryPosition | None,
                                 limit: int) -> list[StoredVersion]:
@@ -185,6 +186,20 @@ class MongoStore:
             except PyMongoError as failure:
                 log.warning("search entries of %s/_history/%s not applied (%s); reconciling", v.key, v.vid, failure)
                 await self.reconcile(v.rtype, v.rid)
+
+    async def write_fresh(self, changes: list[VersionChange]) -> None:
+        """Store many new resources with server-assigned ids (the audit trail): entries first, then documents."""
+        token = secrets.token_hex(8)
+        steps = [step for change in changes for step in plan_write(change, token).commit]
+        entries = [step for step in steps if step.collection == SEARCH_INDEX]
+        docs = [step for step in steps if step.collection == RESOURCES]
+        if self.capabilities.client_bulk_write:
+            await self._send([*entries, *docs])
+            return
+        if entries:
+            await self.index.insert_many([step.first for step in entries])
+        if docs:
+            await self.current_docs.insert_many([step.first for step in docs])
 
     async def _settle_failed_commit(self, change: VersionChange, token: str, failure: Exception) -> None:
         v = change.version

@@ -26,6 +26,8 @@ class StoredVersion:
     deleted: bool
     json: bytes | None  # None for a deletion
     pending: bool = False
+    source: str | None = None  # meta.source, set by the hub from the writer's token
+    patients: frozenset[str] = frozenset()  # Patient ids whose compartment holds it (a deletion keeps the last)
 
     @property
     def key(self) -> str:
@@ -54,6 +56,8 @@ class StoredVersion:
             deleted=bool(doc.get("deleted")),
             json=doc.get("json"),
             pending=bool(doc.get("pending")),
+            source=doc.get("src"),
+            patients=frozenset(doc.get("pc") or ()),
         )
 
     def _fields(self) -> dict[str, Any]:
@@ -61,6 +65,10 @@ class StoredVersion:
                                "method": self.method, "deleted": self.deleted}
         if self.json is not None:
             doc["json"] = self.json
+        if self.source is not None:
+            doc["src"] = self.source
+        if self.patients:
+            doc["pc"] = sorted(self.patients)
         return doc
 
     def current_doc(self) -> dict[str, Any]:

@@ -44,6 +44,8 @@ class _VersionFields(me.Document):
     method = me.StringField(required=True, choices=("POST", "PUT", "PATCH", "DELETE"))
     deleted = me.BooleanField(default=False)
     json = me.BinaryField()  # absent for a deletion
+    src = me.StringField()  # meta.source: who wrote it (a facility, a resident, the hub)
+    pc = me.ListField(me.StringField())  # Patient ids whose compartment holds it; stored, never queried
 
 
 class CurrentResource(_VersionFields):

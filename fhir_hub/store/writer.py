@@ -1,12 +1,14 @@
 """The one write path: every create, update and delete, from any entry point, ends in ``Writer.commit``.
 
-``commit`` validates, assigns id, version and ``lastUpdated``, serialises the JSON that reads will serve,
-computes the search-index change and hands one ``VersionChange`` to the store. Later stages (patient
-matching, sensitivity labels, the priority queue, audit) plug in here so that no entry point can skip them.
+``commit`` validates, checks the caller's scopes, compartment and facility boundary, assigns id, version,
+``lastUpdated`` and ``meta.source`` (from the token, never from the body), serialises the JSON that reads
+will serve, computes the search-index change and hands one ``VersionChange`` to the store. Later stages
+(patient matching, sensitivity labels, the priority queue) plug in here so that no entry point can skip
+them.
 
-Concurrency: the version number is read, then written under a unique key. A writer that loses the race
-retries from a fresh read, unless the client made its write conditional on the version it saw
-(``If-Match``), in which case losing the race is exactly the 412 it asked for.
+Concurrency: the version number is read, then written under a condition only one writer can meet. A writer
+that loses the race retries from a fresh read, unless the client made its write conditional on the version
+it saw (``If-Match``), in which case losing the race is exactly the 412 it asked for.
 """
 
 from __future__ import annotations
@@ -18,7 +20,10 @@ from typing import Any
 
 import orjson
 
+from fhir_hub.auth.caller import Caller
+from fhir_hub.auth.policy import Grant, check_write, require, source_uri
 from fhir_hub.errors import BadRequest, Conflict, PreconditionFailed
+from fhir_hub.fhir.compartment import patient_ids
 from fhir_hub.fhir.ids import IdFactory, check_id
 from fhir_hub.fhir.instant import Clock, to_instant
 from fhir_hub.fhir.validation import validate_resource
@@ -63,17 +68,21 @@ class WriteResult:
 
 
 class Writer:
-    def __init__(self, store: MongoStore, *, clock: Clock, new_id: IdFactory, indexer: Indexer) -> None:
+    def __init__(self, store: MongoStore, *, clock: Clock, new_id: IdFactory, indexer: Indexer,
+                 source_prefix: str) -> None:
         self.store = store
         self.clock = clock
         self.new_id = new_id
         self.indexer = indexer
+        self.source_prefix = source_prefix
 
-    async def commit(self, op: WriteOp) -> WriteResult:
+    async def commit(self, op: WriteOp, *, caller: Caller) -> WriteResult:
         if isinstance(op, Create):
+            grant = require(caller, op.rtype, "c")
             validate_resource(op.resource, expected_type=op.rtype)
-            return await self._create(op)
+            return await self._create(op, caller, grant)
         if isinstance(op, Update):
+            grant = require(caller, op.rtype, "u")
             check_id(op.rid)
             body_id = op.resource.get("id")
             if body_id is None:
@@ -83,14 +92,32 @@ class Writer:
                 raise BadRequest(f"Resource.id: the body has id {body_id!r} but the URL names {op.rid!r}",
                                  expression=[f"{op.rtype}.id"])
             validate_resource(op.resource, expected_type=op.rtype)
-            return await self._put(op.rtype, op.rid, op.resource, if_match=op.if_match)
-        return await self._delete(op)
+            return await self._put(op, caller, grant)
+        return await self._delete(op, caller, require(caller, op.rtype, "d"))
 
-    async def _create(self, op: Create) -> WriteResult:
-        """A server-assigned id is new by construction: no read first, the unique version key still guards."""
+    async def commit_generated(self, rtype: str, resources: list[dict[str, Any]], *, caller: Caller) -> None:
+        """Store resources the hub builds itself (the audit trail), many per request to the store.
+
+        The same versioning, stamping and indexing as ``commit``; no per-resource validation, because these
+        come from the hub's own code, which a test validates against the R4B models.
+        """
+        assert caller.internal, "only the hub writes generated resources"
+        changes = []
+        source = source_uri(caller, self.source_prefix)
+        for resource in resources:
+            version, entries = self._version(rtype, self.new_id(), resource, vid=1, ts=self.clock(), method="POST",
+                                             source=source)
+            changes.append(VersionChange(version, None, entries, frozenset(), fresh=True))
+        await self.store.write_fresh(changes)
+
+    async def _create(self, op: Create, caller: Caller, grant: Grant) -> WriteResult:
+        """A server-assigned id is new by construction: no read first, the unique key still guards."""
+        source = source_uri(caller, self.source_prefix)
         for _attempt in range(_MAX_ATTEMPTS):
             version, entries = self._version(op.rtype, self.new_id(), op.resource, vid=1, ts=self.clock(),
-                                             method="POST")
+                                             method="POST", source=source)
+            check_write(caller, grant, rtype=op.rtype, source=source, new_patients=version.patients,
+                        existing_source=None, existing_patients=None, exists=False)
             try:
                 await self.store.write(VersionChange(version, None, entries, frozenset(), fresh=True))
             except VersionTaken:
@@ -98,41 +125,46 @@ class Writer:
             return WriteResult(version, created=True)
         raise Conflict(f"{op.rtype}: could not allocate a new id; try again")
 
-    async def _put(self, rtype: str, rid: str, resource: dict[str, Any], *, if_match: int | None) -> WriteResult:
+    async def _put(self, op: Update, caller: Caller, grant: Grant) -> WriteResult:
+        source = source_uri(caller, self.source_prefix)
         for _attempt in range(_MAX_ATTEMPTS):
-            current = await self._settled_current(rtype, rid)
-            _check_precondition(current, if_match)
+            current = await self._settled_current(op.rtype, op.rid)
+            creating = current is None or current.deleted
+            if current is None:
+                require(caller, op.rtype, "c")  # update-as-create creates
             vid = current.vid + 1 if current else 1
-            version, new_keys = self._version(rtype, rid, resource, vid=vid, ts=self._next_ts(current), method="PUT")
+            version, new_keys = self._version(op.rtype, op.rid, op.resource, vid=vid, ts=self._next_ts(current),
+                                              method="PUT", source=source)
+            check_write(caller, grant, rtype=op.rtype, source=source, new_patients=version.patients,
+                        existing_source=current.source if current else None,
+                        existing_patients=current.patients if current else None, exists=current is not None)
+            _check_precondition(current, op.if_match)  # after the access check: a 412 names the version
             old_keys = self._keys_of(current)
             change = VersionChange(version, current, new_keys - old_keys, old_keys - new_keys)
             try:
                 await self.store.write(change)
             except VersionTaken:
-                if if_match is not None:
-                    raise _stale(if_match) from None
+                if op.if_match is not None:
+                    raise _stale(op.if_match) from None
                 continue
-            return WriteResult(version, created=current is None or current.deleted)
-        raise Conflict(f"{rtype}/{rid}: too many concurrent writes to this resource; try again")
+            return WriteResult(version, created=creating)
+        raise Conflict(f"{op.rtype}/{op.rid}: too many concurrent writes to this resource; try again")
 
-    def _version(self, rtype: str, rid: str, resource: dict[str, Any], *, vid: int, ts: int, method: str
-                 ) -> tuple[StoredVersion, frozenset[SearchEntry]]:
-        stamped = stamp(resource, rtype=rtype, rid=rid, vid=vid, ts=ts)
-        version = StoredVersion(rtype, rid, vid, ts, method, deleted=False, json=orjson.dumps(stamped))
-        return version, self.indexer(rtype, stamped)
-
-    async def _delete(self, op: Delete) -> WriteResult:
+    async def _delete(self, op: Delete, caller: Caller, grant: Grant) -> WriteResult:
         check_id(op.rid)
+        source = source_uri(caller, self.source_prefix)
         for _attempt in range(_MAX_ATTEMPTS):
             current = await self._settled_current(op.rtype, op.rid)
-            if current is None or current.deleted:
+            if current is None or current.deleted or not grant.sees(current.patients):
                 if op.if_match is not None:
                     raise _stale(op.if_match)
-                gone = current or StoredVersion(op.rtype, op.rid, 0, 0, "DELETE", deleted=True, json=None)
+                gone = StoredVersion(op.rtype, op.rid, 0, 0, "DELETE", deleted=True, json=None)
                 return WriteResult(gone, created=False, changed=False)
+            check_write(caller, grant, rtype=op.rtype, source=source, new_patients=None,
+                        existing_source=current.source, existing_patients=current.patients, exists=True)
             _check_precondition(current, op.if_match)
             version = StoredVersion(op.rtype, op.rid, current.vid + 1, self._next_ts(current), "DELETE",
-                                    deleted=True, json=None)
+                                    deleted=True, json=None, source=source, patients=current.patients)
             change = VersionChange(version, current, frozenset(), self._keys_of(current))
             try:
                 await self.store.write(change)
@@ -142,6 +174,13 @@ class Writer:
                 continue
             return WriteResult(version, created=False)
         raise Conflict(f"{op.rtype}/{op.rid}: too many concurrent writes to this resource; try again")
+
+    def _version(self, rtype: str, rid: str, resource: dict[str, Any], *, vid: int, ts: int, method: str,
+                 source: str | None) -> tuple[StoredVersion, frozenset[SearchEntry]]:
+        stamped = stamp(resource, rtype=rtype, rid=rid, vid=vid, ts=ts, source=source)
+        version = StoredVersion(rtype, rid, vid, ts, method, deleted=False, json=orjson.dumps(stamped),
+                                source=source, patients=patient_ids(rtype, stamped))
+        return version, self.indexer(rtype, stamped)
 
     async def _settled_current(self, rtype: str, rid: str) -> StoredVersion | None:
         """The current version once its search entries are applied, so two writes never interleave.
@@ -170,11 +209,14 @@ class Writer:
         return self.indexer(current.rtype, orjson.loads(current.json))
 
 
-def stamp(resource: dict[str, Any], *, rtype: str, rid: str, vid: int, ts: int) -> dict[str, Any]:
+def stamp(resource: dict[str, Any], *, rtype: str, rid: str, vid: int, ts: int, source: str | None
+          ) -> dict[str, Any]:
     """The resource as stored and served: server-owned id and meta first, the client's elements after."""
-    meta = dict(resource.get("meta") or {})
+    meta = {k: v for k, v in (resource.get("meta") or {}).items() if k != "source"}
     meta["versionId"] = str(vid)
     meta["lastUpdated"] = to_instant(ts)
+    if source is not None:
+        meta["source"] = source
     out: dict[str, Any] = {"resourceType": rtype, "id": rid, "meta": meta}
     for name, value in resource.items():
         if name not in out:

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from fhir_hub.config import Settings
 from fhir_hub.main import create_app
+from tests.conftest import auth, token_for
 
 FHIR = {"Content-Type": "application/fhir+json"}
 
@@ -141,7 +142,8 @@ def test_operator_lookalikes_are_plain_values(client: TestClient) -> None:
 
 @pytest.fixture
 def small_limit_client(settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings.with_(max_body_bytes=200)), raise_server_exceptions=False) as client:
+    with TestClient(create_app(settings.with_(max_body_bytes=200)), raise_server_exceptions=False,
+                    headers=auth(token_for(settings))) as client:
         yield client
 
 

@@ -131,32 +131,46 @@ def _history(collection: str, scope: str, since: bool, before: bool) -> Shape:
     return Shape(name, collection, "find", build)
 
 
-def _replace_current(deleted: bool, pending: bool) -> Shape:
+def _version_variant(d: dict[str, Any], *, deleted: bool, in_compartment: bool) -> Doc:
+    new = dict(d["new_version"])
+    if deleted:
+        new.update(deleted=True)
+        new.pop("json", None)
+        new.pop("live", None)
+    if not in_compartment:
+        new.pop("pc", None)
+    return new
+
+
+def _replace_current(deleted: bool, pending: bool, in_compartment: bool) -> Shape:
     def build(d: dict[str, Any]) -> dict[str, Any]:
-        new = dict(d["new_version"])
-        if deleted:
-            new.update(deleted=True)
-            new.pop("json", None)
-            new.pop("live", None)
+        new = _version_variant(d, deleted=deleted, in_compartment=in_compartment)
         if pending:
             new["pending"] = True
         return {"query": {"_id": _some(d, "_id", "Patient/a"), "vid": d["vid"]},
                 "update": set_document(new, optional=_OPTIONAL_FIELDS)}
 
-    return Shape(f"replace current{' by a deletion' if deleted else ''}{' pending' if pending else ''}",
-                 "current", "update_one", build)
+    name = f"replace current{' by a deletion' if deleted else ''}{' pending' if pending else ''}"
+    return Shape(name + (" in a compartment" if in_compartment else ""), "current", "update_one", build)
 
 
-def _copy_to_history(deleted: bool) -> Shape:
+def _copy_to_history(deleted: bool, in_compartment: bool) -> Shape:
     def build(d: dict[str, Any]) -> dict[str, Any]:
-        copy = {k: v for k, v in d["new_version"].items() if k not in ("live", "w", "pending")}
+        copy = {k: v for k, v in _version_variant(d, deleted=deleted, in_compartment=in_compartment).items()
+                if k not in ("live", "w", "pending")}
         copy["_id"] = f"{copy['key']}/{d['vid']}"
-        if deleted:
-            copy["deleted"] = True
-            copy.pop("json", None)
         return {"query": {"_id": copy["_id"]}, "update": set_document(copy)}
 
-    return Shape(f"copy {'a deletion ' if deleted else ''}to history", "history", "update_one", build, upsert=True)
+    name = f"copy {'a deletion ' if deleted else ''}to history{' in a compartment' if in_compartment else ''}"
+    return Shape(name, "history", "update_one", build, upsert=True)
+
+
+def _upsert_entry(with_system: bool) -> Shape:
+    def build(d: dict[str, Any]) -> dict[str, Any]:
+        entry = {k: v for k, v in d["new_entry"].items() if with_system or k != "s"}
+        return {"query": {"_id": entry["_id"]}, "update": set_document(entry)}
+
+    return Shape(f"upsert entry{' with a system' if with_system else ''}", "index", "update_one", build, upsert=True)
 
 
 SHAPES: tuple[Shape, ...] = (
@@ -176,8 +190,9 @@ SHAPES: tuple[Shape, ...] = (
     *(_history(coll, scope, since, before)
       for coll, scopes in (("current", ("system", "type")), ("history", ("system", "type", "instance")))
       for scope in scopes for since in (False, True) for before in (False, True)),
-    *(_replace_current(deleted, pending) for deleted in (False, True) for pending in (False, True)),
-    *(_copy_to_history(deleted) for deleted in (False, True)),
+    *(_replace_current(deleted, pending, in_compartment)
+      for deleted in (False, True) for pending in (False, True) for in_compartment in (False, True)),
+    *(_copy_to_history(deleted, in_compartment) for deleted in (False, True) for in_compartment in (False, True)),
     Shape("settle a write", "current", "update_one",
           lambda d: {"query": {"_id": _some(d, "_id", "Patient/a"), "w": _some(d, "w", "t")},
                      "update": {"$unset": {"pending": ""}}}),
@@ -191,6 +206,5 @@ SHAPES: tuple[Shape, ...] = (
           lambda d: {"query": {"k": {"$regex": "^" + re.escape(d["prefix"])}, "s": _some(d, "s", "")}}),
     Shape("entries of a resource", "index", "find", lambda d: {"query": {"r": _some(d, "r", "Patient/a")}}),
     Shape("delete entries by _id", "index", "delete_many", lambda d: {"query": {"_id": {"$in": d["entry_ids"]}}}),
-    Shape("upsert entry", "index", "update_one",
-          lambda d: {"query": {"_id": d["new_entry"]["_id"]}, "update": set_document(d["new_entry"])}, upsert=True),
+    *(_upsert_entry(with_system) for with_system in (False, True)),
 )

@@ -56,6 +56,9 @@ def datasets(draw: st.DrawFn) -> dict[str, list[Doc]]:
                         "method": "DELETE" if deleted else "PUT", "deleted": deleted}
             if not deleted:
                 doc["json"] = draw(st.binary(min_size=1, max_size=12))
+            if draw(st.booleans()):
+                doc["src"] = "urn:fhir-hub:facility:79001"
+                doc["pc"] = draw(st.lists(st.sampled_from(["a", "b"]), min_size=1, unique=True))
             if vid < count or draw(st.integers(0, 4)) == 0:  # superseded, or a copy left by a lost race
                 history.append({"_id": f"{key}/{vid}", **doc})
             if vid == count:
@@ -96,7 +99,8 @@ def params_for(data: st.DataObject, docs: dict[str, list[Doc]]) -> Params:
         new_version={"_id": key, "key": key, "type": key.split("/")[0], "rid": key.split("/")[1],
                      "vid": data.draw(st.integers(1, 6)), "ts": data.draw(st.integers(0, 20)), "method": "PUT",
                      "deleted": False, "json": data.draw(st.binary(min_size=1, max_size=12)),
-                     "live": key.split("/")[0], "w": "t3"},
+                     "live": key.split("/")[0], "w": "t3", "src": "urn:fhir-hub:facility:79001",
+                     "pc": data.draw(st.lists(st.sampled_from(["a", "b", "x.1"]), min_size=1, unique=True))},
     )
 
 

@@ -15,13 +15,14 @@ from pymongo import monitoring
 from fhir_hub.config import Settings
 from fhir_hub.main import create_app
 from fhir_hub.store.schema import HISTORY, RESOURCES, SEARCH_INDEX
+from tests.conftest import auth, token_for
 from tests.store.contract import SHAPES, shape
 
 _COLLECTIONS = {RESOURCES: "current", HISTORY: "history", SEARCH_INDEX: "index"}
 _DUMMY = {"pick": lambda field, default: default, "keys": ["Patient/a"], "prefix": "k", "limit": 3, "ts": 5,
           "vid": 2, "entry_ids": ["x"], "new_entry": {"_id": "x", "r": "Patient/a", "k": "k", "s": ""},
           "new_version": {"_id": "P/a", "key": "P/a", "type": "P", "rid": "a", "vid": 2, "ts": 5, "method": "PUT",
-                          "deleted": False, "json": b"{}", "live": "P", "w": "t"}}
+                          "deleted": False, "json": b"{}", "live": "P", "w": "t", "src": "s", "pc": ["a"]}}
 
 
 def contract_signatures() -> set[tuple[Any, ...]]:
@@ -123,7 +124,7 @@ def test_every_store_request_is_covered_by_the_contract(settings: Settings) -> N
     monitoring.register(recorder)  # applies to clients created from now on
     try:
         app = create_app(settings)
-        with TestClient(app) as client:
+        with TestClient(app, headers=auth(token_for(settings))) as client:
             _workload(client)
             hub = app.state.hub
             client.portal.call(hub.store.reconcile, "Patient", "any")  # repair paths

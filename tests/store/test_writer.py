@@ -9,6 +9,7 @@ import itertools
 import orjson
 import pytest
 
+from fhir_hub.auth.caller import Caller
 from fhir_hub.errors import BadRequest, HubError, PreconditionFailed
 from fhir_hub.hub import Hub
 from fhir_hub.search.indexing import index_keys
@@ -18,6 +19,7 @@ from fhir_hub.store.records import SearchEntry, StoredVersion, VersionChange, Ve
 from fhir_hub.store.writer import Create, Delete, Update, Writer
 
 pytestmark = pytest.mark.anyio
+HUB = Caller.hub("test")
 
 
 def patient(rid: str | None = None, **extra: object) -> dict[str, object]:
@@ -32,9 +34,13 @@ async def live_count(hub: Hub, key: str) -> int:
 
 
 async def test_concurrent_updates_get_distinct_versions_and_none_is_lost(hub: Hub) -> None:
-    await hub.writer.commit(Update("Patient", "p1", patient("p1")))
-    results = await asyncio.gather(*(
-        hub.writer.commit(Update("Patient", "p1", patient("p1", birthDate=f"19{10 + i}"))) for i in range(20)))
+    await hub.writer.commit(Update("Patient", "p1", patient("p1")), caller=HUB)
+    results = await asyncio.gather(
+        *(
+            hub.writer.commit(Update("Patient", "p1", patient("p1", birthDate=f"19{10 + i}")), caller=HUB)
+            for i in range(20)
+        )
+    )
     vids = sorted(r.version.vid for r in results)
     assert vids == list(range(2, 22))
     history = await hub.store.history(rtype="Patient", rid="p1", limit=100)
@@ -46,10 +52,14 @@ async def test_concurrent_updates_get_distinct_versions_and_none_is_lost(hub: Hu
 
 
 async def test_concurrent_updates_with_the_same_if_match_let_exactly_one_win(hub: Hub) -> None:
-    await hub.writer.commit(Update("Patient", "p2", patient("p2")))
-    outcomes = await asyncio.gather(*(
-        hub.writer.commit(Update("Patient", "p2", patient("p2", active=True), if_match=1)) for _ in range(10)),
-        return_exceptions=True)
+    await hub.writer.commit(Update("Patient", "p2", patient("p2")), caller=HUB)
+    outcomes = await asyncio.gather(
+        *(
+            hub.writer.commit(Update("Patient", "p2", patient("p2", active=True), if_match=1), caller=HUB)
+            for _ in range(10)
+        ),
+        return_exceptions=True,
+    )
     winners = [o for o in outcomes if not isinstance(o, BaseException)]
     assert len(winners) == 1 and winners[0].version.vid == 2
     assert all(isinstance(o, PreconditionFailed) for o in outcomes if isinstance(o, BaseException))
@@ -57,17 +67,21 @@ async def test_concurrent_updates_with_the_same_if_match_let_exactly_one_win(hub
 
 
 async def test_concurrent_update_as_create_creates_once(hub: Hub) -> None:
-    results = await asyncio.gather(*(hub.writer.commit(Update("Patient", "new", patient("new"))) for _ in range(8)))
+    results = await asyncio.gather(
+        *(hub.writer.commit(Update("Patient", "new", patient("new")), caller=HUB) for _ in range(8))
+    )
     assert sum(r.created for r in results) == 1
     assert sorted(r.version.vid for r in results) == list(range(1, 9))
 
 
 async def test_last_updated_increases_even_when_the_clock_goes_back(hub: Hub) -> None:
     times = iter([5_000_000, 4_000_000, 3_000_000])
-    writer = Writer(hub.store, clock=lambda: next(times), new_id=lambda: "fixed", indexer=index_keys)
-    first = await writer.commit(Create("Patient", patient()))
-    second = await writer.commit(Update("Patient", "fixed", patient("fixed")))
-    third = await writer.commit(Delete("Patient", "fixed"))
+    writer = Writer(
+        hub.store, clock=lambda: next(times), new_id=lambda: "fixed", indexer=index_keys, source_prefix="urn:test"
+    )
+    first = await writer.commit(Create("Patient", patient()), caller=HUB)
+    second = await writer.commit(Update("Patient", "fixed", patient("fixed")), caller=HUB)
+    third = await writer.commit(Delete("Patient", "fixed"), caller=HUB)
     assert first.version.rid == "fixed"
     assert first.version.ts < second.version.ts < third.version.ts
     assert orjson.loads(second.version.json)["meta"]["lastUpdated"] == "1970-01-01T00:00:05.000001+00:00"
@@ -75,20 +89,27 @@ async def test_last_updated_increases_even_when_the_clock_goes_back(hub: Hub) ->
 
 async def test_update_body_must_carry_the_url_id(hub: Hub) -> None:
     with pytest.raises(BadRequest, match="must carry the id"):
-        await hub.writer.commit(Update("Patient", "p3", patient()))
+        await hub.writer.commit(Update("Patient", "p3", patient()), caller=HUB)
     with pytest.raises(BadRequest, match="'other'"):
-        await hub.writer.commit(Update("Patient", "p3", patient("other")))
+        await hub.writer.commit(Update("Patient", "p3", patient("other")), caller=HUB)
     with pytest.raises(HubError):
-        await hub.writer.commit(Update("Patient", "bad id!", patient("bad id!")))
+        await hub.writer.commit(Update("Patient", "bad id!", patient("bad id!")), caller=HUB)
     assert await hub.store.current("Patient", "p3") is None
 
 
 async def test_reconcile_repairs_a_write_left_half_done(hub: Hub) -> None:
     """Simulate a crash after the commit point: version stored, search entries not applied."""
     ident = {"system": "urn:a", "value": "1"}
-    first = await hub.writer.commit(Update("Patient", "p4", patient("p4", identifier=[ident])))
-    crashed = StoredVersion("Patient", "p4", 2, 10**17, "PUT", deleted=False,
-                            json=orjson.dumps(patient("p4", identifier=[{"system": "urn:b", "value": "2"}])))
+    first = await hub.writer.commit(Update("Patient", "p4", patient("p4", identifier=[ident])), caller=HUB)
+    crashed = StoredVersion(
+        "Patient",
+        "p4",
+        2,
+        10**17,
+        "PUT",
+        deleted=False,
+        json=orjson.dumps(patient("p4", identifier=[{"system": "urn:b", "value": "2"}])),
+    )
     await hub.store.history_docs.insert_one(first.version.history_doc())
     half_done = set_document(crashed.current_doc() | {"pending": True})
     await hub.store.current_docs.update_one({"_id": "Patient/p4"}, half_done)
@@ -103,26 +124,38 @@ async def test_reconcile_repairs_a_write_left_half_done(hub: Hub) -> None:
 
 
 async def test_writer_finishes_a_stale_pending_version_before_building_on_it(hub: Hub) -> None:
-    first = await hub.writer.commit(Update("Patient", "p5", patient("p5", identifier=[{"value": "old"}])))
-    stale = StoredVersion("Patient", "p5", 2, first.version.ts + 1, "PUT", deleted=False,
-                          json=orjson.dumps(patient("p5", identifier=[{"value": "mid"}])))
+    first = await hub.writer.commit(Update("Patient", "p5", patient("p5", identifier=[{"value": "old"}])), caller=HUB)
+    stale = StoredVersion(
+        "Patient",
+        "p5",
+        2,
+        first.version.ts + 1,
+        "PUT",
+        deleted=False,
+        json=orjson.dumps(patient("p5", identifier=[{"value": "mid"}])),
+    )
     await hub.store.history_docs.insert_one(first.version.history_doc())
     half_done = set_document(stale.current_doc() | {"pending": True})
     await hub.store.current_docs.update_one({"_id": "Patient/p5"}, half_done)
-    later = Writer(hub.store, clock=lambda: hub.writer.clock() + 10_000_000, new_id=hub.writer.new_id,
-                   indexer=index_keys)  # ten seconds on: the pending version's writer is presumed dead
-    result = await later.commit(Update("Patient", "p5", patient("p5", identifier=[{"value": "new"}])))
+    later = Writer(
+        hub.store,
+        clock=lambda: hub.writer.clock() + 10_000_000,
+        new_id=hub.writer.new_id,
+        indexer=index_keys,
+        source_prefix="urn:test",
+    )  # ten seconds on: the pending version's writer is presumed dead
+    result = await later.commit(Update("Patient", "p5", patient("p5", identifier=[{"value": "new"}])), caller=HUB)
     assert result.version.vid == 3
     keys = {SearchEntry(d["k"], d.get("s")) async for d in hub.store.index.find({"r": "Patient/p5"})}
-    assert keys == set(index_keys("Patient", patient(identifier=[{"value": "new"}])))
+    assert keys == set(index_keys("Patient", patient("p5", identifier=[{"value": "new"}])))
     history = await hub.store.history(rtype="Patient", rid="p5", limit=10)
     assert [v.vid for v in history.versions] == [3, 2, 1]
 
 
 async def test_a_lost_race_leaves_no_trace(hub: Hub) -> None:
     """A writer that read version 1 after another wrote version 2 must not overwrite it."""
-    first = await hub.writer.commit(Update("Patient", "p6", patient("p6", identifier=[{"value": "a"}])))
-    await hub.writer.commit(Update("Patient", "p6", patient("p6", identifier=[{"value": "b"}])))
+    first = await hub.writer.commit(Update("Patient", "p6", patient("p6", identifier=[{"value": "a"}])), caller=HUB)
+    await hub.writer.commit(Update("Patient", "p6", patient("p6", identifier=[{"value": "b"}])), caller=HUB)
     late = StoredVersion("Patient", "p6", 2, 10**17, "PUT", deleted=False, json=b'{"resourceType":"Patient"}')
     change = VersionChange(late, first.version, frozenset({SearchEntry("Patient|identifier|c", "")}), frozenset())
     with pytest.raises(VersionTaken):
@@ -136,14 +169,20 @@ async def test_sequential_fallback_writes_the_same_state(hub: Hub) -> None:
     """Servers without client-level bulkWrite (MongoDB < 8.0) get the same operations one by one."""
     hub.store.capabilities = dataclasses.replace(hub.store.capabilities, client_bulk_write=False)
     ids = itertools.count()
-    writer = Writer(hub.store, clock=hub.writer.clock, new_id=lambda: f"s{next(ids)}", indexer=index_keys)
-    created = await writer.commit(Create("Patient", patient(identifier=[{"system": "urn:x", "value": "7"}])))
-    await writer.commit(Update("Patient", "s0", patient("s0", identifier=[{"system": "urn:x", "value": "8"}])))
+    writer = Writer(
+        hub.store, clock=hub.writer.clock, new_id=lambda: f"s{next(ids)}", indexer=index_keys, source_prefix="urn:test"
+    )
+    created = await writer.commit(
+        Create("Patient", patient(identifier=[{"system": "urn:x", "value": "7"}])), caller=HUB
+    )
+    await writer.commit(
+        Update("Patient", "s0", patient("s0", identifier=[{"system": "urn:x", "value": "8"}])), caller=HUB
+    )
     old = token_match("Patient", "identifier", "urn:x", "7")
     new = token_match("Patient", "identifier", "urn:x", "8")
     assert await hub.store.resources_matching([old]) == set()
     assert await hub.store.resources_matching([new]) == {"Patient/s0"}
-    await writer.commit(Delete("Patient", created.version.rid))
+    await writer.commit(Delete("Patient", created.version.rid), caller=HUB)
     assert await hub.store.resources_matching([new]) == set()
     assert await live_count(hub, "Patient/s0") == 0
     assert await hub.store.current_docs.count_documents({"pending": True}) == 0

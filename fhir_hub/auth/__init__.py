@@ -1,0 +1,1 @@
+"""Authentication and authorisation: tokens and keys, SMART scopes, the caller, and the access policy."""

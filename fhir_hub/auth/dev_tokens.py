@@ -1,0 +1,41 @@
+"""Development tokens, signed with the key the hub generates in its data directory.
+
+One function serves ``fhir-hub token`` and the tests, so what a developer tries by hand is exactly what the
+suite exercises. Refused in production, where tokens come from the city's authorization server.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from fhir_hub.auth.keys import development_key
+from fhir_hub.auth.tokens import mint_development_token
+from fhir_hub.config import ConfigError, Settings
+
+DEFAULT_SCOPES = {"system": "system/*.cruds", "clinician": "user/*.cruds", "resident": "patient/*.rs"}
+
+
+def development_token(settings: Settings, *, role: str, facility: str | None = None, patient: str | None = None,
+                      scope: str | None = None, subject: str | None = None, ttl_seconds: int = 3600,
+                      purpose: str | None = None, fhir_user: str | None = None, **extra: Any) -> str:
+    if settings.production:
+        raise ConfigError("development tokens are refused in production; use the authorization server")
+    if settings.jwks_file is not None or settings.jwks_url is not None:
+        raise ConfigError("a JWKS is configured, so the hub does not accept its development key")
+    if role not in DEFAULT_SCOPES:
+        raise ConfigError(f"role must be one of {', '.join(DEFAULT_SCOPES)}")
+    pem, _keys = development_key(settings.data_dir)
+    now = int(time.time())
+    claims: dict[str, Any] = {
+        "iss": settings.issuer, "aud": settings.audience, "iat": now, "nbf": now, "exp": now + ttl_seconds,
+        "sub": subject or f"{role}-{uuid.uuid4().hex[:8]}", "jti": uuid.uuid4().hex,
+        "scope": scope or DEFAULT_SCOPES[role],
+    }
+    for name, value in (("facility", facility), ("patient", patient), ("purpose_of_use", purpose),
+                        ("fhirUser", fhir_user)):
+        if value is not None:
+            claims[name] = value
+    claims.update(extra)
+    return mint_development_token(pem, claims)

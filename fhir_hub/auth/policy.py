@@ -1,0 +1,100 @@
+"""Access decisions: pure functions of the caller, the interaction and the resource.
+
+Scopes decide which interactions and resource types a caller may use; a ``patient/`` scope further limits
+the caller to the resident's compartment. A caller without the scope gets 403 (nothing about any resource is
+revealed by that); a resource outside a resident's compartment is answered exactly like a missing one.
+
+Writes also respect the facility boundary: a record's ``meta.source`` is set by the hub from the token, and
+only the source that wrote a record may change or delete it, so a hospital system can never write under
+another facility's name. AuditEvent records are written by the hub alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fhir_hub.auth.caller import Caller
+from fhir_hub.errors import Forbidden, HubError, NotFound
+from fhir_hub.fhir.compartment import compartment_types
+
+# The SMART permission each interaction needs (routes carry the interaction code).
+PERMISSION = {
+    "read": "r", "vread": "r", "history-instance": "r",
+    "search-type": "s", "search-type-post": "s", "history-type": "s", "history-system": "s",
+    "create": "c", "update": "u", "conditional-update": "u", "delete": "d", "conditional-delete": "d",
+}
+# Conditional interactions search before they act.
+ALSO_SEARCHES = frozenset({"conditional-update", "conditional-delete"})
+HUB_ONLY_TYPES = frozenset({"AuditEvent"})
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    rtype: str
+    compartment: str | None  # the resident's Patient id when limited to their compartment
+
+    def sees(self, patients: frozenset[str]) -> bool:
+        return self.compartment is None or self.compartment in patients
+
+
+def grant(caller: Caller, rtype: str, permission: str) -> Grant | None:
+    if caller.internal:
+        return Grant(rtype, None)
+    contexts = caller.scopes.contexts_allowing(rtype, permission)
+    if "system" in contexts or "user" in contexts:
+        return Grant(rtype, None)
+    if "patient" in contexts and caller.patient is not None and rtype in compartment_types():
+        return Grant(rtype, caller.patient)
+    return None
+
+
+def insufficient_scope(caller: Caller, what: str) -> HubError:
+    return Forbidden(f"The token's scopes do not allow {what}", code="forbidden",
+                     headers={"WWW-Authenticate": f'Bearer error="insufficient_scope", scope="{what}"'})
+
+
+def require(caller: Caller, rtype: str, permission: str) -> Grant:
+    found = grant(caller, rtype, permission)
+    if found is None:
+        raise insufficient_scope(caller, f"{_NAMES[permission]} on {rtype}")
+    return found
+
+
+def require_any(caller: Caller, permission: str) -> None:
+    """For system-level interactions: some type must be allowed; results are filtered type by type."""
+    if not caller.internal and not caller.scopes.any_allowing(permission):
+        raise insufficient_scope(caller, f"{_NAMES[permission]} on any resource type")
+
+
+def source_uri(caller: Caller, prefix: str) -> str | None:
+    """The ``meta.source`` the hub stamps on what this caller writes; None when it may not write at all."""
+    if caller.internal:
+        return f"{prefix}:hub:{caller.subject.removeprefix('fhir-hub/')}"
+    if caller.facility is not None:
+        return f"{prefix}:facility:{caller.facility}"
+    if caller.patient is not None and caller.role == "resident":
+        return f"{prefix}:resident:{caller.patient}"
+    return None
+
+
+def check_write(caller: Caller, grant_: Grant, *, rtype: str, source: str | None, new_patients: frozenset[str] | None,
+                existing_source: str | None, existing_patients: frozenset[str] | None, exists: bool) -> None:
+    """Raise unless ``caller`` may write this version. ``new_patients`` is None for a deletion."""
+    if caller.internal:
+        return
+    if rtype in HUB_ONLY_TYPES:
+        raise Forbidden(f"{rtype} records are written by the hub only")
+    if source is None:
+        raise Forbidden("Writes need a facility claim in the token (a hospital system or clinician's MoH "
+                        "facility code), or a resident's patient context")
+    if exists and existing_patients is not None and not grant_.sees(existing_patients):
+        raise NotFound(f"{rtype} is not known to this server")  # as if missing: another resident's record
+    if new_patients is not None and not grant_.sees(new_patients):
+        raise Forbidden(f"{rtype}: a resident may only write records in their own compartment "
+                        f"(a reference to Patient/{grant_.compartment})")
+    if exists and existing_source != source:
+        owner = "another source" if existing_source is None else existing_source
+        raise Forbidden(f"{rtype} belongs to {owner}; only its source may change it (facility boundary)")
+
+
+_NAMES = {"c": "create", "r": "read", "u": "update", "d": "delete", "s": "search"}

@@ -1,0 +1,31 @@
+"""The official R4 definitions the hub runs on, loaded once from the JSON files beside this module."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from importlib import resources
+from typing import Any
+
+
+def _load(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((resources.files("profiles") / "fhir-r4" / name).read_text(encoding="utf-8"))
+    return data
+
+
+@cache
+def search_parameters() -> dict[tuple[str, str], dict[str, Any]]:
+    """Every R4 SearchParameter, by (resource type it applies to, code)."""
+    params: dict[tuple[str, str], dict[str, Any]] = {}
+    for entry in _load("search-parameters.json")["entry"]:
+        resource = entry["resource"]
+        for base in resource.get("base", []):
+            params[(base, resource["code"])] = resource
+    return params
+
+
+@cache
+def patient_compartment() -> dict[str, tuple[str, ...]]:
+    """Resource types in the Patient compartment, with the search parameters that put them there."""
+    definition = _load("compartmentdefinition-patient.json")
+    return {item["code"]: tuple(item["param"]) for item in definition["resource"] if item.get("param")}
