@@ -23,8 +23,6 @@ PERMISSION = {
     "search-type": "s", "search-type-post": "s", "history-type": "s", "history-system": "s",
     "create": "c", "update": "u", "conditional-update": "u", "delete": "d", "conditional-delete": "d",
 }
-# Conditional interactions search before they act.
-ALSO_SEARCHES = frozenset({"conditional-update", "conditional-delete"})
 HUB_ONLY_TYPES = frozenset({"AuditEvent"})
 
 
@@ -54,6 +52,8 @@ def insufficient_scope(caller: Caller, what: str) -> HubError:
 
 
 def require(caller: Caller, rtype: str, permission: str) -> Grant:
+    if permission in "cud" and rtype in HUB_ONLY_TYPES and not caller.internal:
+        raise Forbidden(f"{rtype} records are written by the hub only")
     found = grant(caller, rtype, permission)
     if found is None:
         raise insufficient_scope(caller, f"{_NAMES[permission]} on {rtype}")
@@ -82,8 +82,6 @@ def check_write(caller: Caller, grant_: Grant, *, rtype: str, source: str | None
     """Raise unless ``caller`` may write this version. ``new_patients`` is None for a deletion."""
     if caller.internal:
         return
-    if rtype in HUB_ONLY_TYPES:
-        raise Forbidden(f"{rtype} records are written by the hub only")
     if source is None:
         raise Forbidden("Writes need a facility claim in the token (a hospital system or clinician's MoH "
                         "facility code), or a resident's patient context")
