@@ -5,7 +5,8 @@ run, on the same resources, at the same concurrency:
 
 - reads over HTTP / bare pymongo ``find_one`` (target: at least 0.70)
 - creates over HTTP / bare pymongo ``insert_one`` (target: at least 0.50)
-- plus ``orjson.loads`` + R4B validation alone, the CPU floor of any write.
+- plus ``orjson.loads`` + R4B validation alone, the CPU floor of any write, and the cost of verifying a
+  bearer token with a cached key (target: under 0.2 ms), paid by every request.
 
 The hub runs as its own process (``fhir-hub serve``), exactly as deployed; clients are threads holding one
 keep-alive connection each. A warm-up round is dropped; each round then measures the raw store and the hub
@@ -15,6 +16,7 @@ back to back, and the reported ratio is the median of the per-round ratios.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import http.client
 import json
 import os
@@ -32,6 +34,11 @@ from typing import Any
 import orjson
 from pymongo import MongoClient
 
+from fhir_hub.auth.caller import Caller
+from fhir_hub.auth.dev_tokens import development_token
+from fhir_hub.auth.keys import development_key
+from fhir_hub.auth.tokens import TokenVerifier
+from fhir_hub.config import Settings
 from fhir_hub.fhir.registry import model_class
 from fhir_hub.store.embedded import EmbeddedStore, free_port
 
@@ -78,10 +85,12 @@ def run_threads(items: list[Any], work: Callable[[Any, Any], None], concurrency:
 
 
 class Hub:
-    """The hub as a separate process, as deployed."""
+    """The hub as a separate process, as deployed; clients carry a development token of a hospital system."""
 
     def __init__(self, mongodb_uri: str, data_dir: Path) -> None:
         self.port = free_port()
+        self.settings = Settings(data_dir=data_dir)
+        self.token = development_token(self.settings, role="system", facility="79001", ttl_seconds=24 * 3600)
         env = {**os.environ, "FHIR_HUB_MONGODB_URI": mongodb_uri, "FHIR_HUB_DB_NAME": "bench_hub",
                "FHIR_HUB_PORT": str(self.port), "FHIR_HUB_DATA_DIR": str(data_dir), "FHIR_HUB_LOG_LEVEL": "warning"}
         self.proc = subprocess.Popen([sys.executable, "-m", "fhir_hub", "serve", "--no-demo"], env=env,
@@ -98,7 +107,9 @@ class Hub:
         raise RuntimeError("the hub did not start")
 
     def connection(self) -> http.client.HTTPConnection:
-        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        conn.token = self.token  # type: ignore[attr-defined]
+        return conn
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -106,7 +117,9 @@ class Hub:
 
 
 def request(conn: http.client.HTTPConnection, method: str, url: str, body: bytes | None = None) -> bytes:
-    headers = {"Content-Type": "application/fhir+json"} if body is not None else {}
+    headers = {"Authorization": f"Bearer {conn.token}"}  # type: ignore[attr-defined]
+    if body is not None:
+        headers["Content-Type"] = "application/fhir+json"
     conn.request(method, url, body=body, headers=headers)
     response = conn.getresponse()
     data = response.read()
@@ -127,6 +140,26 @@ class Creator:
         stored = request(conn, "POST", f"/{rtype}", body)
         with self.lock:
             self.created.append((rtype, orjson.loads(stored)["id"], stored))
+
+
+def token_verification_micros(data_dir: Path, count: int = 2000) -> dict[str, Any]:
+    """Cost of authenticating one request: a token never seen (signature checked with the cached key) and a
+    token seen before (the verified-token cache), each turned into the request's Caller."""
+    settings = Settings(data_dir=data_dir)
+    tokens = [development_token(settings, role="system", facility="79001") for _ in range(count)]
+    verifier = TokenVerifier(development_key(data_dir)[1], issuer=settings.issuer, audience=settings.audience,
+                             leeway_seconds=60, max_bytes=8192)
+
+    async def run(batch: list[str]) -> float:
+        start = time.perf_counter()
+        for token in batch:
+            Caller.from_claims(await verifier.verify(token))
+        return (time.perf_counter() - start) / len(batch) * 1e6
+
+    first_use = asyncio.run(run(tokens))
+    repeated = asyncio.run(run(tokens))
+    return {"new_token_us": round(first_use, 1), "repeated_token_us": round(repeated, 1), "algorithm": "ES256",
+            "tokens": count, "target_us": 200}
 
 
 def validate_rate(resources: list[dict[str, Any]]) -> float:
@@ -200,6 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         "runs": [],
     }
     with tempfile.TemporaryDirectory() as tmp, EmbeddedStore(Path(tmp) / "store") as uri:
+        result["token_verification"] = token_verification_micros(Path(tmp) / "hub")
         hub = Hub(uri, Path(tmp) / "hub")
         try:
             for k in args.concurrency:
@@ -212,5 +246,8 @@ def main(argv: list[str] | None = None) -> int:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2) + "\n")
     print(f"validation only (orjson + R4B): {result['validation_only_per_second']}/s")
+    tv = result["token_verification"]
+    print(f"token verification, cached key: {tv['new_token_us']} us for a new token, "
+          f"{tv['repeated_token_us']} us for a token seen before")
     print(f"wrote {args.output}")
     return 0

@@ -1,14 +1,14 @@
-"""The audit trail: one AuditEvent for every authenticated request, whatever its interaction or outcome.
+"""The audit trail: an AuditEvent for every authenticated request, whatever its interaction or outcome.
 
-Each request gets an ``AuditRecord`` when its caller is known; the scoped reader and the write path note
+Each request gets an ``AuditRecord`` once its caller is known; the scoped reader and the write path note
 every resource and patient it touches; one ASGI middleware finishes the record with the final HTTP status
-and hands it to the ``AuditTrail``. The trail stores records as FHIR ``AuditEvent`` resources through the
-hub's write path, batched (every ``FHIR_HUB_AUDIT_FLUSH_MS``, or sooner when 200 are waiting), because
-a store write per read would halve read throughput on the embedded store. The trail is flushed on
-shutdown; a crash can lose at most the last batch, which the README states.
+and hands it to the ``AuditTrail``, which appends it to the audit log in batches (every
+``FHIR_HUB_AUDIT_FLUSH_MS``, or sooner when 200 are waiting) and flushes on shutdown. A crash can lose at
+most the last batch; the README says so.
 
-AuditEvents land in the patient's compartment (``entity.what`` = the Patient), so a resident can read who
-accessed their record, and are never editable through the API.
+An event touching several patients is recorded once per patient (IHE Basic Audit Log Patterns), so a
+resident reads "who accessed my record" as the AuditEvents of their compartment. Entries are rendered as
+FHIR ``AuditEvent`` resources when read and are never editable through the API.
 """
 
 from __future__ import annotations
@@ -17,23 +17,28 @@ import asyncio
 import base64
 import contextlib
 import logging
+import uuid
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
+
+import orjson
 
 from fhir_hub.auth.caller import PURPOSES_OF_USE, Caller
 from fhir_hub.fhir.instant import Clock, to_instant
+from fhir_hub.store.audit_log import AuditLog
 from fhir_hub.store.records import StoredVersion
 
 log = logging.getLogger(__name__)
 
-_MAX_ENTITIES = 50
+_MAX_RESOURCES = 50
 _BATCH = 200
 _MAX_WAITING = 100_000
 _ACTION = {"create": "C", "update": "U", "conditional-update": "U", "delete": "D", "conditional-delete": "D",
            "read": "R", "vread": "R", "history-instance": "R"}
 _ENTITY_TYPES = "http://terminology.hl7.org/CodeSystem/audit-entity-type"
-_OBJECT_ROLES = "http://terminology.hl7.org/CodeSystem/object-role"
 FACILITY_SYSTEM = "http://fhir.hl7.org.vn/core/sid/ma-cskcb"
+OBSERVER = "fhir-hub"
+AUDIT_SOURCE = "urn:fhir-hub:audit"
 
 
 @dataclass
@@ -54,70 +59,92 @@ class AuditRecord:
         self.patients.update(version.patients)
         if version.key in self.resources:
             return
-        if len(self.resources) < _MAX_ENTITIES:
+        if len(self.resources) < _MAX_RESOURCES:
             self.resources.append(version.key)
         else:
             self.more_resources += 1
 
-    def to_resource(self, observer: str) -> dict[str, Any]:
-        outcome = "0" if self.status < 400 else "4" if self.status < 500 else "8"
-        event: dict[str, Any] = {
-            "resourceType": "AuditEvent",
-            "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest",
-                     "display": "RESTful Operation"},
-            "subtype": [{"system": "http://hl7.org/fhir/restful-interaction", "code": self.interaction}],
-            "action": _ACTION.get(self.interaction, "E"),
-            "recorded": to_instant(self.recorded),
-            "outcome": outcome,
-            "outcomeDesc": f"HTTP {self.status}" + (f"; {self.more_resources} more resources not listed"
-                                                    if self.more_resources else ""),
-            "purposeOfEvent": [{"coding": [{"system": PURPOSES_OF_USE, "code": self.caller.purpose}]}],
-            "agent": self._agents(),
-            "source": {"observer": {"display": observer},
-                       "type": [{"system": "http://terminology.hl7.org/CodeSystem/security-source-type",
-                                 "code": "4", "display": "Application Server"}]},
-        }
-        entities = [self._patient_entity(pid) for pid in sorted(self.patients)]
-        entities += [{"what": {"reference": key}, "type": {"system": _ENTITY_TYPES, "code": "2"}}
-                     for key in self.resources if not key.startswith("Patient/")]
-        entities.append({"type": {"system": _ENTITY_TYPES, "code": "2"}, "description": f"{self.method} {self.path}",
-                         **({"query": base64.b64encode(self.query.encode()).decode()} if self.query else {})})
-        event["entity"] = entities
-        return event
-
-    def _agents(self) -> list[dict[str, Any]]:
+    def to_entries(self) -> list[dict[str, Any]]:
+        """The audit-log entries: one per patient touched, or one when the request touched none."""
         caller = self.caller
-        who: dict[str, Any] = {"reference": caller.fhir_user} if caller.fhir_user and "/" in caller.fhir_user \
-            else {"identifier": {"system": "urn:fhir-hub:token-subject", "value": caller.subject}}
-        agent: dict[str, Any] = {"type": {"text": caller.role}, "who": who, "requestor": True}
-        if self.client:
-            agent["network"] = {"address": self.client, "type": "2"}
-        agents = [agent]
-        if caller.facility:
-            agents.append({"type": {"text": "facility"}, "requestor": False,
-                           "who": {"identifier": {"system": FACILITY_SYSTEM, "value": caller.facility}}})
-        return agents
-
-    @staticmethod
-    def _patient_entity(pid: str) -> dict[str, Any]:
-        return {"what": {"reference": f"Patient/{pid}"}, "type": {"system": _ENTITY_TYPES, "code": "1"},
-                "role": {"system": _OBJECT_ROLES, "code": "1", "display": "Patient"}}
+        who = {"sub": caller.subject, "role": caller.role, "facility": caller.facility,
+               "fhirUser": caller.fhir_user, "purpose": caller.purpose, "address": self.client}
+        base: dict[str, Any] = {"ts": self.recorded, "i": self.interaction, "o": self.status,
+                                "who": {k: v for k, v in who.items() if v is not None},
+                                "req": {"method": self.method, "path": self.path, "query": self.query},
+                                "r": self.resources}
+        if self.more_resources:
+            base["more"] = self.more_resources
+        patients = sorted(self.patients) or [None]
+        return [{"_id": str(uuid.uuid4()), **base, **({"p": pid} if pid else {})} for pid in patients]
 
 
-class GeneratedWriter(Protocol):
-    async def commit_generated(self, rtype: str, resources: list[dict[str, Any]], *, caller: Caller) -> None: ...
+def render(entry: dict[str, Any]) -> dict[str, Any]:
+    """An audit-log entry as the FHIR AuditEvent the API serves."""
+    status, who, req = entry["o"], entry["who"], entry["req"]
+    recorded = to_instant(entry["ts"])
+    agent: dict[str, Any] = {
+        "type": {"text": who.get("role", "unknown")},
+        "who": {"reference": who["fhirUser"]} if "/" in who.get("fhirUser", "")
+        else {"identifier": {"system": "urn:fhir-hub:token-subject", "value": who.get("sub", "")}},
+        "requestor": True,
+    }
+    if who.get("address"):
+        agent["network"] = {"address": who["address"], "type": "2"}
+    agents = [agent]
+    if who.get("facility"):
+        agents.append({"type": {"text": "facility"}, "requestor": False,
+                       "who": {"identifier": {"system": FACILITY_SYSTEM, "value": who["facility"]}}})
+    entities: list[dict[str, Any]] = []
+    if entry.get("p"):
+        entities.append({"what": {"reference": f"Patient/{entry['p']}"}, "type": {"system": _ENTITY_TYPES, "code": "1"},
+                         "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "1",
+                                  "display": "Patient"}})
+    entities += [{"what": {"reference": key}, "type": {"system": _ENTITY_TYPES, "code": "2"}}
+                 for key in entry.get("r", []) if key != f"Patient/{entry.get('p')}"]
+    query = req.get("query")
+    entities.append({"type": {"system": _ENTITY_TYPES, "code": "2"}, "description": f"{req['method']} {req['path']}",
+                     **({"query": base64.b64encode(query.encode()).decode()} if query else {})})
+    return {
+        "resourceType": "AuditEvent",
+        "id": entry["_id"],
+        "meta": {"versionId": "1", "lastUpdated": recorded, "source": AUDIT_SOURCE},
+        "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest",
+                 "display": "RESTful Operation"},
+        "subtype": [{"system": "http://hl7.org/fhir/restful-interaction", "code": entry["i"]}],
+        "action": _ACTION.get(entry["i"], "E"),
+        "recorded": recorded,
+        "outcome": "0" if status < 400 else "4" if status < 500 else "8",
+        "outcomeDesc": f"HTTP {status}" + (f"; {entry['more']} more resources not listed" if entry.get("more") else ""),
+        "purposeOfEvent": [{"coding": [{"system": PURPOSES_OF_USE, "code": who.get("purpose", "TREAT")}]}],
+        "agent": agents,
+        "source": {"observer": {"display": OBSERVER},
+                   "type": [{"system": "http://terminology.hl7.org/CodeSystem/security-source-type", "code": "4",
+                             "display": "Application Server"}]},
+        "entity": entities,
+    }
+
+
+AUDIT_TYPE = "AuditEvent"
+
+
+def as_version(entry: dict[str, Any]) -> StoredVersion:
+    """An audit-log entry as the single, never-changing version of its AuditEvent."""
+    patient = entry.get("p")
+    return StoredVersion(AUDIT_TYPE, entry["_id"], 1, entry["ts"], "POST", deleted=False,
+                         json=orjson.dumps(render(entry)), source=AUDIT_SOURCE,
+                         patients=frozenset([patient]) if patient else frozenset())
 
 
 class AuditTrail:
-    def __init__(self, writer: GeneratedWriter, *, clock: Clock, flush_ms: int, observer: str = "fhir-hub") -> None:
-        self.writer = writer
+    def __init__(self, audit_log: AuditLog, *, clock: Clock, flush_ms: int) -> None:
+        self.log = audit_log
         self.clock = clock
         self.flush_seconds = flush_ms / 1000
-        self.observer = observer
-        self._waiting: list[AuditRecord] = []
+        self._waiting: list[dict[str, Any]] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
-        self._caller = Caller.hub("audit")
+        self._stopping = False
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="audit-trail")
@@ -127,36 +154,49 @@ class AuditTrail:
         return AuditRecord(interaction, caller, method, path, query, client, self.clock())
 
     def submit(self, record: AuditRecord) -> None:
-        self._waiting.append(record)
+        self._waiting.extend(record.to_entries())
         if len(self._waiting) >= _BATCH:
             self._wake.set()
 
     async def flush(self) -> None:
-        while self._waiting:
-            batch, self._waiting = self._waiting[:_BATCH], self._waiting[_BATCH:]
+        """Store what is waiting now, in batches; entries arriving meanwhile wait for the next flush (a
+        flush that chased them would write one entry per request under steady load)."""
+        pending, self._waiting = self._waiting, []
+        for start in range(0, len(pending), _BATCH):
+            batch = pending[start : start + _BATCH]
             try:
-                await self.writer.commit_generated("AuditEvent", [r.to_resource(self.observer) for r in batch],
-                                                   caller=self._caller)
+                await self.log.append(batch)
             except BaseException as exc:  # kept for the next flush, also when the flush is cancelled
-                self._waiting[:0] = batch
+                unsent = pending[start + _BATCH :]
                 if not isinstance(exc, Exception):
+                    self._waiting[:0] = batch + unsent
                     raise
-                log.exception("could not store %d audit events; they will be retried", len(batch))
+                self._waiting[:0] = await self._not_stored(batch) + unsent
+                log.exception("could not store %d audit entries; they will be retried", len(batch))
                 if len(self._waiting) > _MAX_WAITING:
                     dropped = len(self._waiting) - _MAX_WAITING
                     del self._waiting[:dropped]
-                    log.error("audit store unavailable: %d oldest audit events dropped", dropped)
+                    log.error("audit store unavailable: %d oldest audit entries dropped", dropped)
                 return
 
+    async def _not_stored(self, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The entries of a failed append that did not get in (a partial failure stores some)."""
+        try:
+            stored = await self.log.stored_ids([entry["_id"] for entry in batch])
+        except Exception:
+            return batch
+        return [entry for entry in batch if entry["_id"] not in stored]
+
     async def stop(self) -> None:
+        """Let a flush under way finish (cancelling it could store a batch twice), then flush the rest."""
+        self._stopping = True
+        self._wake.set()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await self._task
         await self.flush()
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.flush_seconds)
             self._wake.clear()

@@ -77,7 +77,7 @@ async def running_hub(
         if repaired:
             log.warning("finished %d write(s) left incomplete by an earlier stop", repaired)
         writer = Writer(store, clock=clock, new_id=new_id, indexer=index_keys, source_prefix=settings.source_prefix)
-        audit = AuditTrail(writer, clock=clock, flush_ms=settings.audit_flush_ms)
+        audit = AuditTrail(store.audit_log, clock=clock, flush_ms=settings.audit_flush_ms)
         audit.start()
         log.info("store: %s (%s), database %r", capabilities.engine, _redact(uri), settings.db_name)
         yield Hub(settings=settings, store=store, writer=writer, verifier=verifier, audit=audit, mongodb_uri=uri)

@@ -16,9 +16,11 @@ from fhir_hub import __version__
 from fhir_hub.api.context import PublicFhir
 from fhir_hub.api.responses import fhir_response
 from fhir_hub.api.routing import INTERACTION_KEY, fhir_route
+from fhir_hub.auth.policy import HUB_ONLY_TYPES
 from fhir_hub.fhir.instant import system_clock, to_instant
 from fhir_hub.fhir.jsonio import dumps
 from fhir_hub.fhir.registry import model_class, resource_types
+from fhir_hub.search.query import criteria_for
 
 router = APIRouter()
 
@@ -27,11 +29,14 @@ _TYPE_INTERACTIONS = ("read", "vread", "update", "patch", "delete", "history-ins
                       "create", "search-type")
 _SYSTEM_INTERACTIONS = ("transaction", "batch", "search-system", "history-system")
 _STARTED = to_instant(system_clock())[:10]
-_SEARCH_PARAM_TYPES = {"_id": "token", "identifier": "token"}
+_SEARCH_PARAM_TYPES = {"_id": "token", "identifier": "token", "patient": "reference"}
 _SEARCH_PARAM_DEFS = {
     "_id": "http://hl7.org/fhir/SearchParameter/Resource-id",
     "identifier": "http://hl7.org/fhir/SearchParameter/clinical-identifier",
+    "patient": "http://hl7.org/fhir/SearchParameter/AuditEvent-patient",
 }
+_WRITES = frozenset({"create", "update", "patch", "delete"})
+_WRITE_FLAGS = frozenset({"conditionalCreate", "conditionalUpdate", "conditionalDelete", "updateCreate"})
 
 
 @router.get("/metadata", **fhir_route("capabilities", "system", summary="The server's CapabilityStatement"))
@@ -58,19 +63,18 @@ def _has_identifier(rtype: str) -> bool:
 def _statement(tags: tuple[dict[str, Any], ...], base_url: str) -> dict[str, Any]:
     codes = {t["code"] for t in tags}
     flags: dict[str, Any] = {}
-    search_params: tuple[str, ...] = ()
     for tag in tags:
-        flags.update({k: v for k, v in tag.items() if k not in ("code", "level", "searchParams")})
-        search_params = search_params or tuple(tag.get("searchParams", ()))
+        flags.update({k: v for k, v in tag.items() if k not in ("code", "level")})
     resources = []
     for rtype in resource_types():
+        hub_only = rtype in HUB_ONLY_TYPES  # readable, never written through the API
         entry: dict[str, Any] = {
             "type": rtype,
             "profile": f"http://hl7.org/fhir/StructureDefinition/{rtype}",
-            "interaction": [{"code": c} for c in _TYPE_INTERACTIONS if c in codes],
+            "interaction": [{"code": c} for c in _TYPE_INTERACTIONS if c in codes and not (hub_only and c in _WRITES)],
         }
-        entry.update(flags)
-        params = [p for p in search_params if p != "identifier" or _has_identifier(rtype)]
+        entry.update({k: v for k, v in flags.items() if not (hub_only and k in _WRITE_FLAGS)})
+        params = [p for p in criteria_for(rtype) if p != "identifier" or _has_identifier(rtype)]
         if params:
             entry["searchParam"] = [
                 {"name": p, "definition": _SEARCH_PARAM_DEFS[p], "type": _SEARCH_PARAM_TYPES[p]} for p in params

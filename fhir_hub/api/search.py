@@ -28,7 +28,7 @@ _QUERY = (*CRITERIA, "_count", "_page")
 
 
 @router.get("/{rtype}", **fhir_route("search-type", "type", summary="Search resources of a type", query=_QUERY,
-                                     headers=("Prefer",), searchParams=CRITERIA))
+                                     headers=("Prefer",)))
 async def search(rtype: ResourceTypePath, ctx: Fhir) -> Response:
     check_type(rtype)
     return await _search(ctx, rtype, ctx.request.query_params.multi_items())

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
+from fhir_hub.audit import AUDIT_TYPE, as_version
 from fhir_hub.auth.policy import Grant
 from fhir_hub.errors import BadRequest
 from fhir_hub.fhir.ids import is_valid_id
@@ -49,10 +50,12 @@ async def _criterion_keys(store: MongoStore, rtype: str, criterion: Criterion) -
     if criterion.name == "identifier":
         matches = [token_match(rtype, "identifier", *split_token(v)) for v in criterion.any_of if v]
         return await store.resources_matching(matches)
-    raise AssertionError(f"unhandled criterion {criterion.name}")  # parse_search only admits CRITERIA
+    raise AssertionError(f"unhandled criterion {criterion.name}")  # parse_search admits only these
 
 
 async def run_search(store: MongoStore, query: SearchQuery, grant: Grant, *, after: str | None) -> SearchOutcome:
+    if query.rtype == AUDIT_TYPE:
+        return await _audit_search(store, query, grant, after=after)
     keys = await matching_keys(store, query, grant)
     if keys is None:
         total = await store.count_live(query.rtype)
@@ -64,6 +67,42 @@ async def run_search(store: MongoStore, query: SearchQuery, grant: Grant, *, aft
     page = found[: query.count]
     more = len(found) > query.count and bool(page)
     return SearchOutcome(total, page, page[-1].key if more else None)
+
+
+async def _audit_search(store: MongoStore, query: SearchQuery, grant: Grant, *, after: str | None
+                        ) -> SearchOutcome:
+    """AuditEvents come from the audit log: by ``_id`` and ``patient``, newest first."""
+    ids: set[str] | None = None
+    patients: set[str] | None = None
+    for criterion in query.criteria:
+        values = {unescape(v) for v in criterion.any_of if v}
+        if criterion.name == "_id":
+            ids = values if ids is None else ids & values
+        else:
+            wanted = {v.removeprefix("Patient/") for v in values}
+            patients = wanted if patients is None else patients & wanted
+    if grant.compartment is not None:
+        patients = {grant.compartment} & patients if patients is not None else {grant.compartment}
+    if patients == set() or ids == set():
+        return SearchOutcome(0, [], None)
+    wanted_patients = sorted(patients) if patients is not None else None
+    wanted_ids = sorted(ids) if ids is not None else None
+    total = await store.audit_log.count(patients=wanted_patients, ids=wanted_ids)
+    before = _audit_position(after)
+    entries = await store.audit_log.page(patients=wanted_patients, ids=wanted_ids, before=before,
+                                         limit=query.count + 1) if query.count else []
+    page = [as_version(entry) for entry in entries[: query.count]]
+    more = len(entries) > query.count and bool(page)
+    return SearchOutcome(total, page, f"{page[-1].ts}|{page[-1].rid}" if more else None)
+
+
+def _audit_position(after: str | None) -> tuple[int, str] | None:
+    if after is None:
+        return None
+    ts, _, last = after.partition("|")
+    if not ts.isdigit() or not last:
+        raise BadRequest("_page: not a page token issued by this server", expression=["_page"])
+    return int(ts), last
 
 
 async def resolve_conditional(store: MongoStore, rtype: str, query_string: str, grant: Grant, *, what: str,

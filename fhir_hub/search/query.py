@@ -16,6 +16,11 @@ from fhir_hub.errors import BadRequest
 
 # Criteria understood by this foundation (the search issue extends the set to every R4 parameter).
 CRITERIA = ("_id", "identifier")
+TYPE_CRITERIA = {"AuditEvent": ("_id", "patient")}  # the audit log answers "who accessed this patient"
+
+
+def criteria_for(rtype: str) -> tuple[str, ...]:
+    return TYPE_CRITERIA.get(rtype, CRITERIA)
 # Parameters that shape the answer rather than select resources.
 RESULT_PARAMS = frozenset({"_count", "_page", "_format", "_pretty"})
 
@@ -108,11 +113,12 @@ def parse_search(
             page = value
         elif name in RESULT_PARAMS:
             continue
-        elif name in CRITERIA:
+        elif name in criteria_for(rtype):
             criteria.append(Criterion(name, tuple(split_or(value))))
         elif strict:
             raise BadRequest(
-                f"Search parameter {name!r} is not supported for {rtype} (supported: {', '.join(CRITERIA)})",
+                f"Search parameter {name!r} is not supported for {rtype} (supported: "
+                f"{', '.join(criteria_for(rtype))})",
                 expression=[name],
                 code="not-supported",
             )

@@ -29,6 +29,7 @@ import orjson
 from pymongo import AsyncMongoClient, DeleteMany, InsertOne, UpdateOne
 from pymongo.errors import ClientBulkWriteException, PyMongoError
 
+from fhir_hub.store.audit_log import AuditLog
 from fhir_hub.store.plan import Step, entry_doc, entry_id, match_filter, plan_write, set_document
 from fhir_hub.store.records import (
     EntryMatch,
@@ -97,6 +98,7 @@ class MongoStore:
         self.current_docs = self.db[RESOURCES]
         self.history_docs = self.db[HISTORY]
         self.index = self.db[SEARCH_INDEX]
+        self.audit_log = AuditLog(self.db)
         self._indexer = indexer
 
     # ----------------------------------------------------------------- reads
@@ -186,20 +188,6 @@ class MongoStore:
             except PyMongoError as failure:
                 log.warning("search entries of %s/_history/%s not applied (%s); reconciling", v.key, v.vid, failure)
                 await self.reconcile(v.rtype, v.rid)
-
-    async def write_fresh(self, changes: list[VersionChange]) -> None:
-        """Store many new resources with server-assigned ids (the audit trail): entries first, then documents."""
-        token = secrets.token_hex(8)
-        steps = [step for change in changes for step in plan_write(change, token).commit]
-        entries = [step for step in steps if step.collection == SEARCH_INDEX]
-        docs = [step for step in steps if step.collection == RESOURCES]
-        if self.capabilities.client_bulk_write:
-            await self._send([*entries, *docs])
-            return
-        if entries:
-            await self.index.insert_many([step.first for step in entries])
-        if docs:
-            await self.current_docs.insert_many([step.first for step in docs])
 
     async def _settle_failed_commit(self, change: VersionChange, token: str, failure: Exception) -> None:
         v = change.version

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from fhir_hub.audit import AuditRecord
+from fhir_hub.audit import AUDIT_TYPE, AuditRecord, as_version
 from fhir_hub.auth.caller import Caller
 from fhir_hub.auth.policy import Grant, grant, require, require_any
 from fhir_hub.errors import Gone, NotFound
@@ -36,14 +36,22 @@ class ScopedReader:
             self.audit.touch(version)
         return version
 
+    async def _current(self, rtype: str, rid: str) -> StoredVersion | None:
+        if rtype == AUDIT_TYPE:  # AuditEvents live in the audit log, one version each
+            entry = await self.store.audit_log.get(rid)
+            return as_version(entry) if entry is not None else None
+        return await self.store.current(rtype, rid)
+
     async def read(self, rtype: str, rid: str) -> StoredVersion:
         found = require(self.caller, rtype, "r")
-        version = await self.store.current(rtype, rid)
-        return self._visible_or_raise(found, rtype, rid, version)
+        return self._visible_or_raise(found, rtype, rid, await self._current(rtype, rid))
 
     async def vread(self, rtype: str, rid: str, vid: int | None) -> StoredVersion:
         found = require(self.caller, rtype, "r")
-        version = await self.store.version(rtype, rid, vid) if vid is not None else None
+        if rtype == AUDIT_TYPE:
+            version = await self._current(rtype, rid) if vid == 1 else None
+        else:
+            version = await self.store.version(rtype, rid, vid) if vid is not None else None
         return self._visible_or_raise(found, rtype, rid, version)
 
     def _visible_or_raise(self, found: Grant, rtype: str, rid: str, version: StoredVersion | None) -> StoredVersion:
@@ -59,10 +67,15 @@ class ScopedReader:
                       before: HistoryPosition | None, limit: int) -> HistoryPage:
         if rid is not None and rtype is not None:
             found = require(self.caller, rtype, "r")
-            current = await self.store.current(rtype, rid)
+            current = await self._current(rtype, rid)
             if current is None or not found.sees(current.patients):
                 raise NotFound(f"{rtype}/{rid} is not known to this server")
+            if rtype == AUDIT_TYPE:
+                in_range = (since is None or current.ts >= since) and (before is None or current.position < before)
+                return HistoryPage([self._hand_out(current)] if in_range and limit else [], None)
             visible: Callable[[StoredVersion], bool] = lambda v: found.sees(v.patients)  # noqa: E731
+        elif rtype == AUDIT_TYPE:
+            return await self._audit_history(require(self.caller, rtype, "s"), since, before, limit)
         elif rtype is not None:
             found = require(self.caller, rtype, "s")
             visible = lambda v: found.sees(v.patients)  # noqa: E731
@@ -101,6 +114,18 @@ class ScopedReader:
             before = page.next_before
             if scanned >= _MAX_SCANNED:  # a short page, with a link to go on from where the scan stopped
                 return HistoryPage(kept, before)
+
+    async def _audit_history(self, found: Grant, since: int | None, before: HistoryPosition | None,
+                             limit: int) -> HistoryPage:
+        """Type-level history of AuditEvent: every event, newest first (each has exactly one version)."""
+        patients = [found.compartment] if found.compartment is not None else None
+        position = (before[0], before[1].removeprefix(f"{AUDIT_TYPE}/")) if before is not None else None
+        entries = await self.store.audit_log.page(patients=patients, ids=None, before=position, limit=limit + 1,
+                                                  since=since)
+        versions = [as_version(e) for e in entries]
+        page = [self._hand_out(v) for v in versions[:limit]]
+        more = len(versions) > limit and bool(page)
+        return HistoryPage(page, page[-1].position if more else None)
 
     async def search(self, query: SearchQuery, *, after: str | None) -> SearchOutcome:
         outcome = await run_search(self.store, query, require(self.caller, query.rtype, "s"), after=after)

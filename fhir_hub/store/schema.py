@@ -29,6 +29,7 @@ ALIAS = "fhir_hub"
 RESOURCES = "resources"
 HISTORY = "resource_history"
 SEARCH_INDEX = "search_index"
+AUDIT = "audit_events"
 
 
 class _VersionFields(me.Document):
@@ -75,7 +76,24 @@ class SearchIndexEntry(me.Document):
     s = me.StringField()  # the system of a token value ("" when the token has none)
 
 
-DOCUMENTS: tuple[type[me.Document], ...] = (CurrentResource, HistoricVersion, SearchIndexEntry)
+class AuditEntry(me.Document):
+    """One audit entry (served as an AuditEvent); see store/audit_log.py for why it is not a stored resource."""
+
+    meta = {"collection": AUDIT, "db_alias": ALIAS, "indexes": ["p", "ts"], "auto_create_index": False,
+            "strict": False}
+
+    id = me.StringField(primary_key=True)  # the AuditEvent id
+    ts = me.LongField(required=True)  # recorded, microseconds since the epoch
+    p = me.StringField()  # the Patient id the event concerns, if any (one entry per patient)
+    i = me.StringField(required=True)  # the FHIR interaction
+    o = me.IntField(required=True)  # the HTTP status the client got
+    who = me.DictField(required=True)  # subject, role, facility, fhirUser, purpose, client address
+    req = me.DictField(required=True)  # method, path, query
+    r = me.ListField(me.StringField())  # resources handed out or written (first 50)
+    more = me.IntField()  # how many more were not listed
+
+
+DOCUMENTS: tuple[type[me.Document], ...] = (CurrentResource, HistoricVersion, SearchIndexEntry, AuditEntry)
 
 
 def ensure_schema(uri: str, db_name: str) -> None:

@@ -95,21 +95,6 @@ class Writer:
             return await self._put(op, caller, grant)
         return await self._delete(op, caller, require(caller, op.rtype, "d"))
 
-    async def commit_generated(self, rtype: str, resources: list[dict[str, Any]], *, caller: Caller) -> None:
-        """Store resources the hub builds itself (the audit trail), many per request to the store.
-
-        The same versioning, stamping and indexing as ``commit``; no per-resource validation, because these
-        come from the hub's own code, which a test validates against the R4B models.
-        """
-        assert caller.internal, "only the hub writes generated resources"
-        changes = []
-        source = source_uri(caller, self.source_prefix)
-        for resource in resources:
-            version, entries = self._version(rtype, self.new_id(), resource, vid=1, ts=self.clock(), method="POST",
-                                             source=source)
-            changes.append(VersionChange(version, None, entries, frozenset(), fresh=True))
-        await self.store.write_fresh(changes)
-
     async def _create(self, op: Create, caller: Caller, grant: Grant) -> WriteResult:
         """A server-assigned id is new by construction: no read first, the unique key still guards."""
         source = source_uri(caller, self.source_prefix)

@@ -217,3 +217,16 @@ async def test_jwks_url_is_fetched_and_refetched_for_a_new_kid(
 def test_jwks_url_must_be_https() -> None:
     with pytest.raises(KeySetError, match="https"):
         KeySet.from_url("http://idp.example/jwks.json")
+
+
+async def test_a_cached_token_still_expires(dev: tuple[str, KeySet]) -> None:
+    now = [time.time()]
+    checker = TokenVerifier(dev[1], issuer=ISS, audience=AUD, leeway_seconds=5, max_bytes=8192,
+                            clock=lambda: now[0])
+    token = mint_development_token(dev[0], claims(exp=int(now[0]) + 60))
+    assert await checker.verify(token) == await checker.verify(token)  # the second answer comes from the cache
+    now[0] += 120
+    with pytest.raises(InvalidToken, match="expired"):
+        await checker.verify(token)
+    with pytest.raises(InvalidToken, match="expired"):
+        await checker.verify(token)

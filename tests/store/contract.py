@@ -99,7 +99,7 @@ class Shape:
     """One request kind: ``build(params)`` gives its arguments, drawn from the generated documents."""
 
     name: str
-    collection: str  # "current", "history" or "index"
+    collection: str  # "current", "history", "index" or "audit"
     kind: str  # find | count | update_one | delete_many
     build: Build
     upsert: bool = False
@@ -173,6 +173,31 @@ def _upsert_entry(with_system: bool) -> Shape:
     return Shape(f"upsert entry{' with a system' if with_system else ''}", "index", "update_one", build, upsert=True)
 
 
+def _audit_filter(d: dict[str, Any], patients: bool, ids: bool, before: bool, since: bool) -> Doc:
+    query: Doc = {}
+    if patients:
+        query["p"] = {"$in": d["audit_patients"]}
+    if ids:
+        query["_id"] = {"$in": d["audit_ids"]}
+    if since:
+        query["ts"] = {"$gte": d["ts"]}
+    if before:
+        query["$or"] = [{"ts": {"$lt": d["ts"]}}, {"ts": d["ts"], "_id": {"$lt": _some(d, "_id", "a")}}]
+    return query
+
+
+def _audit_page(patients: bool, ids: bool, before: bool, since: bool) -> Shape:
+    flags = [n for n, on in (("patients", patients), ("ids", ids), ("before", before), ("since", since)) if on]
+    return Shape("audit page " + " ".join(flags), "audit", "find",
+                 lambda d: {"query": _audit_filter(d, patients, ids, before, since), "sort": [("ts", -1), ("_id", -1)],
+                            "limit": d["limit"]})
+
+
+def _audit_count(patients: bool, ids: bool) -> Shape:
+    return Shape(f"audit count{' patients' if patients else ''}{' ids' if ids else ''}", "audit", "count",
+                 lambda d: {"query": _audit_filter(d, patients, ids, False, False)})
+
+
 SHAPES: tuple[Shape, ...] = (
     Shape("current by _id", "current", "find", lambda d: {"query": {"_id": _some(d, "_id", "Patient/a")},
                                                           "limit": 1}),
@@ -207,4 +232,9 @@ SHAPES: tuple[Shape, ...] = (
     Shape("entries of a resource", "index", "find", lambda d: {"query": {"r": _some(d, "r", "Patient/a")}}),
     Shape("delete entries by _id", "index", "delete_many", lambda d: {"query": {"_id": {"$in": d["entry_ids"]}}}),
     *(_upsert_entry(with_system) for with_system in (False, True)),
+    Shape("audit entry by _id", "audit", "find", lambda d: {"query": {"_id": _some(d, "_id", "a")}, "limit": 1}),
+    Shape("audit entries stored", "audit", "find", lambda d: {"query": {"_id": {"$in": d["audit_ids"]}}}),
+    *(_audit_page(patients, ids, before, since) for patients in (False, True) for ids in (False, True)
+      for before in (False, True) for since in (False, True)),
+    *(_audit_count(patients, ids) for patients in (False, True) for ids in (False, True)),
 )

@@ -27,8 +27,10 @@ SEARCH_KEYS = ["Patient|identifier|1", "Patient|identifier|12", "Patient|identif
                "Patient|name|nguyen", "Patient|identifier.x|1"]
 SYSTEMS = [None, "", "urn:a", "urn:a|b", "http://fhir.hl7.org.vn/core/sid/cccd"]
 PREFIXES = ["Patient|identifier|", "Patient|", "Patient|identifier.", "Patient|identifier|a\\|", "nothing"]
-COLLECTIONS = {"current": "contract_current", "history": "contract_history", "index": "contract_index"}
-INDEXES = {"current": ("type", "ts", "live", "pending"), "history": ("key", "type", "ts"), "index": ("k", "r")}
+COLLECTIONS = {"current": "contract_current", "history": "contract_history", "index": "contract_index",
+               "audit": "contract_audit"}
+INDEXES = {"current": ("type", "ts", "live", "pending"), "history": ("key", "type", "ts"), "index": ("k", "r"),
+           "audit": ("p", "ts")}
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +74,10 @@ def datasets(draw: st.DrawFn) -> dict[str, list[Doc]]:
     entries = st.tuples(st.sampled_from(KEYS), st.sampled_from(SEARCH_KEYS), st.sampled_from(SYSTEMS))
     for i, (r, k, system) in enumerate(draw(st.lists(entries, max_size=10, unique=True))):
         index.append({"_id": f"e{i}", "r": r, "k": k, **({"s": system} if system is not None else {})})
-    return {"current": current, "history": history, "index": index}
+    audit = [{"_id": f"ev{i}", "ts": draw(st.integers(0, 12)), "i": "read", "o": 200,
+              **({"p": p} if (p := draw(st.sampled_from([None, "a", "b", "c"]))) else {})}
+             for i in range(draw(st.integers(0, 8)))]
+    return {"current": current, "history": history, "index": index, "audit": audit}
 
 
 class Params(dict[str, Any]):
@@ -90,6 +95,8 @@ def params_for(data: st.DataObject, docs: dict[str, list[Doc]]) -> Params:
         pick=pick,
         keys=data.draw(st.lists(st.sampled_from(KEYS), max_size=4)),
         prefix=data.draw(st.sampled_from(PREFIXES)),
+        audit_patients=data.draw(st.lists(st.sampled_from(["a", "b", "c", "z"]), max_size=3)),
+        audit_ids=data.draw(st.lists(st.sampled_from([d["_id"] for d in docs["audit"]] + ["ev-none"]), max_size=3)),
         limit=data.draw(st.integers(1, 6)),
         ts=data.draw(st.integers(0, 12)),
         vid=data.draw(st.integers(1, 5)),
@@ -107,7 +114,7 @@ def params_for(data: st.DataObject, docs: dict[str, list[Doc]]) -> Params:
 def _load(db: Database, docs: dict[str, list[Doc]]) -> None:
     for logical, name in COLLECTIONS.items():
         db[name].delete_many({})
-        if docs[logical]:
+        if docs.get(logical):
             db[name].insert_many([dict(d) for d in docs[logical]])
 
 

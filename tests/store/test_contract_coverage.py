@@ -14,12 +14,13 @@ from pymongo import monitoring
 
 from fhir_hub.config import Settings
 from fhir_hub.main import create_app
-from fhir_hub.store.schema import HISTORY, RESOURCES, SEARCH_INDEX
+from fhir_hub.store.schema import AUDIT, HISTORY, RESOURCES, SEARCH_INDEX
 from tests.conftest import auth, token_for
 from tests.store.contract import SHAPES, shape
 
-_COLLECTIONS = {RESOURCES: "current", HISTORY: "history", SEARCH_INDEX: "index"}
+_COLLECTIONS = {RESOURCES: "current", HISTORY: "history", SEARCH_INDEX: "index", AUDIT: "audit"}
 _DUMMY = {"pick": lambda field, default: default, "keys": ["Patient/a"], "prefix": "k", "limit": 3, "ts": 5,
+          "audit_patients": ["a"], "audit_ids": ["e"],
           "vid": 2, "entry_ids": ["x"], "new_entry": {"_id": "x", "r": "Patient/a", "k": "k", "s": ""},
           "new_version": {"_id": "P/a", "key": "P/a", "type": "P", "rid": "a", "vid": 2, "ts": 5, "method": "PUT",
                           "deleted": False, "json": b"{}", "live": "P", "w": "t", "src": "s", "pc": ["a"]}}
@@ -119,6 +120,25 @@ def _workload(client: TestClient) -> None:
     client.get(f"/Patient/{pid}/_history/2")
 
 
+def _audit_workload(client: TestClient, settings: Settings) -> None:
+    client.portal.call(client.app.state.hub.audit.flush)  # type: ignore[attr-defined]
+    page = client.get("/AuditEvent?_count=1").json()
+    event_id = page["entry"][0]["resource"]["id"]
+    client.get(next(link["url"] for link in page["link"] if link["relation"] == "next"))
+    client.get(f"/AuditEvent/{event_id}")
+    client.get(f"/AuditEvent/{event_id}/_history/1")
+    client.get(f"/AuditEvent?_id={event_id}&patient=Patient/x")
+    client.get(f"/AuditEvent?_id={event_id}")
+    history = client.get("/AuditEvent/_history?_count=1&_since=2020-01-01").json()
+    client.get(next(link["url"] for link in history["link"] if link["relation"] == "next"))
+    client.get("/AuditEvent/_history?_count=1")
+    resident = auth(token_for(settings, "resident", patient="x"))
+    client.get("/AuditEvent?_count=1", headers=resident)
+    client.get("/AuditEvent/_history?_count=1", headers=resident)
+    store = client.app.state.hub.store  # type: ignore[attr-defined]
+    client.portal.call(store.audit_log.stored_ids, [event_id])
+
+
 def test_every_store_request_is_covered_by_the_contract(settings: Settings) -> None:
     recorder = Recorder(settings.db_name)
     monitoring.register(recorder)  # applies to clients created from now on
@@ -127,6 +147,7 @@ def test_every_store_request_is_covered_by_the_contract(settings: Settings) -> N
         with TestClient(app, headers=auth(token_for(settings))) as client:
             _workload(client)
             hub = app.state.hub
+            _audit_workload(client, settings)
             client.portal.call(hub.store.reconcile, "Patient", "any")  # repair paths
             client.portal.call(hub.store.reconcile_pending)
             hub.store.capabilities = type(hub.store.capabilities)(hub.store.capabilities.engine, False, False, False)
