@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from fhir_hub.auth.caller import Caller
+from fhir_hub.auth.dev_tokens import development_token
 from fhir_hub.cli import build_parser, main
 from fhir_hub.config import ConfigError, Settings
 from fhir_hub.demo import demo_resources, load_demo
@@ -17,7 +18,7 @@ from fhir_hub.hub import running_hub
 from fhir_hub.store.embedded import EmbeddedStore, EmbeddedStoreError
 from fhir_hub.store.writer import Create
 
-COMMANDS = ("serve", "load-demo", "openapi")
+COMMANDS = ("serve", "load-demo", "token", "openapi")
 
 
 @pytest.mark.parametrize("command", [None, *COMMANDS])
@@ -98,3 +99,36 @@ def test_openapi_command_writes_the_document(tmp_path: Path) -> None:
     target = tmp_path / "openapi.json"
     assert main(["openapi", "--output", str(target)]) == 0
     assert b'"x-fhir-interaction"' in target.read_bytes()
+
+
+def test_production_refuses_to_start_without_a_jwks(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="FHIR_HUB_JWKS_FILE or FHIR_HUB_JWKS_URL"):
+        Settings.from_env({"FHIR_HUB_ENV": "production", "FHIR_HUB_TOKEN_ISSUER": "https://idp.hcmc.example",
+                           "FHIR_HUB_TOKEN_AUDIENCE": "https://hub.hcmc.example"})
+    with pytest.raises(ConfigError, match="TOKEN_ISSUER"):
+        Settings.from_env({"FHIR_HUB_ENV": "production", "FHIR_HUB_JWKS_FILE": str(tmp_path / "jwks.json")})
+    with pytest.raises(ConfigError, match="FHIR_HUB_ENV"):
+        Settings.from_env({"FHIR_HUB_ENV": "staging"})
+    jwks = tmp_path / "jwks.json"
+    settings = Settings.from_env({"FHIR_HUB_ENV": "production", "FHIR_HUB_JWKS_FILE": str(jwks),
+                                  "FHIR_HUB_TOKEN_ISSUER": "https://idp", "FHIR_HUB_TOKEN_AUDIENCE": "https://hub"})
+    with pytest.raises(ConfigError, match="production"):
+        development_token(settings, role="system")
+
+
+def test_token_command_mints_a_token_the_hub_accepts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import asyncio
+
+    from fhir_hub.auth.caller import Caller
+    from fhir_hub.auth.tokens import TokenVerifier
+    from fhir_hub.hub import token_keys
+
+    assert main(["token", "--role", "resident", "--patient", "pa", "--data-dir", str(tmp_path)]) == 0
+    token = capsys.readouterr().out.strip()
+    settings = Settings(data_dir=tmp_path)
+    verifier = TokenVerifier(token_keys(settings), issuer=settings.issuer, audience=settings.audience,
+                             leeway_seconds=5, max_bytes=8192)
+    caller = Caller.from_claims(asyncio.run(verifier.verify(token)))
+    assert caller.patient == "pa" and caller.role == "resident" and str(caller.scopes) == "patient/*.rs"
+    with pytest.raises(SystemExit):
+        main(["token", "--role", "administrator"])

@@ -195,3 +195,13 @@ def test_any_bytes_get_a_fhir_answer(module_client: TestClient, raw: bytes) -> N
     response = module_client.post("/Patient", content=raw, headers=FHIR)
     assert response.status_code in (201, 400, 422)
     assert response.headers["content-type"].startswith("application/fhir+json")
+
+
+def test_search_values_are_never_patterns(client: TestClient) -> None:
+    """A system ending in ``|`` is matched by prefix: regex characters in it must stay literal."""
+    for system in ("urn:a.b", "urn:axb", "urn:a.b.c"):
+        client.post("/Patient", json={"resourceType": "Patient", "identifier": [{"system": system, "value": "1"}]},
+                    headers=FHIR)
+    assert client.get("/Patient", params={"identifier": "urn:a.b|"}).json()["total"] == 1
+    assert client.get("/Patient", params={"identifier": "urn:a.*|"}).json()["total"] == 0
+    assert client.get("/Patient", params={"identifier": "urn:a.b|1"}).json()["total"] == 1
