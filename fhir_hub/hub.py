@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pymongo import AsyncMongoClient
 
 from fhir_hub.audit import AuditTrail
+from fhir_hub.auth.authenticator import Authenticator
 from fhir_hub.auth.keys import KeySet, development_key
 from fhir_hub.auth.tokens import TokenVerifier
 from fhir_hub.config import Settings
@@ -37,7 +38,7 @@ class Hub:
     settings: Settings
     store: MongoStore
     writer: Writer
-    verifier: TokenVerifier
+    authenticator: Authenticator
     audit: AuditTrail
     mongodb_uri: str
 
@@ -58,9 +59,9 @@ def token_keys(settings: Settings) -> KeySet:
 async def running_hub(
     settings: Settings, *, clock: Clock = system_clock, new_id: IdFactory = new_uuid_id
 ) -> AsyncIterator[Hub]:
-    verifier = TokenVerifier(await asyncio.to_thread(token_keys, settings), issuer=settings.issuer,
-                             audience=settings.audience, leeway_seconds=settings.clock_skew_seconds,
-                             max_bytes=settings.max_token_bytes)
+    authenticator = Authenticator(TokenVerifier(
+        await asyncio.to_thread(token_keys, settings), issuer=settings.issuer, audience=settings.audience,
+        leeway_seconds=settings.clock_skew_seconds, max_bytes=settings.max_token_bytes))
     embedded: EmbeddedStore | None = None
     uri = settings.mongodb_uri
     if uri is None:
@@ -80,7 +81,8 @@ async def running_hub(
         audit = AuditTrail(store.audit_log, clock=clock, flush_ms=settings.audit_flush_ms)
         audit.start()
         log.info("store: %s (%s), database %r", capabilities.engine, _redact(uri), settings.db_name)
-        yield Hub(settings=settings, store=store, writer=writer, verifier=verifier, audit=audit, mongodb_uri=uri)
+        yield Hub(settings=settings, store=store, writer=writer, authenticator=authenticator, audit=audit,
+                  mongodb_uri=uri)
     finally:
         if audit is not None:
             await audit.stop()

@@ -119,7 +119,7 @@ def test_production_refuses_to_start_without_a_jwks(tmp_path: Path) -> None:
 def test_token_command_mints_a_token_the_hub_accepts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import asyncio
 
-    from fhir_hub.auth.caller import Caller
+    from fhir_hub.auth.authenticator import Authenticator
     from fhir_hub.auth.tokens import TokenVerifier
     from fhir_hub.hub import token_keys
 
@@ -128,7 +128,7 @@ def test_token_command_mints_a_token_the_hub_accepts(tmp_path: Path, capsys: pyt
     settings = Settings(data_dir=tmp_path)
     verifier = TokenVerifier(token_keys(settings), issuer=settings.issuer, audience=settings.audience,
                              leeway_seconds=5, max_bytes=8192)
-    caller = Caller.from_claims(asyncio.run(verifier.verify(token)))
+    caller = asyncio.run(Authenticator(verifier).caller(token))
     assert caller.patient == "pa" and caller.role == "resident" and str(caller.scopes) == "patient/*.rs"
     with pytest.raises(SystemExit):
         main(["token", "--role", "administrator"])

@@ -10,7 +10,7 @@ endpoints the spec leaves open (``/metadata`` and SMART discovery).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
@@ -98,16 +98,31 @@ async def authenticate(request: Request, hub: Hub) -> Caller:
         raise Unauthorized("The Authorization header must be 'Bearer <token>'",
                            headers={"WWW-Authenticate": 'Bearer realm="fhir-hub", error="invalid_request"'})
     try:
-        return Caller.from_claims(await hub.verifier.verify(token.strip()))
+        return await hub.authenticator.caller(token.strip())
     except (InvalidToken, InvalidClaims) as exc:
         code = "expired" if "expired" in str(exc) else "login"
         raise Unauthorized(f"Invalid bearer token: {exc}", code=code,
                            headers={"WWW-Authenticate": 'Bearer realm="fhir-hub", error="invalid_token"'}) from None
 
 
+_BASE_URLS: dict[tuple[Any, ...], str] = {}
+
+
+def _base_url(request: Request) -> str:
+    """The request's base URL, remembered per (scheme, host, root path): building it costs a URL parse."""
+    scope = request.scope
+    key = (scope.get("scheme"), request.headers.get("host"), scope.get("root_path"), tuple(scope.get("server") or ()))
+    base = _BASE_URLS.get(key)
+    if base is None:
+        if len(_BASE_URLS) > 256:  # many Host values: someone is probing; do not grow without bound
+            _BASE_URLS.clear()
+        base = _BASE_URLS[key] = str(request.base_url).rstrip("/")
+    return base
+
+
 def _context(request: Request, hub: Hub, caller: Caller | None, audit: AuditRecord | None) -> FhirContext:
     params = request.query_params
-    base = hub.settings.base_url or str(request.base_url)
+    base = hub.settings.base_url or _base_url(request)
     return FhirContext(
         hub=hub,
         request=request,
@@ -125,8 +140,9 @@ async def fhir_context(request: Request) -> FhirContext:
     hub = hub_of(request)
     caller = await authenticate(request, hub)
     interaction = request.scope["route"].openapi_extra[INTERACTION_KEY]["code"]
-    audit = hub.audit.begin(interaction=interaction, caller=caller, method=request.method,
-                            path=request.url.path, query=request.url.query,
+    scope = request.scope
+    audit = hub.audit.begin(interaction=interaction, caller=caller, method=request.method, path=scope["path"],
+                            query=scope["query_string"].decode("latin-1"),
                             client=request.client.host if request.client else None)
     request.state.audit = audit  # finished with the response status by AuditMiddleware
     permission = PERMISSION[interaction]

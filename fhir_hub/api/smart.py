@@ -35,4 +35,4 @@ async def smart_configuration(ctx: PublicFhir) -> Response:
 @router.get("/.well-known/jwks.json", summary="Keys that verify tokens (development key or configured JWKS)",
             operation_id="jwks")
 async def jwks(ctx: PublicFhir) -> Response:
-    return Response(dumps(ctx.hub.verifier.keys.public_jwks()), media_type="application/json")
+    return Response(dumps(ctx.hub.authenticator.verifier.keys.public_jwks()), media_type="application/json")

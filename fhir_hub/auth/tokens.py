@@ -9,7 +9,6 @@ that key is bound to (RS256 or ES256, passed to jose as the only one allowed), t
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -17,8 +16,6 @@ from jose import jwt
 from jose.exceptions import JWTClaimsError, JWTError
 
 from fhir_hub.auth.keys import DEV_KID, KeySet
-
-_CACHE_SIZE = 4096
 
 
 class InvalidToken(Exception):
@@ -34,28 +31,8 @@ class TokenVerifier:
         self.leeway = leeway_seconds
         self.max_bytes = max_bytes
         self.clock = clock
-        self._verified: OrderedDict[str, dict[str, Any]] = OrderedDict()
 
     async def verify(self, token: str) -> dict[str, Any]:
-        """The token's claims; a token seen before skips the signature check until it expires.
-
-        A client sends the same token for many requests, and an ES256 check costs about 65 microseconds;
-        the cache keeps the last few thousand verified tokens and still applies ``exp`` and ``nbf`` on
-        every use. A key withdrawn from the JWKS stops new tokens at once and cached ones when they
-        expire (or at a restart).
-        """
-        cached = self._verified.get(token)
-        if cached is not None:
-            self._check_times(cached)
-            self._verified.move_to_end(token)
-            return cached
-        claims = await self._verify(token)
-        self._verified[token] = claims
-        if len(self._verified) > _CACHE_SIZE:
-            self._verified.popitem(last=False)
-        return claims
-
-    async def _verify(self, token: str) -> dict[str, Any]:
         if len(token) > self.max_bytes:
             raise InvalidToken(f"the token is longer than {self.max_bytes} bytes")
         if token.count(".") != 2:
@@ -90,10 +67,11 @@ class TokenVerifier:
             raise InvalidToken("the token's nbf claim must be numeric")
         if claims["iat"] > self.clock() + self.leeway:
             raise InvalidToken("the token was issued in the future (iat)")
-        self._check_times(claims)
+        self.check_times(claims)
         return claims
 
-    def _check_times(self, claims: dict[str, Any]) -> None:
+    def check_times(self, claims: dict[str, Any]) -> None:
+        """``exp`` and ``nbf`` against this verifier's clock (also for tokens verified earlier)."""
         now = self.clock()
         if now > claims["exp"] + self.leeway:
             raise InvalidToken("the token has expired")

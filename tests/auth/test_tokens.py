@@ -21,6 +21,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from jose import jwk, jwt
 
+from fhir_hub.auth.authenticator import Authenticator
 from fhir_hub.auth.keys import DEV_KID, KeySet, KeySetError, development_key
 from fhir_hub.auth.tokens import InvalidToken, TokenVerifier, mint_development_token
 
@@ -219,14 +220,19 @@ def test_jwks_url_must_be_https() -> None:
         KeySet.from_url("http://idp.example/jwks.json")
 
 
-async def test_a_cached_token_still_expires(dev: tuple[str, KeySet]) -> None:
+async def test_a_remembered_token_still_expires(dev: tuple[str, KeySet]) -> None:
     now = [time.time()]
     checker = TokenVerifier(dev[1], issuer=ISS, audience=AUD, leeway_seconds=5, max_bytes=8192,
                             clock=lambda: now[0])
+    authenticator = Authenticator(checker, cache_size=2)
     token = mint_development_token(dev[0], claims(exp=int(now[0]) + 60))
-    assert await checker.verify(token) == await checker.verify(token)  # the second answer comes from the cache
+    first = await authenticator.caller(token)
+    assert await authenticator.caller(token) is first  # the second answer comes from the cache
     now[0] += 120
-    with pytest.raises(InvalidToken, match="expired"):
-        await checker.verify(token)
-    with pytest.raises(InvalidToken, match="expired"):
-        await checker.verify(token)
+    for _ in range(2):
+        with pytest.raises(InvalidToken, match="expired"):
+            await authenticator.caller(token)
+    others = [mint_development_token(dev[0], claims(sub=f"s{i}", exp=int(now[0]) + 60)) for i in range(3)]
+    for other in others:
+        await authenticator.caller(other)
+    assert len(authenticator._known) == 2  # bounded
