@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -112,9 +113,8 @@ class Writer:
 
     async def _put(self, op: Update, caller: Caller, grant: Grant) -> WriteResult:
         source = source_uri(caller, self.source_prefix)
-        for _attempt in range(_MAX_ATTEMPTS):
-            current = await self._settled_current(op.rtype, op.rid)
-            creating = current is None or current.deleted
+
+        def plan(current: StoredVersion | None) -> tuple[VersionChange, WriteResult]:
             if current is None:
                 require(caller, op.rtype, "c")  # update-as-create creates
             vid = current.vid + 1 if current else 1
@@ -126,20 +126,15 @@ class Writer:
             _check_precondition(current, op.if_match)  # after the access check: a 412 names the version
             old_keys = self._keys_of(current)
             change = VersionChange(version, current, new_keys - old_keys, old_keys - new_keys)
-            try:
-                await self.store.write(change)
-            except VersionTaken:
-                if op.if_match is not None:
-                    raise _stale(op.if_match) from None
-                continue
-            return WriteResult(version, created=creating)
-        raise Conflict(f"{op.rtype}/{op.rid}: too many concurrent writes to this resource; try again")
+            return change, WriteResult(version, created=current is None or current.deleted)
+
+        return await self._on_current(op.rtype, op.rid, op.if_match, plan)
 
     async def _delete(self, op: Delete, caller: Caller, grant: Grant) -> WriteResult:
         check_id(op.rid)
         source = source_uri(caller, self.source_prefix)
-        for _attempt in range(_MAX_ATTEMPTS):
-            current = await self._settled_current(op.rtype, op.rid)
+
+        def plan(current: StoredVersion | None) -> tuple[VersionChange, WriteResult] | WriteResult:
             if current is None or current.deleted or not grant.sees(current.patients):
                 if op.if_match is not None:
                     raise _stale(op.if_match)
@@ -150,15 +145,28 @@ class Writer:
             _check_precondition(current, op.if_match)
             version = StoredVersion(op.rtype, op.rid, current.vid + 1, self._next_ts(current), "DELETE",
                                     deleted=True, json=None, source=source, patients=current.patients)
-            change = VersionChange(version, current, frozenset(), self._keys_of(current))
+            return VersionChange(version, current, frozenset(), self._keys_of(current)), WriteResult(version, False)
+
+        return await self._on_current(op.rtype, op.rid, op.if_match, plan)
+
+    async def _on_current(self, rtype: str, rid: str, if_match: int | None,
+                          plan: Callable[[StoredVersion | None], tuple[VersionChange, WriteResult] | WriteResult]
+                          ) -> WriteResult:
+        """Plan a change from the current version and store it; after a lost race, plan again from a fresh
+        read, unless the client asked for a specific version (If-Match), which a lost race makes stale."""
+        for _attempt in range(_MAX_ATTEMPTS):
+            planned = plan(await self._settled_current(rtype, rid))
+            if isinstance(planned, WriteResult):
+                return planned  # nothing to store
+            change, result = planned
             try:
                 await self.store.write(change)
             except VersionTaken:
-                if op.if_match is not None:
-                    raise _stale(op.if_match) from None
+                if if_match is not None:
+                    raise _stale(if_match) from None
                 continue
-            return WriteResult(version, created=False)
-        raise Conflict(f"{op.rtype}/{op.rid}: too many concurrent writes to this resource; try again")
+            return result
+        raise Conflict(f"{rtype}/{rid}: too many concurrent writes to this resource; try again")
 
     def _version(self, rtype: str, rid: str, resource: dict[str, Any], *, vid: int, ts: int, method: str,
                  source: str | None) -> tuple[StoredVersion, frozenset[SearchEntry]]:
