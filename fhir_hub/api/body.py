@@ -11,6 +11,7 @@ from typing import Any
 from fastapi import Request
 
 from fhir_hub.api.negotiation import check_body_media_type
+from fhir_hub.config import Settings
 from fhir_hub.errors import BadRequest, PayloadTooLarge
 from fhir_hub.fhir.jsonio import parse_json_object
 
@@ -37,7 +38,17 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def read_resource(request: Request, limit: int) -> dict[str, Any]:
-    """The body as a JSON object, after its media type and size are checked."""
+async def read_resource(request: Request, settings: Settings) -> dict[str, Any]:
+    """The body as a JSON object, after its media type, size and (for a Bundle) entry count are checked."""
     check_body_media_type(request.headers.get("content-type"))
-    return parse_json_object(await read_body(request, limit))
+    resource = parse_json_object(await read_body(request, settings.max_body_bytes))
+    check_bundle_size(resource, settings.max_bundle_entries)
+    return resource
+
+
+def check_bundle_size(resource: dict[str, Any], limit: int) -> None:
+    """A Bundle over the entry limit is refused whole, before any entry is looked at."""
+    entries = resource.get("entry") if resource.get("resourceType") == "Bundle" else None
+    if isinstance(entries, list) and len(entries) > limit:
+        raise PayloadTooLarge(f"Bundle.entry: {len(entries):,} entries; this server accepts at most {limit:,} per "
+                              "Bundle (FHIR_HUB_MAX_BUNDLE_ENTRIES)", expression=["Bundle.entry"])

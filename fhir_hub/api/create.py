@@ -27,7 +27,7 @@ router = APIRouter()
 )
 async def create(rtype: ResourceTypePath, ctx: Fhir) -> Response:
     check_type(rtype)
-    resource = await read_resource(ctx.request, ctx.hub.settings.max_body_bytes)
+    resource = await read_resource(ctx.request, ctx.hub.settings)
     condition = ctx.request.headers.get("if-none-exist")
     if condition is not None:
         validate_resource(resource, expected_type=rtype)  # a bad body is refused even when a match exists

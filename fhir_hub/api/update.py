@@ -27,7 +27,7 @@ router = APIRouter()
 )
 async def update(rtype: ResourceTypePath, rid: IdPath, ctx: Fhir) -> Response:
     check_instance(rtype, rid)
-    resource = await read_resource(ctx.request, ctx.hub.settings.max_body_bytes)
+    resource = await read_resource(ctx.request, ctx.hub.settings)
     return await _update(ctx, Update(rtype, rid, resource, if_match=_if_match(ctx)))
 
 
@@ -38,7 +38,7 @@ async def update(rtype: ResourceTypePath, rid: IdPath, ctx: Fhir) -> Response:
 )
 async def conditional_update(rtype: ResourceTypePath, ctx: Fhir) -> Response:
     check_type(rtype)
-    resource = await read_resource(ctx.request, ctx.hub.settings.max_body_bytes)
+    resource = await read_resource(ctx.request, ctx.hub.settings)
     matches = await ctx.reader.conditional(rtype, ctx.request.url.query, what="Conditional update")
     if len(matches) > 1:
         raise PreconditionFailed(f"Conditional update: {len(matches)} {rtype} resources match the criteria",

@@ -205,3 +205,14 @@ def test_search_values_are_never_patterns(client: TestClient) -> None:
     assert client.get("/Patient", params={"identifier": "urn:a.b|"}).json()["total"] == 1
     assert client.get("/Patient", params={"identifier": "urn:a.*|"}).json()["total"] == 0
     assert client.get("/Patient", params={"identifier": "urn:a.b|1"}).json()["total"] == 1
+
+
+def test_bundle_entry_limit(settings: Settings) -> None:
+    with TestClient(create_app(settings.with_(max_bundle_entries=3)), raise_server_exceptions=False,
+                    headers=auth(token_for(settings))) as client:
+        entries = [{"resource": {"resourceType": "Patient"}} for _ in range(4)]
+        body = {"resourceType": "Bundle", "type": "collection", "entry": entries}
+        assert_outcome(client.post("/Bundle", json=body, headers=FHIR), 413, "too-long", mentions="at most 3",
+                       expression="Bundle.entry")
+        nothing_stored(client)
+        assert client.post("/Bundle", json={**body, "entry": entries[:3]}, headers=FHIR).status_code == 201
