@@ -16,11 +16,12 @@ from fhir_hub import __version__
 from fhir_hub.api.context import PublicFhir
 from fhir_hub.api.responses import fhir_response
 from fhir_hub.api.routing import INTERACTION_KEY, fhir_route
+from fhir_hub.audit import AUDIT_TYPE
 from fhir_hub.auth.policy import HUB_ONLY_TYPES
 from fhir_hub.fhir.instant import system_clock, to_instant
 from fhir_hub.fhir.jsonio import dumps
-from fhir_hub.fhir.registry import model_class, resource_types
-from fhir_hub.search.query import criteria_for
+from fhir_hub.fhir.registry import resource_types
+from fhir_hub.search.params import params_for
 
 router = APIRouter()
 
@@ -29,12 +30,7 @@ _TYPE_INTERACTIONS = ("read", "vread", "update", "patch", "delete", "history-ins
                       "create", "search-type")
 _SYSTEM_INTERACTIONS = ("transaction", "batch", "search-system", "history-system")
 _STARTED = to_instant(system_clock())[:10]
-_SEARCH_PARAM_TYPES = {"_id": "token", "identifier": "token", "patient": "reference"}
-_SEARCH_PARAM_DEFS = {
-    "_id": "http://hl7.org/fhir/SearchParameter/Resource-id",
-    "identifier": "http://hl7.org/fhir/SearchParameter/clinical-identifier",
-    "patient": "http://hl7.org/fhir/SearchParameter/AuditEvent-patient",
-}
+_ID_DEFINITION = "http://hl7.org/fhir/SearchParameter/Resource-id"
 _WRITES = frozenset({"create", "update", "patch", "delete"})
 _WRITE_FLAGS = frozenset({"conditionalCreate", "conditionalUpdate", "conditionalDelete", "updateCreate"})
 
@@ -56,8 +52,18 @@ def _tags(app: FastAPI) -> list[dict[str, Any]]:
 
 
 @cache
-def _has_identifier(rtype: str) -> bool:
-    return "identifier" in model_class(rtype).model_fields
+def _search_params(rtype: str) -> list[dict[str, str]]:
+    """What a search of ``rtype`` can use: the audit log answers AuditEvent searches by _id and patient."""
+    if rtype == AUDIT_TYPE:
+        return [{"name": "_id", "definition": _ID_DEFINITION, "type": "token"},
+                {"name": "patient", "definition": "http://hl7.org/fhir/SearchParameter/AuditEvent-patient",
+                 "type": "reference"}]
+    found = [{"name": "_id", "definition": _ID_DEFINITION, "type": "token"},
+             {"name": "_lastUpdated", "definition": "http://hl7.org/fhir/SearchParameter/Resource-lastUpdated",
+              "type": "date"}]
+    found += [{"name": code, "definition": param.url, "type": param.type}
+              for code, param in sorted(params_for(rtype).items()) if code not in ("_id", "_lastUpdated")]
+    return found
 
 
 def _statement(tags: tuple[dict[str, Any], ...], base_url: str) -> dict[str, Any]:
@@ -74,11 +80,7 @@ def _statement(tags: tuple[dict[str, Any], ...], base_url: str) -> dict[str, Any
             "interaction": [{"code": c} for c in _TYPE_INTERACTIONS if c in codes and not (hub_only and c in _WRITES)],
         }
         entry.update({k: v for k, v in flags.items() if not (hub_only and k in _WRITE_FLAGS)})
-        params = [p for p in criteria_for(rtype) if p != "identifier" or _has_identifier(rtype)]
-        if params:
-            entry["searchParam"] = [
-                {"name": p, "definition": _SEARCH_PARAM_DEFS[p], "type": _SEARCH_PARAM_TYPES[p]} for p in params
-            ]
+        entry["searchParam"] = _search_params(rtype)
         resources.append(entry)
     return {
         "resourceType": "CapabilityStatement",

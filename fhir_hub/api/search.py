@@ -1,12 +1,14 @@
 """search-type (FHIR R4 search.html), GET and ``POST [type]/_search``.
 
-Supported here: ``_id`` and ``identifier`` criteria, ``_count`` and keyset paging; the search issue adds the
-full R4 parameter set behind the same entry point. Unknown parameters are ignored and reported in an
-``OperationOutcome`` entry (and left out of the ``self`` link), or refused with ``Prefer: handling=strict``.
+Every R4 search parameter of the type (see ``fhir_hub.search``), ``_sort``, ``_total``, ``_summary``,
+``_elements``, ``_include``/``_revinclude`` (``:iterate``) and keyset paging with ``self``, ``next`` and
+``previous`` links. Unknown parameters are ignored and reported in an ``OperationOutcome`` entry (and left
+out of the ``self`` link), or refused with ``Prefer: handling=strict``.
 """
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 from fastapi import APIRouter, Response
@@ -18,13 +20,15 @@ from fhir_hub.api.negotiation import check_body_media_type
 from fhir_hub.api.responses import fhir_response, outcome_json
 from fhir_hub.api.routing import ResourceTypePath, check_type, fhir_route
 from fhir_hub.errors import BadRequest, Issue
-from fhir_hub.search.query import CRITERIA, SearchQuery, parse_search
+from fhir_hub.fhir.subset import subset
+from fhir_hub.search.query import SearchQuery, parse_search
 from fhir_hub.store.records import StoredVersion
 
 router = APIRouter()
 
 FORM = "application/x-www-form-urlencoded"
-_QUERY = (*CRITERIA, "_count", "_page")
+_QUERY = ("_id", "identifier", "_count", "_sort", "_total", "_summary", "_elements", "_include", "_revinclude",
+          "_page")
 
 
 @router.get("/{rtype}", **fhir_route("search-type", "type", summary="Search resources of a type", query=_QUERY,
@@ -51,34 +55,44 @@ async def _search(ctx: FhirContext, rtype: str, params: list[tuple[str, str]]) -
     settings = ctx.hub.settings
     query = parse_search(rtype, params, default_count=settings.default_count, max_count=settings.max_count,
                          strict=ctx.strict, max_params=settings.max_search_params)
-    outcome = await ctx.reader.search(query, after=_page_position(query.page))
+    direction, position = _page_position(query.page)
+    outcome = await ctx.reader.search(query, after=position if direction == "after" else None,
+                                      before=position if direction == "before" else None)
     links = [("self", _link(ctx, query, None))]
-    if outcome.next_after is not None:
-        links.append(("next", _link(ctx, query, encode_page(outcome.next_after))))
-    entries = [_match(ctx, v) for v in outcome.page]
+    if outcome.previous is not None:
+        links.append(("previous", _link(ctx, query, encode_page(["before", outcome.previous]))))
+    if outcome.next is not None:
+        links.append(("next", _link(ctx, query, encode_page(["after", outcome.next]))))
+    entries: list[bytes] = []
+    if query.summary != "count":
+        entries += [_entry(ctx, query, v, "match") for v in outcome.page]
+        entries += [_entry(ctx, query, v, "include") for v in outcome.included]
     if query.ignored:
         entries.append(_ignored_outcome(query))
-    return fhir_response(ctx, bundle("searchset", entries=entries, links=links, total=outcome.total))
+    total = None if query.total == "none" else outcome.total
+    return fhir_response(ctx, bundle("searchset", entries=entries, links=links, total=total))
 
 
-def _page_position(token: str | None) -> str | None:
+def _page_position(token: str | None) -> tuple[str | None, list[Any] | None]:
     if token is None:
-        return None
+        return None, None
     position = decode_page(token)
-    if not isinstance(position, str):
+    if (not isinstance(position, list) or len(position) != 2 or position[0] not in ("after", "before")
+            or not isinstance(position[1], list) or not position[1]):
         raise BadRequest("_page: not a page token issued by this server", expression=["_page"])
-    return position
+    return position[0], position[1]
 
 
 def _link(ctx: FhirContext, query: SearchQuery, page: str | None) -> str:
-    params = [*query.criteria_params(), ("_count", str(query.count))]
+    params = [*query.link_params(), ("_count", str(query.count))]
     if page is not None:
         params.append(("_page", page))
     return f"{ctx.url(query.rtype)}?{urlencode(params)}"
 
 
-def _match(ctx: FhirContext, v: StoredVersion) -> bytes:
-    return entry(full_url=ctx.url(v.rtype, v.rid), resource=v.json, search={"mode": "match"})
+def _entry(ctx: FhirContext, query: SearchQuery, v: StoredVersion, mode: str) -> bytes:
+    body = subset(v.json, summary=query.summary, elements=query.elements) if v.json else v.json
+    return entry(full_url=ctx.url(v.rtype, v.rid), resource=body, search={"mode": mode})
 
 
 def _ignored_outcome(query: SearchQuery) -> bytes:

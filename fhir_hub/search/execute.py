@@ -1,121 +1,223 @@
-"""Running parsed criteria against the store: the same code answers searches and conditional interactions.
+"""Running a search: matching keys, order, a keyset page, and the included resources.
 
-Every run takes the caller's ``Grant``: a resident's search is narrowed by the compartment entries in the
-index before anything is fetched, and every result is checked again against the compartment, so nothing
-outside it is returned or counted.
+The matching keys come from the index (``criteria``); only the page's resources are loaded. Order is by
+``_sort`` (parameter values from the index, ``_lastUpdated`` from the current documents) and then by key,
+so every result has a total position and a page token is the position of its last (or first) result:
+a keyset, stable while others write. Conditional interactions use the same matching.
 """
 
 from __future__ import annotations
 
+import bisect
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cmp_to_key
+from typing import Any
 from urllib.parse import parse_qsl
 
 from fhir_hub.audit import AUDIT_TYPE, as_version
 from fhir_hub.auth.policy import Grant
 from fhir_hub.errors import BadRequest
-from fhir_hub.fhir.ids import is_valid_id
-from fhir_hub.search.keys import compartment_match, token_match
-from fhir_hub.search.query import Criterion, SearchQuery, parse_search, split_token, unescape
+from fhir_hub.search import keys
+from fhir_hub.search.criteria import Evaluator, GrantFor
+from fhir_hub.search.query import Include, SearchQuery, parse_search, unescape
 from fhir_hub.store.mongo import MongoStore
-from fhir_hub.store.records import StoredVersion, resource_key
+from fhir_hub.store.records import EntryMatch, StoredVersion
+
+Position = list[Any]  # sort values followed by the key of a result
+_LAST = "\uffff"  # sorts after any value: resources without a value for a sort parameter come last
 
 
 @dataclass(frozen=True)
 class SearchOutcome:
     total: int
     page: list[StoredVersion]
-    next_after: str | None  # the key after which the next page starts; None on the last page
+    next: Position | None  # the position after which the next page starts
+    previous: Position | None  # the position before which the previous page ends
+    included: list[StoredVersion]
 
 
-async def matching_keys(store: MongoStore, query: SearchQuery, grant: Grant) -> set[str] | None:
-    """Keys of resources meeting every criterion and the grant (not yet filtered to live ones).
+class Searcher:
+    def __init__(self, store: MongoStore, *, grant_for: GrantFor, may_read: Callable[[str], Grant | None],
+                 base_url: str | None) -> None:
+        self.store = store
+        self.may_read = may_read
+        self.evaluator = Evaluator(store, base_url=base_url, grant_for=grant_for, live_keys=store.live_keys)
 
-    None means "every resource of the type" (no criteria, no compartment limit).
-    """
-    result: set[str] | None = None
-    if grant.compartment is not None:
-        result = await store.resources_matching([compartment_match(query.rtype, grant.compartment)])
-    for criterion in query.criteria:
-        if result is not None and not result:
-            break
-        keys = await _criterion_keys(store, query.rtype, criterion)
-        result = keys if result is None else result & keys
-    return result
+    async def search(self, query: SearchQuery, grant: Grant, *, after: Position | None = None,
+                     before: Position | None = None) -> SearchOutcome:
+        if query.rtype == AUDIT_TYPE:
+            return await self._audit(query, grant, after)
+        found = await self.evaluator.matching(query.rtype, query.criteria, grant)
+        if found is None and not query.sort and before is None:
+            return await self._listing(query, after)
+        if found is None:
+            found = await self.store.live_keys(query.rtype)
+        if any(c.name == "_id" for c in query.criteria):  # ids from the client: keep only the stored ones
+            found = {v.key for v in await self.store.live_versions(found) if grant.sees(v.patients)}
+        ordered, order_key = await self._ordered(query, found)
+        page, next_position, previous_position = _slice(ordered, order_key, query.count, after, before)
+        versions = {v.key: v for v in await self.store.live_versions([p[-1] for p in page])}
+        results = [versions[p[-1]] for p in page if p[-1] in versions and grant.sees(versions[p[-1]].patients)]
+        included = await self._includes(query, results) if results else []
+        return SearchOutcome(len(found), results, next_position, previous_position, included)
+
+    async def _listing(self, query: SearchQuery, after: Position | None) -> SearchOutcome:
+        """Every resource of a type, in key order, a page at a time straight from the store."""
+        total = await self.store.count_live(query.rtype) if query.total != "none" else 0
+        after_key = after[-1] if after else None
+        found = await self.store.live_page(query.rtype, after_key, query.count + 1) if query.count else []
+        page = found[: query.count]
+        next_position = [page[-1].key] if len(found) > query.count and page else None
+        previous_position = [page[0].key] if after is not None and page else None
+        return SearchOutcome(total, page, next_position, previous_position, await self._includes(query, page))
+
+    async def _ordered(self, query: SearchQuery, found: set[str]) -> tuple[list[Position], Callable[[Any], Any]]:
+        """Every result's position (its sort values, then its key), in result order, and that order's key."""
+        columns = [await self._sort_values(query.rtype, name, descending, found) for name, descending in query.sort]
+        rows = [[*(column.get(key, _LAST) for column in columns), key] for key in found]
+        directions = [descending for _name, descending in query.sort]
+        order_key = cmp_to_key(lambda a, b: _compare(a, b, directions))
+        rows.sort(key=order_key)
+        return rows, order_key
+
+    async def _sort_values(self, rtype: str, name: str, descending: bool, found: set[str]) -> dict[str, str]:
+        if name == "_id":
+            return {key: key for key in found}
+        if name == "_lastUpdated":
+            return {v.key: f"{v.ts:020d}" for v in await self.store.live_versions(found)}
+        entries = await self.store.entries(EntryMatch(keys.param_prefix(rtype, name), prefix=True,
+                                                      resources=tuple(sorted(found))))
+        values: dict[str, str] = {}
+        marker = keys.make_key(rtype, name, keys.PRESENT)
+        for entry in entries:
+            value = entry["k"]
+            if value == marker:
+                continue
+            current = values.get(entry["r"])
+            if current is None or (value > current if descending else value < current):
+                values[entry["r"]] = value
+        return values
+
+    async def _includes(self, query: SearchQuery, page: list[StoredVersion]) -> list[StoredVersion]:
+        included: dict[str, StoredVersion] = {}
+        frontier = page
+        seen = {v.key for v in page}
+        for _round in range(4):  # :iterate follows at most this many steps
+            added: list[StoredVersion] = []
+            for include in query.includes:
+                if _round and not include.iterate:
+                    continue
+                added += await self._follow(include, [v for v in frontier if v.rtype == include.source])
+            if _round == 0:
+                for include in query.revincludes:
+                    added += await self._referring(include, page)
+            fresh = [v for v in added if v.key not in seen]
+            for version in fresh:
+                seen.add(version.key)
+                included[version.key] = version
+            if not fresh or not any(i.iterate for i in query.includes):
+                break
+            frontier = fresh
+        return list(included.values())
+
+    async def _follow(self, include: Include, sources: list[StoredVersion]) -> list[StoredVersion]:
+        if not sources:
+            return []
+        entries = await self.store.entries(EntryMatch(keys.param_prefix(include.source, include.param), prefix=True,
+                                                      resources=tuple(sorted(v.key for v in sources))))
+        targets = {f"{e['s']}/{keys.value_of(e['k'])}" for e in entries
+                   if e.get("s") not in (None, keys.URL_TARGET) and (include.target in (None, e["s"]))}
+        return self._readable(await self.store.live_versions(targets))
+
+    async def _referring(self, include: Include, page: list[StoredVersion]) -> list[StoredVersion]:
+        by_type: dict[str, list[str]] = {}
+        for version in page:
+            by_type.setdefault(version.rtype, []).append(keys.make_key(include.source, include.param, version.rid))
+        found: set[str] = set()
+        for rtype, wanted in by_type.items():
+            if include.target not in (None, rtype):
+                continue
+            entries = await self.store.entries(EntryMatch("", system=rtype, any_key=tuple(sorted(wanted))))
+            found |= {e["r"] for e in entries}
+        return self._readable(await self.store.live_versions(found))
+
+    def _readable(self, versions: list[StoredVersion]) -> list[StoredVersion]:
+        """Included resources obey the same access rules: a type the caller may not read is left out."""
+        kept = []
+        for version in versions:
+            grant = self.may_read(version.rtype)
+            if grant is not None and grant.sees(version.patients):
+                kept.append(version)
+        return kept
+
+    async def conditional(self, rtype: str, query_string: str, grant: Grant, *, what: str,
+                          max_params: int) -> list[StoredVersion]:
+        """Live resources the caller may see that match the criteria of a conditional interaction.
+
+        Unsupported parameters are refused rather than ignored: a conditional delete that silently dropped
+        its only criterion would match every resource of the type.
+        """
+        params = parse_qsl(query_string.lstrip("?"), keep_blank_values=True)
+        # _count has no meaning for a condition; any value is accepted and unused.
+        query = parse_search(rtype, params, default_count=0, max_count=2**31 - 1, strict=True,
+                             max_params=max_params)
+        if not query.criteria:
+            raise BadRequest(f"{what} needs search criteria (for example identifier=system|value or _id=...)")
+        found = await self.evaluator.matching(rtype, query.criteria, grant)
+        return [v for v in await self.store.live_versions(found or ()) if grant.sees(v.patients)]
+
+    async def _audit(self, query: SearchQuery, grant: Grant, after: Position | None) -> SearchOutcome:
+        """AuditEvents come from the audit log: by ``_id`` and ``patient``, newest first."""
+        ids: set[str] | None = None
+        patients: set[str] | None = None
+        for criterion in query.criteria:
+            values = {unescape(v) for v in criterion.any_of if v}
+            if criterion.name == "_id":
+                ids = values if ids is None else ids & values
+            elif criterion.name == "patient":
+                wanted = {v.removeprefix("Patient/") for v in values}
+                patients = wanted if patients is None else patients & wanted
+            else:
+                raise BadRequest(f"AuditEvent can be searched by _id and patient only, not {criterion.name!r}",
+                                 expression=[criterion.name], code="not-supported")
+        if grant.compartment is not None:
+            patients = {grant.compartment} & patients if patients is not None else {grant.compartment}
+        if patients == set() or ids == set():
+            return SearchOutcome(0, [], None, None, [])
+        wanted_patients = sorted(patients) if patients is not None else None
+        wanted_ids = sorted(ids) if ids is not None else None
+        total = await self.store.audit_log.count(patients=wanted_patients, ids=wanted_ids)
+        position = (int(after[0]), str(after[1])) if after else None
+        entries = await self.store.audit_log.page(patients=wanted_patients, ids=wanted_ids, before=position,
+                                                  limit=query.count + 1) if query.count else []
+        page = [as_version(entry) for entry in entries[: query.count]]
+        more = len(entries) > query.count and bool(page)
+        return SearchOutcome(total, page, [page[-1].ts, page[-1].rid] if more else None, None, [])
 
 
-async def _criterion_keys(store: MongoStore, rtype: str, criterion: Criterion) -> set[str]:
-    if criterion.name == "_id":
-        ids = (unescape(v) for v in criterion.any_of)
-        return {resource_key(rtype, rid) for rid in ids if is_valid_id(rid)}
-    if criterion.name == "identifier":
-        matches = [token_match(rtype, "identifier", *split_token(v)) for v in criterion.any_of if v]
-        return await store.resources_matching(matches)
-    raise AssertionError(f"unhandled criterion {criterion.name}")  # parse_search admits only these
+def _compare(a: Position, b: Position, descending: list[bool]) -> int:
+    """Result order: each sort value in its direction (missing values last), then the key."""
+    for index, desc in enumerate(descending):
+        x, y = a[index], b[index]
+        if x == y:
+            continue
+        if x == _LAST or y == _LAST:
+            return 1 if x == _LAST else -1
+        return (-1 if x < y else 1) * (-1 if desc else 1)
+    return (a[-1] > b[-1]) - (a[-1] < b[-1])
 
 
-async def run_search(store: MongoStore, query: SearchQuery, grant: Grant, *, after: str | None) -> SearchOutcome:
-    if query.rtype == AUDIT_TYPE:
-        return await _audit_search(store, query, grant, after=after)
-    keys = await matching_keys(store, query, grant)
-    if keys is None:
-        total = await store.count_live(query.rtype)
-        found = await store.live_page(query.rtype, after, query.count + 1) if query.count else []
+def _slice(ordered: list[Position], order_key: Callable[[Any], Any], count: int, after: Position | None,
+           before: Position | None) -> tuple[list[Position], Position | None, Position | None]:
+    """A page just after (or just before) a position; the position need not be a current result."""
+    if before is not None:
+        end = bisect.bisect_left(ordered, order_key(before), key=order_key)
+        start = max(0, end - count)
     else:
-        live = [v for v in await store.live_versions(keys) if grant.sees(v.patients)]
-        total = len(live)
-        found = [v for v in live if after is None or v.key > after][: query.count + 1]
-    page = found[: query.count]
-    more = len(found) > query.count and bool(page)
-    return SearchOutcome(total, page, page[-1].key if more else None)
-
-
-async def _audit_search(store: MongoStore, query: SearchQuery, grant: Grant, *, after: str | None
-                        ) -> SearchOutcome:
-    """AuditEvents come from the audit log: by ``_id`` and ``patient``, newest first."""
-    ids: set[str] | None = None
-    patients: set[str] | None = None
-    for criterion in query.criteria:
-        values = {unescape(v) for v in criterion.any_of if v}
-        if criterion.name == "_id":
-            ids = values if ids is None else ids & values
-        else:
-            wanted = {v.removeprefix("Patient/") for v in values}
-            patients = wanted if patients is None else patients & wanted
-    if grant.compartment is not None:
-        patients = {grant.compartment} & patients if patients is not None else {grant.compartment}
-    if patients == set() or ids == set():
-        return SearchOutcome(0, [], None)
-    wanted_patients = sorted(patients) if patients is not None else None
-    wanted_ids = sorted(ids) if ids is not None else None
-    total = await store.audit_log.count(patients=wanted_patients, ids=wanted_ids)
-    before = _audit_position(after)
-    entries = await store.audit_log.page(patients=wanted_patients, ids=wanted_ids, before=before,
-                                         limit=query.count + 1) if query.count else []
-    page = [as_version(entry) for entry in entries[: query.count]]
-    more = len(entries) > query.count and bool(page)
-    return SearchOutcome(total, page, f"{page[-1].ts}|{page[-1].rid}" if more else None)
-
-
-def _audit_position(after: str | None) -> tuple[int, str] | None:
-    if after is None:
-        return None
-    ts, _, last = after.partition("|")
-    if not ts.isdigit() or not last:
-        raise BadRequest("_page: not a page token issued by this server", expression=["_page"])
-    return int(ts), last
-
-
-async def resolve_conditional(store: MongoStore, rtype: str, query_string: str, grant: Grant, *, what: str,
-                              max_params: int) -> list[StoredVersion]:
-    """Live resources the caller may see that match the criteria of a conditional interaction.
-
-    Unsupported parameters are refused rather than ignored: a conditional delete that silently dropped
-    its only criterion would match every resource of the type.
-    """
-    params = parse_qsl(query_string.lstrip("?"), keep_blank_values=True)
-    # _count has no meaning for a condition; any value is accepted and unused.
-    query = parse_search(rtype, params, default_count=0, max_count=2**31 - 1, strict=True, max_params=max_params)
-    if not query.criteria:
-        raise BadRequest(f"{what} needs search criteria (for example identifier=system|value or _id=...)")
-    keys = await matching_keys(store, query, grant)
-    return [v for v in await store.live_versions(keys or ()) if grant.sees(v.patients)]
+        start = bisect.bisect_right(ordered, order_key(after), key=order_key) if after is not None else 0
+        end = start + count
+    page = ordered[start:end]
+    next_position = page[-1] if end < len(ordered) and page else None
+    previous_position = page[0] if start > 0 and page else None
+    return page, next_position, previous_position

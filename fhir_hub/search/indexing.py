@@ -1,33 +1,179 @@
 """Search-index entries extracted from a resource when it is written.
 
-Indexed so far: ``identifier`` (what conditional create, update and delete need) and Patient-compartment
-membership (what narrows a resident's searches). The full R4 search-parameter set, extracted from the
-official definitions, joins them in the search issue. The function is pure so the store can recompute
-entries from stored JSON when it repairs a write.
+Every R4 search parameter of the resource's type is evaluated (its expression compiled once, see
+``params``) and each value becomes entries by the parameter's type (see ``keys`` for their encoding), plus
+the Patient-compartment entries that narrow a resident's searches. ``_id`` and ``_lastUpdated`` need no
+entries: the current document's key and ``ts`` answer them. The function is pure, so the store can
+recompute entries from stored JSON when it repairs a write.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from fhir_hub.fhir.compartment import patient_ids
-from fhir_hub.search.keys import compartment_entry, token_entry
+from fhir_hub.search import keys
+from fhir_hub.search.fhirpath import Typed
+from fhir_hub.search.normalize import date_range, decimal_range, normalize_text
+from fhir_hub.search.params import SearchParam, params_for
 from fhir_hub.store.records import SearchEntry
+
+NOT_INDEXED = frozenset({"_id", "_lastUpdated"})
+_LONG_SPAN = 86_400_000_000  # a date range longer than a day also gets an entry keyed by its end
 
 
 def index_keys(rtype: str, resource: dict[str, Any]) -> frozenset[SearchEntry]:
-    keys: set[SearchEntry] = set()
-    identifiers = resource.get("identifier")
-    if isinstance(identifiers, dict):  # a few types have identifier 0..1
-        identifiers = [identifiers]
-    if isinstance(identifiers, list):
-        for ident in identifiers:
-            value = _str(ident.get("value")) if isinstance(ident, dict) else None
-            if value is not None:
-                keys.add(token_entry(rtype, "identifier", _str(ident.get("system")), value))
-    keys.update(compartment_entry(rtype, pid) for pid in patient_ids(rtype, resource))
-    return frozenset(keys)
+    found: set[SearchEntry] = set()
+    for code, param in params_for(rtype).items():
+        if code in NOT_INDEXED:
+            continue
+        if param.type == "composite":
+            found.update(_composite_entries(rtype, param, resource))
+            continue
+        values = [typed for path in param.paths for typed in path.evaluate(resource)]
+        entries = {entry for typed in values for entry in entries_for(rtype, code, param.type, typed)}
+        if values and not entries:  # e.g. a CodeableConcept with text only: present, matching no value
+            entries.add(keys.presence_entry(rtype, code))
+        found.update(entries)
+    found.update(keys.compartment_entry(rtype, pid) for pid in patient_ids(rtype, resource))
+    return frozenset(found)
 
 
-def _str(value: Any) -> str | None:
+def entries_for(rtype: str, code: str, param_type: str, typed: Typed) -> Iterator[SearchEntry]:
+    value, type_name = typed.value, typed.type
+    if param_type == "token":
+        for system, token in tokens(value, type_name):
+            yield keys.token_entry(rtype, code, system, token)
+    elif param_type == "string":
+        for text in strings(value):
+            yield keys.string_entry(rtype, code, text)
+    elif param_type == "reference":
+        for target in references(value):
+            yield keys.reference_entry(rtype, code, target)
+    elif param_type == "date":
+        for low, high in dates(value):
+            yield keys.date_entry(rtype, code, low, high)
+            if high - low > _LONG_SPAN:
+                yield keys.date_end_entry(rtype, code, low, high)
+    elif param_type in ("number", "quantity"):
+        for low, high, unit, unit_text in quantities(value):
+            yield keys.number_entry(rtype, code, low, high, unit, unit_text)
+    elif param_type == "uri" and isinstance(value, str) and value:
+        yield keys.uri_entry(rtype, code, value)
+
+
+def _composite_entries(rtype: str, param: SearchParam, resource: dict[str, Any]) -> Iterator[SearchEntry]:
+    """One entry per item and pair of values: the first component's token, the second's value."""
+    for root in param.roots:
+        if len(root.components) != 2 or root.components[0].type != "token":
+            continue
+        first, second = root.components
+        for item in root.path.evaluate(resource):
+            heads = [t for path in first.paths for v in path.evaluate(item.value) for t in tokens(v.value, v.type)]
+            tails = [v for path in second.paths for v in path.evaluate(item.value)]
+            for system, token in heads:
+                for tail in tails:
+                    for low, high, text in _second_component(second.type, tail):
+                        yield keys.composite_entry(rtype, param.code, system, token, low, high, text)
+
+
+def _second_component(param_type: str, typed: Typed) -> Iterator[tuple[Any, Any, str | None]]:
+    if param_type == "token":
+        for system, token in tokens(typed.value, typed.type):
+            yield None, None, f"{system or ''}|{token}"
+    elif param_type == "string":
+        for text in strings(typed.value):
+            yield None, None, normalize_text(text)
+    elif param_type == "date":
+        for low, high in dates(typed.value):
+            yield low, high, None
+    elif param_type in ("quantity", "number"):
+        for low, high, unit, _unit_text in quantities(typed.value):
+            yield low, high, unit
+
+
+# ----------------------------------------------------------------------------------- values by type
+def tokens(value: Any, type_name: str) -> Iterator[tuple[str | None, str]]:
+    """(system, code) pairs of a token-valued element."""
+    if isinstance(value, bool):
+        yield None, "true" if value else "false"
+    elif isinstance(value, str | int):
+        if value != "":
+            yield None, str(value)
+    elif isinstance(value, dict):
+        if "coding" in value or type_name == "CodeableConcept":
+            for coding in value.get("coding") or []:
+                yield from tokens(coding, "Coding")
+        elif type_name == "ContactPoint" or ("value" in value and "system" in value and "use" in value
+                                              and type_name != "Identifier"):
+            if isinstance(value.get("value"), str):
+                yield None, value["value"]
+        elif isinstance(value.get("value"), str):  # Identifier
+            yield _text(value.get("system")), value["value"]
+        elif isinstance(value.get("code"), str):  # Coding
+            yield _text(value.get("system")), value["code"]
+
+
+def strings(value: Any) -> Iterator[str]:
+    """The text of a string-valued element: HumanName and Address contribute each of their parts."""
+    if isinstance(value, str):
+        if value:
+            yield value
+    elif isinstance(value, dict):
+        for name in ("text", "family", "given", "prefix", "suffix", "line", "city", "district", "state",
+                     "postalCode", "country", "display"):
+            part = value.get(name)
+            for text in part if isinstance(part, list) else [part]:
+                if isinstance(text, str) and text:
+                    yield text
+
+
+def references(value: Any) -> Iterator[str]:
+    if isinstance(value, str):  # canonical
+        if value:
+            yield value
+    elif isinstance(value, dict):
+        if isinstance(value.get("reference"), str) and value["reference"]:
+            yield value["reference"]
+        elif isinstance(value.get("resourceType"), str) and isinstance(value.get("id"), str):
+            yield f"{value['resourceType']}/{value['id']}"
+
+
+def dates(value: Any) -> Iterator[tuple[int, int]]:
+    if isinstance(value, str):
+        found = date_range(value)
+        if found:
+            yield found
+    elif isinstance(value, dict):
+        if "start" in value or "end" in value:  # Period
+            start = date_range(value["start"]) if isinstance(value.get("start"), str) else None
+            end = date_range(value["end"]) if isinstance(value.get("end"), str) else None
+            if start or end:
+                yield (start[0] if start else keys.MIN_TIME), (end[1] if end else keys.MAX_TIME)
+        for event in value.get("event") or []:  # Timing
+            yield from dates(event)
+        bounds = (value.get("repeat") or {}).get("boundsPeriod")
+        if bounds:
+            yield from dates(bounds)
+
+
+def quantities(value: Any) -> Iterator[tuple[float, float, str | None, str | None]]:
+    """(low, high, system|code, unit) of a number or Quantity (Range: its two ends)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        found = decimal_range(value)
+        if found:
+            yield found[0], found[1], None, None
+    elif isinstance(value, dict):
+        if "value" in value:
+            found = decimal_range(value["value"])
+            if found:
+                unit = f"{value.get('system') or ''}|{value.get('code') or ''}" if value.get("code") else None
+                yield found[0], found[1], unit, _text(value.get("unit"))
+        for end in ("low", "high"):
+            if isinstance(value.get(end), dict):
+                yield from quantities(value[end])
+
+
+def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None

@@ -124,12 +124,26 @@ class MongoStore:
         cursor = self.current_docs.find({"_id": {"$in": wanted}, "live": {"$exists": True}})
         return sorted([StoredVersion.from_doc(doc) async for doc in cursor], key=lambda v: v.key)
 
-    async def resources_matching(self, matches: Iterable[EntryMatch]) -> set[str]:
-        """Resources with an entry answering at least one of the matches (one indexed query per match)."""
-        found: set[str] = set()
-        for match in sorted(set(matches), key=repr):
-            found.update([doc["r"] async for doc in self.index.find(match_filter(match), {"r": 1})])
-        return found
+    async def entries(self, match: EntryMatch, *, limit: int = 0) -> list[dict[str, Any]]:
+        """Index entries answering a match (``r``, ``k``, ``s``, ``lo``, ``hi``, ``v``); 0 means no limit."""
+        cursor = self.index.find(match_filter(match), {"_id": 0})
+        if limit:
+            cursor = cursor.limit(limit)
+        return [doc async for doc in cursor]
+
+    async def live_keys(self, rtype: str) -> set[str]:
+        """Keys of every current, non-deleted resource of a type (the universe of ``:not`` and ``:missing``)."""
+        return {doc["_id"] async for doc in self.current_docs.find({"live": rtype}, {"_id": 1})}
+
+    async def live_keys_updated(self, rtype: str, low: int | None, high: int | None) -> set[str]:
+        """Keys of current resources of a type last updated within [low, high] (microseconds; None: open)."""
+        bounds: dict[str, int] = {}
+        if low is not None:
+            bounds["$gte"] = low
+        if high is not None:
+            bounds["$lte"] = high
+        query: dict[str, Any] = {"live": rtype, "ts": bounds} if bounds else {"live": rtype}
+        return {doc["_id"] async for doc in self.current_docs.find(query, {"_id": 1})}
 
     async def live_page(self, rtype: str, after_key: str | None, limit: int) -> list[StoredVersion]:
         """Current resources of one type in key order, starting after ``after_key``."""

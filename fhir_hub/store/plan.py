@@ -59,28 +59,43 @@ class WritePlan:
 
 
 def entry_id(key: str, entry: SearchEntry) -> str:
-    text = f"{key}\x00{entry.key}\x00{entry.system}"
+    text = "\x00".join((key, entry.key, str(entry.system), repr(entry.low), repr(entry.high), str(entry.text)))
     return hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()
 
 
-def entry_doc(key: str, entry: SearchEntry) -> dict[str, str]:
-    doc = {"_id": entry_id(key, entry), "r": key, "k": entry.key}
-    if entry.system is not None:
-        doc["s"] = entry.system
+def entry_doc(key: str, entry: SearchEntry) -> dict[str, Any]:
+    doc: dict[str, Any] = {"_id": entry_id(key, entry), "r": key, "k": entry.key}
+    for name, value in (("s", entry.system), ("lo", entry.low), ("hi", entry.high), ("v", entry.text)):
+        if value is not None:
+            doc[name] = value
     return doc
 
 
 def match_filter(match: EntryMatch) -> dict[str, Any]:
-    query: dict[str, Any] = {"k": {"$regex": "^" + re.escape(match.key)} if match.prefix else match.key}
+    """The MongoDB filter of a match; every value from a query is a literal string here, never an operator."""
+    key: Any
+    if match.any_key is not None:
+        key = {"$in": list(match.any_key)}
+    elif match.upper is not None:
+        key = {"$gte": match.key, "$lt": match.upper}
+    elif match.prefix:
+        pattern = "^" + re.escape(match.key)
+        key = {"$regex": pattern + (".*" + re.escape(match.contains) if match.contains else "")}
+    else:
+        key = match.key
+    query: dict[str, Any] = {"k": key}
     if match.system is not None:
         query["s"] = match.system
+    if match.resources is not None:
+        query["r"] = {"$in": list(match.resources)}
     return query
 
 
 def plan_write(change: VersionChange, token: str) -> WritePlan:
     v = change.version
     if change.fresh:
-        entries = [Step("insert", SEARCH_INDEX, entry_doc(v.key, e)) for e in sorted(change.index_add)]
+        entries = [Step("insert", SEARCH_INDEX, entry_doc(v.key, e))
+                   for e in sorted(change.index_add, key=lambda e: e.order)]
         return WritePlan([*entries, Step("insert", RESOURCES, v.current_doc() | {"w": token})])
     index_steps = _index_steps(change)
     pending = {"pending": True} if index_steps else {}
@@ -105,7 +120,7 @@ def _index_steps(change: VersionChange) -> list[Step]:
     if change.index_remove:
         ids = sorted(entry_id(key, e) for e in change.index_remove)
         steps.append(Step("delete", SEARCH_INDEX, {"_id": {"$in": ids}}))
-    for e in sorted(change.index_add):
+    for e in sorted(change.index_add, key=lambda e: e.order):
         doc = entry_doc(key, e)
         steps.append(Step("update", SEARCH_INDEX, {"_id": doc["_id"]}, set_document(doc), upsert=True))
     return steps

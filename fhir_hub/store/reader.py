@@ -15,7 +15,7 @@ from fhir_hub.audit import AUDIT_TYPE, AuditRecord, as_version
 from fhir_hub.auth.caller import Caller
 from fhir_hub.auth.policy import Grant, grant, require, require_any
 from fhir_hub.errors import Gone, NotFound
-from fhir_hub.search.execute import SearchOutcome, resolve_conditional, run_search
+from fhir_hub.search.execute import Position, Searcher, SearchOutcome
 from fhir_hub.search.query import SearchQuery
 from fhir_hub.store.mongo import HistoryPage, HistoryPosition, MongoStore
 from fhir_hub.store.records import StoredVersion
@@ -25,11 +25,13 @@ _MAX_SCANNED = 5_000  # history versions examined for one page of a compartment-
 
 class ScopedReader:
     def __init__(self, store: MongoStore, caller: Caller, audit: AuditRecord | None = None, *,
-                 max_search_params: int = 30) -> None:
+                 max_search_params: int = 30, base_url: str | None = None) -> None:
         self.store = store
         self.caller = caller
         self.audit = audit
         self.max_search_params = max_search_params
+        self.searcher = Searcher(store, grant_for=lambda rtype: require(caller, rtype, "s"),
+                                 may_read=lambda rtype: grant(caller, rtype, "r"), base_url=base_url)
 
     def _hand_out(self, version: StoredVersion) -> StoredVersion:
         if self.audit is not None:
@@ -127,17 +129,18 @@ class ScopedReader:
         more = len(versions) > limit and bool(page)
         return HistoryPage(page, page[-1].position if more else None)
 
-    async def search(self, query: SearchQuery, *, after: str | None) -> SearchOutcome:
-        outcome = await run_search(self.store, query, require(self.caller, query.rtype, "s"), after=after)
-        for version in outcome.page:
+    async def search(self, query: SearchQuery, *, after: Position | None = None,
+                     before: Position | None = None) -> SearchOutcome:
+        outcome = await self.searcher.search(query, require(self.caller, query.rtype, "s"), after=after,
+                                             before=before)
+        for version in (*outcome.page, *outcome.included):
             self._hand_out(version)
         return outcome
 
     async def conditional(self, rtype: str, query_string: str, *, what: str) -> list[StoredVersion]:
         """The resources a conditional interaction would act on; needs the search permission."""
-        found = require(self.caller, rtype, "s")
-        matches = await resolve_conditional(self.store, rtype, query_string, found, what=what,
-                                            max_params=self.max_search_params)
+        matches = await self.searcher.conditional(rtype, query_string, require(self.caller, rtype, "s"), what=what,
+                                                  max_params=self.max_search_params)
         for version in matches:
             self._hand_out(version)
         return matches

@@ -88,21 +88,39 @@ class StoredVersion:
         return self.ts, self.key, self.vid
 
 
-@dataclass(frozen=True, slots=True, order=True)
+@dataclass(frozen=True, slots=True)
 class SearchEntry:
-    """One search-index entry of a resource: a key, and for tokens the system of the value."""
+    """One search-index entry of a resource.
+
+    ``key`` is ``Type|param|value`` (indexed); ``system`` the system of a token, the type of a reference
+    target or the unit of a quantity; ``low``/``high`` the range a date or number denotes; ``text`` the
+    value as written (``:exact``) or a composite's second component.
+    """
 
     key: str
     system: str | None = None
+    low: int | float | None = None
+    high: int | float | None = None
+    text: str | None = None
+
+    @property
+    def order(self) -> tuple[str, str, str]:
+        return self.key, self.system or "", repr((self.low, self.high, self.text))
 
 
 @dataclass(frozen=True, slots=True)
 class EntryMatch:
-    """What a query asks of the search index: an exact key (or a key prefix), optionally in one system."""
+    """What a query asks of the search index: entries whose key is ``key`` (or one of ``any_key``), starts
+    with ``key`` (``prefix``, optionally followed anywhere by ``contains``), or lies in [``key``, ``upper``);
+    optionally only in one ``system``, and only for the ``resources`` named."""
 
     key: str
     system: str | None = None  # None: any system
     prefix: bool = False
+    contains: str | None = None
+    upper: str | None = None
+    any_key: tuple[str, ...] | None = None
+    resources: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,7 @@ from fastapi.testclient import TestClient
 from fhir.resources.R4B.capabilitystatement import CapabilityStatement
 
 from fhir_hub.fhir.registry import resource_types
+from fhir_hub.search.params import params_for
 
 FHIR = {"Content-Type": "application/fhir+json"}
 
@@ -31,9 +32,14 @@ def test_every_claimed_interaction_works(client: TestClient) -> None:
     assert patient["conditionalCreate"] is True and patient["conditionalUpdate"] is True
     assert patient["conditionalDelete"] == "single" and patient["updateCreate"] is True
     assert patient["versioning"] == "versioned-update" and patient["readHistory"] is True
-    assert {p["name"] for p in patient["searchParam"]} == {"_id", "identifier"}
-    no_identifier = next(r for r in rest["resource"] if r["type"] == "Binary")
-    assert {p["name"] for p in no_identifier["searchParam"]} == {"_id"}
+    names = {p["name"] for p in patient["searchParam"]}
+    assert names == set(params_for("Patient")) | {"_id", "_lastUpdated"}
+    assert {"name", "family", "birthdate", "identifier", "general-practitioner", "_tag"} <= names
+    binary = next(r for r in rest["resource"] if r["type"] == "Binary")
+    assert {p["name"] for p in binary["searchParam"]} >= {"_id", "_lastUpdated", "_tag", "_profile"}
+    audit = next(r for r in rest["resource"] if r["type"] == "AuditEvent")
+    assert {p["name"] for p in audit["searchParam"]} == {"_id", "patient"}
+    assert {i["code"] for i in audit["interaction"]}.isdisjoint({"create", "update", "delete"})
 
     ident = "identifier=urn:cap|1"
     checks = {

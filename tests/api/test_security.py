@@ -153,11 +153,26 @@ def test_a_resident_sees_only_their_own_record(app_client: TestClient, settings:
     assert search["total"] == 1 and [e["resource"]["id"] for e in search["entry"]] == [ids["obs-pa"]]
     assert get("/Observation", params={"identifier": "urn:lab|o-pb"}).json()["total"] == 0
     assert get("/Patient").json()["total"] == 1
-    for params in ({"_include": "Observation:subject"}, {"_revinclude": "Observation:subject"},
-                   {"subject:Patient.name": "Trần"}, {"subject": "Patient/pb"}, {"_has:Observation:subject:code": "x"}):
-        answer = get("/Observation", params=params).json()
-        returned = {e["resource"]["id"] for e in answer["entry"] if e["search"]["mode"] == "match"}
-        assert returned == {ids["obs-pa"]} and answer["total"] == 1, params
+    leaks = {("Observation", ids["obs-pb"]), ("Patient", "pb")}
+    for url, params, expected in (
+        ("/Observation", {"_include": "Observation:subject"}, {("Observation", ids["obs-pa"]), ("Patient", "pa")}),
+        ("/Patient", {"_revinclude": "Observation:subject"}, {("Observation", ids["obs-pa"]), ("Patient", "pa")}),
+        ("/Observation", {"subject:Patient.name": "Trần"}, set()),  # the chain runs under the same grant
+        ("/Observation", {"subject:Patient.name": "Nguyễn"}, {("Observation", ids["obs-pa"])}),
+        ("/Observation", {"subject": "Patient/pb"}, set()),
+        ("/Observation", {"patient": "pb"}, set()),
+        ("/Patient", {"_has:Observation:subject:code": "Huyết áp"}, set()),  # code is a token: no text match
+        ("/Patient", {"_has:Observation:subject:identifier": "urn:lab|o-pb"}, set()),
+        ("/Patient", {"_has:Observation:subject:identifier": "urn:lab|o-pa"}, {("Patient", "pa")}),
+        ("/Observation", {"_sort": "-date", "_count": "5"}, {("Observation", ids["obs-pa"])}),
+        ("/Observation", {"code:missing": "false"}, {("Observation", ids["obs-pa"])}),
+        ("/Observation", {"status:not": "cancelled"}, {("Observation", ids["obs-pa"])}),
+    ):
+        answer = get(url, params=params).json()
+        returned = {(e["resource"]["resourceType"], e["resource"]["id"]) for e in answer.get("entry", [])
+                    if e["search"]["mode"] != "outcome"}
+        assert returned == expected and not returned & leaks, params
+        assert answer["total"] == len([e for e in answer.get("entry", []) if e["search"]["mode"] == "match"])
     history = get("/Observation/_history").json()
     assert {e["resource"]["id"] for e in history["entry"]} == {ids["obs-pa"]}
     system = get("/_history").json()

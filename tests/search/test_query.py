@@ -58,13 +58,23 @@ def test_long_values_are_digested() -> None:
 
 
 def test_parse_search_lenient_and_strict() -> None:
-    query = parse_search("Patient", [("_id", "a,b"), ("foo", "1"), ("_count", "5"), ("_format", "json")],
+    query = parse_search("Patient", [("_id", "a,b"), ("foo", "1"), ("_count", "5"), ("_format", "json"),
+                                     ("name:exact", "An"), ("general-practitioner:Practitioner.name", "Lan"),
+                                     ("_sort", "-birthdate,_id"), ("_include", "Patient:organization")],
                          default_count=20, max_count=100, strict=False)
     assert query.count == 5 and query.ignored == ("foo",)
-    assert query.criteria_params() == [("_id", "a,b")]
+    assert query.link_params() == [("_id", "a,b"), ("name:exact", "An"),
+                                   ("general-practitioner:Practitioner.name", "Lan"), ("_sort", "-birthdate,_id"),
+                                   ("_include", "Patient:organization")]
+    assert query.sort == (("birthdate", True), ("_id", False))
     with pytest.raises(BadRequest) as err:
         parse_search("Patient", [("foo", "1")], default_count=20, max_count=100, strict=True)
     assert err.value.issues[0].expression == ("foo",)
+    for bad in (("name:below", "x"), ("birthdate.name", "x"), ("gender:missing", "maybe"), ("_sort", "nickname"),
+                ("_include", "Patient:name"), ("_summary", "short"), ("_total", "some"), ("_elements", "a b"),
+                ("_has:Observation", "x")):
+        with pytest.raises(BadRequest):
+            parse_search("Patient", [bad], default_count=20, max_count=100, strict=False)
 
 
 @given(st.text(max_size=6))

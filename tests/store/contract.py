@@ -14,7 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from fhir_hub.store.plan import _OPTIONAL_FIELDS, set_document
+from fhir_hub.store.plan import _OPTIONAL_FIELDS, match_filter, set_document
+from fhir_hub.store.records import EntryMatch
 
 Doc = dict[str, Any]
 Build = Callable[[dict[str, Any]], dict[str, Any]]
@@ -165,12 +166,16 @@ def _copy_to_history(deleted: bool, in_compartment: bool) -> Shape:
     return Shape(name, "history", "update_one", build, upsert=True)
 
 
-def _upsert_entry(with_system: bool) -> Shape:
+_ENTRY_EXTRAS = {"": (), " with a system": ("s",), " with a range": ("lo", "hi"), " with a text": ("v",)}
+
+
+def _upsert_entry(extra: str) -> Shape:
+    """Index entries carry a system (tokens), a range (dates, numbers) or a display text (strings)."""
     def build(d: dict[str, Any]) -> dict[str, Any]:
-        entry = {k: v for k, v in d["new_entry"].items() if with_system or k != "s"}
+        entry = {k: v for k, v in d["new_entry"].items() if k in ("_id", "r", "k") or k in _ENTRY_EXTRAS[extra]}
         return {"query": {"_id": entry["_id"]}, "update": set_document(entry)}
 
-    return Shape(f"upsert entry{' with a system' if with_system else ''}", "index", "update_one", build, upsert=True)
+    return Shape(f"upsert entry{extra}", "index", "update_one", build, upsert=True)
 
 
 def _audit_filter(d: dict[str, Any], patients: bool, ids: bool, before: bool, since: bool) -> Doc:
@@ -196,6 +201,35 @@ def _audit_page(patients: bool, ids: bool, before: bool, since: bool) -> Shape:
 def _audit_count(patients: bool, ids: bool) -> Shape:
     return Shape(f"audit count{' patients' if patients else ''}{' ids' if ids else ''}", "audit", "count",
                  lambda d: {"query": _audit_filter(d, patients, ids, False, False)})
+
+
+_MATCHES: dict[str, Callable[[dict[str, Any]], EntryMatch]] = {
+    "key": lambda d: EntryMatch(_some(d, "k", "k|x")),
+    "key prefix": lambda d: EntryMatch(d["prefix"], prefix=True),
+    "key prefix and contains": lambda d: EntryMatch(d["prefix"], prefix=True, contains=d["contains"]),
+    "key range": lambda d: EntryMatch(d["low_key"], upper=d["high_key"]),
+    "any of keys": lambda d: EntryMatch("", any_key=tuple(d["any_keys"])),
+}
+
+
+def _entries(kind: str, with_system: bool, within: bool) -> Shape:
+    """The index queries ``match_filter`` builds, as the evaluator sends them (the filter is the real one)."""
+    def build(d: dict[str, Any]) -> dict[str, Any]:
+        base = _MATCHES[kind](d)
+        match = EntryMatch(base.key, _some(d, "s", "") if with_system else None, base.prefix, base.contains,
+                           base.upper, base.any_key, tuple(d["keys"]) if within else None)
+        return {"query": match_filter(match)}
+
+    name = f"entries by {kind}{' in a system' if with_system else ''}{' of given resources' if within else ''}"
+    return Shape(name, "index", "find", build)
+
+
+def _updated(low: bool, high: bool) -> Shape:
+    def build(d: dict[str, Any]) -> dict[str, Any]:
+        bounds = {**({"$gte": d["ts"]} if low else {}), **({"$lte": d["ts"] + d["limit"]} if high else {})}
+        return {"query": {"live": _some(d, "type", "Patient"), "ts": bounds}}
+
+    return Shape(f"live updated{' from' if low else ''}{' until' if high else ''}", "current", "find", build)
 
 
 SHAPES: tuple[Shape, ...] = (
@@ -224,14 +258,13 @@ SHAPES: tuple[Shape, ...] = (
     Shape("settle a version", "current", "update_one",
           lambda d: {"query": {"_id": _some(d, "_id", "Patient/a"), "vid": d["vid"]},
                      "update": {"$unset": {"pending": ""}}}),
-    Shape("entry by key", "index", "find", lambda d: {"query": {"k": _some(d, "k", "k|x")}}),
-    Shape("entry by key and system", "index", "find",
-          lambda d: {"query": {"k": _some(d, "k", "k|x"), "s": _some(d, "s", "")}}),
-    Shape("entries by key prefix and system", "index", "find",
-          lambda d: {"query": {"k": {"$regex": "^" + re.escape(d["prefix"])}, "s": _some(d, "s", "")}}),
+    *(_entries(kind, with_system, within) for kind in _MATCHES for with_system in (False, True)
+      for within in (False, True)),
+    Shape("live keys", "current", "find", lambda d: {"query": {"live": _some(d, "type", "Patient")}}),
+    *(_updated(low, high) for low, high in ((True, False), (False, True), (True, True))),
     Shape("entries of a resource", "index", "find", lambda d: {"query": {"r": _some(d, "r", "Patient/a")}}),
     Shape("delete entries by _id", "index", "delete_many", lambda d: {"query": {"_id": {"$in": d["entry_ids"]}}}),
-    *(_upsert_entry(with_system) for with_system in (False, True)),
+    *(_upsert_entry(extra) for extra in _ENTRY_EXTRAS),
     Shape("audit entry by _id", "audit", "find", lambda d: {"query": {"_id": _some(d, "_id", "a")}, "limit": 1}),
     Shape("audit entries stored", "audit", "find", lambda d: {"query": {"_id": {"$in": d["audit_ids"]}}}),
     *(_audit_page(patients, ids, before, since) for patients in (False, True) for ids in (False, True)

@@ -24,9 +24,13 @@ from tests.store.contract import (
 
 KEYS = ["Patient/a", "Patient/b", "Patient/c", "Observation/a", "Observation/x.1", "Encounter/z-9"]
 SEARCH_KEYS = ["Patient|identifier|1", "Patient|identifier|12", "Patient|identifier|a\\|b", "Observation|identifier|1",
-               "Patient|name|nguyen", "Patient|identifier.x|1"]
+               "Patient|name|nguyen", "Patient|name|nguyet", "Patient|name|tran van", "Patient|identifier.x|1",
+               "Observation|date|04611686018427387904", "Observation|date|04611686018427388000",
+               "Observation|date|04611686018527387904", "Observation|date:end|04611686018527387904",
+               "Observation|value-quantity|#", "Patient|name|#present"]
 SYSTEMS = [None, "", "urn:a", "urn:a|b", "http://fhir.hl7.org.vn/core/sid/cccd"]
-PREFIXES = ["Patient|identifier|", "Patient|", "Patient|identifier.", "Patient|identifier|a\\|", "nothing"]
+PREFIXES = ["Patient|identifier|", "Patient|", "Patient|identifier.", "Patient|identifier|a\\|", "nothing",
+            "Patient|name|ngu", "Observation|date|"]
 COLLECTIONS = {"current": "contract_current", "history": "contract_history", "index": "contract_index",
                "audit": "contract_audit"}
 INDEXES = {"current": ("type", "ts", "live", "pending"), "history": ("key", "type", "ts"), "index": ("k", "r"),
@@ -72,8 +76,10 @@ def datasets(draw: st.DrawFn) -> dict[str, list[Doc]]:
                 current.append(head)
     index: list[Doc] = []
     entries = st.tuples(st.sampled_from(KEYS), st.sampled_from(SEARCH_KEYS), st.sampled_from(SYSTEMS))
-    for i, (r, k, system) in enumerate(draw(st.lists(entries, max_size=10, unique=True))):
-        index.append({"_id": f"e{i}", "r": r, "k": k, **({"s": system} if system is not None else {})})
+    for i, (r, k, system) in enumerate(draw(st.lists(entries, max_size=12, unique=True))):
+        ranged = draw(st.booleans())
+        extra = {"lo": draw(st.integers(0, 9)), "hi": draw(st.integers(10, 20)), "v": k[-3:]} if ranged else {}
+        index.append({"_id": f"e{i}", "r": r, "k": k, **({"s": system} if system is not None else {}), **extra})
     audit = [{"_id": f"ev{i}", "ts": draw(st.integers(0, 12)), "i": "read", "o": 200,
               **({"p": p} if (p := draw(st.sampled_from([None, "a", "b", "c"]))) else {})}
              for i in range(draw(st.integers(0, 8)))]
@@ -95,6 +101,10 @@ def params_for(data: st.DataObject, docs: dict[str, list[Doc]]) -> Params:
         pick=pick,
         keys=data.draw(st.lists(st.sampled_from(KEYS), max_size=4)),
         prefix=data.draw(st.sampled_from(PREFIXES)),
+        contains=data.draw(st.sampled_from(["n", "yen", "van", "\\|b", ".*", "0"])),
+        low_key=data.draw(st.sampled_from(SEARCH_KEYS + ["Observation|date|", "A", "Patient|name|"])),
+        high_key=data.draw(st.sampled_from(SEARCH_KEYS + ["Observation|date|~", "z", "Patient|name|~"])),
+        any_keys=data.draw(st.lists(st.sampled_from(SEARCH_KEYS), max_size=3)),
         audit_patients=data.draw(st.lists(st.sampled_from(["a", "b", "c", "z"]), max_size=3)),
         audit_ids=data.draw(st.lists(st.sampled_from([d["_id"] for d in docs["audit"]] + ["ev-none"]), max_size=3)),
         limit=data.draw(st.integers(1, 6)),
@@ -102,7 +112,8 @@ def params_for(data: st.DataObject, docs: dict[str, list[Doc]]) -> Params:
         vid=data.draw(st.integers(1, 5)),
         entry_ids=data.draw(st.lists(st.sampled_from([*entry_ids, "absent"]), max_size=4)),
         new_entry={"_id": data.draw(st.sampled_from([*entry_ids, "new"])), "r": "Patient/a", "k": "k|new",
-                   "s": data.draw(st.sampled_from(SYSTEMS[1:]))},
+                   "s": data.draw(st.sampled_from(SYSTEMS[1:])), "lo": data.draw(st.integers(0, 9)),
+                   "hi": data.draw(st.integers(10, 20)), "v": "new"},
         new_version={"_id": key, "key": key, "type": key.split("/")[0], "rid": key.split("/")[1],
                      "vid": data.draw(st.integers(1, 6)), "ts": data.draw(st.integers(0, 20)), "method": "PUT",
                      "deleted": False, "json": data.draw(st.binary(min_size=1, max_size=12)),

@@ -21,7 +21,9 @@ from tests.store.contract import SHAPES, shape
 _COLLECTIONS = {RESOURCES: "current", HISTORY: "history", SEARCH_INDEX: "index", AUDIT: "audit"}
 _DUMMY = {"pick": lambda field, default: default, "keys": ["Patient/a"], "prefix": "k", "limit": 3, "ts": 5,
           "audit_patients": ["a"], "audit_ids": ["e"],
-          "vid": 2, "entry_ids": ["x"], "new_entry": {"_id": "x", "r": "Patient/a", "k": "k", "s": ""},
+          "contains": "n", "low_key": "a", "high_key": "b", "any_keys": ["k"],
+          "vid": 2, "entry_ids": ["x"], "new_entry": {"_id": "x", "r": "Patient/a", "k": "k", "s": "", "lo": 1, "hi": 2,
+                                                     "v": "t"},
           "new_version": {"_id": "P/a", "key": "P/a", "type": "P", "rid": "a", "vid": 2, "ts": 5, "method": "PUT",
                           "deleted": False, "json": b"{}", "live": "P", "w": "t", "src": "s", "pc": ["a"]}}
 
@@ -120,6 +122,32 @@ def _workload(client: TestClient) -> None:
     client.get(f"/Patient/{pid}/_history/2")
 
 
+def _search_workload(client: TestClient) -> None:
+    fhir = {"Content-Type": "application/fhir+json"}
+    client.put("/Patient/sp", json={"resourceType": "Patient", "id": "sp", "name": [{"family": "Nguyễn"}],
+                                    "birthDate": "1960-04-13"}, headers=fhir)
+    client.post("/Observation", json={"resourceType": "Observation", "status": "final",
+                                      "code": {"coding": [{"system": "http://loinc.org", "code": "8480-6"}]},
+                                      "subject": {"reference": "Patient/sp"},
+                                      "effectivePeriod": {"start": "2020-01-01", "end": "2021-01-01"},
+                                      "valueQuantity": {"value": 120, "system": "http://unitsofmeasure.org",
+                                                        "code": "mm[Hg]"}}, headers=fhir)
+    for query in ("name=ngu", "name:exact=Nguyễn", "name:contains=uye", "birthdate=ge1960", "birthdate=lt1961-01",
+                  "birthdate=eq1960", "birthdate=ne1960", "birthdate=sa1950", "gender:missing=true",
+                  "name=ngu&birthdate=1960", "_lastUpdated=ge2020-01-01", "_lastUpdated=le2100",
+                  "_lastUpdated=eq2020", "_lastUpdated=ne2020", "_sort=-birthdate,name", "_sort=_lastUpdated",
+                  "_has:Observation:subject:code=8480-6", "_revinclude=Observation:subject",
+                  "_summary=count", "_elements=name", "_total=none"):
+        client.get(f"/Patient?{query}")
+    for query in ("code=http://loinc.org|8480-6", "code=8480-6&subject=Patient/sp", "code:not=1",
+                  "date=gt2020-06", "date=ge2019", "date=le2020", "value-quantity=gt100|http://unitsofmeasure.org|mm[Hg]",
+                  "subject:Patient.name=nguyen", "subject:Patient.birthdate=1960&code=8480-6", "patient=sp",
+                  "code-value-quantity=http://loinc.org|8480-6$gt100", "_include=Observation:subject",
+                  "_include=Observation:subject&_include:iterate=Patient:general-practitioner", "status=final",
+                  "_profile:below=http://hl7.org", "code=http://loinc.org|"):
+        client.get(f"/Observation?{query}")
+
+
 def _audit_workload(client: TestClient, settings: Settings) -> None:
     client.portal.call(client.app.state.hub.audit.flush)  # type: ignore[attr-defined]
     page = client.get("/AuditEvent?_count=1").json()
@@ -147,6 +175,7 @@ def test_every_store_request_is_covered_by_the_contract(settings: Settings) -> N
         with TestClient(app, headers=auth(token_for(settings))) as client:
             _workload(client)
             hub = app.state.hub
+            _search_workload(client)
             _audit_workload(client, settings)
             client.portal.call(hub.store.reconcile, "Patient", "any")  # repair paths
             client.portal.call(hub.store.reconcile_pending)
