@@ -30,7 +30,8 @@ _TYPE_INTERACTIONS = ("read", "vread", "update", "patch", "delete", "history-ins
                       "create", "search-type")
 _SYSTEM_INTERACTIONS = ("transaction", "batch", "search-system", "history-system")
 _STARTED = to_instant(system_clock())[:10]
-_ID_DEFINITION = "http://hl7.org/fhir/SearchParameter/Resource-id"
+_RESOURCE_PARAM = "http://hl7.org/fhir/SearchParameter/Resource-"
+_ID_DEFINITION = _RESOURCE_PARAM + "id"
 _WRITES = frozenset({"create", "update", "patch", "delete"})
 _WRITE_FLAGS = frozenset({"conditionalCreate", "conditionalUpdate", "conditionalDelete", "updateCreate"})
 
@@ -64,6 +65,13 @@ def _search_params(rtype: str) -> list[dict[str, str]]:
     found += [{"name": code, "definition": param.url, "type": param.type}
               for code, param in sorted(params_for(rtype).items()) if code not in ("_id", "_lastUpdated")]
     return found
+
+
+@cache
+def _system_search_params() -> list[dict[str, str]]:
+    """Across types: the parameters every type has (``Resource``'s), and ``_type``."""
+    common = [p for p in _search_params("Patient") if p["definition"].startswith(_RESOURCE_PARAM)]
+    return [*common, {"name": "_type", "type": "token", "documentation": "Resource types to search, comma separated"}]
 
 
 def _statement(tags: tuple[dict[str, Any], ...], base_url: str) -> dict[str, Any]:
@@ -108,5 +116,6 @@ def _statement(tags: tuple[dict[str, Any], ...], base_url: str) -> dict[str, Any
             },
             "resource": resources,
             "interaction": [{"code": c} for c in _SYSTEM_INTERACTIONS if c in codes],
+            **({"searchParam": _system_search_params()} if "search-system" in codes else {}),
         }],
     }

@@ -1,9 +1,10 @@
-"""search-type (FHIR R4 search.html), GET and ``POST [type]/_search``.
+"""search-type and search-system (FHIR R4 search.html), by GET and by ``POST [type]/_search`` (a form body).
 
 Every R4 search parameter of the type (see ``fhir_hub.search``), ``_sort``, ``_total``, ``_summary``,
 ``_elements``, ``_include``/``_revinclude`` (``:iterate``) and keyset paging with ``self``, ``next`` and
 ``previous`` links. Unknown parameters are ignored and reported in an ``OperationOutcome`` entry (and left
-out of the ``self`` link), or refused with ``Prefer: handling=strict``.
+out of the ``self`` link), or refused with ``Prefer: handling=strict``. A system-level search covers the
+types in ``_type`` (or every type the caller may search) with the parameters those types share.
 """
 
 from __future__ import annotations
@@ -19,9 +20,12 @@ from fhir_hub.api.context import Fhir, FhirContext
 from fhir_hub.api.negotiation import check_body_media_type
 from fhir_hub.api.responses import fhir_response, outcome_json
 from fhir_hub.api.routing import ResourceTypePath, check_type, fhir_route
+from fhir_hub.audit import AUDIT_TYPE
 from fhir_hub.errors import BadRequest, Issue
+from fhir_hub.fhir.registry import is_resource_type
 from fhir_hub.fhir.subset import subset
-from fhir_hub.search.query import SearchQuery, parse_search
+from fhir_hub.search.execute import SearchOutcome
+from fhir_hub.search.query import SearchQuery, parse_search, parse_system_search
 from fhir_hub.store.records import StoredVersion
 
 router = APIRouter()
@@ -29,6 +33,18 @@ router = APIRouter()
 FORM = "application/x-www-form-urlencoded"
 _QUERY = ("_id", "identifier", "_count", "_sort", "_total", "_summary", "_elements", "_include", "_revinclude",
           "_page")
+
+
+@router.get("/", **fhir_route("search-system", "system", summary="Search across resource types",
+                              query=("_type", *_QUERY), headers=("Prefer",)))
+async def search_system(ctx: Fhir) -> Response:
+    return await _search_all(ctx, ctx.request.query_params.multi_items())
+
+
+@router.post("/_search", **fhir_route("search-system-post", "system", summary="Search across types with a form body",
+                                      headers=("Prefer",)))
+async def search_system_post(ctx: Fhir) -> Response:
+    return await _search_all(ctx, await _with_form(ctx))
 
 
 @router.get("/{rtype}", **fhir_route("search-type", "type", summary="Search resources of a type", query=_QUERY,
@@ -42,13 +58,18 @@ async def search(rtype: ResourceTypePath, ctx: Fhir) -> Response:
                                               headers=("Prefer",)))
 async def search_post(rtype: ResourceTypePath, ctx: Fhir) -> Response:
     check_type(rtype)
+    return await _search(ctx, rtype, await _with_form(ctx))
+
+
+async def _with_form(ctx: FhirContext) -> list[tuple[str, str]]:
+    """The URL's parameters followed by those of the form body (search.html: both count)."""
     check_body_media_type(ctx.request.headers.get("content-type") or FORM, allowed=(FORM,))
     body = await read_body(ctx.request, ctx.hub.settings.max_body_bytes)
     try:
         form = parse_qsl(body.decode("utf-8"), keep_blank_values=True)
     except UnicodeDecodeError:
         raise BadRequest("The form body is not UTF-8") from None
-    return await _search(ctx, rtype, [*ctx.request.query_params.multi_items(), *form])
+    return [*ctx.request.query_params.multi_items(), *form]
 
 
 async def _search(ctx: FhirContext, rtype: str, params: list[tuple[str, str]]) -> Response:
@@ -58,11 +79,43 @@ async def _search(ctx: FhirContext, rtype: str, params: list[tuple[str, str]]) -
     direction, position = _page_position(query.page)
     outcome = await ctx.reader.search(query, after=position if direction == "after" else None,
                                       before=position if direction == "before" else None)
-    links = [("self", _link(ctx, query, None))]
+    return _searchset(ctx, query, outcome, rtype, [])
+
+
+async def _search_all(ctx: FhirContext, params: list[tuple[str, str]]) -> Response:
+    """System-level search: ``_type`` names the types, or every type the caller may search is covered."""
+    named = _types(params)
+    rest = [(key, value) for key, value in params if key != "_type"]
+    if named == (AUDIT_TYPE,):
+        return await _search(ctx, AUDIT_TYPE, rest)
+    if named is not None and AUDIT_TYPE in named:
+        raise BadRequest("_type: AuditEvent is searched on its own (GET /AuditEvent)", expression=["_type"],
+                         code="not-supported")
+    settings = ctx.hub.settings
+    types = ctx.reader.searchable_types(named)
+    queries = parse_system_search(types, rest, default_count=settings.default_count, max_count=settings.max_count,
+                                  strict=ctx.strict, max_params=settings.max_search_params)
+    direction, position = _page_position(queries[0].page)
+    outcome = await ctx.reader.search_system(queries, after=position if direction == "after" else None,
+                                             before=position if direction == "before" else None)
+    return _searchset(ctx, queries[0], outcome, "", [("_type", ",".join(named))] if named else [])
+
+
+def _types(params: list[tuple[str, str]]) -> tuple[str, ...] | None:
+    names = [name.strip() for key, value in params if key == "_type" for name in value.split(",") if name.strip()]
+    for name in names:
+        if not is_resource_type(name):
+            raise BadRequest(f"_type: {name[:80]!r} is not a resource type", expression=["_type"])
+    return tuple(dict.fromkeys(names)) or None
+
+
+def _searchset(ctx: FhirContext, query: SearchQuery, outcome: SearchOutcome, path: str,
+               extra: list[tuple[str, str]]) -> Response:
+    links = [("self", _link(ctx, path, extra, query, None))]
     if outcome.previous is not None:
-        links.append(("previous", _link(ctx, query, encode_page(["before", outcome.previous]))))
+        links.append(("previous", _link(ctx, path, extra, query, encode_page(["before", outcome.previous]))))
     if outcome.next is not None:
-        links.append(("next", _link(ctx, query, encode_page(["after", outcome.next]))))
+        links.append(("next", _link(ctx, path, extra, query, encode_page(["after", outcome.next]))))
     entries: list[bytes] = []
     if query.summary != "count":
         entries += [_entry(ctx, query, v, "match") for v in outcome.page]
@@ -83,11 +136,11 @@ def _page_position(token: str | None) -> tuple[str | None, list[Any] | None]:
     return position[0], position[1]
 
 
-def _link(ctx: FhirContext, query: SearchQuery, page: str | None) -> str:
-    params = [*query.link_params(), ("_count", str(query.count))]
+def _link(ctx: FhirContext, path: str, extra: list[tuple[str, str]], query: SearchQuery, page: str | None) -> str:
+    params = [*extra, *query.link_params(), ("_count", str(query.count))]
     if page is not None:
         params.append(("_page", page))
-    return f"{ctx.url(query.rtype)}?{urlencode(params)}"
+    return f"{ctx.url(path) if path else ctx.base_url}?{urlencode(params)}"
 
 
 def _entry(ctx: FhirContext, query: SearchQuery, v: StoredVersion, mode: str) -> bytes:

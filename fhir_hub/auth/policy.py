@@ -20,7 +20,8 @@ from fhir_hub.fhir.compartment import compartment_types
 # The SMART permission each interaction needs (routes carry the interaction code).
 PERMISSION = {
     "read": "r", "vread": "r", "history-instance": "r",
-    "search-type": "s", "search-type-post": "s", "history-type": "s", "history-system": "s",
+    "search-type": "s", "search-type-post": "s", "search-system": "s", "search-system-post": "s",
+    "history-type": "s", "history-system": "s",
     "create": "c", "update": "u", "conditional-update": "u", "delete": "d", "conditional-delete": "d",
 }
 HUB_ONLY_TYPES = frozenset({"AuditEvent"})

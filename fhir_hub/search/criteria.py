@@ -22,7 +22,15 @@ from fhir_hub.fhir.ids import is_valid_id
 from fhir_hub.search import keys
 from fhir_hub.search.normalize import date_range, decimal_range, normalize_text, sortable_time
 from fhir_hub.search.params import params_for
-from fhir_hub.search.query import Criterion, param_type, parse_criterion, split_prefix, split_token, unescape
+from fhir_hub.search.query import (
+    Criterion,
+    param_type,
+    parse_criterion,
+    split_pipes,
+    split_prefix,
+    split_token,
+    unescape,
+)
 from fhir_hub.store.mongo import MongoStore
 from fhir_hub.store.records import EntryMatch, resource_key
 
@@ -243,8 +251,17 @@ def _by_cost(criteria: tuple[Criterion, ...]) -> list[Criterion]:
 
 # ------------------------------------------------------------------------------- value builders
 def _token(ev: Evaluator, rtype: str, name: str, modifier: str | None, value: str) -> Plan:
-    if modifier in ("text", "of-type"):
-        raise BadRequest(f"{name}:{modifier} is not supported yet", expression=[name], code="not-supported")
+    if modifier == "text":  # a string search on the words beside the code
+        text = normalize_text(unescape(value))
+        return Plan((EntryMatch(keys.make_key(rtype, name + keys.TOKEN_TEXT, text), prefix=True),))
+    if modifier == "of-type":
+        parts = split_pipes(value, 2)
+        if len(parts) != 3 or not parts[1] or not parts[2]:
+            raise BadRequest(f"{name}:of-type: the value is type-system|type-code|identifier-value",
+                             expression=[name])
+        type_system, type_code, identifier = parts
+        return Plan((EntryMatch(keys.make_key(rtype, name + keys.OF_TYPE, f"{type_code}|{identifier}"),
+                                system=type_system),))
     system, code = split_token(value)
     return Plan((keys.token_match(rtype, name, system, code),))
 
@@ -342,10 +359,10 @@ def _quantity(ev: Evaluator, rtype: str, name: str, modifier: str | None, value:
 
 def _split_quantity(value: str) -> tuple[str, str, str | None, str | None]:
     """``gt5.4|http://unitsofmeasure.org|mg`` -> ("gt", "5.4", "http://unitsofmeasure.org", "mg")."""
-    number, _, unit = value.partition("|")
-    system, _, code = unit.partition("|") if "|" in unit else ("", "", unit)
-    prefix, text = split_prefix(unescape(number))
-    return prefix, text, unescape(system) or None, unescape(code) or None
+    parts = split_pipes(value, 2)
+    number, system, code = parts if len(parts) == 3 else (parts[0], "", parts[1] if len(parts) == 2 else "")
+    prefix, text = split_prefix(number)
+    return prefix, text, system or None, code or None
 
 
 def _quantity_test(name: str, prefix: str, text: str, system: str | None, code: str | None) -> EntryTest:

@@ -9,7 +9,7 @@ a keyset, stable while others write. Conditional interactions use the same match
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cmp_to_key
 from typing import Any
@@ -20,7 +20,7 @@ from fhir_hub.auth.policy import Grant
 from fhir_hub.errors import BadRequest
 from fhir_hub.search import keys
 from fhir_hub.search.criteria import Evaluator, GrantFor
-from fhir_hub.search.query import Include, SearchQuery, parse_search, unescape
+from fhir_hub.search.query import Include, SearchQuery, param_type, parse_search, unescape
 from fhir_hub.store.mongo import MongoStore
 from fhir_hub.store.records import EntryMatch, StoredVersion
 
@@ -46,19 +46,34 @@ class Searcher:
 
     async def search(self, query: SearchQuery, grant: Grant, *, after: Position | None = None,
                      before: Position | None = None) -> SearchOutcome:
+        """A type-level search."""
         if query.rtype == AUDIT_TYPE:
             return await self._audit(query, grant, after)
-        found = await self.evaluator.matching(query.rtype, query.criteria, grant)
-        if found is None and not query.sort and before is None:
-            return await self._listing(query, after)
-        if found is None:
-            found = await self.store.live_keys(query.rtype)
-        if any(c.name == "_id" for c in query.criteria):  # ids from the client: keep only the stored ones
-            found = {v.key for v in await self.store.live_versions(found) if grant.sees(v.patients)}
-        ordered, order_key = await self._ordered(query, found)
+        return await self.search_types([(query, grant)], after=after, before=before)
+
+    async def search_types(self, queries: Sequence[tuple[SearchQuery, Grant]], *, after: Position | None = None,
+                           before: Position | None = None) -> SearchOutcome:
+        """One result list over several types (system-level search): the same order, paging and includes.
+
+        Every query carries the same result parameters; only its type (and so its criteria) differ.
+        """
+        query = queries[0][0]
+        grants = {q.rtype: grant for q, grant in queries}
+        found: set[str] = set()
+        for each, grant in queries:
+            matched = await self.evaluator.matching(each.rtype, each.criteria, grant)
+            if matched is None and len(queries) == 1 and not each.sort and before is None:
+                return await self._listing(each, after)
+            if matched is None:
+                matched = await self.store.live_keys(each.rtype)
+            elif any(c.name == "_id" for c in each.criteria):  # ids from the client: keep only the stored ones
+                matched = {v.key for v in await self.store.live_versions(matched) if grant.sees(v.patients)}
+            found |= matched
+        ordered, order_key = await self._ordered(query.sort, found)
         page, next_position, previous_position = _slice(ordered, order_key, query.count, after, before)
         versions = {v.key: v for v in await self.store.live_versions([p[-1] for p in page])}
-        results = [versions[p[-1]] for p in page if p[-1] in versions and grant.sees(versions[p[-1]].patients)]
+        results = [versions[p[-1]] for p in page
+                   if p[-1] in versions and grants[versions[p[-1]].rtype].sees(versions[p[-1]].patients)]
         included = await self._includes(query, results) if results else []
         return SearchOutcome(len(found), results, next_position, previous_position, included)
 
@@ -72,27 +87,45 @@ class Searcher:
         previous_position = [page[0].key] if after is not None and page else None
         return SearchOutcome(total, page, next_position, previous_position, await self._includes(query, page))
 
-    async def _ordered(self, query: SearchQuery, found: set[str]) -> tuple[list[Position], Callable[[Any], Any]]:
+    async def _ordered(self, sort: tuple[tuple[str, bool], ...], found: set[str]
+                       ) -> tuple[list[Position], Callable[[Any], Any]]:
         """Every result's position (its sort values, then its key), in result order, and that order's key."""
-        columns = [await self._sort_values(query.rtype, name, descending, found) for name, descending in query.sort]
+        by_type: dict[str, set[str]] = {}
+        for key in found:
+            by_type.setdefault(key.split("/", 1)[0], set()).add(key)
+        columns = []
+        for name, descending in sort:
+            column: dict[str, str] = {}
+            for rtype, of_type in by_type.items():
+                column.update(await self._sort_values(rtype, name, descending, of_type))
+            columns.append(column)
         rows = [[*(column.get(key, _LAST) for column in columns), key] for key in found]
-        directions = [descending for _name, descending in query.sort]
+        directions = [descending for _name, descending in sort]
         order_key = cmp_to_key(lambda a, b: _compare(a, b, directions))
         rows.sort(key=order_key)
         return rows, order_key
 
-    async def _sort_values(self, rtype: str, name: str, descending: bool, found: set[str]) -> dict[str, str]:
+    async def _sort_values(self, rtype: str, name: str, descending: bool, found: set[str]) -> dict[str, Any]:
+        """Each resource's value for one sort key: of several values, the first in the sort's direction.
+
+        Dates and quantities sort by their range (the start ascending, the end descending, as R5 spells
+        out); the others by their index key, without the type so that several types sort together.
+        """
         if name == "_id":
-            return {key: key for key in found}
+            return {key: key.split("/", 1)[1] for key in found}
         if name == "_lastUpdated":
-            return {v.key: f"{v.ts:020d}" for v in await self.store.live_versions(found)}
+            return {v.key: v.ts for v in await self.store.live_versions(found)}
         entries = await self.store.entries(EntryMatch(keys.param_prefix(rtype, name), prefix=True,
                                                       resources=tuple(sorted(found))))
-        values: dict[str, str] = {}
+        ranged = param_type(rtype, name) in ("date", "number", "quantity")
+        values: dict[str, Any] = {}
         marker = keys.make_key(rtype, name, keys.PRESENT)
+        prefix = len(keys.param_prefix(rtype, name))
         for entry in entries:
-            value = entry["k"]
-            if value == marker:
+            if entry["k"] == marker:
+                continue
+            value = entry.get("hi" if descending else "lo") if ranged else entry["k"][prefix:]
+            if value is None:
                 continue
             current = values.get(entry["r"])
             if current is None or (value > current if descending else value < current):

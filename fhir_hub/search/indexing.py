@@ -36,6 +36,8 @@ def index_keys(rtype: str, resource: dict[str, Any]) -> frozenset[SearchEntry]:
         if values and not entries:  # e.g. a CodeableConcept with text only: present, matching no value
             entries.add(keys.presence_entry(rtype, code))
         found.update(entries)
+        if param.type == "token":
+            found.update(entry for typed in values for entry in _token_extras(rtype, code, typed))
     found.update(keys.compartment_entry(rtype, pid) for pid in patient_ids(rtype, resource))
     return frozenset(found)
 
@@ -61,6 +63,16 @@ def entries_for(rtype: str, code: str, param_type: str, typed: Typed) -> Iterato
             yield keys.number_entry(rtype, code, low, high, unit, unit_text)
     elif param_type == "uri" and isinstance(value, str) and value:
         yield keys.uri_entry(rtype, code, value)
+
+
+def _token_extras(rtype: str, code: str, typed: Typed) -> Iterator[SearchEntry]:
+    """The entries ``:text`` (a code's words) and ``:of-type`` (an identifier's type and value) look up."""
+    for text in token_texts(typed.value):
+        yield keys.token_text_entry(rtype, code, text)
+    value = typed.value
+    if typed.type == "Identifier" and isinstance(value, dict) and isinstance(value.get("value"), str):
+        for system, type_code in tokens(value.get("type") or {}, "CodeableConcept"):
+            yield keys.of_type_entry(rtype, code, system, type_code, value["value"])
 
 
 def _composite_entries(rtype: str, param: SearchParam, resource: dict[str, Any]) -> Iterator[SearchEntry]:
@@ -113,6 +125,21 @@ def tokens(value: Any, type_name: str) -> Iterator[tuple[str | None, str]]:
             yield _text(value.get("system")), value["value"]
         elif isinstance(value.get("code"), str):  # Coding
             yield _text(value.get("system")), value["code"]
+
+
+def token_texts(value: Any) -> Iterator[str]:
+    """The words beside a code: ``CodeableConcept.text``, each ``Coding.display``, an Identifier type's text."""
+    if not isinstance(value, dict):
+        return
+    if isinstance(value.get("text"), str) and value["text"]:
+        yield value["text"]
+    if isinstance(value.get("display"), str) and value["display"]:
+        yield value["display"]
+    for coding in value.get("coding") or []:
+        if isinstance(coding, dict) and isinstance(coding.get("display"), str) and coding["display"]:
+            yield coding["display"]
+    if isinstance(value.get("type"), dict):
+        yield from token_texts(value["type"])
 
 
 def strings(value: Any) -> Iterator[str]:

@@ -3,18 +3,20 @@
 Every entry has a key ``Type|param|value`` under a single-field index, so each lookup is an equality, a
 prefix or a range on one indexed string, the shape both MongoDB and nx-27017 answer fast and right:
 
-==========  =====================================  ==================================================
-type        key value                              other fields
-==========  =====================================  ==================================================
-token       the code (Identifier.value ...)        system (``""`` when the token has none)
-string      the normalised text                    the text as written (``:exact``)
-reference   the target id, or the URL as written   the target type (``"@"`` for URLs and conditionals)
-date        the start, as a sortable number        start and end in microseconds
-date:end    the end, for ranges longer than a day  start and end (answers ``gt``/``ge`` over long spans)
-number      ``#``                                  the range of the value's precision, and the unit
-uri         the URI
-composite   the first component's code             its system; the second component's range or text
-==========  =====================================  ==================================================
+=============  ====================================  ============================================
+type           key value                             other fields
+=============  ====================================  ============================================
+token          the code (Identifier.value ...)       system (``""`` when the token has none)
+token:text     the normalised display or text        (answers ``:text``)
+token:of-type  ``type code|identifier value``        the identifier type's system (``:of-type``)
+string         the normalised text                   the text as written (``:exact``)
+reference      the target id, or the URL as written  the target type (``"@"``: URLs, conditionals)
+date           the start, as a sortable number       start and end in microseconds
+date:end       the end (ranges longer than a day)    start and end (``gt``/``ge`` over long spans)
+number         ``#``                                 the range of the value's precision, the unit
+uri            the URI
+composite      the first component's code            its system; the second component's value
+=============  ====================================  ============================================
 
 One entry per value rather than one per query form: on nx-27017 every index document costs about as
 much as the resource's own insert, so the rarer forms (``system|``, a bare reference id) pay at query time.
@@ -32,6 +34,8 @@ __all__ = ["MAX_TIME", "MIN_TIME"]
 _MAX_KEY = 512
 COMPARTMENT = "_compartment"
 DATE_END = ":end"
+TOKEN_TEXT = ":text"
+OF_TYPE = ":of-type"
 NUMBER = "#"
 URL_TARGET = "@"
 
@@ -61,6 +65,14 @@ def param_prefix(rtype: str, param: str) -> str:
 # ------------------------------------------------------------------------------------ write side
 def token_entry(rtype: str, param: str, system: str | None, value: str) -> SearchEntry:
     return SearchEntry(make_key(rtype, param, value), system or "")
+
+
+def token_text_entry(rtype: str, param: str, text: str) -> SearchEntry:
+    return SearchEntry(make_key(rtype, param + TOKEN_TEXT, normalize_text(text)))
+
+
+def of_type_entry(rtype: str, param: str, type_system: str | None, type_code: str, value: str) -> SearchEntry:
+    return SearchEntry(make_key(rtype, param + OF_TYPE, f"{type_code}|{value}"), type_system or "")
 
 
 def string_entry(rtype: str, param: str, text: str) -> SearchEntry:

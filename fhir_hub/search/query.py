@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from fhir_hub.errors import BadRequest
 from fhir_hub.search.params import params_for
@@ -107,18 +107,27 @@ def unescape(value: str) -> str:
     return _UNESCAPE.sub(r"\1", value)
 
 
-def split_token(value: str) -> tuple[str | None, str]:
-    """``system|code`` -> (system, code); no unescaped ``|`` -> (None, code)."""
-    i = 0
-    while i < len(value):
+def split_pipes(value: str, most: int = -1) -> list[str]:
+    """``a|b\\|c|d`` -> ``["a", "b|c", "d"]``: split on unescaped ``|`` (at most ``most`` times), unescaped."""
+    parts, start, i = [], 0, 0
+    while i < len(value) and most != 0:
         ch = value[i]
         if ch == "\\":
             i += 2
             continue
         if ch == "|":
-            return unescape(value[:i]), unescape(value[i + 1 :])
+            parts.append(value[start:i])
+            start = i + 1
+            most -= 1
         i += 1
-    return None, unescape(value)
+    parts.append(value[start:])
+    return [unescape(part) for part in parts]
+
+
+def split_token(value: str) -> tuple[str | None, str]:
+    """``system|code`` -> (system, code); no unescaped ``|`` -> (None, code)."""
+    parts = split_pipes(value, 1)
+    return (parts[0], parts[1]) if len(parts) == 2 else (None, parts[0])
 
 
 def split_prefix(value: str) -> tuple[str, str]:
@@ -224,6 +233,35 @@ def parse_search(
         includes=tuple(includes),
         revincludes=tuple(revincludes),
     )
+
+
+def parse_system_search(
+    types: Sequence[str],
+    params: Sequence[tuple[str, str]],
+    *,
+    default_count: int,
+    max_count: int,
+    strict: bool,
+    max_params: int = 30,
+) -> list[SearchQuery]:
+    """A system-level search as one query per type, all with the same criteria and result parameters.
+
+    A parameter counts as known only if every searched type has it (R4 search.html#all: with ``_type``
+    the other parameters "SHALL be common to all provided types"); otherwise it is ignored for all of
+    them, or refused with ``Prefer: handling=strict``.
+    """
+    def parse(rtype: str, kept: Sequence[tuple[str, str]], refuse: bool) -> SearchQuery:
+        return parse_search(rtype, kept, default_count=default_count, max_count=max_count, strict=refuse,
+                            max_params=max_params)
+
+    unknown: list[str] = []
+    for rtype in types:
+        ignored = parse(rtype, params, False).ignored
+        if ignored and strict:
+            parse(rtype, params, True)  # raises, naming the parameter
+        unknown += [key for key in ignored if key not in unknown]
+    kept = [(key, value) for key, value in params if key not in unknown]
+    return [replace(parse(rtype, kept, strict), ignored=tuple(unknown)) for rtype in types]
 
 
 def _one_of(name: str, value: str | None, allowed: frozenset[str]) -> str | None:

@@ -15,6 +15,7 @@ from fhir_hub.audit import AUDIT_TYPE, AuditRecord, as_version
 from fhir_hub.auth.caller import Caller
 from fhir_hub.auth.policy import Grant, grant, require, require_any
 from fhir_hub.errors import Gone, NotFound
+from fhir_hub.fhir.registry import resource_types
 from fhir_hub.search.execute import Position, Searcher, SearchOutcome
 from fhir_hub.search.query import SearchQuery
 from fhir_hub.store.mongo import HistoryPage, HistoryPosition, MongoStore
@@ -133,6 +134,24 @@ class ScopedReader:
                      before: Position | None = None) -> SearchOutcome:
         outcome = await self.searcher.search(query, require(self.caller, query.rtype, "s"), after=after,
                                              before=before)
+        return self._hand_out_all(outcome)
+
+    def searchable_types(self, named: tuple[str, ...] | None) -> tuple[str, ...]:
+        """The types a system-level search covers: those named in ``_type`` (each must be allowed), or
+        every type the caller may search (the others are left out unseen, as if empty)."""
+        require_any(self.caller, "s")
+        if named is not None:
+            for rtype in named:
+                require(self.caller, rtype, "s")
+            return named
+        return tuple(t for t in resource_types() if t != AUDIT_TYPE and grant(self.caller, t, "s") is not None)
+
+    async def search_system(self, queries: list[SearchQuery], *, after: Position | None = None,
+                            before: Position | None = None) -> SearchOutcome:
+        pairs = [(query, require(self.caller, query.rtype, "s")) for query in queries]
+        return self._hand_out_all(await self.searcher.search_types(pairs, after=after, before=before))
+
+    def _hand_out_all(self, outcome: SearchOutcome) -> SearchOutcome:
         for version in (*outcome.page, *outcome.included):
             self._hand_out(version)
         return outcome

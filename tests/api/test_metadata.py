@@ -20,7 +20,9 @@ def test_capability_statement_is_valid_r4(client: TestClient) -> None:
     assert "application/fhir+json" in body["format"]
     rest = body["rest"][0]
     assert [r["type"] for r in rest["resource"]] == list(resource_types())
-    assert {i["code"] for i in rest["interaction"]} == {"history-system"}
+    assert {i["code"] for i in rest["interaction"]} == {"history-system", "search-system"}
+    assert {p["name"] for p in rest["searchParam"]} == {"_id", "_lastUpdated", "_tag", "_profile", "_security",
+                                                        "_source", "_type"}
 
 
 def test_every_claimed_interaction_works(client: TestClient) -> None:
