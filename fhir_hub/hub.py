@@ -24,7 +24,7 @@ from fhir_hub.auth.tokens import TokenVerifier
 from fhir_hub.config import Settings
 from fhir_hub.fhir.ids import IdFactory, new_uuid_id
 from fhir_hub.fhir.instant import Clock, system_clock
-from fhir_hub.search.indexing import index_keys
+from fhir_hub.search.indexing import INDEX_FORMAT, index_keys
 from fhir_hub.store.embedded import EmbeddedStore
 from fhir_hub.store.mongo import MongoStore, detect_capabilities
 from fhir_hub.store.schema import ensure_schema
@@ -55,6 +55,23 @@ def token_keys(settings: Settings) -> KeySet:
     return keys
 
 
+async def _upgrade_index(store: MongoStore) -> None:
+    """Entries written by an older version of the indexer are recomputed before the hub serves a search."""
+    found = await store.index_format()
+    if found == INDEX_FORMAT:
+        return
+
+    def progress(done: int) -> None:
+        if done % 5000 == 0:
+            log.info("search index format %s -> %d: %d resources recomputed so far", found, INDEX_FORMAT, done)
+
+    visited = await store.reindex_all(progress)
+    await store.set_index_format(INDEX_FORMAT)
+    if visited:
+        log.warning("search index format %s -> %d: recomputed the entries of %d resources", found, INDEX_FORMAT,
+                    visited)
+
+
 @asynccontextmanager
 async def running_hub(
     settings: Settings, *, clock: Clock = system_clock, new_id: IdFactory = new_uuid_id
@@ -77,6 +94,7 @@ async def running_hub(
         repaired = await store.reconcile_pending()
         if repaired:
             log.warning("finished %d write(s) left incomplete by an earlier stop", repaired)
+        await _upgrade_index(store)
         writer = Writer(store, clock=clock, new_id=new_id, indexer=index_keys, source_prefix=settings.source_prefix)
         audit = AuditTrail(store.audit_log, clock=clock, flush_ms=settings.audit_flush_ms)
         audit.start()

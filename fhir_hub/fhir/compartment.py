@@ -34,13 +34,35 @@ def _paths(rtype: str) -> tuple[tuple[str, ...], ...]:
     paths = []
     for code in patient_compartment().get(rtype, ()):
         definition = search_parameters().get((rtype, code))
-        if definition is None:
-            continue
-        for clause in definition.get("expression", "").split("|"):
-            clause = clause.strip().removesuffix(_WHERE_PATIENT).strip("()")
-            if clause.startswith(rtype + "."):
-                paths.append(tuple(clause[len(rtype) + 1 :].split(".")))
+        if definition is not None:
+            paths += _element_paths(rtype, definition)
     return tuple(sorted(set(paths)))
+
+
+def _element_paths(rtype: str, definition: dict[str, Any]) -> list[tuple[str, ...]]:
+    """The element paths of a parameter's expression that apply to ``rtype`` (other types' clauses dropped)."""
+    paths = []
+    for clause in definition.get("expression", "").split("|"):
+        clause = clause.strip().removesuffix(_WHERE_PATIENT).strip("()")
+        if clause.startswith(rtype + "."):
+            paths.append(tuple(clause[len(rtype) + 1 :].split(".")))
+    return paths
+
+
+@cache
+def scoping_params(rtype: str) -> frozenset[str]:
+    """Reference parameters of ``rtype`` whose every path is a compartment path: a resource matching
+    ``param=Patient/X`` on one of them is certainly in X's compartment, so the search may read X's
+    compartment entries alone (``Encounter.subject`` qualifies, ``Observation.focus`` does not)."""
+    allowed = set(_paths(rtype))
+    found = set()
+    for (base, code), definition in search_parameters().items():
+        if base != rtype or definition.get("type") != "reference":
+            continue
+        paths = _element_paths(rtype, definition)
+        if paths and all(path in allowed for path in paths):
+            found.add(code)
+    return frozenset(found)
 
 
 def _walk(node: Any, path: tuple[str, ...]) -> Iterator[Any]:

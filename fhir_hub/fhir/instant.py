@@ -71,10 +71,11 @@ def parse_instant_lower_bound(text: str) -> int | None:
     except ValueError:
         return None
     tz = m["tz"]
-    if tz and tz != "Z":
+    offset = 0
+    if tz and tz != "Z":  # applied to the number, not the datetime: 0001-01-01T00:00+07:00 is before year 1
         sign = 1 if tz[0] == "+" else -1
-        dt -= sign * timedelta(hours=int(tz[1:3]), minutes=int(tz[4:6]))
-    return _micros(dt)
+        offset = sign * (int(tz[1:3]) * 3600 + int(tz[4:6]) * 60) * 1_000_000
+    return _micros(dt) - offset
 
 
 def _micros(dt: datetime) -> int:

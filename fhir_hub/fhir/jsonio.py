@@ -1,12 +1,16 @@
 """FHIR JSON in and out: strict parsing of request bodies, fast serialisation of stored JSON.
 
-Bodies are parsed with orjson. A UTF-8 byte-order mark is refused rather than skipped: RFC 8259 says a
-networked JSON text must not carry one, and a clear 400 tells the integrator exactly what to fix, where a
-silent skip would hide a sender that may also mangle other bytes.
+Bodies are parsed with orjson, decimals kept exactly as written (see ``loads``). A UTF-8 byte-order mark
+is refused rather than skipped: RFC 8259 says a networked JSON text must not carry one, and a clear 400
+tells the integrator exactly what to fix, where a silent skip would hide a sender that may also mangle
+other bytes.
 """
 
 from __future__ import annotations
 
+import json
+import re
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -26,7 +30,7 @@ def parse_json_object(body: bytes, *, what: str = "request body") -> dict[str, A
             "carry one (RFC 8259 section 8.1). Remove the first three bytes and send it again."
         )
     try:
-        value = orjson.loads(body)
+        value = loads(body)
     except orjson.JSONDecodeError as exc:
         raise BadRequest(f"The {what} is not valid JSON: {exc}") from None
     if not isinstance(value, dict):
@@ -34,10 +38,34 @@ def parse_json_object(body: bytes, *, what: str = "request body") -> dict[str, A
     return value
 
 
-def dumps(value: Any) -> bytes:
-    return orjson.dumps(value)
+# A number a float would not give back as written: trailing zeros in a fraction (5.40) or an exponent (1e2).
+_INEXACT_NUMBER = re.compile(rb"[0-9]\.[0-9]*0(?![0-9])|[0-9][eE][-+]?[0-9]")
+
+
+def loads(body: bytes | str) -> Any:
+    """FHIR JSON as Python values, every decimal exactly as written.
+
+    FHIR decimals keep their precision (``5.40`` is not ``5.4``: it says how exact the measurement was,
+    and search ranges depend on it). orjson reads every number as a float, so a text holding a number a
+    float would change is read again with ``Decimal`` numbers (after orjson, the strict parser, accepted
+    it). The pattern may also match inside a string: that only costs the second parse.
+    """
+    value = orjson.loads(body)
+    if _INEXACT_NUMBER.search(body.encode() if isinstance(body, str) else body):
+        value = json.loads(body, parse_float=Decimal)
+    return value
+
+
+def _exact(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return orjson.Fragment(str(value).encode())  # written back exactly as it was read
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def dumps(value: Any, *, indent: bool = False) -> bytes:
+    return orjson.dumps(value, default=_exact, option=orjson.OPT_INDENT_2 if indent else None)
 
 
 def pretty(body: bytes) -> bytes:
     """Re-indent an already serialised document (only done when a client asks with ``_pretty=true``)."""
-    return orjson.dumps(orjson.loads(body), option=orjson.OPT_INDENT_2)
+    return dumps(loads(body), indent=True)

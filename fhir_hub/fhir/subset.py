@@ -10,8 +10,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-import orjson
-
+from fhir_hub.fhir.jsonio import dumps, loads
 from fhir_hub.fhir.registry import model_class
 
 SUBSETTED = {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED",
@@ -42,7 +41,7 @@ def subset(body: bytes, *, summary: str | None, elements: tuple[str, ...] | None
     """The resource as the client asked for it; the stored bytes untouched when nothing is left out."""
     if summary in (None, "false") and elements is None:
         return body
-    resource: dict[str, Any] = orjson.loads(body)
+    resource: dict[str, Any] = loads(body)
     rtype = resource["resourceType"]
     summary_names, mandatory, element_of = _fields(rtype)
     if elements is not None:
@@ -59,4 +58,4 @@ def subset(body: bytes, *, summary: str | None, elements: tuple[str, ...] | None
     meta = dict(trimmed.get("meta") or {})
     meta["tag"] = [*meta.get("tag", []), SUBSETTED]
     trimmed["meta"] = meta
-    return orjson.dumps(trimmed)
+    return dumps(trimmed)

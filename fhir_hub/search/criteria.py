@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from fhir_hub.auth.policy import Grant
 from fhir_hub.errors import BadRequest
+from fhir_hub.fhir.compartment import scoping_params
 from fhir_hub.fhir.ids import is_valid_id
 from fhir_hub.search import keys
 from fhir_hub.search.normalize import date_range, decimal_range, normalize_text, sortable_time
@@ -32,6 +33,7 @@ from fhir_hub.search.query import (
     unescape,
 )
 from fhir_hub.store.mongo import MongoStore
+from fhir_hub.store.plan import entry_key
 from fhir_hub.store.records import EntryMatch, resource_key
 
 PROBE = 1000  # entries fetched to learn whether a criterion is selective
@@ -56,20 +58,42 @@ class Evaluator:
         self.grant_for = grant_for
         self.live_keys = live_keys
 
+    def scope(self, rtype: str, criteria: tuple[Criterion, ...], grant: Grant) -> str | None:
+        """The patient whose compartment holds every result, when the grant or a criterion says so.
+
+        A resident's grant does; so does a criterion ``param=Patient/X`` (one value, no chain) on a
+        parameter whose paths all lie in the compartment definition. Every other criterion can then be
+        answered from X's compartment entries alone: the results are the same, the reads far fewer.
+        """
+        if grant.compartment is not None:
+            return grant.compartment
+        scoping = scoping_params(rtype)
+        for criterion in criteria:
+            if (criterion.name in scoping and criterion.chain is None and len(criterion.any_of) == 1
+                    and criterion.modifier in (None, "Patient")):
+                target_type, target = self.reference_target(rtype, criterion.name, criterion.modifier,
+                                                            criterion.any_of[0])
+                if target_type == "Patient" and is_valid_id(target):
+                    return target
+        return None
+
     async def matching(self, rtype: str, criteria: tuple[Criterion, ...], grant: Grant) -> set[str] | None:
         """Keys of resources meeting every criterion and the grant (not yet filtered to live ones);
         None means every resource of the type (no criteria and no compartment limit)."""
         found: set[str] | None = None
         if grant.compartment is not None:
             found = await self._keys([keys.compartment_match(rtype, grant.compartment)], None)
+        scope = self.scope(rtype, criteria, grant)
         large: list[Plan] = []
+        unverified = False  # keys named by the client (_id) or by references (_has) may not exist
         for criterion in _by_cost(criteria):
-            if criterion.name == "_id":
-                ids = {resource_key(rtype, unescape(v)) for v in criterion.any_of if is_valid_id(unescape(v))}
-                found = ids if found is None else found & ids
+            if criterion.name in ("_id", "_lastUpdated") and criterion.modifier == "missing":
+                if criterion.any_of == ("true",):  # every stored resource has both
+                    return set()
                 continue
-            plan = await self._plan(rtype, criterion)
-            if plan.keys is not None:
+            plan = _scoped(await self._plan(rtype, criterion), scope)
+            unverified = unverified or criterion.name in ("_id", "_has")
+            if plan.keys is not None and not plan.complement:
                 found = set(plan.keys) if found is None else found & plan.keys
                 if not found:
                     return set()
@@ -88,13 +112,18 @@ class Evaluator:
             if found is None:
                 found = await self.live_keys(rtype) if plan.complement else await self._run(plan, None)
                 if plan.complement:
-                    found -= await self._run(plan, found)
+                    found -= await self._hits(plan, found)
                 continue
-            hits = await self._run(plan, found)
+            hits = await self._hits(plan, found)
             found = found - hits if plan.complement else found & hits
             if not found:
                 return set()
+        if unverified and found:
+            found = await self.store.live_among(found)
         return found
+
+    async def _hits(self, plan: Plan, within: set[str]) -> set[str]:
+        return within & plan.keys if plan.keys is not None else await self._run(plan, within)
 
     async def _probe(self, plan: Plan, within: set[str] | None) -> set[str] | None:
         """The plan's keys if it is small (or ``within`` is), else None (to be run later, restricted)."""
@@ -125,6 +154,9 @@ class Evaluator:
         if criterion.has is not None:
             return await self._has(rtype, criterion)
         name, modifier = criterion.name, criterion.modifier
+        if name == "_id":  # the resources' own keys, no index entries
+            ids = frozenset(resource_key(rtype, unescape(v)) for v in criterion.any_of if is_valid_id(unescape(v)))
+            return Plan(keys=ids, complement=modifier == "not")
         kind = param_type(rtype, name)
         if modifier == "missing":
             present = Plan((EntryMatch(keys.param_prefix(rtype, name), prefix=True),))
@@ -179,7 +211,7 @@ class Evaluator:
             raise BadRequest("_has needs a criterion", expression=["_has"])
         entries = await self.store.entries(EntryMatch(keys.param_prefix(source, param), prefix=True, system=rtype,
                                                       resources=tuple(sorted(found)))) if found else []
-        return Plan(keys=frozenset(resource_key(rtype, keys.value_of(e["k"])) for e in entries))
+        return Plan(keys=frozenset(resource_key(rtype, keys.value_of(entry_key(e))) for e in entries))
 
     async def _last_updated(self, rtype: str, criterion: Criterion) -> set[str]:
         """``_lastUpdated`` is answered by the current documents' ``ts``, a point in time."""
@@ -224,8 +256,13 @@ def _widened(prefix: str, low: int, high: int) -> tuple[int, int]:
 
 
 def _within(match: EntryMatch, within: set[str]) -> EntryMatch:
-    return EntryMatch(match.key, match.system, match.prefix, match.contains, match.upper, match.any_key,
-                      tuple(sorted(within)))
+    return replace(match, resources=tuple(sorted(within)))
+
+
+def _scoped(plan: Plan, scope: str | None) -> Plan:
+    if scope is None or not plan.matches:
+        return plan
+    return replace(plan, matches=tuple(replace(m, scope=scope) for m in plan.matches))
 
 
 def _any_test(plans: list[Plan]) -> EntryTest:
@@ -300,8 +337,7 @@ def _date(ev: Evaluator, rtype: str, name: str, modifier: str | None, value: str
     low, high = _widened(prefix, *found)
     test = _range_test(prefix, low, high)
     start, end = keys.param_prefix(rtype, name), keys.param_prefix(rtype, name) + "~"
-    span_start, span_end = keys.param_prefix(rtype, name + keys.DATE_END), keys.param_prefix(
-        rtype, name + keys.DATE_END) + "~"
+    span_end = keys.param_prefix(rtype, name + keys.DATE_END) + "~"
 
     def lo_key(micros: int) -> str:
         return keys.make_key(rtype, name, sortable_time(micros))
@@ -309,38 +345,49 @@ def _date(ev: Evaluator, rtype: str, name: str, modifier: str | None, value: str
     def hi_key(micros: int) -> str:
         return keys.make_key(rtype, name + keys.DATE_END, sortable_time(micros))
 
-    if prefix in ("eq", "ap"):
-        matches = [EntryMatch(lo_key(low - (_DAY if prefix == "ap" else 0)), upper=lo_key(high + 1))]
-    elif prefix == "ne":
-        return Plan((EntryMatch(start, upper=end),), _range_test("eq", low, high), complement=True)
+    # Entries spanning at most a day are found by their start; longer ones also by their end (date:end).
+    if prefix == "eq":
+        matches = [EntryMatch(lo_key(low), upper=lo_key(high + 1))]
+    elif prefix == "ap":  # overlapping: a short range starts at most a day before, a long one ends after
+        matches = [EntryMatch(lo_key(low - _DAY), upper=lo_key(high + 1)), EntryMatch(hi_key(low), upper=span_end)]
+    elif prefix == "ne":  # per value, like the others: a resource with one date inside and one outside matches
+        matches = [EntryMatch(start, upper=end)]
     elif prefix in ("lt", "eb"):
         matches = [EntryMatch(start, upper=lo_key(low))]
     elif prefix == "le":
         matches = [EntryMatch(start, upper=lo_key(high + 1))]
     elif prefix == "sa":
         matches = [EntryMatch(lo_key(high + 1), upper=end)]
-    else:  # gt, ge: short ranges by their start, long ranges by their end
-        matches = [EntryMatch(lo_key(min(low, high) - _DAY), upper=end),
-                   EntryMatch(hi_key(high + 1) if prefix == "gt" else span_start, upper=span_end)]
+    else:  # gt, ge: ending after the search range (or, ge, within it)
+        matches = [EntryMatch(lo_key(min(low, high) - _DAY), upper=end), EntryMatch(hi_key(high + 1), upper=span_end)]
     return Plan(tuple(matches), test)
 
 
-def _range_test(prefix: str, low: float, high: float) -> EntryTest:
-    """The search specification's prefix semantics between the search range and an entry's range."""
+def _range_test(prefix: str, low: float, high: float, *, closed: bool = True) -> EntryTest:
+    """The search specification's prefix semantics between the search range and an entry's range.
+
+    Date ranges are closed (whole microseconds, ``high`` the last one); decimal ranges are half-open
+    (``100`` is [99.5, 100.5)), so that ``sa100`` finds 101, whose range starts where 100's ends. Both
+    are compared as half-open ranges.
+    """
+    end = high + 1 if closed else high
+
     def test(entry: dict[str, Any]) -> bool:
         lo, hi = entry.get("lo"), entry.get("hi")
         if lo is None or hi is None:
             return False
-        contained = lo >= low and hi <= high
+        if closed:
+            hi += 1
+        contained = lo >= low and hi <= end
         return {
             "eq": contained,
-            "ap": lo <= high and hi >= low,
-            "gt": hi > high,
+            "ap": lo < end and hi > low,
+            "gt": hi > end,
             "lt": lo < low,
-            "ge": hi > high or contained,
+            "ge": hi > end or contained,
             "le": lo < low or contained,
-            "sa": lo > high,
-            "eb": hi < low,
+            "sa": lo >= end,
+            "eb": hi <= low,
             "ne": not contained,
         }[prefix]
     return test
@@ -372,7 +419,7 @@ def _quantity_test(name: str, prefix: str, text: str, system: str | None, code: 
     low, high = found
     if prefix == "ap":  # the spec suggests 10%
         low, high = low - abs(low) * 0.1, high + abs(high) * 0.1
-    in_range = _range_test(prefix, low, high)
+    in_range = _range_test(prefix, low, high, closed=False)
 
     def test(entry: dict[str, Any]) -> bool:
         if system is not None and entry.get("s") != f"{system}|{code or ''}":

@@ -22,6 +22,7 @@ from fhir_hub.search import keys
 from fhir_hub.search.criteria import Evaluator, GrantFor
 from fhir_hub.search.query import Include, SearchQuery, param_type, parse_search, unescape
 from fhir_hub.store.mongo import MongoStore
+from fhir_hub.store.plan import entry_key
 from fhir_hub.store.records import EntryMatch, StoredVersion
 
 Position = list[Any]  # sort values followed by the key of a result
@@ -59,6 +60,7 @@ class Searcher:
         """
         query = queries[0][0]
         grants = {q.rtype: grant for q, grant in queries}
+        scopes = {q.rtype: self.evaluator.scope(q.rtype, q.criteria, grant) for q, grant in queries}
         found: set[str] = set()
         for each, grant in queries:
             matched = await self.evaluator.matching(each.rtype, each.criteria, grant)
@@ -66,10 +68,8 @@ class Searcher:
                 return await self._listing(each, after)
             if matched is None:
                 matched = await self.store.live_keys(each.rtype)
-            elif any(c.name == "_id" for c in each.criteria):  # ids from the client: keep only the stored ones
-                matched = {v.key for v in await self.store.live_versions(matched) if grant.sees(v.patients)}
             found |= matched
-        ordered, order_key = await self._ordered(query.sort, found)
+        ordered, order_key = await self._ordered(query.sort, found, scopes)
         page, next_position, previous_position = _slice(ordered, order_key, query.count, after, before)
         versions = {v.key: v for v in await self.store.live_versions([p[-1] for p in page])}
         results = [versions[p[-1]] for p in page
@@ -87,7 +87,7 @@ class Searcher:
         previous_position = [page[0].key] if after is not None and page else None
         return SearchOutcome(total, page, next_position, previous_position, await self._includes(query, page))
 
-    async def _ordered(self, sort: tuple[tuple[str, bool], ...], found: set[str]
+    async def _ordered(self, sort: tuple[tuple[str, bool], ...], found: set[str], scopes: dict[str, str | None]
                        ) -> tuple[list[Position], Callable[[Any], Any]]:
         """Every result's position (its sort values, then its key), in result order, and that order's key."""
         by_type: dict[str, set[str]] = {}
@@ -97,7 +97,7 @@ class Searcher:
         for name, descending in sort:
             column: dict[str, str] = {}
             for rtype, of_type in by_type.items():
-                column.update(await self._sort_values(rtype, name, descending, of_type))
+                column.update(await self._sort_values(rtype, name, descending, of_type, scopes.get(rtype)))
             columns.append(column)
         rows = [[*(column.get(key, _LAST) for column in columns), key] for key in found]
         directions = [descending for _name, descending in sort]
@@ -105,7 +105,8 @@ class Searcher:
         rows.sort(key=order_key)
         return rows, order_key
 
-    async def _sort_values(self, rtype: str, name: str, descending: bool, found: set[str]) -> dict[str, Any]:
+    async def _sort_values(self, rtype: str, name: str, descending: bool, found: set[str], scope: str | None
+                           ) -> dict[str, Any]:
         """Each resource's value for one sort key: of several values, the first in the sort's direction.
 
         Dates and quantities sort by their range (the start ascending, the end descending, as R5 spells
@@ -116,15 +117,16 @@ class Searcher:
         if name == "_lastUpdated":
             return {v.key: v.ts for v in await self.store.live_versions(found)}
         entries = await self.store.entries(EntryMatch(keys.param_prefix(rtype, name), prefix=True,
-                                                      resources=tuple(sorted(found))))
+                                                      resources=tuple(sorted(found)), scope=scope))
         ranged = param_type(rtype, name) in ("date", "number", "quantity")
         values: dict[str, Any] = {}
         marker = keys.make_key(rtype, name, keys.PRESENT)
         prefix = len(keys.param_prefix(rtype, name))
         for entry in entries:
-            if entry["k"] == marker:
+            key = entry_key(entry)
+            if key == marker:
                 continue
-            value = entry.get("hi" if descending else "lo") if ranged else entry["k"][prefix:]
+            value = entry.get("hi" if descending else "lo") if ranged else key[prefix:]
             if value is None:
                 continue
             current = values.get(entry["r"])

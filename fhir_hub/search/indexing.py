@@ -2,14 +2,18 @@
 
 Every R4 search parameter of the resource's type is evaluated (its expression compiled once, see
 ``params``) and each value becomes entries by the parameter's type (see ``keys`` for their encoding), plus
-the Patient-compartment entries that narrow a resident's searches. ``_id`` and ``_lastUpdated`` need no
-entries: the current document's key and ``ts`` answer them. The function is pure, so the store can
-recompute entries from stored JSON when it repairs a write.
+the Patient-compartment entries that narrow a resident's searches. Every entry of a resource in a
+patient's compartment is also keyed within that compartment (``SearchEntry.scope``), so that a search for
+one patient's records reads that patient's entries only. ``_id`` and ``_lastUpdated`` need no entries: the
+current document's key and ``ts`` answer them. The function is pure, so the store can recompute entries
+from stored JSON when it repairs a write.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
+from decimal import Decimal
 from typing import Any
 
 from fhir_hub.fhir.compartment import patient_ids
@@ -20,6 +24,9 @@ from fhir_hub.search.params import SearchParam, params_for
 from fhir_hub.store.records import SearchEntry
 
 NOT_INDEXED = frozenset({"_id", "_lastUpdated"})
+# Raise when index_keys gives different entries for the same resource: the hub then recomputes every
+# stored resource's entries at its next start (2: compartment keys, :text and :of-type entries).
+INDEX_FORMAT = 2
 _LONG_SPAN = 86_400_000_000  # a date range longer than a day also gets an entry keyed by its end
 
 
@@ -38,8 +45,20 @@ def index_keys(rtype: str, resource: dict[str, Any]) -> frozenset[SearchEntry]:
         found.update(entries)
         if param.type == "token":
             found.update(entry for typed in values for entry in _token_extras(rtype, code, typed))
-    found.update(keys.compartment_entry(rtype, pid) for pid in patient_ids(rtype, resource))
-    return frozenset(found)
+    patients = sorted(patient_ids(rtype, resource))
+    scoped = {entry for base in found for entry in _scoped(base, patients)}
+    scoped.update(keys.compartment_entry(rtype, pid) for pid in patients)
+    return frozenset(scoped)
+
+
+def _scoped(entry: SearchEntry, patients: list[str]) -> Iterator[SearchEntry]:
+    """The entry under the first patient's compartment, and a copy for each further patient's."""
+    if not patients:
+        yield entry
+        return
+    yield replace(entry, scope=patients[0])
+    for patient in patients[1:]:
+        yield replace(entry, scope=patient, scoped_only=True)
 
 
 def entries_for(rtype: str, code: str, param_type: str, typed: Typed) -> Iterator[SearchEntry]:
@@ -187,7 +206,7 @@ def dates(value: Any) -> Iterator[tuple[int, int]]:
 
 def quantities(value: Any) -> Iterator[tuple[float, float, str | None, str | None]]:
     """(low, high, system|code, unit) of a number or Quantity (Range: its two ends)."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
+    if isinstance(value, int | float | Decimal) and not isinstance(value, bool):
         found = decimal_range(value)
         if found:
             yield found[0], found[1], None, None

@@ -6,15 +6,17 @@
 - Dates: every FHIR date, dateTime, instant or Period becomes the range of microseconds it denotes at its
   own precision (``2024`` is the whole year); a value without a time zone is read as UTC. Open Period ends
   are unbounded.
-- Numbers: a decimal denotes the range of its implied precision (``100`` is 99.5 to 100.5, ``5.4`` is 5.35 to
-  5.45), as the search specification's prefixes require.
+- Numbers: a decimal denotes the half-open range of its implied precision (``100`` is 99.5 up to 100.5,
+  ``5.4`` is 5.35 up to 5.45), as the search specification's prefixes require.
 """
 
 from __future__ import annotations
 
+import calendar
+import math
 import re
 import unicodedata
-from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
 
 from fhir_hub.fhir.instant import parse_instant_lower_bound
 
@@ -51,33 +53,31 @@ def date_range(text: str) -> tuple[int, int] | None:
         span = 3_600_000_000
     elif match["d"]:
         span = 86_400_000_000
-    else:
-        start = datetime(int(match["y"]), int(match["m"] or 1), 1, tzinfo=UTC)
-        end = _add_month(start) if match["m"] else start.replace(year=start.year + 1)
-        span = (end - start) // timedelta(microseconds=1)
+    else:  # counted in days, not by building the next period's datetime (year 9999 has no successor)
+        year = int(match["y"])
+        days = calendar.monthrange(year, int(match["m"]))[1] if match["m"] else 365 + calendar.isleap(year)
+        span = days * 86_400_000_000
     return low, low + span - 1
 
 
-def _add_month(moment: datetime) -> datetime:
-    return moment.replace(year=moment.year + moment.month // 12, month=moment.month % 12 + 1)
-
-
-def decimal_range(value: float | int | str) -> tuple[float, float] | None:
-    """The range a decimal denotes at its implied precision (the spec's rule for ``eq``)."""
-    text = value if isinstance(value, str) else repr(value)
+def decimal_range(value: float | int | str | Decimal) -> tuple[float, float] | None:
+    """The half-open range a decimal denotes at its implied precision (the spec's rule for ``eq``):
+    ``100`` is [99.5, 100.5), ``5.4`` is [5.35, 5.45). Bounds are computed exactly and rounded once, so
+    that the end of one value's range and the start of the next are the same float."""
     if isinstance(value, bool):
         return None
     try:
-        number = float(text)
-    except ValueError:
+        number = value if isinstance(value, Decimal) else Decimal(value if isinstance(value, str) else repr(value))
+    except InvalidOperation:
         return None
-    if number != number or number in (float("inf"), float("-inf")):
+    if not number.is_finite():
         return None
-    mantissa = text.lower().split("e")[0]
-    exponent = int(text.lower().split("e")[1]) if "e" in text.lower() else 0
-    decimals = len(mantissa.split(".")[1]) if "." in mantissa else 0
-    half = 0.5 * 10 ** (exponent - decimals)
-    return number - half, number + half
+    exponent = number.as_tuple().exponent
+    half = Decimal(5).scaleb(int(exponent) - 1)
+    low, high = float(number - half), float(number + half)
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return None
+    return low, high
 
 
 def sortable_time(micros: int) -> str:

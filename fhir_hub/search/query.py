@@ -29,6 +29,7 @@ MODIFIERS = {
     "uri": frozenset({"below", "above", "missing"}),
     "composite": frozenset({"missing"}),
 }
+_BUILT_IN_MODIFIERS = {"_id": frozenset({"not", "missing"}), "_lastUpdated": frozenset({"missing"})}
 DATE_PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
 SUMMARY = frozenset({"true", "false", "text", "data", "count"})
 TOTAL = frozenset({"none", "estimate", "accurate"})
@@ -175,10 +176,10 @@ def parse_criterion(rtype: str, key: str, value: str) -> Criterion | None:
     if name not in known_params(rtype) or name == "_has":
         return None
     kind = param_type(rtype, name)
+    allowed = _BUILT_IN_MODIFIERS.get(name, MODIFIERS.get(kind, frozenset()))
     if chain and kind != "reference":
         raise BadRequest(f"{key}: only reference parameters can be chained", expression=[key])
-    if modifier and modifier not in MODIFIERS.get(kind, frozenset()) and not (
-            kind == "reference" and modifier[:1].isupper()):
+    if modifier and modifier not in allowed and not (kind == "reference" and modifier[:1].isupper()):
         raise BadRequest(f"{key}: the modifier :{modifier} is not supported for a {kind} parameter",
                          expression=[key], code="not-supported")
     if modifier == "missing" and value not in ("true", "false"):

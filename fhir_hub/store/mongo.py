@@ -22,13 +22,13 @@ import heapq
 import logging
 import secrets
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-import orjson
 from pymongo import AsyncMongoClient, DeleteMany, InsertOne, UpdateOne
 from pymongo.errors import ClientBulkWriteException, PyMongoError
 
+from fhir_hub.fhir.jsonio import loads
 from fhir_hub.store.audit_log import AuditLog
 from fhir_hub.store.plan import Step, entry_doc, entry_id, match_filter, plan_write, set_document
 from fhir_hub.store.records import (
@@ -40,7 +40,7 @@ from fhir_hub.store.records import (
     resource_key,
     version_doc_id,
 )
-from fhir_hub.store.schema import HISTORY, RESOURCES, SEARCH_INDEX
+from fhir_hub.store.schema import HISTORY, META, RESOURCES, SEARCH_INDEX
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +89,10 @@ def _history_filter(rtype: str | None, since: int | None, before: HistoryPositio
     return query
 
 
+_INDEX_FORMAT_ID = "search_index"
+_SPLIT_RESOURCES = 32  # up to this many resources, a range is asked resource by resource
+
+
 class MongoStore:
     def __init__(self, client: AsyncMongoClient, db_name: str, capabilities: StoreCapabilities,
                  indexer: Indexer) -> None:
@@ -98,6 +102,7 @@ class MongoStore:
         self.current_docs = self.db[RESOURCES]
         self.history_docs = self.db[HISTORY]
         self.index = self.db[SEARCH_INDEX]
+        self.meta = self.db[META]
         self.audit_log = AuditLog(self.db)
         self._indexer = indexer
 
@@ -124,12 +129,39 @@ class MongoStore:
         cursor = self.current_docs.find({"_id": {"$in": wanted}, "live": {"$exists": True}})
         return sorted([StoredVersion.from_doc(doc) async for doc in cursor], key=lambda v: v.key)
 
+    async def live_among(self, keys: Iterable[str]) -> set[str]:
+        """Which of the given resources exist and are not deleted (keys only, no documents loaded)."""
+        wanted = sorted(set(keys))
+        if not wanted:
+            return set()
+        cursor = self.current_docs.find({"_id": {"$in": wanted}, "live": {"$exists": True}}, {"_id": 1})
+        return {doc["_id"] async for doc in cursor}
+
     async def entries(self, match: EntryMatch, *, limit: int = 0) -> list[dict[str, Any]]:
-        """Index entries answering a match (``r``, ``k``, ``s``, ``lo``, ``hi``, ``v``); 0 means no limit."""
+        """Index entries answering a match (``r``, ``k`` or ``c``, ``s``, ``lo``, ``hi``, ``v``); 0: no limit.
+
+        Every request is one a single-field index serves: a match on several keys becomes one equality
+        query per key, and a range over a few resources one query per resource (nx-27017 scans the whole
+        collection for an ``$in`` on ``k`` or ``r`` unless an equality or a narrow range picks an index
+        first: measured 128 ms against 0.7 ms per resource over 200,000 entries).
+        """
+        if match.any_key is not None:
+            return await self._entries_each((replace(match, key=key, any_key=None) for key in match.any_key), limit)
+        ranged = match.prefix or match.upper is not None
+        if ranged and match.resources is not None and 1 < len(match.resources) <= _SPLIT_RESOURCES:
+            return await self._entries_each((replace(match, resources=(key,)) for key in match.resources), limit)
         cursor = self.index.find(match_filter(match), {"_id": 0})
         if limit:
             cursor = cursor.limit(limit)
         return [doc async for doc in cursor]
+
+    async def _entries_each(self, matches: Iterable[EntryMatch], limit: int) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        for match in matches:
+            found += await self.entries(match, limit=limit - len(found) if limit else 0)
+            if limit and len(found) >= limit:
+                break
+        return found
 
     async def live_keys(self, rtype: str) -> set[str]:
         """Keys of every current, non-deleted resource of a type (the universe of ``:not`` and ``:missing``)."""
@@ -251,7 +283,7 @@ class MongoStore:
         key = resource_key(rtype, rid)
         wanted: frozenset[SearchEntry] = frozenset()
         if current is not None and not current.deleted and current.json is not None:
-            wanted = self._indexer(rtype, orjson.loads(current.json))
+            wanted = self._indexer(rtype, loads(current.json))
         wanted_ids = {entry_id(key, e): e for e in wanted}
         have = {doc["_id"] async for doc in self.index.find({"r": key}, {"_id": 1})}
         stale = sorted(have - wanted_ids.keys())
@@ -261,6 +293,33 @@ class MongoStore:
             await self.index.update_one({"_id": eid}, set_document(entry_doc(key, wanted_ids[eid])), upsert=True)
         if current is not None and current.pending:
             await self.current_docs.update_one({"_id": key, "vid": current.vid}, {"$unset": {"pending": ""}})
+
+    async def index_format(self) -> int | None:
+        """The format of the stored search entries (``indexing.INDEX_FORMAT`` when they were written)."""
+        doc = await self.meta.find_one({"_id": _INDEX_FORMAT_ID})
+        return doc.get("format") if doc else None
+
+    async def set_index_format(self, value: int) -> None:
+        await self.meta.update_one({"_id": _INDEX_FORMAT_ID}, {"$set": {"format": value}}, upsert=True)
+
+    async def reindex_all(self, progress: Callable[[int], None] | None = None) -> int:
+        """Recompute every resource's search entries from its stored JSON (after the entries' format
+        changed); returns how many resources were visited. Idempotent, so an interrupted run is resumed
+        by the next start."""
+        after: str | None = None
+        visited = 0
+        while True:
+            query = {"_id": {"$gt": after}} if after is not None else {}
+            keys = [doc["_id"] async for doc in self.current_docs.find(query, {"_id": 1}).sort("_id", 1).limit(500)]
+            if not keys:
+                return visited
+            for key in keys:
+                rtype, rid = key.split("/", 1)
+                await self.reconcile(rtype, rid)
+            visited += len(keys)
+            after = keys[-1]
+            if progress is not None:
+                progress(visited)
 
     async def reconcile_pending(self) -> int:
         """Finish every write left half-applied (by a crash); returns how many resources were repaired."""

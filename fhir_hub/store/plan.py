@@ -59,35 +59,74 @@ class WritePlan:
 
 
 def entry_id(key: str, entry: SearchEntry) -> str:
-    text = "\x00".join((key, entry.key, str(entry.system), repr(entry.low), repr(entry.high), str(entry.text)))
-    return hashlib.sha1(text.encode(), usedforsecurity=False).hexdigest()
+    parts = [key, entry.key, str(entry.system), repr(entry.low), repr(entry.high), str(entry.text)]
+    if entry.scope is not None:
+        parts += [entry.scope, "only" if entry.scoped_only else ""]
+    return hashlib.sha1("\x00".join(parts).encode(), usedforsecurity=False).hexdigest()
 
 
 def entry_doc(key: str, entry: SearchEntry) -> dict[str, Any]:
-    doc: dict[str, Any] = {"_id": entry_id(key, entry), "r": key, "k": entry.key}
+    doc: dict[str, Any] = {"_id": entry_id(key, entry), "r": key}
+    if not entry.scoped_only:
+        doc["k"] = entry.key
+    if entry.scope is not None:
+        doc["c"] = scoped_key(entry.scope, entry.key)
     for name, value in (("s", entry.system), ("lo", entry.low), ("hi", entry.high), ("v", entry.text)):
         if value is not None:
             doc[name] = value
     return doc
 
 
+def entry_from_doc(doc: dict[str, Any]) -> SearchEntry:
+    """The entry a stored document holds (the inverse of ``entry_doc``)."""
+    scope = doc["c"].split("|", 1)[0] if "c" in doc else None
+    return SearchEntry(entry_key(doc), doc.get("s"), doc.get("lo"), doc.get("hi"), doc.get("v"), scope, "k" not in doc)
+
+
+def scoped_key(scope: str, key: str) -> str:
+    """An entry's key within a patient's compartment (Patient ids hold no ``|``, so the split is unambiguous)."""
+    return f"{scope}|{key}"
+
+
+def entry_key(doc: dict[str, Any]) -> str:
+    """The ``Type|param|value`` key of a stored entry, whether it was found by ``k`` or by ``c``."""
+    return doc["k"] if "k" in doc else doc["c"].split("|", 1)[1]
+
+
+def _after_prefix(prefix: str) -> str:
+    """The smallest string above every string starting with ``prefix`` (code-point order, as UTF-8 bytes)."""
+    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
 def match_filter(match: EntryMatch) -> dict[str, Any]:
-    """The MongoDB filter of a match; every value from a query is a literal string here, never an operator."""
-    key: Any
+    """The MongoDB filter of a match; every value from a query is a literal string here, never an operator.
+
+    Prefixes are sent as ranges: nx-27017 serves ``$gte``/``$lt`` from the index but scans for a ``$regex``
+    on its own (measured: 0.9 ms against 258 ms over 155,000 entries); ``:contains`` adds its ``$regex`` to
+    the range, which MongoDB and nx-27017 then apply to the range's entries only.
+    """
+    field = "k" if match.scope is None else "c"
+
+    def scoped(key: str) -> str:
+        return key if match.scope is None else scoped_key(match.scope, key)
+
     if match.any_key is not None:
-        key = {"$in": list(match.any_key)}
-    elif match.upper is not None:
-        key = {"$gte": match.key, "$lt": match.upper}
+        raise ValueError("MongoStore.entries splits a match on several keys into one query per key")
+    key: Any
+    if match.upper is not None:
+        key = {"$gte": scoped(match.key), "$lt": scoped(match.upper)}
     elif match.prefix:
-        pattern = "^" + re.escape(match.key)
-        key = {"$regex": pattern + (".*" + re.escape(match.contains) if match.contains else "")}
+        start = scoped(match.key)
+        key = {"$gte": start, "$lt": _after_prefix(start)}
+        if match.contains:
+            key["$regex"] = "^" + re.escape(start) + ".*" + re.escape(match.contains)
     else:
-        key = match.key
-    query: dict[str, Any] = {"k": key}
+        key = scoped(match.key)
+    query: dict[str, Any] = {field: key}
     if match.system is not None:
         query["s"] = match.system
-    if match.resources is not None:
-        query["r"] = {"$in": list(match.resources)}
+    if match.resources is not None:  # one resource: an equality, which nx-27017 serves from the index
+        query["r"] = match.resources[0] if len(match.resources) == 1 else {"$in": list(match.resources)}
     return query
 
 

@@ -94,7 +94,10 @@ class SearchEntry:
 
     ``key`` is ``Type|param|value`` (indexed); ``system`` the system of a token, the type of a reference
     target or the unit of a quantity; ``low``/``high`` the range a date or number denotes; ``text`` the
-    value as written (``:exact``) or a composite's second component.
+    value as written (``:exact``) or a composite's second component. ``scope`` is the Patient id of the
+    compartment the resource is in: the entry is then also indexed under ``scope|key``, so a search for one
+    patient's records reads only that patient's entries. ``scoped_only`` marks the copy made for a second
+    (third...) patient of a resource in several compartments: indexed under ``scope|key`` only.
     """
 
     key: str
@@ -102,17 +105,20 @@ class SearchEntry:
     low: int | float | None = None
     high: int | float | None = None
     text: str | None = None
+    scope: str | None = None
+    scoped_only: bool = False
 
     @property
     def order(self) -> tuple[str, str, str]:
-        return self.key, self.system or "", repr((self.low, self.high, self.text))
+        return self.key, self.system or "", repr((self.low, self.high, self.text, self.scope, self.scoped_only))
 
 
 @dataclass(frozen=True, slots=True)
 class EntryMatch:
     """What a query asks of the search index: entries whose key is ``key`` (or one of ``any_key``), starts
     with ``key`` (``prefix``, optionally followed anywhere by ``contains``), or lies in [``key``, ``upper``);
-    optionally only in one ``system``, and only for the ``resources`` named."""
+    optionally only in one ``system``, only for the ``resources`` named, and only among the entries of one
+    patient's compartment (``scope``)."""
 
     key: str
     system: str | None = None  # None: any system
@@ -121,6 +127,7 @@ class EntryMatch:
     upper: str | None = None
     any_key: tuple[str, ...] | None = None
     resources: tuple[str, ...] | None = None
+    scope: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

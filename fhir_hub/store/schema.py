@@ -14,7 +14,9 @@ two concurrent writers can never both store version *n*, and no version is ever 
 
 ``search_index``: one small document per (resource, search entry), a single scalar string ``k`` under a
 single-field index: the shape that is both fast and answered correctly by MongoDB and by nx-27017 (which
-silently mis-answers queries on indexed array fields and does not use compound indexes).
+silently mis-answers queries on indexed array fields and does not use compound indexes). Entries of a
+resource in a patient's compartment also carry ``c``, the same key behind the patient's id, under its own
+index: one patient's records are then a range of ``c``, however large the whole collection grows.
 
 Hot paths use the collections through pymongo directly (mongoengine is slow there); these classes are the
 single statement of field names and indexes, and ``ensure_schema`` creates the indexes at start-up.
@@ -30,6 +32,7 @@ RESOURCES = "resources"
 HISTORY = "resource_history"
 SEARCH_INDEX = "search_index"
 AUDIT = "audit_events"
+META = "hub_meta"  # one small document per fact about the store itself, e.g. the search entries' format
 
 
 class _VersionFields(me.Document):
@@ -67,12 +70,13 @@ class HistoricVersion(_VersionFields):
 
 
 class SearchIndexEntry(me.Document):
-    meta = {"collection": SEARCH_INDEX, "db_alias": ALIAS, "indexes": ["k", "r"], "auto_create_index": False,
+    meta = {"collection": SEARCH_INDEX, "db_alias": ALIAS, "indexes": ["k", "r", "c"], "auto_create_index": False,
             "strict": False}
 
-    id = me.StringField(primary_key=True)  # digest of (r, k, s): makes re-applying an entry idempotent
+    id = me.StringField(primary_key=True)  # digest of the whole entry: makes re-applying an entry idempotent
     r = me.StringField(required=True)  # "Patient/123"
-    k = me.StringField(required=True)  # "Patient|identifier|079190000001"
+    k = me.StringField()  # "Patient|identifier|079190000001" (absent on a copy for a second compartment)
+    c = me.StringField()  # "123|Observation|code|8480-6": the key within a patient's compartment
     s = me.StringField()  # the system of a token value ("" when the token has none)
 
 

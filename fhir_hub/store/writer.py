@@ -19,14 +19,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
-
 from fhir_hub.auth.caller import Caller
 from fhir_hub.auth.policy import Grant, check_write, require, source_uri
 from fhir_hub.errors import BadRequest, Conflict, PreconditionFailed
 from fhir_hub.fhir.compartment import patient_ids
 from fhir_hub.fhir.ids import IdFactory, check_id
 from fhir_hub.fhir.instant import Clock, to_instant
+from fhir_hub.fhir.jsonio import dumps, loads
 from fhir_hub.fhir.validation import validate_resource
 from fhir_hub.store.mongo import Indexer, MongoStore
 from fhir_hub.store.records import SearchEntry, StoredVersion, VersionChange, VersionTaken
@@ -171,7 +170,7 @@ class Writer:
     def _version(self, rtype: str, rid: str, resource: dict[str, Any], *, vid: int, ts: int, method: str,
                  source: str | None) -> tuple[StoredVersion, frozenset[SearchEntry]]:
         stamped = stamp(resource, rtype=rtype, rid=rid, vid=vid, ts=ts, source=source)
-        version = StoredVersion(rtype, rid, vid, ts, method, deleted=False, json=orjson.dumps(stamped),
+        version = StoredVersion(rtype, rid, vid, ts, method, deleted=False, json=dumps(stamped),
                                 source=source, patients=patient_ids(rtype, stamped))
         return version, self.indexer(rtype, stamped)
 
@@ -199,7 +198,7 @@ class Writer:
     def _keys_of(self, current: StoredVersion | None) -> frozenset[SearchEntry]:
         if current is None or current.deleted or current.json is None:
             return frozenset()
-        return self.indexer(current.rtype, orjson.loads(current.json))
+        return self.indexer(current.rtype, loads(current.json))
 
 
 def stamp(resource: dict[str, Any], *, rtype: str, rid: str, vid: int, ts: int, source: str | None

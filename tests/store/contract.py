@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from fhir_hub.store.plan import _OPTIONAL_FIELDS, match_filter, set_document
@@ -100,7 +100,7 @@ class Shape:
     """One request kind: ``build(params)`` gives its arguments, drawn from the generated documents."""
 
     name: str
-    collection: str  # "current", "history", "index" or "audit"
+    collection: str  # "current", "history", "index", "audit" or "meta"
     kind: str  # find | count | update_one | delete_many
     build: Build
     upsert: bool = False
@@ -166,16 +166,24 @@ def _copy_to_history(deleted: bool, in_compartment: bool) -> Shape:
     return Shape(name, "history", "update_one", build, upsert=True)
 
 
-_ENTRY_EXTRAS = {"": (), " with a system": ("s",), " with a range": ("lo", "hi"), " with a text": ("v",)}
+_ENTRY_FIELDS = {"a system": ("s",), "a range": ("lo", "hi"), "a text": ("v",)}
+_COMPARTMENT = {"": (), " in a compartment": ("c",), " for a further compartment": ("c", "-k")}
 
 
-def _upsert_entry(extra: str) -> Shape:
-    """Index entries carry a system (tokens), a range (dates, numbers) or a display text (strings)."""
+def _upsert_entry(extras: tuple[str, ...], compartment: str) -> Shape:
+    """Index entries carry any of a system (tokens, units), a range (dates, numbers) and a text (strings,
+    composites), and a compartment key: every combination the indexer produces."""
     def build(d: dict[str, Any]) -> dict[str, Any]:
-        entry = {k: v for k, v in d["new_entry"].items() if k in ("_id", "r", "k") or k in _ENTRY_EXTRAS[extra]}
+        wanted = ("_id", "r", "k", *(f for e in extras for f in _ENTRY_FIELDS[e]), *_COMPARTMENT[compartment])
+        entry = {k: v for k, v in d["new_entry"].items() if k in wanted and f"-{k}" not in wanted}
         return {"query": {"_id": entry["_id"]}, "update": set_document(entry)}
 
-    return Shape(f"upsert entry{extra}", "index", "update_one", build, upsert=True)
+    return Shape(f"upsert entry with {', '.join(extras) or 'a key only'}{compartment}", "index", "update_one", build,
+                 upsert=True)
+
+
+def _subsets(names: tuple[str, ...]) -> list[tuple[str, ...]]:
+    return [tuple(n for i, n in enumerate(names) if mask >> i & 1) for mask in range(2 ** len(names))]
 
 
 def _audit_filter(d: dict[str, Any], patients: bool, ids: bool, before: bool, since: bool) -> Doc:
@@ -208,19 +216,21 @@ _MATCHES: dict[str, Callable[[dict[str, Any]], EntryMatch]] = {
     "key prefix": lambda d: EntryMatch(d["prefix"], prefix=True),
     "key prefix and contains": lambda d: EntryMatch(d["prefix"], prefix=True, contains=d["contains"]),
     "key range": lambda d: EntryMatch(d["low_key"], upper=d["high_key"]),
-    "any of keys": lambda d: EntryMatch("", any_key=tuple(d["any_keys"])),
 }
+_WITHIN = ("", " of one resource", " of given resources")
 
 
-def _entries(kind: str, with_system: bool, within: bool) -> Shape:
-    """The index queries ``match_filter`` builds, as the evaluator sends them (the filter is the real one)."""
+def _entries(kind: str, with_system: bool, within: str, scoped: bool) -> Shape:
+    """The index queries ``match_filter`` builds, as the store sends them (the filter is the real one)."""
     def build(d: dict[str, Any]) -> dict[str, Any]:
         base = _MATCHES[kind](d)
-        match = EntryMatch(base.key, _some(d, "s", "") if with_system else None, base.prefix, base.contains,
-                           base.upper, base.any_key, tuple(d["keys"]) if within else None)
+        resources = {"": None, " of one resource": tuple(d["keys"][:1]) or ("Patient/a",),
+                     " of given resources": tuple(d["keys"]) + ("Patient/none", "Patient/absent")}[within]
+        match = replace(base, system=_some(d, "s", "") if with_system else None, resources=resources,
+                        scope=d["scope"] if scoped else None)
         return {"query": match_filter(match)}
 
-    name = f"entries by {kind}{' in a system' if with_system else ''}{' of given resources' if within else ''}"
+    name = f"entries by {kind}{' in a system' if with_system else ''}{within}{' in a compartment' if scoped else ''}"
     return Shape(name, "index", "find", build)
 
 
@@ -246,6 +256,16 @@ SHAPES: tuple[Shape, ...] = (
                      "sort": [("_id", 1)], "limit": d["limit"]}),
     Shape("count live", "current", "count", lambda d: {"query": {"live": _some(d, "type", "Patient")}}),
     Shape("pending current", "current", "find", lambda d: {"query": {"pending": True}}),
+    Shape("current in key order", "current", "find",
+          lambda d: {"query": {}, "sort": [("_id", 1)], "limit": d["limit"]}),
+    Shape("current in key order after", "current", "find",
+          lambda d: {"query": {"_id": {"$gt": _some(d, "_id", "Patient/a")}}, "sort": [("_id", 1)],
+                     "limit": d["limit"]}),
+    Shape("store fact by _id", "meta", "find", lambda d: {"query": {"_id": _some(d, "_id", "search_index")},
+                                                          "limit": 1}),
+    Shape("set a store fact", "meta", "update_one",
+          lambda d: {"query": {"_id": _some(d, "_id", "search_index")}, "update": {"$set": {"format": d["vid"]}}},
+          upsert=True),
     *(_history(coll, scope, since, before)
       for coll, scopes in (("current", ("system", "type")), ("history", ("system", "type", "instance")))
       for scope in scopes for since in (False, True) for before in (False, True)),
@@ -258,13 +278,14 @@ SHAPES: tuple[Shape, ...] = (
     Shape("settle a version", "current", "update_one",
           lambda d: {"query": {"_id": _some(d, "_id", "Patient/a"), "vid": d["vid"]},
                      "update": {"$unset": {"pending": ""}}}),
-    *(_entries(kind, with_system, within) for kind in _MATCHES for with_system in (False, True)
-      for within in (False, True)),
+    *(_entries(kind, with_system, within, scoped) for kind in _MATCHES for with_system in (False, True)
+      for within in _WITHIN for scoped in (False, True)),
     Shape("live keys", "current", "find", lambda d: {"query": {"live": _some(d, "type", "Patient")}}),
     *(_updated(low, high) for low, high in ((True, False), (False, True), (True, True))),
     Shape("entries of a resource", "index", "find", lambda d: {"query": {"r": _some(d, "r", "Patient/a")}}),
     Shape("delete entries by _id", "index", "delete_many", lambda d: {"query": {"_id": {"$in": d["entry_ids"]}}}),
-    *(_upsert_entry(extra) for extra in _ENTRY_EXTRAS),
+    *(_upsert_entry(extras, compartment) for extras in _subsets(tuple(_ENTRY_FIELDS))
+      for compartment in _COMPARTMENT),
     Shape("audit entry by _id", "audit", "find", lambda d: {"query": {"_id": _some(d, "_id", "a")}, "limit": 1}),
     Shape("audit entries stored", "audit", "find", lambda d: {"query": {"_id": {"$in": d["audit_ids"]}}}),
     *(_audit_page(patients, ids, before, since) for patients in (False, True) for ids in (False, True)

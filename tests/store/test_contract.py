@@ -27,14 +27,17 @@ SEARCH_KEYS = ["Patient|identifier|1", "Patient|identifier|12", "Patient|identif
                "Patient|name|nguyen", "Patient|name|nguyet", "Patient|name|tran van", "Patient|identifier.x|1",
                "Observation|date|04611686018427387904", "Observation|date|04611686018427388000",
                "Observation|date|04611686018527387904", "Observation|date:end|04611686018527387904",
-               "Observation|value-quantity|#", "Patient|name|#present"]
+               "Observation|value-quantity|#", "Patient|name|#present", "Patient|name|ễ", "Patient|name|ễa",
+               "Patient|name|ệ", "Patient|name|z"]
+SCOPES = ["a", "b", "x.1"]
 SYSTEMS = [None, "", "urn:a", "urn:a|b", "http://fhir.hl7.org.vn/core/sid/cccd"]
-PREFIXES = ["Patient|identifier|", "Patient|", "Patient|identifier.", "Patient|identifier|a\\|", "nothing",
+PREFIXES = ["Patient|identifier|", "Patient|", "Patient|name|ễ", "Patient|name|y", "Patient|identifier.",
+            "Patient|identifier|a\\|", "nothing",
             "Patient|name|ngu", "Observation|date|"]
 COLLECTIONS = {"current": "contract_current", "history": "contract_history", "index": "contract_index",
-               "audit": "contract_audit"}
-INDEXES = {"current": ("type", "ts", "live", "pending"), "history": ("key", "type", "ts"), "index": ("k", "r"),
-           "audit": ("p", "ts")}
+               "audit": "contract_audit", "meta": "contract_meta"}
+INDEXES = {"current": ("type", "ts", "live", "pending"), "history": ("key", "type", "ts"), "index": ("k", "r", "c"),
+           "audit": ("p", "ts"), "meta": ()}
 
 
 @pytest.fixture(scope="module")
@@ -79,11 +82,16 @@ def datasets(draw: st.DrawFn) -> dict[str, list[Doc]]:
     for i, (r, k, system) in enumerate(draw(st.lists(entries, max_size=12, unique=True))):
         ranged = draw(st.booleans())
         extra = {"lo": draw(st.integers(0, 9)), "hi": draw(st.integers(10, 20)), "v": k[-3:]} if ranged else {}
-        index.append({"_id": f"e{i}", "r": r, "k": k, **({"s": system} if system is not None else {}), **extra})
+        scope = draw(st.sampled_from([None, *SCOPES]))
+        key = {"k": k} if scope is None or draw(st.integers(0, 3)) else {}  # a copy for a further compartment
+        if scope is not None:
+            key["c"] = f"{scope}|{k}"
+        index.append({"_id": f"e{i}", "r": r, **key, **({"s": system} if system is not None else {}), **extra})
     audit = [{"_id": f"ev{i}", "ts": draw(st.integers(0, 12)), "i": "read", "o": 200,
               **({"p": p} if (p := draw(st.sampled_from([None, "a", "b", "c"]))) else {})}
              for i in range(draw(st.integers(0, 8)))]
-    return {"current": current, "history": history, "index": index, "audit": audit}
+    meta = [{"_id": "search_index", "format": draw(st.integers(1, 3))}] if draw(st.booleans()) else []
+    return {"current": current, "history": history, "index": index, "audit": audit, "meta": meta}
 
 
 class Params(dict[str, Any]):
@@ -104,15 +112,15 @@ def params_for(data: st.DataObject, docs: dict[str, list[Doc]]) -> Params:
         contains=data.draw(st.sampled_from(["n", "yen", "van", "\\|b", ".*", "0"])),
         low_key=data.draw(st.sampled_from(SEARCH_KEYS + ["Observation|date|", "A", "Patient|name|"])),
         high_key=data.draw(st.sampled_from(SEARCH_KEYS + ["Observation|date|~", "z", "Patient|name|~"])),
-        any_keys=data.draw(st.lists(st.sampled_from(SEARCH_KEYS), max_size=3)),
         audit_patients=data.draw(st.lists(st.sampled_from(["a", "b", "c", "z"]), max_size=3)),
         audit_ids=data.draw(st.lists(st.sampled_from([d["_id"] for d in docs["audit"]] + ["ev-none"]), max_size=3)),
         limit=data.draw(st.integers(1, 6)),
         ts=data.draw(st.integers(0, 12)),
         vid=data.draw(st.integers(1, 5)),
         entry_ids=data.draw(st.lists(st.sampled_from([*entry_ids, "absent"]), max_size=4)),
+        scope=data.draw(st.sampled_from([*SCOPES, "z"])),
         new_entry={"_id": data.draw(st.sampled_from([*entry_ids, "new"])), "r": "Patient/a", "k": "k|new",
-                   "s": data.draw(st.sampled_from(SYSTEMS[1:])), "lo": data.draw(st.integers(0, 9)),
+                   "c": "a|k|new", "s": data.draw(st.sampled_from(SYSTEMS[1:])), "lo": data.draw(st.integers(0, 9)),
                    "hi": data.draw(st.integers(10, 20)), "v": "new"},
         new_version={"_id": key, "key": key, "type": key.split("/")[0], "rid": key.split("/")[1],
                      "vid": data.draw(st.integers(1, 6)), "ts": data.draw(st.integers(0, 20)), "method": "PUT",

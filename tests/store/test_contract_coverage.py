@@ -14,16 +14,16 @@ from pymongo import monitoring
 
 from fhir_hub.config import Settings
 from fhir_hub.main import create_app
-from fhir_hub.store.schema import AUDIT, HISTORY, RESOURCES, SEARCH_INDEX
+from fhir_hub.store.schema import AUDIT, HISTORY, META, RESOURCES, SEARCH_INDEX
 from tests.conftest import auth, token_for
 from tests.store.contract import SHAPES, shape
 
-_COLLECTIONS = {RESOURCES: "current", HISTORY: "history", SEARCH_INDEX: "index", AUDIT: "audit"}
+_COLLECTIONS = {RESOURCES: "current", HISTORY: "history", SEARCH_INDEX: "index", AUDIT: "audit", META: "meta"}
 _DUMMY = {"pick": lambda field, default: default, "keys": ["Patient/a"], "prefix": "k", "limit": 3, "ts": 5,
           "audit_patients": ["a"], "audit_ids": ["e"],
-          "contains": "n", "low_key": "a", "high_key": "b", "any_keys": ["k"],
+          "contains": "n", "low_key": "a", "high_key": "b", "scope": "a",
           "vid": 2, "entry_ids": ["x"], "new_entry": {"_id": "x", "r": "Patient/a", "k": "k", "s": "", "lo": 1, "hi": 2,
-                                                     "v": "t"},
+                                                     "v": "t", "c": "a|k"},
           "new_version": {"_id": "P/a", "key": "P/a", "type": "P", "rid": "a", "vid": 2, "ts": 5, "method": "PUT",
                           "deleted": False, "json": b"{}", "live": "P", "w": "t", "src": "s", "pc": ["a"]}}
 

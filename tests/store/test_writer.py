@@ -10,11 +10,12 @@ import orjson
 import pytest
 
 from fhir_hub.auth.caller import Caller
+from fhir_hub.config import Settings
 from fhir_hub.errors import BadRequest, HubError, PreconditionFailed
-from fhir_hub.hub import Hub
-from fhir_hub.search.indexing import index_keys
+from fhir_hub.hub import Hub, running_hub
+from fhir_hub.search.indexing import INDEX_FORMAT, index_keys
 from fhir_hub.search.keys import token_match
-from fhir_hub.store.plan import entry_doc, set_document
+from fhir_hub.store.plan import entry_doc, entry_from_doc, set_document
 from fhir_hub.store.records import EntryMatch, SearchEntry, StoredVersion, VersionChange, VersionTaken
 from fhir_hub.store.writer import Create, Delete, Update, Writer
 
@@ -119,8 +120,7 @@ async def test_reconcile_repairs_a_write_left_half_done(hub: Hub) -> None:
     await hub.store.current_docs.update_one({"_id": "Patient/p4"}, half_done)
     await hub.store.index.insert_one(entry_doc("Patient/p4", SearchEntry("Patient|identifier|stale", "")))
     assert await hub.store.reconcile_pending() == 1
-    keys = {SearchEntry(d["k"], d.get("s"), d.get("lo"), d.get("hi"), d.get("v"))
-            async for d in hub.store.index.find({"r": "Patient/p4"})}
+    keys = {entry_from_doc(d) async for d in hub.store.index.find({"r": "Patient/p4"})}
     assert keys == set(index_keys("Patient", orjson.loads(crashed.json)))
     assert await hub.store.current_docs.count_documents({"pending": True}) == 0
     assert await hub.store.reconcile_pending() == 0
@@ -151,8 +151,7 @@ async def test_writer_finishes_a_stale_pending_version_before_building_on_it(hub
     )  # ten seconds on: the pending version's writer is presumed dead
     result = await later.commit(Update("Patient", "p5", patient("p5", identifier=[{"value": "new"}])), caller=HUB)
     assert result.version.vid == 3
-    keys = {SearchEntry(d["k"], d.get("s"), d.get("lo"), d.get("hi"), d.get("v"))
-            async for d in hub.store.index.find({"r": "Patient/p5"})}
+    keys = {entry_from_doc(d) async for d in hub.store.index.find({"r": "Patient/p5"})}
     assert keys == set(index_keys("Patient", orjson.loads(result.version.json)))
     history = await hub.store.history(rtype="Patient", rid="p5", limit=10)
     assert [v.vid for v in history.versions] == [3, 2, 1]
@@ -192,3 +191,22 @@ async def test_sequential_fallback_writes_the_same_state(hub: Hub) -> None:
     assert await matching(hub, new) == set()
     assert await live_count(hub, "Patient/s0") == 0
     assert await hub.store.current_docs.count_documents({"pending": True}) == 0
+
+
+async def test_entries_of_an_older_index_format_are_recomputed_at_start(settings: Settings) -> None:
+    """A store written by an older indexer (here: entries lost, format 1) is brought up to date before the
+    hub answers a search, and a start with the current format changes nothing."""
+    async with running_hub(settings) as hub:
+        await hub.writer.commit(Update("Patient", "old", patient("old", identifier=[{"value": "9"}])), caller=HUB)
+        await hub.writer.commit(Update("Patient", "gone", patient("gone")), caller=HUB)
+        await hub.writer.commit(Delete("Patient", "gone"), caller=HUB)
+        wanted = {entry_from_doc(d) async for d in hub.store.index.find({"r": "Patient/old"})}
+        assert await hub.store.index_format() == INDEX_FORMAT
+        await hub.store.index.delete_many({"r": "Patient/old"})
+        await hub.store.index.insert_one(entry_doc("Patient/gone", SearchEntry("Patient|identifier|stale", "")))
+        await hub.store.set_index_format(1)
+    async with running_hub(settings) as hub:
+        assert await hub.store.index_format() == INDEX_FORMAT
+        assert {entry_from_doc(d) async for d in hub.store.index.find({"r": "Patient/old"})} == wanted
+        assert await hub.store.index.count_documents({"r": "Patient/gone"}) == 0
+        assert await matching(hub, token_match("Patient", "identifier", None, "9")) == {"Patient/old"}
