@@ -1,3 +1,30 @@
-from bench.rest import main
+"""``python -m bench [rest|search|all] [options]``: the benchmarks behind ``make bench``.
 
-raise SystemExit(main())
+  rest    single-resource REST throughput beside the raw store (bench/results/rest.json)
+  search  common searches at 100,000 resources beside a full scan (bench/results/search.json)
+  all     both, one after the other (the default)
+
+``python -m bench rest --help`` (or ``search --help``) lists each one's options.
+"""
+
+import sys
+
+from bench import rest, search
+
+_COMMANDS = {"rest": rest.main, "search": search.main}
+
+
+def main(argv: list[str]) -> int:
+    if argv and argv[0] in ("-h", "--help"):
+        print(__doc__)
+        return 0
+    if not argv or argv[0] == "all":
+        return max(command([]) for command in _COMMANDS.values())
+    command = _COMMANDS.get(argv[0])
+    if command is None:
+        print(f"unknown benchmark {argv[0]!r}; choose rest, search or all", file=sys.stderr)
+        return 2
+    return command(argv[1:])
+
+
+raise SystemExit(main(sys.argv[1:]))

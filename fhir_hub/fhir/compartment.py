@@ -65,6 +65,16 @@ def scoping_params(rtype: str) -> frozenset[str]:
     return frozenset(found)
 
 
+@cache
+def covers_compartment(rtype: str, code: str) -> bool:
+    """Whether ``code=Patient/X`` matches exactly the resources in X's compartment (its paths are all of
+    the compartment's paths: ``Encounter.patient`` yes, ``Observation.subject`` no, a performer counts)."""
+    definition = search_parameters().get((rtype, code))
+    if rtype == "Patient" or definition is None or code not in scoping_params(rtype):
+        return False  # a Patient is in its own compartment whatever it references
+    return set(_element_paths(rtype, definition)) >= set(_paths(rtype))
+
+
 def _walk(node: Any, path: tuple[str, ...]) -> Iterator[Any]:
     if isinstance(node, list):
         for item in node:

@@ -18,7 +18,7 @@ from typing import Any
 
 from fhir_hub.auth.policy import Grant
 from fhir_hub.errors import BadRequest
-from fhir_hub.fhir.compartment import scoping_params
+from fhir_hub.fhir.compartment import covers_compartment, scoping_params
 from fhir_hub.fhir.ids import is_valid_id
 from fhir_hub.search import keys
 from fhir_hub.search.normalize import date_range, decimal_range, normalize_text, sortable_time
@@ -59,14 +59,17 @@ class Evaluator:
         self.live_keys = live_keys
 
     def scope(self, rtype: str, criteria: tuple[Criterion, ...], grant: Grant) -> str | None:
-        """The patient whose compartment holds every result, when the grant or a criterion says so.
+        """The patient whose compartment holds every result, when the grant or a criterion says so."""
+        return self._scope(rtype, criteria, grant)[0]
 
-        A resident's grant does; so does a criterion ``param=Patient/X`` (one value, no chain) on a
-        parameter whose paths all lie in the compartment definition. Every other criterion can then be
-        answered from X's compartment entries alone: the results are the same, the reads far fewer.
-        """
+    def _scope(self, rtype: str, criteria: tuple[Criterion, ...], grant: Grant
+               ) -> tuple[str | None, Criterion | None]:
+        """(patient, the criterion that names it): a resident's grant, or a criterion ``param=Patient/X``
+        (one value, no chain) on a parameter whose paths all lie in the compartment definition. Every
+        other criterion can then be answered from X's compartment entries alone: the same results from
+        far fewer reads."""
         if grant.compartment is not None:
-            return grant.compartment
+            return grant.compartment, None
         scoping = scoping_params(rtype)
         for criterion in criteria:
             if (criterion.name in scoping and criterion.chain is None and len(criterion.any_of) == 1
@@ -74,22 +77,34 @@ class Evaluator:
                 target_type, target = self.reference_target(rtype, criterion.name, criterion.modifier,
                                                             criterion.any_of[0])
                 if target_type == "Patient" and is_valid_id(target):
-                    return target
-        return None
+                    return target, criterion
+        return None, None
 
     async def matching(self, rtype: str, criteria: tuple[Criterion, ...], grant: Grant) -> set[str] | None:
         """Keys of resources meeting every criterion and the grant (not yet filtered to live ones);
-        None means every resource of the type (no criteria and no compartment limit)."""
+        None means every resource of the type (no criteria and no compartment limit).
+
+        With a patient scope, the criterion naming the patient goes last, within what the others found
+        (they are bounded by that patient's entries, it by nothing smaller); it is left out altogether
+        when its parameter is the whole compartment definition (``Encounter?patient=``) and another
+        criterion already kept only that patient's resources.
+        """
         found: set[str] | None = None
         if grant.compartment is not None:
             found = await self._keys([keys.compartment_match(rtype, grant.compartment)], None)
-        scope = self.scope(rtype, criteria, grant)
+        scope, pinned_by = self._scope(rtype, criteria, grant)
+        ordered = _by_cost(criteria)
+        if pinned_by is not None:
+            ordered = [c for c in ordered if c is not pinned_by] + [pinned_by]
         large: list[Plan] = []
         unverified = False  # keys named by the client (_id) or by references (_has) may not exist
-        for criterion in _by_cost(criteria):
+        in_compartment = False  # found holds only resources of the scope's compartment
+        for criterion in ordered:
             if criterion.name in ("_id", "_lastUpdated") and criterion.modifier == "missing":
                 if criterion.any_of == ("true",):  # every stored resource has both
                     return set()
+                continue
+            if criterion is pinned_by and in_compartment and covers_compartment(rtype, criterion.name):
                 continue
             plan = _scoped(await self._plan(rtype, criterion), scope)
             unverified = unverified or criterion.name in ("_id", "_has")
@@ -106,6 +121,7 @@ class Evaluator:
                 large.append(plan)
             else:
                 found = probe if found is None else found & probe
+                in_compartment = in_compartment or scope is not None
             if found is not None and not found:
                 return set()
         for plan in large:

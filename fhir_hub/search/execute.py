@@ -144,14 +144,14 @@ class Searcher:
                 if _round and not include.iterate:
                     continue
                 added += await self._follow(include, [v for v in frontier if v.rtype == include.source])
-            if _round == 0:
-                for include in query.revincludes:
-                    added += await self._referring(include, page)
+            for include in query.revincludes:
+                if _round == 0 or include.iterate:
+                    added += await self._referring(include, frontier)
             fresh = [v for v in added if v.key not in seen]
             for version in fresh:
                 seen.add(version.key)
                 included[version.key] = version
-            if not fresh or not any(i.iterate for i in query.includes):
+            if not fresh or not any(i.iterate for i in (*query.includes, *query.revincludes)):
                 break
             frontier = fresh
         return list(included.values())

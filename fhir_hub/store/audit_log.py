@@ -15,6 +15,7 @@ from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
 
+from fhir_hub.store.count import count
 from fhir_hub.store.schema import AUDIT
 
 AuditPosition = tuple[int, str]  # (recorded, _id) of the last entry of a page
@@ -59,4 +60,4 @@ class AuditLog:
         return [doc async for doc in cursor]
 
     async def count(self, *, patients: list[str] | None, ids: list[str] | None) -> int:
-        return await self.entries.count_documents(self._filter(patients, ids, None))
+        return await count(self.entries, self._filter(patients, ids, None))

@@ -30,6 +30,7 @@ from pymongo.errors import ClientBulkWriteException, PyMongoError
 
 from fhir_hub.fhir.jsonio import loads
 from fhir_hub.store.audit_log import AuditLog
+from fhir_hub.store.count import count
 from fhir_hub.store.plan import Step, entry_doc, entry_id, match_filter, plan_write, set_document
 from fhir_hub.store.records import (
     EntryMatch,
@@ -147,8 +148,8 @@ class MongoStore:
         """
         if match.any_key is not None:
             return await self._entries_each((replace(match, key=key, any_key=None) for key in match.any_key), limit)
-        ranged = match.prefix or match.upper is not None
-        if ranged and match.resources is not None and 1 < len(match.resources) <= _SPLIT_RESOURCES:
+        wide = match.scope is None and (match.prefix or match.upper is not None)  # a patient's range is narrow
+        if wide and match.resources is not None and 1 < len(match.resources) <= _SPLIT_RESOURCES:
             return await self._entries_each((replace(match, resources=(key,)) for key in match.resources), limit)
         cursor = self.index.find(match_filter(match), {"_id": 0})
         if limit:
@@ -186,7 +187,7 @@ class MongoStore:
         return [StoredVersion.from_doc(doc) async for doc in cursor]
 
     async def count_live(self, rtype: str) -> int:
-        return await self.current_docs.count_documents({"live": rtype})
+        return await count(self.current_docs, {"live": rtype})
 
     async def history(self, *, rtype: str | None = None, rid: str | None = None, since: int | None = None,
                       before: HistoryPosition | None = None, limit: int) -> HistoryPage:

@@ -13,6 +13,7 @@ from pymongo import DeleteMany, InsertOne, MongoClient, UpdateOne
 from pymongo.database import Database
 from pymongo.errors import ClientBulkWriteException
 
+from fhir_hub.store.count import count_pipeline
 from tests.store.contract import (
     SHAPES,
     Doc,
@@ -156,7 +157,7 @@ def run_on_server(db: Database, shape: Shape, args: dict[str, Any]) -> Any:
         found = list(cursor)
         return _ids(found) if args.get("sort") else sorted(_ids(found))
     if shape.kind == "count":
-        return coll.count_documents(args["query"])
+        return next(coll.aggregate(count_pipeline(args["query"])), {"n": 0})["n"]
     if shape.kind == "update_one":
         coll.update_one(args["query"], args["update"], upsert=shape.upsert)
     elif shape.kind == "delete_many":
