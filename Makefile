@@ -10,7 +10,7 @@ CONSTRAINTS := constraints.txt
 help:
 	@echo "make run      create .venv, install, start the embedded store and the hub on 127.0.0.1:8080 with demo data"
 	@echo "make test     install test dependencies, lint, run the whole test suite"
-	@echo "make bench    measure throughput against the embedded store (writes bench/results/)"
+	@echo "make bench    REST throughput and search at 100,000 resources on the embedded store (bench/results/)"
 	@echo "make openapi  regenerate openapi/openapi.json from the app"
 
 $(BIN)/python:

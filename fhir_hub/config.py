@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
+from fhir_hub.search.limits import SearchLimits
+
 ENV_PREFIX = "FHIR_HUB_"
 DEV_ISSUER = "urn:fhir-hub:development"
 DEV_AUDIENCE = "urn:fhir-hub"
@@ -37,6 +39,7 @@ class Settings:
     default_count: int = 20
     max_count: int = 1000
     max_search_params: int = 30
+    max_chain_depth: int = 4  # chained parameters and nested _has, each a search of its own
     max_bundle_entries: int = 10_000
     # Security. "production" refuses to start without a configured JWKS, issuer and audience; "development"
     # signs its own tokens with a key generated in data_dir (``fhir-hub token``).
@@ -72,6 +75,10 @@ class Settings:
         return self.env == "production"
 
     @property
+    def search_limits(self) -> SearchLimits:
+        return SearchLimits(self.default_count, self.max_count, self.max_search_params, self.max_chain_depth)
+
+    @property
     def issuer(self) -> str:
         return self.token_issuer or DEV_ISSUER
 
@@ -80,8 +87,8 @@ class Settings:
         return self.token_audience or DEV_AUDIENCE
 
     def check(self) -> None:
-        for name in ("max_body_bytes", "default_count", "max_count", "max_search_params", "max_bundle_entries",
-                     "max_token_bytes", "audit_flush_ms"):
+        for name in ("max_body_bytes", "default_count", "max_count", "max_search_params", "max_chain_depth",
+                     "max_bundle_entries", "max_token_bytes", "audit_flush_ms"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be a positive integer")
         if self.clock_skew_seconds < 0:

@@ -51,7 +51,7 @@ class FhirContext:
     def reader(self) -> ScopedReader:
         assert self.caller is not None, "public endpoints do not read data"
         return ScopedReader(self.hub.store, self.caller, self.audit,
-                            max_search_params=self.hub.settings.max_search_params, base_url=self.base_url)
+                            limits=self.hub.settings.search_limits, base_url=self.base_url)
 
     async def commit(self, op: WriteOp) -> WriteResult:
         assert self.caller is not None, "public endpoints do not write data"

@@ -73,9 +73,7 @@ async def _with_form(ctx: FhirContext) -> list[tuple[str, str]]:
 
 
 async def _search(ctx: FhirContext, rtype: str, params: list[tuple[str, str]]) -> Response:
-    settings = ctx.hub.settings
-    query = parse_search(rtype, params, default_count=settings.default_count, max_count=settings.max_count,
-                         strict=ctx.strict, max_params=settings.max_search_params)
+    query = parse_search(rtype, params, strict=ctx.strict, limits=ctx.hub.settings.search_limits)
     direction, position = _page_position(query.page)
     outcome = await ctx.reader.search(query, after=position if direction == "after" else None,
                                       before=position if direction == "before" else None)
@@ -91,10 +89,8 @@ async def _search_all(ctx: FhirContext, params: list[tuple[str, str]]) -> Respon
     if named is not None and AUDIT_TYPE in named:
         raise BadRequest("_type: AuditEvent is searched on its own (GET /AuditEvent)", expression=["_type"],
                          code="not-supported")
-    settings = ctx.hub.settings
     types = ctx.reader.searchable_types(named)
-    queries = parse_system_search(types, rest, default_count=settings.default_count, max_count=settings.max_count,
-                                  strict=ctx.strict, max_params=settings.max_search_params)
+    queries = parse_system_search(types, rest, strict=ctx.strict, limits=ctx.hub.settings.search_limits)
     direction, position = _page_position(queries[0].page)
     outcome = await ctx.reader.search_system(queries, after=position if direction == "after" else None,
                                              before=position if direction == "before" else None)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import bisect
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cmp_to_key
 from typing import Any
 from urllib.parse import parse_qsl
@@ -20,6 +20,7 @@ from fhir_hub.auth.policy import Grant
 from fhir_hub.errors import BadRequest
 from fhir_hub.search import keys
 from fhir_hub.search.criteria import Evaluator, GrantFor
+from fhir_hub.search.limits import SearchLimits
 from fhir_hub.search.query import Include, SearchQuery, param_type, parse_search, unescape
 from fhir_hub.store.mongo import MongoStore
 from fhir_hub.store.plan import entry_key
@@ -187,7 +188,7 @@ class Searcher:
         return kept
 
     async def conditional(self, rtype: str, query_string: str, grant: Grant, *, what: str,
-                          max_params: int) -> list[StoredVersion]:
+                          limits: SearchLimits) -> list[StoredVersion]:
         """Live resources the caller may see that match the criteria of a conditional interaction.
 
         Unsupported parameters are refused rather than ignored: a conditional delete that silently dropped
@@ -195,8 +196,8 @@ class Searcher:
         """
         params = parse_qsl(query_string.lstrip("?"), keep_blank_values=True)
         # _count has no meaning for a condition; any value is accepted and unused.
-        query = parse_search(rtype, params, default_count=0, max_count=2**31 - 1, strict=True,
-                             max_params=max_params)
+        query = parse_search(rtype, params, strict=True,
+                             limits=replace(limits, default_count=0, max_count=2**31 - 1))
         if not query.criteria:
             raise BadRequest(f"{what} needs search criteria (for example identifier=system|value or _id=...)")
         found = await self.evaluator.matching(rtype, query.criteria, grant)

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from fhir_hub.errors import BadRequest
+from fhir_hub.search.limits import DEFAULT_LIMITS, SearchLimits
 from fhir_hub.search.params import params_for
 
 RESULT_PARAMS = frozenset({"_count", "_page", "_format", "_pretty", "_sort", "_total", "_summary", "_elements",
@@ -191,15 +192,13 @@ def parse_search(
     rtype: str,
     params: Sequence[tuple[str, str]],
     *,
-    default_count: int,
-    max_count: int,
     strict: bool,
-    max_params: int = 30,
+    limits: SearchLimits = DEFAULT_LIMITS,
 ) -> SearchQuery:
     """Criteria, result parameters and the names of parameters that were ignored (or refused, strict)."""
-    if len(params) > max_params:
+    if len(params) > limits.max_params:
         raise BadRequest(f"The request has {len(params)} search parameters; this server accepts at most "
-                         f"{max_params} (FHIR_HUB_MAX_SEARCH_PARAMS)", code="too-costly")
+                         f"{limits.max_params} (FHIR_HUB_MAX_SEARCH_PARAMS)", code="too-costly")
     criteria: list[Criterion] = []
     ignored: list[str] = []
     result: dict[str, str] = {}
@@ -213,6 +212,7 @@ def parse_search(
         elif base in RESULT_PARAMS:
             result[base] = value
         else:
+            _check_depth(key, limits.max_chain_depth)
             criterion = parse_criterion(rtype, key, value)
             if criterion is not None:
                 criteria.append(criterion)
@@ -224,7 +224,7 @@ def parse_search(
     return SearchQuery(
         rtype=rtype,
         criteria=tuple(criteria),
-        count=parse_count(result.get("_count"), default=default_count, maximum=max_count),
+        count=parse_count(result.get("_count"), default=limits.default_count, maximum=limits.max_count),
         page=result.get("_page"),
         ignored=tuple(ignored),
         sort=_parse_sort(rtype, result.get("_sort")),
@@ -240,10 +240,8 @@ def parse_system_search(
     types: Sequence[str],
     params: Sequence[tuple[str, str]],
     *,
-    default_count: int,
-    max_count: int,
     strict: bool,
-    max_params: int = 30,
+    limits: SearchLimits = DEFAULT_LIMITS,
 ) -> list[SearchQuery]:
     """A system-level search as one query per type, all with the same criteria and result parameters.
 
@@ -252,8 +250,7 @@ def parse_system_search(
     them, or refused with ``Prefer: handling=strict``.
     """
     def parse(rtype: str, kept: Sequence[tuple[str, str]], refuse: bool) -> SearchQuery:
-        return parse_search(rtype, kept, default_count=default_count, max_count=max_count, strict=refuse,
-                            max_params=max_params)
+        return parse_search(rtype, kept, strict=refuse, limits=limits)
 
     unknown: list[str] = []
     for rtype in types:
@@ -263,6 +260,14 @@ def parse_system_search(
         unknown += [key for key in ignored if key not in unknown]
     kept = [(key, value) for key, value in params if key not in unknown]
     return [replace(parse(rtype, kept, strict), ignored=tuple(unknown)) for rtype in types]
+
+
+def _check_depth(key: str, most: int) -> None:
+    """Chains (``a.b.c``) and nested ``_has`` each add a search; refused past the configured depth."""
+    depth = key.count(".") + key.count("_has:")
+    if depth > most:
+        raise BadRequest(f"{key[:200]}: {depth} chained searches; this server follows at most {most} "
+                         "(FHIR_HUB_MAX_CHAIN_DEPTH)", expression=[key[:200]], code="too-costly")
 
 
 def _one_of(name: str, value: str | None, allowed: frozenset[str]) -> str | None:

@@ -17,6 +17,7 @@ from fhir_hub.auth.policy import Grant, grant, require, require_any
 from fhir_hub.errors import Gone, NotFound
 from fhir_hub.fhir.registry import resource_types
 from fhir_hub.search.execute import Position, Searcher, SearchOutcome
+from fhir_hub.search.limits import DEFAULT_LIMITS, SearchLimits
 from fhir_hub.search.query import SearchQuery
 from fhir_hub.store.mongo import HistoryPage, HistoryPosition, MongoStore
 from fhir_hub.store.records import StoredVersion
@@ -26,11 +27,11 @@ _MAX_SCANNED = 5_000  # history versions examined for one page of a compartment-
 
 class ScopedReader:
     def __init__(self, store: MongoStore, caller: Caller, audit: AuditRecord | None = None, *,
-                 max_search_params: int = 30, base_url: str | None = None) -> None:
+                 limits: SearchLimits = DEFAULT_LIMITS, base_url: str | None = None) -> None:
         self.store = store
         self.caller = caller
         self.audit = audit
-        self.max_search_params = max_search_params
+        self.limits = limits
         self.searcher = Searcher(store, grant_for=lambda rtype: require(caller, rtype, "s"),
                                  may_read=lambda rtype: grant(caller, rtype, "r"), base_url=base_url)
 
@@ -159,7 +160,7 @@ class ScopedReader:
     async def conditional(self, rtype: str, query_string: str, *, what: str) -> list[StoredVersion]:
         """The resources a conditional interaction would act on; needs the search permission."""
         matches = await self.searcher.conditional(rtype, query_string, require(self.caller, rtype, "s"), what=what,
-                                                  max_params=self.max_search_params)
+                                                  limits=self.limits)
         for version in matches:
             self._hand_out(version)
         return matches

@@ -8,9 +8,11 @@ from hypothesis import strategies as st
 
 from fhir_hub.errors import BadRequest
 from fhir_hub.search.keys import token_entry, token_match
+from fhir_hub.search.limits import SearchLimits
 from fhir_hub.search.query import parse_count, parse_search, split_or, split_token, unescape
 from fhir_hub.store.records import EntryMatch, SearchEntry
 
+LIMITS = SearchLimits(default_count=20, max_count=100, max_params=30, max_chain_depth=2)
 plain = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)
 
 
@@ -61,20 +63,32 @@ def test_parse_search_lenient_and_strict() -> None:
     query = parse_search("Patient", [("_id", "a,b"), ("foo", "1"), ("_count", "5"), ("_format", "json"),
                                      ("name:exact", "An"), ("general-practitioner:Practitioner.name", "Lan"),
                                      ("_sort", "-birthdate,_id"), ("_include", "Patient:organization")],
-                         default_count=20, max_count=100, strict=False)
+                         limits=LIMITS, strict=False)
     assert query.count == 5 and query.ignored == ("foo",)
     assert query.link_params() == [("_id", "a,b"), ("name:exact", "An"),
                                    ("general-practitioner:Practitioner.name", "Lan"), ("_sort", "-birthdate,_id"),
                                    ("_include", "Patient:organization")]
     assert query.sort == (("birthdate", True), ("_id", False))
     with pytest.raises(BadRequest) as err:
-        parse_search("Patient", [("foo", "1")], default_count=20, max_count=100, strict=True)
+        parse_search("Patient", [("foo", "1")], limits=LIMITS, strict=True)
     assert err.value.issues[0].expression == ("foo",)
     for bad in (("name:below", "x"), ("birthdate.name", "x"), ("gender:missing", "maybe"), ("_sort", "nickname"),
                 ("_include", "Patient:name"), ("_summary", "short"), ("_total", "some"), ("_elements", "a b"),
                 ("_has:Observation", "x")):
         with pytest.raises(BadRequest):
-            parse_search("Patient", [bad], default_count=20, max_count=100, strict=False)
+            parse_search("Patient", [bad], limits=LIMITS, strict=False)
+
+
+def test_chains_deeper_than_the_limit_are_refused() -> None:
+    """Each chain step and nested _has is a search of its own: FHIR_HUB_MAX_CHAIN_DEPTH bounds them."""
+    parse_search("Patient", [("general-practitioner.organization.name", "x")], limits=LIMITS, strict=True)
+    parse_search("Patient", [("_has:Observation:subject:_has:Provenance:target:agent", "x")], limits=LIMITS,
+                 strict=True)
+    for key in ("general-practitioner.organization.partof.name",
+                "_has:Observation:subject:_has:Provenance:target:_has:AuditEvent:entity:type"):
+        with pytest.raises(BadRequest) as err:
+            parse_search("Patient", [(key, "x")], limits=LIMITS, strict=True)
+        assert err.value.issues[0].code == "too-costly" and "FHIR_HUB_MAX_CHAIN_DEPTH" in str(err.value)
 
 
 @given(st.text(max_size=6))
