@@ -60,15 +60,16 @@ async def _upgrade_index(store: MongoStore) -> None:
     found = await store.index_format()
     if found == INDEX_FORMAT:
         return
+    was = "unrecorded" if found is None else str(found)
 
     def progress(done: int) -> None:
         if done % 5000 == 0:
-            log.info("search index format %s -> %d: %d resources recomputed so far", found, INDEX_FORMAT, done)
+            log.info("search index format %s -> %d: %d resources recomputed so far", was, INDEX_FORMAT, done)
 
     visited = await store.reindex_all(progress)
     await store.set_index_format(INDEX_FORMAT)
     if visited:
-        log.warning("search index format %s -> %d: recomputed the entries of %d resources", found, INDEX_FORMAT,
+        log.warning("search index format %s -> %d: recomputed the entries of %d resources", was, INDEX_FORMAT,
                     visited)
 
 

@@ -167,6 +167,13 @@ def test_a_resident_sees_only_their_own_record(app_client: TestClient, settings:
         ("/Observation", {"_sort": "-date", "_count": "5"}, {("Observation", ids["obs-pa"])}),
         ("/Observation", {"code:missing": "false"}, {("Observation", ids["obs-pa"])}),
         ("/Observation", {"status:not": "cancelled"}, {("Observation", ids["obs-pa"])}),
+        ("/Observation", {"_id": ids["obs-pb"]}, set()),
+        ("/Observation", {"_id:not": "nothing"}, {("Observation", ids["obs-pa"])}),
+        ("/", {"_type": "Observation,Patient"}, {("Observation", ids["obs-pa"]), ("Patient", "pa")}),
+        ("/", {"_lastUpdated": "ge2000"}, {("Observation", ids["obs-pa"]), ("Patient", "pa")}),  # no Organization
+        ("/", {"_id": f"pb,{ids['obs-pb']}"}, set()),
+        ("/Patient", {"_id": "pa", "_revinclude:iterate": "Observation:subject"},
+         {("Observation", ids["obs-pa"]), ("Patient", "pa")}),
     ):
         answer = get(url, params=params).json()
         returned = {(e["resource"]["resourceType"], e["resource"]["id"]) for e in answer.get("entry", [])
@@ -180,6 +187,7 @@ def test_a_resident_sees_only_their_own_record(app_client: TestClient, settings:
             if e["resource"]["resourceType"] == "Observation"} == {"Patient/pa"}
     assert {e["resource"]["id"] for e in system["entry"] if e["resource"]["resourceType"] == "Patient"} == {"pa"}
     assert assert_outcome(get("/Organization"), 403)  # not in the Patient compartment: no patient scope reaches it
+    assert assert_outcome(get("/", params={"_type": "Organization"}), 403)
     batch = app_client.post("/", json={"resourceType": "Bundle", "type": "batch", "entry": [
         {"request": {"method": "GET", "url": "Patient/pb"}}]}, headers={**FHIR, **mine})
     assert batch.status_code in (404, 405) and "Trần" not in batch.text
