@@ -23,6 +23,7 @@ from fhir_hub.auth.tokens import InvalidToken
 from fhir_hub.errors import BadRequest, Unauthorized
 from fhir_hub.hub import Hub
 from fhir_hub.store.reader import ScopedReader
+from fhir_hub.store.transaction import Transaction
 from fhir_hub.store.writer import WriteOp, WriteResult
 
 
@@ -36,6 +37,7 @@ class FhirContext:
     prefer: dict[str, str]
     caller: Caller | None = None
     audit: AuditRecord | None = None
+    tx: Transaction | None = None  # set while the entries of a transaction Bundle are processed
 
     def prefers(self, name: str) -> str | None:
         return self.prefer.get(name)
@@ -55,7 +57,7 @@ class FhirContext:
 
     async def commit(self, op: WriteOp) -> WriteResult:
         assert self.caller is not None, "public endpoints do not write data"
-        result = await self.hub.writer.commit(op, caller=self.caller)
+        result = await self.hub.writer.commit(op, caller=self.caller, tx=self.tx)
         if self.audit is not None and result.changed:
             self.audit.touch(result.version)
         return result
@@ -148,7 +150,8 @@ async def fhir_context(request: Request) -> FhirContext:
     permission = PERMISSION[interaction]
     rtype = request.path_params.get("rtype")
     if rtype is None:
-        require_any(caller, permission)
+        if permission:
+            require_any(caller, permission)
     else:
         require(caller, check_type(rtype), permission)
     return _context(request, hub, caller, audit)

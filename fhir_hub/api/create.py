@@ -2,19 +2,22 @@
 
 The server assigns the id; an id in the body is ignored, as the spec requires. With ``If-None-Exist``:
 no match creates, one match answers 200 with the existing resource and stores nothing, several matches
-answer 412.
+answer 412. ``create_resource`` serves the HTTP route and the entries of a Bundle alike.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Response
 
 from fhir_hub.api.body import read_resource
-from fhir_hub.api.context import Fhir
-from fhir_hub.api.responses import write_response
+from fhir_hub.api.context import Fhir, FhirContext
+from fhir_hub.api.responses import Written, write_response
 from fhir_hub.api.routing import ResourceTypePath, check_type, fhir_route
 from fhir_hub.errors import PreconditionFailed
 from fhir_hub.fhir.validation import validate_resource
+from fhir_hub.store.records import StoredVersion
 from fhir_hub.store.writer import Create
 
 router = APIRouter()
@@ -29,13 +32,25 @@ async def create(rtype: ResourceTypePath, ctx: Fhir) -> Response:
     check_type(rtype)
     resource = await read_resource(ctx.request, ctx.hub.settings)
     condition = ctx.request.headers.get("if-none-exist")
-    if condition is not None:
+    return write_response(ctx, await create_resource(ctx, rtype, resource, if_none_exist=condition))
+
+
+async def existing_match(ctx: FhirContext, rtype: str, condition: str) -> StoredVersion | None:
+    """The one resource an ``If-None-Exist`` condition finds, or None; several are a 412."""
+    matches = await ctx.reader.conditional(rtype, condition, what="If-None-Exist")
+    if len(matches) > 1:
+        raise PreconditionFailed(f"If-None-Exist: {len(matches)} {rtype} resources match {condition!r}",
+                                 code="multiple-matches", expression=["If-None-Exist"])
+    return matches[0] if matches else None
+
+
+async def create_resource(ctx: FhirContext, rtype: str, resource: dict[str, Any], *, if_none_exist: str | None = None,
+                          rid: str | None = None) -> Written:
+    """``rid``: an id the caller chose among the server's own (a transaction assigns ids before writing)."""
+    if if_none_exist is not None:
         validate_resource(resource, expected_type=rtype)  # a bad body is refused even when a match exists
-        matches = await ctx.reader.conditional(rtype, condition, what="If-None-Exist")
-        if len(matches) > 1:
-            raise PreconditionFailed(f"If-None-Exist: {len(matches)} {rtype} resources match {condition!r}",
-                                     code="multiple-matches", expression=["If-None-Exist"])
-        if matches:
-            return write_response(ctx, matches[0], status=200, what="Found existing")
-    result = await ctx.commit(Create(rtype, resource))
-    return write_response(ctx, result.version, status=201, what="Created")
+        found = await existing_match(ctx, rtype, if_none_exist)
+        if found is not None:
+            return Written(found, 200, "Found existing")
+    result = await ctx.commit(Create(rtype, resource, rid=rid))
+    return Written(result.version, 201, "Created")

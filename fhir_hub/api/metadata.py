@@ -75,10 +75,10 @@ def _system_search_params() -> list[dict[str, str]]:
 
 
 def _statement(tags: tuple[dict[str, Any], ...], base_url: str) -> dict[str, Any]:
-    codes = {t["code"] for t in tags}
+    codes = {t["code"] for t in tags} | {c for t in tags for c in t.get("interactions", ())}
     flags: dict[str, Any] = {}
     for tag in tags:
-        flags.update({k: v for k, v in tag.items() if k not in ("code", "level")})
+        flags.update({k: v for k, v in tag.items() if k not in ("code", "level", "interactions")})
     resources = []
     for rtype in resource_types():
         hub_only = rtype in HUB_ONLY_TYPES  # readable, never written through the API

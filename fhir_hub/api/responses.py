@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from fastapi import Response
 
 from fhir_hub.api.context import FhirContext
@@ -36,17 +38,36 @@ def outcome_json(*issues: Issue) -> bytes:
     return dumps({"resourceType": "OperationOutcome", "issue": [i.to_json() for i in issues]})
 
 
-def write_response(ctx: FhirContext, version: StoredVersion, *, status: int, what: str) -> Response:
-    """Answer a create or update as the client's ``Prefer: return=`` asks (default: the resource)."""
-    headers = version_headers(ctx, version, location=status == 201)
+@dataclass(frozen=True, slots=True)
+class Written:
+    """What a write interaction did, before it is answered over HTTP or as a Bundle entry's response."""
+
+    version: StoredVersion | None  # None when nothing was there to delete
+    status: int
+    what: str  # "Created", "Updated", "Patched", "Found existing", "Deleted", "Nothing to delete"
+
+    @property
+    def message(self) -> str:
+        v = self.version
+        if v is None:
+            return self.what
+        return f"{self.what} {v.rtype}/{v.rid}" + (f", version {v.vid}" if v.vid else "")
+
+    def outcome(self) -> bytes:
+        return outcome_json(Issue("informational", self.message, severity="information"))
+
+
+def write_response(ctx: FhirContext, written: Written) -> Response:
+    """Answer a write as the client's ``Prefer: return=`` asks (default: the resource; nothing for a delete)."""
+    version, status = written.version, written.status
+    headers = version_headers(ctx, version, location=status == 201) if version is not None else {}
+    if version is not None and version.deleted:
+        headers = {"ETag": version.etag}
     choice = ctx.prefers("return")
-    if choice == "minimal":
-        return fhir_response(ctx, None, status=status, headers=headers)
     if choice == "operationoutcome":
-        message = f"{what} {version.rtype}/{version.rid}, version {version.vid}"
-        return fhir_response(ctx, outcome_json(Issue("informational", message, severity="information")),
-                             status=status, headers=headers)
-    return fhir_response(ctx, version.json, status=status, headers=headers)
+        return fhir_response(ctx, written.outcome(), status=200 if status == 204 else status, headers=headers)
+    body = version.json if version is not None and choice != "minimal" else None
+    return fhir_response(ctx, body, status=status, headers=headers)
 
 
 def parse_etag(value: str, *, header: str) -> int:

@@ -61,7 +61,7 @@ def fhir_route(
     level: str,
     *,
     summary: str,
-    body: bool = False,
+    body: bool | dict[str, Any] = False,
     query: tuple[str, ...] = (),
     headers: tuple[str, ...] = (),
     **capability: Any,
@@ -71,7 +71,9 @@ def fhir_route(
     params = [_param(name, "query") for name in (*query, "_format", "_pretty")]
     params += [_param(name, "header") for name in headers]
     extra["parameters"] = params
-    if body:
+    if isinstance(body, dict):
+        extra["requestBody"] = body
+    elif body:
         extra["requestBody"] = {
             "required": True,
             "content": {

@@ -73,11 +73,19 @@ async def _with_form(ctx: FhirContext) -> list[tuple[str, str]]:
 
 
 async def _search(ctx: FhirContext, rtype: str, params: list[tuple[str, str]]) -> Response:
-    query = parse_search(rtype, params, strict=ctx.strict, limits=ctx.hub.settings.search_limits)
+    return fhir_response(ctx, await searchset(ctx, parse_query(ctx, rtype, params)))
+
+
+def parse_query(ctx: FhirContext, rtype: str, params: list[tuple[str, str]]) -> SearchQuery:
+    return parse_search(rtype, params, strict=ctx.strict, limits=ctx.hub.settings.search_limits)
+
+
+async def searchset(ctx: FhirContext, query: SearchQuery) -> bytes:
+    """One page of a type-level search as a searchset Bundle (for the HTTP route and Bundle GET entries)."""
     direction, position = _page_position(query.page)
     outcome = await ctx.reader.search(query, after=position if direction == "after" else None,
                                       before=position if direction == "before" else None)
-    return _searchset(ctx, query, outcome, rtype, [])
+    return _searchset(ctx, query, outcome, query.rtype, [])
 
 
 async def _search_all(ctx: FhirContext, params: list[tuple[str, str]]) -> Response:
@@ -94,7 +102,7 @@ async def _search_all(ctx: FhirContext, params: list[tuple[str, str]]) -> Respon
     direction, position = _page_position(queries[0].page)
     outcome = await ctx.reader.search_system(queries, after=position if direction == "after" else None,
                                              before=position if direction == "before" else None)
-    return _searchset(ctx, queries[0], outcome, "", [("_type", ",".join(named))] if named else [])
+    return fhir_response(ctx, _searchset(ctx, queries[0], outcome, "", [("_type", ",".join(named))] if named else []))
 
 
 def _types(params: list[tuple[str, str]]) -> tuple[str, ...] | None:
@@ -106,7 +114,7 @@ def _types(params: list[tuple[str, str]]) -> tuple[str, ...] | None:
 
 
 def _searchset(ctx: FhirContext, query: SearchQuery, outcome: SearchOutcome, path: str,
-               extra: list[tuple[str, str]]) -> Response:
+               extra: list[tuple[str, str]]) -> bytes:
     links = [("self", _link(ctx, path, extra, query, None))]
     if outcome.previous is not None:
         links.append(("previous", _link(ctx, path, extra, query, encode_page(["before", outcome.previous]))))
@@ -119,7 +127,7 @@ def _searchset(ctx: FhirContext, query: SearchQuery, outcome: SearchOutcome, pat
     if query.ignored:
         entries.append(_ignored_outcome(query))
     total = None if query.total == "none" else outcome.total
-    return fhir_response(ctx, bundle("searchset", entries=entries, links=links, total=total))
+    return bundle("searchset", entries=entries, links=links, total=total)
 
 
 def _page_position(token: str | None) -> tuple[str | None, list[Any] | None]:

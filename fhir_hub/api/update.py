@@ -3,18 +3,22 @@
 PUT with a client id creates the resource when it does not exist (update-as-create, 201). ``If-Match``
 makes the update depend on the version the client last saw (412 otherwise). Conditional update
 ``PUT [type]?criteria``: no match creates (with the body's id if it has one), one match updates it, several
-matches answer 412; a body id that names another resource than the match is a 400.
+matches answer 412; a body id that names another resource than the match is a 400. The functions below
+serve the HTTP routes and the entries of a Bundle alike.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from fastapi import APIRouter, Response
 
 from fhir_hub.api.body import read_resource
 from fhir_hub.api.context import Fhir, FhirContext
-from fhir_hub.api.responses import parse_etag, write_response
+from fhir_hub.api.responses import Written, parse_etag, write_response
 from fhir_hub.api.routing import IdPath, ResourceTypePath, check_instance, check_type, fhir_route
 from fhir_hub.errors import BadRequest, PreconditionFailed
+from fhir_hub.store.records import StoredVersion
 from fhir_hub.store.writer import Create, Update
 
 router = APIRouter()
@@ -28,7 +32,7 @@ router = APIRouter()
 async def update(rtype: ResourceTypePath, rid: IdPath, ctx: Fhir) -> Response:
     check_instance(rtype, rid)
     resource = await read_resource(ctx.request, ctx.hub.settings)
-    return await _update(ctx, Update(rtype, rid, resource, if_match=_if_match(ctx)))
+    return write_response(ctx, await update_resource(ctx, rtype, rid, resource, if_match=if_match_header(ctx)))
 
 
 @router.put(
@@ -39,30 +43,42 @@ async def update(rtype: ResourceTypePath, rid: IdPath, ctx: Fhir) -> Response:
 async def conditional_update(rtype: ResourceTypePath, ctx: Fhir) -> Response:
     check_type(rtype)
     resource = await read_resource(ctx.request, ctx.hub.settings)
-    matches = await ctx.reader.conditional(rtype, ctx.request.url.query, what="Conditional update")
+    match = await single_match(ctx, rtype, ctx.request.url.query, what="Conditional update")
+    return write_response(ctx, await update_matched(ctx, rtype, match, resource, if_match=if_match_header(ctx)))
+
+
+async def single_match(ctx: FhirContext, rtype: str, criteria: str, *, what: str) -> StoredVersion | None:
+    """The resource a conditional update, patch or delete acts on: None when nothing matches, 412 for several."""
+    matches = await ctx.reader.conditional(rtype, criteria, what=what)
     if len(matches) > 1:
-        raise PreconditionFailed(f"Conditional update: {len(matches)} {rtype} resources match the criteria",
+        raise PreconditionFailed(f"{what}: {len(matches)} {rtype} resources match the criteria {criteria!r}",
                                  code="multiple-matches")
+    return matches[0] if matches else None
+
+
+async def update_matched(ctx: FhirContext, rtype: str, match: StoredVersion | None, resource: dict[str, Any], *,
+                         if_match: int | None, new_id: str | None = None) -> Written:
+    """A conditional update once its criteria are resolved; ``new_id`` names the resource it creates
+    when nothing matched and the body has no id (a transaction chooses it ahead)."""
     body_id = resource.get("id")
-    if not matches:
-        if body_id is None:
+    if match is None:
+        if body_id is None and new_id is None:
             result = await ctx.commit(Create(rtype, resource))
-            return write_response(ctx, result.version, status=201, what="Created")
-        return await _update(ctx, Update(rtype, str(body_id), resource, if_match=_if_match(ctx)))
-    match = matches[0]
+            return Written(result.version, 201, "Created")
+        rid = str(body_id) if body_id is not None else str(new_id)
+        return await update_resource(ctx, rtype, rid, {**resource, "id": rid}, if_match=if_match)
     if body_id is not None and body_id != match.rid:
         raise BadRequest(f"Resource.id: the body has id {body_id!r} but the criteria match {rtype}/{match.rid}",
                          expression=[f"{rtype}.id"])
-    resource = {**resource, "id": match.rid}
-    return await _update(ctx, Update(rtype, match.rid, resource, if_match=_if_match(ctx)))
+    return await update_resource(ctx, rtype, match.rid, {**resource, "id": match.rid}, if_match=if_match)
 
 
-async def _update(ctx: FhirContext, op: Update) -> Response:
-    result = await ctx.commit(op)
-    status = 201 if result.created else 200
-    return write_response(ctx, result.version, status=status, what="Created" if result.created else "Updated")
+async def update_resource(ctx: FhirContext, rtype: str, rid: str, resource: dict[str, Any], *,
+                          if_match: int | None) -> Written:
+    result = await ctx.commit(Update(rtype, rid, resource, if_match=if_match))
+    return Written(result.version, 201, "Created") if result.created else Written(result.version, 200, "Updated")
 
 
-def _if_match(ctx: FhirContext) -> int | None:
+def if_match_header(ctx: FhirContext) -> int | None:
     value = ctx.request.headers.get("if-match")
     return parse_etag(value, header="If-Match") if value is not None else None

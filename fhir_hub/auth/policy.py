@@ -23,6 +23,8 @@ PERMISSION = {
     "search-type": "s", "search-type-post": "s", "search-system": "s", "search-system-post": "s",
     "history-type": "s", "history-system": "s",
     "create": "c", "update": "u", "conditional-update": "u", "delete": "d", "conditional-delete": "d",
+    "patch": "u", "conditional-patch": "u",
+    "transaction": "",  # a Bundle: each entry is checked as the interaction it carries
 }
 HUB_ONLY_TYPES = frozenset({"AuditEvent"})
 

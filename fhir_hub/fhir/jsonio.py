@@ -22,6 +22,14 @@ BOM = b"\xef\xbb\xbf"
 
 def parse_json_object(body: bytes, *, what: str = "request body") -> dict[str, Any]:
     """The body as a JSON object, or a 400 that says what is wrong and where."""
+    value = parse_json(body, what=what)
+    if not isinstance(value, dict):
+        raise BadRequest(f"The {what} must be a JSON object (a FHIR resource), not {type(value).__name__}")
+    return value
+
+
+def parse_json(body: bytes, *, what: str = "request body") -> Any:
+    """Any JSON value, or a 400 that says what is wrong and where."""
     if not body.strip():
         raise BadRequest(f"The {what} is empty; a FHIR JSON resource was expected")
     if body.startswith(BOM):
@@ -33,8 +41,6 @@ def parse_json_object(body: bytes, *, what: str = "request body") -> dict[str, A
         value = loads(body)
     except orjson.JSONDecodeError as exc:
         raise BadRequest(f"The {what} is not valid JSON: {exc}") from None
-    if not isinstance(value, dict):
-        raise BadRequest(f"The {what} must be a JSON object (a FHIR resource), not {type(value).__name__}")
     return value
 
 

@@ -17,17 +17,20 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from fhir_hub.store.count import count
 from fhir_hub.store.schema import AUDIT
+from fhir_hub.store.transaction import WriteGate
 
 AuditPosition = tuple[int, str]  # (recorded, _id) of the last entry of a page
 
 
 class AuditLog:
-    def __init__(self, db: AsyncDatabase) -> None:
+    def __init__(self, db: AsyncDatabase, gate: WriteGate | None = None) -> None:
         self.entries = db[AUDIT]
+        self.gate = gate or WriteGate(enabled=False)
 
     async def append(self, docs: list[dict[str, Any]]) -> None:
         if docs:
-            await self.entries.insert_many(docs, ordered=False)
+            async with self.gate.shared():  # an open nx-27017 transaction would take these with it
+                await self.entries.insert_many(docs, ordered=False)
 
     async def stored_ids(self, ids: list[str]) -> set[str]:
         """Which of these entries are stored (after a failed append, to retry only the others)."""

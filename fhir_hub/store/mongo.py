@@ -12,8 +12,8 @@ current document still marked ``pending``.
 
 Why not a multi-document transaction per write: nx-27017's transactions are not isolated (measured: an
 uncommitted write is visible to other connections, and an abort rolls back other sessions' writes too),
-and on MongoDB a transaction adds a round trip to every write. Multi-resource atomicity (transaction
-Bundles) is a separate concern of the Bundle processor.
+and on MongoDB a transaction adds a round trip to every write. Groups of writes that must succeed or fail
+together (transaction Bundles) go through ``transaction()``; see ``fhir_hub.store.transaction``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,8 @@ from __future__ import annotations
 import heapq
 import logging
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -31,7 +32,18 @@ from pymongo.errors import ClientBulkWriteException, PyMongoError
 from fhir_hub.fhir.jsonio import loads
 from fhir_hub.store.audit_log import AuditLog
 from fhir_hub.store.count import count
-from fhir_hub.store.plan import Step, entry_doc, entry_id, match_filter, plan_write, set_document
+from fhir_hub.store.plan import (
+    OPTIONAL_FIELDS as _OPTIONAL_FIELDS,
+)
+from fhir_hub.store.plan import (
+    Step,
+    WritePlan,
+    entry_doc,
+    entry_id,
+    match_filter,
+    plan_write,
+    set_document,
+)
 from fhir_hub.store.records import (
     EntryMatch,
     SearchEntry,
@@ -42,6 +54,7 @@ from fhir_hub.store.records import (
     version_doc_id,
 )
 from fhir_hub.store.schema import HISTORY, META, RESOURCES, SEARCH_INDEX
+from fhir_hub.store.transaction import Transaction, WriteGate
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +117,9 @@ class MongoStore:
         self.history_docs = self.db[HISTORY]
         self.index = self.db[SEARCH_INDEX]
         self.meta = self.db[META]
-        self.audit_log = AuditLog(self.db)
+        # Open on MongoDB; on nx-27017 a transaction must not share the server with any other write.
+        self.gate = WriteGate(enabled=capabilities.transactions and not capabilities.isolated_transactions)
+        self.audit_log = AuditLog(self.db, self.gate)
         self._indexer = indexer
 
     # ----------------------------------------------------------------- reads
@@ -217,11 +232,24 @@ class MongoStore:
         return [current, *found] if in_range else found
 
     # ---------------------------------------------------------------- writes
-    async def write(self, change: VersionChange) -> None:
-        """Store one new version. Raises VersionTaken when another writer stored this version first."""
-        v = change.version
+    async def write(self, change: VersionChange, tx: Transaction | None = None) -> None:
+        """Store one new version. Raises VersionTaken when another writer stored this version first.
+
+        Within a transaction the steps are only collected (sent by ``transaction`` at the end), or, on a
+        server without transactions, written now and remembered for ``undo``.
+        """
         token = secrets.token_hex(8)
         plan = plan_write(change, token)
+        if tx is not None and tx.session is not None:
+            tx.add(plan)
+            return
+        async with self.gate.shared():
+            await self._write_now(change, plan, token)
+        if tx is not None:
+            tx.written.append((change, token))
+
+    async def _write_now(self, change: VersionChange, plan: WritePlan, token: str) -> None:
+        v = change.version
         try:
             matched = await self._send(plan.commit)
             if plan.condition is not None and not matched.get(plan.condition):
@@ -249,21 +277,71 @@ class MongoStore:
             raise VersionTaken(v.key) from None
         raise failure
 
-    async def _send(self, steps: list[Step]) -> dict[int, int]:
+    async def _send(self, steps: list[Step], session: Any = None) -> dict[int, int]:
         """Run steps in order; returns, per update step, how many documents it matched."""
         if self.capabilities.client_bulk_write and len(steps) > 1:
-            result = await self.client.bulk_write(self._bulk_models(steps), ordered=True, verbose_results=True)
+            result = await self.client.bulk_write(self._bulk_models(steps), ordered=True, verbose_results=True,
+                                                  session=session)
             return {i: r.matched_count for i, r in result.update_results.items()}
         matched: dict[int, int] = {}
         for i, step in enumerate(steps):
             coll = self.db[step.collection]
             if step.kind == "insert":
-                await coll.insert_one(step.first)
+                await coll.insert_one(step.first, session=session)
             elif step.kind == "delete":
-                await coll.delete_many(step.first)
+                await coll.delete_many(step.first, session=session)
             else:
-                matched[i] = (await coll.update_one(step.first, step.second or {}, upsert=step.upsert)).matched_count
+                result = await coll.update_one(step.first, step.second or {}, upsert=step.upsert, session=session)
+                matched[i] = result.matched_count
         return matched
+
+    # --------------------------------------------------------- transactions
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Transaction]:
+        """Writes made with the yielded ``Transaction`` are stored together when the block ends without an
+        error, or not at all. Raises VersionTaken when a resource changed under the group (retry it)."""
+        if not self.capabilities.transactions:
+            tx = Transaction(session=None)
+            try:
+                yield tx
+            except BaseException:
+                await self.undo(tx)
+                raise
+            return
+        async with self.client.start_session() as session:
+            tx = Transaction(session=session)
+            yield tx
+            if tx.steps:
+                async with self.gate.exclusive():
+                    await self._commit(tx)
+
+    async def _commit(self, tx: Transaction) -> None:
+        session = tx.session
+        await session.start_transaction()
+        try:
+            matched = await self._send(tx.steps, session)
+            for index, key in tx.conditions:
+                if not matched.get(index):
+                    raise VersionTaken(key)
+        except BaseException:
+            await session.abort_transaction()
+            raise
+        await session.commit_transaction()
+
+    async def undo(self, tx: Transaction) -> None:
+        """Put back what a group wrote without a server transaction, newest first (idempotent)."""
+        for change, token in reversed(tx.written):
+            v = change.version
+            async with self.gate.shared():
+                if change.previous is None:
+                    await self.current_docs.delete_one({"_id": v.key, "w": token})
+                else:
+                    old = change.previous
+                    restored = set_document(old.current_doc(), optional=_OPTIONAL_FIELDS)
+                    await self.current_docs.update_one({"_id": v.key, "w": token}, restored)
+                    await self.history_docs.delete_one({"_id": version_doc_id(old.rtype, old.rid, old.vid)})
+                await self.reconcile(v.rtype, v.rid)
+        tx.written.clear()
 
     def _bulk_models(self, steps: list[Step]) -> list[Any]:
         models: list[Any] = []
@@ -280,6 +358,10 @@ class MongoStore:
     # ----------------------------------------------------------- repair
     async def reconcile(self, rtype: str, rid: str) -> None:
         """Recompute one resource's search entries from its current stored version; idempotent."""
+        async with self.gate.shared():
+            await self._reconcile(rtype, rid)
+
+    async def _reconcile(self, rtype: str, rid: str) -> None:
         current = await self.current(rtype, rid)
         key = resource_key(rtype, rid)
         wanted: frozenset[SearchEntry] = frozenset()

@@ -35,7 +35,7 @@ class Step:
 
 
 # Fields a current document may lack; replacing it must remove those the new version does not have.
-_OPTIONAL_FIELDS = ("json", "live", "pending", "src", "pc")
+OPTIONAL_FIELDS = ("json", "live", "pending", "src", "pc")
 
 
 def set_document(doc: dict[str, Any], *, optional: tuple[str, ...] = ()) -> dict[str, Any]:
@@ -144,7 +144,7 @@ def plan_write(change: VersionChange, token: str) -> WritePlan:
         return WritePlan([Step("insert", RESOURCES, current), *index_steps, *settle])
     old = change.previous
     copy = old.history_doc()
-    replace = set_document(current, optional=_OPTIONAL_FIELDS)
+    replace = set_document(current, optional=OPTIONAL_FIELDS)
     return WritePlan(
         commit=[Step("update", HISTORY, {"_id": copy["_id"]}, set_document(copy), upsert=True),
                 Step("update", RESOURCES, {"_id": v.key, "vid": old.vid}, replace)],

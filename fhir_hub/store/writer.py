@@ -21,7 +21,7 @@ from typing import Any
 
 from fhir_hub.auth.caller import Caller
 from fhir_hub.auth.policy import Grant, check_write, require, source_uri
-from fhir_hub.errors import BadRequest, Conflict, PreconditionFailed
+from fhir_hub.errors import BadRequest, Conflict, Gone, NotFound, PreconditionFailed, UnprocessableResource
 from fhir_hub.fhir.compartment import patient_ids
 from fhir_hub.fhir.ids import IdFactory, check_id
 from fhir_hub.fhir.instant import Clock, to_instant
@@ -29,6 +29,7 @@ from fhir_hub.fhir.jsonio import dumps, loads
 from fhir_hub.fhir.validation import validate_resource
 from fhir_hub.store.mongo import Indexer, MongoStore
 from fhir_hub.store.records import SearchEntry, StoredVersion, VersionChange, VersionTaken
+from fhir_hub.store.transaction import Transaction
 
 _MAX_ATTEMPTS = 25
 _PENDING_GRACE_MICROS = 2_000_000  # a version pending longer than this was left by a crashed writer
@@ -36,8 +37,11 @@ _PENDING_GRACE_MICROS = 2_000_000  # a version pending longer than this was left
 
 @dataclass(frozen=True)
 class Create:
+    """``rid``: an id chosen ahead among the server's own (a transaction Bundle needs it before writing)."""
+
     rtype: str
     resource: dict[str, Any]
+    rid: str | None = None
 
 
 @dataclass(frozen=True)
@@ -57,7 +61,18 @@ class Delete:
     if_match: int | None = None
 
 
-WriteOp = Create | Update | Delete
+@dataclass(frozen=True)
+class Patch:
+    """PATCH: ``apply`` turns the current content into the new one; it is applied again after a lost race,
+    so a patch always applies to the version it is stored over (never a lost update)."""
+
+    rtype: str
+    rid: str
+    apply: Callable[[dict[str, Any]], dict[str, Any]]
+    if_match: int | None = None
+
+
+WriteOp = Create | Update | Delete | Patch
 
 
 @dataclass(frozen=True)
@@ -76,11 +91,15 @@ class Writer:
         self.indexer = indexer
         self.source_prefix = source_prefix
 
-    async def commit(self, op: WriteOp, *, caller: Caller) -> WriteResult:
+    async def commit(self, op: WriteOp, *, caller: Caller, tx: Transaction | None = None) -> WriteResult:
+        """Store ``op``; within ``tx`` the store keeps it until the whole group is committed."""
         if isinstance(op, Create):
             grant = require(caller, op.rtype, "c")
             validate_resource(op.resource, expected_type=op.rtype)
-            return await self._create(op, caller, grant)
+            return await self._create(op, caller, grant, tx)
+        if isinstance(op, Patch):
+            check_id(op.rid)
+            return await self._patch(op, caller, require(caller, op.rtype, "u"), tx)
         if isinstance(op, Update):
             grant = require(caller, op.rtype, "u")
             check_id(op.rid)
@@ -92,25 +111,28 @@ class Writer:
                 raise BadRequest(f"Resource.id: the body has id {body_id!r} but the URL names {op.rid!r}",
                                  expression=[f"{op.rtype}.id"])
             validate_resource(op.resource, expected_type=op.rtype)
-            return await self._put(op, caller, grant)
-        return await self._delete(op, caller, require(caller, op.rtype, "d"))
+            return await self._put(op, caller, grant, tx)
+        return await self._delete(op, caller, require(caller, op.rtype, "d"), tx)
 
-    async def _create(self, op: Create, caller: Caller, grant: Grant) -> WriteResult:
+    async def _create(self, op: Create, caller: Caller, grant: Grant, tx: Transaction | None) -> WriteResult:
         """A server-assigned id is new by construction: no read first, the unique key still guards."""
         source = source_uri(caller, self.source_prefix)
         for _attempt in range(_MAX_ATTEMPTS):
-            version, entries = self._version(op.rtype, self.new_id(), op.resource, vid=1, ts=self.clock(),
+            rid = op.rid if op.rid is not None else self.new_id()
+            version, entries = self._version(op.rtype, rid, op.resource, vid=1, ts=self.clock(),
                                              method="POST", source=source)
             check_write(caller, grant, rtype=op.rtype, source=source, new_patients=version.patients,
                         existing_source=None, existing_patients=None, exists=False)
             try:
-                await self.store.write(VersionChange(version, None, entries, frozenset(), fresh=True))
+                await self.store.write(VersionChange(version, None, entries, frozenset(), fresh=True), tx)
             except VersionTaken:
+                if op.rid is not None:
+                    raise Conflict(f"{op.rtype}/{op.rid} already exists; send the Bundle again") from None
                 continue  # a generated id collided: take another
             return WriteResult(version, created=True)
         raise Conflict(f"{op.rtype}: could not allocate a new id; try again")
 
-    async def _put(self, op: Update, caller: Caller, grant: Grant) -> WriteResult:
+    async def _put(self, op: Update, caller: Caller, grant: Grant, tx: Transaction | None) -> WriteResult:
         source = source_uri(caller, self.source_prefix)
 
         def plan(current: StoredVersion | None) -> tuple[VersionChange, WriteResult]:
@@ -127,9 +149,33 @@ class Writer:
             change = VersionChange(version, current, new_keys - old_keys, old_keys - new_keys)
             return change, WriteResult(version, created=current is None or current.deleted)
 
-        return await self._on_current(op.rtype, op.rid, op.if_match, plan)
+        return await self._on_current(op.rtype, op.rid, op.if_match, plan, tx)
 
-    async def _delete(self, op: Delete, caller: Caller, grant: Grant) -> WriteResult:
+    async def _patch(self, op: Patch, caller: Caller, grant: Grant, tx: Transaction | None) -> WriteResult:
+        source = source_uri(caller, self.source_prefix)
+
+        def plan(current: StoredVersion | None) -> tuple[VersionChange, WriteResult]:
+            if current is None or current.deleted or current.json is None or not grant.sees(current.patients):
+                if current is not None and current.deleted and grant.sees(current.patients):
+                    raise Gone(f"{op.rtype}/{op.rid} was deleted (version {current.vid}); there is nothing to patch")
+                raise NotFound(f"{op.rtype}/{op.rid} is not known to this server")
+            _check_precondition(current, op.if_match)
+            patched = op.apply(loads(current.json))
+            if patched.get("resourceType") != op.rtype or patched.get("id") != op.rid:
+                raise UnprocessableResource(f"{op.rtype}.id: a patch may not change the resource's type or id",
+                                            expression=[f"{op.rtype}.id"])
+            validate_resource(patched, expected_type=op.rtype)
+            version, new_keys = self._version(op.rtype, op.rid, patched, vid=current.vid + 1,
+                                              ts=self._next_ts(current), method="PATCH", source=source)
+            check_write(caller, grant, rtype=op.rtype, source=source, new_patients=version.patients,
+                        existing_source=current.source, existing_patients=current.patients, exists=True)
+            old_keys = self._keys_of(current)
+            change = VersionChange(version, current, new_keys - old_keys, old_keys - new_keys)
+            return change, WriteResult(version, created=False)
+
+        return await self._on_current(op.rtype, op.rid, op.if_match, plan, tx)
+
+    async def _delete(self, op: Delete, caller: Caller, grant: Grant, tx: Transaction | None) -> WriteResult:
         check_id(op.rid)
         source = source_uri(caller, self.source_prefix)
 
@@ -146,11 +192,11 @@ class Writer:
                                     deleted=True, json=None, source=source, patients=current.patients)
             return VersionChange(version, current, frozenset(), self._keys_of(current)), WriteResult(version, False)
 
-        return await self._on_current(op.rtype, op.rid, op.if_match, plan)
+        return await self._on_current(op.rtype, op.rid, op.if_match, plan, tx)
 
     async def _on_current(self, rtype: str, rid: str, if_match: int | None,
-                          plan: Callable[[StoredVersion | None], tuple[VersionChange, WriteResult] | WriteResult]
-                          ) -> WriteResult:
+                          plan: Callable[[StoredVersion | None], tuple[VersionChange, WriteResult] | WriteResult],
+                          tx: Transaction | None) -> WriteResult:
         """Plan a change from the current version and store it; after a lost race, plan again from a fresh
         read, unless the client asked for a specific version (If-Match), which a lost race makes stale."""
         for _attempt in range(_MAX_ATTEMPTS):
@@ -159,7 +205,7 @@ class Writer:
                 return planned  # nothing to store
             change, result = planned
             try:
-                await self.store.write(change)
+                await self.store.write(change, tx)
             except VersionTaken:
                 if if_match is not None:
                     raise _stale(if_match) from None

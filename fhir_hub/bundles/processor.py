@@ -1,0 +1,419 @@
+"""Processing batch and transaction Bundles through the same functions as the single-resource routes.
+
+**Batch**: each entry on its own, in the order given; one that fails answers its own error and the
+others go on.
+
+**Transaction** (all or nothing), in the order FHIR R4 gives (http.html#trules):
+1. every entry is checked and each write is given its target before anything is written: POST gets a
+   server id (or the resource its ``ifNoneExist`` finds), conditional PUT/PATCH/DELETE are resolved by
+   search. Two entries on one resource, two conditional entries with the same criteria, or two entries with
+   one fullUrl are refused: the outcome would depend on an order the client cannot see.
+2. references to other entries (their fullUrl) and conditional references (``Type?criteria``, exactly
+   one match) are rewritten to ``Type/id`` in every resource;
+3. GET entries on resources the transaction does not write are read now, so a failing read fails the
+   transaction before anything is stored;
+4. DELETE, then POST, then PUT and PATCH go through the store's transaction; nothing is stored if any
+   of them fails;
+5. the remaining GET entries are answered from the committed state.
+If another writer changes one of the resources between steps 1 and 4, the whole transaction is planned
+again (up to three times).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any
+from urllib.parse import parse_qsl
+
+from fhir_hub.api.bundles import bundle, entry
+from fhir_hub.api.context import FhirContext
+from fhir_hub.api.create import create_resource, existing_match
+from fhir_hub.api.delete import delete_resource
+from fhir_hub.api.patch import patch_resource
+from fhir_hub.api.responses import Written, outcome_json, parse_etag
+from fhir_hub.api.search import parse_query, searchset
+from fhir_hub.api.update import single_match, update_matched, update_resource
+from fhir_hub.bundles.envelope import WRITES, EntryProblem, EntryRequest, read_entries
+from fhir_hub.bundles.references import conditional_reference, is_local, references_in, rewrite
+from fhir_hub.errors import BadRequest, Conflict, HubError, Issue, NotFound, PreconditionFailed
+from fhir_hub.fhir.patch import Applier, binary_json_patch
+from fhir_hub.fhir.registry import is_resource_type
+from fhir_hub.fhir.validation import validate_resource
+from fhir_hub.search.query import SearchQuery
+from fhir_hub.store.records import StoredVersion, VersionTaken
+
+_ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
+_ATTEMPTS = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """One entry of the response Bundle."""
+
+    status: int
+    version: StoredVersion | None = None
+    body: bytes | None = None  # a resource (or a searchset Bundle) to return
+    outcome: bytes | None = None
+    full_url: str | None = None
+
+    @staticmethod
+    def of_error(error: HubError) -> Answer:
+        return Answer(error.status, outcome=outcome_json(*error.issues))
+
+
+# ---------------------------------------------------------------------------------------------- entry points
+async def process(ctx: FhirContext, kind: str, raw: dict[str, Any]) -> bytes:
+    entries = read_entries(raw, ctx.base_url)
+    if kind == "batch":
+        answers = [await _batch_entry(ctx, e) for e in entries]
+    else:
+        answers = await _transaction(ctx, entries)
+    return bundle(f"{kind}-response", entries=[_entry_json(ctx, a) for a in answers], links=[])
+
+
+def in_entry(index: int, error: HubError) -> HubError:
+    """The same error, its messages and paths saying which entry it is about."""
+    where = f"Bundle.entry[{index}]"
+    issues = [Issue(i.code, i.diagnostics if i.diagnostics.startswith(where) else f"{where}: {i.diagnostics}",
+                    (where, *i.expression) if where not in i.expression else i.expression, i.severity)
+              for i in error.issues]
+    return type(error)(issues[0].diagnostics, issues=issues, status=error.status, code=error.code,
+                       headers=error.headers)
+
+
+# --------------------------------------------------------------------------------------------------- batch
+async def _batch_entry(ctx: FhirContext, item: EntryRequest | EntryProblem) -> Answer:
+    if isinstance(item, EntryProblem):
+        return Answer.of_error(item.error)
+    try:
+        if item.method in ("GET", "HEAD"):
+            return await _get(ctx, item)
+        resource = item.resource
+        if resource is not None and item.method in ("POST", "PUT"):
+            mapping = await _resolve_references(ctx, item, {}, {})
+            resource = rewrite(resource, mapping)
+        return _written(await _write_unplanned(ctx, item, resource))
+    except HubError as error:
+        return Answer.of_error(in_entry(item.index, error))
+
+
+async def _write_unplanned(ctx: FhirContext, item: EntryRequest, resource: dict[str, Any] | None) -> Written:
+    """A batch entry's write, exactly as the HTTP route would do it."""
+    t = item.target
+    if_match = _if_match(item)
+    if item.method == "POST":
+        assert resource is not None
+        return await create_resource(ctx, t.rtype, resource, if_none_exist=item.if_none_exist)
+    if item.method == "PUT":
+        assert resource is not None
+        if t.rid is not None:
+            return await update_resource(ctx, t.rtype, t.rid, resource, if_match=if_match)
+        match = await single_match(ctx, t.rtype, t.query or "", what="Conditional update")
+        return await update_matched(ctx, t.rtype, match, resource, if_match=if_match)
+    rid = t.rid if t.rid is not None else await _matched_id(ctx, item)
+    if item.method == "PATCH":
+        if rid is None:
+            raise NotFound(f"Conditional patch: no {t.rtype} matches the criteria")
+        return await patch_resource(ctx, t.rtype, rid, _patch_of(item), if_match=if_match)
+    if rid is None:
+        return Written(None, 204, "Nothing to delete")
+    return await delete_resource(ctx, t.rtype, rid, if_match=if_match)
+
+
+async def _matched_id(ctx: FhirContext, item: EntryRequest) -> str | None:
+    what = "Conditional patch" if item.method == "PATCH" else "Conditional delete"
+    match = await single_match(ctx, item.target.rtype, item.target.query or "", what=what)
+    return match.rid if match is not None else None
+
+
+# ---------------------------------------------------------------------------------------------- transaction
+@dataclass
+class _Planned:
+    item: EntryRequest
+    key: str | None = None  # the resource the entry writes ("Type/id")
+    found: StoredVersion | None = None  # what an ifNoneExist or conditional update found
+    resource: dict[str, Any] | None = None  # the body with references rewritten
+    answer: Answer | None = None
+    query: SearchQuery | None = None  # a GET entry's search
+
+
+async def _transaction(ctx: FhirContext, entries: list[EntryRequest | EntryProblem]) -> list[Answer]:
+    _refuse_duplicate_full_urls(entries)
+    for item in entries:
+        if isinstance(item, EntryProblem):
+            raise in_entry(item.index, item.error)
+    items = [e for e in entries if isinstance(e, EntryRequest)]
+    for _attempt in range(_ATTEMPTS):
+        try:
+            return await _transaction_once(ctx, items)
+        except VersionTaken:
+            continue  # a resource changed between planning and commit: plan again from the new state
+    raise Conflict("The transaction's resources kept changing under it; send it again")
+
+
+async def _transaction_once(ctx: FhirContext, items: list[EntryRequest]) -> list[Answer]:
+    plans = [_Planned(item) for item in items]
+    await _run_each(plans, lambda p: _target(ctx, p))
+    _refuse_shared_targets(plans)
+    names = _local_names(plans)
+    created_by = {(p.item.target.rtype, _criteria(p.item.if_none_exist)): p.key for p in plans
+                  if p.item.method == "POST" and p.item.if_none_exist is not None}
+    await _run_each(plans, lambda p: _rewrite(ctx, p, names, created_by))
+    written = {p.key for p in plans if p.item.method in WRITES}
+    await _run_each([p for p in plans if p.item.method in ("GET", "HEAD")],
+                    lambda p: _prepare_get(ctx, p, written))
+    async with ctx.hub.store.transaction() as tx:
+        inside = dataclasses.replace(ctx, tx=tx)
+        for plan in sorted((p for p in plans if p.item.method in WRITES), key=lambda p: _ORDER[p.item.method]):
+            try:
+                plan.answer = _written(await _write_planned(inside, plan))
+            except HubError as error:
+                raise in_entry(plan.item.index, error) from None
+    for plan in plans:
+        if plan.answer is None:
+            try:
+                plan.answer = await _get(ctx, plan.item, plan.query)
+            except HubError as error:  # after the commit: reported in the entry, as a batch would
+                plan.answer = Answer.of_error(in_entry(plan.item.index, error))
+    return [p.answer for p in plans if p.answer is not None]
+
+
+async def _run_each(plans: list[_Planned], step: Callable[[_Planned], Awaitable[None]]) -> None:
+    for plan in plans:
+        try:
+            await step(plan)
+        except HubError as error:
+            raise in_entry(plan.item.index, error) from None
+
+
+async def _target(ctx: FhirContext, plan: _Planned) -> None:
+    """Which resource a write entry acts on, decided before anything is written."""
+    item, t = plan.item, plan.item.target
+    if item.method == "POST":
+        assert item.resource is not None
+        if item.if_none_exist is not None:
+            validate_resource(item.resource, expected_type=t.rtype)
+            plan.found = await existing_match(ctx, t.rtype, item.if_none_exist)
+        plan.key = plan.found.key if plan.found is not None else f"{t.rtype}/{ctx.hub.writer.new_id()}"
+    elif item.method in ("PUT", "PATCH", "DELETE"):
+        if t.rid is not None:
+            plan.key = t.key
+            return
+        what = {"PUT": "Conditional update", "PATCH": "Conditional patch", "DELETE": "Conditional delete"}[item.method]
+        plan.found = await single_match(ctx, t.rtype, t.query or "", what=what)
+        if plan.found is not None:
+            plan.key = plan.found.key
+        elif item.method == "PUT":
+            body_id = (item.resource or {}).get("id")
+            plan.key = f"{t.rtype}/{body_id if body_id is not None else ctx.hub.writer.new_id()}"
+        elif item.method == "PATCH":
+            raise NotFound(f"Conditional patch: no {t.rtype} matches the criteria")
+
+
+def _refuse_duplicate_full_urls(items: list[EntryRequest | EntryProblem]) -> None:
+    seen: dict[str, int] = {}
+    for item in items:
+        if item.full_url is None:
+            continue
+        if item.full_url in seen:
+            raise BadRequest(f"Bundle.entry[{item.index}].fullUrl: {item.full_url!r} is also the fullUrl of "
+                             f"entry {seen[item.full_url]}; each entry of a transaction needs its own",
+                             expression=[f"Bundle.entry[{item.index}].fullUrl"])
+        seen[item.full_url] = item.index
+
+
+def _refuse_shared_targets(plans: list[_Planned]) -> None:
+    """Two entries may not act on one resource, whether named directly or found by the same criteria."""
+    by_key: dict[str, int] = {}
+    by_criteria: dict[tuple[str, tuple[tuple[str, str], ...]], int] = {}
+    for plan in plans:
+        item = plan.item
+        if item.method not in WRITES:
+            continue
+        where = f"Bundle.entry[{item.index}]"
+        criteria = item.if_none_exist if item.method == "POST" else item.target.query
+        if criteria is not None:
+            named = (item.target.rtype, _criteria(criteria))
+            if named in by_criteria:
+                raise BadRequest(f"{where}: entry {by_criteria[named]} has the same conditional criteria on "
+                                 f"{item.target.rtype}; the result would depend on the processing order",
+                                 expression=[f"{where}.request"], code="business-rule")
+            by_criteria[named] = item.index
+        if plan.key is not None:
+            if plan.key in by_key:
+                raise BadRequest(f"{where}: {plan.key} is also written by entry {by_key[plan.key]}; a transaction "
+                                 "may change each resource once", expression=[f"{where}.request"],
+                                 code="business-rule")
+            by_key[plan.key] = item.index
+
+
+def _criteria(query: str) -> tuple[tuple[str, str], ...]:
+    return tuple(sorted(parse_qsl(query.lstrip("?"), keep_blank_values=True)))
+
+
+def _local_names(plans: list[_Planned]) -> dict[str, str]:
+    """fullUrl -> Type/id for every entry that writes a resource; a fullUrl ending in ``Type/id`` also
+    answers to that relative form, when the server gave the resource another id."""
+    names: dict[str, str] = {}
+    targets = {p.key for p in plans if p.key is not None and p.item.method in ("PUT", "PATCH", "DELETE")}
+    for plan in plans:
+        url, key = plan.item.full_url, plan.key
+        if url is None or key is None or plan.item.method == "DELETE":
+            continue
+        names[url] = key
+        tail = "/".join(url.rsplit("/", 2)[-2:])
+        if "/" in tail and not is_local(url) and tail != key:
+            if tail in targets:
+                raise BadRequest(f"Bundle.entry[{plan.item.index}].fullUrl: {url!r} names {tail}, which another "
+                                 "entry of this transaction writes", expression=[f"Bundle.entry[{plan.item.index}]"
+                                                                                  ".fullUrl"], code="business-rule")
+            names[tail] = key
+    return names
+
+
+async def _rewrite(ctx: FhirContext, plan: _Planned, names: dict[str, str],
+                   created_by: dict[tuple[str, tuple[tuple[str, str], ...]], str | None]) -> None:
+    item = plan.item
+    if item.resource is None or item.method not in ("POST", "PUT"):
+        return
+    resource = rewrite(item.resource, await _resolve_references(ctx, item, names, created_by))
+    if item.method == "PUT" and item.target.rid is None and plan.key is not None:
+        resource = {**resource, "id": plan.key.split("/", 1)[1]}
+    plan.resource = resource
+
+
+async def _resolve_references(ctx: FhirContext, item: EntryRequest, names: dict[str, str],
+                              created_by: dict[tuple[str, tuple[tuple[str, str], ...]], str | None]
+                              ) -> dict[str, str]:
+    """What each reference of the entry's resource becomes: entries' new ids, conditional references' match."""
+    mapping: dict[str, str] = {}
+    for value in sorted(references_in(item.resource)):
+        if value in names:
+            mapping[value] = names[value]
+        elif is_local(value):
+            raise BadRequest(f"Bundle.entry[{item.index}].resource: reference {value!r} is not the fullUrl of any "
+                             "entry of this Bundle" + ("" if names else " (a batch's entries cannot refer to "
+                                                                        "each other: send a transaction)"),
+                             expression=[f"Bundle.entry[{item.index}].resource"])
+        elif (conditional := conditional_reference(value)) is not None:
+            rtype, criteria = conditional
+            in_bundle = created_by.get((rtype, _criteria(criteria)))
+            mapping[value] = in_bundle if in_bundle is not None else await _one_match(ctx, rtype, criteria, value)
+    return mapping
+
+
+async def _one_match(ctx: FhirContext, rtype: str, criteria: str, value: str) -> str:
+    if not is_resource_type(rtype):
+        raise BadRequest(f"Conditional reference {value!r}: {rtype!r} is not a resource type", code="not-supported")
+    matches = await ctx.reader.conditional(rtype, criteria, what=f"Conditional reference {value!r}")
+    if len(matches) != 1:
+        found = "no resource" if not matches else f"{len(matches)} resources"
+        raise PreconditionFailed(f"Conditional reference {value!r} matches {found}; it must match exactly one",
+                                 code="not-found" if not matches else "multiple-matches")
+    return matches[0].key
+
+
+async def _prepare_get(ctx: FhirContext, plan: _Planned, written: set[str | None]) -> None:
+    """A GET the transaction's writes cannot change is answered now, so that a failing read rolls back."""
+    t = plan.item.target
+    if t.rid is None:
+        plan.query = parse_query(ctx, t.rtype, parse_qsl(t.query or "", keep_blank_values=True))
+    elif t.key not in written:
+        plan.answer = await _get(ctx, plan.item)
+
+
+async def _write_planned(ctx: FhirContext, plan: _Planned) -> Written:
+    item, t = plan.item, plan.item.target
+    if_match = _if_match(item)
+    if item.method == "POST":
+        if plan.found is not None:
+            return Written(plan.found, 200, "Found existing")
+        assert plan.resource is not None and plan.key is not None
+        return await create_resource(ctx, t.rtype, plan.resource, rid=plan.key.split("/", 1)[1])
+    if plan.key is None:  # a conditional delete that matched nothing
+        return Written(None, 204, "Nothing to delete")
+    rid = plan.key.split("/", 1)[1]
+    if item.method == "PUT":
+        assert plan.resource is not None
+        if t.rid is None:
+            return await update_matched(ctx, t.rtype, plan.found, plan.resource, if_match=if_match, new_id=rid)
+        return await update_resource(ctx, t.rtype, rid, plan.resource, if_match=if_match)
+    if item.method == "PATCH":
+        return await patch_resource(ctx, t.rtype, rid, _patch_of(item), if_match=if_match)
+    return await delete_resource(ctx, t.rtype, rid, if_match=if_match)
+
+
+# ---------------------------------------------------------------------------------------------- shared parts
+async def _get(ctx: FhirContext, item: EntryRequest, query: SearchQuery | None = None) -> Answer:
+    t = item.target
+    if t.rid is None:
+        query = query or parse_query(ctx, t.rtype, parse_qsl(t.query or "", keep_blank_values=True))
+        body = await searchset(ctx, query)
+        return Answer(200, body=None if item.method == "HEAD" else body)
+    if t.vid is not None:
+        version = await ctx.reader.vread(t.rtype, t.rid, int(t.vid) if len(t.vid) <= 10 else None)
+    else:
+        version = await ctx.reader.read(t.rtype, t.rid)
+    if item.if_none_match is not None and parse_etag(item.if_none_match, header="ifNoneMatch") == version.vid:
+        return Answer(304, version=version)
+    return Answer(200, version=version, body=None if item.method == "HEAD" else version.json,
+                  full_url=ctx.url(t.rtype, t.rid))
+
+
+def _if_match(item: EntryRequest) -> int | None:
+    if item.if_match is None:
+        return None
+    return parse_etag(item.if_match, header=f"Bundle.entry[{item.index}].request.ifMatch")
+
+
+def _patch_of(item: EntryRequest) -> Applier:
+    where = f"Bundle.entry[{item.index}].resource"
+    resource = item.resource or {}
+    if resource.get("resourceType") == "Binary":
+        return binary_json_patch(resource, where=where)
+    raise BadRequest(f"{where}: a PATCH entry carries a JSON Patch as a Binary (contentType "
+                     "application/json-patch+json); FHIRPath Patch (Parameters) is not supported",
+                     expression=[where], code="not-supported")
+
+
+def _written(written: Written) -> Answer:
+    version = written.version
+    return Answer(written.status, version=version, body=version.json if version is not None else None)
+
+
+def _entry_json(ctx: FhirContext, answer: Answer) -> bytes:
+    response: dict[str, Any] = {"status": f"{answer.status} {HTTPStatus(answer.status).phrase}"}
+    version = answer.version
+    full_url = answer.full_url
+    if version is not None:
+        full_url = full_url or ctx.url(version.rtype, version.rid)
+        if answer.status in (200, 201) and not version.deleted:
+            response["location"] = ctx.url(version.rtype, version.rid, "_history", str(version.vid))
+        response["etag"] = version.etag
+        response["lastModified"] = version.last_updated
+    choice = ctx.prefers("return")
+    if answer.outcome is not None:
+        response["outcome"] = answer.outcome
+    elif choice == "operationoutcome" and version is not None:
+        response["outcome"] = outcome_json(Issue("informational", f"{HTTPStatus(answer.status).phrase} "
+                                                 f"{version.rtype}/{version.rid}", severity="information"))
+    body = answer.body if choice not in ("minimal", "operationoutcome") or version is None else None
+    if version is not None and version.deleted:
+        body = None
+    return _with_outcome(entry(full_url=full_url, resource=body, response=_plain(response)), response.get("outcome"))
+
+
+def _plain(response: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in response.items() if k != "outcome"}
+
+
+def _with_outcome(entry_json: bytes, outcome: bytes | None) -> bytes:
+    """Splice an OperationOutcome (already bytes) into the entry's ``response`` without parsing it."""
+    if outcome is None:
+        return entry_json
+    assert entry_json.endswith(b"}}")
+    return entry_json[:-2] + b',"outcome":' + outcome + b"}}"
+

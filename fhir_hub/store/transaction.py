@@ -1,0 +1,99 @@
+"""All-or-nothing groups of writes (transaction Bundles), and the gate that keeps them apart from other writes.
+
+Where the server has multi-document transactions (a MongoDB replica set, nx-27017), the steps of every
+change in the group are collected and sent at the end, in one ordered request inside one transaction,
+and the transaction commits only when every conditional replace matched. One request instead of one per
+step is also what makes a 250-entry Bundle affordable on the embedded store.
+
+nx-27017 runs a transaction on the single SQLite connection all its clients share: a write from another
+request while the transaction is open becomes part of it, and an abort discards that write too (measured,
+see ``tests/store/test_server_differences.py``). On such a server the ``WriteGate`` makes a transaction
+exclusive: every other write waits for it, and it waits for writes under way. On MongoDB the gate is open.
+
+On a server without transactions (a standalone mongod), the changes are written one by one as they come
+and, on failure, undone in reverse order (``MongoStore.undo``): nothing of the group remains afterwards,
+but a concurrent reader may see part of it meanwhile, and a crash of the hub in the middle leaves the
+part written so far. The README says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from fhir_hub.store.plan import Step, WritePlan
+from fhir_hub.store.records import VersionChange
+
+
+class WriteGate:
+    """Shared for single writes, exclusive for a transaction; writers waiting for exclusivity go first."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self._holders: set[asyncio.Task[Any] | None] = set()
+        self._exclusive = False
+        self._waiting = 0
+        self._owner: asyncio.Task[Any] | None = None
+        self._changed = asyncio.Condition()
+
+    @asynccontextmanager
+    async def shared(self) -> AsyncIterator[None]:
+        task = asyncio.current_task()
+        if not self.enabled or self._owner is task or task in self._holders:
+            yield  # re-entered by a task already inside (a write repairing its own entries): never wait on itself
+            return
+        async with self._changed:
+            await self._changed.wait_for(lambda: not self._exclusive and not self._waiting)
+            self._holders.add(task)
+        try:
+            yield
+        finally:
+            async with self._changed:
+                self._holders.discard(task)
+                self._changed.notify_all()
+
+    @asynccontextmanager
+    async def exclusive(self) -> AsyncIterator[None]:
+        if not self.enabled:
+            yield
+            return
+        async with self._changed:
+            self._waiting += 1
+            try:
+                await self._changed.wait_for(lambda: not self._exclusive and not self._holders)
+            finally:
+                self._waiting -= 1
+            self._exclusive = True
+            self._owner = asyncio.current_task()
+        try:
+            yield
+        finally:
+            async with self._changed:
+                self._exclusive = False
+                self._owner = None
+                self._changed.notify_all()
+
+
+@dataclass
+class Transaction:
+    """The writes of one all-or-nothing group, as the store collects them.
+
+    ``session`` is the server session the group commits in, or None on a server without transactions,
+    where ``written`` lists what must be undone on failure.
+    """
+
+    session: Any | None
+    steps: list[Step] = field(default_factory=list)
+    conditions: list[tuple[int, str]] = field(default_factory=list)  # (step index, resource key) that must match
+    written: list[tuple[VersionChange, str]] = field(default_factory=list)  # (change, writer token)
+    keys: set[str] = field(default_factory=set)
+
+    def add(self, plan: WritePlan) -> None:
+        offset = len(self.steps)
+        self.steps += plan.commit
+        if plan.condition is not None:
+            self.conditions.append((offset + plan.condition, plan.commit[plan.condition].first["_id"]))
+        self.steps += plan.derived
