@@ -13,7 +13,6 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-
 LOCAL_SCHEMES = ("urn:uuid:", "urn:oid:")
 _LINK = re.compile(r'\b(href|src)="([^"]*)"')
 
