@@ -134,12 +134,17 @@ def _check_shape(where: str, method: str, target: Target, resource: dict[str, An
 
 def parse_url(url: str, base_url: str, *, where: str) -> Target:
     """``Type``, ``Type/id``, ``Type/id/_history/vid`` or ``Type?criteria``, relative or under this server's base."""
+    if any(c in url for c in "\t\r\n"):
+        raise BadRequest(f"{where}: a URL may not contain tabs or line breaks", expression=[where])
     relative = url
     if "://" in url.split("?", 1)[0]:
         if not url.startswith(base_url + "/"):
             raise BadRequest(f"{where}: {url[:200]!r} is not on this server ({base_url})", expression=[where])
         relative = url[len(base_url) + 1:]
-    parts = urlsplit(relative.lstrip("/"))
+    try:
+        parts = urlsplit(relative.lstrip("/"))
+    except ValueError:
+        raise BadRequest(f"{where}: {url[:200]!r} is not a URL", expression=[where]) from None
     segments = parts.path.split("/") if parts.path else []
     query = parts.query if "?" in relative else None
     if not segments or not segments[0]:
@@ -157,7 +162,7 @@ def parse_url(url: str, base_url: str, *, where: str) -> Target:
     rid = check_id(segments[1], where=where)
     if len(segments) == 2:
         return Target(rtype, rid)  # parameters on an instance URL (e.g. _format) have no effect in a Bundle
-    if len(segments) == 4 and segments[2] == "_history" and segments[3].isdigit():
+    if len(segments) == 4 and segments[2] == "_history" and segments[3].isascii() and segments[3].isdigit():
         return Target(rtype, rid, vid=segments[3])
     raise BadRequest(f"{where}: {url[:200]!r} is not an interaction this server supports in a Bundle",
                      expression=[where], code="not-supported")

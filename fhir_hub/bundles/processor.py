@@ -68,7 +68,8 @@ class Answer:
 async def process(ctx: FhirContext, kind: str, raw: dict[str, Any]) -> bytes:
     entries = read_entries(raw, ctx.base_url)
     if kind == "batch":
-        answers = [await _batch_entry(ctx, e) for e in entries]
+        known: dict[str, str] = {}  # conditional references resolved so far
+        answers = [await _batch_entry(ctx, e, known) for e in entries]
     else:
         answers = await _transaction(ctx, entries)
     return bundle(f"{kind}-response", entries=[_entry_json(ctx, a) for a in answers], links=[])
@@ -85,7 +86,7 @@ def in_entry(index: int, error: HubError) -> HubError:
 
 
 # --------------------------------------------------------------------------------------------------- batch
-async def _batch_entry(ctx: FhirContext, item: EntryRequest | EntryProblem) -> Answer:
+async def _batch_entry(ctx: FhirContext, item: EntryRequest | EntryProblem, known: dict[str, str]) -> Answer:
     if isinstance(item, EntryProblem):
         return Answer.of_error(item.error)
     try:
@@ -93,7 +94,7 @@ async def _batch_entry(ctx: FhirContext, item: EntryRequest | EntryProblem) -> A
             return await _get(ctx, item)
         resource = item.resource
         if resource is not None and item.method in ("POST", "PUT"):
-            mapping = await _resolve_references(ctx, item, {}, {})
+            mapping = await _resolve_references(ctx, item, {}, {}, known)
             resource = rewrite(resource, mapping)
         return _written(await _write_unplanned(ctx, item, resource))
     except HubError as error:
@@ -161,7 +162,8 @@ async def _transaction_once(ctx: FhirContext, items: list[EntryRequest]) -> list
     names = _local_names(plans)
     created_by = {(p.item.target.rtype, _criteria(p.item.if_none_exist)): p.key for p in plans
                   if p.item.method == "POST" and p.item.if_none_exist is not None}
-    await _run_each(plans, lambda p: _rewrite(ctx, p, names, created_by))
+    known: dict[str, str] = {}
+    await _run_each(plans, lambda p: _rewrite(ctx, p, names, created_by, known))
     written = {p.key for p in plans if p.item.method in WRITES}
     await _run_each([p for p in plans if p.item.method in ("GET", "HEAD")],
                     lambda p: _prepare_get(ctx, p, written))
@@ -275,19 +277,20 @@ def _local_names(plans: list[_Planned]) -> dict[str, str]:
 
 
 async def _rewrite(ctx: FhirContext, plan: _Planned, names: dict[str, str],
-                   created_by: dict[tuple[str, tuple[tuple[str, str], ...]], str | None]) -> None:
+                   created_by: dict[tuple[str, tuple[tuple[str, str], ...]], str | None], known: dict[str, str]
+                   ) -> None:
     item = plan.item
     if item.resource is None or item.method not in ("POST", "PUT"):
         return
-    resource = rewrite(item.resource, await _resolve_references(ctx, item, names, created_by))
+    resource = rewrite(item.resource, await _resolve_references(ctx, item, names, created_by, known))
     if item.method == "PUT" and item.target.rid is None and plan.key is not None:
         resource = {**resource, "id": plan.key.split("/", 1)[1]}
     plan.resource = resource
 
 
 async def _resolve_references(ctx: FhirContext, item: EntryRequest, names: dict[str, str],
-                              created_by: dict[tuple[str, tuple[tuple[str, str], ...]], str | None]
-                              ) -> dict[str, str]:
+                              created_by: dict[tuple[str, tuple[tuple[str, str], ...]], str | None],
+                              known: dict[str, str]) -> dict[str, str]:
     """What each reference of the entry's resource becomes: entries' new ids, conditional references' match."""
     mapping: dict[str, str] = {}
     for value in sorted(references_in(item.resource)):
@@ -301,7 +304,12 @@ async def _resolve_references(ctx: FhirContext, item: EntryRequest, names: dict[
         elif (conditional := conditional_reference(value)) is not None:
             rtype, criteria = conditional
             in_bundle = created_by.get((rtype, _criteria(criteria)))
-            mapping[value] = in_bundle if in_bundle is not None else await _one_match(ctx, rtype, criteria, value)
+            if in_bundle is not None:
+                mapping[value] = in_bundle
+            else:  # Synthea refers to one practitioner from hundreds of entries: search once per Bundle
+                if value not in known:
+                    known[value] = await _one_match(ctx, rtype, criteria, value)
+                mapping[value] = known[value]
     return mapping
 
 

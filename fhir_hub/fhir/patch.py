@@ -36,16 +36,24 @@ def json_patch(operations: Any, *, where: str = "JSON Patch") -> Applier:
         if not isinstance(op, dict):
             raise BadRequest(f"{where}: operation {i} is not a JSON object", expression=[f"[{i}]"])
         name = op.get("op")
-        if name not in _OPS:
+        if not isinstance(name, str) or name not in _OPS:
             raise BadRequest(f"{where}: operation {i} has op {name!r}; expected one of {', '.join(sorted(_OPS))}",
                              expression=[f"[{i}].op"])
         for member in ("path", *(("from",) if name in _NEEDS_FROM else ())):
             if not isinstance(op.get(member), str) or (op[member] and not op[member].startswith("/")):
                 raise BadRequest(f"{where}: operation {i} ({name}) needs a JSON Pointer in {member!r}",
                                  expression=[f"[{i}].{member}"])
+            try:
+                jsonpointer.JsonPointer(op[member])
+            except jsonpointer.JsonPointerException as exc:
+                raise BadRequest(f"{where}: operation {i} ({name}): {member!r} is not a valid JSON Pointer ({exc})",
+                                 expression=[f"[{i}].{member}"]) from None
         if name in _NEEDS_VALUE and "value" not in op:
             raise BadRequest(f"{where}: operation {i} ({name}) needs a 'value'", expression=[f"[{i}].value"])
-    patch = jsonpatch.JsonPatch(operations)
+    try:
+        patch = jsonpatch.JsonPatch(operations)
+    except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException) as exc:
+        raise BadRequest(f"{where}: {exc}") from None
 
     def apply(document: dict[str, Any]) -> dict[str, Any]:
         try:

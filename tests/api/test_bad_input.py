@@ -115,7 +115,7 @@ def test_media_types(client: TestClient) -> None:
 
 
 def test_methods_not_allowed(client: TestClient) -> None:
-    for method, url in (("POST", "/Patient/1"), ("DELETE", "/metadata"), ("PATCH", "/Patient/1"),
+    for method, url in (("POST", "/Patient/1"), ("DELETE", "/metadata"), ("PATCH", "/_history"),
                         ("PUT", "/Patient/1/_history/1")):
         assert_outcome(client.request(method, url), 405, "not-supported", mentions="not allowed")
     assert_outcome(client.get("/no/such/endpoint/here"), 404, "not-found")

@@ -20,7 +20,7 @@ def test_capability_statement_is_valid_r4(client: TestClient) -> None:
     assert "application/fhir+json" in body["format"]
     rest = body["rest"][0]
     assert [r["type"] for r in rest["resource"]] == list(resource_types())
-    assert {i["code"] for i in rest["interaction"]} == {"history-system", "search-system"}
+    assert {i["code"] for i in rest["interaction"]} == {"history-system", "search-system", "transaction", "batch"}
     assert {p["name"] for p in rest["searchParam"]} == {"_id", "_lastUpdated", "_tag", "_profile", "_security",
                                                         "_source", "_type"}
 
@@ -29,7 +29,7 @@ def test_every_claimed_interaction_works(client: TestClient) -> None:
     rest = client.get("/metadata").json()["rest"][0]
     patient = next(r for r in rest["resource"] if r["type"] == "Patient")
     claimed = {i["code"] for i in patient["interaction"]}
-    assert claimed == {"read", "vread", "update", "delete", "history-instance", "history-type", "create",
+    assert claimed == {"read", "vread", "update", "patch", "delete", "history-instance", "history-type", "create",
                        "search-type"}
     assert patient["conditionalCreate"] is True and patient["conditionalUpdate"] is True
     assert patient["conditionalDelete"] == "single" and patient["updateCreate"] is True
@@ -55,11 +55,17 @@ def test_every_claimed_interaction_works(client: TestClient) -> None:
         "history-instance": lambda: client.get("/Patient/cap/_history"),
         "history-type": lambda: client.get("/Patient/_history"),
         "search-type": lambda: client.get(f"/Patient?{ident}"),
+        "patch": lambda: client.patch("/Patient/cap", json=[{"op": "add", "path": "/active", "value": True}],
+                                      headers={"Content-Type": "application/json-patch+json"}),
         "delete": lambda: client.delete("/Patient/cap"),
     }
-    order = ["create", "update", "read", "vread", "history-instance", "history-type", "search-type", "delete"]
+    order = ["create", "update", "read", "vread", "history-instance", "history-type", "search-type", "patch",
+             "delete"]
     assert set(order) == claimed
     for code in order:
         response = checks[code]()
         assert response.status_code in (200, 201, 204), (code, response.text)
     assert client.get("/_history").status_code == 200
+    batch = client.post("/", json={"resourceType": "Bundle", "type": "batch", "entry": [
+        {"request": {"method": "GET", "url": "Patient/cap"}}]})
+    assert batch.status_code == 200 and batch.json()["entry"][0]["response"]["status"] == "410 Gone"

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from fhir_hub.store.plan import _OPTIONAL_FIELDS, match_filter, set_document
+from fhir_hub.store.plan import OPTIONAL_FIELDS, match_filter, set_document
 from fhir_hub.store.records import EntryMatch
 
 Doc = dict[str, Any]
@@ -149,7 +149,7 @@ def _replace_current(deleted: bool, pending: bool, in_compartment: bool) -> Shap
         if pending:
             new["pending"] = True
         return {"query": {"_id": _some(d, "_id", "Patient/a"), "vid": d["vid"]},
-                "update": set_document(new, optional=_OPTIONAL_FIELDS)}
+                "update": set_document(new, optional=OPTIONAL_FIELDS)}
 
     name = f"replace current{' by a deletion' if deleted else ''}{' pending' if pending else ''}"
     return Shape(name + (" in a compartment" if in_compartment else ""), "current", "update_one", build)

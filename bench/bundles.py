@@ -1,0 +1,118 @@
+"""Bundle ingest throughput on the embedded store, beside the cost of parsing and validating the same Bundles.
+
+- baseline: ``orjson.loads`` of each Bundle's bytes + ``Bundle.model_validate`` with the R4B models (every
+  resource validated), the CPU floor of any server that checks what it stores;
+- hub: the same Bundles POSTed to the running app (in process, through the whole ASGI stack: token,
+  validation, reference resolution, conditional references, indexing, one server transaction per Bundle).
+
+Reported: resources/s of each and their ratio (target 0.60), and the hub's absolute rate (target 1,000/s on
+2 cores). The Synthea directory batches (hospitals, practitioners: ``ifNoneExist`` on every entry) are
+loaded first and measured too; then the two patient transactions are sent ``--rounds`` times each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+from fastapi.testclient import TestClient
+
+from fhir_hub.auth.dev_tokens import development_token
+from fhir_hub.config import Settings
+from fhir_hub.fhir.registry import model_class
+from fhir_hub.main import create_app
+from fhir_hub.store.embedded import EmbeddedStore
+
+ROOT = Path(__file__).resolve().parents[1]
+SYNTHEA = ROOT.parent / "shared" / "fixtures" / "synthea-transaction-bundles-conditional"
+RESULTS = ROOT / "bench" / "results"
+DIRECTORIES = ("hospitalInformation1633536936158.json", "practitionerInformation1633536936158.json")
+PATIENTS = ("Bob965_Keeling57_3f6fd0bb-6cd3-eb3f-4401-cd38ace25f2b.json",
+            "Cecelia952_Romaguera67_f1731e33-dc55-4ee8-72d7-cece2e49bedd.json")
+TARGETS = {"hub_vs_validation_only": 0.60, "resources_per_second": 1000}
+
+
+def validation_rate(bodies: list[bytes], rounds: int) -> float:
+    """Resources/s of orjson.loads + R4B Bundle validation alone, best of ``rounds``."""
+    bundle_model = model_class("Bundle")
+    count = sum(len(orjson.loads(b)["entry"]) for b in bodies)
+    best = 0.0
+    for _ in range(rounds):
+        started = time.perf_counter()
+        for body in bodies:
+            bundle_model.model_validate(orjson.loads(body))
+        best = max(best, count / (time.perf_counter() - started))
+    return best
+
+
+def post_rate(client: TestClient, bodies: list[bytes]) -> tuple[float, list[str]]:
+    """Resources/s of POSTing each Bundle once; also every entry status (to prove the work was done)."""
+    count = 0
+    seen: list[str] = []
+    started = time.perf_counter()
+    for body in bodies:
+        answer = client.post("/", content=body, headers={"Content-Type": "application/fhir+json",
+                                                        "Prefer": "return=minimal"})
+        if answer.status_code != 200:
+            raise SystemExit(f"the hub refused a benchmark Bundle: {answer.status_code} {answer.text[:300]}")
+        entries = answer.json()["entry"]
+        count += len(entries)
+        seen += [e["response"]["status"] for e in entries]
+    return count / (time.perf_counter() - started), seen
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench bundles", description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=5, help="times each patient transaction is sent (5)")
+    parser.add_argument("--output", type=Path, default=RESULTS / "bundles.json")
+    args = parser.parse_args(argv)
+    if not SYNTHEA.exists():
+        print(f"the Synthea Bundles are not at {SYNTHEA}; clone the project beside ../shared")
+        return 2
+    directories = [(SYNTHEA / n).read_bytes() for n in DIRECTORIES]
+    patients = [(SYNTHEA / n).read_bytes() for n in PATIENTS]
+    result: dict[str, Any] = {
+        "benchmark": "Synthea batch and transaction Bundles vs orjson.loads + R4B validation of the same Bundles",
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
+        "targets": TARGETS,
+    }
+    with tempfile.TemporaryDirectory() as tmp, EmbeddedStore(Path(tmp) / "store") as uri:
+        settings = Settings(mongodb_uri=uri, db_name="bench_bundles", data_dir=Path(tmp) / "hub")
+        token = development_token(settings, role="system", facility="79001")
+        with TestClient(create_app(settings), headers={"Authorization": f"Bearer {token}"}) as client:
+            rate, seen = post_rate(client, directories)
+            result["directory_batches"] = {
+                "resources": len(seen), "hub_per_s": round(rate),
+                "validation_only_per_s": round(validation_rate(directories, 2)),
+                "statuses": sorted(set(seen))}
+            print(f"directory batches: {json.dumps(result['directory_batches'])}", flush=True)
+            ratios, rates, baselines = [], [], []
+            for _ in range(args.rounds):  # measured back to back in each round: the machine is noisy
+                rate, seen = post_rate(client, patients)
+                baseline = validation_rate(patients, 1)
+                rates.append(rate)
+                baselines.append(baseline)
+                ratios.append(rate / baseline)
+            result["patient_transactions"] = {
+                "resources_per_round": len(seen), "rounds": args.rounds,
+                "hub_per_s_median": round(statistics.median(rates)),
+                "validation_only_per_s_median": round(statistics.median(baselines)),
+                "ratio_median": round(statistics.median(ratios), 3),
+                "statuses": sorted(set(seen))}
+            print(f"patient transactions: {json.dumps(result['patient_transactions'])}", flush=True)
+    figures = result["patient_transactions"]
+    result["targets_met"] = {"hub_vs_validation_only": figures["ratio_median"] >= TARGETS["hub_vs_validation_only"],
+                             "resources_per_second": figures["hub_per_s_median"] >= TARGETS["resources_per_second"]}
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"targets met: {json.dumps(result['targets_met'])}; wrote {args.output}")
+    return 0
