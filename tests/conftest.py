@@ -11,6 +11,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -53,6 +54,17 @@ def token_for(settings: Settings, role: str = "system", **claims: object) -> str
 
 def auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+def assert_outcome(response: Any, status: int, code: str | None = None) -> dict[str, Any]:
+    """The answer is an OperationOutcome with this status (and first issue code), never a traceback."""
+    assert response.status_code == status, response.text
+    body: dict[str, Any] = response.json()
+    assert body["resourceType"] == "OperationOutcome"
+    assert "Traceback" not in response.text
+    if code is not None:
+        assert body["issue"][0]["code"] == code, body
+    return body
 
 
 @pytest.fixture

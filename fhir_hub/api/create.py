@@ -12,10 +12,10 @@ from typing import Any
 from fastapi import APIRouter, Response
 
 from fhir_hub.api.body import read_resource
+from fhir_hub.api.conditions import single_match
 from fhir_hub.api.context import Fhir, FhirContext
 from fhir_hub.api.responses import Written, write_response
 from fhir_hub.api.routing import ResourceTypePath, check_type, fhir_route
-from fhir_hub.errors import PreconditionFailed
 from fhir_hub.fhir.validation import validate_resource
 from fhir_hub.store.records import StoredVersion
 from fhir_hub.store.writer import Create
@@ -36,12 +36,8 @@ async def create(rtype: ResourceTypePath, ctx: Fhir) -> Response:
 
 
 async def existing_match(ctx: FhirContext, rtype: str, condition: str) -> StoredVersion | None:
-    """The one resource an ``If-None-Exist`` condition finds, or None; several are a 412."""
-    matches = await ctx.reader.conditional(rtype, condition, what="If-None-Exist")
-    if len(matches) > 1:
-        raise PreconditionFailed(f"If-None-Exist: {len(matches)} {rtype} resources match {condition!r}",
-                                 code="multiple-matches", expression=["If-None-Exist"])
-    return matches[0] if matches else None
+    """What an ``If-None-Exist`` condition finds (several: 412)."""
+    return await single_match(ctx, rtype, condition, what="If-None-Exist", expression=("If-None-Exist",))
 
 
 async def create_resource(ctx: FhirContext, rtype: str, resource: dict[str, Any], *, if_none_exist: str | None = None,

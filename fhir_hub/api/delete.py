@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 
+from fhir_hub.api.conditions import single_match
 from fhir_hub.api.context import Fhir, FhirContext
 from fhir_hub.api.responses import Written, write_response
 from fhir_hub.api.routing import IdPath, ResourceTypePath, check_instance, check_type, fhir_route
-from fhir_hub.api.update import if_match_header, single_match
+from fhir_hub.api.update import if_match_header
 from fhir_hub.store.writer import Delete
 
 router = APIRouter()

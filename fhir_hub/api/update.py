@@ -14,10 +14,11 @@ from typing import Any
 from fastapi import APIRouter, Response
 
 from fhir_hub.api.body import read_resource
+from fhir_hub.api.conditions import single_match
 from fhir_hub.api.context import Fhir, FhirContext
 from fhir_hub.api.responses import Written, parse_etag, write_response
 from fhir_hub.api.routing import IdPath, ResourceTypePath, check_instance, check_type, fhir_route
-from fhir_hub.errors import BadRequest, PreconditionFailed
+from fhir_hub.errors import BadRequest
 from fhir_hub.store.records import StoredVersion
 from fhir_hub.store.writer import Create, Update
 
@@ -47,26 +48,16 @@ async def conditional_update(rtype: ResourceTypePath, ctx: Fhir) -> Response:
     return write_response(ctx, await update_matched(ctx, rtype, match, resource, if_match=if_match_header(ctx)))
 
 
-async def single_match(ctx: FhirContext, rtype: str, criteria: str, *, what: str) -> StoredVersion | None:
-    """The resource a conditional update, patch or delete acts on: None when nothing matches, 412 for several."""
-    matches = await ctx.reader.conditional(rtype, criteria, what=what)
-    if len(matches) > 1:
-        raise PreconditionFailed(f"{what}: {len(matches)} {rtype} resources match the criteria {criteria!r}",
-                                 code="multiple-matches")
-    return matches[0] if matches else None
-
-
 async def update_matched(ctx: FhirContext, rtype: str, match: StoredVersion | None, resource: dict[str, Any], *,
                          if_match: int | None, new_id: str | None = None) -> Written:
     """A conditional update once its criteria are resolved; ``new_id`` names the resource it creates
     when nothing matched and the body has no id (a transaction chooses it ahead)."""
     body_id = resource.get("id")
     if match is None:
-        if body_id is None and new_id is None:
-            result = await ctx.commit(Create(rtype, resource))
+        if body_id is None:
+            result = await ctx.commit(Create(rtype, resource, rid=new_id))
             return Written(result.version, 201, "Created")
-        rid = str(body_id) if body_id is not None else str(new_id)
-        return await update_resource(ctx, rtype, rid, {**resource, "id": rid}, if_match=if_match)
+        return await update_resource(ctx, rtype, str(body_id), resource, if_match=if_match)
     if body_id is not None and body_id != match.rid:
         raise BadRequest(f"Resource.id: the body has id {body_id!r} but the criteria match {rtype}/{match.rid}",
                          expression=[f"{rtype}.id"])

@@ -29,13 +29,14 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from fhir_hub.api.bundles import bundle, entry
+from fhir_hub.api.conditions import single_match
 from fhir_hub.api.context import FhirContext
 from fhir_hub.api.create import create_resource, existing_match
 from fhir_hub.api.delete import delete_resource
 from fhir_hub.api.patch import patch_resource
 from fhir_hub.api.responses import Written, outcome_json, parse_etag
 from fhir_hub.api.search import parse_query, searchset
-from fhir_hub.api.update import single_match, update_matched, update_resource
+from fhir_hub.api.update import update_matched, update_resource
 from fhir_hub.bundles.envelope import WRITES, EntryProblem, EntryRequest, read_entries
 from fhir_hub.bundles.references import conditional_reference, is_local, references_in, rewrite
 from fhir_hub.errors import BadRequest, Conflict, HubError, Issue, NotFound, PreconditionFailed
@@ -92,42 +93,12 @@ async def _batch_entry(ctx: FhirContext, item: EntryRequest | EntryProblem, know
     try:
         if item.method in ("GET", "HEAD"):
             return await _get(ctx, item)
-        resource = item.resource
-        if resource is not None and item.method in ("POST", "PUT"):
-            mapping = await _resolve_references(ctx, item, {}, {}, known)
-            resource = rewrite(resource, mapping)
-        return _written(await _write_unplanned(ctx, item, resource))
+        plan = _Planned(item)  # a batch entry is a transaction of one: the same steps, committed alone
+        await _target(ctx, plan)
+        await _rewrite(ctx, plan, {}, {}, known)
+        return _written(await _write_planned(ctx, plan))
     except HubError as error:
         return Answer.of_error(in_entry(item.index, error))
-
-
-async def _write_unplanned(ctx: FhirContext, item: EntryRequest, resource: dict[str, Any] | None) -> Written:
-    """A batch entry's write, exactly as the HTTP route would do it."""
-    t = item.target
-    if_match = _if_match(item)
-    if item.method == "POST":
-        assert resource is not None
-        return await create_resource(ctx, t.rtype, resource, if_none_exist=item.if_none_exist)
-    if item.method == "PUT":
-        assert resource is not None
-        if t.rid is not None:
-            return await update_resource(ctx, t.rtype, t.rid, resource, if_match=if_match)
-        match = await single_match(ctx, t.rtype, t.query or "", what="Conditional update")
-        return await update_matched(ctx, t.rtype, match, resource, if_match=if_match)
-    rid = t.rid if t.rid is not None else await _matched_id(ctx, item)
-    if item.method == "PATCH":
-        if rid is None:
-            raise NotFound(f"Conditional patch: no {t.rtype} matches the criteria")
-        return await patch_resource(ctx, t.rtype, rid, _patch_of(item), if_match=if_match)
-    if rid is None:
-        return Written(None, 204, "Nothing to delete")
-    return await delete_resource(ctx, t.rtype, rid, if_match=if_match)
-
-
-async def _matched_id(ctx: FhirContext, item: EntryRequest) -> str | None:
-    what = "Conditional patch" if item.method == "PATCH" else "Conditional delete"
-    match = await single_match(ctx, item.target.rtype, item.target.query or "", what=what)
-    return match.rid if match is not None else None
 
 
 # ---------------------------------------------------------------------------------------------- transaction
@@ -282,10 +253,7 @@ async def _rewrite(ctx: FhirContext, plan: _Planned, names: dict[str, str],
     item = plan.item
     if item.resource is None or item.method not in ("POST", "PUT"):
         return
-    resource = rewrite(item.resource, await _resolve_references(ctx, item, names, created_by, known))
-    if item.method == "PUT" and item.target.rid is None and plan.key is not None:
-        resource = {**resource, "id": plan.key.split("/", 1)[1]}
-    plan.resource = resource
+    plan.resource = rewrite(item.resource, await _resolve_references(ctx, item, names, created_by, known))
 
 
 async def _resolve_references(ctx: FhirContext, item: EntryRequest, names: dict[str, str],
@@ -403,19 +371,14 @@ def _entry_json(ctx: FhirContext, answer: Answer) -> bytes:
         response["etag"] = version.etag
         response["lastModified"] = version.last_updated
     choice = ctx.prefers("return")
-    if answer.outcome is not None:
-        response["outcome"] = answer.outcome
-    elif choice == "operationoutcome" and version is not None:
-        response["outcome"] = outcome_json(Issue("informational", f"{HTTPStatus(answer.status).phrase} "
-                                                 f"{version.rtype}/{version.rid}", severity="information"))
+    outcome = answer.outcome
+    if outcome is None and choice == "operationoutcome" and version is not None:
+        outcome = outcome_json(Issue("informational", f"{HTTPStatus(answer.status).phrase} "
+                                     f"{version.rtype}/{version.rid}", severity="information"))
     body = answer.body if choice not in ("minimal", "operationoutcome") or version is None else None
     if version is not None and version.deleted:
         body = None
-    return _with_outcome(entry(full_url=full_url, resource=body, response=_plain(response)), response.get("outcome"))
-
-
-def _plain(response: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in response.items() if k != "outcome"}
+    return _with_outcome(entry(full_url=full_url, resource=body, response=response), outcome)
 
 
 def _with_outcome(entry_json: bytes, outcome: bytes | None) -> bytes:
@@ -424,4 +387,3 @@ def _with_outcome(entry_json: bytes, outcome: bytes | None) -> bytes:
         return entry_json
     assert entry_json.endswith(b"}}")
     return entry_json[:-2] + b',"outcome":' + outcome + b"}}"
-

@@ -89,7 +89,6 @@ class Transaction:
     steps: list[Step] = field(default_factory=list)
     conditions: list[tuple[int, str]] = field(default_factory=list)  # (step index, resource key) that must match
     written: list[tuple[VersionChange, str]] = field(default_factory=list)  # (change, writer token)
-    keys: set[str] = field(default_factory=set)
 
     def add(self, plan: WritePlan) -> None:
         offset = len(self.steps)

@@ -138,16 +138,9 @@ class Writer:
         def plan(current: StoredVersion | None) -> tuple[VersionChange, WriteResult]:
             if current is None:
                 require(caller, op.rtype, "c")  # update-as-create creates
-            vid = current.vid + 1 if current else 1
-            version, new_keys = self._version(op.rtype, op.rid, op.resource, vid=vid, ts=self._next_ts(current),
-                                              method="PUT", source=source)
-            check_write(caller, grant, rtype=op.rtype, source=source, new_patients=version.patients,
-                        existing_source=current.source if current else None,
-                        existing_patients=current.patients if current else None, exists=current is not None)
+            change = self._replacement(caller, grant, source, current, op.rtype, op.rid, op.resource, "PUT")
             _check_precondition(current, op.if_match)  # after the access check: a 412 names the version
-            old_keys = self._keys_of(current)
-            change = VersionChange(version, current, new_keys - old_keys, old_keys - new_keys)
-            return change, WriteResult(version, created=current is None or current.deleted)
+            return change, WriteResult(change.version, created=current is None or current.deleted)
 
         return await self._on_current(op.rtype, op.rid, op.if_match, plan, tx)
 
@@ -165,15 +158,21 @@ class Writer:
                 raise UnprocessableResource(f"{op.rtype}.id: a patch may not change the resource's type or id",
                                             expression=[f"{op.rtype}.id"])
             validate_resource(patched, expected_type=op.rtype)
-            version, new_keys = self._version(op.rtype, op.rid, patched, vid=current.vid + 1,
-                                              ts=self._next_ts(current), method="PATCH", source=source)
-            check_write(caller, grant, rtype=op.rtype, source=source, new_patients=version.patients,
-                        existing_source=current.source, existing_patients=current.patients, exists=True)
-            old_keys = self._keys_of(current)
-            change = VersionChange(version, current, new_keys - old_keys, old_keys - new_keys)
-            return change, WriteResult(version, created=False)
+            change = self._replacement(caller, grant, source, current, op.rtype, op.rid, patched, "PATCH")
+            return change, WriteResult(change.version, created=False)
 
         return await self._on_current(op.rtype, op.rid, op.if_match, plan, tx)
+
+    def _replacement(self, caller: Caller, grant: Grant, source: str | None, current: StoredVersion | None,
+                     rtype: str, rid: str, resource: dict[str, Any], method: str) -> VersionChange:
+        """The next version of a resource with new content (PUT, PATCH), once the caller may write it."""
+        version, new_keys = self._version(rtype, rid, resource, vid=current.vid + 1 if current else 1,
+                                          ts=self._next_ts(current), method=method, source=source)
+        check_write(caller, grant, rtype=rtype, source=source, new_patients=version.patients,
+                    existing_source=current.source if current else None,
+                    existing_patients=current.patients if current else None, exists=current is not None)
+        old_keys = self._keys_of(current)
+        return VersionChange(version, current, new_keys - old_keys, old_keys - new_keys)
 
     async def _delete(self, op: Delete, caller: Caller, grant: Grant, tx: Transaction | None) -> WriteResult:
         check_id(op.rid)

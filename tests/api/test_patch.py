@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from fhir_hub.config import Settings
-from tests.conftest import auth, token_for
+from tests.conftest import assert_outcome, auth, token_for
 
 FHIR = {"Content-Type": "application/fhir+json"}
 JSON_PATCH = {"Content-Type": "application/json-patch+json"}
@@ -25,16 +25,6 @@ def create_patient(client: TestClient, **extra: Any) -> dict[str, Any]:
 
 def send_patch(client: TestClient, url: str, operations: Any, headers: dict[str, str] | None = None) -> Any:
     return client.patch(url, content=orjson.dumps(operations), headers={**JSON_PATCH, **(headers or {})})
-
-
-def outcome(response: Any, status: int, code: str | None = None) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert body["resourceType"] == "OperationOutcome"
-    assert "Traceback" not in response.text
-    if code is not None:
-        assert body["issue"][0]["code"] == code, body
-    return body
 
 
 def diagnostics(response: Any) -> str:
@@ -70,7 +60,7 @@ def test_if_match_pins_the_version(client: TestClient) -> None:
     pid = create_patient(client)["id"]
     assert send_patch(client, f"/Patient/{pid}", [{"op": "add", "path": "/active", "value": True}]).status_code == 200
     stale = send_patch(client, f"/Patient/{pid}", BIRTH_DATE, {"If-Match": 'W/"1"'})
-    outcome(stale, 412)
+    assert_outcome(stale, 412)
     assert current(client, pid)["meta"]["versionId"] == "2"
     assert current(client, pid)["birthDate"] == "1980-01-01"
     ok = send_patch(client, f"/Patient/{pid}", BIRTH_DATE, {"If-Match": 'W/"2"'})
@@ -101,7 +91,7 @@ def test_prefer_return_minimal_has_no_body(client: TestClient) -> None:
 def test_malformed_patch_is_400_naming_the_operation(client: TestClient, operations: Any, index: int) -> None:
     pid = create_patient(client)["id"]
     response = send_patch(client, f"/Patient/{pid}", operations)
-    outcome(response, 400, "invalid")
+    assert_outcome(response, 400, "invalid")
     assert f"operation {index}" in diagnostics(response)
     assert current(client, pid)["meta"]["versionId"] == "1"
 
@@ -115,7 +105,7 @@ def test_malformed_patch_is_400_naming_the_operation(client: TestClient, operati
 def test_malformed_patch_that_trips_the_checker_is_400(client: TestClient, operations: Any) -> None:
     pid = create_patient(client)["id"]
     response = send_patch(client, f"/Patient/{pid}", operations)
-    outcome(response, 400, "invalid")
+    assert_outcome(response, 400, "invalid")
     assert "operation 0" in diagnostics(response)
     assert current(client, pid)["meta"]["versionId"] == "1"
 
@@ -126,14 +116,14 @@ def test_malformed_patch_that_trips_the_checker_is_400(client: TestClient, opera
 def test_patch_that_is_not_an_array_of_operations_is_400(client: TestClient, body: bytes) -> None:
     pid = create_patient(client)["id"]
     response = client.patch(f"/Patient/{pid}", content=body, headers=JSON_PATCH)
-    outcome(response, 400)
+    assert_outcome(response, 400)
     assert current(client, pid)["meta"]["versionId"] == "1"
 
 
 def test_object_instead_of_array_names_the_rule(client: TestClient) -> None:
     pid = create_patient(client)["id"]
     response = send_patch(client, f"/Patient/{pid}", BIRTH_DATE[0])
-    outcome(response, 400, "invalid")
+    assert_outcome(response, 400, "invalid")
     assert "non-empty JSON array of operations" in diagnostics(response)
 
 
@@ -142,7 +132,7 @@ def test_failing_test_op_is_422_and_stores_nothing(client: TestClient) -> None:
     pid = create_patient(client)["id"]
     operations = [{"op": "test", "path": "/birthDate", "value": "2000-01-01"}, *BIRTH_DATE]
     response = send_patch(client, f"/Patient/{pid}", operations)
-    outcome(response, 422, "processing")
+    assert_outcome(response, 422, "processing")
     assert "test operation failed" in diagnostics(response)
     stored = current(client, pid)
     assert stored["meta"]["versionId"] == "1"
@@ -161,7 +151,7 @@ def test_passing_test_op_lets_the_patch_through(client: TestClient) -> None:
 def test_removing_a_missing_path_is_422(client: TestClient) -> None:
     pid = create_patient(client)["id"]
     response = send_patch(client, f"/Patient/{pid}", [{"op": "remove", "path": "/deceasedBoolean"}])
-    outcome(response, 422, "processing")
+    assert_outcome(response, 422, "processing")
     assert "does not apply" in diagnostics(response)
     assert current(client, pid)["meta"]["versionId"] == "1"
 
@@ -174,7 +164,7 @@ def test_removing_a_missing_path_is_422(client: TestClient) -> None:
 def test_patch_may_not_change_id_or_type(client: TestClient, operations: list[dict[str, Any]]) -> None:
     pid = create_patient(client)["id"]
     response = send_patch(client, f"/Patient/{pid}", operations)
-    outcome(response, 422, "processing")
+    assert_outcome(response, 422, "processing")
     assert "may not change the resource's type or id" in diagnostics(response)
     assert current(client, pid)["meta"]["versionId"] == "1"
     assert client.get("/Patient/someone-else").status_code == 404
@@ -190,7 +180,7 @@ def test_patch_producing_an_invalid_resource_is_400(client: TestClient, operatio
                                                     element: str, message: str) -> None:
     pid = create_patient(client, active=True)["id"]
     response = send_patch(client, f"/Patient/{pid}", operations)
-    issue = outcome(response, 400, code)["issue"][0]
+    issue = assert_outcome(response, 400, code)["issue"][0]
     assert issue["expression"] == [element]
     assert issue["diagnostics"].startswith(f"{element}: ")
     assert message in issue["diagnostics"]
@@ -205,7 +195,7 @@ def test_patch_producing_an_invalid_resource_is_400(client: TestClient, operatio
 def test_patch_needs_the_json_patch_media_type(client: TestClient, headers: dict[str, str]) -> None:
     pid = create_patient(client)["id"]
     response = client.patch(f"/Patient/{pid}", content=orjson.dumps(BIRTH_DATE), headers=headers)
-    outcome(response, 415, "not-supported")
+    assert_outcome(response, 415, "not-supported")
     assert "application/json-patch+json" in diagnostics(response)
     assert current(client, pid)["meta"]["versionId"] == "1"
 
@@ -213,7 +203,7 @@ def test_patch_needs_the_json_patch_media_type(client: TestClient, headers: dict
 # ------------------------------------------------------------------------------- missing and deleted
 def test_patch_of_unknown_resource_is_404(client: TestClient) -> None:
     response = send_patch(client, "/Patient/never-created", BIRTH_DATE)
-    outcome(response, 404, "not-found")
+    assert_outcome(response, 404, "not-found")
     assert client.get("/Patient/never-created").status_code == 404
 
 
@@ -221,7 +211,7 @@ def test_patch_of_deleted_resource_is_410(client: TestClient) -> None:
     pid = create_patient(client)["id"]
     assert client.delete(f"/Patient/{pid}").status_code in (200, 204)
     response = send_patch(client, f"/Patient/{pid}", BIRTH_DATE)
-    outcome(response, 410, "deleted")
+    assert_outcome(response, 410, "deleted")
     assert client.get(f"/Patient/{pid}").status_code == 410
 
 
@@ -243,7 +233,7 @@ def test_conditional_patch_patches_the_single_match(client: TestClient) -> None:
 def test_conditional_patch_without_a_match_is_404(client: TestClient) -> None:
     existing = create_patient(client, identifier=[{"system": "urn:cccd", "value": "079001"}])
     response = send_patch(client, "/Patient?identifier=urn:cccd|nobody", BIRTH_DATE)
-    outcome(response, 404, "not-found")
+    assert_outcome(response, 404, "not-found")
     assert current(client, existing["id"]) == existing
     assert client.get("/Patient").json()["total"] == 1  # a conditional patch never creates
 
@@ -252,7 +242,7 @@ def test_conditional_patch_with_two_matches_is_412(client: TestClient) -> None:
     first = create_patient(client, identifier=[{"system": "urn:cccd", "value": "twin"}])
     second = create_patient(client, identifier=[{"system": "urn:cccd", "value": "twin"}])
     response = send_patch(client, "/Patient?identifier=urn:cccd|twin", BIRTH_DATE)
-    outcome(response, 412, "multiple-matches")
+    assert_outcome(response, 412, "multiple-matches")
     assert current(client, first["id"]) == first
     assert current(client, second["id"]) == second
 
@@ -266,10 +256,10 @@ def test_a_resident_cannot_patch_another_patient(client: TestClient, settings: S
     before = current(client, "p2")
     resident = auth(token_for(settings, "resident", patient="p1", scope="patient/*.cruds"))
     response = send_patch(client, "/Patient/p2", BIRTH_DATE, resident)
-    outcome(response, 404, "not-found")
+    assert_outcome(response, 404, "not-found")
     assert current(client, "p2") == before
     # their own record exists for them: a hospital-made record is refused as the hospital's (403), not hidden
     own = send_patch(client, "/Patient/p1", BIRTH_DATE, resident)
-    outcome(own, 403, "forbidden")
+    assert_outcome(own, 403, "forbidden")
     assert "facility boundary" in diagnostics(own)
     assert current(client, "p1")["meta"]["versionId"] == "1"

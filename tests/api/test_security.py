@@ -14,7 +14,7 @@ from fhir.resources.R4B.auditevent import AuditEvent
 from fhir_hub.auth.tokens import mint_development_token
 from fhir_hub.config import Settings
 from fhir_hub.main import create_app
-from tests.conftest import auth, token_for
+from tests.conftest import assert_outcome, auth, token_for
 
 FHIR = {"Content-Type": "application/fhir+json"}
 PUBLIC = ("/metadata", "/.well-known/smart-configuration", "/.well-known/jwks.json")
@@ -47,16 +47,6 @@ def seed(client: TestClient, settings: Settings) -> dict[str, str]:
                       headers={**FHIR, **hospital})
     ids["org"] = org.json()["id"]
     return ids
-
-
-def assert_outcome(response: Any, status: int, code: str | None = None) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert body["resourceType"] == "OperationOutcome"
-    assert "Traceback" not in response.text
-    if code is not None:
-        assert body["issue"][0]["code"] == code, body
-    return body
 
 
 # ------------------------------------------------------------------------------------------- tokens
