@@ -28,7 +28,8 @@ from fastapi.testclient import TestClient
 from fhir_hub.auth.dev_tokens import development_token
 from fhir_hub.config import Settings
 from fhir_hub.fhir.registry import model_class
-from fhir_hub.main import create_app
+from fhir_hub.hub import Hub
+from fhir_hub.main import create_app, freeze_startup_heap
 from fhir_hub.store.embedded import EmbeddedStore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -88,7 +89,11 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp, EmbeddedStore(Path(tmp) / "store") as uri:
         settings = Settings(mongodb_uri=uri, db_name="bench_bundles", data_dir=Path(tmp) / "hub")
         token = development_token(settings, role="system", facility="79001")
-        with TestClient(create_app(settings), headers={"Authorization": f"Bearer {token}"}) as client:
+
+        async def ready(_hub: Hub) -> None:
+            freeze_startup_heap()  # as ``fhir-hub serve`` does
+
+        with TestClient(create_app(settings, on_startup=ready), headers={"Authorization": f"Bearer {token}"}) as client:
             rate, seen = post_rate(client, directories)
             result["directory_batches"] = {
                 "resources": len(seen), "hub_per_s": round(rate),

@@ -39,7 +39,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from fhir_hub.demo import load_demo
     from fhir_hub.hub import Hub
-    from fhir_hub.main import create_app
+    from fhir_hub.main import create_app, freeze_startup_heap
 
     settings = _settings(args)
     _setup_logging(settings.log_level)
@@ -62,6 +62,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "  stop with Ctrl-C\n",
             flush=True,
         )
+        freeze_startup_heap()
 
     app = create_app(settings, on_startup=on_startup)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(),

@@ -1,9 +1,13 @@
 """All-or-nothing groups of writes (transaction Bundles), and the gate that keeps them apart from other writes.
 
 Where the server has multi-document transactions (a MongoDB replica set, nx-27017), the steps of every
-change in the group are collected and sent at the end, in one ordered request inside one transaction,
-and the transaction commits only when every conditional replace matched. One request instead of one per
-step is also what makes a 250-entry Bundle affordable on the embedded store.
+change in the group are sent inside one transaction, which commits only when every conditional replace
+matched. A group smaller than ``CHUNK_STEPS`` goes in one request at the end. A larger one starts its
+transaction as soon as that many steps are ready and from then on sends, in the background, whatever has
+been collected each time the server has finished the previous request: the server stores one part while
+the hub validates and indexes the next. On a 250-entry Bundle the server's time was as large as the hub's,
+so this overlap is the largest single saving (measured with ``python -m bench bundles``: 455 to 840
+resources/s). The gate below is then held from the first request to the commit.
 
 nx-27017 runs a transaction on the single SQLite connection all its clients share: a write from another
 request while the transaction is open becomes part of it, and an abort discards that write too (measured,
@@ -20,12 +24,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from fhir_hub.store.plan import Step, WritePlan
 from fhir_hub.store.records import VersionChange
+
+CHUNK_STEPS = 128  # the least a large transaction sends at once (~8 resources with their search entries);
+# more when the previous request is still under way: a request leaves as soon as the server is idle
 
 
 class WriteGate:
@@ -89,6 +96,17 @@ class Transaction:
     steps: list[Step] = field(default_factory=list)
     conditions: list[tuple[int, str]] = field(default_factory=list)  # (step index, resource key) that must match
     written: list[tuple[VersionChange, str]] = field(default_factory=list)  # (change, writer token)
+    # Sending in chunks (server transactions only): steps[:sent] are sent or being sent, ``matched`` holds
+    # what the finished requests matched (by index in ``steps``), ``in_flight`` the request under way.
+    sent: int = 0
+    started: bool = False
+    matched: dict[int, int] = field(default_factory=dict)
+    in_flight: asyncio.Task[dict[int, int]] | None = None
+    held: AsyncExitStack = field(default_factory=AsyncExitStack)  # the gate, held until commit or abort
+
+    @property
+    def unsent(self) -> int:
+        return len(self.steps) - self.sent
 
     def add(self, plan: WritePlan) -> None:
         offset = len(self.steps)

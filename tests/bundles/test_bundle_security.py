@@ -147,10 +147,10 @@ async def test_writes_beside_a_failing_transaction_are_kept(hub: Hub) -> None:
     caller = Caller.hub("test")
     send = hub.store._send
 
-    async def half_then_fail(steps: list[Any], session: Any = None) -> dict[int, int]:
+    async def half_then_fail(steps: list[Any], session: Any = None, **options: Any) -> dict[int, int]:
         if session is None:
-            return await send(steps, session)
-        await send(steps[: len(steps) // 2], session)
+            return await send(steps, session, **options)
+        await send(steps[: len(steps) // 2], session, **options)
         await asyncio.sleep(0.05)  # the single writes below get their turn here
         raise UnprocessableResource("injected failure during the commit")
 

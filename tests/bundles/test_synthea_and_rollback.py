@@ -80,24 +80,26 @@ def test_a_failure_at_entry_150_leaves_the_store_exactly_as_before(client: TestC
 
 def test_a_store_failure_in_the_middle_of_the_commit_rolls_everything_back(client: TestClient,
                                                                            settings: Settings) -> None:
-    """Half of the transaction's steps reach the server inside its transaction, then the connection fails."""
+    """Chunks of the transaction's steps reach the server inside its transaction, then the connection fails
+    half-way through a later chunk, while the hub is still preparing the next ones."""
     _load_directories(client)
     store = client.app.state.hub.store  # type: ignore[attr-defined]
     send = store._send
     sent: list[int] = []
 
-    async def half_then_fail(steps: list[Any], session: Any = None) -> dict[int, int]:
-        if session is None:
-            return await send(steps, session)
-        await send(steps[: len(steps) // 2], session)
+    async def fail_in_a_later_chunk(steps: list[Any], session: Any = None, **options: Any) -> dict[int, int]:
+        if session is None or sum(sent) < 1000:
+            sent.append(len(steps))
+            return await send(steps, session, **options)
+        await send(steps[: len(steps) // 2], session, **options)
         sent.append(len(steps) // 2)
         raise AutoReconnect("connection lost in the middle of the commit (injected)")
 
-    store._send = half_then_fail
+    store._send = fail_in_a_later_chunk
     before = dump(settings)
     answer = client.post("/", json=synthea(BOB))
     assert answer.status_code == 503
-    assert sent and sent[0] > 1000  # the failure came after many documents were written in the transaction
+    assert len(sent) > 2 and sum(sent) > 1000  # many documents were written in the transaction before it failed
     assert dump(settings) == before
 
 
