@@ -40,6 +40,7 @@ from fhir_hub.api.update import update_matched, update_resource
 from fhir_hub.bundles.envelope import WRITES, EntryProblem, EntryRequest, read_entries
 from fhir_hub.bundles.references import conditional_reference, is_local, references_in, rewrite
 from fhir_hub.errors import BadRequest, Conflict, HubError, Issue, NotFound, PreconditionFailed
+from fhir_hub.fhir.fhirpath_patch import fhirpath_patch
 from fhir_hub.fhir.patch import Applier, binary_json_patch
 from fhir_hub.fhir.registry import is_resource_type
 from fhir_hub.fhir.validation import validate_resource
@@ -350,9 +351,10 @@ def _patch_of(item: EntryRequest) -> Applier:
     resource = item.resource or {}
     if resource.get("resourceType") == "Binary":
         return binary_json_patch(resource, where=where)
-    raise BadRequest(f"{where}: a PATCH entry carries a JSON Patch as a Binary (contentType "
-                     "application/json-patch+json); FHIRPath Patch (Parameters) is not supported",
-                     expression=[where], code="not-supported")
+    if resource.get("resourceType") == "Parameters":
+        return fhirpath_patch(resource, where=where)
+    raise BadRequest(f"{where}: a PATCH entry carries a FHIRPath Patch (Parameters) or a JSON Patch as a "
+                     "Binary (contentType application/json-patch+json)", expression=[where])
 
 
 def _written(written: Written) -> Answer:

@@ -1,4 +1,5 @@
-"""PATCH with JSON Patch (FHIR R4 http.html#patch) and conditional patch, end to end over HTTP."""
+"""PATCH with JSON Patch (FHIR R4 http.html#patch) and conditional patch, end to end over HTTP (FHIRPath
+Patch: test_fhirpath_patch.py)."""
 
 from __future__ import annotations
 
@@ -190,13 +191,23 @@ def test_patch_producing_an_invalid_resource_is_400(client: TestClient, operatio
 
 
 # ------------------------------------------------------------------------------------- media types
-@pytest.mark.parametrize("headers", [FHIR, {"Content-Type": "application/json"}, {}],
-                         ids=["fhir-json", "plain-json", "none"])
-def test_patch_needs_the_json_patch_media_type(client: TestClient, headers: dict[str, str]) -> None:
+@pytest.mark.parametrize("headers", [{"Content-Type": "application/xml"}, {"Content-Type": "text/plain"}, {}],
+                         ids=["xml", "text", "none"])
+def test_patch_needs_a_patch_media_type(client: TestClient, headers: dict[str, str]) -> None:
     pid = create_patient(client)["id"]
     response = client.patch(f"/Patient/{pid}", content=orjson.dumps(BIRTH_DATE), headers=headers)
     assert_outcome(response, 415, "not-supported")
     assert "application/json-patch+json" in diagnostics(response)
+    assert current(client, pid)["meta"]["versionId"] == "1"
+
+
+@pytest.mark.parametrize("headers", [FHIR, {"Content-Type": "application/json"}], ids=["fhir-json", "plain-json"])
+def test_a_json_patch_sent_as_fhir_json_is_read_as_fhirpath_patch_and_refused(client: TestClient,
+                                                                              headers: dict[str, str]) -> None:
+    pid = create_patient(client)["id"]
+    response = client.patch(f"/Patient/{pid}", content=orjson.dumps(BIRTH_DATE), headers=headers)
+    assert_outcome(response, 400, "invalid")
+    assert "Parameters" in diagnostics(response)
     assert current(client, pid)["meta"]["versionId"] == "1"
 
 

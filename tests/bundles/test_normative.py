@@ -104,7 +104,13 @@ def test_json_patch_in_a_batch(client: TestClient) -> None:
     assert answer["entry"][1]["resource"] == patched
 
 
-def test_fhirpath_patch_is_refused_per_entry(client: TestClient) -> None:
+def test_fhirpath_patch_in_a_batch(client: TestClient) -> None:
     answer = client.post("/", json=normative("Bundle-FhirPatch.json")).json()
-    assert statuses(answer) == ["201 Created", "400 Bad Request", "400 Bad Request"]
-    assert "FHIRPath Patch" in answer["entry"][1]["response"]["outcome"]["issue"][0]["diagnostics"]
+    assert statuses(answer) == ["201 Created", "200 OK", "200 OK"]
+    patched = client.get("/Patient/9F746C86-48B4-424D-9F92-1E46215E35D5").json()
+    assert patched["meta"]["versionId"] == "3"
+    assert patched["gender"] == "female"
+    race = next(e for e in patched["extension"] if e["url"].endswith("us-core-race"))
+    assert race["extension"][0] == {"url": "ombCategory", "valueCoding": {
+        "system": "urn:oid:2.16.840.1.113883.6.238", "code": "2054-5", "display": "Black or African American"}}
+    assert race["extension"][1] == {"url": "text", "valueString": "Asian"}  # the rest is as it was
