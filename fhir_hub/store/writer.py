@@ -135,11 +135,13 @@ class Writer:
     async def _put(self, op: Update, caller: Caller, grant: Grant, tx: Transaction | None) -> WriteResult:
         source = source_uri(caller, self.source_prefix)
 
-        def plan(current: StoredVersion | None) -> tuple[VersionChange, WriteResult]:
+        def plan(current: StoredVersion | None) -> tuple[VersionChange, WriteResult] | WriteResult:
             if current is None:
                 require(caller, op.rtype, "c")  # update-as-create creates
             change = self._replacement(caller, grant, source, current, op.rtype, op.rid, op.resource, "PUT")
             _check_precondition(current, op.if_match)  # after the access check: a 412 names the version
+            if current is not None and _same_content(current, change.version):
+                return WriteResult(current, created=False, changed=False)  # a no-op: no new version
             return change, WriteResult(change.version, created=current is None or current.deleted)
 
         return await self._on_current(op.rtype, op.rid, op.if_match, plan, tx)
@@ -272,3 +274,25 @@ def _stale(if_match: int, current: StoredVersion | None = None) -> PreconditionF
     now = "it does not exist" if current is None or current.deleted else f"the current version is {current.vid}"
     return PreconditionFailed(f"If-Match: version {if_match} is not the current version ({now})",
                               expression=["If-Match"])
+
+
+_STAMPED_EACH_TIME = ("versionId", "lastUpdated")
+
+
+def _same_content(current: StoredVersion, new: StoredVersion) -> bool:
+    """Whether a PUT would store what is already there, but for the version stamps.
+
+    Such an update is answered with the current version and stores nothing (FHIR lets a server skip a
+    version that changes nothing): a facility re-sending the same file, or an HL7 v2 A08 that repeats the
+    A01, then leaves the history as it was instead of growing it by one identical version per send.
+    """
+    if current.deleted or current.json is None or new.json is None or current.source != new.source:
+        return False
+    if len(current.json) != len(new.json) and abs(len(current.json) - len(new.json)) > 64:
+        return False  # the stamps differ by a few characters at most; a larger difference is a change
+    return _unstamped(loads(current.json)) == _unstamped(loads(new.json))
+
+
+def _unstamped(resource: dict[str, Any]) -> dict[str, Any]:
+    meta = {k: v for k, v in resource.get("meta", {}).items() if k not in _STAMPED_EACH_TIME}
+    return {**resource, "meta": meta}

@@ -75,9 +75,10 @@ def test_update_as_create_with_client_id(client: TestClient) -> None:
 def test_if_match_guards_updates_and_deletes(client: TestClient) -> None:
     created = create(client, patient())
     pid = created["id"]
-    ok = client.put(f"/Patient/{pid}", json=created, headers={**FHIR, "If-Match": 'W/"1"'})
+    changed = {**created, "active": not created.get("active", False)}  # an identical PUT stores no version
+    ok = client.put(f"/Patient/{pid}", json=changed, headers={**FHIR, "If-Match": 'W/"1"'})
     assert ok.status_code == 200
-    stale = client.put(f"/Patient/{pid}", json=created, headers={**FHIR, "If-Match": 'W/"1"'})
+    stale = client.put(f"/Patient/{pid}", json=changed, headers={**FHIR, "If-Match": 'W/"1"'})
     assert stale.status_code == 412
     assert stale.json()["issue"][0]["expression"] == ["If-Match"]
     assert client.delete(f"/Patient/{pid}", headers={"If-Match": 'W/"1"'}).status_code == 412
@@ -129,12 +130,15 @@ def test_history_levels_newest_first(client: TestClient) -> None:
 def test_history_paging_and_since_survive_concurrent_writes(client: TestClient) -> None:
     created = create(client, patient())
     pid = created["id"]
-    for _ in range(6):
-        client.put(f"/Patient/{pid}", json=created, headers=FHIR)
+    def changed(i: int) -> dict[str, object]:  # an identical PUT stores no version: each one changes something
+        return {**created, "birthDate": f"19{70 + i}-01-01"}
+
+    for i in range(6):
+        client.put(f"/Patient/{pid}", json=changed(i), headers=FHIR)
     first = client.get(f"/Patient/{pid}/_history", params={"_count": 3}).json()
     assert [e["resource"]["meta"]["versionId"] for e in first["entry"]] == ["7", "6", "5"]
     next_url = next(link["url"] for link in first["link"] if link["relation"] == "next")
-    client.put(f"/Patient/{pid}", json=created, headers=FHIR)  # a write between two pages
+    client.put(f"/Patient/{pid}", json=changed(7), headers=FHIR)  # a write between two pages
     second = client.get(next_url).json()
     assert [e["resource"]["meta"]["versionId"] for e in second["entry"]] == ["4", "3", "2"]
     third = client.get(next(link["url"] for link in second["link"] if link["relation"] == "next")).json()
