@@ -3,16 +3,17 @@
   rest    single-resource REST throughput beside the raw store (bench/results/rest.json)
   search  common searches at 100,000 resources beside a full scan (bench/results/search.json)
   bundles Synthea batch/transaction ingest beside parse+validate alone (bench/results/bundles.json)
-  all     all three, one after the other (the default)
+  ingest  records/s per adapter format beside raw parsing of the same input (bench/results/ingest.json)
+  all     all four, one after the other (the default)
 
 ``python -m bench rest --help`` (or ``search --help``) lists each one's options.
 """
 
 import sys
 
-from bench import bundles, rest, search
+from bench import bundles, ingest, rest, search
 
-_COMMANDS = {"rest": rest.main, "search": search.main, "bundles": bundles.main}
+_COMMANDS = {"rest": rest.main, "search": search.main, "bundles": bundles.main, "ingest": ingest.main}
 
 
 def main(argv: list[str]) -> int:
@@ -23,7 +24,7 @@ def main(argv: list[str]) -> int:
         return max(command([]) for command in _COMMANDS.values())
     command = _COMMANDS.get(argv[0])
     if command is None:
-        print(f"unknown benchmark {argv[0]!r}; choose rest, search, bundles or all", file=sys.stderr)
+        print(f"unknown benchmark {argv[0]!r}; choose rest, search, bundles, ingest or all", file=sys.stderr)
         return 2
     return command(argv[1:])
 

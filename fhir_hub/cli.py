@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -109,6 +110,37 @@ def cmd_openapi(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from fhir_hub.ingest.client import exit_code, files_in, ingest_files, summary
+
+    paths = files_in(args.paths)
+    missing = [p for p in paths if not p.exists()]
+    if missing:
+        print(f"not found: {', '.join(map(str, missing))}", file=sys.stderr)
+        return 2
+    results = ingest_files(paths, url=args.url, token=args.token, format_name=args.format,
+                           progress=sys.stderr.isatty())
+    print(summary(results))
+    return exit_code(results)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from fhir_hub.ingest.client import exit_code, replay_archives, summary
+
+    results = replay_archives(args.archives, url=args.url, token=args.token)
+    print(summary(results))
+    return exit_code(results)
+
+
+def _client_options(command: argparse.ArgumentParser) -> None:
+    from fhir_hub.ingest.client import DEFAULT_URL
+
+    command.add_argument("--url", default=os.environ.get("FHIR_HUB_URL", DEFAULT_URL),
+                         help=f"the running hub (FHIR_HUB_URL, default {DEFAULT_URL})")
+    command.add_argument("--token", default=os.environ.get("FHIR_HUB_TOKEN"),
+                         help="bearer token of the sending system (FHIR_HUB_TOKEN); see `fhir-hub token`")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fhir-hub",
@@ -152,6 +184,26 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (default 3600)")
     token.add_argument("--data-dir", type=Path, help="where the development key lives (FHIR_HUB_DATA_DIR)")
     token.set_defaults(func=cmd_token)
+
+    ingest = sub.add_parser(
+        "ingest", help="send files (MoH XML, HL7 v2, CSV, FHIR JSON/NDJSON) to a running hub's $ingest",
+        description="Send each file as it is to POST /$ingest of the hub named by --url, with the token of "
+                    "--token: the hub archives it, maps it with the adapter of its format, stores the good "
+                    "records and reports the bad ones. Folders are walked; CSV patient files go first. Exit "
+                    "status: 0 all stored, 1 some records rejected, 2 a file could not be sent.")
+    ingest.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="files or folders")
+    from adapters.registry import formats
+
+    ingest.add_argument("--format", choices=formats(), help="the files' format (default: detected by the hub)")
+    _client_options(ingest)
+    ingest.set_defaults(func=cmd_ingest)
+
+    replay = sub.add_parser("replay", help="map archived payloads again (after a mapping fix)",
+                            description="Ask the hub to map archived payloads again (POST /$replay). Records "
+                                        "stored before are found again, not doubled.")
+    replay.add_argument("archives", nargs="+", metavar="ARCHIVE_ID", help="archive ids from an ingest report")
+    _client_options(replay)
+    replay.set_defaults(func=cmd_replay)
 
     spec = sub.add_parser("openapi", help="print or write the OpenAPI document of the REST API",
                           description="Generate the OpenAPI document from the application's routes.")

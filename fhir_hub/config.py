@@ -51,6 +51,8 @@ class Settings:
     clock_skew_seconds: int = 60
     max_token_bytes: int = 8192
     source_prefix: str = "urn:fhir-hub"  # meta.source of a facility's records: <prefix>:facility:<code>
+    # Ingestion: a folder of CSV mapping files (*.toml), one per onboarded clinic (adapters/csv/LAYOUT.md)
+    csv_mappings: Path | None = None
     # Operations
     log_level: str = "info"
     audit_flush_ms: int = 50

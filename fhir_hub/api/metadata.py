@@ -78,7 +78,8 @@ def _statement(tags: tuple[dict[str, Any], ...], base_url: str) -> dict[str, Any
     codes = {t["code"] for t in tags} | {c for t in tags for c in t.get("interactions", ())}
     flags: dict[str, Any] = {}
     for tag in tags:
-        flags.update({k: v for k, v in tag.items() if k not in ("code", "level", "interactions")})
+        flags.update({k: v for k, v in tag.items() if k not in ("code", "level", "interactions", "operation")})
+    operations = [t["operation"] for t in tags if "operation" in t]
     resources = []
     for rtype in resource_types():
         hub_only = rtype in HUB_ONLY_TYPES  # readable, never written through the API
@@ -117,5 +118,6 @@ def _statement(tags: tuple[dict[str, Any], ...], base_url: str) -> dict[str, Any
             "resource": resources,
             "interaction": [{"code": c} for c in _SYSTEM_INTERACTIONS if c in codes],
             **({"searchParam": _system_search_params()} if "search-system" in codes else {}),
+            **({"operation": operations} if operations else {}),
         }],
     }

@@ -25,6 +25,7 @@ PERMISSION = {
     "create": "c", "update": "u", "conditional-update": "u", "delete": "d", "conditional-delete": "d",
     "patch": "u", "conditional-patch": "u",
     "transaction": "",  # a Bundle: each entry is checked as the interaction it carries
+    "ingest": "c", "replay": "c",  # a payload's records are transactions: each entry is checked the same way
 }
 HUB_ONLY_TYPES = frozenset({"AuditEvent"})
 

@@ -33,6 +33,7 @@ HISTORY = "resource_history"
 SEARCH_INDEX = "search_index"
 AUDIT = "audit_events"
 META = "hub_meta"  # one small document per fact about the store itself, e.g. the search entries' format
+INGEST_ARCHIVE = "ingest_archive"  # every payload POSTed to $ingest, as received, before it is mapped
 
 
 class _VersionFields(me.Document):
@@ -97,7 +98,27 @@ class AuditEntry(me.Document):
     more = me.IntField()  # how many more were not listed
 
 
-DOCUMENTS: tuple[type[me.Document], ...] = (CurrentResource, HistoricVersion, SearchIndexEntry, AuditEntry)
+class ArchivedPayload(me.Document):
+    """A payload as it arrived at ``$ingest``: kept before mapping so that nothing is lost (tables no adapter
+    maps, records rejected) and it can be replayed once a mapping is fixed (``fhir-hub replay``)."""
+
+    meta = {"collection": INGEST_ARCHIVE, "db_alias": ALIAS, "indexes": ["received", "facility", "sha256"],
+            "auto_create_index": False, "strict": False}
+
+    id = me.StringField(primary_key=True)
+    received = me.LongField(required=True)  # microseconds since the epoch
+    payload = me.BinaryField(required=True)
+    sha256 = me.StringField(required=True)
+    media_type = me.StringField()
+    filename = me.StringField()
+    format = me.StringField()  # the adapter that read it (absent when none could)
+    facility = me.StringField()  # from the caller's token
+    caller = me.StringField(required=True)  # the token's subject
+    report = me.DictField()  # the last ingest report (counts, rejected records with reasons)
+
+
+DOCUMENTS: tuple[type[me.Document], ...] = (CurrentResource, HistoricVersion, SearchIndexEntry, AuditEntry,
+                                            ArchivedPayload)
 
 
 def ensure_schema(uri: str, db_name: str) -> None:

@@ -1,0 +1,85 @@
+"""The one interface every adapter implements, and the report it gives back.
+
+An adapter turns one payload (a file, a message) into **records**, each a FHIR ``transaction`` Bundle that
+the hub commits on its own: a bad record is rejected alone and the good records of the same payload are
+still stored. Every entry of a record's Bundle is a conditional create (``ifNoneExist`` on a business
+identifier) or refers to one (``Patient?identifier=system|value``), so that ingesting a payload twice
+creates nothing the second time.
+
+Adapters are pure: bytes in, Bundles and a report out. Archiving the raw payload, committing the Bundles
+through the hub's write path and writing the Provenance are the ingest service's job
+(``fhir_hub.ingest``), the same for every format.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """Why a record was rejected, or what was noticed in a record that was kept (``kept=True``).
+
+    ``record`` names the record as the sender knows it (``MA_LK=2024000123``, ``MSH-10=MSG00001``,
+    ``patients.csv line 12``); ``field`` the element (``XML1.NGAY_VAO``, ``PID-7``, ``patients.csv:birth_date``).
+    """
+
+    record: str
+    field: str | None
+    message: str
+    kept: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"record": self.record, "field": self.field, "message": self.message,
+                "severity": "warning" if self.kept else "error"}
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One record of a payload, ready for the hub: ``bundle`` is a transaction Bundle (a dict)."""
+
+    key: str
+    bundle: dict[str, Any]
+
+
+@dataclass
+class Mapping:
+    """What an adapter made of a payload."""
+
+    format: str
+    records: list[Record] = field(default_factory=list)
+    rejected: list[Problem] = field(default_factory=list)  # records left out, each with its reason
+    warnings: list[Problem] = field(default_factory=list)  # records kept, with something worth a look
+    not_mapped: list[str] = field(default_factory=list)  # parts kept only in the raw payload (e.g. "XML6")
+    facility: str | None = None  # the sending facility's code when the payload names it (MA_CSKCB, MSH-4)
+
+    def reject(self, record: str, field_name: str | None, message: str) -> None:
+        self.rejected.append(Problem(record, field_name, message))
+
+    def warn(self, record: str, field_name: str | None, message: str) -> None:
+        self.warnings.append(Problem(record, field_name, message, kept=True))
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where a payload comes from: stamped on every resource as tags (see ``normalize.tag``)."""
+
+    format: str  # "moh-xml", "hl7v2", "csv", "fhir"
+    facility: str | None = None  # the facility code the caller's token names, if any
+
+
+class Adapter(Protocol):
+    """One per format. ``detect`` must be cheap and must not raise; ``map`` must not raise either: a
+    payload it cannot read at all gives a Mapping with one rejected record naming the problem."""
+
+    format: str
+    media_types: tuple[str, ...]  # Content-Types that name this format on POST /$ingest
+
+    def detect(self, payload: bytes, filename: str | None = None) -> bool: ...
+
+    def map(self, payload: bytes, source: Source) -> Mapping: ...
+
+
+class AdapterError(ValueError):
+    """A payload no adapter can read, or one given with a format that does not fit it."""

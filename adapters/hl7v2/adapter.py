@@ -1,0 +1,77 @@
+"""The HL7 v2 adapter: a payload of one or more ER7 messages -> one record per message.
+
+Each message is mapped on its own: one that cannot be parsed, or lacks what its event needs, is rejected
+alone and the others of the payload are still mapped. Message types the hub does not map (SIU, MDM, ORM,
+RDE...) are listed in ``not_mapped``: they are archived with the payload, neither mapped nor rejected, and
+the ingest service still acknowledges them (see ``ack``).
+"""
+
+from __future__ import annotations
+
+from adapters.base import Mapping, Record, Source
+from adapters.hl7v2.context import Context, Rejected
+from adapters.hl7v2.er7 import decode, msh_fields, split_messages
+from adapters.hl7v2.message import build
+from adapters.hl7v2.parse import Unreadable, parse
+from adapters.hl7v2.tables import table
+from adapters.normalize import RecordBundle
+
+
+def record_key(message: str, index: int) -> str:
+    """How the sender knows the message: its control id, else its position in the payload."""
+    control_id = msh_fields(message).get(10)
+    return f"MSH-10={control_id}" if control_id else f"message[{index}]"
+
+
+class Hl7v2Adapter:
+    format = "hl7v2"
+    media_types = ("x-application/hl7-v2+er7", "application/hl7-v2", "text/hl7v2")
+
+    def detect(self, payload: bytes, filename: str | None = None) -> bool:
+        try:
+            return decode(payload[:64])[0].lstrip("\ufeff \t\r\n").startswith("MSH|")
+        except Exception:  # detect must never raise, whatever the bytes
+            return False
+
+    def map(self, payload: bytes, source: Source) -> Mapping:
+        mapping = Mapping(format=self.format)
+        try:
+            split = split_messages(payload)
+        except Exception as exc:  # map must never raise
+            mapping.reject("payload", None, f"the payload cannot be read: {type(exc).__name__}: {exc}")
+            return mapping
+        if not split.messages:
+            mapping.reject("payload", "MSH", "no MSH segment: this is not an HL7 v2 message")
+            return mapping
+        if split.leading:
+            mapping.warn("payload", None, f"{len(split.leading)} line(s) before the first MSH ignored")
+        if split.charset != "utf-8":
+            mapping.warn("payload", "MSH-18", "the payload is not UTF-8; read as Windows-1258")
+        mapping.facility = msh_fields(split.messages[0]).get(4) or None
+        for index, text in enumerate(split.messages):
+            _map_message(text, record_key(text, index), source, mapping)
+        return mapping
+
+
+def _map_message(text: str, key: str, source: Source, mapping: Mapping) -> None:
+    try:
+        message = parse(text)
+        event = table("events").get(message.message_type)
+        if event is None:
+            mapping.not_mapped.append(f"{message.message_type} ({key})")
+            return
+        scope = message.facility or source.facility or message.msh.get(3)
+        ctx = Context(message, RecordBundle(source, scope or None), scope)
+        for field_name, note in message.notes:
+            ctx.warn(field_name, note)
+        build(ctx, event)
+    except (Unreadable, Rejected) as exc:
+        mapping.reject(key, exc.field, exc.message)
+        return
+    except Exception as exc:  # a bug must cost one message, not the payload
+        mapping.reject(key, None, f"the message could not be mapped: {type(exc).__name__}: {exc}")
+        return
+    mapping.records.append(Record(key, ctx.bundle.bundle()))
+    for field_name, note in ctx.warnings:
+        mapping.warn(key, field_name, note)
+    mapping.not_mapped.extend(f"{part} ({key})" for part in ctx.not_mapped)

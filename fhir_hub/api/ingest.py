@@ -1,0 +1,114 @@
+"""``POST /$ingest``: a facility's payload as it is (MoH XML, HL7 v2, CSV, FHIR JSON/NDJSON), and
+``POST /$replay``: an archived payload mapped again.
+
+The body is read within ``FHIR_HUB_MAX_BODY_BYTES``; its format comes from ``?format=``, else the
+Content-Type, else detection (send ``application/octet-stream``). ``?filename=`` names the file (a CSV
+adapter needs it to know the table). The answer is a ``Parameters`` resource: the archive id, the format,
+records accepted and rejected, resources created, found again and updated (each record's Provenance
+included), and an
+``OperationOutcome`` listing each rejected record (error) and each doubtful one kept (warning) with its
+record key and field. HL7 v2 senders get their acknowledgements instead (one ACK per message: AA, or AE
+naming the problem), unless they ask for FHIR JSON with ``Accept``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Response
+
+from adapters.base import Problem
+from adapters.hl7v2 import ack, record_key, split_messages
+from adapters.normalize import HUB
+from fhir_hub.api.body import read_body
+from fhir_hub.api.context import Fhir, FhirContext
+from fhir_hub.api.responses import fhir_response
+from fhir_hub.api.routing import fhir_route
+from fhir_hub.errors import BadRequest
+from fhir_hub.fhir.jsonio import dumps
+from fhir_hub.ingest.service import IngestReport, ingest, replay
+
+router = APIRouter()
+
+_RAW_BODY = {"required": True, "content": {"application/octet-stream": {"schema": {"type": "string",
+                                                                                 "format": "binary"}}}}
+ACK_MEDIA_TYPE = "x-application/hl7-v2+er7"
+
+
+def _operation(name: str) -> dict[str, str]:
+    return {"name": name, "definition": f"{HUB}/OperationDefinition/{name}"}
+
+
+@router.post("/$ingest", **fhir_route("ingest", "system", summary="Ingest a facility's payload (MoH XML, HL7 v2, "
+                                      "CSV, FHIR)", body=_RAW_BODY, query=("format", "filename"),
+                                      operation=_operation("ingest")))
+async def ingest_payload(ctx: Fhir) -> Response:
+    payload = await read_body(ctx.request, ctx.hub.settings.max_body_bytes)
+    if not payload:
+        raise BadRequest("$ingest: the body is empty; send the file as it is")
+    params = ctx.request.query_params
+    report = await ingest(ctx, payload, media_type=ctx.request.headers.get("content-type"),
+                          filename=params.get("filename"), format_name=params.get("format"))
+    return _answer(ctx, report, payload)
+
+
+@router.post("/$replay", **fhir_route("replay", "system", summary="Map an archived payload again",
+                                      query=("archive",), operation=_operation("replay")))
+async def replay_payload(ctx: Fhir) -> Response:
+    archive = ctx.request.query_params.get("archive")
+    if not archive:
+        raise BadRequest("$replay: name the archived payload with ?archive=<id> (from the $ingest report)",
+                         expression=["archive"])
+    report = await replay(ctx, archive)
+    return _answer(ctx, report, None)
+
+
+def _answer(ctx: FhirContext, report: IngestReport, payload: bytes | None) -> Response:
+    accept = ctx.request.headers.get("accept", "")
+    if report.format == "hl7v2" and payload is not None and "json" not in accept:
+        return Response(content=_acks(report, payload), media_type=ACK_MEDIA_TYPE)
+    return fhir_response(ctx, dumps(report_parameters(report)))
+
+
+def _acks(report: IngestReport, payload: bytes) -> bytes:
+    """One acknowledgement per message, in order: AA when its record was committed (or not mapped: the
+    hub has it, archived), AE with the reason when it was rejected."""
+    problems = {p.record: p for p in report.rejected}
+    acks = []
+    for i, message in enumerate(split_messages(payload).messages):
+        problem = problems.get(record_key(message, i))
+        acks.append(ack(message.encode(), accepted=problem is None,
+                        error=_problem_text(problem) if problem else None))
+    return b"\r\n".join(acks)
+
+
+def _problem_text(problem: Problem) -> str:
+    return f"{problem.field}: {problem.message}" if problem.field else problem.message
+
+
+def report_parameters(report: IngestReport) -> dict[str, Any]:
+    """The report as a FHIR ``Parameters`` resource (what a FHIR client expects of an operation)."""
+    parameters: list[dict[str, Any]] = [
+        {"name": "archive", "valueString": report.archive},
+        *([{"name": "format", "valueCode": report.format}] if report.format else []),
+        *([{"name": "filename", "valueString": report.filename}] if report.filename else []),
+        {"name": "recordsAccepted", "valueInteger": report.accepted},
+        {"name": "recordsRejected", "valueInteger": len(report.rejected)},
+        {"name": "created", "valueInteger": report.created},
+        {"name": "existing", "valueInteger": report.existing},
+        {"name": "updated", "valueInteger": report.updated},
+        *[{"name": "notMapped", "valueString": part} for part in report.not_mapped],
+    ]
+    issues = [_issue(p) for p in (*report.rejected, *report.warnings)]
+    if issues:
+        parameters.append({"name": "outcome", "resource": {"resourceType": "OperationOutcome", "issue": issues}})
+    return {"resourceType": "Parameters", "parameter": parameters}
+
+
+def _issue(problem: Problem) -> dict[str, Any]:
+    issue: dict[str, Any] = {"severity": "warning" if problem.kept else "error",
+                             "code": "informational" if problem.kept else "invalid",
+                             "diagnostics": f"{problem.record}: {_problem_text(problem)}"}
+    if problem.field:
+        issue["expression"] = [problem.field]
+    return issue

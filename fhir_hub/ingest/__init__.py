@@ -1,0 +1,1 @@
+"""Ingestion of what facilities send: archive, map (``adapters``), commit through the one write path."""

@@ -1,0 +1,170 @@
+"""Ingesting a payload: archive it, map it with its adapter, commit each record with its Provenance.
+
+Every record is a transaction Bundle committed through ``fhir_hub.bundles.processor`` with the caller's own
+context: the same validation, scopes, facility boundary, versioning, search indexing and audit as any client
+write (there is no second write path). A record that fails (its mapping, or any of its entries) is reported
+with its key and the field, and the payload's other records are still committed.
+
+Each record carries a ``Provenance`` in its own transaction (stored with it or not at all): its targets are
+the record's resources, its entity the archived payload, its agent the sending facility. One per record
+rather than one per payload: a payload-wide Provenance would sit in the compartment of every patient of the
+file, so each resident reading their own record would see references to everyone else's (and the hub would
+index its thousands of targets once per patient). A tag holding the payload's digest and the record key
+makes the same file sent again find it rather than add another.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from adapters.base import Adapter, AdapterError, Mapping, Problem, Record, Source
+from adapters.normalize import FACILITY, HUB, tag, token_criteria
+from adapters.registry import adapter_for, map_payload
+from fhir_hub.api.context import FhirContext
+from fhir_hub.bundles.processor import process
+from fhir_hub.errors import HubError, NotFound, UnsupportedMediaType
+from fhir_hub.fhir.instant import parse_instant_lower_bound, to_instant
+from fhir_hub.ingest.archive import IngestArchive
+
+ARCHIVE_SYSTEM = f"{HUB}/sid/ingest-archive"
+# A Provenance has no identifier in R4: its tag (the payload's digest and the record's key) is what finds it
+RECORD_SYSTEM = f"{HUB}/CodeSystem/ingest-record"
+
+
+@dataclass
+class IngestReport:
+    archive: str
+    format: str | None
+    filename: str | None
+    accepted: int = 0
+    created: int = 0
+    existing: int = 0  # found by their business identifier: a payload sent twice creates nothing
+    updated: int = 0
+    rejected: list[Problem] = field(default_factory=list)
+    warnings: list[Problem] = field(default_factory=list)
+    not_mapped: list[str] = field(default_factory=list)
+    mapping: Mapping | None = None  # kept for the HL7 v2 acknowledgements
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"archive": self.archive, "format": self.format, "filename": self.filename,
+                "records": {"accepted": self.accepted, "rejected": len(self.rejected)},
+                "resources": {"created": self.created, "existing": self.existing, "updated": self.updated},
+                "rejected": [p.as_dict() for p in self.rejected], "warnings": [p.as_dict() for p in self.warnings],
+                "notMapped": self.not_mapped}
+
+
+async def ingest(ctx: FhirContext, payload: bytes, *, media_type: str | None, filename: str | None,
+                 format_name: str | None) -> IngestReport:
+    """Archive ``payload`` (before anything can go wrong), then map and commit it."""
+    assert ctx.caller is not None
+    archive = IngestArchive(ctx.hub.store.db)
+    archive_id = await archive.keep(payload, media_type=media_type, filename=filename, facility=ctx.caller.facility,
+                                    caller=ctx.caller.subject, received=ctx.hub.writer.clock())
+    return await _ingest_archived(ctx, archive, archive_id, payload, media_type, filename, format_name)
+
+
+async def replay(ctx: FhirContext, archive_id: str) -> IngestReport:
+    """Map an archived payload again (after a mapping fix): what was stored before is found, not doubled.
+    Only the facility (or caller) that sent it may replay it; anyone else is told it does not exist."""
+    assert ctx.caller is not None
+    archive = IngestArchive(ctx.hub.store.db)
+    kept = await archive.get(archive_id)
+    caller = ctx.caller
+    if kept is None or not (caller.internal or kept.caller == caller.subject
+                            or (caller.facility is not None and kept.facility == caller.facility)):
+        raise NotFound(f"archive: no payload {archive_id!r} that this caller sent")
+    return await _ingest_archived(ctx, archive, archive_id, kept.payload, kept.media_type, kept.filename, kept.format)
+
+
+async def _ingest_archived(ctx: FhirContext, archive: IngestArchive, archive_id: str, payload: bytes,
+                           media_type: str | None, filename: str | None, format_name: str | None) -> IngestReport:
+    report = IngestReport(archive_id, None, filename)
+    try:
+        adapter: Adapter = adapter_for(payload, filename=filename, media_type=media_type, format_name=format_name,
+                                       mapping_dir=ctx.hub.settings.csv_mappings)
+    except AdapterError as exc:
+        report.rejected.append(Problem(filename or "payload", None, str(exc)))
+        await archive.record(archive_id, format_name=None, report=report.as_dict())
+        raise UnsupportedMediaType(f"{exc} (the payload is archived as {archive_id})") from None
+    assert ctx.caller is not None
+    mapping = map_payload(adapter, payload, Source(adapter.format, ctx.caller.facility), filename)
+    report.format, report.mapping = adapter.format, mapping
+    if mapping.facility and ctx.caller.facility and mapping.facility != ctx.caller.facility:
+        report.warnings.append(Problem("payload", "facility", f"the payload names facility {mapping.facility}, the "
+                                       f"token {ctx.caller.facility}: its records are stored as sent by "
+                                       f"{ctx.caller.facility} (meta.source)", kept=True))
+    report.rejected += mapping.rejected
+    report.warnings += mapping.warnings
+    report.not_mapped += mapping.not_mapped
+    quiet = dataclasses.replace(ctx, prefer={"return": "minimal"})
+    provenance = _Provenance(report.archive, hashlib.sha256(payload).hexdigest(), adapter.format,
+                             mapping.facility or ctx.caller.facility, ctx.caller.subject)
+    for record in mapping.records:
+        started = ctx.hub.writer.clock()
+        bundle = provenance.added_to(record, to_instant(started))
+        try:
+            answer = orjson.loads(await process(quiet, "transaction", bundle))
+        except HubError as error:
+            issue = error.issues[0]
+            report.rejected.append(Problem(record.key, issue.expression[0] if issue.expression else None,
+                                           issue.diagnostics))
+            continue
+        report.accepted += 1
+        _count(report, bundle, answer, started)
+    await archive.record(archive_id, format_name=adapter.format, report=report.as_dict())
+    return report
+
+
+@dataclass(frozen=True, slots=True)
+class _Provenance:
+    archive: str
+    digest: str
+    format: str
+    facility: str | None
+    caller: str
+
+    def added_to(self, record: Record, recorded: str) -> dict[str, Any]:
+        """The record's Bundle with its Provenance as one more entry (found again when re-sent)."""
+        entries = record.bundle.get("entry", [])
+        targets = [{"reference": e["fullUrl"]} for e in entries if isinstance(e, dict) and e.get("fullUrl")
+                   and str(e.get("request", {}).get("method", "")) in ("POST", "PUT", "PATCH")]
+        if not targets:
+            return record.bundle
+        key = {"system": RECORD_SYSTEM, "code": f"{self.digest}/{' '.join(record.key.split())}"}
+        who: dict[str, Any] = ({"identifier": {"system": FACILITY, "value": self.facility},
+                                "display": f"facility {self.facility}"} if self.facility else {"display": self.caller})
+        resource = tag({
+            "resourceType": "Provenance", "meta": {"tag": [key]}, "target": targets, "recorded": recorded,
+            "activity": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-DataOperation",
+                                     "code": "CREATE"}]},
+            "agent": [{"type": {"coding": [{
+                "system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type", "code": "author"}]},
+                "who": who}],
+            "entity": [{"role": "source", "what": {"identifier": {"system": ARCHIVE_SYSTEM, "value": self.archive},
+                                                   "display": f"{self.format} payload, record {record.key}"}}],
+        }, Source(self.format, self.facility), self.facility)
+        entry = {"fullUrl": f"urn:uuid:{uuid.uuid4()}", "resource": resource,
+                 "request": {"method": "POST", "url": "Provenance",
+                             "ifNoneExist": token_criteria("_tag", key["system"], key["code"])}}
+        return {**record.bundle, "entry": [*entries, entry]}
+
+
+def _count(report: IngestReport, bundle: dict[str, Any], answer: dict[str, Any], started: int) -> None:
+    """Created (201), found again (200 to a conditional create, or an update that changed nothing: its
+    version is older than the request), or updated."""
+    for sent, got in zip(bundle.get("entry", []), answer.get("entry", []), strict=False):
+        status = str(got.get("response", {}).get("status", ""))
+        method = str(sent.get("request", {}).get("method", ""))
+        modified = parse_instant_lower_bound(str(got.get("response", {}).get("lastModified", "")))
+        if status.startswith("201"):
+            report.created += 1
+        elif status.startswith("200") and (method == "POST" or (modified is not None and modified < started)):
+            report.existing += 1
+        elif status.startswith("200"):
+            report.updated += 1
