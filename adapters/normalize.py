@@ -53,6 +53,12 @@ def facility_system(kind: str, facility: str) -> str:
     return f"{HUB}/sid/{kind}/{facility}"
 
 
+def facility_scoped(system: str) -> bool:
+    """Whether a system is one of ``facility_system``'s (``{HUB}/sid/<kind>/<facility>``)."""
+    rest = system.removeprefix(f"{HUB}/sid/")
+    return rest != system and "/" in rest.strip("/")
+
+
 def identifier(system: str, value: str, **extra: Any) -> dict[str, Any]:
     return {"system": system, "value": value, **extra}
 
@@ -248,7 +254,7 @@ class RecordBundle:
 def write_request(rtype: str, match: dict[str, Any] | None) -> dict[str, Any]:
     """How an ingested resource is written, decided by who owns its identifier.
 
-    An identifier under the hub's facility-scoped systems (``{HUB}/sid/...``: an episode, a visit, a
+    An identifier under the hub's facility-scoped systems (``{HUB}/sid/<kind>/<facility>``: an episode, a visit, a
     facility's patient number, a sender's own id) belongs to the one facility that sends it: its resource
     is a conditional update, so a corrected or completed record (an A03 after the A01, a re-sent MoH file)
     replaces the earlier one, and an identical one changes nothing (the hub stores no version that changes
@@ -258,7 +264,7 @@ def write_request(rtype: str, match: dict[str, Any] | None) -> dict[str, Any]:
     """
     if match is None:
         return {"method": "POST", "url": rtype}
-    if match["system"].startswith(f"{HUB}/sid/"):
+    if facility_scoped(match["system"]):
         return {"method": "PUT", "url": f"{rtype}?{identifier_criteria(match)}"}
     return {"method": "POST", "url": rtype, "ifNoneExist": identifier_criteria(match)}
 

@@ -116,6 +116,20 @@ def test_moh_xml_with_a_broken_episode_keeps_the_good_ones_and_replay_doubles_no
     assert total(client, "Encounter") == encounters
 
 
+def test_two_hospitals_share_the_national_resources_and_keep_their_own(client: TestClient,
+                                                                       settings: Settings) -> None:
+    for facility in ("79001", "79002"):
+        payload = generate_file(facility, episodes=2, facility=facility).payload
+        answer = client.post("/$ingest", content=payload, params={"filename": f"{facility}.xml"},
+                             headers={**auth(token_for(settings, facility=facility)),
+                                      "Content-Type": "application/xml", "Accept": "application/fhir+json"})
+        values = report(answer)
+        assert values["recordsAccepted"] == 2 and values["recordsRejected"] == 0, issues(values, "error")
+    payors = client.get("/Organization", params={"name": "Bảo hiểm"}).json()
+    assert payors["total"] == 1  # created by the first hospital, found by the second
+    assert total(client, "Encounter") == 4
+
+
 # ---------------------------------------------------------------------------------------------- HL7 v2
 def test_hl7v2_is_acknowledged_per_message(client: TestClient) -> None:
     message = fixture_path("hl7v2", "messages", "ADT-A01-01.hl7").read_bytes()
