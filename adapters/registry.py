@@ -7,25 +7,33 @@ bytes, MoH XML by its envelope, and CSV (the loosest check) is tried last.
 from __future__ import annotations
 
 import inspect
+import logging
 from functools import cache
 from pathlib import Path
 
 from adapters.base import Adapter, AdapterError, Mapping, Source
-from adapters.csv import CsvAdapter
+from adapters.csv import CsvAdapter, MappingError
 from adapters.csv import ingest_order as csv_ingest_order
 from adapters.fhir_json import FhirJsonAdapter
 from adapters.hl7v2 import Hl7v2Adapter
 from adapters.moh_xml import MohXmlAdapter
 
+log = logging.getLogger(__name__)
 GENERIC_MEDIA_TYPES = frozenset({"application/octet-stream", "text/plain", ""})
 
 
 @cache
 def adapters(mapping_dir: Path | None = None) -> tuple[Adapter, ...]:
     """Every adapter; CSV once per mapping: the two shipped ones, then each ``*.toml`` of ``mapping_dir``
-    (a clinic onboarded by writing its mapping file there: ``FHIR_HUB_CSV_MAPPINGS``)."""
+    (a clinic onboarded by writing its mapping file there: ``FHIR_HUB_CSV_MAPPINGS``), read once per
+    process: restart the hub after adding one. A mapping that does not load is logged and left out."""
     clinics = sorted(mapping_dir.glob("*.toml")) if mapping_dir is not None and mapping_dir.is_dir() else []
-    csv = [CsvAdapter(), CsvAdapter("synthea"), *(CsvAdapter(path) for path in clinics)]
+    csv = [CsvAdapter(), CsvAdapter("synthea")]
+    for path in clinics:
+        try:
+            csv.append(CsvAdapter(path))
+        except MappingError as exc:  # one clinic's broken mapping must not stop every other ingest
+            log.error("CSV mapping left out: %s", exc)
     return (FhirJsonAdapter(), Hl7v2Adapter(), MohXmlAdapter(), *csv)
 
 

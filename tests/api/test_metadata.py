@@ -23,6 +23,8 @@ def test_capability_statement_is_valid_r4(client: TestClient) -> None:
     assert {i["code"] for i in rest["interaction"]} == {"history-system", "search-system", "transaction", "batch"}
     assert {p["name"] for p in rest["searchParam"]} == {"_id", "_lastUpdated", "_tag", "_profile", "_security",
                                                         "_source", "_type"}
+    assert {o["name"]: o["definition"].rsplit("/", 1)[-1] for o in rest["operation"]} == {
+        "ingest": "ingest", "replay": "replay"}
 
 
 def test_every_claimed_interaction_works(client: TestClient) -> None:

@@ -220,3 +220,18 @@ def test_the_cli_reports_a_refused_token(live_server: str, tmp_path: Path, token
     results = ingest_files([tmp_path / "p.ndjson"], url=live_server, token=token, format_name=None, progress=False)
     assert results[0].failed is not None and "401" in results[0].failed
     assert exit_code(results) == 2
+
+
+def test_a_clinic_mapping_folder_is_used_and_a_broken_file_in_it_is_left_out(tmp_path: Path) -> None:
+    from adapters.csv.mapping import MAPPINGS_DIR
+    from adapters.registry import adapter_for, adapters
+
+    folder = tmp_path / "mappings"
+    folder.mkdir()
+    (folder / "broken.toml").write_text("mapping_format = 1\n[tables.x]\nresource = 'Nothing'\n")
+    layout = (MAPPINGS_DIR / "hub-csv-v1.toml").read_text(encoding="utf-8")
+    (folder / "clinic.toml").write_text(layout.replace('layout = "hub-csv"', 'layout = "clinic-x"'), encoding="utf-8")
+    found = [a for a in adapters(folder) if a.format == "csv"]
+    assert len(found) == 3  # the two shipped and the clinic's; the broken one is logged and left out
+    header = "ma_benh_nhan,ho_ten,ngay_sinh\nBN1,Lê Lan,1990\n".encode()
+    assert adapter_for(header, filename="x.csv", mapping_dir=folder).format == "csv"
