@@ -71,14 +71,16 @@ class Source:
 
 class Adapter(Protocol):
     """One per format. ``detect`` must be cheap and must not raise; ``map`` must not raise either: a
-    payload it cannot read at all gives a Mapping with one rejected record naming the problem."""
+    payload it cannot read at all gives a Mapping with one rejected record naming the problem.
+    ``filename`` is what the sender called the file, when it is known (the CSV adapter finds the table by
+    it; the others may ignore it)."""
 
     format: str
     media_types: tuple[str, ...]  # Content-Types that name this format on POST /$ingest
 
     def detect(self, payload: bytes, filename: str | None = None) -> bool: ...
 
-    def map(self, payload: bytes, source: Source) -> Mapping: ...
+    def map(self, payload: bytes, source: Source, *, filename: str | None = None) -> Mapping: ...
 
 
 class AdapterError(ValueError):

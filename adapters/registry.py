@@ -6,12 +6,11 @@ bytes, MoH XML by its envelope, and CSV (the loosest check) is tried last.
 
 from __future__ import annotations
 
-import inspect
 import logging
 from functools import cache
 from pathlib import Path
 
-from adapters.base import Adapter, AdapterError, Mapping, Source
+from adapters.base import Adapter, AdapterError
 from adapters.csv import CsvAdapter, MappingError
 from adapters.csv import ingest_order as csv_ingest_order
 from adapters.fhir_json import FhirJsonAdapter
@@ -70,13 +69,6 @@ def adapter_for(payload: bytes, *, filename: str | None = None, media_type: str 
                        + "); name it with --format or the Content-Type")
 
 
-def map_payload(adapter: Adapter, payload: bytes, source: Source, filename: str | None) -> Mapping:
-    """``adapter.map``, passing the file name to the adapters that use it (CSV: which table)."""
-    if "filename" in _parameters(type(adapter)):
-        return adapter.map(payload, source, filename=filename)  # type: ignore[call-arg]
-    return adapter.map(payload, source)
-
-
 # File-name prefixes of what other records refer to, in the order they must arrive (an encounter refers to
 # its patient, a patient to an organization). CSV files are ordered by their mappings' own table order.
 _REFERRED_TO_FIRST = ("organization", "location", "practitioner", "patient")
@@ -91,8 +83,3 @@ def ingest_order(paths: list[Path]) -> list[Path]:
 
     others = sorted((p for p in paths if p.suffix.lower() != ".csv"), key=rank)
     return [*others, *csv_ingest_order([p for p in paths if p.suffix.lower() == ".csv"])]
-
-
-@cache
-def _parameters(kind: type) -> frozenset[str]:
-    return frozenset(inspect.signature(kind.map).parameters)

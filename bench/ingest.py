@@ -125,13 +125,11 @@ def main(argv: list[str] | None = None) -> int:
                             headers={"Content-Type": "application/fhir+ndjson", "Accept": "application/fhir+json"})
             for item in inputs(args.episodes):
                 source = Source(item["format"], FACILITY)
-                mapping = item["adapter"].map(item["payload"], source, **(
-                    {"filename": item["file"]} if item["format"] in ("csv", "fhir") else {}))
+                mapping = item["adapter"].map(item["payload"], source, filename=item["file"])
                 records = len(mapping.records)
                 parse_rate = _rate(records, lambda item=item: item["parse"](item["payload"]), args.rounds)
                 map_rate = _rate(records, lambda item=item, source=source: item["adapter"].map(
-                    item["payload"], source, **({"filename": item["file"]} if item["format"] in ("csv", "fhir")
-                                                else {})), args.rounds)
+                    item["payload"], source, filename=item["file"]), args.rounds)
                 started = time.perf_counter()
                 answer = client.post("/$ingest", content=item["payload"], params={"filename": item["file"]},
                                      headers={"Content-Type": item["media"], "Accept": "application/fhir+json"})

@@ -33,7 +33,7 @@ class Hl7v2Adapter:
         except Exception:  # detect must never raise, whatever the bytes
             return False
 
-    def map(self, payload: bytes, source: Source) -> Mapping:
+    def map(self, payload: bytes, source: Source, *, filename: str | None = None) -> Mapping:
         mapping = Mapping(format=self.format)
         try:
             split = split_messages(payload)

@@ -45,7 +45,7 @@ class MohXmlAdapter:
         head = payload[:1024].removeprefix(BOM).lstrip()
         return head.startswith(b"<") and b"GIAMDINHHS" in head
 
-    def map(self, payload: bytes, source: Source) -> Mapping:
+    def map(self, payload: bytes, source: Source, *, filename: str | None = None) -> Mapping:
         mapping = Mapping(self.format)
         try:
             envelope = read_envelope(payload)

@@ -83,7 +83,10 @@ def _acks(report: IngestReport, payload: bytes) -> bytes:
 
 
 def _problem_text(problem: Problem) -> str:
-    return f"{problem.field}: {problem.message}" if problem.field else problem.message
+    """``field: message``, unless the message already names the field (a Bundle entry's error does)."""
+    if not problem.field or problem.message.startswith(problem.field):
+        return problem.message
+    return f"{problem.field}: {problem.message}"
 
 
 def report_parameters(report: IngestReport) -> dict[str, Any]:

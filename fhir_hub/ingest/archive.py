@@ -8,7 +8,6 @@ here, and ``fhir-hub replay`` maps them again once the mapping is fixed. Payload
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +19,7 @@ from fhir_hub.store.schema import INGEST_ARCHIVE
 class Archived:
     id: str
     payload: bytes
+    sha256: str
     media_type: str | None
     filename: str | None
     facility: str | None
@@ -31,12 +31,12 @@ class IngestArchive:
     def __init__(self, db: Any) -> None:
         self.collection = db[INGEST_ARCHIVE]
 
-    async def keep(self, payload: bytes, *, media_type: str | None, filename: str | None, facility: str | None,
-                   caller: str, received: int) -> str:
+    async def keep(self, payload: bytes, sha256: str, *, media_type: str | None, filename: str | None,
+                   facility: str | None, caller: str, received: int) -> str:
         archive_id = str(uuid.uuid4())
         await self.collection.insert_one({
             "_id": archive_id, "received": received, "payload": payload,
-            "sha256": hashlib.sha256(payload).hexdigest(), "media_type": media_type, "filename": filename,
+            "sha256": sha256, "media_type": media_type, "filename": filename,
             "facility": facility, "caller": caller})
         return archive_id
 
@@ -47,5 +47,5 @@ class IngestArchive:
         doc = await self.collection.find_one({"_id": archive_id})
         if doc is None:
             return None
-        return Archived(doc["_id"], bytes(doc["payload"]), doc.get("media_type"), doc.get("filename"),
+        return Archived(doc["_id"], bytes(doc["payload"]), doc["sha256"], doc.get("media_type"), doc.get("filename"),
                         doc.get("facility"), doc["caller"], doc.get("format"))

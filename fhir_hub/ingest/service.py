@@ -23,9 +23,9 @@ from typing import Any
 
 import orjson
 
-from adapters.base import Adapter, AdapterError, Mapping, Problem, Record, Source
+from adapters.base import Adapter, AdapterError, Problem, Record, Source
 from adapters.normalize import FACILITY, HUB, tag, token_criteria
-from adapters.registry import adapter_for, map_payload
+from adapters.registry import adapter_for
 from fhir_hub.api.context import FhirContext
 from fhir_hub.bundles.processor import process
 from fhir_hub.errors import HubError, NotFound, UnsupportedMediaType
@@ -49,7 +49,6 @@ class IngestReport:
     rejected: list[Problem] = field(default_factory=list)
     warnings: list[Problem] = field(default_factory=list)
     not_mapped: list[str] = field(default_factory=list)
-    mapping: Mapping | None = None  # kept for the HL7 v2 acknowledgements
 
     def as_dict(self) -> dict[str, Any]:
         return {"archive": self.archive, "format": self.format, "filename": self.filename,
@@ -64,9 +63,11 @@ async def ingest(ctx: FhirContext, payload: bytes, *, media_type: str | None, fi
     """Archive ``payload`` (before anything can go wrong), then map and commit it."""
     assert ctx.caller is not None
     archive = IngestArchive(ctx.hub.store.db)
-    archive_id = await archive.keep(payload, media_type=media_type, filename=filename, facility=ctx.caller.facility,
-                                    caller=ctx.caller.subject, received=ctx.hub.writer.clock())
-    return await _ingest_archived(ctx, archive, archive_id, payload, media_type, filename, format_name)
+    digest = hashlib.sha256(payload).hexdigest()
+    archive_id = await archive.keep(payload, digest, media_type=media_type, filename=filename,
+                                    facility=ctx.caller.facility, caller=ctx.caller.subject,
+                                    received=ctx.hub.writer.clock())
+    return await _ingest_archived(ctx, archive, archive_id, payload, digest, media_type, filename, format_name)
 
 
 async def replay(ctx: FhirContext, archive_id: str) -> IngestReport:
@@ -79,10 +80,11 @@ async def replay(ctx: FhirContext, archive_id: str) -> IngestReport:
     if kept is None or not (caller.internal or kept.caller == caller.subject
                             or (caller.facility is not None and kept.facility == caller.facility)):
         raise NotFound(f"archive: no payload {archive_id!r} that this caller sent")
-    return await _ingest_archived(ctx, archive, archive_id, kept.payload, kept.media_type, kept.filename, kept.format)
+    return await _ingest_archived(ctx, archive, archive_id, kept.payload, kept.sha256, kept.media_type, kept.filename,
+                                  kept.format)
 
 
-async def _ingest_archived(ctx: FhirContext, archive: IngestArchive, archive_id: str, payload: bytes,
+async def _ingest_archived(ctx: FhirContext, archive: IngestArchive, archive_id: str, payload: bytes, digest: str,
                            media_type: str | None, filename: str | None, format_name: str | None) -> IngestReport:
     report = IngestReport(archive_id, None, filename)
     try:
@@ -93,8 +95,8 @@ async def _ingest_archived(ctx: FhirContext, archive: IngestArchive, archive_id:
         await archive.record(archive_id, format_name=None, report=report.as_dict())
         raise UnsupportedMediaType(f"{exc} (the payload is archived as {archive_id})") from None
     assert ctx.caller is not None
-    mapping = map_payload(adapter, payload, Source(adapter.format, ctx.caller.facility), filename)
-    report.format, report.mapping = adapter.format, mapping
+    mapping = adapter.map(payload, Source(adapter.format, ctx.caller.facility), filename=filename)
+    report.format = adapter.format
     if mapping.facility and ctx.caller.facility and mapping.facility != ctx.caller.facility:
         report.warnings.append(Problem("payload", "facility", f"the payload names facility {mapping.facility}, the "
                                        f"token {ctx.caller.facility}: its records are stored as sent by "
@@ -103,7 +105,7 @@ async def _ingest_archived(ctx: FhirContext, archive: IngestArchive, archive_id:
     report.warnings += mapping.warnings
     report.not_mapped += mapping.not_mapped
     quiet = dataclasses.replace(ctx, prefer={"return": "minimal"})
-    provenance = _Provenance(report.archive, hashlib.sha256(payload).hexdigest(), adapter.format,
+    provenance = _Provenance(report.archive, digest, adapter.format,
                              mapping.facility or ctx.caller.facility, ctx.caller.subject)
     for record in mapping.records:
         started = ctx.hub.writer.clock()

@@ -357,7 +357,6 @@ class MongoStore:
         if not tx.started:
             await tx.held.enter_async_context(self.gate.exclusive())
             await tx.session.start_transaction()
-            tx.started = True
         await self._settle_chunk(tx)
         start, chunk = tx.sent, tx.steps[tx.sent:]
         tx.sent = len(tx.steps)

@@ -6,8 +6,9 @@ matched. A group smaller than ``CHUNK_STEPS`` goes in one request at the end. A 
 transaction as soon as that many steps are ready and from then on sends, in the background, whatever has
 been collected each time the server has finished the previous request: the server stores one part while
 the hub validates and indexes the next. On a 250-entry Bundle the server's time was as large as the hub's,
-so this overlap is the largest single saving (measured with ``python -m bench bundles``: 455 to 840
-resources/s). The gate below is then held from the first request to the commit.
+so this overlap is the largest single saving (measured in process on a 250-entry Bundle: 455 to 700
+resources/s; ``python -m bench bundles`` gives the current figures). The gate below is then held from the
+first request to the commit.
 
 nx-27017 runs a transaction on the single SQLite connection all its clients share: a write from another
 request while the transaction is open becomes part of it, and an abort discards that write too (measured,
@@ -99,7 +100,6 @@ class Transaction:
     # Sending in chunks (server transactions only): steps[:sent] are sent or being sent, ``matched`` holds
     # what the finished requests matched (by index in ``steps``), ``in_flight`` the request under way.
     sent: int = 0
-    started: bool = False
     matched: dict[int, int] = field(default_factory=dict)
     in_flight: asyncio.Task[dict[int, int]] | None = None
     held: AsyncExitStack = field(default_factory=AsyncExitStack)  # the gate, held until commit or abort
@@ -107,6 +107,11 @@ class Transaction:
     @property
     def unsent(self) -> int:
         return len(self.steps) - self.sent
+
+    @property
+    def started(self) -> bool:
+        """Whether the server transaction is open (its first chunk was sent)."""
+        return self.sent > 0
 
     def add(self, plan: WritePlan) -> None:
         offset = len(self.steps)

@@ -288,7 +288,7 @@ def _same_content(current: StoredVersion, new: StoredVersion) -> bool:
     """
     if current.deleted or current.json is None or new.json is None or current.source != new.source:
         return False
-    if len(current.json) != len(new.json) and abs(len(current.json) - len(new.json)) > 64:
+    if abs(len(current.json) - len(new.json)) > 64:
         return False  # the stamps differ by a few characters at most; a larger difference is a change
     return _unstamped(loads(current.json)) == _unstamped(loads(new.json))
 
