@@ -32,8 +32,8 @@ from fhir_hub.search.query import (
     split_token,
     unescape,
 )
+from fhir_hub.store.index_docs import entry_key
 from fhir_hub.store.mongo import MongoStore
-from fhir_hub.store.plan import entry_key
 from fhir_hub.store.records import EntryMatch, resource_key
 
 PROBE = 1000  # entries fetched to learn whether a criterion is selective

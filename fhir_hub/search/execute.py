@@ -22,8 +22,8 @@ from fhir_hub.search import keys
 from fhir_hub.search.criteria import Evaluator, GrantFor
 from fhir_hub.search.limits import SearchLimits
 from fhir_hub.search.query import Include, SearchQuery, param_type, parse_search, unescape
+from fhir_hub.store.index_docs import entry_key
 from fhir_hub.store.mongo import MongoStore
-from fhir_hub.store.plan import entry_key
 from fhir_hub.store.records import EntryMatch, StoredVersion
 
 Position = list[Any]  # sort values followed by the key of a result

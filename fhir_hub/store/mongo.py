@@ -33,15 +33,14 @@ from pymongo.errors import ClientBulkWriteException, PyMongoError
 from fhir_hub.fhir.jsonio import loads
 from fhir_hub.store.audit_log import AuditLog
 from fhir_hub.store.count import count
+from fhir_hub.store.index_docs import match_filter, match_projection, match_slot, pack, view
 from fhir_hub.store.plan import (
     OPTIONAL_FIELDS as _OPTIONAL_FIELDS,
 )
 from fhir_hub.store.plan import (
     Step,
     WritePlan,
-    entry_doc,
-    entry_id,
-    match_filter,
+    index_doc_changes,
     plan_write,
     set_document,
 )
@@ -169,10 +168,11 @@ class MongoStore:
         wide = match.scope is None and (match.prefix or match.upper is not None)  # a patient's range is narrow
         if wide and match.resources is not None and 1 < len(match.resources) <= _SPLIT_RESOURCES:
             return await self._entries_each((replace(match, resources=(key,)) for key in match.resources), limit)
-        cursor = self.index.find(match_filter(match), {"_id": 0})
+        cursor = self.index.find(match_filter(match), match_projection(match))
         if limit:
             cursor = cursor.limit(limit)
-        return [doc async for doc in cursor]
+        slot = match_slot(match)
+        return [view(doc, slot) async for doc in cursor]
 
     async def _entries_each(self, matches: Iterable[EntryMatch], limit: int) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = []
@@ -424,13 +424,10 @@ class MongoStore:
         wanted: frozenset[SearchEntry] = frozenset()
         if current is not None and not current.deleted and current.json is not None:
             wanted = self._indexer(rtype, loads(current.json))
-        wanted_ids = {entry_id(key, e): e for e in wanted}
-        have = {doc["_id"] async for doc in self.index.find({"r": key}, {"_id": 1})}
-        stale = sorted(have - wanted_ids.keys())
-        if stale:
-            await self.index.delete_many({"_id": {"$in": stale}})
-        for eid in sorted(wanted_ids.keys() - have):
-            await self.index.update_one({"_id": eid}, set_document(entry_doc(key, wanted_ids[eid])), upsert=True)
+        have = {doc["_id"]: doc async for doc in self.index.find({"r": key})}
+        changes = index_doc_changes(have, pack(key, wanted))
+        if changes:
+            await self._send(changes)
         if current is not None and current.pending:
             await self.current_docs.update_one({"_id": key, "vid": current.vid}, {"$unset": {"pending": ""}})
 

@@ -14,12 +14,11 @@ Three shapes of write, each with a single commit point that a concurrent writer 
 
 from __future__ import annotations
 
-import hashlib
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from fhir_hub.store.records import EntryMatch, SearchEntry, VersionChange
+from fhir_hub.store.index_docs import pack
+from fhir_hub.store.records import VersionChange
 from fhir_hub.store.schema import HISTORY, RESOURCES, SEARCH_INDEX
 
 
@@ -58,78 +57,6 @@ class WritePlan:
     condition: int | None = None  # index in ``commit`` of the conditional replace that must match
 
 
-def entry_id(key: str, entry: SearchEntry) -> str:
-    parts = [key, entry.key, str(entry.system), repr(entry.low), repr(entry.high), str(entry.text)]
-    if entry.scope is not None:
-        parts += [entry.scope, "only" if entry.scoped_only else ""]
-    return hashlib.sha1("\x00".join(parts).encode(), usedforsecurity=False).hexdigest()
-
-
-def entry_doc(key: str, entry: SearchEntry) -> dict[str, Any]:
-    doc: dict[str, Any] = {"_id": entry_id(key, entry), "r": key}
-    if not entry.scoped_only:
-        doc["k"] = entry.key
-    if entry.scope is not None:
-        doc["c"] = scoped_key(entry.scope, entry.key)
-    for name, value in (("s", entry.system), ("lo", entry.low), ("hi", entry.high), ("v", entry.text)):
-        if value is not None:
-            doc[name] = value
-    return doc
-
-
-def entry_from_doc(doc: dict[str, Any]) -> SearchEntry:
-    """The entry a stored document holds (the inverse of ``entry_doc``)."""
-    scope = doc["c"].split("|", 1)[0] if "c" in doc else None
-    return SearchEntry(entry_key(doc), doc.get("s"), doc.get("lo"), doc.get("hi"), doc.get("v"), scope, "k" not in doc)
-
-
-def scoped_key(scope: str, key: str) -> str:
-    """An entry's key within a patient's compartment (Patient ids hold no ``|``, so the split is unambiguous)."""
-    return f"{scope}|{key}"
-
-
-def entry_key(doc: dict[str, Any]) -> str:
-    """The ``Type|param|value`` key of a stored entry, whether it was found by ``k`` or by ``c``."""
-    return doc["k"] if "k" in doc else doc["c"].split("|", 1)[1]
-
-
-def _after_prefix(prefix: str) -> str:
-    """The smallest string above every string starting with ``prefix`` (code-point order, as UTF-8 bytes)."""
-    return prefix[:-1] + chr(ord(prefix[-1]) + 1)
-
-
-def match_filter(match: EntryMatch) -> dict[str, Any]:
-    """The MongoDB filter of a match; every value from a query is a literal string here, never an operator.
-
-    Prefixes are sent as ranges: nx-27017 serves ``$gte``/``$lt`` from the index but scans for a ``$regex``
-    on its own (measured: 0.9 ms against 258 ms over 155,000 entries); ``:contains`` adds its ``$regex`` to
-    the range, which MongoDB and nx-27017 then apply to the range's entries only.
-    """
-    field = "k" if match.scope is None else "c"
-
-    def scoped(key: str) -> str:
-        return key if match.scope is None else scoped_key(match.scope, key)
-
-    if match.any_key is not None:
-        raise ValueError("MongoStore.entries splits a match on several keys into one query per key")
-    key: Any
-    if match.upper is not None:
-        key = {"$gte": scoped(match.key), "$lt": scoped(match.upper)}
-    elif match.prefix:
-        start = scoped(match.key)
-        key = {"$gte": start, "$lt": _after_prefix(start)}
-        if match.contains:
-            key["$regex"] = "^" + re.escape(start) + ".*" + re.escape(match.contains)
-    else:
-        key = scoped(match.key)
-    query: dict[str, Any] = {field: key}
-    if match.system is not None:
-        query["s"] = match.system
-    if match.resources is not None:  # one resource: an equality, which nx-27017 serves from the index
-        query["r"] = match.resources[0] if len(match.resources) == 1 else {"$in": list(match.resources)}
-    return query
-
-
 def plan_write(change: VersionChange, token: str) -> WritePlan:
     v = change.version
     if change.fresh:
@@ -154,17 +81,22 @@ def plan_write(change: VersionChange, token: str) -> WritePlan:
 
 
 def _inserted_entries(change: VersionChange) -> list[Step]:
-    key = change.version.key
-    return [Step("insert", SEARCH_INDEX, entry_doc(key, e)) for e in sorted(change.index_add, key=lambda e: e.order)]
+    return [Step("insert", SEARCH_INDEX, doc) for doc in pack(change.version.key, change.entries)]
 
 
 def _index_steps(change: VersionChange) -> list[Step]:
+    """The index documents that differ between the two versions: surplus ones deleted, changed ones set."""
     key = change.version.key
-    steps = []
-    if change.index_remove:
-        ids = sorted(entry_id(key, e) for e in change.index_remove)
-        steps.append(Step("delete", SEARCH_INDEX, {"_id": {"$in": ids}}))
-    for e in sorted(change.index_add, key=lambda e: e.order):
-        doc = entry_doc(key, e)
-        steps.append(Step("update", SEARCH_INDEX, {"_id": doc["_id"]}, set_document(doc), upsert=True))
-    return steps
+    old = {doc["_id"]: doc for doc in pack(key, change.old_entries)}
+    new = pack(key, change.entries)
+    return index_doc_changes(old, new)
+
+
+def index_doc_changes(old: dict[str, dict[str, Any]], new: list[dict[str, Any]]) -> list[Step]:
+    """Steps turning the stored index documents ``old`` (by ``_id``) into ``new``: those gone or changed are
+    deleted, then the changed and new ones inserted (inserts are the cheapest write, and a replaced
+    document needs no ``$unset`` of the slots it no longer fills)."""
+    changed = [doc for doc in new if old.get(doc["_id"]) != doc]
+    gone = sorted((old.keys() - {doc["_id"] for doc in new}) | {doc["_id"] for doc in changed if doc["_id"] in old})
+    steps = [Step("delete", SEARCH_INDEX, {"_id": {"$in": gone}})] if gone else []
+    return steps + [Step("insert", SEARCH_INDEX, doc) for doc in changed]

@@ -136,8 +136,8 @@ class VersionChange:
 
     version: StoredVersion
     previous: StoredVersion | None  # the version this one supersedes (moved to history), if any
-    index_add: frozenset[SearchEntry] = field(default_factory=frozenset)
-    index_remove: frozenset[SearchEntry] = field(default_factory=frozenset)
+    entries: frozenset[SearchEntry] = field(default_factory=frozenset)  # the new version's search entries
+    old_entries: frozenset[SearchEntry] = field(default_factory=frozenset)  # the superseded version's
     fresh: bool = False  # a server-assigned id no writer has used: nothing can race for it
 
 

@@ -12,11 +12,12 @@ is the token of the write that stored it.
 before the current document is replaced. The replacement is conditional on the version it supersedes, so
 two concurrent writers can never both store version *n*, and no version is ever lost.
 
-``search_index``: one small document per (resource, search entry), a single scalar string ``k`` under a
-single-field index: the shape that is both fast and answered correctly by MongoDB and by nx-27017 (which
-silently mis-answers queries on indexed array fields and does not use compound indexes). Entries of a
-resource in a patient's compartment also carry ``c``, the same key behind the patient's id, under its own
-index: one patient's records are then a range of ``c``, however large the whole collection grows.
+``search_index``: a resource's search entries, several to a document, each entry a scalar string key in
+one of ``SLOTS`` fields ``k0``..``k5`` under a sparse single-field index (layout: ``index_docs.py``): the shape
+that is both fast and answered correctly by MongoDB and by nx-27017 (which silently mis-answers queries on
+indexed array fields and does not use compound indexes). Entries of a resource in a patient's compartment
+also carry ``cj``, the same key behind the patient's id, under its own index: one patient's records are
+then a range of ``cj``, however large the whole collection grows.
 
 Hot paths use the collections through pymongo directly (mongoengine is slow there); these classes are the
 single statement of field names and indexes, and ``ensure_schema`` creates the indexes at start-up.
@@ -25,6 +26,8 @@ single statement of field names and indexes, and ``ensure_schema`` creates the i
 from __future__ import annotations
 
 import mongoengine as me
+
+from fhir_hub.store.index_docs import INDEXED
 
 ALIAS = "fhir_hub"
 
@@ -70,15 +73,15 @@ class HistoricVersion(_VersionFields):
     id = me.StringField(primary_key=True)  # "Patient/123/4"
 
 
-class SearchIndexEntry(me.Document):
-    meta = {"collection": SEARCH_INDEX, "db_alias": ALIAS, "indexes": ["k", "r", "c"], "auto_create_index": False,
-            "strict": False}
+class SearchIndexEntry(me.DynamicDocument):
+    """Slot fields (``k0``: "Patient|identifier|079190000001", ``c0``: "123|Observation|code|8480-6", ``s0``,
+    ``l0``, ``h0``, ``v0``...) are dynamic: their names come from ``index_docs.NAMES``."""
 
-    id = me.StringField(primary_key=True)  # digest of the whole entry: makes re-applying an entry idempotent
+    meta = {"collection": SEARCH_INDEX, "db_alias": ALIAS, "auto_create_index": False, "strict": False,
+            "indexes": ["r", *({"fields": [name], "sparse": True} for name in INDEXED)]}
+
+    id = me.StringField(primary_key=True)  # "Patient/123|0": the resource, then the document's number
     r = me.StringField(required=True)  # "Patient/123"
-    k = me.StringField()  # "Patient|identifier|079190000001" (absent on a copy for a second compartment)
-    c = me.StringField()  # "123|Observation|code|8480-6": the key within a patient's compartment
-    s = me.StringField()  # the system of a token value ("" when the token has none)
 
 
 class AuditEntry(me.Document):
@@ -128,5 +131,16 @@ def ensure_schema(uri: str, db_name: str) -> None:
     try:
         for document in DOCUMENTS:
             document.ensure_indexes()
+        _drop_undeclared_indexes(SearchIndexEntry)
     finally:
         me.disconnect(ALIAS)
+
+
+def _drop_undeclared_indexes(document: type[me.Document]) -> None:
+    """Indexes an earlier layout declared (``k``, ``c``) would still be updated on every insert: drop them.
+    Compared by their keys, not names: nx-27017 names an index ``idx_<collection>_<field>``."""
+    collection = document._get_collection()
+    declared = {tuple(spec["fields"]) for spec in document._meta["index_specs"]}
+    for name, info in collection.index_information().items():
+        if name != "_id_" and tuple((field, int(direction)) for field, direction in info["key"]) not in declared:
+            collection.drop_index(name)

@@ -173,8 +173,7 @@ class Writer:
         check_write(caller, grant, rtype=rtype, source=source, new_patients=version.patients,
                     existing_source=current.source if current else None,
                     existing_patients=current.patients if current else None, exists=current is not None)
-        old_keys = self._keys_of(current)
-        return VersionChange(version, current, new_keys - old_keys, old_keys - new_keys)
+        return VersionChange(version, current, new_keys, self._keys_of(current))
 
     async def _delete(self, op: Delete, caller: Caller, grant: Grant, tx: Transaction | None) -> WriteResult:
         check_id(op.rid)

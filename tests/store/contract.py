@@ -14,7 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from fhir_hub.store.plan import OPTIONAL_FIELDS, match_filter, set_document
+from fhir_hub.store.index_docs import match_filter
+from fhir_hub.store.plan import OPTIONAL_FIELDS, set_document
 from fhir_hub.store.records import EntryMatch
 
 Doc = dict[str, Any]
@@ -22,10 +23,14 @@ Build = Callable[[dict[str, Any]], dict[str, Any]]
 
 
 # ----------------------------------------------------------------------------- shape of a request
+_SLOT_FIELD = re.compile(r"^([kcslhv])[0-9]$")
+
+
 def shape(value: Any) -> Any:
-    """Values replaced by their type names; operators and field names kept."""
+    """Values replaced by their type names; operators and field names kept, but for the slot number of a
+    search-index field (``k3`` -> ``k#``): each slot is the same shape."""
     if isinstance(value, dict):
-        return tuple(sorted((k, shape(v)) for k, v in value.items()))
+        return tuple(sorted({(_SLOT_FIELD.sub(r"\1#", k), shape(v)) for k, v in value.items()}))
     if isinstance(value, list | tuple):
         return ("[]", *sorted({repr(shape(v)) for v in value}))
     if isinstance(value, bool):
@@ -166,26 +171,6 @@ def _copy_to_history(deleted: bool, in_compartment: bool) -> Shape:
     return Shape(name, "history", "update_one", build, upsert=True)
 
 
-_ENTRY_FIELDS = {"a system": ("s",), "a range": ("lo", "hi"), "a text": ("v",)}
-_COMPARTMENT = {"": (), " in a compartment": ("c",), " for a further compartment": ("c", "-k")}
-
-
-def _upsert_entry(extras: tuple[str, ...], compartment: str) -> Shape:
-    """Index entries carry any of a system (tokens, units), a range (dates, numbers) and a text (strings,
-    composites), and a compartment key: every combination the indexer produces."""
-    def build(d: dict[str, Any]) -> dict[str, Any]:
-        wanted = ("_id", "r", "k", *(f for e in extras for f in _ENTRY_FIELDS[e]), *_COMPARTMENT[compartment])
-        entry = {k: v for k, v in d["new_entry"].items() if k in wanted and f"-{k}" not in wanted}
-        return {"query": {"_id": entry["_id"]}, "update": set_document(entry)}
-
-    return Shape(f"upsert entry with {', '.join(extras) or 'a key only'}{compartment}", "index", "update_one", build,
-                 upsert=True)
-
-
-def _subsets(names: tuple[str, ...]) -> list[tuple[str, ...]]:
-    return [tuple(n for i, n in enumerate(names) if mask >> i & 1) for mask in range(2 ** len(names))]
-
-
 def _audit_filter(d: dict[str, Any], patients: bool, ids: bool, before: bool, since: bool) -> Doc:
     query: Doc = {}
     if patients:
@@ -284,8 +269,6 @@ SHAPES: tuple[Shape, ...] = (
     *(_updated(low, high) for low, high in ((True, False), (False, True), (True, True))),
     Shape("entries of a resource", "index", "find", lambda d: {"query": {"r": _some(d, "r", "Patient/a")}}),
     Shape("delete entries by _id", "index", "delete_many", lambda d: {"query": {"_id": {"$in": d["entry_ids"]}}}),
-    *(_upsert_entry(extras, compartment) for extras in _subsets(tuple(_ENTRY_FIELDS))
-      for compartment in _COMPARTMENT),
     Shape("audit entry by _id", "audit", "find", lambda d: {"query": {"_id": _some(d, "_id", "a")}, "limit": 1}),
     Shape("audit entries stored", "audit", "find", lambda d: {"query": {"_id": {"$in": d["audit_ids"]}}}),
     *(_audit_page(patients, ids, before, since) for patients in (False, True) for ids in (False, True)

@@ -14,6 +14,8 @@ from pymongo.database import Database
 from pymongo.errors import ClientBulkWriteException
 
 from fhir_hub.store.count import count_pipeline
+from fhir_hub.store.index_docs import INDEXED, pack
+from fhir_hub.store.records import SearchEntry
 from tests.store.contract import (
     SHAPES,
     Doc,
@@ -37,7 +39,7 @@ PREFIXES = ["Patient|identifier|", "Patient|", "Patient|name|ễ", "Patient|name
             "Patient|name|ngu", "Observation|date|"]
 COLLECTIONS = {"current": "contract_current", "history": "contract_history", "index": "contract_index",
                "audit": "contract_audit", "meta": "contract_meta"}
-INDEXES = {"current": ("type", "ts", "live", "pending"), "history": ("key", "type", "ts"), "index": ("k", "r", "c"),
+INDEXES = {"current": ("type", "ts", "live", "pending"), "history": ("key", "type", "ts"), "index": ("r", *INDEXED),
            "audit": ("p", "ts"), "meta": ()}
 
 
@@ -47,7 +49,7 @@ def contract_db(mongodb_uri: str) -> Iterator[Database]:
     db = client[f"contract_{uuid.uuid4().hex[:8]}"]
     for logical, fields in INDEXES.items():
         for field in fields:  # the same single-field indexes as the real schema
-            db[COLLECTIONS[logical]].create_index(field)
+            db[COLLECTIONS[logical]].create_index(field, sparse=field in INDEXED)
     yield db
     client.drop_database(db.name)
     client.close()
@@ -78,16 +80,15 @@ def datasets(draw: st.DrawFn) -> dict[str, list[Doc]]:
                 if draw(st.integers(0, 4)) == 0:
                     head["pending"] = True
                 current.append(head)
-    index: list[Doc] = []
+    by_resource: dict[str, set[SearchEntry]] = {}  # packed into documents as the store packs them
     entries = st.tuples(st.sampled_from(KEYS), st.sampled_from(SEARCH_KEYS), st.sampled_from(SYSTEMS))
-    for i, (r, k, system) in enumerate(draw(st.lists(entries, max_size=12, unique=True))):
+    for r, k, system in draw(st.lists(entries, max_size=16, unique=True)):
         ranged = draw(st.booleans())
-        extra = {"lo": draw(st.integers(0, 9)), "hi": draw(st.integers(10, 20)), "v": k[-3:]} if ranged else {}
+        low, high, text = (draw(st.integers(0, 9)), draw(st.integers(10, 20)), k[-3:]) if ranged else (None, None, None)
         scope = draw(st.sampled_from([None, *SCOPES]))
-        key = {"k": k} if scope is None or draw(st.integers(0, 3)) else {}  # a copy for a further compartment
-        if scope is not None:
-            key["c"] = f"{scope}|{k}"
-        index.append({"_id": f"e{i}", "r": r, **key, **({"s": system} if system is not None else {}), **extra})
+        further = scope is not None and not draw(st.integers(0, 3))  # a copy for a further compartment
+        by_resource.setdefault(r, set()).add(SearchEntry(k, system, low, high, text, scope, further))
+    index = [doc for r, found in sorted(by_resource.items()) for doc in pack(r, found)]
     audit = [{"_id": f"ev{i}", "ts": draw(st.integers(0, 12)), "i": "read", "o": 200,
               **({"p": p} if (p := draw(st.sampled_from([None, "a", "b", "c"]))) else {})}
              for i in range(draw(st.integers(0, 8)))]
@@ -120,9 +121,6 @@ def params_for(data: st.DataObject, docs: dict[str, list[Doc]]) -> Params:
         vid=data.draw(st.integers(1, 5)),
         entry_ids=data.draw(st.lists(st.sampled_from([*entry_ids, "absent"]), max_size=4)),
         scope=data.draw(st.sampled_from([*SCOPES, "z"])),
-        new_entry={"_id": data.draw(st.sampled_from([*entry_ids, "new"])), "r": "Patient/a", "k": "k|new",
-                   "c": "a|k|new", "s": data.draw(st.sampled_from(SYSTEMS[1:])), "lo": data.draw(st.integers(0, 9)),
-                   "hi": data.draw(st.integers(10, 20)), "v": "new"},
         new_version={"_id": key, "key": key, "type": key.split("/")[0], "rid": key.split("/")[1],
                      "vid": data.draw(st.integers(1, 6)), "ts": data.draw(st.integers(0, 20)), "method": "PUT",
                      "deleted": False, "json": data.draw(st.binary(min_size=1, max_size=12)),
@@ -199,7 +197,7 @@ def test_ordered_client_bulk_write_stops_at_the_first_error(contract_db: Databas
     _load(contract_db, {"current": [{"_id": "Patient/a", "vid": 1, "live": "Patient"}], "history": [], "index": []})
     ops = [InsertOne(namespace=current, document={"_id": "Patient/a", "vid": 1}),
            UpdateOne(namespace=current, filter={"_id": "Patient/a"}, update={"$unset": {"live": ""}}),
-           UpdateOne(namespace=index, filter={"_id": "e"}, update={"$set": {"r": "x", "k": "y"}}, upsert=True)]
+           UpdateOne(namespace=index, filter={"_id": "e"}, update={"$set": {"r": "x", "k0": "y"}}, upsert=True)]
     with pytest.raises(ClientBulkWriteException) as failure:
         client.bulk_write(ops, ordered=True)
     assert failure.value.write_errors[0]["idx"] == 0

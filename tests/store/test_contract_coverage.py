@@ -22,8 +22,7 @@ _COLLECTIONS = {RESOURCES: "current", HISTORY: "history", SEARCH_INDEX: "index",
 _DUMMY = {"pick": lambda field, default: default, "keys": ["Patient/a"], "prefix": "k", "limit": 3, "ts": 5,
           "audit_patients": ["a"], "audit_ids": ["e"],
           "contains": "n", "low_key": "a", "high_key": "b", "scope": "a",
-          "vid": 2, "entry_ids": ["x"], "new_entry": {"_id": "x", "r": "Patient/a", "k": "k", "s": "", "lo": 1, "hi": 2,
-                                                     "v": "t", "c": "a|k"},
+          "vid": 2, "entry_ids": ["x"],
           "new_version": {"_id": "P/a", "key": "P/a", "type": "P", "rid": "a", "vid": 2, "ts": 5, "method": "PUT",
                           "deleted": False, "json": b"{}", "live": "P", "w": "t", "src": "s", "pc": ["a"]}}
 

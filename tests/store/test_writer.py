@@ -15,7 +15,8 @@ from fhir_hub.errors import BadRequest, HubError, PreconditionFailed
 from fhir_hub.hub import Hub, running_hub
 from fhir_hub.search.indexing import INDEX_FORMAT, index_keys
 from fhir_hub.search.keys import token_match
-from fhir_hub.store.plan import entry_doc, entry_from_doc, set_document
+from fhir_hub.store.index_docs import entries_in, pack
+from fhir_hub.store.plan import set_document
 from fhir_hub.store.records import EntryMatch, SearchEntry, StoredVersion, VersionChange, VersionTaken
 from fhir_hub.store.writer import Create, Delete, Update, Writer
 
@@ -119,9 +120,10 @@ async def test_reconcile_repairs_a_write_left_half_done(hub: Hub) -> None:
     await hub.store.history_docs.insert_one(first.version.history_doc())
     half_done = set_document(crashed.current_doc() | {"pending": True})
     await hub.store.current_docs.update_one({"_id": "Patient/p4"}, half_done)
-    await hub.store.index.insert_one(entry_doc("Patient/p4", SearchEntry("Patient|identifier|stale", "")))
+    stale_doc = pack("Patient/p4", [SearchEntry("Patient|identifier|stale", "")])[0] | {"_id": "Patient/p4|9"}
+    await hub.store.index.insert_one(stale_doc)
     assert await hub.store.reconcile_pending() == 1
-    keys = {entry_from_doc(d) async for d in hub.store.index.find({"r": "Patient/p4"})}
+    keys = {e async for d in hub.store.index.find({"r": "Patient/p4"}) for e in entries_in(d)}
     assert keys == set(index_keys("Patient", orjson.loads(crashed.json)))
     assert await hub.store.current_docs.count_documents({"pending": True}) == 0
     assert await hub.store.reconcile_pending() == 0
@@ -152,7 +154,7 @@ async def test_writer_finishes_a_stale_pending_version_before_building_on_it(hub
     )  # ten seconds on: the pending version's writer is presumed dead
     result = await later.commit(Update("Patient", "p5", patient("p5", identifier=[{"value": "new"}])), caller=HUB)
     assert result.version.vid == 3
-    keys = {entry_from_doc(d) async for d in hub.store.index.find({"r": "Patient/p5"})}
+    keys = {e async for d in hub.store.index.find({"r": "Patient/p5"}) for e in entries_in(d)}
     assert keys == set(index_keys("Patient", orjson.loads(result.version.json)))
     history = await hub.store.history(rtype="Patient", rid="p5", limit=10)
     assert [v.vid for v in history.versions] == [3, 2, 1]
@@ -201,13 +203,17 @@ async def test_entries_of_an_older_index_format_are_recomputed_at_start(settings
         await hub.writer.commit(Update("Patient", "old", patient("old", identifier=[{"value": "9"}])), caller=HUB)
         await hub.writer.commit(Update("Patient", "gone", patient("gone")), caller=HUB)
         await hub.writer.commit(Delete("Patient", "gone"), caller=HUB)
-        wanted = {entry_from_doc(d) async for d in hub.store.index.find({"r": "Patient/old"})}
+        wanted = {e async for d in hub.store.index.find({"r": "Patient/old"}) for e in entries_in(d)}
         assert await hub.store.index_format() == INDEX_FORMAT
         await hub.store.index.delete_many({"r": "Patient/old"})
-        await hub.store.index.insert_one(entry_doc("Patient/gone", SearchEntry("Patient|identifier|stale", "")))
+        # an entry in the layout of format 2 (one document per entry, under an index on ``k``)
+        await hub.store.index.insert_one({"_id": "0" * 40, "r": "Patient/gone", "k": "Patient|identifier|stale",
+                                          "s": ""})
+        await hub.store.index.create_index("k")
         await hub.store.set_index_format(1)
     async with running_hub(settings) as hub:
         assert await hub.store.index_format() == INDEX_FORMAT
-        assert {entry_from_doc(d) async for d in hub.store.index.find({"r": "Patient/old"})} == wanted
+        assert {e async for d in hub.store.index.find({"r": "Patient/old"}) for e in entries_in(d)} == wanted
         assert await hub.store.index.count_documents({"r": "Patient/gone"}) == 0
+        assert "k_1" not in await hub.store.index.index_information()  # an index of the old layout is dropped
         assert await matching(hub, token_match("Patient", "identifier", None, "9")) == {"Patient/old"}
