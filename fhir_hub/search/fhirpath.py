@@ -115,8 +115,10 @@ def _parse(clause: str, root: str) -> tuple[_Step, ...] | None:
     return tuple(steps)
 
 
+@cache
 def _element_type(context: str, name: str) -> tuple[str, str]:
-    """(type, context path for its children) of element ``name`` under ``context``."""
+    """(type, context path for its children) of element ``name`` under ``context``; cached: it is asked
+    for every element a search parameter's path walks, on every write, and depends on the definitions only."""
     path = f"{context}.{name}"
     path = _ELSEWHERE.get(path, path)
     if path in _BACKBONES and path not in _PATH_TYPE:
@@ -133,6 +135,7 @@ def _element_type(context: str, name: str) -> tuple[str, str]:
     return found, found if _COMPLEX.match(found) else path
 
 
+@cache
 def _child_type_path(type_name: str, path: str) -> str:
     return type_name if type_name and _COMPLEX.match(type_name) and type_name not in ("BackboneElement",
                                                                                       "Element") else path
@@ -145,8 +148,11 @@ class CompiledPath:
         self.steps = steps
         self.root_type = root_type
         self.fallback = fallback
+        self.first_keys = _first_keys(steps, root_type)
 
     def evaluate(self, node: Any) -> list[Typed]:
+        if self.first_keys is not None and isinstance(node, dict) and not any(k in node for k in self.first_keys):
+            return []  # most parameters of a type are absent from a given resource: no walk for them
         if self.steps is None:
             assert self.fallback is not None
             try:
@@ -194,6 +200,18 @@ class CompiledPath:
                 yield from self._walk(node, type_name, path, rest)
         elif isinstance(step, _Index):
             yield from self._walk(node, type_name, path, rest)  # lists are unrolled above; see compile_clause
+
+
+def _first_keys(steps: tuple[_Step, ...] | None, root_type: str) -> tuple[str, ...] | None:
+    """The JSON names the path's first element can have in a resource (a choice: each of its types), or None
+    when the path does not start with an element."""
+    if not steps or not isinstance(steps[0], _Child):
+        return None
+    name = steps[0].name
+    _type, path = _element_type(_child_type_path(root_type, root_type), name)  # as _walk's first step
+    if path in _CHOICES:
+        return tuple(name + option for option in _CHOICES[path])
+    return (name,)
 
 
 def _primitive(type_name: str) -> str:
