@@ -54,6 +54,16 @@ def validation_rate(bodies: list[bytes], rounds: int) -> float:
     return best
 
 
+def process_cpu_seconds(pid: int | None) -> float:
+    """CPU time (user + system) a process has used so far, from /proc; 0.0 where there is no /proc."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except (OSError, TypeError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def post_rate(client: TestClient, bodies: list[bytes]) -> tuple[float, list[str]]:
     """Resources/s of POSTing each Bundle once; also every entry status (to prove the work was done)."""
     count = 0
@@ -86,7 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
         "targets": TARGETS,
     }
-    with tempfile.TemporaryDirectory() as tmp, EmbeddedStore(Path(tmp) / "store") as uri:
+    with tempfile.TemporaryDirectory() as tmp, (store := EmbeddedStore(Path(tmp) / "store")) as uri:
+        store_pid = store.pid
         settings = Settings(mongodb_uri=uri, db_name="bench_bundles", data_dir=Path(tmp) / "hub")
         token = development_token(settings, role="system", facility="79001")
 
@@ -101,8 +112,12 @@ def main(argv: list[str] | None = None) -> int:
                 "statuses": sorted(set(seen))}
             print(f"directory batches: {json.dumps(result['directory_batches'])}", flush=True)
             ratios, rates, baselines = [], [], []
+            hub_cpu = store_cpu = 0.0
             for _ in range(args.rounds):  # measured back to back in each round: the machine is noisy
+                hub_before, store_before = time.process_time(), process_cpu_seconds(store_pid)
                 rate, seen = post_rate(client, patients)
+                hub_cpu += time.process_time() - hub_before
+                store_cpu += process_cpu_seconds(store_pid) - store_before
                 baseline = validation_rate(patients, 1)
                 rates.append(rate)
                 baselines.append(baseline)
@@ -112,6 +127,9 @@ def main(argv: list[str] | None = None) -> int:
                 "hub_per_s_median": round(statistics.median(rates)),
                 "validation_only_per_s_median": round(statistics.median(baselines)),
                 "ratio_median": round(statistics.median(ratios), 3),
+                # where the time goes: CPU per resource of the hub process and of the embedded store
+                "hub_cpu_ms_per_resource": round(1000 * hub_cpu / (len(seen) * args.rounds), 3),
+                "store_cpu_ms_per_resource": round(1000 * store_cpu / (len(seen) * args.rounds), 3),
                 "statuses": sorted(set(seen))}
             print(f"patient transactions: {json.dumps(result['patient_transactions'])}", flush=True)
     figures = result["patient_transactions"]

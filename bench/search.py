@@ -109,7 +109,6 @@ def fresh_copy(base: list[dict[str, Any]], tag: str, count: int) -> list[dict[st
 
 async def load(settings: Settings, resources: list[dict[str, Any]], concurrency: int) -> dict[str, Any]:
     """Store every resource through the hub's writer, ``concurrency`` writes at a time."""
-    entries = 0
     async with running_hub(settings) as hub:
         queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         for resource in resources:
@@ -126,10 +125,10 @@ async def load(settings: Settings, resources: list[dict[str, Any]], concurrency:
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         seconds = time.perf_counter() - start
         bar.close()
-        entries = await hub.store.index.estimated_document_count()
+        documents = await hub.store.index.estimated_document_count()  # entries are packed several to one
     return {"resources": len(resources), "seconds": round(seconds, 1),
-            "resources_per_second": round(len(resources) / seconds, 1), "index_entries": entries,
-            "index_entries_per_resource": round(entries / len(resources), 1)}
+            "resources_per_second": round(len(resources) / seconds, 1), "index_documents": documents,
+            "index_documents_per_resource": round(documents / len(resources), 1)}
 
 
 # ------------------------------------------------------------------------------------- measurement

@@ -59,6 +59,11 @@ class EmbeddedStore:
         return self.data_dir / STORE_DIR
 
     @property
+    def pid(self) -> int | None:
+        """The nx-27017 child's process id while it runs (benchmarks read its CPU time)."""
+        return self._proc.pid if self._proc is not None else None
+
+    @property
     def log_path(self) -> Path:
         return self.data_dir / "nx-27017.log"
 

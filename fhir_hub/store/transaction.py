@@ -32,7 +32,7 @@ from typing import Any
 from fhir_hub.store.plan import Step, WritePlan
 from fhir_hub.store.records import VersionChange
 
-CHUNK_STEPS = 128  # the least a large transaction sends at once (~8 resources with their search entries);
+CHUNK_STEPS = 128  # the least a large transaction sends at once (~20 resources with their index documents);
 # more when the previous request is still under way: a request leaves as soon as the server is idle
 
 
