@@ -18,8 +18,9 @@ uri            the URI
 composite      the first component's code            its system; the second component's value
 =============  ====================================  ============================================
 
-One entry per value rather than one per query form: on nx-27017 every index document costs about as
-much as the resource's own insert, so the rarer forms (``system|``, a bare reference id) pay at query time.
+One entry per value rather than one per query form: on nx-27017 every stored entry costs write time (they
+are packed six to an index document, see ``store/index_docs.py``), so the rarer forms (``system|``, a bare
+reference id) pay at query time.
 """
 
 from __future__ import annotations
