@@ -29,4 +29,5 @@ def main(argv: list[str]) -> int:
     return command(argv[1:])
 
 
-raise SystemExit(main(sys.argv[1:]))
+if __name__ == "__main__":  # not when a validation worker process imports the main module again
+    raise SystemExit(main(sys.argv[1:]))

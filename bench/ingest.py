@@ -40,8 +40,7 @@ from adapters.moh_xml import MohXmlAdapter
 from adapters.moh_xml.generator import generate_file
 from fhir_hub.auth.dev_tokens import development_token
 from fhir_hub.config import Settings
-from fhir_hub.hub import Hub
-from fhir_hub.main import create_app, freeze_startup_heap
+from fhir_hub.main import create_app, ready_to_measure
 from fhir_hub.store.embedded import EmbeddedStore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -115,10 +114,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings(mongodb_uri=uri, db_name="bench_ingest", data_dir=Path(tmp) / "hub")
         token = development_token(settings, role="system", facility=FACILITY)
 
-        async def ready(_hub: Hub) -> None:
-            freeze_startup_heap()  # as ``fhir-hub serve`` does
-
-        with TestClient(create_app(settings, on_startup=ready), headers={"Authorization": f"Bearer {token}"}) as client:
+        app = create_app(settings, on_startup=ready_to_measure)
+        with TestClient(app, headers={"Authorization": f"Bearer {token}"}) as client:
             bulk = FIXTURES / "synthea-bulk-ndjson-10pt"
             for name in ("Organization", "Location", "Practitioner", "Patient"):  # what the encounters refer to
                 client.post("/$ingest", content=(bulk / f"{name}.000.ndjson").read_bytes(),

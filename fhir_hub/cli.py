@@ -40,7 +40,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from fhir_hub.demo import load_demo
     from fhir_hub.hub import Hub
-    from fhir_hub.main import create_app, freeze_startup_heap
+    from fhir_hub.main import create_app, prepare_to_serve
 
     settings = _settings(args)
     _setup_logging(settings.log_level)
@@ -63,7 +63,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             "  stop with Ctrl-C\n",
             flush=True,
         )
-        freeze_startup_heap()
+        await prepare_to_serve(hub)
 
     app = create_app(settings, on_startup=on_startup)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(),

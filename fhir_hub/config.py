@@ -41,6 +41,8 @@ class Settings:
     max_search_params: int = 30
     max_chain_depth: int = 4  # chained parameters and nested _has, each a search of its own
     max_bundle_entries: int = 10_000
+    # Processes that validate a large transaction's resources while the hub stores them (0: in process only)
+    validation_processes: int = 1
     # Security. "production" refuses to start without a configured JWKS, issuer and audience; "development"
     # signs its own tokens with a key generated in data_dir (``fhir-hub token``).
     env: str = "development"
@@ -93,6 +95,8 @@ class Settings:
                      "max_bundle_entries", "max_token_bytes", "audit_flush_ms"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be a positive integer")
+        if self.validation_processes < 0:
+            raise ConfigError(f"{ENV_PREFIX}VALIDATION_PROCESSES must not be negative")
         if self.clock_skew_seconds < 0:
             raise ConfigError(f"{ENV_PREFIX}CLOCK_SKEW_SECONDS must not be negative")
         if self.env not in ("development", "production"):

@@ -24,6 +24,7 @@ from fhir_hub.auth.tokens import TokenVerifier
 from fhir_hub.config import Settings
 from fhir_hub.fhir.ids import IdFactory, new_uuid_id
 from fhir_hub.fhir.instant import Clock, system_clock
+from fhir_hub.fhir.validation_ahead import ValidationAhead
 from fhir_hub.search.indexing import INDEX_FORMAT, index_keys
 from fhir_hub.store.embedded import EmbeddedStore
 from fhir_hub.store.mongo import MongoStore, detect_capabilities
@@ -87,6 +88,7 @@ async def running_hub(
         uri = await asyncio.to_thread(embedded.start)
     client: AsyncMongoClient | None = None
     audit: AuditTrail | None = None
+    validation = ValidationAhead(settings.validation_processes)  # workers start with the first large Bundle
     try:
         await asyncio.to_thread(ensure_schema, uri, settings.db_name)
         client = AsyncMongoClient(uri, appname="fhir-hub", serverSelectionTimeoutMS=10_000)
@@ -96,13 +98,15 @@ async def running_hub(
         if repaired:
             log.warning("finished %d write(s) left incomplete by an earlier stop", repaired)
         await _upgrade_index(store)
-        writer = Writer(store, clock=clock, new_id=new_id, indexer=index_keys, source_prefix=settings.source_prefix)
+        writer = Writer(store, clock=clock, new_id=new_id, indexer=index_keys, source_prefix=settings.source_prefix,
+                        validation=validation)
         audit = AuditTrail(store.audit_log, clock=clock, flush_ms=settings.audit_flush_ms)
         audit.start()
         log.info("store: %s (%s), database %r", capabilities.engine, _redact(uri), settings.db_name)
         yield Hub(settings=settings, store=store, writer=writer, authenticator=authenticator, audit=audit,
                   mongodb_uri=uri)
     finally:
+        await validation.close()
         if audit is not None:
             await audit.stop()
         if client is not None:

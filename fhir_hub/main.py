@@ -40,6 +40,20 @@ def freeze_startup_heap() -> None:
     gc.freeze()
 
 
+async def prepare_to_serve(hub: Hub) -> None:
+    """What a long-running server does once started (``fhir-hub serve``, and the benchmarks as it does):
+    start the validation workers (they get ready in the background) and take start-up's objects out of
+    the collector's sight. Not done by ``create_app``, for the same reason as ``freeze_startup_heap``."""
+    await hub.writer.validation.start()
+    freeze_startup_heap()
+
+
+async def ready_to_measure(hub: Hub) -> None:
+    """A benchmark's start-up hook: as ``fhir-hub serve``, and the validation workers ready before it measures."""
+    await prepare_to_serve(hub)
+    await hub.writer.validation.started()
+
+
 def create_app(
     settings: Settings | None = None,
     *,

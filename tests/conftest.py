@@ -38,8 +38,10 @@ def mongodb_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture
 def settings(mongodb_uri: str, tmp_path: Path) -> Settings:
+    """Validation workers off: each app would otherwise start a process on its first large transaction;
+    tests/bundles/test_validation_workers.py runs the Bundle scenarios with them."""
     db_name = f"test_{os.getpid()}_{next(_db_counter)}_{uuid.uuid4().hex[:6]}"
-    return Settings(mongodb_uri=mongodb_uri, db_name=db_name, data_dir=tmp_path / "var")
+    return Settings(mongodb_uri=mongodb_uri, db_name=db_name, data_dir=tmp_path / "var", validation_processes=0)
 
 
 FACILITY = "79001"
@@ -105,7 +107,7 @@ def read_fixture_json(*parts: str) -> bytes:
 def module_client(mongodb_uri: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
     """One app for a whole module, for hypothesis tests (which cannot use function-scoped fixtures)."""
     module_settings = Settings(mongodb_uri=mongodb_uri, db_name=f"test_mod_{uuid.uuid4().hex[:10]}",
-                               data_dir=tmp_path_factory.mktemp("var"))
+                               data_dir=tmp_path_factory.mktemp("var"), validation_processes=0)
     with TestClient(create_app(module_settings), raise_server_exceptions=False,
                     headers=auth(token_for(module_settings))) as test_client:
         yield test_client

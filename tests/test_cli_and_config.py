@@ -42,6 +42,8 @@ def test_settings_from_environment() -> None:
     assert settings.port == 9090 and settings.max_count == 50 and settings.data_dir == Path("/tmp/x")
     assert settings.mongodb_uri is None  # an empty variable means unset
     assert Settings.from_env({}, port=7000).port == 7000
+    assert Settings.from_env({}).validation_processes == 1
+    assert Settings.from_env({"FHIR_HUB_VALIDATION_PROCESSES": "0"}).validation_processes == 0
 
 
 @pytest.mark.parametrize(("env", "mentions"), [
@@ -49,6 +51,8 @@ def test_settings_from_environment() -> None:
     ({"FHIR_HUB_MAX_BODY_BYTES": "0"}, "FHIR_HUB_MAX_BODY_BYTES"),
     ({"FHIR_HUB_DEFAULT_COUNT": "50", "FHIR_HUB_MAX_COUNT": "10"}, "FHIR_HUB_DEFAULT_COUNT"),
     ({"FHIR_HUB_PORT": "70000"}, "FHIR_HUB_PORT"),
+    ({"FHIR_HUB_VALIDATION_PROCESSES": "-1"}, "FHIR_HUB_VALIDATION_PROCESSES"),
+    ({"FHIR_HUB_VALIDATION_PROCESSES": "two"}, "FHIR_HUB_VALIDATION_PROCESSES"),
 ])
 def test_bad_settings_name_the_variable(env: dict[str, str], mentions: str) -> None:
     with pytest.raises(ConfigError, match=mentions):

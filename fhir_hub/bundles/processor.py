@@ -44,6 +44,7 @@ from fhir_hub.fhir.fhirpath_patch import fhirpath_patch
 from fhir_hub.fhir.patch import Applier, binary_json_patch
 from fhir_hub.fhir.registry import is_resource_type
 from fhir_hub.fhir.validation import validate_resource
+from fhir_hub.fhir.validation_ahead import Handover
 from fhir_hub.search.query import SearchQuery
 from fhir_hub.store.records import StoredVersion, VersionTaken
 
@@ -135,17 +136,22 @@ async def _transaction_once(ctx: FhirContext, items: list[EntryRequest]) -> list
     created_by = {(p.item.target.rtype, _criteria(p.item.if_none_exist)): p.key for p in plans
                   if p.item.method == "POST" and p.item.if_none_exist is not None}
     known: dict[str, str] = {}
-    await _run_each(plans, lambda p: _rewrite(ctx, p, names, created_by, known))
-    written = {p.key for p in plans if p.item.method in WRITES}
-    await _run_each([p for p in plans if p.item.method in ("GET", "HEAD")],
-                    lambda p: _prepare_get(ctx, p, written))
-    async with ctx.hub.store.transaction() as tx:
-        inside = dataclasses.replace(ctx, tx=tx)
-        for plan in sorted((p for p in plans if p.item.method in WRITES), key=lambda p: _ORDER[p.item.method]):
-            try:
-                plan.answer = _written(await _write_planned(inside, plan))
-            except HubError as error:
-                raise in_entry(plan.item.index, error) from None
+    writes = sorted((p for p in plans if p.item.method in WRITES), key=lambda p: _ORDER[p.item.method])
+    # each resource goes to a validation worker once its references are rewritten: validated there while
+    # the hub prepares the rest and stores the first ones (fhir/validation_ahead.py)
+    with ctx.hub.writer.validation.ahead(len(writes)) as handover:
+        await _run_each(plans, lambda p: _rewrite(ctx, p, names, created_by, known, handover))
+        handover.flush()
+        written = {p.key for p in plans if p.item.method in WRITES}
+        await _run_each([p for p in plans if p.item.method in ("GET", "HEAD")],
+                        lambda p: _prepare_get(ctx, p, written))
+        async with ctx.hub.store.transaction() as tx:
+            inside = dataclasses.replace(ctx, tx=tx)
+            for plan in writes:
+                try:
+                    plan.answer = _written(await _write_planned(inside, plan))
+                except HubError as error:
+                    raise in_entry(plan.item.index, error) from None
     for plan in plans:
         if plan.answer is None:
             try:
@@ -249,12 +255,14 @@ def _local_names(plans: list[_Planned]) -> dict[str, str]:
 
 
 async def _rewrite(ctx: FhirContext, plan: _Planned, names: dict[str, str],
-                   created_by: dict[tuple[str, tuple[tuple[str, str], ...]], str | None], known: dict[str, str]
-                   ) -> None:
+                   created_by: dict[tuple[str, tuple[tuple[str, str], ...]], str | None], known: dict[str, str],
+                   handover: Handover | None = None) -> None:
     item = plan.item
     if item.resource is None or item.method not in ("POST", "PUT"):
         return
     plan.resource = rewrite(item.resource, await _resolve_references(ctx, item, names, created_by, known))
+    if handover is not None and plan.found is None:  # a resource this transaction will store
+        handover.add(item.target.rtype, plan.resource)
 
 
 async def _resolve_references(ctx: FhirContext, item: EntryRequest, names: dict[str, str],

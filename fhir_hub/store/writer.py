@@ -27,6 +27,7 @@ from fhir_hub.fhir.ids import IdFactory, check_id
 from fhir_hub.fhir.instant import Clock, to_instant
 from fhir_hub.fhir.jsonio import dumps, loads
 from fhir_hub.fhir.validation import validate_resource
+from fhir_hub.fhir.validation_ahead import ValidationAhead
 from fhir_hub.store.mongo import Indexer, MongoStore
 from fhir_hub.store.records import SearchEntry, StoredVersion, VersionChange, VersionTaken
 from fhir_hub.store.transaction import Transaction
@@ -84,8 +85,9 @@ class WriteResult:
 
 class Writer:
     def __init__(self, store: MongoStore, *, clock: Clock, new_id: IdFactory, indexer: Indexer,
-                 source_prefix: str) -> None:
+                 source_prefix: str, validation: ValidationAhead | None = None) -> None:
         self.store = store
+        self.validation = validation or ValidationAhead(0)
         self.clock = clock
         self.new_id = new_id
         self.indexer = indexer
@@ -95,7 +97,7 @@ class Writer:
         """Store ``op``; within ``tx`` the store keeps it until the whole group is committed."""
         if isinstance(op, Create):
             grant = require(caller, op.rtype, "c")
-            validate_resource(op.resource, expected_type=op.rtype)
+            await self.validation.check(op.resource, op.rtype)
             return await self._create(op, caller, grant, tx)
         if isinstance(op, Patch):
             check_id(op.rid)
@@ -110,7 +112,7 @@ class Writer:
             if body_id != op.rid:
                 raise BadRequest(f"Resource.id: the body has id {body_id!r} but the URL names {op.rid!r}",
                                  expression=[f"{op.rtype}.id"])
-            validate_resource(op.resource, expected_type=op.rtype)
+            await self.validation.check(op.resource, op.rtype)
             return await self._put(op, caller, grant, tx)
         return await self._delete(op, caller, require(caller, op.rtype, "d"), tx)
 
