@@ -7,6 +7,7 @@ import copy
 import io
 import json
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -19,7 +20,7 @@ import fhir_hub.fhir.validation_ahead as validation_ahead
 from fhir_hub.bundles.references import references_in
 from fhir_hub.config import Settings
 from fhir_hub.errors import HubError
-from fhir_hub.fhir.validation_ahead import MIN_RESOURCES, ValidationAhead
+from fhir_hub.fhir.validation_ahead import MIN_RESOURCES, Handover, ValidationAhead
 from fhir_hub.fhir.validation_worker import FRAME, READY, decode_request, encode_request, serve
 from fhir_hub.hub import Hub
 from fhir_hub.main import create_app
@@ -114,16 +115,22 @@ def _observations(n: int) -> list[tuple[str, dict[str, Any]]]:
             for i in range(n)]
 
 
+@contextmanager
+def _handed_over(ahead: ValidationAhead, resources: list[tuple[str, dict[str, Any]]]) -> Iterator[Handover]:
+    with ahead.ahead(len(resources)) as handover:
+        for rtype, resource in resources:
+            handover.add(rtype, resource)
+        handover.flush()
+        yield handover
+
+
 @pytest.mark.anyio
 async def test_content_changed_after_the_handover_is_validated_again_in_process() -> None:
     ahead = ValidationAhead(1)
     try:
         assert await ahead.started()
         resources = _observations(MIN_RESOURCES)
-        with ahead.ahead(len(resources)) as handover:
-            for rtype, resource in resources:
-                handover.add(rtype, resource)
-            handover.flush()
+        with _handed_over(ahead, resources):
             await ahead.check(resources[0][1], "Observation")  # valid, as handed over
             resources[1][1]["effectiveDateTime"] = "31/12/2025"  # changed after the worker saw it valid
             with pytest.raises(HubError, match="effectiveDateTime"):
@@ -141,18 +148,12 @@ async def test_a_worker_that_dies_is_replaced_and_its_resources_validated_in_pro
         resources[3][1]["valueQuantity"]["value"] = "high"  # a string where a decimal belongs
         ahead._workers[0].process.kill()
         await ahead._workers[0].process.wait()
-        with ahead.ahead(len(resources)) as handover:  # not ready any more: replaced for the next transaction
-            for rtype, resource in resources:
-                handover.add(rtype, resource)
-            handover.flush()
+        with _handed_over(ahead, resources):  # not ready any more: replaced for the next transaction
             await ahead.check(resources[0][1], "Observation")
             with pytest.raises(HubError, match="valueQuantity"):
                 await ahead.check(resources[3][1], "Observation")
         assert await ahead.started(), "a new worker was started"
-        with ahead.ahead(len(resources)) as handover:
-            for rtype, resource in resources:
-                handover.add(rtype, resource)
-            handover.flush()
+        with _handed_over(ahead, resources):
             with pytest.raises(HubError, match="valueQuantity"):
                 await ahead.check(resources[3][1], "Observation")
     finally:
@@ -163,9 +164,7 @@ async def test_a_worker_that_dies_is_replaced_and_its_resources_validated_in_pro
 async def test_few_resources_are_not_handed_over() -> None:
     ahead = ValidationAhead(1)
     try:
-        with ahead.ahead(MIN_RESOURCES - 1) as handover:
-            handover.add("Observation", _observations(1)[0][1])
-            handover.flush()
+        with _handed_over(ahead, _observations(MIN_RESOURCES - 1)) as handover:
             assert handover.handed == []
         assert ahead._workers == [], "a small transaction does not start workers"
     finally:
