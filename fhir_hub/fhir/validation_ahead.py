@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 MIN_RESOURCES = 16
 CHUNK = 16  # resources per request: the first verdicts come back while the worker validates the rest
 _STOP_SECONDS = 5.0
+_VERDICT_SECONDS = 30.0  # a worker silent this long is not waited for any more (validated in process)
 _MAX_STARTS = 3  # workers that keep dying are given up on: validation then stays in process
 
 
@@ -50,15 +51,20 @@ class _Worker:
     answers: deque[asyncio.Future[bytes]] = field(default_factory=deque)  # in the order the requests went
     ready: asyncio.Future[None] = field(default_factory=lambda: asyncio.get_running_loop().create_future())
     reader: asyncio.Task[None] | None = None
+    closed: bool = False  # the worker's output ended: nothing asked from now on can be answered
 
     @property
     def alive(self) -> bool:
-        return self.ready.done() and not self.ready.exception() and self.process.returncode is None
+        return (not self.closed and self.ready.done() and not self.ready.exception()
+                and self.process.returncode is None)
 
     def ask(self, items: list[tuple[str, bytes]]) -> asyncio.Future[bytes]:
         answer: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         answer.add_done_callback(_retrieve)  # an answer nobody awaits (the transaction failed) stays quiet
         assert self.process.stdin is not None
+        if self.closed:  # checked and appended in one step of the event loop: the reader cannot miss it
+            answer.set_exception(WorkerGone("the validation worker stopped"))
+            return answer
         self.answers.append(answer)
         self.process.stdin.write(encode_request(items))  # buffered by the transport: never blocks the loop
         return answer
@@ -80,6 +86,7 @@ class _Worker:
         except (asyncio.IncompleteReadError, ConnectionError, WorkerGone) as exc:
             error = exc if isinstance(exc, WorkerGone) else error
         finally:
+            self.closed = True
             for waiting in [self.ready, *self.answers]:
                 if not waiting.done():
                     waiting.set_exception(error)
@@ -222,9 +229,9 @@ class ValidationAhead:
         handed = self._handed.pop(id(resource), None)
         if handed is not None:
             try:
-                found = await handed.answer
-            except WorkerGone as error:
-                log.warning("validation worker failed (%s); validating in process", error)
+                found = await asyncio.wait_for(asyncio.shield(handed.answer), _VERDICT_SECONDS)
+            except (WorkerGone, TimeoutError) as error:
+                log.warning("validation worker failed (%s); validating in process", error or "no answer")
             else:
                 if found[handed.index] == 1 and dumps(resource) == handed.body:
                     return

@@ -209,3 +209,19 @@ def test_the_worker_answers_one_verdict_per_resource_in_order(kinds: list[str]) 
     ready, first, second = _answers(answers.getvalue())
     assert ready == READY
     assert first == second == bytes(1 if k == "valid" else 0 for k in kinds)
+
+
+@pytest.mark.anyio
+async def test_asking_a_worker_whose_output_ended_fails_at_once_instead_of_waiting_forever() -> None:
+    ahead = ValidationAhead(1)
+    try:
+        assert await ahead.started()
+        worker = ahead._workers[0]
+        worker.process.kill()
+        assert worker.reader is not None
+        await worker.reader  # the end of its output was seen
+        answer = worker.ask([("Observation", b"{}")])
+        with pytest.raises(validation_ahead.WorkerGone):
+            await answer
+    finally:
+        await ahead.close()
