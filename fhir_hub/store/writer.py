@@ -1,8 +1,10 @@
 """The one write path: every create, update and delete, from any entry point, ends in ``Writer.commit``.
 
-``commit`` validates, checks the caller's scopes, compartment and facility boundary, assigns id, version,
-``lastUpdated`` and ``meta.source`` (from the token, never from the body), serialises the JSON that reads
-will serve, computes the search-index change and hands one ``VersionChange`` to the store. Later stages
+``commit`` validates (a large transaction's resources in a worker process, see
+``fhir/validation_ahead.py``; the writer still decides), checks the caller's scopes, compartment and
+facility boundary, assigns id, version, ``lastUpdated`` and ``meta.source`` (from the token, never from
+the body), serialises the JSON that reads will serve, computes the search-index change and hands one
+``VersionChange`` to the store. Later stages
 (patient matching, sensitivity labels, the priority queue) plug in here so that no entry point can skip
 them.
 
