@@ -88,8 +88,9 @@ def post_rate(client: TestClient, bodies: list[bytes]) -> tuple[float, list[str]
     return count / (time.perf_counter() - started), seen, written
 
 
-def store_only_rate(db: Any, client: MongoClient[dict[str, Any]], written: list[list[str]], label: str) -> float:
+def store_only_rate(client: MongoClient[dict[str, Any]], db_name: str, written: list[list[str]], label: str) -> float:
     """Resources/s of inserting again, one transaction per Bundle, the documents the hub stored for it."""
+    db = client[db_name]
     groups = []
     for keys in written:
         resources = list(db[RESOURCES].find({"_id": {"$in": keys}}))
@@ -144,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
                 hub_cpu += time.process_time() - hub_before
                 store_cpu += process_cpu_seconds(store_pid) - store_before
                 baseline = validation_rate(patients, 1)
-                ceiling = store_only_rate(direct[settings.db_name], direct, written, f"replay{round_no}")
+                ceiling = store_only_rate(direct, settings.db_name, written, f"replay{round_no}")
                 rates.append(rate)
                 baselines.append(baseline)
                 ratios.append(rate / baseline)

@@ -142,7 +142,7 @@ async def _transaction_once(ctx: FhirContext, items: list[EntryRequest]) -> list
     with ctx.hub.writer.validation.ahead(len(writes)) as handover:
         await _run_each(plans, lambda p: _rewrite(ctx, p, names, created_by, known, handover))
         handover.flush()
-        written = {p.key for p in plans if p.item.method in WRITES}
+        written = {p.key for p in writes}
         await _run_each([p for p in plans if p.item.method in ("GET", "HEAD")],
                         lambda p: _prepare_get(ctx, p, written))
         async with ctx.hub.store.transaction() as tx:
@@ -261,7 +261,9 @@ async def _rewrite(ctx: FhirContext, plan: _Planned, names: dict[str, str],
     if item.resource is None or item.method not in ("POST", "PUT"):
         return
     plan.resource = rewrite(item.resource, await _resolve_references(ctx, item, names, created_by, known))
-    if handover is not None and plan.found is None:  # a resource this transaction will store
+    # Not handed over when a match was found: an ifNoneExist match stores nothing, and a conditional update
+    # stores a copy carrying the match's id, which the writer validates itself.
+    if handover is not None and plan.found is None:
         handover.add(item.target.rtype, plan.resource)
 
 

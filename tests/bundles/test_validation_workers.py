@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -115,6 +115,16 @@ def _observations(n: int) -> list[tuple[str, dict[str, Any]]]:
             for i in range(n)]
 
 
+@pytest.fixture
+async def ahead() -> AsyncIterator[ValidationAhead]:
+    """One worker's pool, not started (a test that needs it up awaits ``started``), always closed."""
+    pool = ValidationAhead(1)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+
+
 @contextmanager
 def _handed_over(ahead: ValidationAhead, resources: list[tuple[str, dict[str, Any]]]) -> Iterator[Handover]:
     with ahead.ahead(len(resources)) as handover:
@@ -125,50 +135,38 @@ def _handed_over(ahead: ValidationAhead, resources: list[tuple[str, dict[str, An
 
 
 @pytest.mark.anyio
-async def test_content_changed_after_the_handover_is_validated_again_in_process() -> None:
-    ahead = ValidationAhead(1)
-    try:
-        assert await ahead.started()
-        resources = _observations(MIN_RESOURCES)
-        with _handed_over(ahead, resources):
-            await ahead.check(resources[0][1], "Observation")  # valid, as handed over
-            resources[1][1]["effectiveDateTime"] = "31/12/2025"  # changed after the worker saw it valid
-            with pytest.raises(HubError, match="effectiveDateTime"):
-                await ahead.check(resources[1][1], "Observation")
-    finally:
-        await ahead.close()
+async def test_content_changed_after_the_handover_is_validated_again_in_process(ahead: ValidationAhead) -> None:
+    assert await ahead.started()
+    resources = _observations(MIN_RESOURCES)
+    with _handed_over(ahead, resources):
+        await ahead.check(resources[0][1], "Observation")  # valid, as handed over
+        resources[1][1]["effectiveDateTime"] = "31/12/2025"  # changed after the worker saw it valid
+        with pytest.raises(HubError, match="effectiveDateTime"):
+            await ahead.check(resources[1][1], "Observation")
 
 
 @pytest.mark.anyio
-async def test_a_worker_that_dies_is_replaced_and_its_resources_validated_in_process() -> None:
-    ahead = ValidationAhead(1)
-    try:
-        assert await ahead.started()
-        resources = _observations(MIN_RESOURCES)
-        resources[3][1]["valueQuantity"]["value"] = "high"  # a string where a decimal belongs
-        ahead._workers[0].process.kill()
-        await ahead._workers[0].process.wait()
-        with _handed_over(ahead, resources):  # not ready any more: replaced for the next transaction
-            await ahead.check(resources[0][1], "Observation")
-            with pytest.raises(HubError, match="valueQuantity"):
-                await ahead.check(resources[3][1], "Observation")
-        assert await ahead.started(), "a new worker was started"
-        with _handed_over(ahead, resources):
-            with pytest.raises(HubError, match="valueQuantity"):
-                await ahead.check(resources[3][1], "Observation")
-    finally:
-        await ahead.close()
+async def test_a_worker_that_dies_is_replaced_and_its_resources_validated_in_process(ahead: ValidationAhead) -> None:
+    assert await ahead.started()
+    resources = _observations(MIN_RESOURCES)
+    resources[3][1]["valueQuantity"]["value"] = "high"  # a string where a decimal belongs
+    ahead._workers[0].process.kill()
+    await ahead._workers[0].process.wait()
+    with _handed_over(ahead, resources):  # not ready any more: replaced for the next transaction
+        await ahead.check(resources[0][1], "Observation")
+        with pytest.raises(HubError, match="valueQuantity"):
+            await ahead.check(resources[3][1], "Observation")
+    assert await ahead.started(), "a new worker was started"
+    with _handed_over(ahead, resources):
+        with pytest.raises(HubError, match="valueQuantity"):
+            await ahead.check(resources[3][1], "Observation")
 
 
 @pytest.mark.anyio
-async def test_few_resources_are_not_handed_over() -> None:
-    ahead = ValidationAhead(1)
-    try:
-        with _handed_over(ahead, _observations(MIN_RESOURCES - 1)) as handover:
-            assert handover.handed == []
-        assert ahead._workers == [], "a small transaction does not start workers"
-    finally:
-        await ahead.close()
+async def test_few_resources_are_not_handed_over(ahead: ValidationAhead) -> None:
+    with _handed_over(ahead, _observations(MIN_RESOURCES - 1)) as handover:
+        assert handover.handed == []
+    assert ahead._workers == [], "a small transaction does not start workers"
 
 
 # ------------------------------------------------------------------------------------------- the protocol
@@ -212,16 +210,13 @@ def test_the_worker_answers_one_verdict_per_resource_in_order(kinds: list[str]) 
 
 
 @pytest.mark.anyio
-async def test_asking_a_worker_whose_output_ended_fails_at_once_instead_of_waiting_forever() -> None:
-    ahead = ValidationAhead(1)
-    try:
-        assert await ahead.started()
-        worker = ahead._workers[0]
-        worker.process.kill()
-        assert worker.reader is not None
-        await worker.reader  # the end of its output was seen
-        answer = worker.ask([("Observation", b"{}")])
-        with pytest.raises(validation_ahead.WorkerGone):
-            await answer
-    finally:
-        await ahead.close()
+async def test_asking_a_worker_whose_output_ended_fails_at_once_instead_of_waiting_forever(
+        ahead: ValidationAhead) -> None:
+    assert await ahead.started()
+    worker = ahead._workers[0]
+    worker.process.kill()
+    assert worker.reader is not None
+    await worker.reader  # the end of its output was seen
+    answer = worker.ask([("Observation", b"{}")])
+    with pytest.raises(validation_ahead.WorkerGone):
+        await answer
