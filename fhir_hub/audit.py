@@ -55,6 +55,16 @@ class AuditRecord:
     more_resources: int = 0
     status: int = 0
 
+    def mark(self) -> tuple[int, frozenset[str], int]:
+        """Where the record stands, to ``rewind`` to when what was touched since is rolled back."""
+        return len(self.resources), frozenset(self.patients), self.more_resources
+
+    def rewind(self, mark: tuple[int, frozenset[str], int]) -> None:
+        count, patients, more = mark
+        del self.resources[count:]
+        self.patients = set(patients)
+        self.more_resources = more
+
     def touch(self, version: StoredVersion) -> None:
         self.patients.update(version.patients)
         if version.key in self.resources:

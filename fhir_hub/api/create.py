@@ -44,9 +44,9 @@ async def create_resource(ctx: FhirContext, rtype: str, resource: dict[str, Any]
                           rid: str | None = None) -> Written:
     """``rid``: an id the caller chose among the server's own (a transaction assigns ids before writing)."""
     if if_none_exist is not None:
-        validate_resource(resource, expected_type=rtype)  # a bad body is refused even when a match exists
         found = await existing_match(ctx, rtype, if_none_exist)
         if found is not None:
+            validate_resource(resource, expected_type=rtype)  # a bad body is refused even when a match exists
             return Written(found, 200, "Found existing")
     result = await ctx.commit(Create(rtype, resource, rid=rid))
     return Written(result.version, 201, "Created")

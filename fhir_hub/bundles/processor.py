@@ -1,7 +1,14 @@
 """Processing batch and transaction Bundles through the same functions as the single-resource routes.
 
-**Batch**: each entry on its own, in the order given; one that fails answers its own error and the
-others go on.
+**Batch**: each entry as if sent on its own, in the order given; one that fails answers its own error and
+the others go on. Consecutive writes are committed in groups of up to ``BATCH_GROUP``, one server
+transaction each, because a request to the store costs far more than the documents in it (nx-27017: the
+Synthea hospital batch went from ~280 to ~1,000 resources/s, ``python -m bench bundles``). Grouping
+changes nothing a client can see: an entry's conditional searches see the earlier entries of its group
+(``store/own_writes.py``); an entry that would write a resource its group already wrote, or read what the
+view cannot combine, first has the group committed; an entry's own error leaves the rest of the group
+alone; and a group that fails to commit (a concurrent writer, a store error) is rolled back and its entries
+run again one at a time, exactly as before grouping.
 
 **Transaction** (all or nothing), in the order FHIR R4 gives (http.html#trules):
 1. every entry is checked and each write is given its target before anything is written: POST gets a
@@ -28,6 +35,8 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl
 
+from pymongo.errors import PyMongoError
+
 from fhir_hub.api.bundles import bundle, entry
 from fhir_hub.api.conditions import single_match
 from fhir_hub.api.context import FhirContext
@@ -46,6 +55,7 @@ from fhir_hub.fhir.registry import is_resource_type
 from fhir_hub.fhir.validation import validate_resource
 from fhir_hub.fhir.validation_ahead import Handover
 from fhir_hub.search.query import SearchQuery
+from fhir_hub.store.own_writes import DependsOnOwnWrites
 from fhir_hub.store.records import StoredVersion, VersionTaken
 
 _ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
@@ -71,8 +81,7 @@ class Answer:
 async def process(ctx: FhirContext, kind: str, raw: dict[str, Any]) -> bytes:
     entries = read_entries(raw, ctx.base_url)
     if kind == "batch":
-        known: dict[str, str] = {}  # conditional references resolved so far
-        answers = [await _batch_entry(ctx, e, known) for e in entries]
+        answers = await _batch(ctx, entries)
     else:
         answers = await _transaction(ctx, entries)
     return bundle(f"{kind}-response", entries=[_entry_json(ctx, a) for a in answers], links=[])
@@ -89,6 +98,71 @@ def in_entry(index: int, error: HubError) -> HubError:
 
 
 # --------------------------------------------------------------------------------------------------- batch
+BATCH_GROUP = 64  # consecutive write entries of a batch committed in one server transaction
+
+
+async def _batch(ctx: FhirContext, entries: list[EntryRequest | EntryProblem]) -> list[Answer]:
+    answers: dict[int, Answer] = {}
+    known: dict[str, str] = {}  # conditional references resolved so far
+    group: list[EntryRequest] = []
+    for item in entries:
+        if isinstance(item, EntryRequest) and item.method in WRITES:
+            group.append(item)
+            if len(group) < BATCH_GROUP:
+                continue
+        await _batch_writes(ctx, group, known, answers)
+        group = []
+        if not (isinstance(item, EntryRequest) and item.method in WRITES):
+            answers[item.index] = await _batch_entry(ctx, item, known)  # a read (after the writes before it)
+    await _batch_writes(ctx, group, known, answers)
+    return [answers[item.index] for item in entries]
+
+
+async def _batch_writes(ctx: FhirContext, items: list[EntryRequest], known: dict[str, str],
+                        answers: dict[int, Answer]) -> None:
+    while items:
+        items = items[await _batch_group(ctx, items, known, answers):]
+
+
+async def _batch_group(ctx: FhirContext, items: list[EntryRequest], known: dict[str, str],
+                       answers: dict[int, Answer]) -> int:
+    """Commit the first entries of ``items`` together; returns how many were answered. Fewer than all when
+    an entry depends on the group's writes in a way only a commit settles: it starts the next group."""
+    mine: dict[int, Answer] = {}
+    seen = dict(known)  # references resolved within the group count only once it is committed
+    mark = ctx.audit.mark() if ctx.audit is not None else None
+    try:
+        async with ctx.hub.store.transaction() as tx:
+            inside = dataclasses.replace(ctx, tx=tx)
+            for item in items:
+                try:
+                    mine[item.index] = await _grouped_write(inside, item, seen)
+                except DependsOnOwnWrites:
+                    if not mine:
+                        raise  # cannot happen: an entry with nothing before it reads the store alone
+                    break
+                except HubError as error:
+                    mine[item.index] = Answer.of_error(in_entry(item.index, error))
+    except (VersionTaken, PyMongoError, DependsOnOwnWrites):  # nothing of the group remains: one at a time
+        if ctx.audit is not None and mark is not None:
+            ctx.audit.rewind(mark)
+        mine = {item.index: await _batch_entry(ctx, item, known) for item in items[:max(len(mine), 1)]}
+        seen = known
+    answers.update(mine)
+    known.update(seen)
+    return len(mine)
+
+
+async def _grouped_write(ctx: FhirContext, item: EntryRequest, known: dict[str, str]) -> Answer:
+    plan = _Planned(item)
+    await _target(ctx, plan)
+    writes = plan.key is not None and not (item.method == "POST" and plan.found is not None)
+    if writes and ctx.tx is not None and plan.key in ctx.tx.changes:
+        raise DependsOnOwnWrites(f"{plan.key} was written by an earlier entry of the group")
+    await _rewrite(ctx, plan, {}, {}, known)
+    return _written(await _write_planned(ctx, plan))
+
+
 async def _batch_entry(ctx: FhirContext, item: EntryRequest | EntryProblem, known: dict[str, str]) -> Answer:
     if isinstance(item, EntryProblem):
         return Answer.of_error(item.error)
@@ -175,8 +249,9 @@ async def _target(ctx: FhirContext, plan: _Planned) -> None:
     if item.method == "POST":
         assert item.resource is not None
         if item.if_none_exist is not None:
-            validate_resource(item.resource, expected_type=t.rtype)
             plan.found = await existing_match(ctx, t.rtype, item.if_none_exist)
+            if plan.found is not None:  # a bad body is refused even when a match exists (else: at the commit)
+                validate_resource(item.resource, expected_type=t.rtype)
         plan.key = plan.found.key if plan.found is not None else f"{t.rtype}/{ctx.hub.writer.new_id()}"
     elif item.method in ("PUT", "PATCH", "DELETE"):
         if t.rid is not None:

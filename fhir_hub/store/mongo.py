@@ -245,6 +245,7 @@ class MongoStore:
         plan = plan_write(change, token)
         if tx is not None and tx.session is not None:
             tx.add(plan)
+            tx.changes[change.version.key] = change
             if tx.in_flight is not None:
                 await asyncio.sleep(0)  # let the chunk under way reach the server while this task computes
             if tx.unsent >= CHUNK_STEPS and (tx.in_flight is None or tx.in_flight.done()):
@@ -254,6 +255,7 @@ class MongoStore:
             await self._write_now(change, plan, token)
         if tx is not None:
             tx.written.append((change, token))
+            tx.changes[change.version.key] = change
 
     async def _write_now(self, change: VersionChange, plan: WritePlan, token: str) -> None:
         v = change.version

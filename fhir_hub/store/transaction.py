@@ -27,10 +27,13 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fhir_hub.store.plan import Step, WritePlan
 from fhir_hub.store.records import VersionChange
+
+if TYPE_CHECKING:
+    from fhir_hub.store.own_writes import OwnIndex
 
 CHUNK_STEPS = 128  # the least a large transaction sends at once (~20 resources with their index documents);
 # more when the previous request is still under way: a request leaves as soon as the server is idle
@@ -97,6 +100,9 @@ class Transaction:
     steps: list[Step] = field(default_factory=list)
     conditions: list[tuple[int, str]] = field(default_factory=list)  # (step index, resource key) that must match
     written: list[tuple[VersionChange, str]] = field(default_factory=list)  # (change, writer token)
+    # the newest change of each resource the group wrote, by key: what its own reads must see (own_writes.py)
+    changes: dict[str, VersionChange] = field(default_factory=dict)
+    own_index: OwnIndex | None = None  # those changes' index documents, built when first read
     # Sending in chunks (server transactions only): steps[:sent] are sent or being sent, ``matched`` holds
     # what the finished requests matched (by index in ``steps``), ``in_flight`` the request under way.
     sent: int = 0

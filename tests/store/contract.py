@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
+from fhir_hub.store.filters import matches as reference_match
 from fhir_hub.store.index_docs import match_filter
 from fhir_hub.store.plan import OPTIONAL_FIELDS, set_document
 from fhir_hub.store.records import EntryMatch
@@ -41,47 +42,6 @@ def shape(value: Any) -> Any:
 
 
 # ---------------------------------------------------------------------------- reference semantics
-_MISSING = object()
-
-
-def _compare(op: str, have: Any, want: Any) -> bool:
-    if have is _MISSING or type(have) is not type(want):
-        return False
-    return {"$gt": have > want, "$gte": have >= want, "$lt": have < want, "$lte": have <= want}[op]
-
-
-def reference_match(doc: Doc, query: Doc) -> bool:
-    for name, cond in query.items():
-        if name == "$or":
-            if not any(reference_match(doc, branch) for branch in cond):
-                return False
-            continue
-        have = doc.get(name, _MISSING)
-        if isinstance(cond, dict):
-            for op, want in cond.items():
-                if op == "$in":
-                    ok = have is not _MISSING and have in want
-                elif op == "$exists":
-                    ok = (have is not _MISSING) == bool(want)
-                elif op == "$regex":
-                    ok = isinstance(have, str) and re.search(want, have) is not None
-                else:
-                    ok = _compare(op, have, want)
-                if not ok:
-                    return False
-        elif have is _MISSING or have != cond:
-            return False
-    return True
-
-
-def reference_find(docs: list[Doc], query: Doc, sort: list[tuple[str, int]] | None = None,
-                   limit: int | None = None) -> list[Doc]:
-    found = [d for d in docs if reference_match(d, query)]
-    for field, direction in reversed(sort or []):
-        found.sort(key=lambda d, f=field: d[f], reverse=direction < 0)
-    return found[:limit] if limit else found
-
-
 def _apply(doc: Doc, update: Doc) -> None:
     for name in update.get("$unset", {}):
         doc.pop(name, None)

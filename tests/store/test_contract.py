@@ -14,14 +14,14 @@ from pymongo.database import Database
 from pymongo.errors import ClientBulkWriteException
 
 from fhir_hub.store.count import count_pipeline
+from fhir_hub.store.filters import find as reference_find
+from fhir_hub.store.filters import matches as reference_match
 from fhir_hub.store.index_docs import INDEXED, pack
 from fhir_hub.store.records import SearchEntry
 from tests.store.contract import (
     SHAPES,
     Doc,
     Shape,
-    reference_find,
-    reference_match,
     reference_update_one,
 )
 

@@ -1,0 +1,132 @@
+"""Reads inside a transaction that see the transaction's own writes before they are committed, or even sent.
+
+Why: a batch Bundle's entries are committed in groups, one server transaction per group, and the writes of
+a group are collected and sent together (bundles/processor.py). An entry's conditional search (its
+If-None-Exist, a conditional update, a conditional reference) must still find what an earlier entry of the
+same group wrote, exactly as it would had that entry been committed alone: Synthea's practitioner batch
+refers to a Practitioner from the PractitionerRole right after it. The view answers those reads from the
+store for every other resource, and for the resources the transaction wrote from its own changes, applying
+to their index documents the very filter the store receives (``filters.matches`` over
+``index_docs.match_filter``), so both halves follow one definition of a match.
+
+Only the reads a conditional search makes are served here. Anything else (history, paging, counts, the
+audit log) raises ``DependsOnOwnWrites`` once the transaction has written something: the caller then
+commits what it has and runs the entry again on its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import replace
+from typing import Any
+
+from fhir_hub.store.filters import matches
+from fhir_hub.store.index_docs import INDEXED, match_filter, match_slot, pack, view
+from fhir_hub.store.mongo import MongoStore
+from fhir_hub.store.records import EntryMatch, StoredVersion, VersionChange
+from fhir_hub.store.transaction import Transaction
+
+
+class DependsOnOwnWrites(Exception):  # noqa: N818 - a signal to commit first, not an error
+    """A read the view cannot combine with the transaction's uncommitted writes."""
+
+
+class OwnIndex:
+    """The index documents of a transaction's live changes, by the value of each indexed field (the hub's
+    conditional searches are nearly all equalities: an identifier, a reference)."""
+
+    def __init__(self) -> None:
+        self.indexed: dict[str, VersionChange] = {}
+        self.docs: dict[str, list[dict[str, Any]]] = {}  # by resource key
+        self.by_value: dict[tuple[str, str], list[dict[str, Any]]] = {}
+
+    def sync(self, changes: dict[str, VersionChange]) -> None:
+        for key, change in changes.items():
+            if self.indexed.get(key) is change:
+                continue
+            if key in self.indexed:  # a second version of the same resource: rebuild (rare)
+                self.indexed.clear()
+                self.docs.clear()
+                self.by_value.clear()
+                self.sync(changes)
+                return
+            self.indexed[key] = change
+            docs = [] if change.version.deleted else pack(key, change.entries)
+            self.docs[key] = docs
+            for doc in docs:
+                for name in INDEXED:
+                    if name in doc:
+                        self.by_value.setdefault((name, doc[name]), []).append(doc)
+
+    def candidates(self, query: dict[str, Any]) -> Iterable[dict[str, Any]]:
+        for name in INDEXED:
+            wanted = query.get(name)
+            if isinstance(wanted, str):
+                return self.by_value.get((name, wanted), ())
+        return (doc for docs in self.docs.values() for doc in docs)
+
+
+def _own_index(tx: Transaction) -> OwnIndex:
+    if tx.own_index is None:
+        tx.own_index = OwnIndex()
+    tx.own_index.sync(tx.changes)
+    return tx.own_index
+
+
+def _live(version: StoredVersion) -> bool:
+    return not version.deleted
+
+
+class OwnWritesView:
+    """The store as one transaction sees it (for conditional searches; see the module's docstring)."""
+
+    def __init__(self, store: MongoStore, tx: Transaction) -> None:
+        self.store = store
+        self.changes = tx.changes
+        self.index = _own_index(tx)
+
+    def __getattr__(self, name: str) -> Any:
+        raise DependsOnOwnWrites(f"{name} does not see this transaction's own writes")
+
+    async def current(self, rtype: str, rid: str) -> StoredVersion | None:
+        change = self.changes.get(f"{rtype}/{rid}")
+        return change.version if change is not None else await self.store.current(rtype, rid)
+
+    async def entries(self, match: EntryMatch, *, limit: int = 0) -> list[dict[str, Any]]:
+        mine = self._own_entries(match)
+        # the store's entries of resources this transaction rewrote are stale: ask for enough to drop them
+        hidden = sum(len(c.entries) + len(c.old_entries) for c in self.changes.values())
+        theirs = await self.store.entries(match, limit=limit + hidden if limit else 0)
+        found = [e for e in theirs if e["r"] not in self.changes] + mine
+        return found[:limit] if limit else found
+
+    def _own_entries(self, match: EntryMatch) -> list[dict[str, Any]]:
+        each = [match] if match.any_key is None else [replace(match, key=k, any_key=None) for k in match.any_key]
+        found = []
+        for one in each:
+            query, slot = match_filter(one), match_slot(one)
+            found += [view(doc, slot) for doc in self.index.candidates(query) if matches(doc, query)]
+        return found
+
+    async def live_among(self, keys: Iterable[str]) -> set[str]:
+        wanted = set(keys)
+        theirs = await self.store.live_among(wanted - self.changes.keys())
+        return theirs | {k for k in wanted & self.changes.keys() if _live(self.changes[k].version)}
+
+    async def live_versions(self, keys: Iterable[str]) -> list[StoredVersion]:
+        wanted = set(keys)
+        theirs = await self.store.live_versions(wanted - self.changes.keys())
+        mine = [self.changes[k].version for k in wanted & self.changes.keys() if _live(self.changes[k].version)]
+        return sorted(theirs + mine, key=lambda v: v.key)
+
+    async def live_keys(self, rtype: str) -> set[str]:
+        return self._merged(await self.store.live_keys(rtype), rtype, None, None)
+
+    async def live_keys_updated(self, rtype: str, low: int | None, high: int | None) -> set[str]:
+        return self._merged(await self.store.live_keys_updated(rtype, low, high), rtype, low, high)
+
+    def _merged(self, theirs: set[str], rtype: str, low: int | None, high: int | None) -> set[str]:
+        mine = {k for k, c in self.changes.items()
+                if c.version.rtype == rtype and _live(c.version)
+                and (low is None or c.version.ts >= low) and (high is None or c.version.ts <= high)}
+        return (theirs - self.changes.keys()) | mine
