@@ -3,7 +3,7 @@
 **Batch**: each entry as if sent on its own, in the order given; one that fails answers its own error and
 the others go on. Consecutive writes are committed in groups of up to ``BATCH_GROUP``, one server
 transaction each, because a request to the store costs far more than the documents in it (nx-27017: the
-Synthea hospital batch went from ~280 to ~1,000 resources/s, ``python -m bench bundles``). Grouping
+Synthea directory batches went from ~300 to ~750 resources/s, ``python -m bench bundles``). Grouping
 changes nothing a client can see: an entry's conditional searches see the earlier entries of its group
 (``store/own_writes.py``); an entry that would write a resource its group already wrote, or read what the
 view cannot combine, first has the group committed; an entry's own error leaves the rest of the group
@@ -136,10 +136,10 @@ async def _batch_group(ctx: FhirContext, items: list[EntryRequest], known: dict[
             inside = dataclasses.replace(ctx, tx=tx)
             for item in items:
                 try:
-                    mine[item.index] = await _grouped_write(inside, item, seen)
+                    mine[item.index] = await _batch_write(inside, item, seen)
                 except DependsOnOwnWrites:
                     if not mine:
-                        raise  # cannot happen: an entry with nothing before it reads the store alone
+                        raise  # not expected (nothing written yet): the handler below runs it alone
                     break
                 except HubError as error:
                     mine[item.index] = Answer.of_error(in_entry(item.index, error))
@@ -153,7 +153,8 @@ async def _batch_group(ctx: FhirContext, items: list[EntryRequest], known: dict[
     return len(mine)
 
 
-async def _grouped_write(ctx: FhirContext, item: EntryRequest, known: dict[str, str]) -> Answer:
+async def _batch_write(ctx: FhirContext, item: EntryRequest, known: dict[str, str]) -> Answer:
+    """A batch's write entry is a transaction of one: the same steps, in a group's transaction or alone."""
     plan = _Planned(item)
     await _target(ctx, plan)
     writes = plan.key is not None and not (item.method == "POST" and plan.found is not None)
@@ -169,10 +170,7 @@ async def _batch_entry(ctx: FhirContext, item: EntryRequest | EntryProblem, know
     try:
         if item.method in ("GET", "HEAD"):
             return await _get(ctx, item)
-        plan = _Planned(item)  # a batch entry is a transaction of one: the same steps, committed alone
-        await _target(ctx, plan)
-        await _rewrite(ctx, plan, {}, {}, known)
-        return _written(await _write_planned(ctx, plan))
+        return await _batch_write(ctx, item, known)  # committed alone
     except HubError as error:
         return Answer.of_error(in_entry(item.index, error))
 
