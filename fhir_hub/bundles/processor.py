@@ -108,12 +108,13 @@ async def _batch(ctx: FhirContext, entries: list[EntryRequest | EntryProblem]) -
     for item in entries:
         if isinstance(item, EntryRequest) and item.method in WRITES:
             group.append(item)
-            if len(group) < BATCH_GROUP:
-                continue
-        await _batch_writes(ctx, group, known, answers)
+            if len(group) == BATCH_GROUP:
+                await _batch_writes(ctx, group, known, answers)
+                group = []
+            continue
+        await _batch_writes(ctx, group, known, answers)  # a read (or a refused entry) after the writes before it
         group = []
-        if not (isinstance(item, EntryRequest) and item.method in WRITES):
-            answers[item.index] = await _batch_entry(ctx, item, known)  # a read (after the writes before it)
+        answers[item.index] = await _batch_entry(ctx, item, known)
     await _batch_writes(ctx, group, known, answers)
     return [answers[item.index] for item in entries]
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable
+from dataclasses import replace
 from functools import lru_cache
 from typing import Any
 
@@ -113,6 +114,13 @@ def entry_key(flat: dict[str, Any]) -> str:
 def _after_prefix(prefix: str) -> str:
     """The smallest string above every string starting with ``prefix`` (code-point order, as UTF-8 bytes)."""
     return prefix[:-1] + chr(ord(prefix[-1]) + 1)
+
+
+def each_key(match: EntryMatch) -> list[EntryMatch]:
+    """A match on several keys (``any_key``) as one match per key, each served by a single-field index."""
+    if match.any_key is None:
+        return [match]
+    return [replace(match, key=key, any_key=None) for key in match.any_key]
 
 
 def match_slot(match: EntryMatch) -> int:

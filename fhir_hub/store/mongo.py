@@ -33,7 +33,7 @@ from pymongo.errors import ClientBulkWriteException, PyMongoError
 from fhir_hub.fhir.jsonio import loads
 from fhir_hub.store.audit_log import AuditLog
 from fhir_hub.store.count import count
-from fhir_hub.store.index_docs import match_filter, match_projection, match_slot, pack, view
+from fhir_hub.store.index_docs import each_key, match_filter, match_projection, match_slot, pack, view
 from fhir_hub.store.plan import (
     OPTIONAL_FIELDS as _OPTIONAL_FIELDS,
 )
@@ -164,7 +164,7 @@ class MongoStore:
         first: measured 128 ms against 0.7 ms per resource over 200,000 entries).
         """
         if match.any_key is not None:
-            return await self._entries_each((replace(match, key=key, any_key=None) for key in match.any_key), limit)
+            return await self._entries_each(each_key(match), limit)
         wide = match.scope is None and (match.prefix or match.upper is not None)  # a patient's range is narrow
         if wide and match.resources is not None and 1 < len(match.resources) <= _SPLIT_RESOURCES:
             return await self._entries_each((replace(match, resources=(key,)) for key in match.resources), limit)

@@ -17,11 +17,10 @@ commits what it has and runs the entry again on its own.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import replace
 from typing import Any
 
 from fhir_hub.store.filters import matches
-from fhir_hub.store.index_docs import INDEXED, match_filter, match_slot, pack, view
+from fhir_hub.store.index_docs import INDEXED, each_key, match_filter, match_slot, pack, view
 from fhir_hub.store.mongo import MongoStore
 from fhir_hub.store.records import EntryMatch, StoredVersion, VersionChange
 from fhir_hub.store.transaction import Transaction
@@ -73,10 +72,6 @@ def _own_index(tx: Transaction) -> OwnIndex:
     return tx.own_index
 
 
-def _live(version: StoredVersion) -> bool:
-    return not version.deleted
-
-
 class OwnWritesView:
     """The store as one transaction sees it (for conditional searches; see the module's docstring)."""
 
@@ -88,10 +83,6 @@ class OwnWritesView:
     def __getattr__(self, name: str) -> Any:
         raise DependsOnOwnWrites(f"{name} does not see this transaction's own writes")
 
-    async def current(self, rtype: str, rid: str) -> StoredVersion | None:
-        change = self.changes.get(f"{rtype}/{rid}")
-        return change.version if change is not None else await self.store.current(rtype, rid)
-
     async def entries(self, match: EntryMatch, *, limit: int = 0) -> list[dict[str, Any]]:
         mine = self._own_entries(match)
         # the store's entries of resources this transaction rewrote are stale: ask for enough to drop them
@@ -101,23 +92,24 @@ class OwnWritesView:
         return found[:limit] if limit else found
 
     def _own_entries(self, match: EntryMatch) -> list[dict[str, Any]]:
-        each = [match] if match.any_key is None else [replace(match, key=k, any_key=None) for k in match.any_key]
         found = []
-        for one in each:
+        for one in each_key(match):
             query, slot = match_filter(one), match_slot(one)
             found += [view(doc, slot) for doc in self.index.candidates(query) if matches(doc, query)]
         return found
 
+    def _own_live(self, wanted: set[str]) -> list[StoredVersion]:
+        return [v for k in wanted & self.changes.keys() if not (v := self.changes[k].version).deleted]
+
     async def live_among(self, keys: Iterable[str]) -> set[str]:
         wanted = set(keys)
         theirs = await self.store.live_among(wanted - self.changes.keys())
-        return theirs | {k for k in wanted & self.changes.keys() if _live(self.changes[k].version)}
+        return theirs | {v.key for v in self._own_live(wanted)}
 
     async def live_versions(self, keys: Iterable[str]) -> list[StoredVersion]:
         wanted = set(keys)
         theirs = await self.store.live_versions(wanted - self.changes.keys())
-        mine = [self.changes[k].version for k in wanted & self.changes.keys() if _live(self.changes[k].version)]
-        return sorted(theirs + mine, key=lambda v: v.key)
+        return sorted(theirs + self._own_live(wanted), key=lambda v: v.key)
 
     async def live_keys(self, rtype: str) -> set[str]:
         return self._merged(await self.store.live_keys(rtype), rtype, None, None)
@@ -127,6 +119,6 @@ class OwnWritesView:
 
     def _merged(self, theirs: set[str], rtype: str, low: int | None, high: int | None) -> set[str]:
         mine = {k for k, c in self.changes.items()
-                if c.version.rtype == rtype and _live(c.version)
+                if c.version.rtype == rtype and not c.version.deleted
                 and (low is None or c.version.ts >= low) and (high is None or c.version.ts <= high)}
         return (theirs - self.changes.keys()) | mine
