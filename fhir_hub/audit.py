@@ -7,8 +7,10 @@ and hands it to the ``AuditTrail``, which appends it to the audit log in batches
 most the last batch; the README says so.
 
 An event touching several patients is recorded once per patient (IHE Basic Audit Log Patterns), so a
-resident reads "who accessed my record" as the AuditEvents of their compartment. Entries are rendered as
-FHIR ``AuditEvent`` resources when read and are never editable through the API.
+resident reads "who accessed my record" as the AuditEvents of their compartment; each such entry holds only
+what concerns that patient, and the whole request (its query, every resource) is kept in one entry under no
+patient for the audit administrator (``AuditRecord.to_entries``). Entries are rendered as FHIR
+``AuditEvent`` resources when read and are never editable through the API.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from fhir_hub.store.records import StoredVersion
 log = logging.getLogger(__name__)
 
 _MAX_RESOURCES = 50
+_MAX_PATIENTS = 1_000  # listed in the administrator's entry of one request
 _BATCH = 200
 _MAX_WAITING = 100_000
 _ACTION = {"create": "C", "update": "U", "conditional-update": "U", "delete": "D", "conditional-delete": "D",
@@ -50,43 +53,60 @@ class AuditRecord:
     query: str
     client: str | None
     recorded: int  # microseconds
-    resources: list[str] = field(default_factory=list)
-    patients: set[str] = field(default_factory=set)
-    more_resources: int = 0
+    touched: list[tuple[str, frozenset[str]]] = field(default_factory=list)  # (resource key, its patients)
     status: int = 0
 
-    def mark(self) -> tuple[int, frozenset[str], int]:
+    def mark(self) -> int:
         """Where the record stands, to ``rewind`` to when what was touched since is rolled back."""
-        return len(self.resources), frozenset(self.patients), self.more_resources
+        return len(self.touched)
 
-    def rewind(self, mark: tuple[int, frozenset[str], int]) -> None:
-        count, patients, more = mark
-        del self.resources[count:]
-        self.patients = set(patients)
-        self.more_resources = more
+    def rewind(self, mark: int) -> None:
+        del self.touched[mark:]
 
     def touch(self, version: StoredVersion) -> None:
-        self.patients.update(version.patients)
-        if version.key in self.resources:
-            return
-        if len(self.resources) < _MAX_RESOURCES:
-            self.resources.append(version.key)
-        else:
-            self.more_resources += 1
+        """Note a resource handed out, written, or that a write attempt reached (audited even when refused)."""
+        noted = (version.key, version.patients)
+        if not self.touched or self.touched[-1] != noted:
+            self.touched.append(noted)
 
     def to_entries(self) -> list[dict[str, Any]]:
-        """The audit-log entries: one per patient touched, or one when the request touched none."""
+        """The audit-log entries of this request.
+
+        A resident reads the entries filed under their Patient id, so such an entry lists only the resources
+        in their compartment and never the query string (a search by another person's name, or ``_id=A,B``,
+        would otherwise show A who B is). The whole request, query and every resource and patient included,
+        is one more entry under no patient, for the audit administrator; a request whose one patient's entry
+        would already say everything (one patient, no query, only their resources) is recorded once.
+        """
+        resources: dict[str, set[str]] = {}
+        for key, patients in self.touched:
+            resources.setdefault(key, set()).update(patients)
+        everyone = sorted(set().union(*resources.values())) if resources else []
         caller = self.caller
         who = {"sub": caller.subject, "role": caller.role, "facility": caller.facility,
                "fhirUser": caller.fhir_user, "purpose": caller.purpose, "address": self.client}
         base: dict[str, Any] = {"ts": self.recorded, "i": self.interaction, "o": self.status,
-                                "who": {k: v for k, v in who.items() if v is not None},
-                                "req": {"method": self.method, "path": self.path, "query": self.query},
-                                "r": self.resources}
-        if self.more_resources:
-            base["more"] = self.more_resources
-        patients = sorted(self.patients) or [None]
-        return [{"_id": str(uuid.uuid4()), **base, **({"p": pid} if pid else {})} for pid in patients]
+                                "who": {k: v for k, v in who.items() if v is not None}}
+        request = {"method": self.method, "path": self.path}
+        if len(everyone) == 1 and not self.query and all(everyone[0] in ps for ps in resources.values()):
+            return [{"_id": _new_id(), **base, "req": request, **_listed(list(resources)), "p": everyone[0]}]
+        whole = {"_id": _new_id(), **base, "req": {**request, "query": self.query}, **_listed(list(resources))}
+        if everyone:
+            whole["ps"] = everyone[:_MAX_PATIENTS]
+        own = [{"_id": _new_id(), **base, "req": request, **_listed([k for k, ps in resources.items() if pid in ps]),
+                "p": pid} for pid in everyone]
+        return [whole, *own]
+
+
+def _listed(keys: list[str]) -> dict[str, Any]:
+    listed: dict[str, Any] = {"r": keys[:_MAX_RESOURCES]}
+    if len(keys) > _MAX_RESOURCES:
+        listed["more"] = len(keys) - _MAX_RESOURCES
+    return listed
+
+
+def _new_id() -> str:
+    return str(uuid.uuid4())
 
 
 def render(entry: dict[str, Any]) -> dict[str, Any]:
@@ -105,14 +125,16 @@ def render(entry: dict[str, Any]) -> dict[str, Any]:
     if who.get("facility"):
         agents.append({"type": {"text": "facility"}, "requestor": False,
                        "who": {"identifier": {"system": FACILITY_SYSTEM, "value": who["facility"]}}})
-    entities: list[dict[str, Any]] = []
-    if entry.get("p"):
-        entities.append({"what": {"reference": f"Patient/{entry['p']}"}, "type": {"system": _ENTITY_TYPES, "code": "1"},
-                         "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "1",
-                                  "display": "Patient"}})
+    patients = [entry["p"]] if entry.get("p") else entry.get("ps", [])
+    entities: list[dict[str, Any]] = [
+        {"what": {"reference": f"Patient/{pid}"}, "type": {"system": _ENTITY_TYPES, "code": "1"},
+         "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role", "code": "1", "display": "Patient"}}
+        for pid in patients]
+    shown = {f"Patient/{pid}" for pid in patients}
     entities += [{"what": {"reference": key}, "type": {"system": _ENTITY_TYPES, "code": "2"}}
-                 for key in entry.get("r", []) if key != f"Patient/{entry.get('p')}"]
-    query = req.get("query")
+                 for key in entry.get("r", []) if key not in shown]
+    # a patient's entry never shows the query, also one recorded before queries were kept from residents
+    query = None if entry.get("p") else req.get("query")
     entities.append({"type": {"system": _ENTITY_TYPES, "code": "2"}, "description": f"{req['method']} {req['path']}",
                      **({"query": base64.b64encode(query.encode()).decode()} if query else {})})
     return {

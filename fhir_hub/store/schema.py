@@ -93,10 +93,11 @@ class AuditEntry(me.Document):
     id = me.StringField(primary_key=True)  # the AuditEvent id
     ts = me.LongField(required=True)  # recorded, microseconds since the epoch
     p = me.StringField()  # the Patient id the event concerns, if any (one entry per patient)
+    ps = me.ListField(me.StringField())  # the administrator's entry of a request: every patient it touched
     i = me.StringField(required=True)  # the FHIR interaction
     o = me.IntField(required=True)  # the HTTP status the client got
     who = me.DictField(required=True)  # subject, role, facility, fhirUser, purpose, client address
-    req = me.DictField(required=True)  # method, path, query
+    req = me.DictField(required=True)  # method, path; query only in the administrator's entry (no ``p``)
     r = me.ListField(me.StringField())  # resources handed out or written (first 50)
     more = me.IntField()  # how many more were not listed
 
