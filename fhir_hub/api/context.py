@@ -62,7 +62,8 @@ class FhirContext:
 
     async def commit(self, op: WriteOp) -> WriteResult:
         assert self.caller is not None, "public endpoints do not write data"
-        result = await self.hub.writer.commit(op, caller=self.caller, tx=self.tx)
+        noticed = self.audit.touch if self.audit is not None else None
+        result = await self.hub.writer.commit(op, caller=self.caller, tx=self.tx, noticed=noticed)
         if self.audit is not None and result.changed:
             self.audit.touch(result.version)
         return result

@@ -38,6 +38,12 @@ class Grant:
     def sees(self, patients: frozenset[str]) -> bool:
         return self.compartment is None or self.compartment in patients
 
+    def may_write(self, patients: frozenset[str]) -> bool:
+        """A resident's write must land in their compartment and in nobody else's: an Observation with a
+        ``performer`` or a Patient with a ``link`` naming another resident would otherwise appear in that
+        person's record, where they can neither remove nor disown it."""
+        return self.compartment is None or patients == {self.compartment}
+
 
 def grant(caller: Caller, rtype: str, permission: str) -> Grant | None:
     if caller.internal:
@@ -91,9 +97,9 @@ def check_write(caller: Caller, grant_: Grant, *, rtype: str, source: str | None
                         "facility code), or a resident's patient context")
     if exists and existing_patients is not None and not grant_.sees(existing_patients):
         raise NotFound(f"{rtype} is not known to this server")  # as if missing: another resident's record
-    if new_patients is not None and not grant_.sees(new_patients):
-        raise Forbidden(f"{rtype}: a resident may only write records in their own compartment "
-                        f"(a reference to Patient/{grant_.compartment})")
+    if new_patients is not None and not grant_.may_write(new_patients):
+        raise Forbidden(f"{rtype}: a resident may only write records in their own compartment and nobody "
+                        f"else's (every patient reference must be Patient/{grant_.compartment})")
     if exists and existing_source != source:
         owner = "another source" if existing_source is None else existing_source
         raise Forbidden(f"{rtype} belongs to {owner}; only its source may change it (facility boundary)")

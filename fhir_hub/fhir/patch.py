@@ -4,7 +4,8 @@ The patch document is checked as a whole first (an array of operations, each wit
 ``path``), so a malformed patch is a 400 that names the operation; applying it to the current content is
 a separate step, which the writer repeats if another write wins the race for the resource. A patch that
 does not apply (a failed ``test``, a path that is not there) is a 422, as the spec asks for a patch the
-server cannot process. The ``jsonpatch`` library does the applying.
+server cannot process; its message never quotes the stored content (the library's own messages print the
+values it compared). The ``jsonpatch`` library does the applying.
 """
 
 from __future__ import annotations
@@ -58,10 +59,11 @@ def json_patch(operations: Any, *, where: str = "JSON Patch") -> Applier:
     def apply(document: dict[str, Any]) -> dict[str, Any]:
         try:
             patched = patch.apply(document)
-        except jsonpatch.JsonPatchTestFailed as exc:
-            raise UnprocessableResource(f"{where}: a test operation failed ({exc}); nothing was changed") from None
-        except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException, TypeError, ValueError) as exc:
-            raise UnprocessableResource(f"{where}: the patch does not apply to the current version ({exc})") from None
+        except jsonpatch.JsonPatchTestFailed:
+            raise UnprocessableResource(f"{where}: a test operation failed; nothing was changed") from None
+        except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException, TypeError, ValueError):
+            raise UnprocessableResource(f"{where}: the patch does not apply to the current version (a path it "
+                                        "names is not there, or holds another kind of value)") from None
         if not isinstance(patched, dict):
             raise UnprocessableResource(f"{where}: the patch replaces the whole resource with a non-object")
         return patched

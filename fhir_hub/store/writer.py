@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from fhir_hub.auth.caller import Caller
-from fhir_hub.auth.policy import Grant, check_write, require, source_uri
+from fhir_hub.auth.policy import Grant, check_write, insufficient_scope, require, source_uri
+from fhir_hub.auth.policy import grant as read_grant
 from fhir_hub.errors import BadRequest, Conflict, Gone, NotFound, PreconditionFailed, UnprocessableResource
 from fhir_hub.fhir.compartment import patient_ids
 from fhir_hub.fhir.ids import IdFactory, check_id
@@ -76,6 +77,11 @@ class Patch:
 
 
 WriteOp = Create | Update | Delete | Patch
+Noticed = Callable[[StoredVersion], None]
+
+
+def _ignore(_version: StoredVersion) -> None:
+    return None
 
 
 @dataclass(frozen=True)
@@ -95,15 +101,22 @@ class Writer:
         self.indexer = indexer
         self.source_prefix = source_prefix
 
-    async def commit(self, op: WriteOp, *, caller: Caller, tx: Transaction | None = None) -> WriteResult:
-        """Store ``op``; within ``tx`` the store keeps it until the whole group is committed."""
+    async def commit(self, op: WriteOp, *, caller: Caller, tx: Transaction | None = None,
+                     noticed: Noticed | None = None) -> WriteResult:
+        """Store ``op``; within ``tx`` the store keeps it until the whole group is committed.
+
+        ``noticed`` is told of the existing version a write reaches before any access check, so that an
+        attempt on a patient's record is audited against that patient even when it is refused.
+        """
+        seen = noticed or _ignore
         if isinstance(op, Create):
             grant = require(caller, op.rtype, "c")
             await self.validation.check(op.resource, op.rtype)
             return await self._create(op, caller, grant, tx)
         if isinstance(op, Patch):
             check_id(op.rid)
-            return await self._patch(op, caller, require(caller, op.rtype, "u"), tx)
+            return await self._patch(op, caller, require(caller, op.rtype, "u"), read_grant(caller, op.rtype, "r"), tx,
+                                     seen)
         if isinstance(op, Update):
             grant = require(caller, op.rtype, "u")
             check_id(op.rid)
@@ -115,8 +128,8 @@ class Writer:
                 raise BadRequest(f"Resource.id: the body has id {body_id!r} but the URL names {op.rid!r}",
                                  expression=[f"{op.rtype}.id"])
             await self.validation.check(op.resource, op.rtype)
-            return await self._put(op, caller, grant, tx)
-        return await self._delete(op, caller, require(caller, op.rtype, "d"), tx)
+            return await self._put(op, caller, grant, tx, seen)
+        return await self._delete(op, caller, require(caller, op.rtype, "d"), tx, seen)
 
     async def _create(self, op: Create, caller: Caller, grant: Grant, tx: Transaction | None) -> WriteResult:
         """A server-assigned id is new by construction: no read first, the unique key still guards."""
@@ -136,10 +149,15 @@ class Writer:
             return WriteResult(version, created=True)
         raise Conflict(f"{op.rtype}: could not allocate a new id; try again")
 
-    async def _put(self, op: Update, caller: Caller, grant: Grant, tx: Transaction | None) -> WriteResult:
+    async def _put(self, op: Update, caller: Caller, grant: Grant, tx: Transaction | None,
+                   seen: Noticed) -> WriteResult:
         source = source_uri(caller, self.source_prefix)
 
         def plan(current: StoredVersion | None) -> tuple[VersionChange, WriteResult] | WriteResult:
+            if grant.compartment is not None and (current is None or not grant.sees(current.patients)):
+                # a resident creates with POST: were PUT to create, a new id (201) and another person's
+                # id (404) would answer differently and tell which ids exist
+                raise NotFound(f"{op.rtype}/{op.rid} is not known to this server")
             if current is None:
                 require(caller, op.rtype, "c")  # update-as-create creates
             change = self._replacement(caller, grant, source, current, op.rtype, op.rid, op.resource, "PUT")
@@ -148,16 +166,27 @@ class Writer:
                 return WriteResult(current, created=False, changed=False)  # a no-op: no new version
             return change, WriteResult(change.version, created=current is None or current.deleted)
 
-        return await self._on_current(op.rtype, op.rid, op.if_match, plan, tx)
+        return await self._on_current(op.rtype, op.rid, op.if_match, plan, tx, seen)
 
-    async def _patch(self, op: Patch, caller: Caller, grant: Grant, tx: Transaction | None) -> WriteResult:
+    async def _patch(self, op: Patch, caller: Caller, grant: Grant, read: Grant | None, tx: Transaction | None,
+                     seen: Noticed) -> WriteResult:
+        """A patch reads what it changes (a JSON Patch ``test`` or a FHIRPath ``where()`` answers questions
+        about the content through 200 vs 422), so it needs the right to read the target, and the facility
+        boundary is checked before it is applied: a caller who may not read or change the resource learns
+        nothing from the patch's outcome. A token without the read scope is refused after the target is
+        noted for the audit, with the same answer whether the target exists or not."""
         source = source_uri(caller, self.source_prefix)
 
         def plan(current: StoredVersion | None) -> tuple[VersionChange, WriteResult]:
-            if current is None or current.deleted or current.json is None or not grant.sees(current.patients):
-                if current is not None and current.deleted and grant.sees(current.patients):
+            if read is None:
+                raise insufficient_scope(caller, f"read on {op.rtype} (a patch reads the resource it changes)")
+            visible = current is not None and grant.sees(current.patients) and read.sees(current.patients)
+            if current is None or current.deleted or current.json is None or not visible:
+                if current is not None and current.deleted and visible:
                     raise Gone(f"{op.rtype}/{op.rid} was deleted (version {current.vid}); there is nothing to patch")
                 raise NotFound(f"{op.rtype}/{op.rid} is not known to this server")
+            check_write(caller, grant, rtype=op.rtype, source=source, new_patients=None,
+                        existing_source=current.source, existing_patients=current.patients, exists=True)
             _check_precondition(current, op.if_match)
             patched = op.apply(loads(current.json))
             if patched.get("resourceType") != op.rtype or patched.get("id") != op.rid:
@@ -167,7 +196,7 @@ class Writer:
             change = self._replacement(caller, grant, source, current, op.rtype, op.rid, patched, "PATCH")
             return change, WriteResult(change.version, created=False)
 
-        return await self._on_current(op.rtype, op.rid, op.if_match, plan, tx)
+        return await self._on_current(op.rtype, op.rid, op.if_match, plan, tx, seen)
 
     def _replacement(self, caller: Caller, grant: Grant, source: str | None, current: StoredVersion | None,
                      rtype: str, rid: str, resource: dict[str, Any], method: str) -> VersionChange:
@@ -179,7 +208,8 @@ class Writer:
                     existing_patients=current.patients if current else None, exists=current is not None)
         return VersionChange(version, current, new_keys, self._keys_of(current))
 
-    async def _delete(self, op: Delete, caller: Caller, grant: Grant, tx: Transaction | None) -> WriteResult:
+    async def _delete(self, op: Delete, caller: Caller, grant: Grant, tx: Transaction | None,
+                      seen: Noticed) -> WriteResult:
         check_id(op.rid)
         source = source_uri(caller, self.source_prefix)
 
@@ -196,15 +226,18 @@ class Writer:
                                     deleted=True, json=None, source=source, patients=current.patients)
             return VersionChange(version, current, frozenset(), self._keys_of(current)), WriteResult(version, False)
 
-        return await self._on_current(op.rtype, op.rid, op.if_match, plan, tx)
+        return await self._on_current(op.rtype, op.rid, op.if_match, plan, tx, seen)
 
     async def _on_current(self, rtype: str, rid: str, if_match: int | None,
                           plan: Callable[[StoredVersion | None], tuple[VersionChange, WriteResult] | WriteResult],
-                          tx: Transaction | None) -> WriteResult:
+                          tx: Transaction | None, seen: Noticed) -> WriteResult:
         """Plan a change from the current version and store it; after a lost race, plan again from a fresh
         read, unless the client asked for a specific version (If-Match), which a lost race makes stale."""
         for _attempt in range(_MAX_ATTEMPTS):
-            planned = plan(await self._settled_current(rtype, rid))
+            current = await self._settled_current(rtype, rid)
+            if current is not None:
+                seen(current)
+            planned = plan(current)
             if isinstance(planned, WriteResult):
                 return planned  # nothing to store
             change, result = planned

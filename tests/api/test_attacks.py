@@ -1,0 +1,202 @@
+"""Attacks found by an adversarial pass (hardening issue), each stopped: every test is named for what it stops.
+
+Write-only tokens reading records through PATCH, residents reading other people's data in their own audit
+trail, residents planting data in someone else's record, and update-as-create as an existence oracle.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+import pytest
+from fastapi.testclient import TestClient
+
+from fhir_hub.config import Settings
+from fhir_hub.main import create_app
+from tests.conftest import assert_outcome, auth, token_for
+
+FHIR = {"Content-Type": "application/fhir+json"}
+JSON_PATCH = {"Content-Type": "application/json-patch+json"}
+SECRET_BIRTH_DATE = "1961-07-23"
+HIV_VIRAL_LOAD = "20447-9"
+
+
+@pytest.fixture
+def app_client(settings: Settings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        yield client
+
+
+def as_(settings: Settings, role: str = "system", **claims: Any) -> dict[str, str]:
+    return auth(token_for(settings, role, **claims))
+
+
+def seed(client: TestClient, settings: Settings) -> dict[str, str]:
+    """Residents pa (Nguyễn) and pb (Trần, with an HIV viral load), recorded by facility 79001."""
+    hospital = {**FHIR, **as_(settings)}
+    for pid, family in (("pa", "Nguyễn"), ("pb", "Trần")):
+        patient = {"resourceType": "Patient", "id": pid, "name": [{"family": family}], "birthDate": SECRET_BIRTH_DATE}
+        assert client.put(f"/Patient/{pid}", json=patient, headers=hospital).status_code == 201
+    ids = {}
+    for pid, code in (("pa", "8480-6"), ("pb", HIV_VIRAL_LOAD)):
+        obs = {"resourceType": "Observation", "status": "final", "subject": {"reference": f"Patient/{pid}"},
+               "code": {"coding": [{"system": "http://loinc.org", "code": code}]}}
+        ids[pid] = client.post("/Observation", json=obs, headers=hospital).json()["id"]
+    return ids
+
+
+def flush(client: TestClient) -> None:
+    client.portal.call(client.app.state.hub.audit.flush)  # type: ignore[attr-defined]
+
+
+def fhirpath_patch(criteria: str) -> bytes:
+    return orjson.dumps({"resourceType": "Parameters", "parameter": [{"name": "operation", "part": [
+        {"name": "type", "valueCode": "replace"}, {"name": "path", "valueString": f"Patient.name.where({criteria})"},
+        {"name": "value", "valueHumanName": {"family": "X"}}]}]})
+
+
+# ------------------------------------------------------------------ 1. a write-only token reads through PATCH
+@pytest.mark.parametrize("operations", [
+    [{"op": "test", "path": "", "value": "x"}],
+    [{"op": "test", "path": "/birthDate", "value": "x"}],
+    [{"op": "test", "path": "/birthDate", "value": SECRET_BIRTH_DATE}, {"op": "remove", "path": "/nothing"}],
+    [{"op": "copy", "from": "/birthDate", "path": "/id"}],
+])
+def test_a_write_only_token_cannot_read_a_record_through_json_patch(
+        app_client: TestClient, settings: Settings, operations: list[dict[str, Any]]) -> None:
+    seed(app_client, settings)
+    writer = {**JSON_PATCH, **as_(settings, scope="system/*.cu")}
+    assert_outcome(app_client.get("/Patient/pa", headers=writer), 403)
+    answers = [app_client.patch(f"/Patient/{pid}", content=orjson.dumps(operations), headers=writer)
+               for pid in ("pa", "does-not-exist")]
+    for response in answers:
+        assert_outcome(response, 403, "forbidden")
+        assert SECRET_BIRTH_DATE not in response.text and "Nguy" not in response.text
+    assert answers[0].json() == answers[1].json()  # nor whether the record exists
+    assert app_client.get("/Patient/pa", headers=as_(settings)).json()["meta"]["versionId"] == "1"
+
+
+def test_a_write_only_token_gets_no_yes_or_no_from_fhirpath_patch(app_client: TestClient, settings: Settings) -> None:
+    seed(app_client, settings)
+    writer = {**FHIR, **as_(settings, scope="system/*.cu")}
+    true, false = (app_client.patch("/Patient/pb", content=fhirpath_patch(f"family = '{family}'"), headers=writer)
+                   for family in ("Trần", "Lê"))
+    assert true.status_code == false.status_code == 403 and true.json() == false.json()
+
+
+def test_another_facility_cannot_probe_a_record_it_does_not_own(app_client: TestClient, settings: Settings) -> None:
+    """A facility that may read still may not run a patch over another facility's record: the boundary is
+    checked before the patch is applied, so a failed test and a passing one answer alike."""
+    seed(app_client, settings)
+    other = as_(settings, facility="79002")
+    probes = [[{"op": "test", "path": "/birthDate", "value": value}] for value in (SECRET_BIRTH_DATE, "1900-01-01")]
+    answers = [app_client.patch("/Patient/pa", content=orjson.dumps(p), headers={**JSON_PATCH, **other})
+               for p in probes]
+    answers += [app_client.patch("/Patient/pb", content=fhirpath_patch(f"family = '{f}'"), headers={**FHIR, **other})
+                for f in ("Trần", "Lê")]
+    for response in answers:
+        body = assert_outcome(response, 403)
+        assert "facility boundary" in body["issue"][0]["diagnostics"]
+        assert SECRET_BIRTH_DATE not in response.text
+
+
+def test_a_failed_test_operation_does_not_echo_the_stored_value(app_client: TestClient, settings: Settings) -> None:
+    seed(app_client, settings)
+    probe = [{"op": "test", "path": "/birthDate", "value": "1900-01-01"}]
+    response = app_client.patch("/Patient/pa", content=orjson.dumps(probe), headers={**JSON_PATCH, **as_(settings)})
+    assert_outcome(response, 422)
+    assert SECRET_BIRTH_DATE not in response.text
+
+
+def test_a_refused_patch_is_audited_against_the_patient(app_client: TestClient, settings: Settings) -> None:
+    seed(app_client, settings)
+    probe = orjson.dumps([{"op": "test", "path": "/birthDate", "value": "x"}])
+    app_client.patch("/Patient/pa", content=probe, headers={**JSON_PATCH, **as_(settings, scope="system/*.cu",
+                                                                                 subject="prober")})
+    flush(app_client)
+    own = app_client.get("/AuditEvent", params={"patient": "pa"}, headers=as_(settings, "resident", patient="pa"))
+    attempts = [e["resource"] for e in own.json()["entry"]
+                if e["resource"]["subtype"][0]["code"] == "patch"]
+    assert len(attempts) == 1 and attempts[0]["outcome"] == "4"
+    assert attempts[0]["agent"][0]["who"]["identifier"]["value"] == "prober"
+
+
+# ------------------------------------------------------------ 2. other people's data in a resident's audit trail
+def _everything_shown(bundle: dict[str, Any]) -> str:
+    """The bundle's text with every base64 query decoded, so a leak in either form is found."""
+    decoded = [base64.b64decode(entity["query"]).decode()
+               for entry in bundle.get("entry", []) for entity in entry["resource"]["entity"] if "query" in entity]
+    return orjson.dumps(bundle).decode() + "\n".join(decoded)
+
+
+def test_a_resident_audit_trail_shows_nothing_of_other_people(app_client: TestClient, settings: Settings) -> None:
+    ids = seed(app_client, settings)
+    hospital = as_(settings, subject="his-cho-ray")
+    for url in ("/Patient?name=Trần", "/Patient?_id=pa,pb", f"/Observation?_id={ids['pa']},{ids['pb']}",
+                f"/Observation?code=http://loinc.org|8480-6,http://loinc.org|{HIV_VIRAL_LOAD}"):
+        assert app_client.get(url, headers=hospital).status_code == 200
+    flush(app_client)
+    own = app_client.get("/AuditEvent", params={"_count": 200}, headers=as_(settings, "resident", patient="pa"))
+    shown = _everything_shown(own.json())
+    assert own.json()["entry"], "pa's own accesses are listed"
+    for leak in ("Patient/pb", ids["pb"], "Trần", "Tr%C3%A1%BA%A7n", HIV_VIRAL_LOAD, "_id=", "name="):
+        assert leak not in shown, leak
+    # the audit administrator still sees every request whole: its query and every patient it touched
+    admin = app_client.get("/AuditEvent", params={"_count": 200}, headers=as_(settings)).json()
+    whole = _everything_shown(admin)
+    assert "_id=pa,pb" in whole and HIV_VIRAL_LOAD in whole and "name=Tr" in whole
+
+
+# ------------------------------------------------------------- 7. a resident plants data in another's record
+@pytest.mark.parametrize("resource", [
+    {"resourceType": "Observation", "status": "final", "code": {"text": "Huyết áp"},
+     "subject": {"reference": "Patient/pa"}, "performer": [{"reference": "Patient/pb"}]},
+    {"resourceType": "Observation", "status": "final", "code": {"text": "Huyết áp"},
+     "subject": {"reference": "Patient/pb"}, "performer": [{"reference": "Patient/pa"}]},
+    {"resourceType": "Patient", "link": [{"other": {"reference": "Patient/pb"}, "type": "seealso"}]},
+])
+def test_a_resident_cannot_write_into_another_residents_compartment(
+        app_client: TestClient, settings: Settings, resource: dict[str, Any]) -> None:
+    seed(app_client, settings)
+    writer = {**FHIR, **as_(settings, "resident", patient="pa", scope="patient/*.cruds")}
+    assert_outcome(app_client.post(f"/{resource['resourceType']}", json=resource, headers=writer), 403)
+    theirs = app_client.get(f"/{resource['resourceType']}", headers=as_(settings, "resident", patient="pb")).json()
+    assert all(e["resource"]["meta"]["source"].endswith(":facility:79001") for e in theirs.get("entry", []))
+
+
+def test_a_resident_cannot_add_another_resident_to_their_own_record(app_client: TestClient,
+                                                                     settings: Settings) -> None:
+    seed(app_client, settings)
+    writer = {**FHIR, **as_(settings, "resident", patient="pa", scope="patient/*.cruds")}
+    own = {"resourceType": "Observation", "status": "final", "code": {"text": "Cân nặng"},
+           "subject": {"reference": "Patient/pa"}}
+    created = app_client.post("/Observation", json=own, headers=writer).json()
+    planted = {**created, "performer": [{"reference": "Patient/pb"}]}
+    assert_outcome(app_client.put(f"/Observation/{created['id']}", json=planted, headers=writer), 403)
+    patch = [{"op": "add", "path": "/performer", "value": [{"reference": "Patient/pb"}]}]
+    response = app_client.patch(f"/Observation/{created['id']}", content=orjson.dumps(patch),
+                                headers={**writer, **JSON_PATCH})
+    assert_outcome(response, 403)
+
+
+# ------------------------------------------------------------------- 10. update-as-create as an existence oracle
+def test_a_resident_put_does_not_tell_which_ids_exist(app_client: TestClient, settings: Settings) -> None:
+    ids = seed(app_client, settings)
+    writer = {**FHIR, **as_(settings, "resident", patient="pa", scope="patient/*.cruds")}
+
+    def put(rid: str) -> dict[str, Any]:
+        body = {"resourceType": "Observation", "id": rid, "status": "final", "code": {"text": "x"},
+                "subject": {"reference": "Patient/pa"}}
+        answer = assert_outcome(app_client.put(f"/Observation/{rid}", json=body, headers=writer), 404)
+        return orjson.loads(orjson.dumps(answer).replace(rid.encode(), b"<id>"))
+
+    assert put(ids["pb"]) == put("a-new-id")
+    created = app_client.post("/Observation", json={"resourceType": "Observation", "status": "final",
+                                                    "code": {"text": "x"}, "subject": {"reference": "Patient/pa"}},
+                              headers=writer)
+    assert created.status_code == 201  # residents create with POST, and update what is theirs
+    changed = {**created.json(), "status": "amended"}
+    assert app_client.put(f"/Observation/{changed['id']}", json=changed, headers=writer).status_code == 200
