@@ -52,6 +52,7 @@ class Settings:
     token_audience: str | None = None
     clock_skew_seconds: int = 60
     max_token_bytes: int = 8192
+    max_token_lifetime_seconds: int = 3600  # exp - iat and exp - now; a stolen token is usable this long
     source_prefix: str = "urn:fhir-hub"  # meta.source of a facility's records: <prefix>:facility:<code>
     # Ingestion: a folder of CSV mapping files (*.toml), one per onboarded clinic (adapters/csv/LAYOUT.md)
     csv_mappings: Path | None = None
@@ -92,7 +93,8 @@ class Settings:
 
     def check(self) -> None:
         for name in ("max_body_bytes", "default_count", "max_count", "max_search_params", "max_chain_depth",
-                     "max_bundle_entries", "max_token_bytes", "audit_flush_ms"):
+                     "max_bundle_entries", "max_token_bytes", "max_token_lifetime_seconds",
+                     "audit_flush_ms"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be a positive integer")
         if self.validation_processes < 0:

@@ -56,6 +56,13 @@ def token_keys(settings: Settings) -> KeySet:
     return keys
 
 
+def token_verifier(settings: Settings) -> TokenVerifier:
+    """How the hub checks tokens; ``fhir-hub token``'s tests check their tokens against this very verifier."""
+    return TokenVerifier(token_keys(settings), issuer=settings.issuer, audience=settings.audience,
+                         leeway_seconds=settings.clock_skew_seconds, max_bytes=settings.max_token_bytes,
+                         max_lifetime_seconds=settings.max_token_lifetime_seconds)
+
+
 async def _upgrade_index(store: MongoStore) -> None:
     """Entries written by an older version of the indexer are recomputed before the hub serves a search."""
     found = await store.index_format()
@@ -78,9 +85,7 @@ async def _upgrade_index(store: MongoStore) -> None:
 async def running_hub(
     settings: Settings, *, clock: Clock = system_clock, new_id: IdFactory = new_uuid_id
 ) -> AsyncIterator[Hub]:
-    authenticator = Authenticator(TokenVerifier(
-        await asyncio.to_thread(token_keys, settings), issuer=settings.issuer, audience=settings.audience,
-        leeway_seconds=settings.clock_skew_seconds, max_bytes=settings.max_token_bytes))
+    authenticator = Authenticator(await asyncio.to_thread(token_verifier, settings))
     embedded: EmbeddedStore | None = None
     uri = settings.mongodb_uri
     if uri is None:

@@ -1,13 +1,18 @@
 """Verifying bearer tokens (JWT): the only module that imports python-jose's JWT code.
 
-Every check is explicit: size, three dot-separated parts, a ``kid`` naming a configured key, the algorithm
-that key is bound to (RS256 or ES256, passed to jose as the only one allowed), the signature, ``iss``,
-``aud``, ``exp``, ``nbf`` and ``iat`` with a small configurable leeway. Every failure is an
-``InvalidToken`` with a short reason; the caller answers 401 and never shows a traceback.
+Every check is explicit: size, three dot-separated parts, no ``crit`` header, a ``kid`` naming a configured
+key, the algorithm that key is bound to (RS256 or ES256, passed to jose as the only one allowed), the
+signature, then the registered claims here rather than in jose, because jose treats ``aud`` as optional (an
+absent ``aud`` passes) and compares times with whatever JSON number arrives (``exp: NaN`` never expires):
+``iss`` and ``aud`` must be present and name this hub, ``exp`` and ``iat`` must be finite numbers, the
+lifetime (``exp - iat``, and ``exp`` from now) is bounded so that a leaked token does not work for years, and
+``nbf`` and the times get a small configurable leeway. Every failure is an ``InvalidToken`` with a short
+reason; the caller answers 401 and never shows a traceback.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -16,6 +21,7 @@ from jose import jwt
 from jose.exceptions import JWTClaimsError, JWTError
 
 from fhir_hub.auth.keys import DEV_KID, KeySet
+from fhir_hub.config import Settings
 
 
 class InvalidToken(Exception):
@@ -24,12 +30,14 @@ class InvalidToken(Exception):
 
 class TokenVerifier:
     def __init__(self, keys: KeySet, *, issuer: str, audience: str, leeway_seconds: int, max_bytes: int,
+                 max_lifetime_seconds: int = Settings.max_token_lifetime_seconds,
                  clock: Callable[[], float] = time.time) -> None:
         self.keys = keys
         self.issuer = issuer
         self.audience = audience
         self.leeway = leeway_seconds
         self.max_bytes = max_bytes
+        self.max_lifetime = max_lifetime_seconds
         self.clock = clock
 
     async def verify(self, token: str) -> dict[str, Any]:
@@ -42,6 +50,8 @@ class TokenVerifier:
             header = jwt.get_unverified_header(token)
         except JWTError:
             raise InvalidToken("the token header cannot be read") from None
+        if "crit" in header:  # RFC 7515 4.1.11: this hub understands no extension, so none may be critical
+            raise InvalidToken("the token header lists critical extensions (crit) this server does not understand")
         kid = header.get("kid")
         if not isinstance(kid, str):
             raise InvalidToken("the token header has no kid")
@@ -52,23 +62,42 @@ class TokenVerifier:
             raise InvalidToken(f"the token must be signed with {key.algorithm}")
         try:
             claims: dict[str, Any] = jwt.decode(
-                token, key.key, algorithms=[key.algorithm], audience=self.audience, issuer=self.issuer,
-                # times are checked below, against this verifier's clock, the same way for cached tokens
-                options={"verify_exp": False, "verify_nbf": False, "verify_iat": False, "require_sub": True},
+                token, key.key, algorithms=[key.algorithm],
+                # issuer, audience and times are checked below (times against this verifier's clock, the same
+                # way for cached tokens); jose would let a token without aud through
+                options={"verify_exp": False, "verify_nbf": False, "verify_iat": False, "verify_aud": False,
+                         "verify_iss": False, "require_sub": True},
             )
         except JWTClaimsError as exc:
             raise InvalidToken(f"the token's claims are not accepted: {exc}") from None
         except JWTError:
             raise InvalidToken("the token signature or format is invalid") from None
-        for name in ("exp", "iat"):
-            if not isinstance(claims.get(name), int | float) or isinstance(claims.get(name), bool):
-                raise InvalidToken(f"the token must carry a numeric {name} claim")
-        if "nbf" in claims and (not isinstance(claims["nbf"], int | float) or isinstance(claims["nbf"], bool)):
-            raise InvalidToken("the token's nbf claim must be numeric")
-        if claims["iat"] > self.clock() + self.leeway:
+        self._check_parties(claims)
+        exp, iat = _time(claims, "exp"), _time(claims, "iat")
+        if "nbf" in claims:
+            _time(claims, "nbf")
+        now = self.clock()
+        if iat > now + self.leeway:
             raise InvalidToken("the token was issued in the future (iat)")
+        if exp - iat > self.max_lifetime:
+            raise InvalidToken(f"the token's lifetime (exp - iat) is longer than this server accepts "
+                               f"({self.max_lifetime} s)")
+        if exp - now > self.max_lifetime + self.leeway:
+            raise InvalidToken(f"the token is valid for longer than this server accepts ({self.max_lifetime} s)")
         self.check_times(claims)
         return claims
+
+    def _check_parties(self, claims: dict[str, Any]) -> None:
+        """``iss`` and ``aud`` must be there: jose only compares them when present, and an absent ``aud``
+        would let a token minted for any other service of the same identity provider in."""
+        if claims.get("iss") != self.issuer:
+            raise InvalidToken("the token's issuer (iss) is missing or not the one this server trusts")
+        audience = claims.get("aud")
+        if isinstance(audience, str):
+            audience = [audience]
+        if not isinstance(audience, list) or not all(isinstance(a, str) for a in audience) \
+                or self.audience not in audience:
+            raise InvalidToken("the token's audience (aud) is missing or does not name this server")
 
     def check_times(self, claims: dict[str, Any]) -> None:
         """``exp`` and ``nbf`` against this verifier's clock (also for tokens verified earlier)."""
@@ -77,6 +106,21 @@ class TokenVerifier:
             raise InvalidToken("the token has expired")
         if now < claims.get("nbf", 0) - self.leeway:
             raise InvalidToken("the token is not valid yet (nbf)")
+
+
+def _time(claims: dict[str, Any], name: str) -> float:
+    """A NumericDate as a finite float: NaN passes every comparison, and an integer too large for a float
+    cannot be compared with one, so neither reaches the time checks."""
+    value = claims.get(name)
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise InvalidToken(f"the token must carry a numeric {name} claim")
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
+        raise InvalidToken(f"the token's {name} claim must be a finite number")
+    return number
 
 
 def mint_development_token(private_pem: str, claims: dict[str, Any]) -> str:

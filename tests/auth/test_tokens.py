@@ -7,9 +7,11 @@ import hashlib
 import hmac
 import http.server
 import json
+import math
 import threading
 import time
 from collections.abc import Iterator
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -236,3 +238,109 @@ async def test_a_remembered_token_still_expires(dev: tuple[str, KeySet]) -> None
     for other in others:
         await authenticator.caller(other)
     assert len(authenticator._known) == 2  # bounded
+
+
+# ------------------------------------------------------------------ registered claims and the JWS header
+async def test_a_token_without_an_audience_is_refused(dev: tuple[str, KeySet], verifier: TokenVerifier) -> None:
+    """python-jose skips the audience check when ``aud`` is absent: a token minted for any service would do."""
+    for audience in (None, [], ["urn:somebody-else"], [AUD, 7], 7, {"aud": AUD}):
+        with pytest.raises(InvalidToken, match="aud"):
+            await verifier.verify(mint_development_token(dev[0], claims(aud=audience)))
+    for audience in ([AUD], ["urn:somebody-else", AUD]):  # a list naming this hub is the JWT way of saying it
+        assert (await verifier.verify(mint_development_token(dev[0], claims(aud=audience))))["sub"] == "client-1"
+
+
+async def test_a_token_without_an_issuer_is_refused(dev: tuple[str, KeySet], verifier: TokenVerifier) -> None:
+    for issuer in (None, [ISS], 7, ""):
+        with pytest.raises(InvalidToken, match="iss"):
+            await verifier.verify(mint_development_token(dev[0], claims(iss=issuer)))
+
+
+MAX_LIFETIME = 3600
+
+
+async def test_a_token_living_longer_than_the_maximum_is_refused(dev: tuple[str, KeySet]) -> None:
+    checker = TokenVerifier(dev[1], issuer=ISS, audience=AUD, leeway_seconds=30, max_bytes=8192,
+                            max_lifetime_seconds=MAX_LIFETIME)
+    now = int(time.time())
+    assert await checker.verify(mint_development_token(dev[0], claims(iat=now, exp=now + MAX_LIFETIME)))
+    for exp in (now + MAX_LIFETIME + 1, now + 365 * 86400, 1e308, 10**30):
+        with pytest.raises(InvalidToken, match="lifetime|longer|finite"):
+            await checker.verify(mint_development_token(dev[0], claims(iat=now, exp=exp)))
+
+
+async def test_an_exp_of_1e308_is_refused(dev: tuple[str, KeySet], verifier: TokenVerifier) -> None:
+    with pytest.raises(InvalidToken):
+        await verifier.verify(mint_development_token(dev[0], claims(exp=1e308)))
+
+
+@pytest.mark.parametrize("name", ["exp", "iat", "nbf"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf"), 10**400],
+                         ids=["NaN", "Infinity", "-Infinity", "1e400 as an integer"])
+async def test_non_finite_times_are_refused(dev: tuple[str, KeySet], verifier: TokenVerifier, name: str,
+                                            value: float) -> None:
+    """NaN compares false with everything: ``exp: NaN`` never expires, ``nbf: NaN`` is always valid."""
+    with pytest.raises(InvalidToken, match=name):
+        await verifier.verify(mint_development_token(dev[0], claims(**{name: value})))
+
+
+@pytest.mark.parametrize("header", [
+    {"crit": ["exp"], "exp": 1},  # an extension this hub does not know, marked as one it must understand
+    {"crit": ["b64"], "b64": False},  # RFC 7797: the signature would cover another payload than jose checks
+    {"crit": []},
+    {"crit": "exp"},
+])
+async def test_a_header_with_critical_extensions_is_refused(dev: tuple[str, KeySet], verifier: TokenVerifier,
+                                                            header: dict[str, Any]) -> None:
+    """RFC 7515 4.1.11: a recipient that does not understand every extension listed in ``crit`` must refuse."""
+    token = jwt.encode(claims(), dev[0], algorithm="ES256", headers={"kid": DEV_KID, **header})
+    with pytest.raises(InvalidToken, match="crit"):
+        await verifier.verify(token)
+
+
+NOW, LEEWAY = 1_700_000_000, 30
+_ABSENT = object()
+_times = st.one_of(
+    st.integers(min_value=NOW - 10 * MAX_LIFETIME, max_value=NOW + 10 * MAX_LIFETIME),
+    st.sampled_from([NOW + d for d in (-LEEWAY - 1, -LEEWAY, 0, LEEWAY, LEEWAY + 1, MAX_LIFETIME,
+                                       MAX_LIFETIME + 1, MAX_LIFETIME + LEEWAY, MAX_LIFETIME + LEEWAY + 1)]),
+    st.integers(min_value=-(10**20), max_value=10**20).map(lambda n: NOW + n / 2),  # halves: exact in a float
+    st.sampled_from([float("nan"), float("inf"), float("-inf"), 1e308, -1e308, 10**20, -(10**20), 10**400,
+                     -(10**400), 0, True, "1700000000", None]),
+)
+
+def _or_plausible(low: int, high: int) -> st.SearchStrategy[Any]:
+    """Half the time a value near the bounds, so that many generated tokens should pass."""
+    return st.booleans().flatmap(lambda near: st.integers(min_value=low, max_value=high) if near else _times)
+
+
+def _acceptable(exp: Any, iat: Any, nbf: Any) -> bool:
+    """The rule, computed exactly: finite numbers, a bounded lifetime, and the usual time window."""
+    present = [v for v in (exp, iat, nbf) if v is not _ABSENT]
+    if any(isinstance(v, bool) or not isinstance(v, int | float) for v in present):
+        return False
+    if any(isinstance(v, float) and not math.isfinite(v) or abs(v) >= 2**1024 for v in present):
+        return False
+    e, i = Fraction(exp), Fraction(iat)
+    return (e - i <= MAX_LIFETIME and e - NOW <= MAX_LIFETIME + LEEWAY and NOW <= e + LEEWAY
+            and i <= NOW + LEEWAY and (nbf is _ABSENT or NOW >= Fraction(nbf) - LEEWAY))
+
+
+@settings(max_examples=300, deadline=None)
+@given(exp=_or_plausible(NOW - 2 * LEEWAY, NOW + MAX_LIFETIME + 2 * LEEWAY),
+       iat=_or_plausible(NOW - 2 * LEEWAY, NOW + 2 * LEEWAY),
+       nbf=_or_plausible(NOW - 2 * LEEWAY, NOW + 2 * LEEWAY) | st.just(_ABSENT))
+async def test_token_times_are_accepted_exactly_as_the_rule_says(exp: Any, iat: Any, nbf: Any) -> None:
+    """Any exp, iat and nbf an attacker can write in JSON (NaN, Infinity, 1e308, huge integers, strings)."""
+    pem, keys = development_key(Path("/tmp/fhir-hub-test-keys"))
+    checker = TokenVerifier(keys, issuer=ISS, audience=AUD, leeway_seconds=LEEWAY, max_bytes=8192,
+                            max_lifetime_seconds=MAX_LIFETIME, clock=lambda: NOW)
+    body = {"iss": ISS, "aud": AUD, "sub": "client-1", "scope": "system/*.rs", "exp": exp, "iat": iat}
+    if nbf is not _ABSENT:
+        body["nbf"] = nbf
+    token = mint_development_token(pem, body)
+    if _acceptable(exp, iat, nbf):
+        assert (await checker.verify(token))["sub"] == "client-1"
+    else:
+        with pytest.raises(InvalidToken):
+            await checker.verify(token)
