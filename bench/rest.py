@@ -89,10 +89,12 @@ class Hub:
 
     def __init__(self, mongodb_uri: str, data_dir: Path) -> None:
         self.port = free_port()
-        self.settings = Settings(data_dir=data_dir)
-        self.token = development_token(self.settings, role="system", facility="79001", ttl_seconds=24 * 3600)
+        lifetime = 24 * 3600  # one token for the whole run, however long it takes
+        self.settings = Settings(data_dir=data_dir, max_token_lifetime_seconds=lifetime)
+        self.token = development_token(self.settings, role="system", facility="79001", ttl_seconds=lifetime)
         env = {**os.environ, "FHIR_HUB_MONGODB_URI": mongodb_uri, "FHIR_HUB_DB_NAME": "bench_hub",
-               "FHIR_HUB_PORT": str(self.port), "FHIR_HUB_DATA_DIR": str(data_dir), "FHIR_HUB_LOG_LEVEL": "warning"}
+               "FHIR_HUB_PORT": str(self.port), "FHIR_HUB_DATA_DIR": str(data_dir), "FHIR_HUB_LOG_LEVEL": "warning",
+               "FHIR_HUB_MAX_TOKEN_LIFETIME_SECONDS": str(lifetime)}
         self.proc = subprocess.Popen([sys.executable, "-m", "fhir_hub", "serve", "--no-demo"], env=env,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 60

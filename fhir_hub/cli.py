@@ -181,7 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--subject", help="the token's sub (default: generated)")
     token.add_argument("--fhir-user", help="fhirUser claim, e.g. Practitioner/123")
     token.add_argument("--purpose", help="purpose_of_use: TREAT (default), ETREAT, PUBHLTH ...")
-    token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (default 3600)")
+    token.add_argument("--ttl", type=int, help="lifetime in seconds (default 3600, or less if "
+                                               "FHIR_HUB_MAX_TOKEN_LIFETIME_SECONDS is lower; never more)")
     token.add_argument("--data-dir", type=Path, help="where the development key lives (FHIR_HUB_DATA_DIR)")
     token.set_defaults(func=cmd_token)
 

@@ -53,6 +53,7 @@ def test_settings_from_environment() -> None:
     ({"FHIR_HUB_PORT": "70000"}, "FHIR_HUB_PORT"),
     ({"FHIR_HUB_VALIDATION_PROCESSES": "-1"}, "FHIR_HUB_VALIDATION_PROCESSES"),
     ({"FHIR_HUB_VALIDATION_PROCESSES": "two"}, "FHIR_HUB_VALIDATION_PROCESSES"),
+    ({"FHIR_HUB_MAX_TOKEN_LIFETIME_SECONDS": "0"}, "FHIR_HUB_MAX_TOKEN_LIFETIME_SECONDS"),
 ])
 def test_bad_settings_name_the_variable(env: dict[str, str], mentions: str) -> None:
     with pytest.raises(ConfigError, match=mentions):
@@ -136,3 +137,31 @@ def test_token_command_mints_a_token_the_hub_accepts(tmp_path: Path, capsys: pyt
     assert caller.patient == "pa" and caller.role == "resident" and str(caller.scopes) == "patient/*.rs"
     with pytest.raises(SystemExit):
         main(["token", "--role", "administrator"])
+
+
+def test_token_command_refuses_a_lifetime_the_hub_would_refuse(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A developer asking for a week-long token gets told why, instead of a token every request refuses."""
+    monkeypatch.delenv("FHIR_HUB_MAX_TOKEN_LIFETIME_SECONDS", raising=False)
+    assert main(["token", "--role", "system", "--ttl", str(7 * 86400), "--data-dir", str(tmp_path)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "FHIR_HUB_MAX_TOKEN_LIFETIME_SECONDS is 3600" in captured.err
+
+
+def test_token_command_follows_a_lowered_maximum_lifetime(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    from jose import jwt
+
+    from fhir_hub.auth.authenticator import Authenticator
+    from fhir_hub.hub import token_verifier
+
+    monkeypatch.setenv("FHIR_HUB_MAX_TOKEN_LIFETIME_SECONDS", "600")
+    assert main(["token", "--role", "system", "--facility", "79001", "--data-dir", str(tmp_path)]) == 0
+    token = capsys.readouterr().out.strip()
+    claims = jwt.get_unverified_claims(token)
+    assert claims["exp"] - claims["iat"] == 600  # the default hour shrinks to what the hub accepts
+    verifier = token_verifier(Settings.from_env(data_dir=tmp_path))
+    assert asyncio.run(Authenticator(verifier).caller(token)).facility == "79001"
+    assert main(["token", "--role", "system", "--ttl", "601", "--data-dir", str(tmp_path)]) == 2

@@ -14,18 +14,26 @@ from fhir_hub.auth.keys import development_key
 from fhir_hub.auth.tokens import mint_development_token
 from fhir_hub.config import ConfigError, Settings
 
+DEFAULT_TTL_SECONDS = 3600
 DEFAULT_SCOPES = {"system": "system/*.cruds", "clinician": "user/*.cruds", "resident": "patient/*.rs"}
 
 
 def development_token(settings: Settings, *, role: str, facility: str | None = None, patient: str | None = None,
-                      scope: str | None = None, subject: str | None = None, ttl_seconds: int = 3600,
+                      scope: str | None = None, subject: str | None = None, ttl_seconds: int | None = None,
                       purpose: str | None = None, fhir_user: str | None = None, **extra: Any) -> str:
+    """``ttl_seconds`` defaults to an hour, or less when the hub accepts less: a token the hub would refuse
+    for its lifetime is refused here, where the developer sees why."""
     if settings.production:
         raise ConfigError("development tokens are refused in production; use the authorization server")
     if settings.jwks_file is not None or settings.jwks_url is not None:
         raise ConfigError("a JWKS is configured, so the hub does not accept its development key")
     if role not in DEFAULT_SCOPES:
         raise ConfigError(f"role must be one of {', '.join(DEFAULT_SCOPES)}")
+    if ttl_seconds is None:
+        ttl_seconds = min(DEFAULT_TTL_SECONDS, settings.max_token_lifetime_seconds)
+    if ttl_seconds > settings.max_token_lifetime_seconds:
+        raise ConfigError(f"a token lifetime of {ttl_seconds} s (--ttl) is longer than the hub accepts: "
+                          f"FHIR_HUB_MAX_TOKEN_LIFETIME_SECONDS is {settings.max_token_lifetime_seconds}")
     pem, _keys = development_key(settings.data_dir)
     now = int(time.time())
     claims: dict[str, Any] = {
