@@ -27,10 +27,11 @@ from adapters.base import Adapter, AdapterError, Problem, Record, Source
 from adapters.normalize import FACILITY, HUB, tag, token_criteria
 from adapters.registry import adapter_for
 from fhir_hub.api.context import FhirContext
+from fhir_hub.auth.caller import Caller
 from fhir_hub.bundles.processor import process
 from fhir_hub.errors import HubError, NotFound, UnsupportedMediaType
 from fhir_hub.fhir.instant import parse_instant_lower_bound, to_instant
-from fhir_hub.ingest.archive import IngestArchive
+from fhir_hub.ingest.archive import Archived, IngestArchive
 
 ARCHIVE_SYSTEM = f"{HUB}/sid/ingest-archive"
 # A Provenance has no identifier in R4: its tag (the payload's digest and the record's key) is what finds it
@@ -72,16 +73,26 @@ async def ingest(ctx: FhirContext, payload: bytes, *, media_type: str | None, fi
 
 async def replay(ctx: FhirContext, archive_id: str) -> IngestReport:
     """Map an archived payload again (after a mapping fix): what was stored before is found, not doubled.
-    Only the facility (or caller) that sent it may replay it; anyone else is told it does not exist."""
+    Only the facility that sent it may replay it (a caller without a facility: only the one that sent it);
+    anyone else is told it does not exist, exactly as for an archive that does not."""
     assert ctx.caller is not None
     archive = IngestArchive(ctx.hub.store.db)
     kept = await archive.get(archive_id)
-    caller = ctx.caller
-    if kept is None or not (caller.internal or kept.caller == caller.subject
-                            or (caller.facility is not None and kept.facility == caller.facility)):
+    if kept is None or not _may_replay(ctx.caller, kept):
         raise NotFound(f"archive: no payload {archive_id!r} that this caller sent")
     return await _ingest_archived(ctx, archive, archive_id, kept.payload, kept.sha256, kept.media_type, kept.filename,
                                   kept.format)
+
+
+def _may_replay(caller: Caller, kept: Archived) -> bool:
+    """Bound to the facility first: a token's ``sub`` is only unique within its issuer's naming, and the same
+    system account (or a copied client id) at another facility must not map that facility's payload under
+    its own token (its records would be written as the replaying facility's)."""
+    if caller.internal:
+        return True
+    if kept.facility != caller.facility:
+        return False
+    return caller.facility is not None or kept.caller == caller.subject
 
 
 async def _ingest_archived(ctx: FhirContext, archive: IngestArchive, archive_id: str, payload: bytes, digest: str,

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
+import orjson
 import pytest
 from fastapi.testclient import TestClient
 
@@ -19,7 +20,7 @@ from adapters.moh_xml.generator import generate_file
 from fhir_hub.config import Settings
 from fhir_hub.fhir.instant import system_clock
 from fhir_hub.main import create_app
-from tests.conftest import auth, token_for
+from tests.conftest import assert_outcome, auth, token_for
 
 XML = {"Content-Type": "application/xml", "Accept": "application/fhir+json"}
 
@@ -72,3 +73,21 @@ def test_resending_the_same_moh_file_stores_no_new_version(stamped_client: TestC
     again = _values(stamped_client.post("/$ingest", content=payload, headers=XML))
     assert again["updated"] == 0 and again["created"] == 0
     assert _versions(stamped_client) == before
+
+
+def test_replay_by_the_same_subject_from_another_facility_is_not_found(client: TestClient,
+                                                                      settings: Settings) -> None:
+    mine = auth(token_for(settings, subject="his-system"))
+    same_subject_elsewhere = auth(token_for(settings, facility="79002", subject="his-system"))
+    patient = orjson.dumps({"resourceType": "Patient", "id": "x", "name": [{"text": "Lê Văn Tám"}]})
+    sent = _values(client.post("/$ingest", content=patient, headers={
+        **mine, "Content-Type": "application/fhir+json", "Accept": "application/fhir+json"}))
+    missing = assert_outcome(client.post("/$replay", params={"archive": "no-such-archive"},
+                                         headers=same_subject_elsewhere), 404)
+    refused = assert_outcome(client.post("/$replay", params={"archive": sent["archive"]},
+                                         headers=same_subject_elsewhere), 404)
+    assert refused["issue"][0]["diagnostics"].replace(sent["archive"], "ID") == \
+        missing["issue"][0]["diagnostics"].replace("no-such-archive", "ID")
+    replayed = client.post("/$replay", params={"archive": sent["archive"]},
+                           headers={**mine, "Accept": "application/fhir+json"})
+    assert _values(replayed)["created"] == 0
