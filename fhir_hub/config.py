@@ -41,6 +41,7 @@ class Settings:
     max_search_params: int = 30
     max_chain_depth: int = 4  # chained parameters and nested _has, each a search of its own
     max_bundle_entries: int = 10_000
+    request_budget_ms: int = 30_000  # a read still running after this is stopped (503): it holds the store
     # Processes that validate a large transaction's resources while the hub stores them (0: in process only)
     validation_processes: int = 1
     # Security. "production" refuses to start without a configured JWKS, issuer and audience; "development"
@@ -93,7 +94,7 @@ class Settings:
 
     def check(self) -> None:
         for name in ("max_body_bytes", "default_count", "max_count", "max_search_params", "max_chain_depth",
-                     "max_bundle_entries", "max_token_bytes", "max_token_lifetime_seconds",
+                     "max_bundle_entries", "request_budget_ms", "max_token_bytes", "max_token_lifetime_seconds",
                      "audit_flush_ms"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be a positive integer")

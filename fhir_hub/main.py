@@ -15,6 +15,7 @@ from fastapi import FastAPI
 
 from fhir_hub import __version__
 from fhir_hub.api import bundle, create, delete, history, ingest, metadata, patch, read, search, smart, update
+from fhir_hub.api.budget import RequestBudget
 from fhir_hub.api.errors import install_error_handlers
 from fhir_hub.api.middleware import AuditMiddleware
 from fhir_hub.config import Settings
@@ -80,6 +81,7 @@ def create_app(
         redoc_url=None,
     )
     install_error_handlers(app)
+    app.add_middleware(RequestBudget, budget_ms=settings.request_budget_ms)  # inside the audit: it sees the 503
     app.add_middleware(AuditMiddleware)
     for router in ROUTERS:
         # The routers have no prefix, tags or dependencies, so their routes are mounted as they are:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from fhir_hub.api.budget import CLIENT_CLOSED
+
 
 class AuditMiddleware:
     def __init__(self, app: ASGIApp) -> None:
@@ -31,5 +33,5 @@ class AuditMiddleware:
         finally:
             record = scope.get("state", {}).get("audit")
             if record is not None:
-                record.status = status
+                record.status = CLIENT_CLOSED if scope.get("state", {}).get("client_left") else status
                 scope["app"].state.hub.audit.submit(record)

@@ -223,6 +223,46 @@ class MongoStore:
         more = len(ordered) > limit and limit > 0
         return HistoryPage(ordered[:limit], ordered[limit - 1].position if more else None)
 
+    async def history_of(self, keys: Iterable[str], *, since: int | None, before: HistoryPosition | None,
+                         limit: int) -> HistoryPage:
+        """Versions of the given resources only, newest first: a resident's history (their compartment's
+        resources) without reading anyone else's versions.
+
+        The current documents come in one request; older versions are read only for a resource that has
+        some (``vid`` > 1) and could still place one on this page: resources are visited by the newest
+        position any of their versions can have, and the visit stops once the page is full of versions
+        newer than that. A page costs one request plus one per such resource, however large the store.
+        """
+        wanted = sorted(set(keys))
+        if not wanted or limit <= 0:
+            return HistoryPage([], None)
+        currents = [StoredVersion.from_doc(d) async for d in self.current_docs.find({"_id": {"$in": wanted}})]
+        bounded = [(min(c.position, before) if before is not None else c.position, c) for c in currents
+                   if since is None or c.ts >= since]
+        bounded.sort(key=lambda pair: pair[0], reverse=True)
+        found: dict[tuple[str, int], StoredVersion] = {}
+        newest: list[HistoryPosition] = []  # a min-heap of the limit + 1 newest positions found so far
+
+        def add(version: StoredVersion) -> None:
+            if (version.key, version.vid) not in found:
+                found[(version.key, version.vid)] = version
+                heapq.heappush(newest, version.position)
+                if len(newest) > limit + 1:
+                    heapq.heappop(newest)
+
+        for bound, current in bounded:
+            if len(newest) > limit and newest[0] > bound:
+                break  # every version of this resource, and of those after it, is older than the page
+            if before is None or current.position < before:
+                add(current)
+            if current.vid > 1:
+                query = _history_filter(None, since, before) | {"key": current.key}
+                async for doc in self.history_docs.find(query).sort(_HISTORY_ORDER).limit(limit + 1):
+                    add(StoredVersion.from_doc(doc))
+        ordered = heapq.nlargest(limit + 1, found.values(), key=lambda v: v.position)
+        more = len(ordered) > limit
+        return HistoryPage(ordered[:limit], ordered[limit - 1].position if more else None)
+
     async def _instance_history(self, rtype: str, rid: str, since: int | None, before: HistoryPosition | None,
                                 limit: int) -> list[StoredVersion]:
         current = await self.current(rtype, rid)

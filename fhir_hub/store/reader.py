@@ -15,14 +15,16 @@ from fhir_hub.audit import AUDIT_TYPE, AuditRecord, as_version
 from fhir_hub.auth.caller import Caller
 from fhir_hub.auth.policy import Grant, grant, require, require_any
 from fhir_hub.errors import Gone, NotFound
+from fhir_hub.fhir.compartment import compartment_types
 from fhir_hub.fhir.registry import resource_types
 from fhir_hub.search.execute import Position, Searcher, SearchOutcome
+from fhir_hub.search.keys import compartment_match
 from fhir_hub.search.limits import DEFAULT_LIMITS, SearchLimits
 from fhir_hub.search.query import SearchQuery
 from fhir_hub.store.mongo import HistoryPage, HistoryPosition, MongoStore
 from fhir_hub.store.records import StoredVersion
 
-_MAX_SCANNED = 5_000  # history versions examined for one page of a compartment-limited caller
+_MAX_SCANNED = 5_000  # history versions examined for one page of a caller limited to some types
 
 
 class ScopedReader:
@@ -56,10 +58,17 @@ class ScopedReader:
             version = await self._current(rtype, rid) if vid == 1 else None
         else:
             version = await self.store.version(rtype, rid, vid) if vid is not None else None
-        return self._visible_or_raise(found, rtype, rid, version)
+        patients = version.patients if version is not None else frozenset()
+        if version is not None and found.compartment is not None and rtype != AUDIT_TYPE:
+            # every version is in the compartment its resource's current version is in: after a facility
+            # corrects an Observation's subject from A to B, its earlier versions are B's, no longer A's
+            current = await self._current(rtype, rid)
+            patients = current.patients if current is not None else frozenset()
+        return self._visible_or_raise(found, rtype, rid, version, patients)
 
-    def _visible_or_raise(self, found: Grant, rtype: str, rid: str, version: StoredVersion | None) -> StoredVersion:
-        if version is None or not found.sees(version.patients):
+    def _visible_or_raise(self, found: Grant, rtype: str, rid: str, version: StoredVersion | None,
+                          patients: frozenset[str] | None = None) -> StoredVersion:
+        if version is None or not found.sees(version.patients if patients is None else patients):
             raise NotFound(f"{rtype}/{rid} is not known to this server")
         self._hand_out(version)
         if version.deleted:
@@ -69,6 +78,9 @@ class ScopedReader:
 
     async def history(self, *, rtype: str | None, rid: str | None, since: int | None,
                       before: HistoryPosition | None, limit: int) -> HistoryPage:
+        """Instance history once the current version is visible (its versions follow it); a resident's type
+        and system history from their compartment's resources alone (``MongoStore.history_of``), never by
+        filtering everyone's versions."""
         if rid is not None and rtype is not None:
             found = require(self.caller, rtype, "r")
             current = await self._current(rtype, rid)
@@ -77,26 +89,50 @@ class ScopedReader:
             if rtype == AUDIT_TYPE:
                 in_range = (since is None or current.ts >= since) and (before is None or current.position < before)
                 return HistoryPage([self._hand_out(current)] if in_range and limit else [], None)
-            visible: Callable[[StoredVersion], bool] = lambda v: found.sees(v.patients)  # noqa: E731
+            page = await self.store.history(rtype=rtype, rid=rid, since=since, before=before, limit=limit)
         elif rtype == AUDIT_TYPE:
             return await self._audit_history(require(self.caller, rtype, "s"), since, before, limit)
-        elif rtype is not None:
-            found = require(self.caller, rtype, "s")
-            visible = lambda v: found.sees(v.patients)  # noqa: E731
         else:
-            require_any(self.caller, "s")
-            grants: dict[str, Grant | None] = {}
-
-            def visible(v: StoredVersion) -> bool:
-                if v.rtype not in grants:
-                    grants[v.rtype] = grant(self.caller, v.rtype, "s")
-                allowed = grants[v.rtype]
-                return allowed is not None and allowed.sees(v.patients)
-
-        page = await self._filtered_history(rtype, rid, since, before, limit, visible)
+            if rtype is None:
+                require_any(self.caller, "s")
+            types = [rtype] if rtype is not None else [t for t in resource_types() if t != AUDIT_TYPE]
+            grants = {t: require(self.caller, t, "s") if rtype is not None else grant(self.caller, t, "s")
+                      for t in types}
+            page = await self._history_for(grants, since, before, limit)
         for version in page.versions:
             self._hand_out(version)
         return page
+
+    async def _history_for(self, grants: dict[str, Grant | None], since: int | None, before: HistoryPosition | None,
+                           limit: int) -> HistoryPage:
+        """Type or system history for these grants: compartment-limited types from the compartment's
+        resources, the others from the whole store, the two merged in history order."""
+        limited: dict[str, set[str]] = {}
+        open_types = set()
+        for rtype, found in grants.items():
+            if found is None:
+                continue
+            if found.compartment is None:
+                open_types.add(rtype)
+            else:
+                limited.setdefault(found.compartment, set()).add(rtype)
+        pages = [await self.store.history_of(await self._members(patient, types), since=since, before=before,
+                                             limit=limit) for patient, types in limited.items()]
+        if open_types and len(open_types) == 1:
+            pages.append(await self.store.history(rtype=next(iter(open_types)), since=since, before=before,
+                                                  limit=limit))
+        elif open_types:
+            all_open = len(open_types) == len(grants)
+            pages.append(await self._filtered_history(None, None, since, before, limit,
+                                                      lambda v: all_open or v.rtype in open_types))
+        return _merged(pages, limit)
+
+    async def _members(self, patient: str, types: set[str]) -> list[str]:
+        """The resources of these types in a patient's compartment, from its index entries."""
+        members: list[str] = []
+        for rtype in sorted(types & compartment_types()):
+            members += [entry["r"] for entry in await self.store.entries(compartment_match(rtype, patient))]
+        return members
 
     async def _filtered_history(self, rtype: str | None, rid: str | None, since: int | None,
                                 before: HistoryPosition | None, limit: int,
@@ -164,3 +200,14 @@ class ScopedReader:
         for version in matches:
             self._hand_out(version)
         return matches
+
+
+def _merged(pages: list[HistoryPage], limit: int) -> HistoryPage:
+    """One page from pages of the same history order: the newest ``limit`` versions, and a next position
+    when any of them has more beyond what is shown."""
+    if len(pages) == 1:
+        return pages[0]
+    versions = sorted((v for page in pages for v in page.versions), key=lambda v: v.position, reverse=True)
+    shown = versions[:limit]
+    more = len(versions) > limit or any(page.next_before is not None for page in pages)
+    return HistoryPage(shown, shown[-1].position if more and shown else None)

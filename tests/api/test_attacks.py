@@ -6,16 +6,22 @@ trail, residents planting data in someone else's record, and update-as-create as
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import socket
+import threading
 from collections.abc import Iterator
 from typing import Any
 
 import orjson
 import pytest
 from fastapi.testclient import TestClient
+from pymongo import monitoring
 
 from fhir_hub.config import Settings
 from fhir_hub.main import create_app
+from fhir_hub.store.mongo import MongoStore
+from fhir_hub.store.schema import HISTORY, RESOURCES
 from tests.conftest import assert_outcome, auth, token_for
 
 FHIR = {"Content-Type": "application/fhir+json"}
@@ -200,3 +206,123 @@ def test_a_resident_put_does_not_tell_which_ids_exist(app_client: TestClient, se
     assert created.status_code == 201  # residents create with POST, and update what is theirs
     changed = {**created.json(), "status": "amended"}
     assert app_client.put(f"/Observation/{changed['id']}", json=changed, headers=writer).status_code == 200
+
+
+# ------------------------------------------------------------------ 3. resident history ties up the store
+class DocumentsRead(monitoring.CommandListener):
+    """How many resource documents (current and superseded versions) the store hands the hub."""
+
+    def __init__(self, db_name: str) -> None:
+        self.db_name = db_name
+        self.collections: dict[int, str] = {}
+        self.count = 0
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.database_name == self.db_name and event.command_name in ("find", "getMore"):
+            name = event.command.get("find") or event.command.get("collection")
+            self.collections[event.request_id] = str(name)
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        if self.collections.pop(event.request_id, None) in (RESOURCES, HISTORY):
+            cursor = event.reply.get("cursor", {})
+            self.count += len(cursor.get("firstBatch", cursor.get("nextBatch", [])))
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        self.collections.pop(event.request_id, None)
+
+
+def _encounter(pid: str, n: int) -> dict[str, Any]:
+    return {"resourceType": "Encounter", "id": f"e-{pid}-{n}", "status": "finished",
+            "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+            "subject": {"reference": f"Patient/{pid}"}}
+
+
+def test_a_resident_history_reads_only_their_compartment(settings: Settings) -> None:
+    reads = DocumentsRead(settings.db_name)
+    monitoring.register(reads)  # applies to the app's client, created below
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        hospital = {**FHIR, **as_(settings)}
+        others = [_encounter(f"p{i}", 1) for i in range(150)]
+        for resource in others[:40]:  # other people's records change too: versions the resident must not cost
+            resource["status"] = "in-progress"
+        batch = {"resourceType": "Bundle", "type": "batch", "entry": [
+            {"resource": r, "request": {"method": "PUT", "url": f"Encounter/{r['id']}"}} for r in others]}
+        assert client.post("/", json=batch, headers=hospital).status_code == 200
+        mine = [_encounter("pa", n) for n in range(3)]
+        for resource in mine:
+            assert client.put(f"/Encounter/{resource['id']}", json=resource, headers=hospital).status_code == 201
+        for resource in others[:40]:
+            client.put(f"/Encounter/{resource['id']}", json={**resource, "status": "finished"}, headers=hospital)
+        client.put("/Encounter/e-pa-0", json={**mine[0], "status": "cancelled"}, headers=hospital)
+        resident = as_(settings, "resident", patient="pa")
+        reads.count = 0
+        seen, url = [], "/Encounter/_history?_count=1"
+        while url:
+            page = client.get(url, headers=resident).json()
+            seen += [(e["resource"]["id"], e["resource"]["meta"]["versionId"]) for e in page.get("entry", [])]
+            url = next((link["url"] for link in page["link"] if link["relation"] == "next"), None)
+        everything = client.get("/_history", params={"_count": 50}, headers=resident).json()
+    assert seen == [("e-pa-0", "2"), ("e-pa-2", "1"), ("e-pa-1", "1"), ("e-pa-0", "1")]
+    assert reads.count < 40, "the resident's history must not page through other people's versions"
+    assert {e["resource"]["id"] for e in everything["entry"]} == {"e-pa-0", "e-pa-1", "e-pa-2"}
+
+
+def test_versions_follow_a_corrected_subject(app_client: TestClient, settings: Settings) -> None:
+    """After a facility corrects an Observation's subject from A to B, A no longer reads it in any version."""
+    ids = seed(app_client, settings)
+    hospital = {**FHIR, **as_(settings)}
+    wrong = app_client.get(f"/Observation/{ids['pa']}", headers=hospital).json()
+    corrected = {**wrong, "subject": {"reference": "Patient/pb"}}
+    assert app_client.put(f"/Observation/{ids['pa']}", json=corrected, headers=hospital).status_code == 200
+    a, b = as_(settings, "resident", patient="pa"), as_(settings, "resident", patient="pb")
+    for url in (f"/Observation/{ids['pa']}/_history/1", f"/Observation/{ids['pa']}/_history",
+                f"/Observation/{ids['pa']}"):
+        assert_outcome(app_client.get(url, headers=a), 404)
+        assert app_client.get(url, headers=b).status_code == 200, url
+    for url in ("/Observation/_history", "/_history"):
+        a_sees = {e["resource"]["id"] for e in app_client.get(url, headers=a).json().get("entry", [])}
+        b_sees = [(e["resource"]["id"], e["resource"]["meta"]["versionId"])
+                  for e in app_client.get(url, headers=b).json().get("entry", []) if e["resource"]["id"] == ids["pa"]]
+        assert ids["pa"] not in a_sees and sorted(b_sees) == [(ids["pa"], "1"), (ids["pa"], "2")], url
+
+
+def test_a_read_past_its_time_budget_is_stopped_with_a_clear_error(settings: Settings,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    stopped = threading.Event()
+
+    async def endless(*_args: Any, **_kwargs: Any) -> Any:
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            stopped.set()
+            raise
+
+    monkeypatch.setattr(MongoStore, "history", endless)
+    with TestClient(create_app(settings.with_(request_budget_ms=300)), raise_server_exceptions=False) as client:
+        response = client.get("/Encounter/_history", headers=as_(settings))
+        body = assert_outcome(response, 503, "timeout")
+        assert "FHIR_HUB_REQUEST_BUDGET_MS" in body["issue"][0]["diagnostics"]
+        assert stopped.is_set()
+        assert client.get("/Patient/pa", headers=as_(settings)).status_code == 404  # the hub goes on
+
+
+def test_a_read_stops_when_its_client_leaves(live_server: str, settings: Settings,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    started, stopped = threading.Event(), threading.Event()
+
+    async def endless(*_args: Any, **_kwargs: Any) -> Any:
+        started.set()
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            stopped.set()
+            raise
+
+    monkeypatch.setattr(MongoStore, "history", endless)
+    host, port = live_server.removeprefix("http://").split(":")
+    token = token_for(settings)
+    with socket.create_connection((host, int(port)), timeout=10) as connection:
+        connection.sendall(f"GET /Encounter/_history HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}"
+                           "\r\n\r\n".encode())
+        assert started.wait(10), "the history request did not reach the store"
+    assert stopped.wait(10), "the hub went on working for a client that had left"

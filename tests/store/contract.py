@@ -194,6 +194,7 @@ SHAPES: tuple[Shape, ...] = (
           lambda d: {"query": {"_id": _some(d, "_id", "Patient/a/1")}, "limit": 1}),
     Shape("live current of keys", "current", "find",
           lambda d: {"query": {"_id": {"$in": d["keys"]}, "live": {"$exists": True}}}),
+    Shape("current of keys", "current", "find", lambda d: {"query": {"_id": {"$in": d["keys"]}}}),
     Shape("live page", "current", "find",
           lambda d: {"query": {"live": _some(d, "type", "Patient")}, "sort": [("_id", 1)], "limit": d["limit"]}),
     Shape("live page after", "current", "find",

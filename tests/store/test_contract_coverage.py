@@ -119,6 +119,14 @@ def _workload(client: TestClient) -> None:
     client.put("/Patient/client-id-2", json={"resourceType": "Patient", "id": "client-id-2", "identifier": [ident]},
                headers=fhir)
     client.get(f"/Patient/{pid}/_history/2")
+    resident = auth(token_for(client.app.state.hub.settings, "resident", patient="client-id"))  # type: ignore[attr-defined]
+    client.put("/Patient/client-id", json={"resourceType": "Patient", "id": "client-id", "active": True}, headers=fhir)
+    for url in ("/Patient/_history?_count=1", "/_history?_count=1", "/Patient/client-id/_history/1"):
+        page = client.get(url, headers=resident).json()
+        following = [link["url"] for link in page.get("link", []) if link["relation"] == "next"]
+        for next_url in following:
+            client.get(next_url, headers=resident)
+            client.get(next_url + "&_since=2020-01-01", headers=resident)
 
 
 def _search_workload(client: TestClient) -> None:
