@@ -70,6 +70,9 @@ class CsvAdapter:
     def _map(self, payload: bytes, source: Source, name: str, filename: str | None, hint: str | None,
              out: Mapping) -> None:
         data = read_table(decode(payload))
+        if data.problem is not None:
+            out.reject(name, None, f"the header could not be read, so no row was: {data.problem}")
+            return
         if not data.header:
             out.reject(name, None, "the file is empty: a header line and rows are expected")
             return

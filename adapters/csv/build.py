@@ -50,6 +50,9 @@ class FileContext:
 
 def map_row(file: FileContext, row: Row, out: Mapping) -> None:
     key = f"{file.filename} line {row.line}"
+    if row.problem is not None:
+        out.reject(key, file.filename, row.problem)
+        return
     errors: list[RowError] = []
     if len(row.values) > len(file.header) and any(v.strip() for v in row.values[len(file.header):]):
         out.reject(key, file.filename, f"the row has {len(row.values)} fields but the header only "

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from adapters.base import Mapping, Source
 from adapters.csv import CsvAdapter, MappingError, ingest_order, load_mapping, parse_mapping
-from adapters.csv.reader import fold
+from adapters.csv.reader import fold, read_table
 from adapters.normalize import entry_criteria
 from fhir_hub.fhir.validation import validate_resource
 
@@ -321,3 +321,86 @@ def test_generated_rows_split_names_and_keep_date_precision(words: list[str], de
 def test_fold_matches_header_spellings() -> None:
     assert fold("Họ và Tên") == fold("ho_va_ten") == fold("HO VA TEN") == "ho_va_ten"
     assert fold("Mạch (lần/phút)") == "mach" and fold("Điện thoại") == "dien_thoai"
+
+
+# ----------------------------------------------------------------------------------------- stray quotes
+PATIENTS_HEADER = "ma_benh_nhan,ho_ten,ngay_sinh"
+NAMES = ("Nguyễn Văn An", "Trần Thị Bình", "Lê Văn Cường", "Phạm Thị Dung", "Hoàng Văn Em", "Võ Thị Phương",
+         "Đặng Văn Giang", "Bùi Thị Hoa")
+
+
+def patients_file(changed: dict[int, str]) -> bytes:
+    """Eight patient rows (row n on line n + 1), some replaced by ``changed[n]``."""
+    rows = [changed.get(n, f"BN{n},{name},1990") for n, name in enumerate(NAMES, start=1)]
+    return "\n".join([PATIENTS_HEADER, *rows, ""]).encode()
+
+
+@pytest.mark.parametrize(("changed", "broken"), [
+    ({5: 'BN5,"Hoàng Văn Em,1990'}, {6}),
+    ({5: 'BN5,"Hoàng Văn Em,1990', 7: 'BN7,"Đặng, Văn Giang",1990'}, {6}),
+    ({5: 'BN5,"Hoàng Văn Em,1990', 8: 'BN8,Bùi Thị Hoa",1990'}, {6, 9}),
+    ({5: 'BN5,"Hoàng" Văn Em,1990'}, {6}),
+    ({5: 'BN5,Hoàng "Em" Văn,1990'}, {6}),
+    ({5: '"BN5,Hoàng Văn Em,1990', 7: 'BN7,"Đặng Văn Giang\nở Quận 1",1990'}, {6}),
+], ids=["never-closed", "closed-by-a-later-quoted-value", "closed-by-a-later-stray-quote", "text-after-the-quote",
+        "inside-an-unquoted-value", "with-a-real-multi-line-value"])
+def test_a_stray_quote_costs_its_own_row_not_the_rest_of_the_file(changed: dict[int, str], broken: set[int]) -> None:
+    mapping = HUB.map(patients_file(changed), CLINIC, filename="patients.csv")
+    assert rejected_lines(mapping) == {f"patients.csv line {n}" for n in broken}
+    assert all("quote" in p.message and p.field == "patients.csv" for p in mapping.rejected), mapping.rejected
+    assert len(mapping.records) == len(NAMES) - len(broken)
+    by_number = {p["identifier"][-1]["value"]: p["name"][0]["text"] for p in resources(mapping)}
+    assert by_number["BN6"] == "Võ Thị Phương" and by_number["BN4"] == "Phạm Thị Dung"
+    if "\n" in changed.get(7, ""):  # a value that really spans lines is one value: its row is kept whole
+        assert "Quận 1" in by_number["BN7"]
+
+
+def test_a_stray_quote_in_the_header_rejects_the_file_naming_line_1() -> None:
+    payload = patients_file({}).replace(b"ma_benh_nhan,ho_ten", b'ma_benh_nhan,"ho_ten', 1)
+    mapping = HUB.map(payload, CLINIC, filename="patients.csv")
+    assert mapping.records == []
+    (problem,) = mapping.rejected
+    assert problem.record == "patients.csv" and "line 1" in problem.message and "quote" in problem.message
+
+
+def render_cell(value: str, delimiter: str) -> str:
+    """A value as a spreadsheet writes it: quoted, inner quotes doubled, when it holds a delimiter, quote or
+    line break."""
+    if any(c in value for c in (delimiter, '"', "\n")):
+        return '"' + value.replace('"', '""') + '"'
+    return value
+
+
+WORD = st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc", "Zl", "Zp"), blacklist_characters="\x85"),
+               min_size=1, max_size=6)
+VALUE = st.just("") | st.builds(lambda first, rest: first + "".join(sep + word for sep, word in rest), WORD,
+                                st.lists(st.tuples(st.sampled_from([" ", ", ", "; ", "\t", "\n"]), WORD), max_size=2))
+
+
+@FAST
+@given(st.integers(2, 5).flatmap(lambda width: st.lists(st.lists(VALUE, min_size=width - 1, max_size=width - 1),
+                                                        min_size=1, max_size=8)),
+       st.sampled_from([",", ";", "\t"]), st.randoms(use_true_random=False))
+def test_a_stray_quote_anywhere_costs_at_most_its_own_row(cells: list[list[str]], delimiter: str, rng: Any) -> None:
+    """Values may hold quotes, delimiters and line breaks (quoted as a spreadsheet does), except that the row
+    given the stray quote is on one line: where a broken row that spans lines ends cannot be known, so its
+    other lines are read (and rejected) as rows of their own."""
+    target = rng.randrange(len(cells))
+    rows = [[f"R{i}", *(v.replace("\n", " ") if delimiter in v or i == target else v for v in values)]
+            for i, values in enumerate(cells)]
+    lines = [[render_cell(v, delimiter) for v in row] for row in rows]
+    starts = [2 + i + sum(v.count("\n") for row in rows[:i] for v in row) for i in range(len(rows))]
+    column = rng.randrange(len(rows[0]))
+    cell = lines[target][column]
+    at = rng.choice([0, len(cell), rng.randrange(len(cell) + 1)])
+    lines[target][column] = cell[:at] + '"' + cell[at:]
+    header = [f"c{i}" for i in range(len(rows[0]))]
+    text = "\n".join([delimiter.join(header), *(delimiter.join(line) for line in lines)]) + rng.choice(["", "\n"])
+    table = read_table(text)
+    assert table.header == header
+    assert [r.line for r in table.rows] == starts  # every data row accounted for: read, or rejected on its line
+    for row, expected, line in zip(table.rows, rows, starts, strict=True):
+        if line != starts[target]:
+            assert row.problem is None and row.values == expected, (row, expected)
+        elif row.problem is not None:
+            assert "quote" in row.problem
