@@ -37,10 +37,13 @@ class Problem:
 
 @dataclass(frozen=True, slots=True)
 class Record:
-    """One record of a payload, ready for the hub: ``bundle`` is a transaction Bundle (a dict)."""
+    """One record of a payload, ready for the hub: ``bundle`` is a transaction Bundle (a dict); ``facility``
+    the facility its local numbers are scoped to and its resources tagged with (None: the adapter scopes
+    nothing to a facility, e.g. FHIR JSON, whose ids are scoped to the token's facility)."""
 
     key: str
     bundle: dict[str, Any]
+    facility: str | None = None
 
 
 @dataclass
@@ -52,7 +55,7 @@ class Mapping:
     rejected: list[Problem] = field(default_factory=list)  # records left out, each with its reason
     warnings: list[Problem] = field(default_factory=list)  # records kept, with something worth a look
     not_mapped: list[str] = field(default_factory=list)  # parts kept only in the raw payload (e.g. "XML6")
-    facility: str | None = None  # the sending facility's code when the payload names it (MA_CSKCB, MSH-4)
+    facility: str | None = None  # the facility the payload names, as written (MACSKCB, MSH-4): not checked
 
     def reject(self, record: str, field_name: str | None, message: str) -> None:
         self.rejected.append(Problem(record, field_name, message))
@@ -63,10 +66,42 @@ class Mapping:
 
 @dataclass(frozen=True, slots=True)
 class Source:
-    """Where a payload comes from: stamped on every resource as tags (see ``normalize.tag``)."""
+    """Where a payload comes from: stamped on every resource as tags (see ``normalize.tag``), and which
+    facilities its records may be scoped to.
+
+    Local numbers (an episode's MA_LK, a patient number, a visit number) are unique only within the facility
+    that assigns them, and the hub writes them as that facility's (a conditional update on
+    ``{hub}/sid/<kind>/<facility>``). Were the facility code inside a payload believed, one facility could
+    upload a file saying it is another and own that facility's records before it sends them; so a payload
+    may only name the token's facility, or one the hub is configured to let that token send for
+    (``may_send_for``). ``may_send_for=None`` checks nothing: the hub's own callers, and adapters' unit tests.
+    """
 
     format: str  # "moh-xml", "hl7v2", "csv", "fhir"
     facility: str | None = None  # the facility code the caller's token names, if any
+    may_send_for: frozenset[str] | None = None  # facility codes a payload may name (the token's included)
+
+    def facility_of(self, named: str | None, field_name: str) -> str | None:
+        """The facility a record is scoped to, given the one the payload names (None or "": none) at
+        ``field_name``. Raises ``FacilityRefused`` when the payload names one the caller may not send for."""
+        if self.may_send_for is None:
+            return named or self.facility
+        if not named:
+            return self.facility
+        if named not in self.may_send_for:
+            raise FacilityRefused(field_name, named, self)
+        return named
+
+
+class FacilityRefused(ValueError):
+    """A payload names a facility its sender may not send for: the record is refused, naming the field."""
+
+    def __init__(self, field_name: str, named: str, source: Source) -> None:
+        token = f"the token's facility is {source.facility}" if source.facility else "the token names no facility"
+        self.field = field_name
+        self.message = (f"{field_name} names facility {named!r}, but {token} and it may not send for {named}: "
+                        "records are only stored as the sending facility's own")
+        super().__init__(self.message)
 
 
 class Adapter(Protocol):

@@ -48,6 +48,14 @@ def canonical_system(system: str) -> str:
     return _SYSTEM_ALIASES.get(key, _SYSTEM_ALIASES.get(key.rsplit("/", 1)[-1], system.strip()))
 
 
+_FACILITY_CODE = re.compile(r"[0-9A-Z]{5}")
+
+
+def is_facility_code(text: str | None) -> bool:
+    """Whether ``text`` has the form of a MoH facility code (MA_CSKCB: 5 digits or capitals, ``79001``)."""
+    return text is not None and _FACILITY_CODE.fullmatch(text) is not None
+
+
 def facility_system(kind: str, facility: str) -> str:
     """A system for numbers unique only within one facility: the patient number ``MA_BN``, local ids."""
     return f"{HUB}/sid/{kind}/{facility}"

@@ -9,6 +9,7 @@ tests free to run several differently configured apps in one process.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -57,6 +58,9 @@ class Settings:
     source_prefix: str = "urn:fhir-hub"  # meta.source of a facility's records: <prefix>:facility:<code>
     # Ingestion: a folder of CSV mapping files (*.toml), one per onboarded clinic (adapters/csv/LAYOUT.md)
     csv_mappings: Path | None = None
+    # Other facilities a token's facility may send payloads for, "79001=79415,79416;79002=79417" (none by
+    # default: a payload naming another facility than the token's is refused)
+    ingest_on_behalf_of: str = ""
     # Operations
     log_level: str = "info"
     audit_flush_ms: int = 50
@@ -85,6 +89,11 @@ class Settings:
         return SearchLimits(self.default_count, self.max_count, self.max_search_params, self.max_chain_depth)
 
     @property
+    def on_behalf_of(self) -> dict[str, frozenset[str]]:
+        """``FHIR_HUB_INGEST_ON_BEHALF_OF`` read: token facility -> the other facility codes it may send for."""
+        return _facility_delegations(self.ingest_on_behalf_of)
+
+    @property
     def issuer(self) -> str:
         return self.token_issuer or DEV_ISSUER
 
@@ -100,6 +109,7 @@ class Settings:
                 raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be a positive integer")
         if self.validation_processes < 0:
             raise ConfigError(f"{ENV_PREFIX}VALIDATION_PROCESSES must not be negative")
+        _facility_delegations(self.ingest_on_behalf_of)  # a value it cannot read stops start-up, named
         if self.clock_skew_seconds < 0:
             raise ConfigError(f"{ENV_PREFIX}CLOCK_SKEW_SECONDS must not be negative")
         if self.env not in ("development", "production"):
@@ -118,6 +128,23 @@ class Settings:
 
     def with_(self, **changes: object) -> Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
+
+
+_FACILITY_CODE = re.compile(r"[0-9A-Z]{5}")
+
+
+def _facility_delegations(text: str) -> dict[str, frozenset[str]]:
+    """``79001=79415,79416;79002=79417`` -> {"79001": {"79415", "79416"}, "79002": {"79417"}}."""
+    found: dict[str, frozenset[str]] = {}
+    for part in filter(None, (p.strip() for p in text.split(";"))):
+        sender, _, others = part.partition("=")
+        codes = [c.strip() for c in others.split(",") if c.strip()]
+        if not _FACILITY_CODE.fullmatch(sender.strip()) or not codes or not all(
+                _FACILITY_CODE.fullmatch(c) for c in codes):
+            raise ConfigError(f"{ENV_PREFIX}INGEST_ON_BEHALF_OF: {part!r} is not FACILITY=CODE,CODE (5-character MoH "
+                              "facility codes, e.g. 79001=79415,79416;79002=79417)")
+        found[sender.strip()] = found.get(sender.strip(), frozenset()) | frozenset(codes)
+    return found
 
 
 def _convert(name: str, raw: str, annotation: object) -> object:

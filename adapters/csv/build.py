@@ -12,7 +12,7 @@ import copy
 from dataclasses import dataclass
 from typing import Any
 
-from adapters.base import Mapping, Record, Source
+from adapters.base import FacilityRefused, Mapping, Record, Source
 from adapters.csv.mapping import CsvMapping, Rule, TableSpec
 from adapters.csv.paths import set_path
 from adapters.csv.reader import Row
@@ -59,7 +59,12 @@ def map_row(file: FileContext, row: Row, out: Mapping) -> None:
                                        f"{len(file.header)}: an unquoted delimiter inside a value?")
         return
     values = {c: nfc(row.values[i]) if i < len(row.values) else "" for c, i in file.columns.items()}
-    ctx = RowContext(values, _facility(file, values), file.mapping, file.table)
+    try:
+        facility = _facility(file, values)
+    except FacilityRefused as exc:
+        out.reject(key, exc.field, exc.message)
+        return
+    ctx = RowContext(values, facility, file.mapping, file.table)
     resources = _resources(file.table, ctx, errors)
     for column, message in dict.fromkeys((e.column, str(e)) for e in errors):  # one report per distinct cause
         out.reject(key, file.field(column), message)
@@ -74,16 +79,17 @@ def map_row(file: FileContext, row: Row, out: Mapping) -> None:
     bundle = RecordBundle(file.source, ctx.facility)
     for resource, match in resources:
         bundle.add(resource, match)
-    out.records.append(Record(key, bundle.bundle()))
+    out.records.append(Record(key, bundle.bundle(), ctx.facility))
     for column, message in ctx.warnings:
         out.warn(key, file.field(column), message)
 
 
 def _facility(file: FileContext, values: dict[str, str]) -> str | None:
-    """The caller's token names the facility first; then the row's facility column; then the mapping."""
-    from_row = next((values[r.column] for r in file.table.rules if r.transform == "facility" and values.get(
-        r.column)), None)
-    return file.source.facility or from_row or file.mapping.facility
+    """The row's facility column when the caller may send for it (``Source.facility_of``; raises
+    ``FacilityRefused`` naming the column), else the caller's token; then the mapping's."""
+    column = next((r.column for r in file.table.rules if r.transform == "facility" and values.get(r.column)), None)
+    named = values[column] if column else None
+    return file.source.facility_of(named, file.field(column or "facility")) or file.mapping.facility
 
 
 def _resources(table: TableSpec, ctx: RowContext, errors: list[RowError]) -> list[tuple[dict[str, Any], Any]]:

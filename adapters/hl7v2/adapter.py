@@ -8,13 +8,13 @@ the ingest service still acknowledges them (see ``ack``).
 
 from __future__ import annotations
 
-from adapters.base import Mapping, Record, Source
+from adapters.base import FacilityRefused, Mapping, Record, Source
 from adapters.hl7v2.context import Context, Rejected
 from adapters.hl7v2.er7 import decode, msh_fields, split_messages
 from adapters.hl7v2.message import build
-from adapters.hl7v2.parse import Unreadable, parse
+from adapters.hl7v2.parse import Message, Unreadable, parse
 from adapters.hl7v2.tables import table
-from adapters.normalize import RecordBundle
+from adapters.normalize import RecordBundle, is_facility_code
 
 
 def record_key(message: str, index: int) -> str:
@@ -60,18 +60,29 @@ def _map_message(text: str, key: str, source: Source, mapping: Mapping) -> None:
         if event is None:
             mapping.not_mapped.append(f"{message.message_type} ({key})")
             return
-        scope = message.facility or source.facility or message.msh.get(3)
+        scope = _scope(message, source)
         ctx = Context(message, RecordBundle(source, scope or None), scope)
         for field_name, note in message.notes:
             ctx.warn(field_name, note)
         build(ctx, event)
-    except (Unreadable, Rejected) as exc:
+    except (Unreadable, Rejected, FacilityRefused) as exc:
         mapping.reject(key, exc.field, exc.message)
         return
     except Exception as exc:  # a bug must cost one message, not the payload
         mapping.reject(key, None, f"the message could not be mapped: {type(exc).__name__}: {exc}")
         return
-    mapping.records.append(Record(key, ctx.bundle.bundle()))
+    mapping.records.append(Record(key, ctx.bundle.bundle(), ctx.bundle.facility))
     for field_name, note in ctx.warnings:
         mapping.warn(key, field_name, note)
     mapping.not_mapped.extend(f"{part} ({key})" for part in ctx.not_mapped)
+
+
+def _scope(message: Message, source: Source) -> str:
+    """Who numbers the message's local identifiers: its MSH-4 when that is a facility the caller may send
+    for, else the caller's facility. MSH-4 naming another MoH facility code refuses the message; MSH-4 that
+    is no facility code (an application's name, an OID) names no facility the hub knows and is left aside.
+    Unchecked (the hub's own callers): MSH-4, else the caller's facility, else MSH-3, as the message says."""
+    if source.may_send_for is None:
+        return message.facility or source.facility or message.msh.get(3)
+    named = message.facility if is_facility_code(message.facility) else None
+    return source.facility_of(named, "MSH-4") or ""

@@ -65,6 +65,8 @@ def identifiers_of(cx: Value, default_type: str, ctx: Context, field_name: str) 
 
 def _local(value: str, type_code: str, cx: Value, ctx: Context, field_name: str) -> list[dict[str, Any]]:
     scope = cx.get(4) or cx.get(4, 2) or cx.get(6) or cx.get(6, 2) or ctx.scope
+    if not ctx.may_scope(scope, field_name):
+        return []
     if not scope:
         ctx.warn(field_name, f"{value!r}: no assigning authority and no sending facility (MSH-4) to scope "
                              "this local number; left out")

@@ -164,7 +164,8 @@ def order_identifier(segment: Segment, ctx: Context, kind: str, ordinal: int) ->
     """The identifier of what an order produced (a report, a dose): the order number in its namespace, else
     the message's control id and the position in the message."""
     number = order_number(segment)
-    if number:
+    field_no = 3 if number and number[0] == "filler-order" else 2
+    if number and ctx.may_scope(number[2], f"{segment.name}-{field_no}"):
         system = scoped_system(number[0], number[2] or ctx.scope or "unknown")
         return {"system": system, "value": ctx.unique(f"{kind} {system}", number[1])}
     value = ctx.unique(kind, f"{ctx.message.control_id or 'message'}/{ordinal}")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from adapters.base import Mapping, Record, Source
+from adapters.base import FacilityRefused, Mapping, Record, Source
 from adapters.moh_xml.clinical import map_medications, map_progress, map_results, map_services
 from adapters.moh_xml.codes import Row
 from adapters.moh_xml.context import Episode
@@ -30,13 +30,15 @@ MAPPERS: dict[str, TableMapper] = {
 }
 MAPPED = frozenset({"XML1", *MAPPERS})
 FILE = "file"  # the record name of problems with the payload as a whole
+ENVELOPE_FACILITY = "THONGTINDONVI.MACSKCB"
 
 
 class MohXmlAdapter:
     """QĐ 130 / 4750 / 3176 exports, and QĐ 4210 element names (renamed by ``tables/legacy_4210.json``).
 
     ``Mapping.facility`` is the envelope's THONGTINDONVI/MACSKCB (None when absent); each record's own
-    facility is XML1.MA_CSKCB, falling back to the envelope's and then to the caller's."""
+    facility is XML1.MA_CSKCB, falling back to the envelope's and then to the caller's. A code the caller
+    may not send for (``Source.facility_of``) refuses the file (MACSKCB) or the HOSO (XML1.MA_CSKCB)."""
 
     format = "moh-xml"
     media_types = ("application/xml", "text/xml", "application/vnd.moh.giamdinhhs+xml")
@@ -56,6 +58,11 @@ class MohXmlAdapter:
             mapping.reject(FILE, "GIAMDINHHS", f"unreadable: {type(exc).__name__}: {exc}")
             return mapping
         mapping.facility = envelope.facility
+        try:
+            source.facility_of(envelope.facility, ENVELOPE_FACILITY)
+        except FacilityRefused as exc:
+            mapping.reject(FILE, exc.field, exc.message)
+            return mapping
         if not envelope.hosos:
             mapping.reject(FILE, "THONGTINHOSO.DANHSACHHOSO", "no HOSO in the file")
         for hoso in envelope.hosos:
@@ -76,7 +83,7 @@ class MohXmlAdapter:
             for table, mapper in MAPPERS.items():
                 if table in hoso.files:
                     mapper(episode, table_rows(table, decode_table(hoso, table)))
-        except HosoError as exc:
+        except (HosoError, FacilityRefused) as exc:
             mapping.reject(key, exc.field, str(exc))
             return
         except Exception as exc:  # one odd HOSO must not stop the others
@@ -84,7 +91,7 @@ class MohXmlAdapter:
             return
         for table in hoso.repeated:
             episode.warn(f"{table}", f"{table} is given more than once in this HOSO; the first one is used")
-        mapping.records.append(Record(key, episode.bundle.bundle()))
+        mapping.records.append(Record(key, episode.bundle.bundle(), episode.facility))
         mapping.warnings.extend(episode.warnings)
 
 
@@ -101,7 +108,8 @@ def _episode(key: str, summary: Row, envelope: Envelope, source: Source) -> Epis
     ma_lk = summary.get("MA_LK")
     if not ma_lk:
         raise HosoError("XML1.MA_LK", "missing: MA_LK is the episode's key")
-    facility = summary.get("MA_CSKCB") or envelope.facility or source.facility
+    named = summary.get("MA_CSKCB")
+    facility = source.facility_of(named or envelope.facility, "XML1.MA_CSKCB" if named else ENVELOPE_FACILITY)
     if not facility:
         raise HosoError("XML1.MA_CSKCB", "missing, and the envelope names no MACSKCB: MA_LK is unique only "
                                          "within a facility")

@@ -6,11 +6,16 @@ write (there is no second write path). A record that fails (its mapping, or any 
 with its key and the field, and the payload's other records are still committed.
 
 Each record carries a ``Provenance`` in its own transaction (stored with it or not at all): its targets are
-the record's resources, its entity the archived payload, its agent the sending facility. One per record
+the record's resources, its entity the archived payload, its agent the token's facility (``onBehalfOf`` the
+facility the record belongs to, when the token is configured to send for another one). One per record
 rather than one per payload: a payload-wide Provenance would sit in the compartment of every patient of the
 file, so each resident reading their own record would see references to everyone else's (and the hub would
 index its thousands of targets once per patient). A tag holding the payload's digest and the record key
 makes the same file sent again find it rather than add another.
+
+The token decides which facility a payload's records belong to, never the payload: a facility code inside
+it (MoH XML MACSKCB / MA_CSKCB, HL7 v2 MSH-4, a CSV facility column) other than the token's, or one the
+token may send for, refuses the file, HOSO, message or row naming that field (``Source.facility_of``).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from adapters.registry import adapter_for
 from fhir_hub.api.context import FhirContext
 from fhir_hub.auth.caller import Caller
 from fhir_hub.bundles.processor import process
+from fhir_hub.config import Settings
 from fhir_hub.errors import HubError, NotFound, UnsupportedMediaType
 from fhir_hub.fhir.instant import parse_instant_lower_bound, to_instant
 from fhir_hub.ingest.archive import Archived, IngestArchive
@@ -105,19 +111,16 @@ async def _ingest_archived(ctx: FhirContext, archive: IngestArchive, archive_id:
         report.rejected.append(Problem(filename or "payload", None, str(exc)))
         await archive.record(archive_id, format_name=None, report=report.as_dict())
         raise UnsupportedMediaType(f"{exc} (the payload is archived as {archive_id})") from None
-    assert ctx.caller is not None
-    mapping = adapter.map(payload, Source(adapter.format, ctx.caller.facility), filename=filename)
+    caller = ctx.caller
+    assert caller is not None
+    source = Source(adapter.format, caller.facility, may_send_for(caller, ctx.hub.settings))
+    mapping = adapter.map(payload, source, filename=filename)
     report.format = adapter.format
-    if mapping.facility and ctx.caller.facility and mapping.facility != ctx.caller.facility:
-        report.warnings.append(Problem("payload", "facility", f"the payload names facility {mapping.facility}, the "
-                                       f"token {ctx.caller.facility}: its records are stored as sent by "
-                                       f"{ctx.caller.facility} (meta.source)", kept=True))
     report.rejected += mapping.rejected
     report.warnings += mapping.warnings
     report.not_mapped += mapping.not_mapped
     quiet = dataclasses.replace(ctx, prefer={"return": "minimal"})
-    provenance = _Provenance(report.archive, digest, adapter.format,
-                             mapping.facility or ctx.caller.facility, ctx.caller.subject)
+    provenance = _Provenance(report.archive, digest, adapter.format, caller.facility, caller.subject)
     for record in mapping.records:
         started = ctx.hub.writer.clock()
         bundle = provenance.added_to(record, to_instant(started))
@@ -134,12 +137,23 @@ async def _ingest_archived(ctx: FhirContext, archive: IngestArchive, archive_id:
     return report
 
 
+def may_send_for(caller: Caller, settings: Settings) -> frozenset[str] | None:
+    """The facility codes a caller's payload may name (``Source.may_send_for``): its token's and those the
+    hub is configured to let it send for (``FHIR_HUB_INGEST_ON_BEHALF_OF``); none without a facility claim;
+    None (unchecked) for the hub's own callers, whose payloads are taken as they say."""
+    if caller.internal:
+        return None
+    if caller.facility is None:
+        return frozenset()
+    return frozenset({caller.facility}) | settings.on_behalf_of.get(caller.facility, frozenset())
+
+
 @dataclass(frozen=True, slots=True)
 class _Provenance:
     archive: str
     digest: str
     format: str
-    facility: str | None
+    sender: str | None  # the token's facility: the author, whichever facility a record is scoped to
     caller: str
 
     def added_to(self, record: Record, recorded: str) -> dict[str, Any]:
@@ -150,22 +164,30 @@ class _Provenance:
         if not targets:
             return record.bundle
         key = {"system": RECORD_SYSTEM, "code": f"{self.digest}/{' '.join(record.key.split())}"}
-        who: dict[str, Any] = ({"identifier": {"system": FACILITY, "value": self.facility},
-                                "display": f"facility {self.facility}"} if self.facility else {"display": self.caller})
+        facility = record.facility or self.sender
+        author = self.sender or facility
+        agent: dict[str, Any] = {
+            "type": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type",
+                                 "code": "author"}]},
+            "who": _facility_reference(author) if author else {"display": self.caller}}
+        if facility and author and facility != author:  # sent for another facility, as configured
+            agent["onBehalfOf"] = _facility_reference(facility)
         resource = tag({
             "resourceType": "Provenance", "meta": {"tag": [key]}, "target": targets, "recorded": recorded,
             "activity": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-DataOperation",
                                      "code": "CREATE"}]},
-            "agent": [{"type": {"coding": [{
-                "system": "http://terminology.hl7.org/CodeSystem/provenance-participant-type", "code": "author"}]},
-                "who": who}],
+            "agent": [agent],
             "entity": [{"role": "source", "what": {"identifier": {"system": ARCHIVE_SYSTEM, "value": self.archive},
                                                    "display": f"{self.format} payload, record {record.key}"}}],
-        }, Source(self.format, self.facility), self.facility)
+        }, Source(self.format, self.sender), facility)
         entry = {"fullUrl": f"urn:uuid:{uuid.uuid4()}", "resource": resource,
                  "request": {"method": "POST", "url": "Provenance",
                              "ifNoneExist": token_criteria("_tag", key["system"], key["code"])}}
         return {**record.bundle, "entry": [*entries, entry]}
+
+
+def _facility_reference(code: str) -> dict[str, Any]:
+    return {"identifier": {"system": FACILITY, "value": code}, "display": f"facility {code}"}
 
 
 def _count(report: IngestReport, bundle: dict[str, Any], answer: dict[str, Any], started: int) -> None:
