@@ -50,6 +50,7 @@ from fhir_hub.store.records import (
     StoredVersion,
     VersionChange,
     VersionTaken,
+    deletion_entries,
     resource_key,
     version_doc_id,
 )
@@ -456,7 +457,8 @@ class MongoStore:
 
     # ----------------------------------------------------------- repair
     async def reconcile(self, rtype: str, rid: str) -> None:
-        """Recompute one resource's search entries from its current stored version; idempotent."""
+        """Recompute one resource's search entries from its current stored version (a deletion's: the
+        compartments it was in); idempotent."""
         async with self.gate.shared():
             await self._reconcile(rtype, rid)
 
@@ -464,7 +466,9 @@ class MongoStore:
         current = await self.current(rtype, rid)
         key = resource_key(rtype, rid)
         wanted: frozenset[SearchEntry] = frozenset()
-        if current is not None and not current.deleted and current.json is not None:
+        if current is not None and current.deleted:
+            wanted = deletion_entries(rtype, current.patients)
+        elif current is not None and current.json is not None:
             wanted = self._indexer(rtype, loads(current.json))
         have = {doc["_id"]: doc async for doc in self.index.find({"r": key})}
         changes = index_doc_changes(have, pack(key, wanted))

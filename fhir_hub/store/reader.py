@@ -22,7 +22,7 @@ from fhir_hub.search.keys import compartment_match
 from fhir_hub.search.limits import DEFAULT_LIMITS, SearchLimits
 from fhir_hub.search.query import SearchQuery
 from fhir_hub.store.mongo import HistoryPage, HistoryPosition, MongoStore
-from fhir_hub.store.records import StoredVersion
+from fhir_hub.store.records import EntryMatch, StoredVersion, deletion_key
 
 _MAX_SCANNED = 5_000  # history versions examined for one page of a caller limited to some types
 
@@ -128,10 +128,12 @@ class ScopedReader:
         return _merged(pages, limit)
 
     async def _members(self, patient: str, types: set[str]) -> list[str]:
-        """The resources of these types in a patient's compartment, from its index entries."""
+        """The resources of these types in a patient's compartment, deleted ones included, from its index
+        entries."""
         members: list[str] = []
         for rtype in sorted(types & compartment_types()):
-            members += [entry["r"] for entry in await self.store.entries(compartment_match(rtype, patient))]
+            for match in (compartment_match(rtype, patient), EntryMatch(deletion_key(rtype, patient))):
+                members += [entry["r"] for entry in await self.store.entries(match)]
         return members
 
     async def _filtered_history(self, rtype: str | None, rid: str | None, since: int | None,

@@ -113,6 +113,20 @@ class SearchEntry:
         return self.key, self.system or "", repr((self.low, self.high, self.text, self.scope, self.scoped_only))
 
 
+FORMER_COMPARTMENT = "_deleted-from"  # the index parameter of a deletion's compartment entries
+
+
+def deletion_entries(rtype: str, patients: frozenset[str]) -> frozenset[SearchEntry]:
+    """A deleted resource's only index entries: the compartments it was in when deleted, so that a
+    resident's history still finds the resource (its versions and its deletion) without reading anyone
+    else's. No search asks for them; Patient ids need no escaping in a key."""
+    return frozenset(SearchEntry(deletion_key(rtype, pid)) for pid in patients)
+
+
+def deletion_key(rtype: str, patient: str) -> str:
+    return f"{rtype}|{FORMER_COMPARTMENT}|Patient/{patient}"
+
+
 @dataclass(frozen=True, slots=True)
 class EntryMatch:
     """What a query asks of the search index: entries whose key is ``key`` (or one of ``any_key``), starts

@@ -33,7 +33,7 @@ from fhir_hub.fhir.jsonio import dumps, loads
 from fhir_hub.fhir.validation import validate_resource
 from fhir_hub.fhir.validation_ahead import ValidationAhead
 from fhir_hub.store.mongo import Indexer, MongoStore
-from fhir_hub.store.records import SearchEntry, StoredVersion, VersionChange, VersionTaken
+from fhir_hub.store.records import SearchEntry, StoredVersion, VersionChange, VersionTaken, deletion_entries
 from fhir_hub.store.transaction import Transaction
 
 _MAX_ATTEMPTS = 25
@@ -225,7 +225,9 @@ class Writer:
             _check_precondition(current, op.if_match)
             version = StoredVersion(op.rtype, op.rid, current.vid + 1, self._next_ts(current), "DELETE",
                                     deleted=True, json=None, source=source, patients=current.patients)
-            return VersionChange(version, current, frozenset(), self._keys_of(current)), WriteResult(version, False)
+            change = VersionChange(version, current, deletion_entries(op.rtype, current.patients),
+                                   self._keys_of(current))
+            return change, WriteResult(version, False)
 
         return await self._on_current(op.rtype, op.rid, op.if_match, plan, tx, seen)
 
@@ -280,7 +282,9 @@ class Writer:
         return max(now, current.ts + 1) if current else now
 
     def _keys_of(self, current: StoredVersion | None) -> frozenset[SearchEntry]:
-        if current is None or current.deleted or current.json is None:
+        if current is not None and current.deleted:
+            return deletion_entries(current.rtype, current.patients)
+        if current is None or current.json is None:
             return frozenset()
         return self.indexer(current.rtype, loads(current.json))
 

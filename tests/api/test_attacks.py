@@ -254,17 +254,23 @@ def test_a_resident_history_reads_only_their_compartment(settings: Settings) -> 
         for resource in others[:40]:
             client.put(f"/Encounter/{resource['id']}", json={**resource, "status": "finished"}, headers=hospital)
         client.put("/Encounter/e-pa-0", json={**mine[0], "status": "cancelled"}, headers=hospital)
+        client.delete("/Encounter/e-pa-1", headers=hospital)  # a deletion stays in the resident's history
         resident = as_(settings, "resident", patient="pa")
         reads.count = 0
         seen, url = [], "/Encounter/_history?_count=1"
         while url:
             page = client.get(url, headers=resident).json()
-            seen += [(e["resource"]["id"], e["resource"]["meta"]["versionId"]) for e in page.get("entry", [])]
+            seen += [(e["fullUrl"].rsplit("/", 1)[1], e["response"]["etag"]) for e in page.get("entry", [])]
             url = next((link["url"] for link in page["link"] if link["relation"] == "next"), None)
         everything = client.get("/_history", params={"_count": 50}, headers=resident).json()
-    assert seen == [("e-pa-0", "2"), ("e-pa-2", "1"), ("e-pa-1", "1"), ("e-pa-0", "1")]
+        assert client.put("/Encounter/e-pa-1", json=mine[1], headers=hospital).status_code == 201  # resurrected
+        again = client.get("/Encounter/_history", params={"_count": 50}, headers=resident).json()
+    assert seen == [("e-pa-1", 'W/"2"'), ("e-pa-0", 'W/"2"'), ("e-pa-2", 'W/"1"'), ("e-pa-1", 'W/"1"'),
+                    ("e-pa-0", 'W/"1"')]
     assert reads.count < 40, "the resident's history must not page through other people's versions"
-    assert {e["resource"]["id"] for e in everything["entry"]} == {"e-pa-0", "e-pa-1", "e-pa-2"}
+    assert {e["fullUrl"].rsplit("/", 1)[1] for e in everything["entry"]} == {"e-pa-0", "e-pa-1", "e-pa-2"}
+    assert [e["response"]["etag"] for e in again["entry"] if e["fullUrl"].endswith("e-pa-1")] == ['W/"3"', 'W/"2"',
+                                                                                                  'W/"1"']
 
 
 def test_versions_follow_a_corrected_subject(app_client: TestClient, settings: Settings) -> None:
