@@ -6,8 +6,12 @@ import asyncio
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
-from fhir_hub.audit import AuditTrail
+from fhir_hub.audit import AuditRecord, AuditTrail
+from fhir_hub.auth.caller import Caller
+from fhir_hub.store.records import StoredVersion
 
 pytestmark = pytest.mark.anyio
 
@@ -63,3 +67,40 @@ async def test_a_failed_flush_keeps_what_was_not_stored(caplog: pytest.LogCaptur
     await trail.flush()
     assert sorted(log.stored) == [f"e{n}" for n in range(5)]
     assert sorted(i for batch in log.batches for i in batch) == ["e2", "e3", "e4"]  # no entry written twice
+
+
+_PATIENTS = st.frozensets(st.sampled_from(["pa", "pb", "pc", "pd"]), max_size=3)
+_TOUCHES = st.lists(st.tuples(st.sampled_from([f"Observation/o{i}" for i in range(60)] + ["Patient/pa", "Patient/pb"]),
+                              _PATIENTS), max_size=80)
+
+
+@given(touches=_TOUCHES, query=st.sampled_from(["", "name=Tr%E1%BA%A7n", "_id=pa,pb"]))
+def test_a_patients_entry_holds_only_what_concerns_them(touches: list[tuple[str, frozenset[str]]],
+                                                        query: str) -> None:
+    record = AuditRecord("search-type", Caller.hub("test"), "GET", "/Observation", query, None, 0)
+    for key, patients in touches:
+        record.touch(StoredVersion(*key.split("/"), 1, 0, "GET", deleted=False, json=b"{}", patients=patients))
+    entries = record.to_entries()
+    everyone = set().union(*(patients for _, patients in touches)) if touches else set()
+    own = [e for e in entries if "p" in e]
+    assert sorted(e["p"] for e in own) == sorted(everyone)
+    for entry in own:
+        concerns = {key for key, patients in touches if entry["p"] in patients}
+        assert set(entry["r"]) <= concerns and len(entry["r"]) + entry.get("more", 0) == len(concerns)
+        assert "query" not in entry["req"] or not entry["req"]["query"]
+    whole = [e for e in entries if "p" not in e]
+    if query or len(everyone) != 1 or any(not patients for _, patients in touches):
+        assert len(whole) == 1 and whole[0]["req"]["query"] == query  # the administrator's entry
+        distinct = {key for key, _ in touches}
+        assert len(whole[0]["r"]) + whole[0].get("more", 0) == len(distinct)
+        assert set(whole[0].get("ps", [])) == everyone
+    assert len(entries) == len(own) + len(whole) and entries
+
+
+def test_a_rewind_forgets_what_was_touched_since_the_mark() -> None:
+    record = AuditRecord("transaction", Caller.hub("test"), "POST", "/", "", None, 0)
+    record.touch(StoredVersion("Observation", "a", 1, 0, "POST", deleted=False, json=b"{}", patients=frozenset({"pa"})))
+    mark = record.mark()
+    record.touch(StoredVersion("Observation", "a", 2, 0, "PUT", deleted=False, json=b"{}", patients=frozenset({"pb"})))
+    record.rewind(mark)
+    assert [e["p"] for e in record.to_entries()] == ["pa"]
