@@ -104,6 +104,19 @@ class FacilityRefused(ValueError):
         super().__init__(self.message)
 
 
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Bounds on one record of a payload, against input built to make parsing slow rather than to carry data
+    (a 200 KB HL7 v2 message with 100,000 repetitions of PID-3 took hl7apy 15 s). Over a bound the record
+    is rejected, naming the field; the payload's other records are still mapped."""
+
+    hl7v2_max_repetitions: int = 100  # of one field; no real message comes near it
+    hl7v2_max_parts: int = 64  # components and subcomponents per repetition: no HL7 v2 data type has as many
+
+
+DEFAULT_LIMITS = Limits()
+
+
 class Adapter(Protocol):
     """One per format. ``detect`` must be cheap and must not raise; ``map`` must not raise either: a
     payload it cannot read at all gives a Mapping with one rejected record naming the problem.

@@ -10,7 +10,7 @@ import logging
 from functools import cache
 from pathlib import Path
 
-from adapters.base import Adapter, AdapterError
+from adapters.base import DEFAULT_LIMITS, Adapter, AdapterError, Limits
 from adapters.csv import CsvAdapter, MappingError
 from adapters.csv import ingest_order as csv_ingest_order
 from adapters.fhir_json import FhirJsonAdapter
@@ -22,10 +22,11 @@ GENERIC_MEDIA_TYPES = frozenset({"application/octet-stream", "text/plain", ""})
 
 
 @cache
-def adapters(mapping_dir: Path | None = None) -> tuple[Adapter, ...]:
+def adapters(mapping_dir: Path | None = None, limits: Limits = DEFAULT_LIMITS) -> tuple[Adapter, ...]:
     """Every adapter; CSV once per mapping: the two shipped ones, then each ``*.toml`` of ``mapping_dir``
     (a clinic onboarded by writing its mapping file there: ``FHIR_HUB_CSV_MAPPINGS``), read once per
-    process: restart the hub after adding one. A mapping that does not load is logged and left out."""
+    process: restart the hub after adding one. A mapping that does not load is logged and left out.
+    ``limits`` bound what one record may hold (``Limits``)."""
     clinics = sorted(mapping_dir.glob("*.toml")) if mapping_dir is not None and mapping_dir.is_dir() else []
     csv = [CsvAdapter(), CsvAdapter("synthea")]
     for path in clinics:
@@ -33,7 +34,7 @@ def adapters(mapping_dir: Path | None = None) -> tuple[Adapter, ...]:
             csv.append(CsvAdapter(path))
         except MappingError as exc:  # one clinic's broken mapping must not stop every other ingest
             log.error("CSV mapping left out: %s", exc)
-    return (FhirJsonAdapter(), Hl7v2Adapter(), MohXmlAdapter(), *csv)
+    return (FhirJsonAdapter(), Hl7v2Adapter(limits), MohXmlAdapter(), *csv)
 
 
 def formats() -> tuple[str, ...]:
@@ -41,12 +42,13 @@ def formats() -> tuple[str, ...]:
 
 
 def adapter_for(payload: bytes, *, filename: str | None = None, media_type: str | None = None,
-                format_name: str | None = None, mapping_dir: Path | None = None) -> Adapter:
+                format_name: str | None = None, mapping_dir: Path | None = None, limits: Limits = DEFAULT_LIMITS
+                ) -> Adapter:
     """The adapter for a payload: among those the format (or else a specific media type) names, the first
     whose detection accepts the content, then the first accepting the file name (``.csv`` fits every CSV
     mapping, the header decides between them). A format named but not detected still gets its adapter,
     which reports what it cannot read; with nothing named, an undetected payload is an error."""
-    candidates = adapters(mapping_dir)
+    candidates = adapters(mapping_dir, limits)
     media = (media_type or "").split(";", 1)[0].strip().lower()
     named = bool(format_name) or media not in GENERIC_MEDIA_TYPES
     if format_name:

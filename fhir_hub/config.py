@@ -58,6 +58,10 @@ class Settings:
     source_prefix: str = "urn:fhir-hub"  # meta.source of a facility's records: <prefix>:facility:<code>
     # Ingestion: a folder of CSV mapping files (*.toml), one per onboarded clinic (adapters/csv/LAYOUT.md)
     csv_mappings: Path | None = None
+    # Ingestion limits: repetitions of one HL7 v2 field (more rejects that message, naming the field), and
+    # processes that parse and map payloads off the event loop (0: a thread of the hub's process instead)
+    hl7v2_max_repetitions: int = 100
+    ingest_processes: int = 1
     # Other facilities a token's facility may send payloads for, "79001=79415,79416;79002=79417" (none by
     # default: a payload naming another facility than the token's is refused)
     ingest_on_behalf_of: str = ""
@@ -104,11 +108,13 @@ class Settings:
     def check(self) -> None:
         for name in ("max_body_bytes", "default_count", "max_count", "max_search_params", "max_chain_depth",
                      "max_bundle_entries", "request_budget_ms", "max_token_bytes", "max_token_lifetime_seconds",
-                     "audit_flush_ms"):
+                     "audit_flush_ms", "hl7v2_max_repetitions"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be a positive integer")
         if self.validation_processes < 0:
             raise ConfigError(f"{ENV_PREFIX}VALIDATION_PROCESSES must not be negative")
+        if self.ingest_processes < 0:
+            raise ConfigError(f"{ENV_PREFIX}INGEST_PROCESSES must not be negative")
         _facility_delegations(self.ingest_on_behalf_of)  # a value it cannot read stops start-up, named
         if self.clock_skew_seconds < 0:
             raise ConfigError(f"{ENV_PREFIX}CLOCK_SKEW_SECONDS must not be negative")

@@ -25,6 +25,7 @@ from fhir_hub.config import Settings
 from fhir_hub.fhir.ids import IdFactory, new_uuid_id
 from fhir_hub.fhir.instant import Clock, system_clock
 from fhir_hub.fhir.validation_ahead import ValidationAhead
+from fhir_hub.ingest.mapper import MappingWorkers
 from fhir_hub.search.indexing import INDEX_FORMAT, index_keys
 from fhir_hub.store.embedded import EmbeddedStore
 from fhir_hub.store.mongo import MongoStore, detect_capabilities
@@ -42,6 +43,7 @@ class Hub:
     authenticator: Authenticator
     audit: AuditTrail
     mongodb_uri: str
+    ingest_workers: MappingWorkers  # where $ingest payloads are parsed and mapped, off the event loop
 
 
 def token_keys(settings: Settings) -> KeySet:
@@ -94,6 +96,7 @@ async def running_hub(
     client: AsyncMongoClient | None = None
     audit: AuditTrail | None = None
     validation = ValidationAhead(settings.validation_processes)  # workers start with the first large Bundle
+    ingest_workers = MappingWorkers(settings.ingest_processes)  # started with the first $ingest payload
     try:
         await asyncio.to_thread(ensure_schema, uri, settings.db_name)
         client = AsyncMongoClient(uri, appname="fhir-hub", serverSelectionTimeoutMS=10_000)
@@ -109,9 +112,10 @@ async def running_hub(
         audit.start()
         log.info("store: %s (%s), database %r", capabilities.engine, _redact(uri), settings.db_name)
         yield Hub(settings=settings, store=store, writer=writer, authenticator=authenticator, audit=audit,
-                  mongodb_uri=uri)
+                  mongodb_uri=uri, ingest_workers=ingest_workers)
     finally:
         await validation.close()
+        await ingest_workers.close()
         if audit is not None:
             await audit.stop()
         if client is not None:

@@ -39,9 +39,11 @@ def mongodb_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture
 def settings(mongodb_uri: str, tmp_path: Path) -> Settings:
     """Validation workers off: each app would otherwise start a process on its first large transaction;
-    tests/bundles/test_validation_workers.py runs the Bundle scenarios with them."""
+    tests/bundles/test_validation_workers.py runs the Bundle scenarios with them. Ingest payloads are mapped
+    in a thread for the same reason; tests/ingest/test_event_loop.py runs them in the worker process."""
     db_name = f"test_{os.getpid()}_{next(_db_counter)}_{uuid.uuid4().hex[:6]}"
-    return Settings(mongodb_uri=mongodb_uri, db_name=db_name, data_dir=tmp_path / "var", validation_processes=0)
+    return Settings(mongodb_uri=mongodb_uri, db_name=db_name, data_dir=tmp_path / "var", validation_processes=0,
+                    ingest_processes=0)
 
 
 FACILITY = "79001"

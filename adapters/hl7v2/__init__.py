@@ -7,8 +7,8 @@ position with the message's own encoding characters. Why, and the hl7apy quirks 
 ``parse.py``; the mapping tables are data in ``tables/``.
 """
 
-from adapters.hl7v2.ack import ack
+from adapters.hl7v2.ack import ack, acknowledgements
 from adapters.hl7v2.adapter import Hl7v2Adapter, record_key
 from adapters.hl7v2.er7 import split_messages
 
-__all__ = ["Hl7v2Adapter", "ack", "record_key", "split_messages"]
+__all__ = ["Hl7v2Adapter", "ack", "acknowledgements", "record_key", "split_messages"]

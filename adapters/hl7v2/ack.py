@@ -11,7 +11,8 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta, timezone
 
-from adapters.hl7v2.er7 import Encoding, Segment, decode, msh_fields
+from adapters.hl7v2.adapter import record_key
+from adapters.hl7v2.er7 import Encoding, Segment, decode, msh_fields, split_messages
 from adapters.hl7v2.parse import parse
 
 _VIETNAM = timezone(timedelta(hours=7))
@@ -39,6 +40,17 @@ def ack(message_bytes: bytes, *, accepted: bool, error: str | None = None) -> by
         error_code = "207^Application internal error^HL70357" if code == "AE" else "102^Data type error^HL70357"
         segments.append("|".join(["ERR", "", "", error_code, "E", "", "", "", message]))
     return "\r".join(segments).encode("utf-8") + b"\r"
+
+
+def acknowledgements(payload: bytes, errors: dict[str, str]) -> bytes:
+    """One ACK per message of ``payload``, in order (CR LF between them): AA for a message whose record key
+    (``record_key``) has no error, else AE or AR with its error text. Parses the refused messages again
+    (to tell AE from AR), so the hub runs it off its event loop, as it does mapping."""
+    acks = []
+    for i, message in enumerate(split_messages(payload).messages):
+        error = errors.get(record_key(message, i))
+        acks.append(ack(message.encode(), accepted=error is None, error=error))
+    return b"\r\n".join(acks)
 
 
 def _readable(text: str) -> bool:

@@ -8,7 +8,7 @@ the ingest service still acknowledges them (see ``ack``).
 
 from __future__ import annotations
 
-from adapters.base import FacilityRefused, Mapping, Record, Source
+from adapters.base import DEFAULT_LIMITS, FacilityRefused, Limits, Mapping, Record, Source
 from adapters.hl7v2.context import Context, Rejected
 from adapters.hl7v2.er7 import decode, msh_fields, split_messages
 from adapters.hl7v2.message import build
@@ -26,6 +26,9 @@ def record_key(message: str, index: int) -> str:
 class Hl7v2Adapter:
     format = "hl7v2"
     media_types = ("x-application/hl7-v2+er7", "application/hl7-v2", "text/hl7v2")
+
+    def __init__(self, limits: Limits = DEFAULT_LIMITS) -> None:
+        self.limits = limits
 
     def detect(self, payload: bytes, filename: str | None = None) -> bool:
         try:
@@ -49,13 +52,13 @@ class Hl7v2Adapter:
             mapping.warn("payload", "MSH-18", "the payload is not UTF-8; read as Windows-1258")
         mapping.facility = msh_fields(split.messages[0]).get(4) or None
         for index, text in enumerate(split.messages):
-            _map_message(text, record_key(text, index), source, mapping)
+            _map_message(text, record_key(text, index), source, mapping, self.limits)
         return mapping
 
 
-def _map_message(text: str, key: str, source: Source, mapping: Mapping) -> None:
+def _map_message(text: str, key: str, source: Source, mapping: Mapping, limits: Limits) -> None:
     try:
-        message = parse(text)
+        message = parse(text, limits)
         event = table("events").get(message.message_type)
         if event is None:
             mapping.not_mapped.append(f"{message.message_type} ({key})")

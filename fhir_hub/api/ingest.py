@@ -18,7 +18,7 @@ from typing import Any
 from fastapi import APIRouter, Response
 
 from adapters.base import Problem
-from adapters.hl7v2 import ack, record_key, split_messages
+from adapters.hl7v2 import acknowledgements
 from adapters.normalize import HUB
 from fhir_hub.api.body import read_body
 from fhir_hub.api.context import Fhir, FhirContext
@@ -49,7 +49,7 @@ async def ingest_payload(ctx: Fhir) -> Response:
     params = ctx.request.query_params
     report = await ingest(ctx, payload, media_type=ctx.request.headers.get("content-type"),
                           filename=params.get("filename"), format_name=params.get("format"))
-    return _answer(ctx, report, payload)
+    return await _answer(ctx, report, payload)
 
 
 @router.post("/$replay", **fhir_route("replay", "system", summary="Map an archived payload again",
@@ -60,26 +60,18 @@ async def replay_payload(ctx: Fhir) -> Response:
         raise BadRequest("$replay: name the archived payload with ?archive=<id> (from the $ingest report)",
                          expression=["archive"])
     report = await replay(ctx, archive)
-    return _answer(ctx, report, None)
+    return await _answer(ctx, report, None)
 
 
-def _answer(ctx: FhirContext, report: IngestReport, payload: bytes | None) -> Response:
+async def _answer(ctx: FhirContext, report: IngestReport, payload: bytes | None) -> Response:
+    """HL7 v2 senders get one acknowledgement per message, in order: AA when its record was committed (or
+    not mapped: the hub has it, archived), AE or AR with the reason when it was rejected."""
     accept = ctx.request.headers.get("accept", "")
     if report.format == "hl7v2" and payload is not None and "json" not in accept:
-        return Response(content=_acks(report, payload), media_type=ACK_MEDIA_TYPE)
+        errors = {p.record: _problem_text(p) for p in report.rejected}
+        acks = await ctx.hub.ingest_workers.run(acknowledgements, payload, errors)
+        return Response(content=acks, media_type=ACK_MEDIA_TYPE)
     return fhir_response(ctx, dumps(report_parameters(report)))
-
-
-def _acks(report: IngestReport, payload: bytes) -> bytes:
-    """One acknowledgement per message, in order: AA when its record was committed (or not mapped: the
-    hub has it, archived), AE with the reason when it was rejected."""
-    problems = {p.record: p for p in report.rejected}
-    acks = []
-    for i, message in enumerate(split_messages(payload).messages):
-        problem = problems.get(record_key(message, i))
-        acks.append(ack(message.encode(), accepted=problem is None,
-                        error=_problem_text(problem) if problem else None))
-    return b"\r\n".join(acks)
 
 
 def _problem_text(problem: Problem) -> str:

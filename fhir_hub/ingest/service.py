@@ -20,6 +20,7 @@ token may send for, refuses the file, HOSO, message or row naming that field (``
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import uuid
@@ -28,16 +29,16 @@ from typing import Any
 
 import orjson
 
-from adapters.base import Adapter, AdapterError, Problem, Record, Source
+from adapters.base import AdapterError, Limits, Problem, Record, Source
 from adapters.normalize import FACILITY, HUB, tag, token_criteria
-from adapters.registry import adapter_for
 from fhir_hub.api.context import FhirContext
 from fhir_hub.auth.caller import Caller
 from fhir_hub.bundles.processor import process
 from fhir_hub.config import Settings
-from fhir_hub.errors import HubError, NotFound, UnsupportedMediaType
+from fhir_hub.errors import HubError, NotFound, UnprocessableResource, UnsupportedMediaType
 from fhir_hub.fhir.instant import parse_instant_lower_bound, to_instant
 from fhir_hub.ingest.archive import Archived, IngestArchive
+from fhir_hub.ingest.mapper import MappingJob, WorkerStopped
 
 ARCHIVE_SYSTEM = f"{HUB}/sid/ingest-archive"
 # A Provenance has no identifier in R4: its tag (the payload's digest and the record's key) is what finds it
@@ -70,7 +71,7 @@ async def ingest(ctx: FhirContext, payload: bytes, *, media_type: str | None, fi
     """Archive ``payload`` (before anything can go wrong), then map and commit it."""
     assert ctx.caller is not None
     archive = IngestArchive(ctx.hub.store.db)
-    digest = hashlib.sha256(payload).hexdigest()
+    digest = await asyncio.to_thread(_sha256, payload)  # 10 MB hash ~20 ms: not on the event loop
     archive_id = await archive.keep(payload, digest, media_type=media_type, filename=filename,
                                     facility=ctx.caller.facility, caller=ctx.caller.subject,
                                     received=ctx.hub.writer.clock())
@@ -104,23 +105,25 @@ def _may_replay(caller: Caller, kept: Archived) -> bool:
 async def _ingest_archived(ctx: FhirContext, archive: IngestArchive, archive_id: str, payload: bytes, digest: str,
                            media_type: str | None, filename: str | None, format_name: str | None) -> IngestReport:
     report = IngestReport(archive_id, None, filename)
-    try:
-        adapter: Adapter = adapter_for(payload, filename=filename, media_type=media_type, format_name=format_name,
-                                       mapping_dir=ctx.hub.settings.csv_mappings)
-    except AdapterError as exc:
-        report.rejected.append(Problem(filename or "payload", None, str(exc)))
-        await archive.record(archive_id, format_name=None, report=report.as_dict())
-        raise UnsupportedMediaType(f"{exc} (the payload is archived as {archive_id})") from None
     caller = ctx.caller
     assert caller is not None
-    source = Source(adapter.format, caller.facility, may_send_for(caller, ctx.hub.settings))
-    mapping = adapter.map(payload, source, filename=filename)
-    report.format = adapter.format
+    settings = ctx.hub.settings
+    job = MappingJob(payload, filename, media_type, format_name, settings.csv_mappings,
+                     Limits(hl7v2_max_repetitions=settings.hl7v2_max_repetitions), caller.facility,
+                     may_send_for(caller, settings))
+    try:
+        mapping = await ctx.hub.ingest_workers.map(job)
+    except (AdapterError, WorkerStopped) as exc:
+        report.rejected.append(Problem(filename or "payload", None, str(exc)))
+        await archive.record(archive_id, format_name=format_name, report=report.as_dict())
+        error = UnsupportedMediaType if isinstance(exc, AdapterError) else UnprocessableResource
+        raise error(f"{exc} (the payload is archived as {archive_id})") from None
+    report.format = mapping.format
     report.rejected += mapping.rejected
     report.warnings += mapping.warnings
     report.not_mapped += mapping.not_mapped
     quiet = dataclasses.replace(ctx, prefer={"return": "minimal"})
-    provenance = _Provenance(report.archive, digest, adapter.format, caller.facility, caller.subject)
+    provenance = _Provenance(report.archive, digest, mapping.format, caller.facility, caller.subject)
     for record in mapping.records:
         started = ctx.hub.writer.clock()
         bundle = provenance.added_to(record, to_instant(started))
@@ -133,7 +136,7 @@ async def _ingest_archived(ctx: FhirContext, archive: IngestArchive, archive_id:
             continue
         report.accepted += 1
         _count(report, bundle, answer, started)
-    await archive.record(archive_id, format_name=adapter.format, report=report.as_dict())
+    await archive.record(archive_id, format_name=mapping.format, report=report.as_dict())
     return report
 
 
@@ -184,6 +187,10 @@ class _Provenance:
                  "request": {"method": "POST", "url": "Provenance",
                              "ifNoneExist": token_criteria("_tag", key["system"], key["code"])}}
         return {**record.bundle, "entry": [*entries, entry]}
+
+
+def _sha256(payload: bytes) -> str:
+    return hashlib.sha256(payload).hexdigest()
 
 
 def _facility_reference(code: str) -> dict[str, Any]:
