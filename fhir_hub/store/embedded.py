@@ -7,13 +7,16 @@ data.
 
 Used when ``FHIR_HUB_MONGODB_URI`` is unset, so ``make run`` needs no database install. The child runs in
 its own process group, so Ctrl-C reaches the hub first and the hub stops the store after the last request.
-A lock file keeps two hubs from opening the same data directory.
+A lock file keeps two hubs from opening the same data directory; the hub that takes it stops a store left
+running by a hub that died without stopping it (``orphaned_store``), which would otherwise keep every new
+store from starting.
 """
 
 from __future__ import annotations
 
 import fcntl
 import logging
+import os
 import socket
 import subprocess
 import sys
@@ -24,6 +27,8 @@ from typing import IO
 
 from pymongo import MongoClient
 from pymongo.errors import PyMongoError
+
+from fhir_hub.store.orphaned_store import OrphanedStoreError, stop_orphaned_store
 
 log = logging.getLogger(__name__)
 
@@ -67,9 +72,18 @@ class EmbeddedStore:
     def log_path(self) -> Path:
         return self.data_dir / "nx-27017.log"
 
+    @property
+    def pid_file(self) -> Path:
+        return self.data_dir / "nx-27017.pid"
+
     def start(self) -> str:
         self.store_dir.mkdir(parents=True, exist_ok=True)
         self._take_lock()
+        try:
+            stop_orphaned_store(self.pid_file, launch=_LAUNCH, store_dir=self.store_dir)
+        except OrphanedStoreError as exc:
+            self._release_lock()
+            raise EmbeddedStoreError(str(exc)) from None
         last_error = ""
         for _attempt in range(3):  # a freshly picked free port can be taken by someone else
             port = free_port()
@@ -99,15 +113,23 @@ class EmbeddedStore:
         self.stop()
 
     def _take_lock(self) -> None:
-        lock = (self.data_dir / "embedded-store.lock").open("w")
+        """The holder's pid is written in the lock file, so that the refusal names the hub to stop; the file
+        is opened without truncating it, which would erase the pid of a live holder."""
+        lock = (self.data_dir / "embedded-store.lock").open("a+")
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read(32).strip()
             lock.close()
+            who = f"another hub (pid {holder})" if holder.isdigit() else "another hub"
             raise EmbeddedStoreError(
-                f"another hub is already using the data directory {self.data_dir}; stop it or set "
+                f"{who} is already using the data directory {self.data_dir}; stop it or set "
                 "FHIR_HUB_DATA_DIR to another folder"
             ) from None
+        lock.truncate(0)
+        lock.write(f"{os.getpid()}\n")
+        lock.flush()
         self._lock = lock
 
     def _release_lock(self) -> None:
@@ -118,13 +140,13 @@ class EmbeddedStore:
 
     def _spawn(self, port: int) -> None:
         self._log = self.log_path.open("ab")
-        cmd = [
+        cmd = [  # absolute paths: a later hub recognises this store by them, whatever its working directory
             sys.executable, "-c", _LAUNCH,
-            "--data-dir", str(self.store_dir),
+            "--data-dir", str(self.store_dir.resolve()),
             "--host", "127.0.0.1",
             "-p", str(port),
-            "--log-file", str(self.log_path),
-            "--pid-file", str(self.data_dir / "nx-27017.pid"),
+            "--log-file", str(self.log_path.resolve()),
+            "--pid-file", str(self.pid_file.resolve()),
         ]
         self._proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
 
