@@ -1,6 +1,8 @@
 """FHIR R4 JSON from tertiary hospitals: a Bundle, a single resource, or NDJSON (one resource per line).
 
-Passed through the same normalisation as every other format (names in NFC, identifier systems to the
+Read as strictly as a REST request body (``strict_json``: a key twice, an escaped control character or a
+number a double cannot hold rejects the record, naming the element; decimals kept as written), then passed
+through the same normalisation as every other format (names in NFC, identifier systems to the
 hub's URIs, Vietnamese phone numbers to +84, source tags), then:
 - a ``transaction`` Bundle stays one record, its entries' requests as sent (the sender chose them);
 - any other Bundle (``batch``, ``collection``, ``document``...) becomes one transaction record;
@@ -36,6 +38,7 @@ from adapters.normalize import (
 )
 from fhir_hub.bundles.references import references_in, rewrite
 from fhir_hub.fhir.registry import model_class
+from fhir_hub.fhir.strict_json import JsonRefused, strict_loads
 
 _RELATIVE = re.compile(r"[A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64}")
 
@@ -53,7 +56,10 @@ class FhirJsonAdapter:
         mapping = Mapping(self.format, facility=source.facility)
         text = payload.removeprefix(b"\xef\xbb\xbf")
         try:
-            documents = [(None, orjson.loads(text))]
+            documents = [(None, strict_loads(text))]
+        except JsonRefused as exc:  # one JSON document, refused as the REST API refuses a body
+            mapping.reject(filename or "payload", exc.path, str(exc))
+            return mapping
         except orjson.JSONDecodeError:
             documents = list(_ndjson_lines(text, mapping))
         for line, document in documents:
@@ -75,7 +81,9 @@ def _ndjson_lines(text: bytes, mapping: Mapping) -> list[tuple[int | None, Any]]
         if not line.strip():
             continue
         try:
-            found.append((number, orjson.loads(line)))
+            found.append((number, strict_loads(line)))
+        except JsonRefused as exc:
+            mapping.reject(f"line {number}", exc.path, str(exc))
         except orjson.JSONDecodeError as exc:
             mapping.reject(f"line {number}", None, f"not JSON ({exc})")
     return found

@@ -1,9 +1,10 @@
 """FHIR JSON in and out: strict parsing of request bodies, fast serialisation of stored JSON.
 
-Bodies are parsed with orjson, decimals kept exactly as written (see ``loads``). A UTF-8 byte-order mark
-is refused rather than skipped: RFC 8259 says a networked JSON text must not carry one, and a clear 400
-tells the integrator exactly what to fix, where a silent skip would hide a sender that may also mangle
-other bytes.
+Bodies are read strictly (``strict_json``: no escaped control characters, no key twice, no number a double
+cannot hold), decimals kept exactly as written; stored JSON, the hub's own, is read fast (``loads``). A
+UTF-8 byte-order mark is refused rather than skipped: RFC 8259 says a networked JSON text must not carry
+one, and a clear 400 tells the integrator exactly what to fix, where a silent skip would hide a sender that
+may also mangle other bytes.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 import orjson
 
 from fhir_hub.errors import BadRequest
+from fhir_hub.fhir.strict_json import JsonRefused, strict_loads
 
 BOM = b"\xef\xbb\xbf"
 
@@ -38,10 +40,12 @@ def parse_json(body: bytes, *, what: str = "request body") -> Any:
             "carry one (RFC 8259 section 8.1). Remove the first three bytes and send it again."
         )
     try:
-        value = loads(body)
+        return strict_loads(body)
+    except JsonRefused as exc:
+        raise BadRequest(f"The {what} is refused: {exc}", expression=[exc.path] if exc.path else [],
+                         code=exc.code) from None
     except orjson.JSONDecodeError as exc:
         raise BadRequest(f"The {what} is not valid JSON: {exc}") from None
-    return value
 
 
 # A number a float would not give back as written: trailing zeros in a fraction (5.40) or an exponent (1e2).

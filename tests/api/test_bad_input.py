@@ -61,16 +61,48 @@ def nothing_stored(client: TestClient) -> None:
          "Spaceship", None),
         (b'{"resourceType": "Patient", "contained": [{"resourceType": "Observation", "code": {"text": "x"}}]}',
          422, "required", "required", "Patient.contained[0].status"),
+        (b'{"resourceType": "Patient", "name": [{"family": "Nguy\\u0000n"}]}', 400, "value", "U+0000",
+         "Patient.name[0].family"),
+        (b'{"resourceType": "Patient", "name": [{"given": ["A\\bn"]}]}', 400, "value", "U+0008",
+         "Patient.name[0].given[0]"),
+        (b'{"resourceType": "Patient", "gender": "male", "gender": "female"}', 400, "structure", "twice",
+         "Patient.gender"),
+        (b'{"resourceType": "Patient", "multipleBirthInteger": 1e-400}', 400, "value", "out of range",
+         "Patient.multipleBirthInteger"),
+        (b'{"resourceType": "Patient", "multipleBirthInteger": 1e400}', 400, "value", "out of range",
+         "Patient.multipleBirthInteger"),
+        (b'{"resourceType": "Patient", "multipleBirthInteger": 99999999999999999999}', 400, "value", "out of range",
+         "Patient.multipleBirthInteger"),
     ],
     ids=["truncated", "bom", "empty", "array", "no-type", "wrong-type", "unknown-element", "dollar-key",
          "bad-date", "bool-as-string", "int-as-string", "list-expected", "empty-array", "empty-object", "null",
-         "unknown-nested-type", "nested-missing-required"],
+         "unknown-nested-type", "nested-missing-required", "nul-in-a-string", "backspace-in-a-string",
+         "key-twice", "number-underflows", "number-overflows", "integer-past-64-bits"],
 )
 def test_bad_create_bodies(client: TestClient, body: bytes, status: int, code: str, mentions: str,
                            expression: str | None) -> None:
     assert_outcome(client.post("/Patient", content=body, headers=FHIR), status, code, mentions=mentions,
                    expression=expression)
     nothing_stored(client)
+
+
+def test_a_repeated_key_or_a_nul_in_a_bundle_entry_or_a_patch_is_refused(client: TestClient) -> None:
+    entry = b'{"request":{"method":"POST","url":"Patient"},"resource":{"resourceType":"Patient","gender":"male",'
+    bundle = b'{"resourceType":"Bundle","type":"transaction","entry":[' + entry + b'"gender":"female"}}]}'
+    assert_outcome(client.post("/", content=bundle, headers=FHIR), 400, "structure", mentions="twice",
+                   expression="Bundle.entry[0].resource.gender")
+    nothing_stored(client)
+    created = client.post("/Patient", json={"resourceType": "Patient", "gender": "male"}, headers=FHIR).json()
+    json_patch = b'[{"op":"replace","path":"/gender","value":"female","value":"other"}]'
+    assert_outcome(client.patch(f"/Patient/{created['id']}", content=json_patch,
+                                headers={"Content-Type": "application/json-patch+json"}), 400, "structure",
+                   mentions="twice", expression="$[0].value")
+    fhirpath_patch = (b'{"resourceType":"Parameters","parameter":[{"name":"operation","part":[{"name":"type",'
+                      b'"valueCode":"replace"},{"name":"path","valueString":"Patient.gender"},'
+                      b'{"name":"value","valueCode":"fe\\u0000male"}]}]}')
+    assert_outcome(client.patch(f"/Patient/{created['id']}", content=fhirpath_patch, headers=FHIR), 400, "value",
+                   mentions="U+0000", expression="Parameters.parameter[0].part[2].valueCode")
+    assert client.get(f"/Patient/{created['id']}").json()["meta"]["versionId"] == "1"
 
 
 def test_missing_required_element_is_422(client: TestClient) -> None:
