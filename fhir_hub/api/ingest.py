@@ -5,14 +5,15 @@ The body is read within ``FHIR_HUB_MAX_BODY_BYTES``; its format comes from ``?fo
 Content-Type, else detection (send ``application/octet-stream``). ``?filename=`` names the file (a CSV
 adapter needs it to know the table). The answer is a ``Parameters`` resource: the archive id, the format,
 records accepted and rejected, resources created, found again and updated (each record's Provenance
-included), and an
-``OperationOutcome`` listing each rejected record (error) and each doubtful one kept (warning) with its
-record key and field. HL7 v2 senders get their acknowledgements instead (one ACK per message: AA, or AE
-naming the problem), unless they ask for FHIR JSON with ``Accept``.
+included), and an ``OperationOutcome`` listing rejected records (error) and doubtful ones kept (warning)
+with their record key and field: the first ``FIRST_PROBLEMS`` (100), then how many more, all of them kept
+with the archived payload (``fhir_hub.ingest.archive``). HL7 v2 senders get their acknowledgements
+instead (one ACK per message: AA, or AE/AR naming the problem), unless they ask for FHIR JSON with ``Accept``.
 """
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 from fastapi import APIRouter, Response
@@ -26,6 +27,7 @@ from fhir_hub.api.responses import fhir_response
 from fhir_hub.api.routing import fhir_route
 from fhir_hub.errors import BadRequest
 from fhir_hub.fhir.jsonio import dumps
+from fhir_hub.ingest.archive import FIRST_PROBLEMS, clipped
 from fhir_hub.ingest.service import IngestReport, ingest, replay
 
 router = APIRouter()
@@ -75,10 +77,11 @@ async def _answer(ctx: FhirContext, report: IngestReport, payload: bytes | None)
 
 
 def _problem_text(problem: Problem) -> str:
-    """``field: message``, unless the message already names the field (a Bundle entry's error does)."""
+    """``field: message``, unless the message already names the field (a Bundle entry's error does); cut
+    to the length the archive keeps."""
     if not problem.field or problem.message.startswith(problem.field):
-        return problem.message
-    return f"{problem.field}: {problem.message}"
+        return clipped(problem.message)
+    return clipped(f"{problem.field}: {problem.message}")
 
 
 def report_parameters(report: IngestReport) -> dict[str, Any]:
@@ -92,18 +95,35 @@ def report_parameters(report: IngestReport) -> dict[str, Any]:
         {"name": "created", "valueInteger": report.created},
         {"name": "existing", "valueInteger": report.existing},
         {"name": "updated", "valueInteger": report.updated},
-        *[{"name": "notMapped", "valueString": part} for part in report.not_mapped],
+        *[{"name": "notMapped", "valueString": part} for part in report.not_mapped[:FIRST_PROBLEMS]],
     ]
-    issues = [_issue(p) for p in (*report.rejected, *report.warnings)]
+    issues = [_issue(p) for p in itertools.islice(report.problems(), FIRST_PROBLEMS)]
+    issues += _unlisted(report, len(issues))
     if issues:
         parameters.append({"name": "outcome", "resource": {"resourceType": "OperationOutcome", "issue": issues}})
     return {"resourceType": "Parameters", "parameter": parameters}
 
 
+def _unlisted(report: IngestReport, listed: int) -> list[dict[str, Any]]:
+    """One informational issue saying what is not listed (a file of 200,000 bad rows is answered with its
+    first problems, not 60 MB of them), or none."""
+    said = []
+    more = len(report.rejected) + len(report.warnings) - listed
+    if more > 0:
+        said.append(f"{more:,} more problems ({len(report.rejected):,} rejected records and "
+                    f"{len(report.warnings):,} warnings in all)")
+    if len(report.not_mapped) > FIRST_PROBLEMS:
+        said.append(f"{len(report.not_mapped) - FIRST_PROBLEMS:,} more parts not mapped")
+    if not said:
+        return []
+    return [{"severity": "information", "code": "informational", "diagnostics": " and ".join(said)
+             + f" are not listed here; all are kept with the archived payload {report.archive}"}]
+
+
 def _issue(problem: Problem) -> dict[str, Any]:
     issue: dict[str, Any] = {"severity": "warning" if problem.kept else "error",
                              "code": "informational" if problem.kept else "invalid",
-                             "diagnostics": f"{problem.record}: {_problem_text(problem)}"}
+                             "diagnostics": f"{clipped(problem.record)}: {_problem_text(problem)}"}
     if problem.field:
-        issue["expression"] = [problem.field]
+        issue["expression"] = [clipped(problem.field)]
     return issue

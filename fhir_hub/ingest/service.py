@@ -23,7 +23,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hashlib
+import itertools
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,7 +39,7 @@ from fhir_hub.bundles.processor import process
 from fhir_hub.config import Settings
 from fhir_hub.errors import HubError, NotFound, UnprocessableResource, UnsupportedMediaType
 from fhir_hub.fhir.instant import parse_instant_lower_bound, to_instant
-from fhir_hub.ingest.archive import Archived, IngestArchive
+from fhir_hub.ingest.archive import FIRST_PROBLEMS, Archived, IngestArchive
 from fhir_hub.ingest.mapper import MappingJob, WorkerStopped
 
 ARCHIVE_SYSTEM = f"{HUB}/sid/ingest-archive"
@@ -58,12 +60,21 @@ class IngestReport:
     warnings: list[Problem] = field(default_factory=list)
     not_mapped: list[str] = field(default_factory=list)
 
-    def as_dict(self) -> dict[str, Any]:
+    def summary(self) -> dict[str, Any]:
+        """The counts, kept in the archive document (the problems go beside it: ``IngestArchive.record``)."""
         return {"archive": self.archive, "format": self.format, "filename": self.filename,
                 "records": {"accepted": self.accepted, "rejected": len(self.rejected)},
                 "resources": {"created": self.created, "existing": self.existing, "updated": self.updated},
-                "rejected": [p.as_dict() for p in self.rejected], "warnings": [p.as_dict() for p in self.warnings],
-                "notMapped": self.not_mapped}
+                "warnings": len(self.warnings), "notMapped": self.not_mapped[:FIRST_PROBLEMS],
+                "notMappedCount": len(self.not_mapped)}
+
+    def problems(self) -> Iterator[Problem]:
+        """Rejections first, then warnings: the order they are stored and listed in."""
+        return itertools.chain(self.rejected, self.warnings)
+
+    async def keep(self, archive: IngestArchive) -> None:
+        await archive.record(self.archive, format_name=self.format, summary=self.summary(),
+                             problems=[p.as_dict() for p in self.problems()])
 
 
 async def ingest(ctx: FhirContext, payload: bytes, *, media_type: str | None, filename: str | None,
@@ -115,7 +126,7 @@ async def _ingest_archived(ctx: FhirContext, archive: IngestArchive, archive_id:
         mapping = await ctx.hub.ingest_workers.map(job)
     except (AdapterError, WorkerStopped) as exc:
         report.rejected.append(Problem(filename or "payload", None, str(exc)))
-        await archive.record(archive_id, format_name=format_name, report=report.as_dict())
+        await report.keep(archive)
         error = UnsupportedMediaType if isinstance(exc, AdapterError) else UnprocessableResource
         raise error(f"{exc} (the payload is archived as {archive_id})") from None
     report.format = mapping.format
@@ -136,7 +147,7 @@ async def _ingest_archived(ctx: FhirContext, archive: IngestArchive, archive_id:
             continue
         report.accepted += 1
         _count(report, bundle, answer, started)
-    await archive.record(archive_id, format_name=mapping.format, report=report.as_dict())
+    await report.keep(archive)
     return report
 
 
