@@ -9,11 +9,11 @@ tests free to run several differently configured apps in one process.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
+from adapters.normalize import is_facility_code
 from fhir_hub.search.limits import SearchLimits
 
 ENV_PREFIX = "FHIR_HUB_"
@@ -136,17 +136,13 @@ class Settings:
         return replace(self, **changes)  # type: ignore[arg-type]
 
 
-_FACILITY_CODE = re.compile(r"[0-9A-Z]{5}")
-
-
 def _facility_delegations(text: str) -> dict[str, frozenset[str]]:
     """``79001=79415,79416;79002=79417`` -> {"79001": {"79415", "79416"}, "79002": {"79417"}}."""
     found: dict[str, frozenset[str]] = {}
     for part in filter(None, (p.strip() for p in text.split(";"))):
         sender, _, others = part.partition("=")
         codes = [c.strip() for c in others.split(",") if c.strip()]
-        if not _FACILITY_CODE.fullmatch(sender.strip()) or not codes or not all(
-                _FACILITY_CODE.fullmatch(c) for c in codes):
+        if not is_facility_code(sender.strip()) or not codes or not all(is_facility_code(c) for c in codes):
             raise ConfigError(f"{ENV_PREFIX}INGEST_ON_BEHALF_OF: {part!r} is not FACILITY=CODE,CODE (5-character MoH "
                               "facility codes, e.g. 79001=79415,79416;79002=79417)")
         found[sender.strip()] = found.get(sender.strip(), frozenset()) | frozenset(codes)
