@@ -9,6 +9,7 @@ types in ``_type`` (or every type the caller may search) with the parameters tho
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -24,7 +25,7 @@ from fhir_hub.audit import AUDIT_TYPE
 from fhir_hub.errors import BadRequest, Issue
 from fhir_hub.fhir.registry import is_resource_type
 from fhir_hub.fhir.subset import subset
-from fhir_hub.search.execute import SearchOutcome
+from fhir_hub.search.execute import SearchOutcome, position_fits
 from fhir_hub.search.query import SearchQuery, parse_search, parse_system_search
 from fhir_hub.store.records import StoredVersion
 
@@ -82,7 +83,7 @@ def parse_query(ctx: FhirContext, rtype: str, params: list[tuple[str, str]]) -> 
 
 async def searchset(ctx: FhirContext, query: SearchQuery) -> bytes:
     """One page of a type-level search as a searchset Bundle (for the HTTP route and Bundle GET entries)."""
-    direction, position = _page_position(query.page)
+    direction, position = _page_position(query.page, [query])
     outcome = await ctx.reader.search(query, after=position if direction == "after" else None,
                                       before=position if direction == "before" else None)
     return _searchset(ctx, query, outcome, query.rtype, [])
@@ -99,7 +100,7 @@ async def _search_all(ctx: FhirContext, params: list[tuple[str, str]]) -> Respon
                          code="not-supported")
     types = ctx.reader.searchable_types(named)
     queries = parse_system_search(types, rest, strict=ctx.strict, limits=ctx.hub.settings.search_limits)
-    direction, position = _page_position(queries[0].page)
+    direction, position = _page_position(queries[0].page, queries)
     outcome = await ctx.reader.search_system(queries, after=position if direction == "after" else None,
                                              before=position if direction == "before" else None)
     return fhir_response(ctx, _searchset(ctx, queries[0], outcome, "", [("_type", ",".join(named))] if named else []))
@@ -130,13 +131,12 @@ def _searchset(ctx: FhirContext, query: SearchQuery, outcome: SearchOutcome, pat
     return bundle("searchset", entries=entries, links=links, total=total)
 
 
-def _page_position(token: str | None) -> tuple[str | None, list[Any] | None]:
+def _page_position(token: str | None, queries: Sequence[SearchQuery]) -> tuple[str | None, list[Any] | None]:
     if token is None:
         return None, None
     position = decode_page(token)
-    if (not isinstance(position, list) or len(position) != 2 or position[0] not in ("after", "before")
-            or not isinstance(position[1], list) or not position[1]):
-        raise BadRequest("_page: not a page token issued by this server", expression=["_page"])
+    if len(position) != 2 or not position_fits(queries, position[1]):
+        raise BadRequest("_page: not a page token of this search; follow the Bundle's links", expression=["_page"])
     return position[0], position[1]
 
 

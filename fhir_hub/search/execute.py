@@ -232,6 +232,28 @@ class Searcher:
         return SearchOutcome(total, page, [page[-1].ts, page[-1].rid] if more else None, None, [])
 
 
+def position_fits(queries: Sequence[SearchQuery], position: Position) -> bool:
+    """Whether ``position`` is one this search could have cut a page at: one value per sort parameter of
+    the kind that parameter sorts by, then a key (an AuditEvent: its time and id). A page token comes back
+    from the client: a position of another search (another ``_sort``) or a forged one would otherwise be
+    compared with real ones (a TypeError) or sent to the store."""
+    query = queries[0]
+    if query.rtype == AUDIT_TYPE:
+        return len(position) == 2 and type(position[0]) is int and position[0] >= 0 and isinstance(position[1], str)
+    if len(position) != len(query.sort) + 1 or not isinstance(position[-1], str):
+        return False
+    return all(any(_sorts_by(q.rtype, name, value) for q in queries)
+               for (name, _), value in zip(query.sort, position[:-1], strict=True))
+
+
+def _sorts_by(rtype: str, name: str, value: Any) -> bool:
+    """Whether ``value`` is of the kind ``_sort_values`` gives for the parameter: a time or number for dates
+    (``_lastUpdated`` too), numbers and quantities, else text; ``_LAST`` marks a resource without a value."""
+    if param_type(rtype, name) in ("date", "number", "quantity"):
+        return value == _LAST or (isinstance(value, int | float) and not isinstance(value, bool))
+    return isinstance(value, str)
+
+
 def _compare(a: Position, b: Position, descending: list[bool]) -> int:
     """Result order: each sort value in its direction (missing values last), then the key."""
     for index, desc in enumerate(descending):

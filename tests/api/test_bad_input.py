@@ -3,6 +3,8 @@ and nothing stored."""
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -246,3 +248,68 @@ def test_bundle_entry_limit(settings: Settings) -> None:
                        expression="Bundle.entry")
         nothing_stored(client)
         assert client.post("/Bundle", json={**body, "entry": entries[:3]}, headers=FHIR).status_code == 201
+
+
+# ------------------------------------------------------------------------------------------ forged _page
+def page_token(position: Any) -> str:
+    """A token written as the hub writes its own (URL-safe base64 of JSON), of any position."""
+    return base64.urlsafe_b64encode(json.dumps(position).encode()).decode().rstrip("=")
+
+
+def nested_token(depth: int) -> str:
+    return base64.urlsafe_b64encode(b"[" * depth + b"]" * depth).decode()
+
+
+BEYOND_64_BITS = st.integers(2**63, 10**30) | st.integers(-(10**30), -(2**63) - 1)
+NUMBER = st.integers(-(2**53), 2**53) | st.floats(allow_nan=False, allow_infinity=False)
+SORT_VALUE = st.text(max_size=6) | NUMBER
+NO_VALUE = st.none() | st.booleans() | BEYOND_64_BITS | st.lists(st.integers(), max_size=1) | st.dictionaries(
+    st.text(max_size=3), st.integers(), min_size=1, max_size=2)
+NOT_TEXT = NUMBER | NO_VALUE
+NOT_A_COUNT = (st.integers(-(2**63), -1) | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=4)
+               | NO_VALUE)
+DIRECTION = st.sampled_from(["after", "before"])
+FORGED_POSITIONS = st.one_of(
+    SORT_VALUE, NO_VALUE, st.lists(SORT_VALUE, min_size=4, max_size=6),  # not the shape of any page token
+    st.tuples(DIRECTION, st.lists(SORT_VALUE, max_size=2), NO_VALUE, st.integers(0, 2)).map(  # a search position
+        lambda t: [t[0], [*t[1][:t[3]], t[2], *t[1][t[3]:]]]),  # with something no sort value is in it
+    st.tuples(DIRECTION, st.lists(SORT_VALUE, max_size=2), NOT_TEXT).map(lambda t: [t[0], [*t[1], t[2]]]),  # no key
+    st.tuples(DIRECTION, SORT_VALUE | st.just([])).map(list),
+    st.tuples(st.text(max_size=6).filter(lambda d: d not in ("after", "before")), st.lists(st.text(), max_size=2)
+              ).map(list),
+    st.tuples(NOT_A_COUNT, st.text(max_size=6), st.integers(1, 10**6)).map(list),  # a history position: (time,
+    st.tuples(st.integers(0, 2**62), NOT_TEXT, st.integers(1, 10**6)).map(list),  # key, version) out of range
+    st.tuples(st.integers(0, 2**62), st.text(max_size=6), NOT_A_COUNT | st.just(0)).map(list),  # or of a wrong type
+)
+FORGED_TOKENS = st.one_of(
+    st.text(max_size=40),  # base64 junk
+    st.binary(max_size=60).map(lambda raw: base64.urlsafe_b64encode(raw).decode()),  # base64 of what is no JSON
+    FORGED_POSITIONS.map(page_token),
+    st.integers(3, 2000).map(nested_token),  # lists in lists
+)
+PAGED = (("/Patient", {}), ("/Patient", {"_sort": "birthdate"}), ("/Patient", {"_sort": "-_lastUpdated,_id"}),
+         ("/AuditEvent", {}), ("/", {"_type": "Patient"}), ("/_history", {}), ("/Patient/_history", {}))
+
+
+@pytest.fixture(scope="module")
+def paged_client(module_client: TestClient) -> TestClient:
+    """Results to page through, so that a position is compared with real ones; the tokens the hub writes
+    still page every route, one result at a time, to the end."""
+    for day in ("1948-01-01", "1990-05-17", "2001-12-31"):
+        module_client.post("/Patient", json={"resourceType": "Patient", "birthDate": day}, headers=FHIR)
+    for path, params in PAGED:
+        page = module_client.get(path, params={**params, "_count": 1}).json()
+        for _ in range(2):
+            url = next((link["url"] for link in page["link"] if link["relation"] == "next"), None)
+            assert url is not None, (path, params, page)
+            page = module_client.get(url).json()
+            assert page["resourceType"] == "Bundle" and len(page["entry"]) == 1, (path, params, page)
+    return module_client
+
+
+@settings(max_examples=80, deadline=None)
+@given(token=FORGED_TOKENS)
+def test_a_forged_page_token_is_a_400_naming_page_for_search_and_history(paged_client: TestClient, token: str) -> None:
+    for path, params in PAGED:
+        response = paged_client.get(path, params={**params, "_page": token})
+        assert_outcome(response, 400, "invalid", mentions="_page", expression="_page")
