@@ -91,7 +91,7 @@ def report_parameters(report: IngestReport) -> dict[str, Any]:
         *([{"name": "format", "valueCode": report.format}] if report.format else []),
         *([{"name": "filename", "valueString": report.filename}] if report.filename else []),
         {"name": "recordsAccepted", "valueInteger": report.accepted},
-        {"name": "recordsRejected", "valueInteger": len(report.rejected)},
+        {"name": "recordsRejected", "valueInteger": report.rejected_records},
         {"name": "created", "valueInteger": report.created},
         {"name": "existing", "valueInteger": report.existing},
         {"name": "updated", "valueInteger": report.updated},
@@ -110,7 +110,7 @@ def _unlisted(report: IngestReport, listed: int) -> list[dict[str, Any]]:
     said = []
     more = len(report.rejected) + len(report.warnings) - listed
     if more > 0:
-        said.append(f"{more:,} more problems ({len(report.rejected):,} rejected records and "
+        said.append(f"{more:,} more problems ({len(report.rejected):,} about rejected records and "
                     f"{len(report.warnings):,} warnings in all)")
     if len(report.not_mapped) > FIRST_PROBLEMS:
         said.append(f"{len(report.not_mapped) - FIRST_PROBLEMS:,} more parts not mapped")

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fhir_hub.store.schema import INGEST_ARCHIVE
+from fhir_hub.store.transaction import WriteGate
 
 INGEST_PROBLEMS = "ingest_problems"  # every problem of each archived payload's last report, in chunks
 FIRST_PROBLEMS = 100  # problems kept in the archive document and listed in the $ingest answer
@@ -40,17 +41,22 @@ class Archived:
 
 
 class IngestArchive:
-    def __init__(self, db: Any) -> None:
+    """Its writes take the store's write gate like any other: on nx-27017 a write sent while a transaction
+    Bundle is open joins that transaction, and its rollback would take the archived payload with it."""
+
+    def __init__(self, db: Any, gate: WriteGate) -> None:
         self.collection = db[INGEST_ARCHIVE]
         self.problems = db[INGEST_PROBLEMS]
+        self.gate = gate
 
     async def keep(self, payload: bytes, sha256: str, *, media_type: str | None, filename: str | None,
                    facility: str | None, caller: str, received: int) -> str:
         archive_id = str(uuid.uuid4())
-        await self.collection.insert_one({
-            "_id": archive_id, "received": received, "payload": payload,
-            "sha256": sha256, "media_type": media_type, "filename": filename,
-            "facility": facility, "caller": caller})
+        async with self.gate.shared():
+            await self.collection.insert_one({
+                "_id": archive_id, "received": received, "payload": payload,
+                "sha256": sha256, "media_type": media_type, "filename": filename,
+                "facility": facility, "caller": caller})
         return archive_id
 
     async def record(self, archive_id: str, *, format_name: str | None, summary: dict[str, Any],
@@ -62,13 +68,15 @@ class IngestArchive:
         problems = [{k: clipped(v) if isinstance(v, str) else v for k, v in p.items()} for p in problems]
         chunks = [problems[i:i + PROBLEMS_PER_CHUNK] for i in range(0, len(problems), PROBLEMS_PER_CHUNK)]
         for n, chunk in enumerate(chunks):  # one insert each: the event loop serves others in between
-            await self.problems.insert_one({"_id": f"{archive_id}/{run}/{n:06d}", "archive": archive_id,
-                                            "run": run, "problems": chunk})
+            async with self.gate.shared():
+                await self.problems.insert_one({"_id": f"{archive_id}/{run}/{n:06d}", "archive": archive_id,
+                                                "run": run, "problems": chunk})
         listed = {"total": len(problems), "first": problems[:FIRST_PROBLEMS], "run": run, "chunks": len(chunks),
                   "collection": INGEST_PROBLEMS}
-        await self.collection.update_one({"_id": archive_id}, {"$set": {"format": format_name,
-                                                                         "report": {**summary, "problems": listed}}})
-        await self.problems.delete_many({**_of_archive(archive_id), "run": {"$ne": run}})
+        async with self.gate.shared():
+            await self.collection.update_one({"_id": archive_id}, {"$set": {
+                "format": format_name, "report": {**summary, "problems": listed}}})
+            await self.problems.delete_many({**_of_archive(archive_id), "run": {"$ne": run}})
 
     async def get(self, archive_id: str) -> Archived | None:
         doc = await self.collection.find_one({"_id": archive_id})

@@ -63,10 +63,16 @@ class IngestReport:
     def summary(self) -> dict[str, Any]:
         """The counts, kept in the archive document (the problems go beside it: ``IngestArchive.record``)."""
         return {"archive": self.archive, "format": self.format, "filename": self.filename,
-                "records": {"accepted": self.accepted, "rejected": len(self.rejected)},
+                "records": {"accepted": self.accepted, "rejected": self.rejected_records},
                 "resources": {"created": self.created, "existing": self.existing, "updated": self.updated},
                 "warnings": len(self.warnings), "notMapped": self.not_mapped[:FIRST_PROBLEMS],
                 "notMappedCount": len(self.not_mapped)}
+
+    @property
+    def rejected_records(self) -> int:
+        """Records rejected, each once however many of its fields were wrong: accepted and rejected then
+        add up to the payload's records."""
+        return len({p.record for p in self.rejected})
 
     def problems(self) -> Iterator[Problem]:
         """Rejections first, then warnings: the order they are stored and listed in."""
@@ -81,7 +87,7 @@ async def ingest(ctx: FhirContext, payload: bytes, *, media_type: str | None, fi
                  format_name: str | None) -> IngestReport:
     """Archive ``payload`` (before anything can go wrong), then map and commit it."""
     assert ctx.caller is not None
-    archive = IngestArchive(ctx.hub.store.db)
+    archive = IngestArchive(ctx.hub.store.db, ctx.hub.store.gate)
     digest = await asyncio.to_thread(_sha256, payload)  # 10 MB hash ~20 ms: not on the event loop
     archive_id = await archive.keep(payload, digest, media_type=media_type, filename=filename,
                                     facility=ctx.caller.facility, caller=ctx.caller.subject,
@@ -94,7 +100,7 @@ async def replay(ctx: FhirContext, archive_id: str) -> IngestReport:
     Only the facility that sent it may replay it (a caller without a facility: only the one that sent it);
     anyone else is told it does not exist, exactly as for an archive that does not."""
     assert ctx.caller is not None
-    archive = IngestArchive(ctx.hub.store.db)
+    archive = IngestArchive(ctx.hub.store.db, ctx.hub.store.gate)
     kept = await archive.get(archive_id)
     if kept is None or not _may_replay(ctx.caller, kept):
         raise NotFound(f"archive: no payload {archive_id!r} that this caller sent")

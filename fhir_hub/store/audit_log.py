@@ -63,4 +63,4 @@ class AuditLog:
         return [doc async for doc in cursor]
 
     async def count(self, *, patients: list[str] | None, ids: list[str] | None) -> int:
-        return await count(self.entries, self._filter(patients, ids, None))
+        return await count(self.entries, self._filter(patients, ids, None), self.gate)

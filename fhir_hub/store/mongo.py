@@ -206,7 +206,7 @@ class MongoStore:
         return [StoredVersion.from_doc(doc) async for doc in cursor]
 
     async def count_live(self, rtype: str) -> int:
-        return await count(self.current_docs, {"live": rtype})
+        return await count(self.current_docs, {"live": rtype}, self.gate)
 
     async def history(self, *, rtype: str | None = None, rid: str | None = None, since: int | None = None,
                       before: HistoryPosition | None = None, limit: int) -> HistoryPage:

@@ -20,3 +20,12 @@ def test_a_stray_quote_on_row_5_costs_row_5_not_the_rows_after_it(client: TestCl
     assert total(client, "Patient") == 7
     names = {e["resource"]["name"][0]["text"] for e in client.get("/Patient", params={"_count": 20}).json()["entry"]}
     assert {"Võ Thị Phương", "Đặng Văn Giang", "Bùi Thị Hoa"} <= names
+
+
+def test_a_row_with_two_faults_is_one_rejected_record(client: TestClient) -> None:
+    """Every row is accounted for once: accepted and rejected add up to the rows of the file."""
+    rows = ["BN1,Nguyễn Văn An,1985", "BN2,,19x90", 'BN3,"Lê Văn Cường,1978', "BN4,Phạm Thị Dung,2001"]
+    values = report(post(client, "\n".join(["ma_benh_nhan,ho_ten,ngay_sinh", *rows, ""]).encode(), "text/csv",
+                         filename="patients.csv"))
+    assert values["recordsAccepted"] == 2 and values["recordsRejected"] == 2
+    assert len(issues(values, "error")) == 3  # each fault still named

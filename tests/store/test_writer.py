@@ -225,3 +225,23 @@ async def test_entries_of_an_older_index_format_are_recomputed_at_start(settings
         assert gone == deletion_entries("Patient", frozenset({"gone"}))  # the stale entry removed, only these left
         assert "k_1" not in await hub.store.index.index_information()  # an index of the old layout is dropped
         assert await matching(hub, token_match("Patient", "identifier", None, "9")) == {"Patient/old"}
+
+
+async def test_a_count_waits_for_an_open_transaction_on_a_store_without_isolation(settings: Settings) -> None:
+    """nx-27017 runs an aggregation in a SQLite savepoint on the connection every session shares: one that
+    begins inside a Bundle's transaction and ends after it began releases the transaction's savepoint too
+    ("no such savepoint" at its commit, seen when a client counted while a payload was ingested). So a
+    count takes the write gate like a write and waits for the transaction."""
+    async with running_hub(settings) as hub:
+        store = hub.store
+        if not store.gate.enabled:
+            pytest.skip("the store isolates transactions: no gate")
+        order: list[str] = []
+        async with store.gate.exclusive():
+            counting = asyncio.create_task(store.count_live("Patient"))
+            await asyncio.sleep(0.05)
+            order.append("transaction done")
+            assert not counting.done()
+        assert await counting == 0
+        order.append("counted")
+        assert order == ["transaction done", "counted"]
