@@ -80,6 +80,18 @@ def client(settings: Settings) -> Iterator[TestClient]:
 
 
 @pytest.fixture
+def app_client(settings: Settings) -> Iterator[TestClient]:
+    """No default token: each test says who is calling (``as_``)."""
+    with TestClient(create_app(settings), raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+def as_(settings: Settings, role: str = "system", **claims: object) -> dict[str, str]:
+    """The Authorization header of a development token for this role and these claims."""
+    return auth(token_for(settings, role, **claims))
+
+
+@pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
 

@@ -10,7 +10,6 @@ import asyncio
 import base64
 import socket
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -22,22 +21,12 @@ from fhir_hub.config import Settings
 from fhir_hub.main import create_app
 from fhir_hub.store.mongo import MongoStore
 from fhir_hub.store.schema import HISTORY, RESOURCES
-from tests.conftest import assert_outcome, auth, token_for
+from tests.conftest import as_, assert_outcome, token_for
 
 FHIR = {"Content-Type": "application/fhir+json"}
 JSON_PATCH = {"Content-Type": "application/json-patch+json"}
 SECRET_BIRTH_DATE = "1961-07-23"
 HIV_VIRAL_LOAD = "20447-9"
-
-
-@pytest.fixture
-def app_client(settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
-        yield client
-
-
-def as_(settings: Settings, role: str = "system", **claims: Any) -> dict[str, str]:
-    return auth(token_for(settings, role, **claims))
 
 
 def seed(client: TestClient, settings: Settings) -> dict[str, str]:
@@ -292,43 +281,41 @@ def test_versions_follow_a_corrected_subject(app_client: TestClient, settings: S
         assert ids["pa"] not in a_sees and sorted(b_sees) == [(ids["pa"], "1"), (ids["pa"], "2")], url
 
 
-def test_a_read_past_its_time_budget_is_stopped_with_a_clear_error(settings: Settings,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    stopped = threading.Event()
+class EndlessHistory:
+    """A store history read that never ends by itself, noting when it starts and when it is stopped."""
 
-    async def endless(*_args: Any, **_kwargs: Any) -> Any:
+    def __init__(self) -> None:
+        self.started, self.stopped = threading.Event(), threading.Event()
+
+    async def __call__(self, *_args: Any, **_kwargs: Any) -> Any:
+        self.started.set()
         try:
             await asyncio.sleep(60)
         except asyncio.CancelledError:
-            stopped.set()
+            self.stopped.set()
             raise
 
+
+def test_a_read_past_its_time_budget_is_stopped_with_a_clear_error(settings: Settings,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    endless = EndlessHistory()
     monkeypatch.setattr(MongoStore, "history", endless)
     with TestClient(create_app(settings.with_(request_budget_ms=300)), raise_server_exceptions=False) as client:
         response = client.get("/Encounter/_history", headers=as_(settings))
         body = assert_outcome(response, 503, "timeout")
         assert "FHIR_HUB_REQUEST_BUDGET_MS" in body["issue"][0]["diagnostics"]
-        assert stopped.is_set()
+        assert endless.stopped.is_set()
         assert client.get("/Patient/pa", headers=as_(settings)).status_code == 404  # the hub goes on
 
 
 def test_a_read_stops_when_its_client_leaves(live_server: str, settings: Settings,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    started, stopped = threading.Event(), threading.Event()
-
-    async def endless(*_args: Any, **_kwargs: Any) -> Any:
-        started.set()
-        try:
-            await asyncio.sleep(60)
-        except asyncio.CancelledError:
-            stopped.set()
-            raise
-
+    endless = EndlessHistory()
     monkeypatch.setattr(MongoStore, "history", endless)
     host, port = live_server.removeprefix("http://").split(":")
     token = token_for(settings)
     with socket.create_connection((host, int(port)), timeout=10) as connection:
         connection.sendall(f"GET /Encounter/_history HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}"
                            "\r\n\r\n".encode())
-        assert started.wait(10), "the history request did not reach the store"
-    assert stopped.wait(10), "the hub went on working for a client that had left"
+        assert endless.started.wait(10), "the history request did not reach the store"
+    assert endless.stopped.wait(10), "the hub went on working for a client that had left"

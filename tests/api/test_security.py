@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -13,22 +12,10 @@ from fhir.resources.R4B.auditevent import AuditEvent
 
 from fhir_hub.auth.tokens import mint_development_token
 from fhir_hub.config import Settings
-from fhir_hub.main import create_app
-from tests.conftest import assert_outcome, auth, token_for
+from tests.conftest import as_, assert_outcome, auth, token_for
 
 FHIR = {"Content-Type": "application/fhir+json"}
 PUBLIC = ("/metadata", "/.well-known/smart-configuration", "/.well-known/jwks.json")
-
-
-@pytest.fixture
-def app_client(settings: Settings) -> Iterator[TestClient]:
-    """No default token: each test says who is calling."""
-    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
-        yield client
-
-
-def as_(settings: Settings, role: str = "system", **claims: Any) -> dict[str, str]:
-    return auth(token_for(settings, role, **claims))
 
 
 def seed(client: TestClient, settings: Settings) -> dict[str, str]:
