@@ -6,6 +6,7 @@ nx-27017 once. Each test gets its own database name, so tests never see each oth
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import uuid
@@ -130,6 +131,14 @@ def module_client(mongodb_uri: str, tmp_path_factory: pytest.TempPathFactory) ->
 @pytest.fixture
 def live_server(settings: Settings) -> Iterator[str]:
     """The app under a real uvicorn on a free loopback port, for outside clients; yields the base URL."""
+    with serving(create_app(settings)) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def serving(app: Any) -> Iterator[str]:
+    """Serve ``app`` with uvicorn in a thread on a free loopback port until the block ends (several such
+    servers on one database stand for several hub processes)."""
     import threading
     import time
 
@@ -138,8 +147,7 @@ def live_server(settings: Settings) -> Iterator[str]:
     from fhir_hub.store.embedded import free_port
 
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning",
-                                           lifespan="on"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30
@@ -147,6 +155,8 @@ def live_server(settings: Settings) -> Iterator[str]:
         if not thread.is_alive() or time.monotonic() > deadline:
             raise RuntimeError("the test server did not start")
         time.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=15)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=15)

@@ -17,6 +17,7 @@ from fhir_hub.api.context import Fhir, FhirContext
 from fhir_hub.api.responses import Written, write_response
 from fhir_hub.api.routing import ResourceTypePath, check_type, fhir_route
 from fhir_hub.fhir.validation import validate_resource
+from fhir_hub.store.claims import claim_key
 from fhir_hub.store.records import StoredVersion
 from fhir_hub.store.writer import Create
 
@@ -32,7 +33,10 @@ async def create(rtype: ResourceTypePath, ctx: Fhir) -> Response:
     check_type(rtype)
     resource = await read_resource(ctx.request, ctx.hub.settings)
     condition = ctx.request.headers.get("if-none-exist")
-    return write_response(ctx, await create_resource(ctx, rtype, resource, if_none_exist=condition))
+    if condition is None:
+        return write_response(ctx, await create_resource(ctx, rtype, resource))
+    async with ctx.hub.store.claims.holding([claim_key(rtype, condition)]):  # one creator at a time
+        return write_response(ctx, await create_resource(ctx, rtype, resource, if_none_exist=condition))
 
 
 async def existing_match(ctx: FhirContext, rtype: str, condition: str) -> StoredVersion | None:

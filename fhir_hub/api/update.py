@@ -19,6 +19,7 @@ from fhir_hub.api.context import Fhir, FhirContext
 from fhir_hub.api.responses import Written, parse_etag, write_response
 from fhir_hub.api.routing import IdPath, ResourceTypePath, check_instance, check_type, fhir_route
 from fhir_hub.errors import BadRequest
+from fhir_hub.store.claims import claim_key
 from fhir_hub.store.records import StoredVersion
 from fhir_hub.store.writer import Create, Update
 
@@ -44,8 +45,11 @@ async def update(rtype: ResourceTypePath, rid: IdPath, ctx: Fhir) -> Response:
 async def conditional_update(rtype: ResourceTypePath, ctx: Fhir) -> Response:
     check_type(rtype)
     resource = await read_resource(ctx.request, ctx.hub.settings)
-    match = await single_match(ctx, rtype, ctx.request.url.query, what="Conditional update")
-    return write_response(ctx, await update_matched(ctx, rtype, match, resource, if_match=if_match_header(ctx)))
+    criteria = ctx.request.url.query
+    async with ctx.hub.store.claims.holding([claim_key(rtype, criteria)]):  # no match: one creator at a time
+        match = await single_match(ctx, rtype, criteria, what="Conditional update")
+        written = await update_matched(ctx, rtype, match, resource, if_match=if_match_header(ctx))
+    return write_response(ctx, written)
 
 
 async def update_matched(ctx: FhirContext, rtype: str, match: StoredVersion | None, resource: dict[str, Any], *,

@@ -55,6 +55,7 @@ from fhir_hub.fhir.registry import is_resource_type
 from fhir_hub.fhir.validation import validate_resource
 from fhir_hub.fhir.validation_ahead import Handover
 from fhir_hub.search.query import SearchQuery
+from fhir_hub.store.claims import claim_key
 from fhir_hub.store.own_writes import DependsOnOwnWrites
 from fhir_hub.store.records import StoredVersion, VersionTaken
 
@@ -128,7 +129,14 @@ async def _batch_writes(ctx: FhirContext, items: list[EntryRequest], known: dict
 async def _batch_group(ctx: FhirContext, items: list[EntryRequest], known: dict[str, str],
                        answers: dict[int, Answer]) -> int:
     """Commit the first entries of ``items`` together; returns how many were answered. Fewer than all when
-    an entry depends on the group's writes in a way only a commit settles: it starts the next group."""
+    an entry depends on the group's writes in a way only a commit settles: it starts the next group. The
+    group's conditional criteria are claimed meanwhile (no concurrent request creates under them)."""
+    async with ctx.hub.store.claims.holding(_claims(items)):
+        return await _commit_group(ctx, items, known, answers)
+
+
+async def _commit_group(ctx: FhirContext, items: list[EntryRequest], known: dict[str, str],
+                        answers: dict[int, Answer]) -> int:
     mine: dict[int, Answer] = {}
     seen = dict(known)  # references resolved within the group count only once it is committed
     mark = ctx.audit.mark() if ctx.audit is not None else None
@@ -193,12 +201,25 @@ async def _transaction(ctx: FhirContext, entries: list[EntryRequest | EntryProbl
         if isinstance(item, EntryProblem):
             raise in_entry(item.index, item.error)
     items = [e for e in entries if isinstance(e, EntryRequest)]
-    for _attempt in range(_ATTEMPTS):
-        try:
-            return await _transaction_once(ctx, items)
-        except VersionTaken:
-            continue  # a resource changed between planning and commit: plan again from the new state
+    async with ctx.hub.store.claims.holding(_claims(items)):
+        for _attempt in range(_ATTEMPTS):
+            try:
+                return await _transaction_once(ctx, items)
+            except VersionTaken:
+                continue  # a resource changed between planning and commit: plan again from the new state
     raise Conflict("The transaction's resources kept changing under it; send it again")
+
+
+def _claims(items: list[EntryRequest]) -> list[str]:
+    """The conditional criteria these entries may create under (``ifNoneExist``, conditional PUT): held
+    while they are searched and written, so that two Bundles never both create (``store/claims.py``)."""
+    keys = []
+    for item in items:
+        if item.method == "POST" and item.if_none_exist is not None:
+            keys.append(claim_key(item.target.rtype, item.if_none_exist))
+        elif item.method == "PUT" and item.target.rid is None and item.target.query is not None:
+            keys.append(claim_key(item.target.rtype, item.target.query))
+    return keys
 
 
 async def _transaction_once(ctx: FhirContext, items: list[EntryRequest]) -> list[Answer]:

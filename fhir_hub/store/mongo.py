@@ -32,6 +32,7 @@ from pymongo.errors import ClientBulkWriteException, PyMongoError
 
 from fhir_hub.fhir.jsonio import loads
 from fhir_hub.store.audit_log import AuditLog
+from fhir_hub.store.claims import Claims
 from fhir_hub.store.count import count
 from fhir_hub.store.index_docs import each_key, match_filter, match_projection, match_slot, pack, view
 from fhir_hub.store.plan import (
@@ -123,6 +124,7 @@ class MongoStore:
         # Open on MongoDB; on nx-27017 a transaction must not share the server with any other write.
         self.gate = WriteGate(enabled=capabilities.transactions and not capabilities.isolated_transactions)
         self.audit_log = AuditLog(self.db, self.gate)
+        self.claims = Claims(self.db, self.gate)
         self._indexer = indexer
 
     # ----------------------------------------------------------------- reads

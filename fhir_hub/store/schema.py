@@ -37,6 +37,7 @@ SEARCH_INDEX = "search_index"
 AUDIT = "audit_events"
 META = "hub_meta"  # one small document per fact about the store itself, e.g. the search entries' format
 INGEST_ARCHIVE = "ingest_archive"  # every payload POSTed to $ingest, as received, before it is mapped
+CLAIMS = "conditional_claims"  # conditional criteria being acted on, one document each (store/claims.py)
 
 
 class _VersionFields(me.Document):

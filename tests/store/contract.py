@@ -65,7 +65,7 @@ class Shape:
     """One request kind: ``build(params)`` gives its arguments, drawn from the generated documents."""
 
     name: str
-    collection: str  # "current", "history", "index", "audit" or "meta"
+    collection: str  # "current", "history", "index", "audit", "meta" or "claims"
     kind: str  # find | count | update_one | delete_many
     build: Build
     upsert: bool = False
@@ -235,4 +235,9 @@ SHAPES: tuple[Shape, ...] = (
     *(_audit_page(patients, ids, before, since) for patients in (False, True) for ids in (False, True)
       for before in (False, True) for since in (False, True)),
     *(_audit_count(patients, ids) for patients in (False, True) for ids in (False, True)),
+    Shape("claims of keys", "claims", "find", lambda d: {"query": {"_id": {"$in": d["claim_keys"]}}}),
+    Shape("give claims back", "claims", "delete_many",
+          lambda d: {"query": {"_id": {"$in": d["claim_keys"]}, "o": _some(d, "o", "t1")}}),
+    Shape("take over a stale claim", "claims", "delete_many",
+          lambda d: {"query": {"_id": _some(d, "_id", "Patient?absent"), "o": _some(d, "o", "t1")}}),
 )

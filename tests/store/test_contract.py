@@ -38,9 +38,9 @@ PREFIXES = ["Patient|identifier|", "Patient|", "Patient|name|ễ", "Patient|name
             "Patient|identifier|a\\|", "nothing",
             "Patient|name|ngu", "Observation|date|"]
 COLLECTIONS = {"current": "contract_current", "history": "contract_history", "index": "contract_index",
-               "audit": "contract_audit", "meta": "contract_meta"}
+               "audit": "contract_audit", "meta": "contract_meta", "claims": "contract_claims"}
 INDEXES = {"current": ("type", "ts", "live", "pending"), "history": ("key", "type", "ts"), "index": ("r", *INDEXED),
-           "audit": ("p", "ts"), "meta": ()}
+           "audit": ("p", "ts"), "meta": (), "claims": ()}
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +93,12 @@ def datasets(draw: st.DrawFn) -> dict[str, list[Doc]]:
               **({"p": p} if (p := draw(st.sampled_from([None, "a", "b", "c"]))) else {})}
              for i in range(draw(st.integers(0, 8)))]
     meta = [{"_id": "search_index", "format": draw(st.integers(1, 3))}] if draw(st.booleans()) else []
-    return {"current": current, "history": history, "index": index, "audit": audit, "meta": meta}
+    claims = [{"_id": key, "o": draw(st.sampled_from(["t1", "t2"])), "at": float(draw(st.integers(0, 12)))}
+              for key in draw(st.lists(st.sampled_from(CLAIM_KEYS), max_size=4, unique=True))]
+    return {"current": current, "history": history, "index": index, "audit": audit, "meta": meta, "claims": claims}
+
+
+CLAIM_KEYS = ["Patient?identifier=s%7C1", "Patient?identifier=s%7C2", "Observation?code=x"]
 
 
 class Params(dict[str, Any]):
@@ -110,6 +115,7 @@ def params_for(data: st.DataObject, docs: dict[str, list[Doc]]) -> Params:
     return Params(
         pick=pick,
         keys=data.draw(st.lists(st.sampled_from(KEYS), max_size=4)),
+        claim_keys=data.draw(st.lists(st.sampled_from([*CLAIM_KEYS, "Patient?absent"]), max_size=4)),
         prefix=data.draw(st.sampled_from(PREFIXES)),
         contains=data.draw(st.sampled_from(["n", "yen", "van", "\\|b", ".*", "0"])),
         low_key=data.draw(st.sampled_from(SEARCH_KEYS + ["Observation|date|", "A", "Patient|name|"])),

@@ -14,12 +14,14 @@ from pymongo import monitoring
 
 from fhir_hub.config import Settings
 from fhir_hub.main import create_app
-from fhir_hub.store.schema import AUDIT, HISTORY, META, RESOURCES, SEARCH_INDEX
+from fhir_hub.store.schema import AUDIT, CLAIMS, HISTORY, META, RESOURCES, SEARCH_INDEX
 from tests.conftest import auth, token_for
 from tests.store.contract import SHAPES, shape
 
-_COLLECTIONS = {RESOURCES: "current", HISTORY: "history", SEARCH_INDEX: "index", AUDIT: "audit", META: "meta"}
-_DUMMY = {"pick": lambda field, default: default, "keys": ["Patient/a"], "prefix": "k", "limit": 3, "ts": 5,
+_COLLECTIONS = {RESOURCES: "current", HISTORY: "history", SEARCH_INDEX: "index", AUDIT: "audit", META: "meta",
+                CLAIMS: "claims"}
+_DUMMY = {"pick": lambda field, default: default, "keys": ["Patient/a"], "claim_keys": ["Patient?a"],
+          "prefix": "k", "limit": 3, "ts": 5,
           "audit_patients": ["a"], "audit_ids": ["e"],
           "contains": "n", "low_key": "a", "high_key": "b", "scope": "a",
           "vid": 2, "entry_ids": ["x"],
