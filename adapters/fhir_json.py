@@ -45,8 +45,8 @@ _RELATIVE = re.compile(r"[A-Z][A-Za-z]+/[A-Za-z0-9\-.]{1,64}")
 
 class FhirJsonAdapter:
     format = "fhir"
-    media_types = ("application/fhir+json", "application/json", "application/fhir+ndjson",
-                   "application/x-ndjson", "application/ndjson")
+    media_types: tuple[str, ...] = ("application/fhir+json", "application/json", "application/fhir+ndjson",
+                                    "application/x-ndjson", "application/ndjson")
 
     def detect(self, payload: bytes, filename: str | None = None) -> bool:
         head = payload[:512].lstrip(b"\xef\xbb\xbf \t\r\n")
@@ -56,7 +56,7 @@ class FhirJsonAdapter:
         mapping = Mapping(self.format, facility=source.facility)
         text = payload.removeprefix(b"\xef\xbb\xbf")
         try:
-            documents = [(None, strict_loads(text))]
+            documents: list[tuple[int | None, Any]] = [(None, strict_loads(text))]
         except JsonRefused as exc:  # one JSON document, refused as the REST API refuses a body
             mapping.reject(filename or "payload", exc.path, str(exc))
             return mapping

@@ -18,7 +18,7 @@ from adapters.csv.mapping import CsvMapping, TableSpec, load_mapping, matches_an
 from adapters.csv.reader import DELIMITERS, Row, decode, first_line, fold, read_table, sniff_delimiter
 
 FORMAT = "csv"
-P = TypeVar("P", str, PurePath)
+P = TypeVar("P", bound=str | PurePath)  # a bound, not constraints: Path in, Path out
 
 
 @cache
@@ -31,7 +31,7 @@ class CsvAdapter:
     """Clinic and commune-station CSV through a declarative mapping (default: the hub's own layout)."""
 
     format = FORMAT
-    media_types = ("text/csv", "application/csv")
+    media_types: tuple[str, ...] = ("text/csv", "application/csv")
 
     def __init__(self, mapping: CsvMapping | str | Path | None = None) -> None:
         if mapping is None or (isinstance(mapping, str) and mapping in ("hub-csv-v1", "synthea")):

@@ -25,7 +25,7 @@ def record_key(message: str, index: int) -> str:
 
 class Hl7v2Adapter:
     format = "hl7v2"
-    media_types = ("x-application/hl7-v2+er7", "application/hl7-v2", "text/hl7v2")
+    media_types: tuple[str, ...] = ("x-application/hl7-v2+er7", "application/hl7-v2", "text/hl7v2")
 
     def __init__(self, limits: Limits = DEFAULT_LIMITS) -> None:
         self.limits = limits
@@ -75,8 +75,8 @@ def _map_message(text: str, key: str, source: Source, mapping: Mapping, limits: 
         mapping.reject(key, None, f"the message could not be mapped: {type(exc).__name__}: {exc}")
         return
     mapping.records.append(Record(key, ctx.bundle.bundle(), ctx.bundle.facility))
-    for field_name, note in ctx.warnings:
-        mapping.warn(key, field_name, note)
+    for warned_field, warning in ctx.warnings:
+        mapping.warn(key, warned_field, warning)
     mapping.not_mapped.extend(f"{part} ({key})" for part in ctx.not_mapped)
 
 

@@ -41,7 +41,7 @@ class MohXmlAdapter:
     may not send for (``Source.facility_of``) refuses the file (MACSKCB) or the HOSO (XML1.MA_CSKCB)."""
 
     format = "moh-xml"
-    media_types = ("application/xml", "text/xml", "application/vnd.moh.giamdinhhs+xml")
+    media_types: tuple[str, ...] = ("application/xml", "text/xml", "application/vnd.moh.giamdinhhs+xml")
 
     def detect(self, payload: bytes, filename: str | None = None) -> bool:
         head = payload[:1024].removeprefix(BOM).lstrip()
