@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import uuid
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeGuard
 
 import orjson
 
@@ -67,7 +67,7 @@ def decode_page(token: str) -> list[Any]:
     if not (_is_search_position(position) or _is_history_position(position)):
         raise BadRequest("_page: not a page token issued by this server; follow the Bundle's links",
                          expression=["_page"])
-    return position  # type: ignore[no-any-return]
+    return position
 
 
 def _floats(value: Any) -> Any:
@@ -84,13 +84,13 @@ def _floats(value: Any) -> Any:
 _INT64 = 2**63
 
 
-def _is_search_position(position: Any) -> bool:
+def _is_search_position(position: Any) -> TypeGuard[list[Any]]:
     return (isinstance(position, list) and len(position) == 2 and position[0] in ("after", "before")
             and isinstance(position[1], list) and bool(position[1]) and isinstance(position[1][-1], str)
             and all(isinstance(v, str | float) or _is_integer(v, -_INT64) for v in position[1]))
 
 
-def _is_history_position(position: Any) -> bool:
+def _is_history_position(position: Any) -> TypeGuard[list[Any]]:
     return (isinstance(position, list) and len(position) == 3 and _is_integer(position[0], 0)
             and isinstance(position[1], str) and _is_integer(position[2], 1))
 

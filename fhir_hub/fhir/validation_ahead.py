@@ -87,7 +87,8 @@ class _Worker:
             error = exc if isinstance(exc, WorkerGone) else error
         finally:
             self.closed = True
-            for waiting in [self.ready, *self.answers]:
+            pending: list[asyncio.Future[Any]] = [self.ready, *self.answers]
+            for waiting in pending:
                 if not waiting.done():
                     waiting.set_exception(error)
             self.answers.clear()

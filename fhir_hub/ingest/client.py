@@ -99,7 +99,8 @@ def _send(client: httpx.Client, path: str, name: str, *, params: dict[str, str],
         setattr(result, name, int(values.get(f"records{name.title()}") or 0))
     for name in ("created", "existing", "updated"):
         setattr(result, name, int(values.get(name) or 0))
-    outcome = next((p["resource"] for p in body.get("parameter", []) if p.get("name") == "outcome"), {"issue": []})
+    outcome: dict[str, Any] = next(
+        (p["resource"] for p in body.get("parameter", []) if p.get("name") == "outcome"), {"issue": []})
     result.warnings = sum(1 for i in outcome["issue"] if i.get("severity") == "warning")
     result.problems = [i["diagnostics"] for i in outcome["issue"] if i.get("severity") == "error"]
     return result

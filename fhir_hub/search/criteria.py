@@ -456,6 +456,7 @@ def _composite(ev: Evaluator, rtype: str, name: str, modifier: str | None, value
     system, code = split_token(head)
     param = params_for(rtype)[name]
     second = param.roots[0].components[1].type if param.roots else "token"
+    second_test: Callable[[dict[str, Any]], bool]
     if second == "token":
         wanted_system, wanted = split_token(tail)
 

@@ -102,7 +102,11 @@ class Searcher:
             columns.append(column)
         rows = [[*(column.get(key, _LAST) for column in columns), key] for key in found]
         directions = [descending for _name, descending in sort]
-        order_key = cmp_to_key(lambda a, b: _compare(a, b, directions))
+
+        def compare(a: Position, b: Position) -> int:
+            return _compare(a, b, directions)
+
+        order_key = cmp_to_key(compare)
         rows.sort(key=order_key)
         return rows, order_key
 

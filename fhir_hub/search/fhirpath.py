@@ -15,7 +15,7 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import Any, cast
 
 from fhirpathpy import compile as fhirpath_compile
 from fhirpathpy.models import models
@@ -240,8 +240,9 @@ def compile_clause(clause: str, root: str) -> CompiledPath:
         steps = None  # positions need list semantics the walker does not keep; fhirpathpy handles them
     fallback = None
     if steps is None:
-        compiled = fhirpath_compile(clause.strip(), _R4)
-        fallback = compiled
+        # fhirpathpy annotates compile()'s result as Callable[[Mapping, Mapping | None], list], but what it
+        # returns (fhirpathpy.engine.util.set_paths) takes any node and an optional context: one argument here.
+        fallback = cast(Callable[[Any], list[Any]], fhirpath_compile(clause.strip(), _R4))
     return CompiledPath(steps, root, fallback)
 
 

@@ -79,8 +79,8 @@ def entries_for(rtype: str, code: str, param_type: str, typed: Typed) -> Iterato
             if high - low > _LONG_SPAN:
                 yield keys.date_end_entry(rtype, code, low, high)
     elif param_type in ("number", "quantity"):
-        for low, high, unit, unit_text in quantities(value):
-            yield keys.number_entry(rtype, code, low, high, unit, unit_text)
+        for least, most, unit, unit_text in quantities(value):
+            yield keys.number_entry(rtype, code, least, most, unit, unit_text)
     elif param_type == "uri" and isinstance(value, str) and value:
         yield keys.uri_entry(rtype, code, value)
 
@@ -121,8 +121,8 @@ def _second_component(param_type: str, typed: Typed) -> Iterator[tuple[Any, Any,
         for low, high in dates(typed.value):
             yield low, high, None
     elif param_type in ("quantity", "number"):
-        for low, high, unit, _unit_text in quantities(typed.value):
-            yield low, high, unit
+        for least, most, unit, _unit_text in quantities(typed.value):
+            yield least, most, unit
 
 
 # ----------------------------------------------------------------------------------- values by type

@@ -14,6 +14,7 @@ compare by code point, which is MongoDB's order for UTF-8.
 from __future__ import annotations
 
 import re
+from operator import itemgetter
 from typing import Any
 
 Doc = dict[str, Any]
@@ -56,5 +57,5 @@ def find(docs: list[Doc], query: Doc, sort: list[tuple[str, int]] | None = None,
          limit: int | None = None) -> list[Doc]:
     found = [d for d in docs if matches(d, query)]
     for name, direction in reversed(sort or []):
-        found.sort(key=lambda d, f=name: d[f], reverse=direction < 0)
+        found.sort(key=itemgetter(name), reverse=direction < 0)
     return found[:limit] if limit else found

@@ -25,6 +25,8 @@ single statement of field names and indexes, and ``ensure_schema`` creates the i
 
 from __future__ import annotations
 
+from typing import Any
+
 import mongoengine as me
 
 from fhir_hub.store.index_docs import INDEXED
@@ -43,7 +45,7 @@ CLAIMS = "conditional_claims"  # conditional criteria being acted on, one docume
 class _VersionFields(me.Document):
     """What every stored version carries, current or superseded."""
 
-    meta = {"abstract": True, "strict": False}
+    meta: dict[str, Any] = {"abstract": True, "strict": False}  # subclasses add strings and lists
 
     key = me.StringField(required=True)  # "Patient/123"
     type = me.StringField(required=True)
