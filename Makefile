@@ -5,11 +5,12 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 CONSTRAINTS := constraints.txt
 
-.PHONY: run test lint bench openapi clean help
+.PHONY: run test lint typecheck bench openapi clean help
 
 help:
 	@echo "make run      create .venv, install, start the embedded store and the hub on 127.0.0.1:8080 with demo data"
-	@echo "make test     install test dependencies, lint, run the whole test suite"
+	@echo "make test     install test dependencies, lint, type-check, run the whole test suite"
+	@echo "make typecheck  mypy over fhir_hub, adapters, consent and profiles (settings: [tool.mypy] in pyproject.toml)"
 	@echo "make bench    REST throughput and search at 100,000 resources on the embedded store (bench/results/)"
 	@echo "make openapi  regenerate openapi/openapi.json from the app"
 
@@ -31,7 +32,11 @@ run: $(VENV)/.installed
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 
-test: lint
+# What to check and how strictly is [tool.mypy] in pyproject.toml.
+typecheck: $(VENV)/.installed-test
+	$(BIN)/mypy
+
+test: lint typecheck
 	$(BIN)/python -m pytest
 
 bench: $(VENV)/.installed-test
@@ -41,4 +46,4 @@ openapi: $(VENV)/.installed
 	$(BIN)/fhir-hub openapi --output openapi/openapi.json
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .hypothesis .ruff_cache
+	rm -rf $(VENV) var .pytest_cache .hypothesis .ruff_cache .mypy_cache
