@@ -338,9 +338,9 @@ class MongoStore:
         (their order does not matter inside a transaction: every insert is a new document).
         """
         if one_request and self.capabilities.client_bulk_write and len(steps) > 1:
-            result = await self.client.bulk_write(self._bulk_models(steps), ordered=True, verbose_results=True,
-                                                  session=session)
-            return {i: r.matched_count for i, r in result.update_results.items()}
+            bulk = await self.client.bulk_write(self._bulk_models(steps), ordered=True, verbose_results=True,
+                                                session=session)
+            return {i: r.matched_count for i, r in bulk.update_results.items()}
         matched: dict[int, int] = {}
         pending: dict[str, list[dict[str, Any]]] = {}  # a run of inserts, by collection (transactions only)
         for i, step in enumerate(steps):
@@ -400,6 +400,7 @@ class MongoStore:
         """Send the steps collected since the last chunk; the first chunk takes the gate and starts the
         server transaction. A chunk other than the last is sent in the background (see transaction.py)."""
         if not tx.started:
+            assert tx.session is not None, "a transaction without a session is never sent in chunks"
             await tx.held.enter_async_context(self.gate.exclusive())
             await tx.session.start_transaction()
         await self._settle_chunk(tx)
