@@ -64,7 +64,7 @@ def decode_page(token: str) -> list[Any]:
         position = _floats(strict_loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))))
     except ValueError:  # not base64, not JSON (orjson.JSONDecodeError), or refused (JsonRefused: 2**64...)
         position = None
-    if not (_is_search_position(position) or _is_history_position(position)):
+    if not (_is_search_position(position) or is_history_position(position)):
         raise BadRequest("_page: not a page token issued by this server; follow the Bundle's links",
                          expression=["_page"])
     return position
@@ -90,7 +90,7 @@ def _is_search_position(position: Any) -> TypeGuard[list[Any]]:
             and all(isinstance(v, str | float) or _is_integer(v, -_INT64) for v in position[1]))
 
 
-def _is_history_position(position: Any) -> TypeGuard[list[Any]]:
+def is_history_position(position: Any) -> TypeGuard[list[Any]]:
     return (isinstance(position, list) and len(position) == 3 and _is_integer(position[0], 0)
             and isinstance(position[1], str) and _is_integer(position[2], 1))
 

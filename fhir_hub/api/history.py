@@ -12,7 +12,7 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Response
 
-from fhir_hub.api.bundles import bundle, decode_page, encode_page, entry
+from fhir_hub.api.bundles import bundle, decode_page, encode_page, entry, is_history_position
 from fhir_hub.api.context import Fhir, FhirContext
 from fhir_hub.api.responses import fhir_response
 from fhir_hub.api.routing import IdPath, ResourceTypePath, check_instance, check_type, fhir_route
@@ -76,8 +76,7 @@ def _page_position(token: str | None) -> HistoryPosition | None:
     if token is None:
         return None
     position = decode_page(token)
-    if (not isinstance(position, list) or len(position) != 3 or not isinstance(position[0], int)
-            or not isinstance(position[1], str) or not isinstance(position[2], int)):
+    if not is_history_position(position):  # a search's position is a page token too, of another kind
         raise BadRequest("_page: not a page token issued by this server", expression=["_page"])
     return position[0], position[1], position[2]
 

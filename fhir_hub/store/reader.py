@@ -118,13 +118,11 @@ class ScopedReader:
                 limited.setdefault(found.compartment, set()).add(rtype)
         pages = [await self.store.history_of(await self._members(patient, types), since=since, before=before,
                                              limit=limit) for patient, types in limited.items()]
-        if open_types and len(open_types) == 1:
-            pages.append(await self.store.history(rtype=next(iter(open_types)), since=since, before=before,
-                                                  limit=limit))
+        if len(open_types) == 1 or (open_types and len(open_types) == len(grants)):  # one type, or every type
+            only = next(iter(open_types)) if len(open_types) == 1 else None
+            pages.append(await self.store.history(rtype=only, since=since, before=before, limit=limit))
         elif open_types:
-            all_open = len(open_types) == len(grants)
-            pages.append(await self._filtered_history(None, None, since, before, limit,
-                                                      lambda v: all_open or v.rtype in open_types))
+            pages.append(await self._filtered_history(since, before, limit, lambda v: v.rtype in open_types))
         return _merged(pages, limit)
 
     async def _members(self, patient: str, types: set[str]) -> list[str]:
@@ -136,14 +134,14 @@ class ScopedReader:
                 members += [entry["r"] for entry in await self.store.entries(match)]
         return members
 
-    async def _filtered_history(self, rtype: str | None, rid: str | None, since: int | None,
-                                before: HistoryPosition | None, limit: int,
+    async def _filtered_history(self, since: int | None, before: HistoryPosition | None, limit: int,
                                 visible: Callable[[StoredVersion], bool]) -> HistoryPage:
-        """Keep fetching until the page is full of visible versions, history runs out, or the scan cap."""
+        """System history of some types: keep fetching until the page is full of visible versions, history
+        runs out, or the scan cap."""
         kept: list[StoredVersion] = []
         scanned = 0
         while True:
-            page = await self.store.history(rtype=rtype, rid=rid, since=since, before=before, limit=limit)
+            page = await self.store.history(since=since, before=before, limit=limit)
             for version in page.versions:
                 scanned += 1
                 if visible(version):
