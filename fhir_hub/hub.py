@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from pymongo import AsyncMongoClient
 
+from consent.decision import AccessDecision
 from fhir_hub.audit import AuditTrail
 from fhir_hub.auth.authenticator import Authenticator
+from fhir_hub.auth.caller import Caller
 from fhir_hub.auth.keys import KeySet, development_key
+from fhir_hub.auth.policy import access_decision
 from fhir_hub.auth.tokens import TokenVerifier
 from fhir_hub.config import Settings
 from fhir_hub.fhir.ids import IdFactory, new_uuid_id
@@ -44,6 +47,8 @@ class Hub:
     audit: AuditTrail
     mongodb_uri: str
     ingest_workers: MappingWorkers  # where $ingest payloads are parsed and mapped, off the event loop
+    # made once per request from its caller; replaced only by tests (the read-path contract suite)
+    access: Callable[[Caller], AccessDecision] = access_decision
 
 
 def token_keys(settings: Settings) -> KeySet:

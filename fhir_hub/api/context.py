@@ -14,6 +14,7 @@ from typing import Annotated, Any, cast
 
 from fastapi import Depends, Request
 
+from consent.decision import AccessDecision
 from fhir_hub.api.negotiation import response_media_type
 from fhir_hub.api.routing import INTERACTION_KEY, check_type
 from fhir_hub.audit import AuditRecord
@@ -40,6 +41,7 @@ class FhirContext:
     caller: Caller | None = None
     audit: AuditRecord | None = None
     tx: Transaction | None = None  # set while the entries of a transaction Bundle are processed
+    decision: AccessDecision | None = None  # the caller's access decision, made once per request
 
     def prefers(self, name: str) -> str | None:
         return self.prefer.get(name)
@@ -57,13 +59,13 @@ class FhirContext:
         store = self.hub.store
         if self.tx is not None and self.tx.changes:  # a group's later entries see its earlier writes
             store = cast(MongoStore, OwnWritesView(store, self.tx))
-        return ScopedReader(store, self.caller, self.audit,
+        return ScopedReader(store, self.caller, self.audit, decision=self.decision,
                             limits=self.hub.settings.search_limits, base_url=self.base_url)
 
     async def commit(self, op: WriteOp) -> WriteResult:
         assert self.caller is not None, "public endpoints do not write data"
         noticed = self.audit.touch if self.audit is not None else None
-        result = await self.hub.writer.commit(op, caller=self.caller, tx=self.tx, noticed=noticed)
+        result = await self.hub.writer.commit(op, caller=self.caller, tx=self.tx, noticed=noticed, reader=self.reader)
         if self.audit is not None and result.changed:
             self.audit.touch(result.version)
         return result
@@ -140,6 +142,7 @@ def _context(request: Request, hub: Hub, caller: Caller | None, audit: AuditReco
         prefer=parse_prefer(request.headers.getlist("prefer")),
         caller=caller,
         audit=audit,
+        decision=hub.access(caller) if caller is not None else None,
     )
 
 

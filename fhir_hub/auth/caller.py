@@ -34,6 +34,14 @@ class Caller:
     fhir_user: str | None = None
     purpose: str = "TREAT"
     internal: bool = False  # the hub itself (demo loader, audit trail): not reachable from a token
+    # more Patient records of the same resident, found by patient matching: a compartment is a set of
+    # patients, and the resident's access covers each of them
+    linked: frozenset[str] = frozenset()
+
+    @property
+    def patients(self) -> frozenset[str]:
+        """Every Patient id the caller's ``patient/`` access covers: the token's ``patient`` and its links."""
+        return self.linked | {self.patient} if self.patient is not None else self.linked
 
     @classmethod
     def from_claims(cls, claims: dict[str, Any]) -> Caller:

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from consent.decision import REFUSED, AccessDecision, Refused
 from fhir_hub.auth.caller import Caller
-from fhir_hub.errors import Forbidden, HubError, NotFound
+from fhir_hub.errors import Forbidden, HubError
 from fhir_hub.fhir.compartment import compartment_types
 
 # The SMART permission each interaction needs (routes carry the interaction code).
@@ -32,17 +33,17 @@ HUB_ONLY_TYPES = frozenset({"AuditEvent"})
 
 @dataclass(frozen=True, slots=True)
 class Grant:
-    rtype: str
-    compartment: str | None  # the resident's Patient id when limited to their compartment
+    """What the token's scopes allow on one type. Whether a given resource is visible is not decided here
+    but by the request's access decision (``consent/decision.py``), which the scoped reader alone consults."""
 
-    def sees(self, patients: frozenset[str]) -> bool:
-        return self.compartment is None or self.compartment in patients
+    rtype: str
+    compartment: frozenset[str] | None  # the resident's Patient ids when limited to their compartment
 
     def may_write(self, patients: frozenset[str]) -> bool:
         """A resident's write must land in their compartment and in nobody else's: an Observation with a
         ``performer`` or a Patient with a ``link`` naming another resident would otherwise appear in that
         person's record, where they can neither remove nor disown it."""
-        return self.compartment is None or patients == {self.compartment}
+        return self.compartment is None or bool(patients) and patients <= self.compartment
 
 
 def grant(caller: Caller, rtype: str, permission: str) -> Grant | None:
@@ -51,9 +52,20 @@ def grant(caller: Caller, rtype: str, permission: str) -> Grant | None:
     contexts = caller.scopes.contexts_allowing(rtype, permission)
     if "system" in contexts or "user" in contexts:
         return Grant(rtype, None)
-    if "patient" in contexts and caller.patient is not None and rtype in compartment_types():
-        return Grant(rtype, caller.patient)
+    if "patient" in contexts and caller.patients and rtype in compartment_types():
+        return Grant(rtype, caller.patients)
     return None
+
+
+def access_decision(caller: Caller) -> AccessDecision:
+    """The caller's access decision for one request, from the token's scopes alone (consents join it in
+    the consent issue). Made once per request; the scoped reader is the only code that consults it."""
+
+    def scopes(rtype: str, permission: str) -> frozenset[str] | None | Refused:
+        found = grant(caller, rtype, permission)
+        return REFUSED if found is None else found.compartment
+
+    return AccessDecision(scopes)
 
 
 def insufficient_scope(caller: Caller, what: str) -> HubError:
@@ -88,18 +100,18 @@ def source_uri(caller: Caller, prefix: str) -> str | None:
 
 
 def check_write(caller: Caller, grant_: Grant, *, rtype: str, source: str | None, new_patients: frozenset[str] | None,
-                existing_source: str | None, existing_patients: frozenset[str] | None, exists: bool) -> None:
-    """Raise unless ``caller`` may write this version. ``new_patients`` is None for a deletion."""
+                existing_source: str | None, exists: bool) -> None:
+    """Raise unless ``caller`` may write this version. ``new_patients`` is None for a deletion. Whether the
+    existing version is visible to the caller at all the writer has asked the reader first."""
     if caller.internal:
         return
     if source is None:
         raise Forbidden("Writes need a facility claim in the token (a hospital system or clinician's MoH "
                         "facility code), or a resident's patient context")
-    if exists and existing_patients is not None and not grant_.sees(existing_patients):
-        raise NotFound(f"{rtype} is not known to this server")  # as if missing: another resident's record
     if new_patients is not None and not grant_.may_write(new_patients):
+        own = " or ".join(f"Patient/{p}" for p in sorted(grant_.compartment or ()))
         raise Forbidden(f"{rtype}: a resident may only write records in their own compartment and nobody "
-                        f"else's (every patient reference must be Patient/{grant_.compartment})")
+                        f"else's (every patient reference must be {own})")
     if exists and existing_source != source:
         owner = "another source" if existing_source is None else existing_source
         raise Forbidden(f"{rtype} belongs to {owner}; only its source may change it (facility boundary)")

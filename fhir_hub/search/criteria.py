@@ -6,7 +6,8 @@ entry (a date's range, a quantity's unit), and whether the criterion is a comple
 exact key sets whose intersection becomes the candidates, and the large ones are then evaluated only over
 those candidates (``r in [...]``), so a selective criterion (a patient, an identifier) never drags a large
 one (a common code) through memory. Chains and ``_has`` run an inner search first, under the same access
-grant, and match its results by reference.
+narrowing of the caller's access decision, and match its results by reference. Every result set is
+narrowed here, before anything is counted or paged (``matching``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from fhir_hub.auth.policy import Grant
+from consent.decision import Narrowing
 from fhir_hub.errors import BadRequest
 from fhir_hub.fhir.compartment import covers_compartment, scoping_params
 from fhir_hub.fhir.ids import is_valid_id
@@ -39,7 +40,7 @@ from fhir_hub.store.records import EntryMatch, resource_key
 PROBE = 1000  # entries fetched to learn whether a criterion is selective
 _DAY = 86_400_000_000
 EntryTest = Callable[[dict[str, Any]], bool]
-GrantFor = Callable[[str], Grant]
+NarrowingFor = Callable[[str], Narrowing]  # a type's narrowing for a search (403 when not allowed)
 
 
 @dataclass(frozen=True)
@@ -51,25 +52,25 @@ class Plan:
 
 
 class Evaluator:
-    def __init__(self, store: MongoStore, *, base_url: str | None, grant_for: GrantFor,
+    def __init__(self, store: MongoStore, *, base_url: str | None, narrowing_for: NarrowingFor,
                  live_keys: Callable[[str], Awaitable[set[str]]]) -> None:
         self.store = store
         self.base_url = base_url
-        self.grant_for = grant_for
+        self.narrowing_for = narrowing_for
         self.live_keys = live_keys
 
-    def scope(self, rtype: str, criteria: tuple[Criterion, ...], grant: Grant) -> str | None:
-        """The patient whose compartment holds every result, when the grant or a criterion says so."""
-        return self._scope(rtype, criteria, grant)[0]
+    def scope(self, rtype: str, criteria: tuple[Criterion, ...], narrowing: Narrowing) -> str | None:
+        """The patient whose compartment holds every result, when the narrowing or a criterion says so."""
+        return self._scope(rtype, criteria, narrowing)[0]
 
-    def _scope(self, rtype: str, criteria: tuple[Criterion, ...], grant: Grant
+    def _scope(self, rtype: str, criteria: tuple[Criterion, ...], narrowing: Narrowing
                ) -> tuple[str | None, Criterion | None]:
-        """(patient, the criterion that names it): a resident's grant, or a criterion ``param=Patient/X``
+        """(patient, the criterion that names it): a narrowing to one patient, or a criterion ``param=Patient/X``
         (one value, no chain) on a parameter whose paths all lie in the compartment definition. Every
         other criterion can then be answered from X's compartment entries alone: the same results from
         far fewer reads."""
-        if grant.compartment is not None:
-            return grant.compartment, None
+        if narrowing.patients is not None and len(narrowing.patients) == 1:
+            return next(iter(narrowing.patients)), None
         scoping = scoping_params(rtype)
         for criterion in criteria:
             if (criterion.name in scoping and criterion.chain is None and len(criterion.any_of) == 1
@@ -80,19 +81,28 @@ class Evaluator:
                     return target, criterion
         return None, None
 
-    async def matching(self, rtype: str, criteria: tuple[Criterion, ...], grant: Grant) -> set[str] | None:
-        """Keys of resources meeting every criterion and the grant (not yet filtered to live ones);
-        None means every resource of the type (no criteria and no compartment limit).
+    async def matching(self, rtype: str, criteria: tuple[Criterion, ...], narrowing: Narrowing) -> set[str] | None:
+        """Keys of resources meeting every criterion and the narrowing (not yet filtered to live ones);
+        None means every resource of the type (no criteria and an open narrowing).
 
         With a patient scope, the criterion naming the patient goes last, within what the others found
         (they are bounded by that patient's entries, it by nothing smaller); it is left out altogether
         when its parameter is the whole compartment definition (``Encounter?patient=``) and another
         criterion already kept only that patient's resources.
         """
+        found = await self._narrowed(rtype, criteria, narrowing)
+        withheld = narrowing.withheld
+        return found - withheld if found is not None and withheld else found
+
+    async def _narrowed(self, rtype: str, criteria: tuple[Criterion, ...], narrowing: Narrowing) -> set[str] | None:
         found: set[str] | None = None
-        if grant.compartment is not None:
-            found = await self._keys([keys.compartment_match(rtype, grant.compartment)], None)
-        scope, pinned_by = self._scope(rtype, criteria, grant)
+        if narrowing.patients is not None:
+            found = await self._keys([keys.compartment_match(rtype, p) for p in sorted(narrowing.patients)], None)
+            if not found:
+                return set()
+        elif narrowing.withheld and not criteria:
+            return await self.live_keys(rtype)
+        scope, pinned_by = self._scope(rtype, criteria, narrowing)
         ordered = _by_cost(criteria)
         if pinned_by is not None:
             ordered = [c for c in ordered if c is not pinned_by] + [pinned_by]
@@ -203,7 +213,7 @@ class Evaluator:
                     raise BadRequest(f"{criterion.name}.{criterion.chain}: {target} has no parameter "
                                      f"{inner_key!r}", expression=[criterion.name])
                 continue
-            found = await self.matching(target, (inner,), self.grant_for(target))
+            found = await self.matching(target, (inner,), self.narrowing_for(target))
             if found is None:
                 raise BadRequest(f"{criterion.name}.{criterion.chain}: the chain needs a criterion")
             ids[target] = {key.split("/", 1)[1] for key in found}
@@ -222,7 +232,7 @@ class Evaluator:
         if inner is None:
             raise BadRequest(f"_has:{source}:{param}:{rest}: {source} has no parameter {rest!r}",
                              expression=["_has"])
-        found = await self.matching(source, (inner,), self.grant_for(source))
+        found = await self.matching(source, (inner,), self.narrowing_for(source))
         if found is None:
             raise BadRequest("_has needs a criterion", expression=["_has"])
         entries = await self.store.entries(EntryMatch(keys.param_prefix(source, param), prefix=True, system=rtype,

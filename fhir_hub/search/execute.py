@@ -12,14 +12,14 @@ import bisect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from functools import cmp_to_key
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl
 
+from consent.decision import Narrowing
 from fhir_hub.audit import AUDIT_TYPE, as_version
-from fhir_hub.auth.policy import Grant
 from fhir_hub.errors import BadRequest
 from fhir_hub.search import keys
-from fhir_hub.search.criteria import Evaluator, GrantFor
+from fhir_hub.search.criteria import Evaluator
 from fhir_hub.search.limits import SearchLimits
 from fhir_hub.search.query import Include, SearchQuery, param_type, parse_search, unescape
 from fhir_hub.store.index_docs import entry_key
@@ -30,9 +30,19 @@ Position = list[Any]  # sort values followed by the key of a result
 _LAST = "\uffff"  # sorts after any value: resources without a value for a sort parameter come last
 
 
+class Access(Protocol):
+    """What a search asks of the one reader (``store/reader.py``), which asks the caller's access decision:
+    the narrowing of a type's query, and the verdict on each resource handed out."""
+
+    def narrowing(self, rtype: str, permission: str) -> Narrowing:
+        """Raises 403 when the caller may not use ``permission`` on ``rtype``."""
+
+    def permits(self, version: StoredVersion, permission: str) -> bool: ...
+
+
 @dataclass(frozen=True)
 class SearchOutcome:
-    total: int
+    total: int | None  # None: not known without revealing what the decision hid (then left out of the Bundle)
     page: list[StoredVersion]
     next: Position | None  # the position after which the next page starts
     previous: Position | None  # the position before which the previous page ends
@@ -40,31 +50,34 @@ class SearchOutcome:
 
 
 class Searcher:
-    def __init__(self, store: MongoStore, *, grant_for: GrantFor, may_read: Callable[[str], Grant | None],
-                 base_url: str | None) -> None:
+    def __init__(self, store: MongoStore, *, access: Access, base_url: str | None) -> None:
         self.store = store
-        self.may_read = may_read
-        self.evaluator = Evaluator(store, base_url=base_url, grant_for=grant_for, live_keys=store.live_keys)
+        self.access = access
+        self.evaluator = Evaluator(store, base_url=base_url, live_keys=store.live_keys,
+                                   narrowing_for=lambda rtype: access.narrowing(rtype, "s"))
 
-    async def search(self, query: SearchQuery, grant: Grant, *, after: Position | None = None,
+    async def search(self, query: SearchQuery, *, after: Position | None = None,
                      before: Position | None = None) -> SearchOutcome:
         """A type-level search."""
         if query.rtype == AUDIT_TYPE:
-            return await self._audit(query, grant, after)
-        return await self.search_types([(query, grant)], after=after, before=before)
+            return await self._audit(query, self.access.narrowing(query.rtype, "s"), after)
+        return await self.search_types([query], after=after, before=before)
 
-    async def search_types(self, queries: Sequence[tuple[SearchQuery, Grant]], *, after: Position | None = None,
+    async def search_types(self, queries: Sequence[SearchQuery], *, after: Position | None = None,
                            before: Position | None = None) -> SearchOutcome:
         """One result list over several types (system-level search): the same order, paging and includes.
 
-        Every query carries the same result parameters; only its type (and so its criteria) differ.
+        Every query carries the same result parameters; only its type (and so its criteria) differ. Each
+        type's matches are narrowed by the caller's access decision before they are counted, sorted or
+        paged; the page is then checked resource by resource, and should the verdict deny one the narrowing
+        let through, it is left out and the total with it (it would count what the caller may not see).
         """
-        query = queries[0][0]
-        grants = {q.rtype: grant for q, grant in queries}
-        scopes = {q.rtype: self.evaluator.scope(q.rtype, q.criteria, grant) for q, grant in queries}
+        query = queries[0]
+        narrowings = {q.rtype: self.access.narrowing(q.rtype, "s") for q in queries}
+        scopes = {q.rtype: self.evaluator.scope(q.rtype, q.criteria, narrowings[q.rtype]) for q in queries}
         found: set[str] = set()
-        for each, grant in queries:
-            matched = await self.evaluator.matching(each.rtype, each.criteria, grant)
+        for each in queries:
+            matched = await self.evaluator.matching(each.rtype, each.criteria, narrowings[each.rtype])
             if matched is None and len(queries) == 1 and not each.sort and before is None:
                 return await self._listing(each, after)
             if matched is None:
@@ -73,10 +86,11 @@ class Searcher:
         ordered, order_key = await self._ordered(query.sort, found, scopes)
         page, next_position, previous_position = _slice(ordered, order_key, query.count, after, before)
         versions = {v.key: v for v in await self.store.live_versions([p[-1] for p in page])}
-        results = [versions[p[-1]] for p in page
-                   if p[-1] in versions and grants[versions[p[-1]].rtype].sees(versions[p[-1]].patients)]
+        live = [versions[p[-1]] for p in page if p[-1] in versions]
+        results = [v for v in live if self.access.permits(v, "s")]
+        total = len(found) if len(results) == len(live) else None
         included = await self._includes(query, results) if results else []
-        return SearchOutcome(len(found), results, next_position, previous_position, included)
+        return SearchOutcome(total, results, next_position, previous_position, included)
 
     async def _listing(self, query: SearchQuery, after: Position | None) -> SearchOutcome:
         """Every resource of a type, in key order, a page at a time straight from the store."""
@@ -183,15 +197,11 @@ class Searcher:
         return self._readable(await self.store.live_versions(found))
 
     def _readable(self, versions: list[StoredVersion]) -> list[StoredVersion]:
-        """Included resources obey the same access rules: a type the caller may not read is left out."""
-        kept = []
-        for version in versions:
-            grant = self.may_read(version.rtype)
-            if grant is not None and grant.sees(version.patients):
-                kept.append(version)
-        return kept
+        """Included resources obey the same access rules as a read: a type the caller may not read, or a
+        resource the decision denies, is left out."""
+        return [v for v in versions if self.access.permits(v, "r")]
 
-    async def conditional(self, rtype: str, query_string: str, grant: Grant, *, what: str,
+    async def conditional(self, rtype: str, query_string: str, *, what: str,
                           limits: SearchLimits) -> list[StoredVersion]:
         """Live resources the caller may see that match the criteria of a conditional interaction.
 
@@ -204,10 +214,10 @@ class Searcher:
                              limits=replace(limits, default_count=0, max_count=2**31 - 1))
         if not query.criteria:
             raise BadRequest(f"{what} needs search criteria (for example identifier=system|value or _id=...)")
-        found = await self.evaluator.matching(rtype, query.criteria, grant)
-        return [v for v in await self.store.live_versions(found or ()) if grant.sees(v.patients)]
+        found = await self.evaluator.matching(rtype, query.criteria, self.access.narrowing(rtype, "s"))
+        return [v for v in await self.store.live_versions(found or ()) if self.access.permits(v, "s")]
 
-    async def _audit(self, query: SearchQuery, grant: Grant, after: Position | None) -> SearchOutcome:
+    async def _audit(self, query: SearchQuery, narrowing: Narrowing, after: Position | None) -> SearchOutcome:
         """AuditEvents come from the audit log: by ``_id`` and ``patient``, newest first."""
         ids: set[str] | None = None
         patients: set[str] | None = None
@@ -221,15 +231,17 @@ class Searcher:
             else:
                 raise BadRequest(f"AuditEvent can be searched by _id and patient only, not {criterion.name!r}",
                                  expression=[criterion.name], code="not-supported")
-        if grant.compartment is not None:
-            patients = {grant.compartment} & patients if patients is not None else {grant.compartment}
+        if narrowing.patients is not None:
+            patients = set(narrowing.patients & patients) if patients is not None else set(narrowing.patients)
         if patients == set() or ids == set():
             return SearchOutcome(0, [], None, None, [])
         wanted_patients = sorted(patients) if patients is not None else None
         wanted_ids = sorted(ids) if ids is not None else None
-        total = await self.store.audit_log.count(patients=wanted_patients, ids=wanted_ids)
+        withheld = sorted(key.removeprefix(f"{AUDIT_TYPE}/") for key in narrowing.withheld) or None
+        total = await self.store.audit_log.count(patients=wanted_patients, ids=wanted_ids, withheld=withheld)
         position = (int(after[0]), str(after[1])) if after else None
         entries = await self.store.audit_log.page(patients=wanted_patients, ids=wanted_ids, before=position,
+                                                  withheld=withheld,
                                                   limit=query.count + 1) if query.count else []
         page = [as_version(entry) for entry in entries[: query.count]]
         more = len(entries) > query.count and bool(page)

@@ -42,12 +42,13 @@ class AuditLog:
 
     @staticmethod
     def _filter(patients: list[str] | None, ids: list[str] | None, before: AuditPosition | None,
-                since: int | None = None) -> dict[str, Any]:
+                since: int | None = None, withheld: list[str] | None = None) -> dict[str, Any]:
+        """``withheld``: events the caller's access decision hides, left out of pages and counts alike."""
         query: dict[str, Any] = {}
         if patients is not None:
             query["p"] = {"$in": patients}
-        if ids is not None:
-            query["_id"] = {"$in": ids}
+        if ids is not None or withheld:
+            query["_id"] = {**({"$in": ids} if ids is not None else {}), **({"$nin": withheld} if withheld else {})}
         if since is not None:
             query["ts"] = {"$gte": since}
         if before is not None:
@@ -56,11 +57,12 @@ class AuditLog:
         return query
 
     async def page(self, *, patients: list[str] | None, ids: list[str] | None, before: AuditPosition | None,
-                   limit: int, since: int | None = None) -> list[dict[str, Any]]:
+                   limit: int, since: int | None = None, withheld: list[str] | None = None) -> list[dict[str, Any]]:
         """Entries newest first; ``patients`` None means any patient (or none)."""
-        query = self._filter(patients, ids, before, since)
+        query = self._filter(patients, ids, before, since, withheld)
         cursor = self.entries.find(query).sort([("ts", -1), ("_id", -1)]).limit(limit)
         return [doc async for doc in cursor]
 
-    async def count(self, *, patients: list[str] | None, ids: list[str] | None) -> int:
-        return await count(self.entries, self._filter(patients, ids, None), self.gate)
+    async def count(self, *, patients: list[str] | None, ids: list[str] | None,
+                    withheld: list[str] | None = None) -> int:
+        return await count(self.entries, self._filter(patients, ids, None, withheld=withheld), self.gate)

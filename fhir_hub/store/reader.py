@@ -1,19 +1,23 @@
-"""The scoped reader: the only way a route reads data.
+"""The scoped reader: the only way anything reads data, and the only code that consults the request's
+access decision (``consent/decision.py``).
 
-It is made per request for one caller. Each method checks the caller's scope for the interaction, hides
-whatever lies outside a resident's compartment exactly as if it did not exist (404, never 403 or 410),
-filters history and search results resource by resource so that nothing hidden is returned or counted, and
-notes every resource it hands out in the request's audit record. Consent decisions (a later issue) plug in
-here, on the same single path.
+It is made per request for one caller and that request's decision. Every read path asks it: reads, history,
+searches (whose includes, chains and ``_has`` inner searches it narrows through the searcher), conditional
+matches, and the writer's check that the resource a write reaches exists for the caller. For each type it
+asks the decision how to narrow the query (a 403 when the scopes refuse the type, which says nothing about
+any resource), so counts, totals and pages are computed over what the caller may see; it asks for a verdict
+on every resource it hands out; and whatever is denied is answered exactly as if it did not exist (404,
+never 403 or 410). It notes every resource it hands out in the request's audit record.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+from consent.decision import AccessDecision, Narrowing, ResourceFacts, Verdict
 from fhir_hub.audit import AUDIT_TYPE, AuditRecord, as_version
 from fhir_hub.auth.caller import Caller
-from fhir_hub.auth.policy import Grant, grant, require, require_any
+from fhir_hub.auth.policy import access_decision, insufficient_scope, require_any
 from fhir_hub.errors import Gone, NotFound
 from fhir_hub.fhir.compartment import compartment_types
 from fhir_hub.fhir.registry import resource_types
@@ -27,15 +31,33 @@ from fhir_hub.store.records import EntryMatch, StoredVersion, deletion_key
 _MAX_SCANNED = 5_000  # history versions examined for one page of a caller limited to some types
 
 
+_NAMES = {"r": "read", "s": "search", "c": "create", "u": "update", "d": "delete"}
+
+
 class ScopedReader:
     def __init__(self, store: MongoStore, caller: Caller, audit: AuditRecord | None = None, *,
-                 limits: SearchLimits = DEFAULT_LIMITS, base_url: str | None = None) -> None:
+                 decision: AccessDecision | None = None, limits: SearchLimits = DEFAULT_LIMITS,
+                 base_url: str | None = None) -> None:
         self.store = store
         self.caller = caller
+        self.decision = decision if decision is not None else access_decision(caller)
         self.audit = audit
         self.limits = limits
-        self.searcher = Searcher(store, grant_for=lambda rtype: require(caller, rtype, "s"),
-                                 may_read=lambda rtype: grant(caller, rtype, "r"), base_url=base_url)
+        self.searcher = Searcher(store, access=self, base_url=base_url)
+
+    # ---------------------------------------------------------------- the one access decision
+    def narrowing(self, rtype: str, permission: str) -> Narrowing:
+        """How to narrow a query on ``rtype``; 403 when the token's scopes do not allow it at all."""
+        found = self.decision.narrow(rtype, permission)
+        if found is None:
+            raise insufficient_scope(self.caller, f"{_NAMES[permission]} on {rtype}")
+        return found
+
+    def permits(self, version: StoredVersion, permission: str, patients: frozenset[str] | None = None) -> bool:
+        """The decision's verdict on one resource (``patients``: the compartments to judge it by, when not
+        its own: earlier versions follow their resource's current compartment)."""
+        facts = ResourceFacts(version.rtype, version.rid, version.patients if patients is None else patients)
+        return self.decision.verdict(facts, permission) is Verdict.PERMIT
 
     def _hand_out(self, version: StoredVersion) -> StoredVersion:
         if self.audit is not None:
@@ -49,26 +71,26 @@ class ScopedReader:
         return await self.store.current(rtype, rid)
 
     async def read(self, rtype: str, rid: str) -> StoredVersion:
-        found = require(self.caller, rtype, "r")
-        return self._visible_or_raise(found, rtype, rid, await self._current(rtype, rid))
+        self.narrowing(rtype, "r")
+        return self._visible_or_raise(rtype, rid, await self._current(rtype, rid))
 
     async def vread(self, rtype: str, rid: str, vid: int | None) -> StoredVersion:
-        found = require(self.caller, rtype, "r")
+        narrowing = self.narrowing(rtype, "r")
         if rtype == AUDIT_TYPE:
             version = await self._current(rtype, rid) if vid == 1 else None
         else:
             version = await self.store.version(rtype, rid, vid) if vid is not None else None
         patients = version.patients if version is not None else frozenset()
-        if version is not None and found.compartment is not None and rtype != AUDIT_TYPE:
+        if version is not None and narrowing.patients is not None and rtype != AUDIT_TYPE:
             # every version is in the compartment its resource's current version is in: after a facility
             # corrects an Observation's subject from A to B, its earlier versions are B's, no longer A's
             current = await self._current(rtype, rid)
             patients = current.patients if current is not None else frozenset()
-        return self._visible_or_raise(found, rtype, rid, version, patients)
+        return self._visible_or_raise(rtype, rid, version, patients)
 
-    def _visible_or_raise(self, found: Grant, rtype: str, rid: str, version: StoredVersion | None,
+    def _visible_or_raise(self, rtype: str, rid: str, version: StoredVersion | None,
                           patients: frozenset[str] | None = None) -> StoredVersion:
-        if version is None or not found.sees(version.patients if patients is None else patients):
+        if version is None or not self.permits(version, "r", patients):
             raise NotFound(f"{rtype}/{rid} is not known to this server")
         self._hand_out(version)
         if version.deleted:
@@ -82,57 +104,64 @@ class ScopedReader:
         and system history from their compartment's resources alone (``MongoStore.history_of``), never by
         filtering everyone's versions."""
         if rid is not None and rtype is not None:
-            found = require(self.caller, rtype, "r")
+            self.narrowing(rtype, "r")
             current = await self._current(rtype, rid)
-            if current is None or not found.sees(current.patients):
+            if current is None or not self.permits(current, "r"):
                 raise NotFound(f"{rtype}/{rid} is not known to this server")
             if rtype == AUDIT_TYPE:
                 in_range = (since is None or current.ts >= since) and (before is None or current.position < before)
                 return HistoryPage([self._hand_out(current)] if in_range and limit else [], None)
             page = await self.store.history(rtype=rtype, rid=rid, since=since, before=before, limit=limit)
         elif rtype == AUDIT_TYPE:
-            return await self._audit_history(require(self.caller, rtype, "s"), since, before, limit)
+            return await self._audit_history(self.narrowing(rtype, "s"), since, before, limit)
         else:
             if rtype is None:
                 require_any(self.caller, "s")
-            types = [rtype] if rtype is not None else [t for t in resource_types() if t != AUDIT_TYPE]
-            grants = {t: require(self.caller, t, "s") if rtype is not None else grant(self.caller, t, "s")
-                      for t in types}
-            page = await self._history_for(grants, since, before, limit)
+                types = [t for t in resource_types() if t != AUDIT_TYPE]
+                narrowings = {t: n for t in types if (n := self.decision.narrow(t, "s")) is not None}
+            else:
+                narrowings = {rtype: self.narrowing(rtype, "s")}
+            page = await self._history_for(narrowings, len(narrowings) == len(resource_types()) - 1, since, before,
+                                           limit)
         for version in page.versions:
             self._hand_out(version)
         return page
 
-    async def _history_for(self, grants: dict[str, Grant | None], since: int | None, before: HistoryPosition | None,
-                           limit: int) -> HistoryPage:
-        """Type or system history for these grants: compartment-limited types from the compartment's
-        resources, the others from the whole store, the two merged in history order."""
-        limited: dict[str, set[str]] = {}
-        open_types = set()
-        for rtype, found in grants.items():
-            if found is None:
-                continue
-            if found.compartment is None:
+    async def _history_for(self, narrowings: dict[str, Narrowing], every_type: bool, since: int | None,
+                           before: HistoryPosition | None, limit: int) -> HistoryPage:
+        """Type or system history under these narrowings: compartment-limited types from the compartments'
+        resources, the others from the whole store (filtered when the decision withholds some of them, or
+        covers only some types), the two merged in history order."""
+        limited: dict[frozenset[str], set[str]] = {}
+        open_types: set[str] = set()
+        withheld: set[str] = set()
+        for rtype, narrowing in narrowings.items():
+            withheld |= narrowing.withheld
+            if narrowing.patients is None:
                 open_types.add(rtype)
             else:
-                limited.setdefault(found.compartment, set()).add(rtype)
-        pages = [await self.store.history_of(await self._members(patient, types), since=since, before=before,
-                                             limit=limit) for patient, types in limited.items()]
-        if len(open_types) == 1 or (open_types and len(open_types) == len(grants)):  # one type, or every type
+                limited.setdefault(narrowing.patients, set()).add(rtype)
+        pages = []
+        for patients, types in limited.items():
+            members = [key for key in await self._members(patients, types) if key not in withheld]
+            pages.append(await self.store.history_of(members, since=since, before=before, limit=limit))
+        if not withheld and (len(open_types) == 1 or (open_types and every_type and not limited)):
             only = next(iter(open_types)) if len(open_types) == 1 else None
             pages.append(await self.store.history(rtype=only, since=since, before=before, limit=limit))
         elif open_types:
-            pages.append(await self._filtered_history(since, before, limit, lambda v: v.rtype in open_types))
+            pages.append(await self._filtered_history(
+                since, before, limit, lambda v: v.rtype in open_types and v.key not in withheld))
         return _merged(pages, limit)
 
-    async def _members(self, patient: str, types: set[str]) -> list[str]:
-        """The resources of these types in a patient's compartment, deleted ones included, from its index
-        entries."""
-        members: list[str] = []
-        for rtype in sorted(types & compartment_types()):
-            for match in (compartment_match(rtype, patient), EntryMatch(deletion_key(rtype, patient))):
-                members += [entry["r"] for entry in await self.store.entries(match)]
-        return members
+    async def _members(self, patients: frozenset[str], types: set[str]) -> list[str]:
+        """The resources of these types in these patients' compartments, deleted ones included, from their
+        index entries."""
+        members: set[str] = set()
+        for patient in sorted(patients):
+            for rtype in sorted(types & compartment_types()):
+                for match in (compartment_match(rtype, patient), EntryMatch(deletion_key(rtype, patient))):
+                    members.update(entry["r"] for entry in await self.store.entries(match))
+        return sorted(members)
 
     async def _filtered_history(self, since: int | None, before: HistoryPosition | None, limit: int,
                                 visible: Callable[[StoredVersion], bool]) -> HistoryPage:
@@ -155,13 +184,14 @@ class ScopedReader:
             if scanned >= _MAX_SCANNED:  # a short page, with a link to go on from where the scan stopped
                 return HistoryPage(kept, before)
 
-    async def _audit_history(self, found: Grant, since: int | None, before: HistoryPosition | None,
+    async def _audit_history(self, narrowing: Narrowing, since: int | None, before: HistoryPosition | None,
                              limit: int) -> HistoryPage:
         """Type-level history of AuditEvent: every event, newest first (each has exactly one version)."""
-        patients = [found.compartment] if found.compartment is not None else None
+        patients = sorted(narrowing.patients) if narrowing.patients is not None else None
         position = (before[0], before[1].removeprefix(f"{AUDIT_TYPE}/")) if before is not None else None
+        withheld = sorted(key.removeprefix(f"{AUDIT_TYPE}/") for key in narrowing.withheld) or None
         entries = await self.store.audit_log.page(patients=patients, ids=None, before=position, limit=limit + 1,
-                                                  since=since)
+                                                  since=since, withheld=withheld)
         versions = [as_version(e) for e in entries]
         page = [self._hand_out(v) for v in versions[:limit]]
         more = len(versions) > limit and bool(page)
@@ -169,9 +199,7 @@ class ScopedReader:
 
     async def search(self, query: SearchQuery, *, after: Position | None = None,
                      before: Position | None = None) -> SearchOutcome:
-        outcome = await self.searcher.search(query, require(self.caller, query.rtype, "s"), after=after,
-                                             before=before)
-        return self._hand_out_all(outcome)
+        return self._hand_out_all(await self.searcher.search(query, after=after, before=before))
 
     def searchable_types(self, named: tuple[str, ...] | None) -> tuple[str, ...]:
         """The types a system-level search covers: those named in ``_type`` (each must be allowed), or
@@ -179,14 +207,14 @@ class ScopedReader:
         require_any(self.caller, "s")
         if named is not None:
             for rtype in named:
-                require(self.caller, rtype, "s")
+                self.narrowing(rtype, "s")
             return named
-        return tuple(t for t in resource_types() if t != AUDIT_TYPE and grant(self.caller, t, "s") is not None)
+        return tuple(t for t in resource_types()
+                     if t != AUDIT_TYPE and self.decision.narrow(t, "s") is not None)
 
     async def search_system(self, queries: list[SearchQuery], *, after: Position | None = None,
                             before: Position | None = None) -> SearchOutcome:
-        pairs = [(query, require(self.caller, query.rtype, "s")) for query in queries]
-        return self._hand_out_all(await self.searcher.search_types(pairs, after=after, before=before))
+        return self._hand_out_all(await self.searcher.search_types(queries, after=after, before=before))
 
     def _hand_out_all(self, outcome: SearchOutcome) -> SearchOutcome:
         for version in (*outcome.page, *outcome.included):
@@ -195,8 +223,7 @@ class ScopedReader:
 
     async def conditional(self, rtype: str, query_string: str, *, what: str) -> list[StoredVersion]:
         """The resources a conditional interaction would act on; needs the search permission."""
-        matches = await self.searcher.conditional(rtype, query_string, require(self.caller, rtype, "s"), what=what,
-                                                  limits=self.limits)
+        matches = await self.searcher.conditional(rtype, query_string, what=what, limits=self.limits)
         for version in matches:
             self._hand_out(version)
         return matches

@@ -20,7 +20,7 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from fhir_hub.auth.caller import Caller
 from fhir_hub.auth.policy import Grant, check_write, insufficient_scope, require, source_uri
@@ -33,6 +33,7 @@ from fhir_hub.fhir.jsonio import dumps, loads
 from fhir_hub.fhir.validation import validate_resource
 from fhir_hub.fhir.validation_ahead import ValidationAhead
 from fhir_hub.store.mongo import Indexer, MongoStore
+from fhir_hub.store.reader import ScopedReader
 from fhir_hub.store.records import SearchEntry, StoredVersion, VersionChange, VersionTaken, deletion_entries
 from fhir_hub.store.transaction import Transaction
 
@@ -81,6 +82,13 @@ WriteOp = Create | Update | Delete | Patch
 Noticed = Callable[[StoredVersion], None]
 
 
+class Existence(Protocol):
+    """The one reader's verdict on the resource a write reaches (``store/reader.py``): a resource the caller's
+    access decision hides is answered exactly as a missing one."""
+
+    def permits(self, version: StoredVersion, permission: str, patients: frozenset[str] | None = None) -> bool: ...
+
+
 def _ignore(_version: StoredVersion) -> None:
     return None
 
@@ -103,13 +111,16 @@ class Writer:
         self.source_prefix = source_prefix
 
     async def commit(self, op: WriteOp, *, caller: Caller, tx: Transaction | None = None,
-                     noticed: Noticed | None = None) -> WriteResult:
+                     noticed: Noticed | None = None, reader: Existence | None = None) -> WriteResult:
         """Store ``op``; within ``tx`` the store keeps it until the whole group is committed.
 
         ``noticed`` is told of the existing version a write reaches before any access check, so that an
-        attempt on a patient's record is audited against that patient even when it is refused.
+        attempt on a patient's record is audited against that patient even when it is refused. ``reader``
+        (the request's scoped reader; by default one made for ``caller``) says whether that version exists
+        for the caller.
         """
         seen = noticed or _ignore
+        exists_for = reader if reader is not None else ScopedReader(self.store, caller)
         if isinstance(op, Create):
             grant = require(caller, op.rtype, "c")
             await self.validation.check(op.resource, op.rtype)
@@ -117,7 +128,7 @@ class Writer:
         if isinstance(op, Patch):
             check_id(op.rid)
             return await self._patch(op, caller, require(caller, op.rtype, "u"), read_grant(caller, op.rtype, "r"), tx,
-                                     seen)
+                                     seen, exists_for)
         if isinstance(op, Update):
             grant = require(caller, op.rtype, "u")
             check_id(op.rid)
@@ -129,8 +140,8 @@ class Writer:
                 raise BadRequest(f"Resource.id: the body has id {body_id!r} but the URL names {op.rid!r}",
                                  expression=[f"{op.rtype}.id"])
             await self.validation.check(op.resource, op.rtype)
-            return await self._put(op, caller, grant, tx, seen)
-        return await self._delete(op, caller, require(caller, op.rtype, "d"), tx, seen)
+            return await self._put(op, caller, grant, tx, seen, exists_for)
+        return await self._delete(op, caller, require(caller, op.rtype, "d"), tx, seen, exists_for)
 
     async def _create(self, op: Create, caller: Caller, grant: Grant, tx: Transaction | None) -> WriteResult:
         """A server-assigned id is new by construction: no read first, the unique key still guards."""
@@ -140,7 +151,7 @@ class Writer:
             version, entries = self._version(op.rtype, rid, op.resource, vid=1, ts=self.clock(),
                                              method="POST", source=source)
             check_write(caller, grant, rtype=op.rtype, source=source, new_patients=version.patients,
-                        existing_source=None, existing_patients=None, exists=False)
+                        existing_source=None, exists=False)
             try:
                 await self.store.write(VersionChange(version, None, entries, frozenset(), fresh=True), tx)
             except VersionTaken:
@@ -151,11 +162,12 @@ class Writer:
         raise Conflict(f"{op.rtype}: could not allocate a new id; try again")
 
     async def _put(self, op: Update, caller: Caller, grant: Grant, tx: Transaction | None,
-                   seen: Noticed) -> WriteResult:
+                   seen: Noticed, exists_for: Existence) -> WriteResult:
         source = source_uri(caller, self.source_prefix)
 
         def plan(current: StoredVersion | None) -> tuple[VersionChange, WriteResult] | WriteResult:
-            if grant.compartment is not None and (current is None or not grant.sees(current.patients)):
+            hidden = current is not None and not exists_for.permits(current, "u")
+            if hidden or (grant.compartment is not None and current is None):
                 # a resident creates with POST: were PUT to create, a new id (201) and another person's
                 # id (404) would answer differently and tell which ids exist
                 raise NotFound(f"{op.rtype}/{op.rid} is not known to this server")
@@ -170,7 +182,7 @@ class Writer:
         return await self._on_current(op.rtype, op.rid, op.if_match, plan, tx, seen)
 
     async def _patch(self, op: Patch, caller: Caller, grant: Grant, read: Grant | None, tx: Transaction | None,
-                     seen: Noticed) -> WriteResult:
+                     seen: Noticed, exists_for: Existence) -> WriteResult:
         """A patch reads what it changes (a JSON Patch ``test`` or a FHIRPath ``where()`` answers questions
         about the content through 200 vs 422), so it needs the right to read the target, and the facility
         boundary is checked before it is applied: a caller who may not read or change the resource learns
@@ -181,13 +193,13 @@ class Writer:
         def plan(current: StoredVersion | None) -> tuple[VersionChange, WriteResult]:
             if read is None:
                 raise insufficient_scope(caller, f"read on {op.rtype} (a patch reads the resource it changes)")
-            visible = current is not None and grant.sees(current.patients) and read.sees(current.patients)
+            visible = current is not None and exists_for.permits(current, "u") and exists_for.permits(current, "r")
             if current is None or current.deleted or current.json is None or not visible:
                 if current is not None and current.deleted and visible:
                     raise Gone(f"{op.rtype}/{op.rid} was deleted (version {current.vid}); there is nothing to patch")
                 raise NotFound(f"{op.rtype}/{op.rid} is not known to this server")
             check_write(caller, grant, rtype=op.rtype, source=source, new_patients=None,
-                        existing_source=current.source, existing_patients=current.patients, exists=True)
+                        existing_source=current.source, exists=True)
             _check_precondition(current, op.if_match)
             patched = op.apply(loads(current.json))
             if patched.get("resourceType") != op.rtype or patched.get("id") != op.rid:
@@ -205,23 +217,22 @@ class Writer:
         version, new_keys = self._version(rtype, rid, resource, vid=current.vid + 1 if current else 1,
                                           ts=self._next_ts(current), method=method, source=source)
         check_write(caller, grant, rtype=rtype, source=source, new_patients=version.patients,
-                    existing_source=current.source if current else None,
-                    existing_patients=current.patients if current else None, exists=current is not None)
+                    existing_source=current.source if current else None, exists=current is not None)
         return VersionChange(version, current, new_keys, self._keys_of(current))
 
     async def _delete(self, op: Delete, caller: Caller, grant: Grant, tx: Transaction | None,
-                      seen: Noticed) -> WriteResult:
+                      seen: Noticed, exists_for: Existence) -> WriteResult:
         check_id(op.rid)
         source = source_uri(caller, self.source_prefix)
 
         def plan(current: StoredVersion | None) -> tuple[VersionChange, WriteResult] | WriteResult:
-            if current is None or current.deleted or not grant.sees(current.patients):
+            if current is None or current.deleted or not exists_for.permits(current, "d"):
                 if op.if_match is not None:
                     raise _stale(op.if_match)
                 gone = StoredVersion(op.rtype, op.rid, 0, 0, "DELETE", deleted=True, json=None)
                 return WriteResult(gone, created=False, changed=False)
             check_write(caller, grant, rtype=op.rtype, source=source, new_patients=None,
-                        existing_source=current.source, existing_patients=current.patients, exists=True)
+                        existing_source=current.source, exists=True)
             _check_precondition(current, op.if_match)
             version = StoredVersion(op.rtype, op.rid, current.vid + 1, self._next_ts(current), "DELETE",
                                     deleted=True, json=None, source=source, patients=current.patients)

@@ -6,8 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from consent.decision import ResourceFacts, Verdict
 from fhir_hub.auth.caller import Caller, InvalidClaims
-from fhir_hub.auth.policy import grant, source_uri
+from fhir_hub.auth.policy import access_decision, grant, source_uri
 from fhir_hub.auth.scopes import Scopes, parse_scope
 from fhir_hub.fhir.compartment import compartment_types
 
@@ -67,12 +68,30 @@ def test_grants(scope: str, rtype: str, permission: str, allowed: bool) -> None:
 def test_patient_scopes_are_limited_to_the_compartment_and_user_scopes_win() -> None:
     resident = Caller(subject="r", scopes=Scopes.parse("patient/*.rs"), patient="p1")
     limited = grant(resident, "Observation", "r")
-    assert limited is not None and limited.compartment == "p1"
-    assert limited.sees(frozenset({"p1", "p2"})) and not limited.sees(frozenset({"p2"}))
+    assert limited is not None and limited.compartment == {"p1"}
+    decision = access_decision(resident)
+    assert decision.verdict(ResourceFacts("Observation", "o", frozenset({"p1", "p2"})), "r") is Verdict.PERMIT
+    assert decision.verdict(ResourceFacts("Observation", "o", frozenset({"p2"})), "r") is Verdict.DENY
     both = Caller(subject="c", scopes=Scopes.parse("patient/*.rs user/Observation.rs"), patient="p1")
     wide = grant(both, "Observation", "r")
     assert wide is not None and wide.compartment is None
     assert "Observation" in compartment_types() and "Organization" not in compartment_types()
+
+
+def test_a_compartment_is_a_set_of_patients() -> None:
+    """One resident spanning two source Patient records (A and B) sees both, writes into either, and
+    nothing else."""
+    resident = Caller(subject="r", scopes=Scopes.parse("patient/*.cruds"), patient="A", linked=frozenset({"B"}))
+    decision = access_decision(resident)
+    narrowing = decision.narrow("Observation", "s")
+    assert narrowing is not None and narrowing.patients == {"A", "B"}
+    for patients, verdict in (({"A"}, Verdict.PERMIT), ({"B"}, Verdict.PERMIT), ({"B", "C"}, Verdict.PERMIT),
+                              ({"C"}, Verdict.DENY), (set(), Verdict.DENY)):
+        assert decision.verdict(ResourceFacts("Observation", "o", frozenset(patients)), "r") is verdict
+    write = grant(resident, "Observation", "c")
+    assert write is not None
+    assert write.may_write(frozenset({"A"})) and write.may_write(frozenset({"A", "B"}))
+    assert not write.may_write(frozenset({"A", "C"})) and not write.may_write(frozenset())
 
 
 @pytest.mark.parametrize(("claims", "message"), [
