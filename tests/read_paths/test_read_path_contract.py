@@ -1,0 +1,491 @@
+"""The read-path contract: a resource the caller's access decision hides is invisible on every read path.
+
+One database, two apps on it: ``open_`` with the usual decision, ``hidden`` with the same caller's decision
+withholding one chosen resource (``Hub.access`` replaced, as a Consent denying that resource will). On every
+path the hidden resource must not be returned, counted, included or matched, and nothing may tell it exists:
+a direct read answers exactly as a never-created id does, a search's total is the open total minus one, and
+a conditional interaction or Bundle entry aimed at it answers as if its criteria matched nothing.
+
+Every read path added later joins ``PATHS`` (or gets its own test below) the day it is written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+import pytest
+from fastapi.testclient import TestClient
+
+from fhir_hub.api.bundles import decode_page
+from fhir_hub.auth.caller import Caller
+from fhir_hub.auth.policy import access_decision
+from fhir_hub.config import Settings
+from fhir_hub.main import create_app
+from tests.conftest import as_
+
+FHIR = {"Content-Type": "application/fhir+json"}
+HIDDEN_OBS = "obs-hidden-q7"  # unusual ids: a leak shows up as the string anywhere in a response
+HIDDEN_CODE = "code-only-hidden-has"
+HIDDEN_IDENT = "urn:lab|ident-only-hidden-has"
+ABSENT = "obs-never-created"
+
+
+@dataclass
+class World:
+    open_: TestClient
+    hidden: TestClient
+    hidden_key: str  # Type/id of the withheld resource
+    ids: dict[str, str]
+
+
+def _seed(client: TestClient, headers: dict[str, str]) -> dict[str, str]:
+    """Two patients; P has visible Observations V1, V2, V3 (V3 has X as a member), the hidden X (two versions,
+    a code and an identifier nobody else has, V1 as a member), a DiagnosticReport with results X and V1, and a
+    Provenance for V2. Q's records are touched only here, so Q's audit trail is stable during the tests."""
+
+    def put(rtype: str, rid: str, body: dict[str, Any]) -> None:
+        response = client.put(f"/{rtype}/{rid}", json={"resourceType": rtype, "id": rid, **body},
+                              headers={**FHIR, **headers})
+        assert response.status_code in (200, 201), response.text
+
+    put("Patient", "pat-p", {"name": [{"family": "Nguyễn"}], "identifier": [{"system": "urn:pid", "value": "p"}]})
+    put("Patient", "pat-q", {"name": [{"family": "Trần"}]})
+
+    def obs(code: str, ident: str, **more: Any) -> dict[str, Any]:
+        system, _, value = ident.partition("|")
+        return {"status": "final", "code": {"coding": [{"system": "urn:code", "code": code}]},
+                "subject": {"reference": "Patient/pat-p"}, "identifier": [{"system": system, "value": value}], **more}
+
+    put("Observation", "obs-v1", obs("code-common", "urn:lab|v1"))
+    put("Observation", "obs-v2", obs("code-common", "urn:lab|v2"))
+    put("Observation", HIDDEN_OBS, obs(HIDDEN_CODE, HIDDEN_IDENT, hasMember=[{"reference": "Observation/obs-v1"}]))
+    put("Observation", HIDDEN_OBS, obs(HIDDEN_CODE, HIDDEN_IDENT, hasMember=[{"reference": "Observation/obs-v1"}],
+                                       valueString="second version"))
+    put("Observation", "obs-v3", obs("code-common", "urn:lab|v3",
+                                     hasMember=[{"reference": f"Observation/{HIDDEN_OBS}"}]))
+    put("Observation", "obs-q", {**obs("code-common", "urn:lab|q"), "subject": {"reference": "Patient/pat-q"}})
+    put("DiagnosticReport", "dr-1", {"status": "final", "code": {"text": "panel"},
+                                     "subject": {"reference": "Patient/pat-p"},
+                                     "result": [{"reference": f"Observation/{HIDDEN_OBS}"},
+                                                {"reference": "Observation/obs-v1"}]})
+    put("Provenance", "prov-v2", {"target": [{"reference": "Observation/obs-v2"}], "recorded": "2026-01-01T00:00:00Z",
+                                  "agent": [{"who": {"display": "lab"}}]})
+    put("Provenance", "prov-v1", {"target": [{"reference": "Observation/obs-v1"}], "recorded": "2026-01-02T00:00:00Z",
+                                  "agent": [{"who": {"display": "lab"}}]})
+    for _ in range(3):  # audit events of Q's record
+        assert client.get("/Observation/obs-q", headers=headers).status_code == 200
+    return {"P": "pat-p", "Q": "pat-q"}
+
+
+def _audit_event_of(client: TestClient, headers: dict[str, str], patient: str) -> str:
+    """The id of one of the patient's AuditEvents, once the trail has flushed."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        found = client.get("/AuditEvent", params={"patient": patient, "_count": 50}, headers=headers).json()
+        if found.get("entry"):
+            return str(found["entry"][-1]["resource"]["id"])
+        time.sleep(0.05)
+    raise AssertionError("the audit trail wrote nothing")
+
+
+def _settings(mongodb_uri: str, data_dir: Any, db_name: str, *, flush_ms: int) -> Settings:
+    return Settings(mongodb_uri=mongodb_uri, db_name=db_name, data_dir=data_dir, validation_processes=0,
+                    ingest_processes=0, audit_flush_ms=flush_ms)
+
+
+@dataclass
+class Hidden:
+    """Which resource a world hides, found once the world is seeded."""
+
+    rtype: str
+    pick: Callable[[TestClient, dict[str, str]], str]  # its id
+
+
+HIDDEN = {
+    "Observation": Hidden("Observation", lambda _client, _headers: HIDDEN_OBS),
+    "Provenance": Hidden("Provenance", lambda _client, _headers: "prov-v2"),
+    "AuditEvent": Hidden("AuditEvent", lambda client, headers: _audit_event_of(client, headers, "pat-q")),
+}
+
+
+def withholding(key: str) -> Callable[[Caller], Any]:
+    return lambda caller: access_decision(caller).withholding({key})
+
+
+@contextlib.contextmanager
+def seeded_world(mongodb_uri: str, data_dir: Any, kind: str, role: str) -> Iterator[World]:
+    """Seed with one app (closed, so its audit trail is flushed), then serve the same database through an
+    open app and a hiding one whose audit trails hold their entries until they close: the tests' own reads
+    must not change the AuditEvents they compare."""
+    db_name = f"test_readpaths_{uuid.uuid4().hex[:10]}"
+    writer_settings = _settings(mongodb_uri, data_dir, db_name, flush_ms=50)
+    system = as_(writer_settings)
+    with TestClient(create_app(writer_settings), raise_server_exceptions=False) as seeder:
+        ids = _seed(seeder, system)
+    held = _settings(mongodb_uri, data_dir, db_name, flush_ms=600_000)
+    headers = system if role == "system" else as_(held, "resident", patient="pat-p")
+    with TestClient(create_app(held), raise_server_exceptions=False, headers=headers) as open_, \
+            TestClient(create_app(held), raise_server_exceptions=False, headers=headers) as hidden:
+        rid = HIDDEN[kind].pick(open_, system)
+        hidden.app.state.hub.access = withholding(f"{kind}/{rid}")
+        yield World(open_, hidden, f"{kind}/{rid}", ids)
+
+
+@pytest.fixture(scope="module", params=[(k, r) for k in HIDDEN for r in ("system", "resident")],
+                ids=lambda p: f"{p[0]}-as-{p[1]}")
+def world(request: pytest.FixtureRequest, mongodb_uri: str, tmp_path_factory: pytest.TempPathFactory
+          ) -> Iterator[World]:
+    kind, role = request.param
+    with seeded_world(mongodb_uri, tmp_path_factory.mktemp("var"), kind, role) as made:
+        yield made
+
+
+# ------------------------------------------------------------------------------------------ checks
+def _keys(bundle: dict[str, Any], mode: str | None) -> list[str]:
+    found = []
+    for item in bundle.get("entry", []):
+        resource = item.get("resource")
+        if resource is None or (mode is not None and item.get("search", {}).get("mode", "match") != mode):
+            continue
+        found.append(f"{resource['resourceType']}/{resource['id']}")
+    return found
+
+
+def _tokens(bundle: dict[str, Any]) -> list[Any]:
+    """The positions inside the page links' tokens (opaque to clients, but nothing hidden may hide there)."""
+    positions = []
+    for link in bundle.get("link", []):
+        for part in link["url"].split("?", 1)[-1].split("&"):
+            if part.startswith("_page="):
+                positions.append(decode_page(part.removeprefix("_page=")))
+    return positions
+
+
+def assert_unseen(text: str, key: str) -> None:
+    """Nothing names the resource, except a reference to it that a visible resource's author wrote (obs-v3's
+    member, the report's result): rewriting other resources' content is redaction, the consent issue's."""
+    rid = key.split("/", 1)[1]
+    text = text.replace(f'"reference":"{key}"', "")
+    assert rid not in text, f"{key} shows through: {text[max(0, text.find(rid) - 300):text.find(rid) + 100]}"
+
+
+def assert_listing_without(open_: Any, hidden: Any, key: str, *, counted: bool, exact: bool = True) -> None:
+    """A searchset or history Bundle: the hidden world's is the open world's without the hidden resource
+    (not matched, not counted, not included), and nothing in it names the resource but the client's own
+    query (the self link). ``counted``: the open world counts the resource in this Bundle's total.
+    ``exact`` False for searches that reach the resource through another one (chains, ``_has``): the
+    hidden world's results are then a subset, whatever the open world's matched through it."""
+    assert open_.status_code == hidden.status_code == 200, (open_.text[:300], hidden.text[:300])
+    seen, shown = open_.json(), hidden.json()
+    assert_unseen(orjson.dumps({**shown, "link": [link for link in shown.get("link", [])
+                                                  if link["relation"] != "self"]}).decode(), key)
+    assert_unseen(orjson.dumps(_tokens(shown)).decode(), key)
+    matched = _keys(seen, "match")
+    if exact:
+        assert _keys(shown, "match") == [k for k in matched if k != key]
+    else:
+        assert set(_keys(shown, "match")) <= set(matched) - {key}
+    assert set(_keys(shown, "include")) <= set(_keys(seen, "include")) - {key}
+    if "total" in seen and exact:
+        assert shown.get("total") == seen["total"] - counted, (seen.get("total"), shown.get("total"))
+
+
+def _all_pages(client: TestClient, url: str) -> tuple[list[str], list[Any], str]:
+    keys: list[str] = []
+    positions: list[Any] = []
+    texts = ""
+    while url:
+        response = client.get(url)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        keys += _keys(body, "match")
+        positions += _tokens(body)
+        texts += response.text
+        url = next((link["url"] for link in body.get("link", []) if link["relation"] == "next"), "")
+    return keys, positions, texts
+
+
+def _same_as_absent(client: TestClient, key: str, template: str) -> None:
+    """A read of the hidden resource answers exactly as a read of an id that was never created."""
+    rtype, rid = key.split("/", 1)
+    hidden = client.get(template.format(rtype=rtype, rid=rid))
+    absent = client.get(template.format(rtype=rtype, rid=ABSENT))
+    assert hidden.status_code == absent.status_code == 404, (hidden.text, absent.text)
+    assert hidden.text.replace(rid, ABSENT) == absent.text
+    assert {k: v for k, v in hidden.headers.items() if k not in ("content-length", "date", "x-request-id")} == \
+        {k: v for k, v in absent.headers.items() if k not in ("content-length", "date", "x-request-id")}
+
+
+# ------------------------------------------------------------------------------- the read paths
+Path = Callable[[World], None]
+
+
+def read(w: World) -> None:
+    _same_as_absent(w.hidden, w.hidden_key, "/{rtype}/{rid}")
+
+
+def vread(w: World) -> None:
+    _same_as_absent(w.hidden, w.hidden_key, "/{rtype}/{rid}/_history/1")
+
+
+def instance_history(w: World) -> None:
+    _same_as_absent(w.hidden, w.hidden_key, "/{rtype}/{rid}/_history")
+
+
+def _both(w: World, url: str, method: str = "GET", *, exact: bool = True, counted: bool | None = None,
+          **kwargs: Any) -> None:
+    """The same request in both worlds. ``counted``: whether the open world counts the resource in the
+    total (by default: it is among the open world's matches)."""
+    seen = w.open_.request(method, url, **kwargs)
+    if counted is None:
+        counted = w.hidden_key in _keys(seen.json(), "match") if seen.status_code == 200 else False
+    assert_listing_without(seen, w.hidden.request(method, url, **kwargs), w.hidden_key, counted=counted,
+                           exact=exact)
+
+
+def _type(w: World) -> str:
+    return w.hidden_key.split("/", 1)[0]
+
+
+def _scope(w: World) -> str:
+    """Criteria that keep the AuditEvents compared to the stable ones of Q's record."""
+    return "patient=Patient/pat-q&" if _type(w) == "AuditEvent" else ""
+
+
+def type_history(w: World) -> None:
+    _both(w, f"/{_type(w)}/_history?_count=100") if _type(w) != "AuditEvent" else None
+
+
+def system_history(w: World) -> None:
+    if _type(w) != "AuditEvent":  # AuditEvents are not in system history
+        _both(w, "/_history?_count=500")
+
+
+def search_get(w: World) -> None:
+    _both(w, f"/{_type(w)}?{_scope(w)}_count=100")
+
+
+def search_post(w: World) -> None:
+    _both(w, f"/{_type(w)}/_search", "POST", content=f"{_scope(w)}_count=100",
+          headers={"Content-Type": "application/x-www-form-urlencoded"})
+
+
+def search_by_id(w: World) -> None:
+    _both(w, f"/{_type(w)}?_id={w.hidden_key.split('/', 1)[1]}")
+
+
+def system_search(w: World) -> None:
+    if _type(w) != "AuditEvent":
+        _both(w, f"/?_type={_type(w)}&_count=100")
+        _both(w, "/_search", "POST", content=f"_type={_type(w)}&_count=100",
+              headers={"Content-Type": "application/x-www-form-urlencoded"})
+
+
+def _visible_in_open(w: World) -> bool:
+    """Counted by the type's (and for AuditEvents Q's) unfiltered searches in the open world."""
+    return bool(w.open_.get(f"/{w.hidden_key}").status_code == 200)
+
+
+def summary_count(w: World) -> None:
+    _both(w, f"/{_type(w)}?{_scope(w)}_summary=count", counted=_visible_in_open(w))
+
+
+def total_accurate(w: World) -> None:
+    _both(w, f"/{_type(w)}?{_scope(w)}_total=accurate&_count=100", counted=_visible_in_open(w))
+
+
+def elements(w: World) -> None:
+    _both(w, f"/{_type(w)}?{_scope(w)}_elements=id&_count=100")
+
+
+def paging(w: World) -> None:
+    """Every page of a one-per-page search: the hidden resource is on none, and the pages are one fewer."""
+    url = f"/{_type(w)}?{_scope(w)}_count=1"
+    seen, _, _ = _all_pages(w.open_, url)
+    shown, positions, texts = _all_pages(w.hidden, url)
+    assert shown == [k for k in seen if k != w.hidden_key]
+    assert_unseen(texts + orjson.dumps(positions).decode(), w.hidden_key)
+    if _type(w) == "Observation":
+        sorted_url = "/Observation?_sort=-_lastUpdated&_count=2"
+        seen, _, _ = _all_pages(w.open_, sorted_url)
+        shown, positions, texts = _all_pages(w.hidden, sorted_url)
+        assert shown == [k for k in seen if k != w.hidden_key]
+        assert_unseen(texts + orjson.dumps(positions).decode(), w.hidden_key)
+
+
+def includes(w: World) -> None:
+    _both(w, "/Observation?_include=Observation:has-member&_count=100")
+    _both(w, "/DiagnosticReport?_include=DiagnosticReport:result")
+    _both(w, "/Observation?_id=obs-v2&_revinclude=Provenance:target")
+
+
+def revincludes(w: World) -> None:
+    _both(w, "/Patient?_id=pat-p&_revinclude=Observation:subject&_revinclude=Provenance:target")
+    _both(w, "/Observation?_id=obs-v1&_revinclude=Observation:has-member&_revinclude=DiagnosticReport:result")
+
+
+def iterate(w: World) -> None:
+    _both(w, "/Observation?_id=obs-v3&_include:iterate=Observation:has-member")
+    _both(w, "/Patient?_id=pat-p&_revinclude=Observation:subject&_include:iterate=Observation:has-member"
+             "&_revinclude:iterate=Provenance:target")
+
+
+def chains_and_has(w: World) -> None:
+    """The hidden Observation's code must not be reachable through a chain or a reverse chain."""
+    code = f"urn:code|{HIDDEN_CODE}"
+    for url in (f"/DiagnosticReport?result.code={code}", f"/Patient?_has:Observation:subject:code={code}",
+                "/Observation?_has:DiagnosticReport:result:status=final",
+                f"/Observation?_has:Observation:has-member:code={code}"):
+        _both(w, url, exact=False)
+    if _type(w) == "Observation":  # the hidden Observation alone has that code: the chain finds nothing
+        assert w.hidden.get(f"/DiagnosticReport?result.code={code}").json()["total"] == 0
+        assert w.hidden.get(f"/Patient?_has:Observation:subject:code={code}").json()["total"] == 0
+
+
+def audit_events(w: World) -> None:
+    """AuditEvents of Q's record: by id, by patient, as type history."""
+    _both(w, "/AuditEvent?patient=Patient/pat-q&_count=100")
+    if _type(w) == "AuditEvent":
+        _both(w, f"/AuditEvent?_id={w.hidden_key.split('/', 1)[1]}")
+        _both(w, "/AuditEvent/_history?_count=100")
+
+
+def provenance(w: World) -> None:
+    _both(w, "/Provenance?target=Observation/obs-v2")
+    _both(w, "/Provenance?_count=100")
+
+
+PATHS: list[Path] = [read, vread, instance_history, type_history, system_history, search_get, search_post,
+                     search_by_id, system_search, summary_count, total_accurate, elements, paging, includes,
+                     revincludes, iterate, chains_and_has, audit_events, provenance]
+
+
+@pytest.mark.parametrize("path", PATHS, ids=lambda p: p.__name__)
+def test_hidden_resource_is_invisible(world: World, path: Path) -> None:
+    path(world)
+
+
+# ------------------------------------------------- conditional matching, Bundle entries, ingestion
+ABSENT_IDENT = "urn:lab|ident-nobody-has"
+Send = Callable[[TestClient, str, str], Any]  # (client, identifier system|value, id) -> response
+
+
+def _normal(response: Any, ident: str, rid: str) -> Any:
+    """What a client can tell from an answer, with the names it was given swapped for placeholders and
+    what differs on every request (new ids, times) left out."""
+    text = response.text.replace(ident.split("|", 1)[1], "<ident>").replace(rid, "<id>")
+    body = orjson.loads(text) if text.startswith("{") else text
+    if not isinstance(body, dict):
+        return response.status_code, body
+    kind = body.get("resourceType")
+    if kind == "OperationOutcome":
+        return response.status_code, [(i["code"], i.get("diagnostics")) for i in body["issue"]]
+    if kind == "Bundle":
+        return response.status_code, [(e["response"]["status"], _normal_resource(e.get("resource")),
+                                       _normal_resource(e["response"].get("outcome")))
+                                      for e in body.get("entry", [])]
+    if kind == "Parameters":
+        return response.status_code, sorted((p["name"], p.get("valueInteger")) for p in body["parameter"]
+                                            if "valueInteger" in p)
+    return response.status_code, kind
+
+
+def _normal_resource(resource: dict[str, Any] | None) -> Any:
+    if resource is None:
+        return None
+    if resource["resourceType"] == "OperationOutcome":
+        return [(i["code"], i.get("diagnostics")) for i in resource["issue"]]
+    if resource["resourceType"] == "Bundle":
+        return resource.get("total"), _keys(resource, None)
+    return resource["resourceType"]
+
+
+def _observation(ident: str) -> dict[str, Any]:
+    system, _, value = ident.partition("|")
+    return {"resourceType": "Observation", "status": "final", "code": {"text": "sent again"},
+            "subject": {"reference": "Patient/pat-p"}, "identifier": [{"system": system, "value": value}]}
+
+
+def _bundle(kind: str, *entries: dict[str, Any]) -> dict[str, Any]:
+    return {"resourceType": "Bundle", "type": kind, "entry": list(entries)}
+
+
+def conditional_create(c: TestClient, ident: str, _rid: str) -> Any:
+    return c.post("/Observation", json=_observation(ident), headers={**FHIR, "If-None-Exist": f"identifier={ident}"})
+
+
+def conditional_update(c: TestClient, ident: str, _rid: str) -> Any:
+    return c.put(f"/Observation?identifier={ident}", json=_observation(ident), headers=FHIR)
+
+
+def conditional_patch(c: TestClient, ident: str, _rid: str) -> Any:
+    return c.patch(f"/Observation?identifier={ident}", content=b'[{"op":"replace","path":"/status","value":"amended"}]',
+                   headers={"Content-Type": "application/json-patch+json"})
+
+
+def conditional_delete(c: TestClient, ident: str, _rid: str) -> Any:
+    return c.delete(f"/Observation?identifier={ident}")
+
+
+def batch_reads(c: TestClient, ident: str, rid: str) -> Any:
+    return c.post("/", json=_bundle("batch", {"request": {"method": "GET", "url": f"Observation/{rid}"}},
+                                    {"request": {"method": "GET", "url": f"Observation/{rid}/_history/1"}},
+                                    {"request": {"method": "GET", "url": f"Observation?identifier={ident}"}}),
+                  headers=FHIR)
+
+
+def transaction_if_none_exist(c: TestClient, ident: str, _rid: str) -> Any:
+    return c.post("/", json=_bundle("transaction", {
+        "fullUrl": "urn:uuid:5e0ee0b8-2b9a-4cf1-9d59-0c4b1f1a0001", "resource": _observation(ident),
+        "request": {"method": "POST", "url": "Observation", "ifNoneExist": f"identifier={ident}"}}), headers=FHIR)
+
+
+def transaction_conditional_update(c: TestClient, ident: str, _rid: str) -> Any:
+    return c.post("/", json=_bundle("transaction", {
+        "resource": _observation(ident), "request": {"method": "PUT", "url": f"Observation?identifier={ident}"}}),
+        headers=FHIR)
+
+
+def transaction_conditional_reference(c: TestClient, ident: str, _rid: str) -> Any:
+    report = {"resourceType": "DiagnosticReport", "status": "final", "code": {"text": "panel"},
+              "result": [{"reference": f"Observation?identifier={ident}"}]}
+    return c.post("/", json=_bundle("transaction", {"resource": report,
+                                                    "request": {"method": "POST", "url": "DiagnosticReport"}}),
+                  headers=FHIR)
+
+
+def ingest(c: TestClient, ident: str, _rid: str) -> Any:
+    """An FHIR NDJSON payload with an Observation carrying the identifier: the hub creates a resource once
+    per business identifier, so a hidden match would show as 'existing' instead of 'created'."""
+    return c.post("/$ingest", content=orjson.dumps(_observation(ident)) + b"\n",
+                  headers={"Content-Type": "application/fhir+ndjson", "Accept": "application/fhir+json"})
+
+
+CONDITIONAL: list[Send] = [conditional_create, conditional_update, conditional_patch, conditional_delete,
+                           batch_reads, transaction_if_none_exist, transaction_conditional_update,
+                           transaction_conditional_reference, ingest]
+
+
+@pytest.fixture
+def fresh(mongodb_uri: str, tmp_path: Any) -> Iterator[World]:
+    """A world of its own: these interactions write."""
+    with seeded_world(mongodb_uri, tmp_path, "Observation", "system") as made:
+        yield made
+
+
+@pytest.mark.parametrize("send", CONDITIONAL, ids=lambda s: s.__name__)
+def test_hidden_resource_is_never_matched(fresh: World, send: Send) -> None:
+    """Aimed at the hidden Observation (by its identifier or id), each answers exactly as when aimed at
+    nothing, and the hidden Observation is left as it was."""
+    before = fresh.open_.get(f"/Observation/{HIDDEN_OBS}").json()
+    at_hidden = send(fresh.hidden, HIDDEN_IDENT, HIDDEN_OBS)
+    at_nothing = send(fresh.hidden, ABSENT_IDENT, ABSENT)
+    assert _normal(at_hidden, HIDDEN_IDENT, HIDDEN_OBS) == _normal(at_nothing, ABSENT_IDENT, ABSENT)
+    assert at_hidden.text.count(HIDDEN_OBS) == at_nothing.text.count(ABSENT)  # only where the client named it
+    assert fresh.open_.get(f"/Observation/{HIDDEN_OBS}").json() == before
