@@ -23,7 +23,7 @@ from fhir_hub.search.criteria import Evaluator, GrantFor
 from fhir_hub.search.limits import SearchLimits
 from fhir_hub.search.query import Include, SearchQuery, param_type, parse_search, unescape
 from fhir_hub.store.index_docs import entry_key
-from fhir_hub.store.mongo import MongoStore
+from fhir_hub.store.protocol import ReadStore
 from fhir_hub.store.records import EntryMatch, StoredVersion
 
 Position = list[Any]  # sort values followed by the key of a result
@@ -40,7 +40,7 @@ class SearchOutcome:
 
 
 class Searcher:
-    def __init__(self, store: MongoStore, *, grant_for: GrantFor, may_read: Callable[[str], Grant | None],
+    def __init__(self, store: ReadStore, *, grant_for: GrantFor, may_read: Callable[[str], Grant | None],
                  base_url: str | None) -> None:
         self.store = store
         self.may_read = may_read
