@@ -10,7 +10,7 @@ endpoints the spec leaves open (``/metadata`` and SMART discovery).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any, cast
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
@@ -23,8 +23,8 @@ from fhir_hub.auth.policy import PERMISSION, require, require_any
 from fhir_hub.auth.tokens import InvalidToken
 from fhir_hub.errors import BadRequest, Unauthorized
 from fhir_hub.hub import Hub
-from fhir_hub.store.mongo import MongoStore
 from fhir_hub.store.own_writes import OwnWritesView
+from fhir_hub.store.protocol import ReadStore
 from fhir_hub.store.reader import ScopedReader
 from fhir_hub.store.transaction import Transaction
 from fhir_hub.store.writer import WriteOp, WriteResult
@@ -56,9 +56,9 @@ class FhirContext:
     @property
     def reader(self) -> ScopedReader:
         assert self.caller is not None, "public endpoints do not read data"
-        store = self.hub.store
+        store: ReadStore = self.hub.store
         if self.tx is not None and self.tx.changes:  # a group's later entries see its earlier writes
-            store = cast(MongoStore, OwnWritesView(store, self.tx))
+            store = OwnWritesView(store, self.tx)
         return ScopedReader(store, self.caller, self.audit, decision=self.decision,
                             limits=self.hub.settings.search_limits, base_url=self.base_url)
 

@@ -34,7 +34,7 @@ from fhir_hub.search.query import (
     unescape,
 )
 from fhir_hub.store.index_docs import entry_key
-from fhir_hub.store.mongo import MongoStore
+from fhir_hub.store.protocol import ReadStore
 from fhir_hub.store.records import EntryMatch, resource_key
 
 PROBE = 1000  # entries fetched to learn whether a criterion is selective
@@ -52,7 +52,7 @@ class Plan:
 
 
 class Evaluator:
-    def __init__(self, store: MongoStore, *, base_url: str | None, narrowing_for: NarrowingFor,
+    def __init__(self, store: ReadStore, *, base_url: str | None, narrowing_for: NarrowingFor,
                  live_keys: Callable[[str], Awaitable[set[str]]]) -> None:
         self.store = store
         self.base_url = base_url

@@ -23,7 +23,7 @@ from fhir_hub.search.criteria import Evaluator
 from fhir_hub.search.limits import SearchLimits
 from fhir_hub.search.query import Include, SearchQuery, param_type, parse_search, unescape
 from fhir_hub.store.index_docs import entry_key
-from fhir_hub.store.mongo import MongoStore
+from fhir_hub.store.protocol import ReadStore
 from fhir_hub.store.records import EntryMatch, StoredVersion
 
 Position = list[Any]  # sort values followed by the key of a result
@@ -50,7 +50,7 @@ class SearchOutcome:
 
 
 class Searcher:
-    def __init__(self, store: MongoStore, *, access: Access, base_url: str | None) -> None:
+    def __init__(self, store: ReadStore, *, access: Access, base_url: str | None) -> None:
         self.store = store
         self.access = access
         self.evaluator = Evaluator(store, base_url=base_url, live_keys=store.live_keys,

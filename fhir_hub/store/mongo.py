@@ -47,6 +47,8 @@ from fhir_hub.store.plan import (
 )
 from fhir_hub.store.records import (
     EntryMatch,
+    HistoryPage,
+    HistoryPosition,
     SearchEntry,
     StoredVersion,
     VersionChange,
@@ -61,7 +63,6 @@ from fhir_hub.store.transaction import CHUNK_STEPS, Transaction, WriteGate
 log = logging.getLogger(__name__)
 
 Indexer = Callable[[str, dict[str, Any]], frozenset[SearchEntry]]
-HistoryPosition = tuple[int, str, int]
 _HISTORY_ORDER = [("ts", -1), ("key", -1), ("vid", -1)]
 
 
@@ -84,12 +85,6 @@ async def detect_capabilities(client: AsyncMongoClient) -> StoreCapabilities:
         transactions=replicated or is_nx,
         isolated_transactions=replicated and not is_nx,
     )
-
-
-@dataclass(frozen=True, slots=True)
-class HistoryPage:
-    versions: list[StoredVersion]
-    next_before: HistoryPosition | None  # where the next page starts; None on the last page
 
 
 def _history_filter(rtype: str | None, since: int | None, before: HistoryPosition | None) -> dict[str, Any]:

@@ -9,8 +9,9 @@ store for every other resource, and for the resources the transaction wrote from
 to their index documents the very filter the store receives (``filters.matches`` over
 ``index_docs.match_filter``), so both halves follow one definition of a match.
 
-Only the reads a conditional search makes are served here. Anything else (history, paging, counts, the
-audit log) raises ``DependsOnOwnWrites`` once the transaction has written something: the caller then
+The view is a ``ReadStore`` (store/protocol.py), so the readers take it in place of the store. It serves
+the reads a conditional search makes, and the audit log (never written inside a transaction) as the store
+does. Every other read (a version, history, paging, counts) raises ``DependsOnOwnWrites``: the caller then
 commits what it has and runs the entry again on its own.
 """
 
@@ -19,10 +20,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from fhir_hub.store.audit_log import AuditLog
 from fhir_hub.store.filters import matches
 from fhir_hub.store.index_docs import INDEXED, each_key, match_filter, match_slot, pack, view
-from fhir_hub.store.mongo import MongoStore
-from fhir_hub.store.records import EntryMatch, StoredVersion, VersionChange
+from fhir_hub.store.protocol import ReadStore
+from fhir_hub.store.records import EntryMatch, HistoryPage, HistoryPosition, StoredVersion, VersionChange
 from fhir_hub.store.transaction import Transaction
 
 
@@ -75,13 +77,14 @@ def _own_index(tx: Transaction) -> OwnIndex:
 class OwnWritesView:
     """The store as one transaction sees it (for conditional searches; see the module's docstring)."""
 
-    def __init__(self, store: MongoStore, tx: Transaction) -> None:
+    def __init__(self, store: ReadStore, tx: Transaction) -> None:
         self.store = store
         self.changes = tx.changes
         self.index = _own_index(tx)
 
-    def __getattr__(self, name: str) -> Any:
-        raise DependsOnOwnWrites(f"{name} does not see this transaction's own writes")
+    @property
+    def audit_log(self) -> AuditLog:
+        return self.store.audit_log
 
     async def entries(self, match: EntryMatch, *, limit: int = 0) -> list[dict[str, Any]]:
         mine = self._own_entries(match)
@@ -122,3 +125,28 @@ class OwnWritesView:
                 if c.version.rtype == rtype and not c.version.deleted
                 and (low is None or c.version.ts >= low) and (high is None or c.version.ts <= high)}
         return (theirs - self.changes.keys()) | mine
+
+    # ------------------------------------------------ reads that do not see the transaction's own writes
+    async def current(self, rtype: str, rid: str) -> StoredVersion | None:
+        raise _unseen("current")
+
+    async def version(self, rtype: str, rid: str, vid: int) -> StoredVersion | None:
+        raise _unseen("version")
+
+    async def live_page(self, rtype: str, after_key: str | None, limit: int) -> list[StoredVersion]:
+        raise _unseen("live_page")
+
+    async def count_live(self, rtype: str) -> int:
+        raise _unseen("count_live")
+
+    async def history(self, *, rtype: str | None = None, rid: str | None = None, since: int | None = None,
+                      before: HistoryPosition | None = None, limit: int) -> HistoryPage:
+        raise _unseen("history")
+
+    async def history_of(self, keys: Iterable[str], *, since: int | None, before: HistoryPosition | None,
+                         limit: int) -> HistoryPage:
+        raise _unseen("history_of")
+
+
+def _unseen(read: str) -> DependsOnOwnWrites:
+    return DependsOnOwnWrites(f"{read} does not see this transaction's own writes")

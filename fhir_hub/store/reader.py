@@ -25,8 +25,8 @@ from fhir_hub.search.execute import Position, Searcher, SearchOutcome
 from fhir_hub.search.keys import compartment_match
 from fhir_hub.search.limits import DEFAULT_LIMITS, SearchLimits
 from fhir_hub.search.query import SearchQuery
-from fhir_hub.store.mongo import HistoryPage, HistoryPosition, MongoStore
-from fhir_hub.store.records import EntryMatch, StoredVersion, deletion_key
+from fhir_hub.store.protocol import ReadStore
+from fhir_hub.store.records import EntryMatch, HistoryPage, HistoryPosition, StoredVersion, deletion_key
 
 _MAX_SCANNED = 5_000  # history versions examined for one page of a caller limited to some types
 
@@ -35,7 +35,7 @@ _NAMES = {"r": "read", "s": "search", "c": "create", "u": "update", "d": "delete
 
 
 class ScopedReader:
-    def __init__(self, store: MongoStore, caller: Caller, audit: AuditRecord | None = None, *,
+    def __init__(self, store: ReadStore, caller: Caller, audit: AuditRecord | None = None, *,
                  decision: AccessDecision | None = None, limits: SearchLimits = DEFAULT_LIMITS,
                  base_url: str | None = None) -> None:
         self.store = store

@@ -1,4 +1,5 @@
-"""Plain values that cross the store boundary: a stored version, and the change that creates one."""
+"""Plain values that cross the store boundary: a stored version, a page of history, and the change that
+creates a version."""
 
 from __future__ import annotations
 
@@ -83,9 +84,18 @@ class StoredVersion:
         return {"_id": version_doc_id(self.rtype, self.rid, self.vid), **self._fields()}
 
     @property
-    def position(self) -> tuple[int, str, int]:
+    def position(self) -> HistoryPosition:
         """Where this version sits in history order (newest first): lastUpdated, then key, then version."""
         return self.ts, self.key, self.vid
+
+
+HistoryPosition = tuple[int, str, int]  # ``StoredVersion.position``
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryPage:
+    versions: list[StoredVersion]
+    next_before: HistoryPosition | None  # where the next page starts; None on the last page
 
 
 @dataclass(frozen=True, slots=True)
