@@ -27,7 +27,7 @@ from fhir_hub.services.session import Session
 from fhir_hub.store.reader import ScopedReader
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen, for speed (see ``Session``)
 class PublicContext:
     """What an answer needs from the request: the negotiated media type, ``_pretty``, the base URL."""
 
@@ -41,7 +41,7 @@ class PublicContext:
         return "/".join((self.base_url, *parts))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class FhirContext(PublicContext):
     """An authenticated request: its ``Session`` is what the services get (no request in it)."""
 

@@ -26,8 +26,12 @@ from fhir_hub.store.transaction import Transaction
 from fhir_hub.store.writer import WriteOp, WriteResult
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Session:
+    """Not frozen, though nothing assigns to one once made (``within`` makes another): a frozen dataclass
+    sets each field through ``object.__setattr__``, measured 2.8 µs against 0.3 µs for a request's Session
+    and its ``FhirContext`` together, on the path of every read."""
+
     hub: Hub
     caller: Caller
     base_url: str  # this server's base: absolute references and Bundle URLs under it are local
