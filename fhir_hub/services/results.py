@@ -26,10 +26,6 @@ class Written:
             return self.what
         return f"{self.what} {v.rtype}/{v.rid}" + (f", version {v.vid}" if v.vid else "")
 
-    @property
-    def created(self) -> bool:
-        return self.status == 201
-
 
 @dataclass(frozen=True, slots=True)
 class Searched:
