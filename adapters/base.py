@@ -36,6 +36,18 @@ class Problem:
         return {"record": self.record, "field": self.field, "message": self.message,
                 "severity": "warning" if self.kept else "error"}
 
+    def text(self, max_chars: int) -> str:
+        """``field: message``, unless the message already names the field (a Bundle entry's error does); cut
+        to ``max_chars`` (a message quoting a huge value must not make a huge answer)."""
+        if not self.field or self.message.startswith(self.field):
+            return clip(self.message, max_chars)
+        return clip(f"{self.field}: {self.message}", max_chars)
+
+
+def clip(text: str, max_chars: int) -> str:
+    """``text`` cut to at most ``max_chars`` characters, an ellipsis saying it was cut."""
+    return text if len(text) <= max_chars else text[:max_chars - 1] + "…"
+
 
 @dataclass(frozen=True, slots=True)
 class Record:

@@ -44,7 +44,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     _setup_logging(settings.log_level)
-    base = settings.base_url or f"http://{settings.host}:{settings.port}"
+    base = settings.served_base_url
 
     async def on_startup(hub: Hub) -> None:
         if not args.no_demo:

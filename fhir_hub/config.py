@@ -85,6 +85,12 @@ class Settings:
         return settings
 
     @property
+    def served_base_url(self) -> str:
+        """The base URL when no request says it (the CLI, ingestion and queue jobs): the configured one, else
+        where ``fhir-hub serve`` listens."""
+        return (self.base_url or f"http://{self.host}:{self.port}").rstrip("/")
+
+    @property
     def production(self) -> bool:
         return self.env == "production"
 

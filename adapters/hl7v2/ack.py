@@ -9,8 +9,10 @@ error text goes in ERR-8 (v2.5+) and MSA-3 (read by older receivers).
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
 
+from adapters.base import Problem
 from adapters.hl7v2.adapter import record_key
 from adapters.hl7v2.er7 import Encoding, Segment, decode, msh_fields, split_messages
 from adapters.hl7v2.parse import parse
@@ -42,10 +44,12 @@ def ack(message_bytes: bytes, *, accepted: bool, error: str | None = None) -> by
     return "\r".join(segments).encode("utf-8") + b"\r"
 
 
-def acknowledgements(payload: bytes, errors: dict[str, str]) -> bytes:
+def acknowledgements(payload: bytes, rejected: Iterable[Problem], *, max_chars: int) -> bytes:
     """One ACK per message of ``payload``, in order (CR LF between them): AA for a message whose record key
-    (``record_key``) has no error, else AE or AR with its error text. Parses the refused messages again
+    (``record_key``) no problem of ``rejected`` names (it was stored, or kept only in the archive), else AE
+    or AR with the problem (``field: message``, at most ``max_chars``). Parses the refused messages again
     (to tell AE from AR), so the hub runs it off its event loop, as it does mapping."""
+    errors = {p.record: p.text(max_chars) for p in rejected}
     acks = []
     for i, message in enumerate(split_messages(payload).messages):
         error = errors.get(record_key(message, i))

@@ -2,9 +2,11 @@
 
 ``Fhir`` authenticates the bearer token, starts the request's audit record, checks that the token's scopes
 allow the interaction the matched route implements (read off its ``x-fhir-interaction`` tag, so no handler
-repeats an access check) and negotiates the answer's media type, all before a handler runs. Handlers then
-read only through ``ctx.reader`` and write only through ``ctx.commit``. ``PublicFhir`` serves the two
-endpoints the spec leaves open (``/metadata`` and SMART discovery).
+repeats an access check) and negotiates the answer's media type, all before a handler runs. What the
+interaction itself needs (caller, audit record, base URL, ``Prefer``, clock) is gathered in ``ctx.session``,
+a request-free ``fhir_hub.services.Session``: a handler translates HTTP into a service call on it and renders
+the typed result; it reads only through ``ctx.reader`` (the session's) and writes nothing itself.
+``PublicFhir`` serves the two endpoints the spec leaves open (``/metadata`` and SMART discovery).
 """
 
 from __future__ import annotations
@@ -14,61 +16,47 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
-from consent.decision import AccessDecision
 from fhir_hub.api.negotiation import response_media_type
 from fhir_hub.api.routing import INTERACTION_KEY, check_type
-from fhir_hub.audit import AuditRecord
 from fhir_hub.auth.caller import Caller, InvalidClaims
 from fhir_hub.auth.policy import PERMISSION, require, require_any
 from fhir_hub.auth.tokens import InvalidToken
 from fhir_hub.errors import BadRequest, Unauthorized
 from fhir_hub.hub import Hub
-from fhir_hub.store.own_writes import OwnWritesView
-from fhir_hub.store.protocol import ReadStore
+from fhir_hub.services.session import Session
 from fhir_hub.store.reader import ScopedReader
-from fhir_hub.store.transaction import Transaction
-from fhir_hub.store.writer import WriteOp, WriteResult
 
 
-@dataclass(frozen=True)
-class FhirContext:
+@dataclass(slots=True)  # not frozen, for speed (see ``Session``)
+class PublicContext:
+    """What an answer needs from the request: the negotiated media type, ``_pretty``, the base URL."""
+
     hub: Hub
     request: Request
     media_type: str
     pretty: bool
     base_url: str
-    prefer: dict[str, str]
-    caller: Caller | None = None
-    audit: AuditRecord | None = None
-    tx: Transaction | None = None  # set while the entries of a transaction Bundle are processed
-    decision: AccessDecision | None = None  # the caller's access decision, made once per request
-
-    def prefers(self, name: str) -> str | None:
-        return self.prefer.get(name)
-
-    @property
-    def strict(self) -> bool:
-        return self.prefer.get("handling") == "strict"
 
     def url(self, *parts: str) -> str:
         return "/".join((self.base_url, *parts))
 
+
+@dataclass(slots=True)
+class FhirContext(PublicContext):
+    """An authenticated request: its ``Session`` is what the services get (no request in it)."""
+
+    session: Session
+
     @property
     def reader(self) -> ScopedReader:
-        assert self.caller is not None, "public endpoints do not read data"
-        store: ReadStore = self.hub.store
-        if self.tx is not None and self.tx.changes:  # a group's later entries see its earlier writes
-            store = OwnWritesView(store, self.tx)
-        return ScopedReader(store, self.caller, self.audit, decision=self.decision,
-                            limits=self.hub.settings.search_limits, base_url=self.base_url)
+        return self.session.reader
 
-    async def commit(self, op: WriteOp) -> WriteResult:
-        assert self.caller is not None, "public endpoints do not write data"
-        noticed = self.audit.touch if self.audit is not None else None
-        result = await self.hub.writer.commit(op, caller=self.caller, tx=self.tx, noticed=noticed, reader=self.reader)
-        if self.audit is not None and result.changed:
-            self.audit.touch(result.version)
-        return result
+    def prefers(self, name: str) -> str | None:
+        return self.session.prefer.get(name)
+
+    @property
+    def strict(self) -> bool:
+        return self.session.strict
 
 
 def parse_prefer(values: list[str]) -> dict[str, str]:
@@ -130,20 +118,12 @@ def _base_url(request: Request) -> str:
     return base
 
 
-def _context(request: Request, hub: Hub, caller: Caller | None, audit: AuditRecord | None) -> FhirContext:
+def _negotiated(request: Request, hub: Hub) -> tuple[str, bool, str]:
+    """The answer's media type, ``_pretty`` and the base URL."""
     params = request.query_params
-    base = hub.settings.base_url or _base_url(request)
-    return FhirContext(
-        hub=hub,
-        request=request,
-        media_type=response_media_type(request.headers.get("accept"), params.get("_format")),
-        pretty=parse_bool_param(params.get("_pretty"), "_pretty"),
-        base_url=base.rstrip("/"),
-        prefer=parse_prefer(request.headers.getlist("prefer")),
-        caller=caller,
-        audit=audit,
-        decision=hub.access(caller) if caller is not None else None,
-    )
+    return (response_media_type(request.headers.get("accept"), params.get("_format")),
+            parse_bool_param(params.get("_pretty"), "_pretty"),
+            (hub.settings.base_url or _base_url(request)).rstrip("/"))
 
 
 async def fhir_context(request: Request) -> FhirContext:
@@ -163,12 +143,16 @@ async def fhir_context(request: Request) -> FhirContext:
             require_any(caller, permission)
     else:
         require(caller, check_type(rtype), permission)
-    return _context(request, hub, caller, audit)
+    media_type, pretty, base_url = _negotiated(request, hub)
+    session = Session(hub, caller, hub.access(caller), base_url, hub.writer.clock, audit,
+                      parse_prefer(request.headers.getlist("prefer")))
+    return FhirContext(hub, request, media_type, pretty, base_url, session)
 
 
-async def public_context(request: Request) -> FhirContext:
-    return _context(request, hub_of(request), None, None)
+async def public_context(request: Request) -> PublicContext:
+    hub = hub_of(request)
+    return PublicContext(hub, request, *_negotiated(request, hub))
 
 
 Fhir = Annotated[FhirContext, Depends(fhir_context)]
-PublicFhir = Annotated[FhirContext, Depends(public_context)]
+PublicFhir = Annotated[PublicContext, Depends(public_context)]

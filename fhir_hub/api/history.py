@@ -12,13 +12,14 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Response
 
-from fhir_hub.api.bundles import bundle, decode_page, encode_page, entry, is_history_position
+from fhir_hub.api.bundles import bundle, entry
 from fhir_hub.api.context import Fhir, FhirContext
 from fhir_hub.api.responses import fhir_response
 from fhir_hub.api.routing import IdPath, ResourceTypePath, check_instance, check_type, fhir_route
 from fhir_hub.errors import BadRequest
 from fhir_hub.fhir.instant import parse_instant_lower_bound
 from fhir_hub.search.query import parse_count
+from fhir_hub.services.pages import decode_page, encode_page, is_history_position
 from fhir_hub.store.mongo import HistoryPosition
 from fhir_hub.store.records import StoredVersion
 

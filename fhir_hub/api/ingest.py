@@ -19,7 +19,6 @@ from typing import Any
 from fastapi import APIRouter, Response
 
 from adapters.base import Problem
-from adapters.hl7v2 import acknowledgements
 from adapters.normalize import HUB
 from fhir_hub.api.body import read_body
 from fhir_hub.api.context import Fhir, FhirContext
@@ -27,8 +26,8 @@ from fhir_hub.api.responses import fhir_response
 from fhir_hub.api.routing import fhir_route
 from fhir_hub.errors import BadRequest
 from fhir_hub.fhir.jsonio import dumps
-from fhir_hub.ingest.archive import FIRST_PROBLEMS, clipped
-from fhir_hub.ingest.service import IngestReport, ingest, replay
+from fhir_hub.ingest.archive import FIRST_PROBLEMS, MESSAGE_CHARS, clipped
+from fhir_hub.ingest.service import IngestReport, acknowledge, ingest, replay
 
 router = APIRouter()
 
@@ -49,7 +48,7 @@ async def ingest_payload(ctx: Fhir) -> Response:
     if not payload:
         raise BadRequest("$ingest: the body is empty; send the file as it is")
     params = ctx.request.query_params
-    report = await ingest(ctx, payload, media_type=ctx.request.headers.get("content-type"),
+    report = await ingest(ctx.session, payload, media_type=ctx.request.headers.get("content-type"),
                           filename=params.get("filename"), format_name=params.get("format"))
     return await _answer(ctx, report, payload)
 
@@ -61,27 +60,15 @@ async def replay_payload(ctx: Fhir) -> Response:
     if not archive:
         raise BadRequest("$replay: name the archived payload with ?archive=<id> (from the $ingest report)",
                          expression=["archive"])
-    report = await replay(ctx, archive)
+    report = await replay(ctx.session, archive)
     return await _answer(ctx, report, None)
 
 
 async def _answer(ctx: FhirContext, report: IngestReport, payload: bytes | None) -> Response:
-    """HL7 v2 senders get one acknowledgement per message, in order: AA when its record was committed (or
-    not mapped: the hub has it, archived), AE or AR with the reason when it was rejected."""
-    accept = ctx.request.headers.get("accept", "")
-    if report.format == "hl7v2" and payload is not None and "json" not in accept:
-        errors = {p.record: _problem_text(p) for p in report.rejected}
-        acks = await ctx.hub.ingest_workers.run(acknowledgements, payload, errors)
-        return Response(content=acks, media_type=ACK_MEDIA_TYPE)
+    """HL7 v2 senders get their acknowledgements (built by the HL7 v2 adapter), FHIR clients the report."""
+    if report.format == "hl7v2" and payload is not None and "json" not in ctx.request.headers.get("accept", ""):
+        return Response(content=await acknowledge(ctx.session, report, payload), media_type=ACK_MEDIA_TYPE)
     return fhir_response(ctx, dumps(report_parameters(report)))
-
-
-def _problem_text(problem: Problem) -> str:
-    """``field: message``, unless the message already names the field (a Bundle entry's error does); cut
-    to the length the archive keeps."""
-    if not problem.field or problem.message.startswith(problem.field):
-        return clipped(problem.message)
-    return clipped(f"{problem.field}: {problem.message}")
 
 
 def report_parameters(report: IngestReport) -> dict[str, Any]:
@@ -123,7 +110,7 @@ def _unlisted(report: IngestReport, listed: int) -> list[dict[str, Any]]:
 def _issue(problem: Problem) -> dict[str, Any]:
     issue: dict[str, Any] = {"severity": "warning" if problem.kept else "error",
                              "code": "informational" if problem.kept else "invalid",
-                             "diagnostics": f"{clipped(problem.record)}: {_problem_text(problem)}"}
+                             "diagnostics": f"{clipped(problem.record)}: {problem.text(MESSAGE_CHARS)}"}
     if problem.field:
         issue["expression"] = [clipped(problem.field)]
     return issue

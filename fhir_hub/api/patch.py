@@ -1,10 +1,8 @@
-"""patch (FHIR R4 http.html#patch) with JSON Patch or FHIRPath Patch, and conditional patch.
+"""patch (FHIR R4 http.html#patch) over HTTP, with JSON Patch or FHIRPath Patch, and conditional patch.
 
 The body's Content-Type says which: ``application/json-patch+json`` is a JSON Patch, FHIR JSON
-(``application/fhir+json``) a ``Parameters`` resource of FHIRPath Patch operations. The patch is applied
-to the current version and the result goes through the same validation, access checks and versioning as
-an update; ``If-Match`` pins the version it applies to. ``patch_resource`` serves the HTTP routes and the
-entries of a Bundle alike.
+(``application/fhir+json``) a ``Parameters`` resource of FHIRPath Patch operations; ``If-Match`` pins the
+version it applies to. The interactions are ``fhir_hub.services.patch``.
 """
 
 from __future__ import annotations
@@ -12,17 +10,15 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from fhir_hub.api.body import read_body
-from fhir_hub.api.conditions import single_match
 from fhir_hub.api.context import Fhir, FhirContext
 from fhir_hub.api.negotiation import FHIR_JSON, JSON, check_body_media_type
-from fhir_hub.api.responses import Written, write_response
+from fhir_hub.api.responses import write_response
 from fhir_hub.api.routing import IdPath, ResourceTypePath, check_instance, check_type, fhir_route
 from fhir_hub.api.update import if_match_header
-from fhir_hub.errors import NotFound
 from fhir_hub.fhir.fhirpath_patch import fhirpath_patch
 from fhir_hub.fhir.jsonio import parse_json
 from fhir_hub.fhir.patch import JSON_PATCH, Applier, json_patch
-from fhir_hub.store.writer import Patch
+from fhir_hub.services import patch as service
 
 router = APIRouter()
 
@@ -39,7 +35,7 @@ _PATCH_BODY = {"required": True, "content": {
 async def patch(rtype: ResourceTypePath, rid: IdPath, ctx: Fhir) -> Response:
     check_instance(rtype, rid)
     apply = await _read_patch(ctx)
-    return write_response(ctx, await patch_resource(ctx, rtype, rid, apply, if_match=if_match_header(ctx)))
+    return write_response(ctx, await service.patch(ctx.session, rtype, rid, apply, if_match=if_match_header(ctx)))
 
 
 @router.patch(
@@ -50,10 +46,9 @@ async def patch(rtype: ResourceTypePath, rid: IdPath, ctx: Fhir) -> Response:
 async def conditional_patch(rtype: ResourceTypePath, ctx: Fhir) -> Response:
     check_type(rtype)
     apply = await _read_patch(ctx)
-    match = await single_match(ctx, rtype, ctx.request.url.query, what="Conditional patch")
-    if match is None:
-        raise NotFound(f"Conditional patch: no {rtype} matches the criteria")
-    return write_response(ctx, await patch_resource(ctx, rtype, match.rid, apply, if_match=if_match_header(ctx)))
+    written = await service.conditional_patch(ctx.session, rtype, ctx.request.url.query, apply,
+                                              if_match=if_match_header(ctx))
+    return write_response(ctx, written)
 
 
 async def _read_patch(ctx: FhirContext) -> Applier:
@@ -63,8 +58,3 @@ async def _read_patch(ctx: FhirContext) -> Applier:
     if media == JSON_PATCH:
         return json_patch(parse_json(body, what="JSON Patch body"))
     return fhirpath_patch(parse_json(body, what="FHIRPath Patch body"), where="Parameters")
-
-
-async def patch_resource(ctx: FhirContext, rtype: str, rid: str, apply: Applier, *, if_match: int | None) -> Written:
-    result = await ctx.commit(Patch(rtype, rid, apply, if_match=if_match))
-    return Written(result.version, 200, "Patched")

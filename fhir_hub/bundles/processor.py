@@ -1,4 +1,7 @@
-"""Processing batch and transaction Bundles through the same functions as the single-resource routes.
+"""Processing batch and transaction Bundles (FHIR R4 http.html#transaction) through the same services as
+the single-resource routes (``fhir_hub/services``), in a ``Session``: no HTTP request is needed, so REST
+(``api/bundle.py``, which renders the response Bundle), ingestion and queue workers share it. The answer is
+one typed ``EntryResult`` per entry.
 
 **Batch**: each entry as if sent on its own, in the order given; one that fails answers its own error and
 the others go on. Consecutive writes are committed in groups of up to ``BATCH_GROUP``, one server
@@ -28,24 +31,13 @@ again (up to three times).
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl
 
 from pymongo.errors import PyMongoError
 
-from fhir_hub.api.bundles import bundle, entry
-from fhir_hub.api.conditions import single_match
-from fhir_hub.api.context import FhirContext
-from fhir_hub.api.create import create_resource, existing_match
-from fhir_hub.api.delete import delete_resource
-from fhir_hub.api.patch import patch_resource
-from fhir_hub.api.responses import Written, outcome_json, parse_etag
-from fhir_hub.api.search import parse_query, searchset
-from fhir_hub.api.update import update_matched, update_resource
 from fhir_hub.bundles.envelope import WRITES, EntryProblem, EntryRequest, read_entries
 from fhir_hub.bundles.references import conditional_reference, is_local, references_in, rewrite
 from fhir_hub.errors import BadRequest, Conflict, HubError, Issue, NotFound, PreconditionFailed
@@ -55,6 +47,16 @@ from fhir_hub.fhir.registry import is_resource_type
 from fhir_hub.fhir.validation import validate_resource
 from fhir_hub.fhir.validation_ahead import Handover
 from fhir_hub.search.query import SearchQuery
+from fhir_hub.services import search
+from fhir_hub.services.conditions import single_match
+from fhir_hub.services.create import create_resource, existing_match
+from fhir_hub.services.delete import NOTHING, delete
+from fhir_hub.services.patch import patch
+from fhir_hub.services.preconditions import parse_etag
+from fhir_hub.services.read import read, vread
+from fhir_hub.services.results import EntryResult, Written
+from fhir_hub.services.session import Session
+from fhir_hub.services.update import update, update_matched
 from fhir_hub.store.claims import claim_key
 from fhir_hub.store.own_writes import DependsOnOwnWrites
 from fhir_hub.store.records import StoredVersion, VersionTaken
@@ -63,29 +65,14 @@ _ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
 _ATTEMPTS = 3
 
 
-@dataclass(frozen=True, slots=True)
-class Answer:
-    """One entry of the response Bundle."""
-
-    status: int
-    version: StoredVersion | None = None
-    body: bytes | None = None  # a resource (or a searchset Bundle) to return
-    outcome: bytes | None = None
-    full_url: str | None = None
-
-    @staticmethod
-    def of_error(error: HubError) -> Answer:
-        return Answer(error.status, outcome=outcome_json(*error.issues))
-
-
 # ---------------------------------------------------------------------------------------------- entry points
-async def process(ctx: FhirContext, kind: str, raw: dict[str, Any]) -> bytes:
-    entries = read_entries(raw, ctx.base_url)
+async def process(session: Session, kind: str, raw: dict[str, Any]) -> list[EntryResult]:
+    """The result of each entry of ``raw`` (a ``kind`` Bundle: "batch" or "transaction"), in entry order.
+    A transaction that fails raises the error of the entry that failed it (nothing is stored)."""
+    entries = read_entries(raw, session.base_url)
     if kind == "batch":
-        answers = await _batch(ctx, entries)
-    else:
-        answers = await _transaction(ctx, entries)
-    return bundle(f"{kind}-response", entries=[_entry_json(ctx, a) for a in answers], links=[])
+        return await _batch(session, entries)
+    return await _transaction(session, entries)
 
 
 def in_entry(index: int, error: HubError) -> HubError:
@@ -102,47 +89,47 @@ def in_entry(index: int, error: HubError) -> HubError:
 BATCH_GROUP = 64  # consecutive write entries of a batch committed in one server transaction
 
 
-async def _batch(ctx: FhirContext, entries: list[EntryRequest | EntryProblem]) -> list[Answer]:
-    answers: dict[int, Answer] = {}
+async def _batch(session: Session, entries: list[EntryRequest | EntryProblem]) -> list[EntryResult]:
+    results: dict[int, EntryResult] = {}
     known: dict[str, str] = {}  # conditional references resolved so far
     group: list[EntryRequest] = []
     for item in entries:
         if isinstance(item, EntryRequest) and item.method in WRITES:
             group.append(item)
             if len(group) == BATCH_GROUP:
-                await _batch_writes(ctx, group, known, answers)
+                await _batch_writes(session, group, known, results)
                 group = []
             continue
-        await _batch_writes(ctx, group, known, answers)  # a read (or a refused entry) after the writes before it
+        await _batch_writes(session, group, known, results)  # a read (or a refused entry) after the writes before it
         group = []
-        answers[item.index] = await _batch_entry(ctx, item, known)
-    await _batch_writes(ctx, group, known, answers)
-    return [answers[item.index] for item in entries]
+        results[item.index] = await _batch_entry(session, item, known)
+    await _batch_writes(session, group, known, results)
+    return [results[item.index] for item in entries]
 
 
-async def _batch_writes(ctx: FhirContext, items: list[EntryRequest], known: dict[str, str],
-                        answers: dict[int, Answer]) -> None:
+async def _batch_writes(session: Session, items: list[EntryRequest], known: dict[str, str],
+                        results: dict[int, EntryResult]) -> None:
     while items:
-        items = items[await _batch_group(ctx, items, known, answers):]
+        items = items[await _batch_group(session, items, known, results):]
 
 
-async def _batch_group(ctx: FhirContext, items: list[EntryRequest], known: dict[str, str],
-                       answers: dict[int, Answer]) -> int:
+async def _batch_group(session: Session, items: list[EntryRequest], known: dict[str, str],
+                       results: dict[int, EntryResult]) -> int:
     """Commit the first entries of ``items`` together; returns how many were answered. Fewer than all when
     an entry depends on the group's writes in a way only a commit settles: it starts the next group. The
     group's conditional criteria are claimed meanwhile (no concurrent request creates under them)."""
-    async with ctx.hub.store.claims.holding(_claims(items)):
-        return await _commit_group(ctx, items, known, answers)
+    async with session.hub.store.claims.holding(_claims(items)):
+        return await _commit_group(session, items, known, results)
 
 
-async def _commit_group(ctx: FhirContext, items: list[EntryRequest], known: dict[str, str],
-                        answers: dict[int, Answer]) -> int:
-    mine: dict[int, Answer] = {}
+async def _commit_group(session: Session, items: list[EntryRequest], known: dict[str, str],
+                        results: dict[int, EntryResult]) -> int:
+    mine: dict[int, EntryResult] = {}
     seen = dict(known)  # references resolved within the group count only once it is committed
-    mark = ctx.audit.mark() if ctx.audit is not None else None
+    mark = session.audit.mark() if session.audit is not None else None
     try:
-        async with ctx.hub.store.transaction() as tx:
-            inside = dataclasses.replace(ctx, tx=tx)
+        async with session.hub.store.transaction() as tx:
+            inside = session.within(tx)
             for item in items:
                 try:
                     mine[item.index] = await _batch_write(inside, item, seen)
@@ -151,37 +138,37 @@ async def _commit_group(ctx: FhirContext, items: list[EntryRequest], known: dict
                         raise  # not expected (nothing written yet): the handler below runs it alone
                     break
                 except HubError as error:
-                    mine[item.index] = Answer.of_error(in_entry(item.index, error))
+                    mine[item.index] = EntryResult.of_error(in_entry(item.index, error))
     except (VersionTaken, PyMongoError, DependsOnOwnWrites):  # nothing of the group remains: one at a time
-        if ctx.audit is not None and mark is not None:
-            ctx.audit.rewind(mark)
-        mine = {item.index: await _batch_entry(ctx, item, known) for item in items[:max(len(mine), 1)]}
+        if session.audit is not None and mark is not None:
+            session.audit.rewind(mark)
+        mine = {item.index: await _batch_entry(session, item, known) for item in items[:max(len(mine), 1)]}
         seen = known
-    answers.update(mine)
+    results.update(mine)
     known.update(seen)
     return len(mine)
 
 
-async def _batch_write(ctx: FhirContext, item: EntryRequest, known: dict[str, str]) -> Answer:
+async def _batch_write(session: Session, item: EntryRequest, known: dict[str, str]) -> EntryResult:
     """A batch's write entry is a transaction of one: the same steps, in a group's transaction or alone."""
     plan = _Planned(item)
-    await _target(ctx, plan)
+    await _target(session, plan)
     writes = plan.key is not None and not (item.method == "POST" and plan.found is not None)
-    if writes and ctx.tx is not None and plan.key in ctx.tx.changes:
+    if writes and session.tx is not None and plan.key in session.tx.changes:
         raise DependsOnOwnWrites(f"{plan.key} was written by an earlier entry of the group")
-    await _rewrite(ctx, plan, {}, {}, known)
-    return _written(await _write_planned(ctx, plan))
+    await _rewrite(session, plan, {}, {}, known)
+    return EntryResult.of_write(await _write_planned(session, plan))
 
 
-async def _batch_entry(ctx: FhirContext, item: EntryRequest | EntryProblem, known: dict[str, str]) -> Answer:
+async def _batch_entry(session: Session, item: EntryRequest | EntryProblem, known: dict[str, str]) -> EntryResult:
     if isinstance(item, EntryProblem):
-        return Answer.of_error(item.error)
+        return EntryResult.of_error(item.error)
     try:
         if item.method in ("GET", "HEAD"):
-            return await _get(ctx, item)
-        return await _batch_write(ctx, item, known)  # committed alone
+            return await _get(session, item)
+        return await _batch_write(session, item, known)  # committed alone
     except HubError as error:
-        return Answer.of_error(in_entry(item.index, error))
+        return EntryResult.of_error(in_entry(item.index, error))
 
 
 # ---------------------------------------------------------------------------------------------- transaction
@@ -191,20 +178,20 @@ class _Planned:
     key: str | None = None  # the resource the entry writes ("Type/id")
     found: StoredVersion | None = None  # what an ifNoneExist or conditional update found
     resource: dict[str, Any] | None = None  # the body with references rewritten
-    answer: Answer | None = None
+    result: EntryResult | None = None
     query: SearchQuery | None = None  # a GET entry's search
 
 
-async def _transaction(ctx: FhirContext, entries: list[EntryRequest | EntryProblem]) -> list[Answer]:
+async def _transaction(session: Session, entries: list[EntryRequest | EntryProblem]) -> list[EntryResult]:
     _refuse_duplicate_full_urls(entries)
     for item in entries:
         if isinstance(item, EntryProblem):
             raise in_entry(item.index, item.error)
     items = [e for e in entries if isinstance(e, EntryRequest)]
-    async with ctx.hub.store.claims.holding(_claims(items)):
+    async with session.hub.store.claims.holding(_claims(items)):
         for _attempt in range(_ATTEMPTS):
             try:
-                return await _transaction_once(ctx, items)
+                return await _transaction_once(session, items)
             except VersionTaken:
                 continue  # a resource changed between planning and commit: plan again from the new state
     raise Conflict("The transaction's resources kept changing under it; send it again")
@@ -222,9 +209,9 @@ def _claims(items: list[EntryRequest]) -> list[str]:
     return keys
 
 
-async def _transaction_once(ctx: FhirContext, items: list[EntryRequest]) -> list[Answer]:
+async def _transaction_once(session: Session, items: list[EntryRequest]) -> list[EntryResult]:
     plans = [_Planned(item) for item in items]
-    await _run_each(plans, lambda p: _target(ctx, p))
+    await _run_each(plans, lambda p: _target(session, p))
     _refuse_shared_targets(plans)
     names = _local_names(plans)
     created_by = {(p.item.target.rtype, _criteria(p.item.if_none_exist)): p.key for p in plans
@@ -233,26 +220,26 @@ async def _transaction_once(ctx: FhirContext, items: list[EntryRequest]) -> list
     writes = sorted((p for p in plans if p.item.method in WRITES), key=lambda p: _ORDER[p.item.method])
     # each resource goes to a validation worker once its references are rewritten: validated there while
     # the hub prepares the rest and stores the first ones (fhir/validation_ahead.py)
-    with ctx.hub.writer.validation.ahead(len(writes)) as handover:
-        await _run_each(plans, lambda p: _rewrite(ctx, p, names, created_by, known, handover))
+    with session.hub.writer.validation.ahead(len(writes)) as handover:
+        await _run_each(plans, lambda p: _rewrite(session, p, names, created_by, known, handover))
         handover.flush()
         written = {p.key for p in writes}
         await _run_each([p for p in plans if p.item.method in ("GET", "HEAD")],
-                        lambda p: _prepare_get(ctx, p, written))
-        async with ctx.hub.store.transaction() as tx:
-            inside = dataclasses.replace(ctx, tx=tx)
+                        lambda p: _prepare_get(session, p, written))
+        async with session.hub.store.transaction() as tx:
+            inside = session.within(tx)
             for plan in writes:
                 try:
-                    plan.answer = _written(await _write_planned(inside, plan))
+                    plan.result = EntryResult.of_write(await _write_planned(inside, plan))
                 except HubError as error:
                     raise in_entry(plan.item.index, error) from None
     for plan in plans:
-        if plan.answer is None:
+        if plan.result is None:
             try:
-                plan.answer = await _get(ctx, plan.item, plan.query)
+                plan.result = await _get(session, plan.item, plan.query)
             except HubError as error:  # after the commit: reported in the entry, as a batch would
-                plan.answer = Answer.of_error(in_entry(plan.item.index, error))
-    return [p.answer for p in plans if p.answer is not None]
+                plan.result = EntryResult.of_error(in_entry(plan.item.index, error))
+    return [p.result for p in plans if p.result is not None]
 
 
 async def _run_each(plans: list[_Planned], step: Callable[[_Planned], Awaitable[None]]) -> None:
@@ -263,27 +250,27 @@ async def _run_each(plans: list[_Planned], step: Callable[[_Planned], Awaitable[
             raise in_entry(plan.item.index, error) from None
 
 
-async def _target(ctx: FhirContext, plan: _Planned) -> None:
+async def _target(session: Session, plan: _Planned) -> None:
     """Which resource a write entry acts on, decided before anything is written."""
     item, t = plan.item, plan.item.target
     if item.method == "POST":
         assert item.resource is not None
         if item.if_none_exist is not None:
-            plan.found = await existing_match(ctx, t.rtype, item.if_none_exist)
+            plan.found = await existing_match(session, t.rtype, item.if_none_exist)
             if plan.found is not None:  # a bad body is refused even when a match exists (else: at the commit)
                 validate_resource(item.resource, expected_type=t.rtype)
-        plan.key = plan.found.key if plan.found is not None else f"{t.rtype}/{ctx.hub.writer.new_id()}"
+        plan.key = plan.found.key if plan.found is not None else f"{t.rtype}/{session.hub.writer.new_id()}"
     elif item.method in ("PUT", "PATCH", "DELETE"):
         if t.rid is not None:
             plan.key = t.key
             return
         what = {"PUT": "Conditional update", "PATCH": "Conditional patch", "DELETE": "Conditional delete"}[item.method]
-        plan.found = await single_match(ctx, t.rtype, t.query or "", what=what)
+        plan.found = await single_match(session, t.rtype, t.query or "", what=what)
         if plan.found is not None:
             plan.key = plan.found.key
         elif item.method == "PUT":
             body_id = (item.resource or {}).get("id")
-            plan.key = f"{t.rtype}/{body_id if body_id is not None else ctx.hub.writer.new_id()}"
+            plan.key = f"{t.rtype}/{body_id if body_id is not None else session.hub.writer.new_id()}"
         elif item.method == "PATCH":
             raise NotFound(f"Conditional patch: no {t.rtype} matches the criteria")
 
@@ -331,7 +318,7 @@ def _criteria(query: str) -> tuple[tuple[str, str], ...]:
 
 def _local_names(plans: list[_Planned]) -> dict[str, str]:
     """fullUrl -> Type/id for every entry that writes a resource; a fullUrl ending in ``Type/id`` also
-    answers to that relative form, when the server gave the resource another id."""
+    results to that relative form, when the server gave the resource another id."""
     names: dict[str, str] = {}
     targets = {p.key for p in plans if p.key is not None and p.item.method in ("PUT", "PATCH", "DELETE")}
     for plan in plans:
@@ -349,20 +336,20 @@ def _local_names(plans: list[_Planned]) -> dict[str, str]:
     return names
 
 
-async def _rewrite(ctx: FhirContext, plan: _Planned, names: dict[str, str],
+async def _rewrite(session: Session, plan: _Planned, names: dict[str, str],
                    created_by: dict[tuple[str, tuple[tuple[str, str], ...]], str | None], known: dict[str, str],
                    handover: Handover | None = None) -> None:
     item = plan.item
     if item.resource is None or item.method not in ("POST", "PUT"):
         return
-    plan.resource = rewrite(item.resource, await _resolve_references(ctx, item, names, created_by, known))
+    plan.resource = rewrite(item.resource, await _resolve_references(session, item, names, created_by, known))
     # Not handed over when a match was found: an ifNoneExist match stores nothing, and a conditional update
     # stores a copy carrying the match's id, which the writer validates itself.
     if handover is not None and plan.found is None:
         handover.add(item.target.rtype, plan.resource)
 
 
-async def _resolve_references(ctx: FhirContext, item: EntryRequest, names: dict[str, str],
+async def _resolve_references(session: Session, item: EntryRequest, names: dict[str, str],
                               created_by: dict[tuple[str, tuple[tuple[str, str], ...]], str | None],
                               known: dict[str, str]) -> dict[str, str]:
     """What each reference of the entry's resource becomes: entries' new ids, conditional references' match."""
@@ -382,15 +369,15 @@ async def _resolve_references(ctx: FhirContext, item: EntryRequest, names: dict[
                 mapping[value] = in_bundle
             else:  # Synthea refers to one practitioner from hundreds of entries: search once per Bundle
                 if value not in known:
-                    known[value] = await _one_match(ctx, rtype, criteria, value)
+                    known[value] = await _one_match(session, rtype, criteria, value)
                 mapping[value] = known[value]
     return mapping
 
 
-async def _one_match(ctx: FhirContext, rtype: str, criteria: str, value: str) -> str:
+async def _one_match(session: Session, rtype: str, criteria: str, value: str) -> str:
     if not is_resource_type(rtype):
         raise BadRequest(f"Conditional reference {value!r}: {rtype!r} is not a resource type", code="not-supported")
-    matches = await ctx.reader.conditional(rtype, criteria, what=f"Conditional reference {value!r}")
+    matches = await session.reader.conditional(rtype, criteria, what=f"Conditional reference {value!r}")
     if len(matches) != 1:
         found = "no resource" if not matches else f"{len(matches)} resources"
         raise PreconditionFailed(f"Conditional reference {value!r} matches {found}; it must match exactly one",
@@ -398,51 +385,54 @@ async def _one_match(ctx: FhirContext, rtype: str, criteria: str, value: str) ->
     return matches[0].key
 
 
-async def _prepare_get(ctx: FhirContext, plan: _Planned, written: set[str | None]) -> None:
+async def _prepare_get(session: Session, plan: _Planned, written: set[str | None]) -> None:
     """A GET the transaction's writes cannot change is answered now, so that a failing read rolls back."""
     t = plan.item.target
     if t.rid is None:
-        plan.query = parse_query(ctx, t.rtype, parse_qsl(t.query or "", keep_blank_values=True))
+        plan.query = _query(session, plan.item)
     elif t.key not in written:
-        plan.answer = await _get(ctx, plan.item)
+        plan.result = await _get(session, plan.item)
 
 
-async def _write_planned(ctx: FhirContext, plan: _Planned) -> Written:
+async def _write_planned(session: Session, plan: _Planned) -> Written:
     item, t = plan.item, plan.item.target
     if_match = _if_match(item)
     if item.method == "POST":
         if plan.found is not None:
             return Written(plan.found, 200, "Found existing")
         assert plan.resource is not None and plan.key is not None
-        return await create_resource(ctx, t.rtype, plan.resource, rid=plan.key.split("/", 1)[1])
+        return await create_resource(session, t.rtype, plan.resource, rid=plan.key.split("/", 1)[1])
     if plan.key is None:  # a conditional delete that matched nothing
-        return Written(None, 204, "Nothing to delete")
+        return NOTHING
     rid = plan.key.split("/", 1)[1]
     if item.method == "PUT":
         assert plan.resource is not None
         if t.rid is None:
-            return await update_matched(ctx, t.rtype, plan.found, plan.resource, if_match=if_match, new_id=rid)
-        return await update_resource(ctx, t.rtype, rid, plan.resource, if_match=if_match)
+            return await update_matched(session, t.rtype, plan.found, plan.resource, if_match=if_match, new_id=rid)
+        return await update(session, t.rtype, rid, plan.resource, if_match=if_match)
     if item.method == "PATCH":
-        return await patch_resource(ctx, t.rtype, rid, _patch_of(item), if_match=if_match)
-    return await delete_resource(ctx, t.rtype, rid, if_match=if_match)
+        return await patch(session, t.rtype, rid, _patch_of(item), if_match=if_match)
+    return await delete(session, t.rtype, rid, if_match=if_match)
 
 
 # ---------------------------------------------------------------------------------------------- shared parts
-async def _get(ctx: FhirContext, item: EntryRequest, query: SearchQuery | None = None) -> Answer:
+async def _get(session: Session, item: EntryRequest, query: SearchQuery | None = None) -> EntryResult:
     t = item.target
+    head = item.method == "HEAD"
     if t.rid is None:
-        query = query or parse_query(ctx, t.rtype, parse_qsl(t.query or "", keep_blank_values=True))
-        body = await searchset(ctx, query)
-        return Answer(200, body=None if item.method == "HEAD" else body)
+        found = await search.run(session, query or _query(session, item))
+        return EntryResult(200, search=found, body=not head)
     if t.vid is not None:
-        version = await ctx.reader.vread(t.rtype, t.rid, int(t.vid) if len(t.vid) <= 10 else None)
+        version = await vread(session, t.rtype, t.rid, int(t.vid) if len(t.vid) <= 10 else None)
     else:
-        version = await ctx.reader.read(t.rtype, t.rid)
+        version = await read(session, t.rtype, t.rid)
     if item.if_none_match is not None and parse_etag(item.if_none_match, header="ifNoneMatch") == version.vid:
-        return Answer(304, version=version)
-    return Answer(200, version=version, body=None if item.method == "HEAD" else version.json,
-                  full_url=ctx.url(t.rtype, t.rid))
+        return EntryResult(304, version=version, body=False)
+    return EntryResult(200, version=version, body=not head)
+
+
+def _query(session: Session, item: EntryRequest) -> SearchQuery:
+    return search.parse_query(session, item.target.rtype, parse_qsl(item.target.query or "", keep_blank_values=True))
 
 
 def _if_match(item: EntryRequest) -> int | None:
@@ -460,37 +450,3 @@ def _patch_of(item: EntryRequest) -> Applier:
         return fhirpath_patch(resource, where=where)
     raise BadRequest(f"{where}: a PATCH entry carries a FHIRPath Patch (Parameters) or a JSON Patch as a "
                      "Binary (contentType application/json-patch+json)", expression=[where])
-
-
-def _written(written: Written) -> Answer:
-    version = written.version
-    return Answer(written.status, version=version, body=version.json if version is not None else None)
-
-
-def _entry_json(ctx: FhirContext, answer: Answer) -> bytes:
-    response: dict[str, Any] = {"status": f"{answer.status} {HTTPStatus(answer.status).phrase}"}
-    version = answer.version
-    full_url = answer.full_url
-    if version is not None:
-        full_url = full_url or ctx.url(version.rtype, version.rid)
-        if answer.status in (200, 201) and not version.deleted:
-            response["location"] = ctx.url(version.rtype, version.rid, "_history", str(version.vid))
-        response["etag"] = version.etag
-        response["lastModified"] = version.last_updated
-    choice = ctx.prefers("return")
-    outcome = answer.outcome
-    if outcome is None and choice == "operationoutcome" and version is not None:
-        outcome = outcome_json(Issue("informational", f"{HTTPStatus(answer.status).phrase} "
-                                     f"{version.rtype}/{version.rid}", severity="information"))
-    body = answer.body if choice not in ("minimal", "operationoutcome") or version is None else None
-    if version is not None and version.deleted:
-        body = None
-    return _with_outcome(entry(full_url=full_url, resource=body, response=response), outcome)
-
-
-def _with_outcome(entry_json: bytes, outcome: bytes | None) -> bytes:
-    """Splice an OperationOutcome (already bytes) into the entry's ``response`` without parsing it."""
-    if outcome is None:
-        return entry_json
-    assert entry_json.endswith(b"}}")
-    return entry_json[:-2] + b',"outcome":' + outcome + b"}}"

@@ -19,6 +19,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from adapters.base import clip
 from fhir_hub.store.schema import INGEST_ARCHIVE
 from fhir_hub.store.transaction import WriteGate
 
@@ -93,4 +94,4 @@ def _of_archive(archive_id: str) -> dict[str, Any]:
 
 def clipped(text: str) -> str:
     """A problem's text as stored and answered: at most ``MESSAGE_CHARS`` characters."""
-    return text if len(text) <= MESSAGE_CHARS else text[:MESSAGE_CHARS - 1] + "…"
+    return clip(text, MESSAGE_CHARS)

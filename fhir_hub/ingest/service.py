@@ -1,9 +1,11 @@
 """Ingesting a payload: archive it, map it with its adapter, commit each record with its Provenance.
 
-Every record is a transaction Bundle committed through ``fhir_hub.bundles.processor`` with the caller's own
-context: the same validation, scopes, facility boundary, versioning, search indexing and audit as any client
-write (there is no second write path). A record that fails (its mapping, or any of its entries) is reported
-with its key and the field, and the payload's other records are still committed.
+Every record is a transaction Bundle committed through ``fhir_hub.bundles.processor`` in the caller's own
+``Session``: the same validation, scopes, facility boundary, versioning, search indexing and audit as any
+client write (there is no second write path), and no HTTP request needed (a queue worker calls it as the
+``$ingest`` route does); what was created, found again or updated is read off its typed entry results. A
+record that fails (its mapping, or any of its entries) is reported with its key and the field, and the
+payload's other records are still committed.
 
 Each record carries a ``Provenance`` in its own transaction (stored with it or not at all): its targets are
 the record's resources, its entity the archived payload, its agent the token's facility (``onBehalfOf`` the
@@ -21,26 +23,26 @@ token may send for, refuses the file, HOSO, message or row naming that field (``
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import hashlib
 import itertools
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
-import orjson
-
 from adapters.base import AdapterError, Limits, Problem, Record, Source
+from adapters.hl7v2 import acknowledgements
 from adapters.normalize import FACILITY, HUB, tag, token_criteria
-from fhir_hub.api.context import FhirContext
 from fhir_hub.auth.caller import Caller
 from fhir_hub.bundles.processor import process
 from fhir_hub.config import Settings
 from fhir_hub.errors import HubError, NotFound, UnprocessableResource, UnsupportedMediaType
-from fhir_hub.fhir.instant import parse_instant_lower_bound, to_instant
-from fhir_hub.ingest.archive import FIRST_PROBLEMS, Archived, IngestArchive
+from fhir_hub.fhir.instant import to_instant
+from fhir_hub.ingest.archive import FIRST_PROBLEMS, MESSAGE_CHARS, Archived, IngestArchive
 from fhir_hub.ingest.mapper import MappingJob, WorkerStopped
+from fhir_hub.services.results import EntryResult
+from fhir_hub.services.session import Session
 
 ARCHIVE_SYSTEM = f"{HUB}/sid/ingest-archive"
 # A Provenance has no identifier in R4: its tag (the payload's digest and the record's key) is what finds it
@@ -83,29 +85,27 @@ class IngestReport:
                              problems=[p.as_dict() for p in self.problems()])
 
 
-async def ingest(ctx: FhirContext, payload: bytes, *, media_type: str | None, filename: str | None,
+async def ingest(session: Session, payload: bytes, *, media_type: str | None, filename: str | None,
                  format_name: str | None) -> IngestReport:
     """Archive ``payload`` (before anything can go wrong), then map and commit it."""
-    assert ctx.caller is not None
-    archive = IngestArchive(ctx.hub.store.db, ctx.hub.store.gate)
+    archive = IngestArchive(session.hub.store.db, session.hub.store.gate)
     digest = await asyncio.to_thread(_sha256, payload)  # 10 MB hash ~20 ms: not on the event loop
     archive_id = await archive.keep(payload, digest, media_type=media_type, filename=filename,
-                                    facility=ctx.caller.facility, caller=ctx.caller.subject,
-                                    received=ctx.hub.writer.clock())
-    return await _ingest_archived(ctx, archive, archive_id, payload, digest, media_type, filename, format_name)
+                                    facility=session.caller.facility, caller=session.caller.subject,
+                                    received=session.clock())
+    return await _ingest_archived(session, archive, archive_id, payload, digest, media_type, filename, format_name)
 
 
-async def replay(ctx: FhirContext, archive_id: str) -> IngestReport:
+async def replay(session: Session, archive_id: str) -> IngestReport:
     """Map an archived payload again (after a mapping fix): what was stored before is found, not doubled.
     Only the facility that sent it may replay it (a caller without a facility: only the one that sent it);
     anyone else is told it does not exist, exactly as for an archive that does not."""
-    assert ctx.caller is not None
-    archive = IngestArchive(ctx.hub.store.db, ctx.hub.store.gate)
+    archive = IngestArchive(session.hub.store.db, session.hub.store.gate)
     kept = await archive.get(archive_id)
-    if kept is None or not _may_replay(ctx.caller, kept):
+    if kept is None or not _may_replay(session.caller, kept):
         raise NotFound(f"archive: no payload {archive_id!r} that this caller sent")
-    return await _ingest_archived(ctx, archive, archive_id, kept.payload, kept.sha256, kept.media_type, kept.filename,
-                                  kept.format)
+    return await _ingest_archived(session, archive, archive_id, kept.payload, kept.sha256, kept.media_type,
+                                  kept.filename, kept.format)
 
 
 def _may_replay(caller: Caller, kept: Archived) -> bool:
@@ -119,17 +119,16 @@ def _may_replay(caller: Caller, kept: Archived) -> bool:
     return caller.facility is not None or kept.caller == caller.subject
 
 
-async def _ingest_archived(ctx: FhirContext, archive: IngestArchive, archive_id: str, payload: bytes, digest: str,
+async def _ingest_archived(session: Session, archive: IngestArchive, archive_id: str, payload: bytes, digest: str,
                            media_type: str | None, filename: str | None, format_name: str | None) -> IngestReport:
     report = IngestReport(archive_id, None, filename)
-    caller = ctx.caller
-    assert caller is not None
-    settings = ctx.hub.settings
+    caller = session.caller
+    settings = session.hub.settings
     job = MappingJob(payload, filename, media_type, format_name, settings.csv_mappings,
                      Limits(hl7v2_max_repetitions=settings.hl7v2_max_repetitions), caller.facility,
                      may_send_for(caller, settings))
     try:
-        mapping = await ctx.hub.ingest_workers.map(job)
+        mapping = await session.hub.ingest_workers.map(job)
     except (AdapterError, WorkerStopped) as exc:
         report.rejected.append(Problem(filename or "payload", None, str(exc)))
         await report.keep(archive)
@@ -139,22 +138,28 @@ async def _ingest_archived(ctx: FhirContext, archive: IngestArchive, archive_id:
     report.rejected += mapping.rejected
     report.warnings += mapping.warnings
     report.not_mapped += mapping.not_mapped
-    quiet = dataclasses.replace(ctx, prefer={"return": "minimal"})
     provenance = _Provenance(report.archive, digest, mapping.format, caller.facility, caller.subject)
     for record in mapping.records:
-        started = ctx.hub.writer.clock()
+        started = session.clock()
         bundle = provenance.added_to(record, to_instant(started))
         try:
-            answer = orjson.loads(await process(quiet, "transaction", bundle))
+            results = await process(session, "transaction", bundle)
         except HubError as error:
             issue = error.issues[0]
             report.rejected.append(Problem(record.key, issue.expression[0] if issue.expression else None,
                                            issue.diagnostics))
             continue
         report.accepted += 1
-        _count(report, bundle, answer, started)
+        _count(report, bundle, results, started)
     await report.keep(archive)
     return report
+
+
+async def acknowledge(session: Session, report: IngestReport, payload: bytes) -> bytes:
+    """The HL7 v2 ACKs of an ingested payload, one per message (``adapters.hl7v2.acknowledgements``), built
+    by a mapping worker: telling AE from AR parses the refused messages again."""
+    return await session.hub.ingest_workers.run(partial(acknowledgements, max_chars=MESSAGE_CHARS), payload,
+                                                report.rejected)
 
 
 def may_send_for(caller: Caller, settings: Settings) -> frozenset[str] | None:
@@ -214,16 +219,14 @@ def _facility_reference(code: str) -> dict[str, Any]:
     return {"identifier": {"system": FACILITY, "value": code}, "display": f"facility {code}"}
 
 
-def _count(report: IngestReport, bundle: dict[str, Any], answer: dict[str, Any], started: int) -> None:
+def _count(report: IngestReport, bundle: dict[str, Any], results: list[EntryResult], started: int) -> None:
     """Created (201), found again (200 to a conditional create, or an update that changed nothing: its
-    version is older than the request), or updated."""
-    for sent, got in zip(bundle.get("entry", []), answer.get("entry", []), strict=False):
-        status = str(got.get("response", {}).get("status", ""))
+    version is older than the record's commit), or updated."""
+    for sent, got in zip(bundle.get("entry", []), results, strict=False):
         method = str(sent.get("request", {}).get("method", ""))
-        modified = parse_instant_lower_bound(str(got.get("response", {}).get("lastModified", "")))
-        if status.startswith("201"):
+        if got.status == 201:
             report.created += 1
-        elif status.startswith("200") and (method == "POST" or (modified is not None and modified < started)):
+        elif got.status == 200 and (method == "POST" or (got.version is not None and got.version.ts < started)):
             report.existing += 1
-        elif status.startswith("200"):
+        elif got.status == 200:
             report.updated += 1

@@ -17,8 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from adapters.base import Mapping, Source
-from adapters.hl7v2 import Hl7v2Adapter, ack
+from adapters.base import Mapping, Problem, Source
+from adapters.hl7v2 import Hl7v2Adapter, ack, acknowledgements
 from adapters.normalize import BHXH, BHYT, CCCD, entry_criteria
 from fhir_hub.fhir.validation import validate_resource
 
@@ -211,6 +211,27 @@ def test_ack_of_a_refused_and_of_an_unreadable_message() -> None:
     assert "PID-7: not a real date \\F\\ see spec" in refused["ERR"]
     unreadable = _segments(ack(b"MSH|^~\\&|X|Y||||||BROKEN-1", accepted=False, error="cannot read"))
     assert unreadable["MSA"][1:3] == ["AR", "BROKEN-1"] and "cannot read" in unreadable["ERR"]
+
+
+def test_acknowledgements_of_a_payload_answer_each_message_from_the_rejected_problems() -> None:
+    """What the ingest service answers an HL7 v2 sender, built here from the report's rejected records:
+    AA for a message no problem names, AE naming field and reason (cut to ``max_chars``) for one that does."""
+    good = _message("PID|1||1^^^H^MR||A^B||19800101", control_id="GOOD")
+    bad = _message("PID|1||2^^^H^MR||C^D||20230230", control_id="BAD")
+    rejected = [Problem("MSH-10=BAD", "PID-7", "not a real date: " + "9" * 200),
+                Problem("MSH-10=ELSEWHERE", None, "a message of another payload")]
+    acks = acknowledgements(f"{good}\r{bad}".encode(), rejected, max_chars=60).split(b"\r\n")
+    first, second = (_segments(a) for a in acks)
+    assert first["MSA"][1:3] == ["AA", "GOOD"] and "ERR" not in first
+    assert second["MSA"][1:3] == ["AE", "BAD"]
+    reason = second["ERR"][8]
+    assert reason.startswith("PID-7: not a real date: 999") and reason.endswith("…") and len(reason) == 60
+
+
+def test_a_problem_that_names_its_field_is_not_prefixed_twice() -> None:
+    named = Problem("MSH-10=C1", "Bundle.entry[2]", "Bundle.entry[2]: Patient.birthDate is invalid")
+    assert named.text(800) == "Bundle.entry[2]: Patient.birthDate is invalid"
+    assert Problem("MSH-10=C1", None, "no field").text(800) == "no field"
 
 
 # ----------------------------------------------------------------------------------------------- detect

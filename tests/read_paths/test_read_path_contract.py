@@ -22,11 +22,11 @@ import orjson
 import pytest
 from fastapi.testclient import TestClient
 
-from fhir_hub.api.bundles import decode_page
 from fhir_hub.auth.caller import Caller
 from fhir_hub.auth.policy import access_decision
 from fhir_hub.config import Settings
 from fhir_hub.main import create_app
+from fhir_hub.services.pages import decode_page
 from tests.conftest import as_
 
 FHIR = {"Content-Type": "application/fhir+json"}

@@ -1,0 +1,73 @@
+"""search-type and search-system (FHIR R4 search.html): parse the parameters, run one page through the
+caller's scoped reader, and answer it typed (``Searched``); the searchset Bundle, its links and its
+outcome entry are rendered by the caller (``fhir_hub/api/searchset.py``).
+
+Unknown parameters are ignored (the query lists them) or, with ``Prefer: handling=strict``, refused. A
+system-level search covers the types in ``_type``, or every type the caller may search, with the
+parameters those types share; AuditEvent is searched on its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from fhir_hub.audit import AUDIT_TYPE
+from fhir_hub.errors import BadRequest
+from fhir_hub.fhir.registry import is_resource_type
+from fhir_hub.search.execute import position_fits
+from fhir_hub.search.query import SearchQuery, parse_search, parse_system_search
+from fhir_hub.services.pages import decode_page
+from fhir_hub.services.results import Searched
+from fhir_hub.services.session import Session
+
+
+def parse_query(session: Session, rtype: str, params: list[tuple[str, str]]) -> SearchQuery:
+    return parse_search(rtype, params, strict=session.strict, limits=session.hub.settings.search_limits)
+
+
+async def search(session: Session, rtype: str, params: list[tuple[str, str]]) -> Searched:
+    return await run(session, parse_query(session, rtype, params))
+
+
+async def run(session: Session, query: SearchQuery) -> Searched:
+    """One page of a type-level search already parsed (a transaction parses its GET entries ahead)."""
+    direction, position = _page_position(query.page, [query])
+    outcome = await session.reader.search(query, after=position if direction == "after" else None,
+                                          before=position if direction == "before" else None)
+    return Searched(query, outcome)
+
+
+async def search_system(session: Session, params: list[tuple[str, str]]) -> Searched:
+    """``_type`` names the types, or every type the caller may search is covered."""
+    named = _types(params)
+    rest = [(key, value) for key, value in params if key != "_type"]
+    if named == (AUDIT_TYPE,):
+        return await search(session, AUDIT_TYPE, rest)
+    if named is not None and AUDIT_TYPE in named:
+        raise BadRequest("_type: AuditEvent is searched on its own (GET /AuditEvent)", expression=["_type"],
+                         code="not-supported")
+    reader = session.reader
+    types = reader.searchable_types(named)
+    queries = parse_system_search(types, rest, strict=session.strict, limits=session.hub.settings.search_limits)
+    direction, position = _page_position(queries[0].page, queries)
+    outcome = await reader.search_system(queries, after=position if direction == "after" else None,
+                                         before=position if direction == "before" else None)
+    return Searched(queries[0], outcome, system=True, types=named)
+
+
+def _types(params: list[tuple[str, str]]) -> tuple[str, ...] | None:
+    names = [name.strip() for key, value in params if key == "_type" for name in value.split(",") if name.strip()]
+    for name in names:
+        if not is_resource_type(name):
+            raise BadRequest(f"_type: {name[:80]!r} is not a resource type", expression=["_type"])
+    return tuple(dict.fromkeys(names)) or None
+
+
+def _page_position(token: str | None, queries: Sequence[SearchQuery]) -> tuple[str | None, list[Any] | None]:
+    if token is None:
+        return None, None
+    position = decode_page(token)
+    if len(position) != 2 or not position_fits(queries, position[1]):
+        raise BadRequest("_page: not a page token of this search; follow the Bundle's links", expression=["_page"])
+    return position[0], position[1]
