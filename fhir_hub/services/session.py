@@ -34,7 +34,7 @@ class Session:
 
     hub: Hub
     caller: Caller
-    decision: AccessDecision  # the caller's access decision, made once (``Hub.access``) and read by the reader alone
+    decision: AccessDecision  # the caller's access decision, made once (``Hub.access``), consulted by the reader alone
     base_url: str  # this server's base: absolute references and Bundle URLs under it are local
     clock: Clock  # what "now" is for the services (the writer stamps versions with its own, the same by default)
     audit: AuditRecord | None = None  # notes what is read and written; None: not audited (the hub's own jobs)
