@@ -20,9 +20,10 @@ from collections.abc import Iterable
 from typing import Any
 
 from fhir_hub.store.filters import matches
-from fhir_hub.store.index_docs import INDEXED, each_key, match_filter, match_slot, pack, view
+from fhir_hub.store.index_docs import INDEXED, SLOTS, each_key, match_filter, match_slot, view
 from fhir_hub.store.mongo import MongoStore
 from fhir_hub.store.records import EntryMatch, StoredVersion, VersionChange
+from fhir_hub.store.schema import SEARCH_INDEX
 from fhir_hub.store.transaction import Transaction
 
 
@@ -50,7 +51,7 @@ class OwnIndex:
                 self.sync(changes)
                 return
             self.indexed[key] = change
-            docs = [] if change.version.deleted else pack(key, change.entries)
+            docs = [] if change.version.deleted else change.documents(SEARCH_INDEX)
             self.docs[key] = docs
             for doc in docs:
                 for name in INDEXED:
@@ -86,7 +87,8 @@ class OwnWritesView:
     async def entries(self, match: EntryMatch, *, limit: int = 0) -> list[dict[str, Any]]:
         mine = self._own_entries(match)
         # the store's entries of resources this transaction rewrote are stale: ask for enough to drop them
-        hidden = sum(len(c.entries) + len(c.old_entries) for c in self.changes.values())
+        hidden = SLOTS * sum(len(c.documents(SEARCH_INDEX)) + len(c.superseded_documents(SEARCH_INDEX))
+                             for c in self.changes.values())  # at most SLOTS entries to a document
         theirs = await self.store.entries(match, limit=limit + hidden if limit else 0)
         found = [e for e in theirs if e["r"] not in self.changes] + mine
         return found[:limit] if limit else found

@@ -145,14 +145,31 @@ class EntryMatch:
 
 
 @dataclass(frozen=True, slots=True)
+class Derived:
+    """One deriver's documents for a change (see ``store/derivers.py``): the new version's, and the superseded
+    version's, which the store compares to send only what differs."""
+
+    collection: str
+    new: list[dict[str, Any]]
+    old: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
 class VersionChange:
     """Everything one new version changes in the store, computed before any write is sent."""
 
     version: StoredVersion
     previous: StoredVersion | None  # the version this one supersedes (moved to history), if any
-    entries: frozenset[SearchEntry] = field(default_factory=frozenset)  # the new version's search entries
-    old_entries: frozenset[SearchEntry] = field(default_factory=frozenset)  # the superseded version's
+    derived: tuple[Derived, ...] = ()  # each registered deriver's documents, in the order they are registered
     fresh: bool = False  # a server-assigned id no writer has used: nothing can race for it
+
+    def documents(self, collection: str) -> list[dict[str, Any]]:
+        """The new version's documents in one derived collection."""
+        return next((d.new for d in self.derived if d.collection == collection), [])
+
+    def superseded_documents(self, collection: str) -> list[dict[str, Any]]:
+        """The documents the superseded version had in one derived collection."""
+        return next((d.old for d in self.derived if d.collection == collection), [])
 
 
 class VersionTaken(Exception):
