@@ -255,9 +255,9 @@ class Writer:
         raise Conflict(f"{rtype}/{rid}: too many concurrent writes to this resource; try again")
 
     async def _settled_current(self, rtype: str, rid: str) -> StoredVersion | None:
-        """The current version once its search entries are applied, so two writes never interleave.
+        """The current version once its derived documents are applied, so two writes never interleave.
 
-        A version still ``pending`` after the grace period was left by a writer that died; its entries are
+        A version still ``pending`` after the grace period was left by a writer that died; its documents are
         recomputed here rather than waited for.
         """
         deadline = time.monotonic() + _PENDING_GRACE_MICROS / 1_000_000
