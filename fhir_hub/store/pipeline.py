@@ -68,7 +68,7 @@ class CommitPipeline:
     @staticmethod
     def stamp(rtype: str, rid: str, resource: dict[str, Any], *, vid: int, ts: int, method: str,
               source: str | None) -> Stamped:
-        stamped = stamp(resource, rtype=rtype, rid=rid, vid=vid, ts=ts, source=source)
+        stamped = _stamp(resource, rtype=rtype, rid=rid, vid=vid, ts=ts, source=source)
         version = StoredVersion(rtype, rid, vid, ts, method, deleted=False, json=dumps(stamped),
                                 source=source, patients=patient_ids(rtype, stamped))
         return Stamped(version, stamped)
@@ -90,7 +90,7 @@ class CommitPipeline:
         return VersionChange(new.version, previous, derived, fresh=fresh)
 
 
-def stamp(resource: dict[str, Any], *, rtype: str, rid: str, vid: int, ts: int, source: str | None
+def _stamp(resource: dict[str, Any], *, rtype: str, rid: str, vid: int, ts: int, source: str | None
           ) -> dict[str, Any]:
     """The resource as stored and served: server-owned id and meta first, the client's elements after."""
     meta = {k: v for k, v in (resource.get("meta") or {}).items() if k != "source"}
