@@ -87,8 +87,8 @@ class OwnWritesView:
     async def entries(self, match: EntryMatch, *, limit: int = 0) -> list[dict[str, Any]]:
         mine = self._own_entries(match)
         # the store's entries of resources this transaction rewrote are stale: ask for enough to drop them
-        hidden = SLOTS * sum(len(c.documents(SEARCH_INDEX)) + len(c.superseded_documents(SEARCH_INDEX))
-                             for c in self.changes.values())  # at most SLOTS entries to a document
+        # (their index documents, old and new, hold at most SLOTS entries each)
+        hidden = SLOTS * sum(c.document_count(SEARCH_INDEX) for c in self.changes.values())
         theirs = await self.store.entries(match, limit=limit + hidden if limit else 0)
         found = [e for e in theirs if e["r"] not in self.changes] + mine
         return found[:limit] if limit else found
