@@ -70,5 +70,7 @@ class SearchIndex:
 
 # Every deriver the hub runs, in the order their documents are written. The search index comes first: a
 # search must find a resource as soon as a read does. Patient links, sensitivity labels and queue entries
-# are added here by the issues that bring them (with their collection in store/schema.py).
+# are added here by the issues that bring them (with their collection in store/schema.py). Resources stored
+# before a deriver was added get its documents when ``indexing.INDEX_FORMAT`` is raised: the next start
+# then recomputes every deriver for every resource (``MongoStore.reindex_all``).
 DERIVERS: tuple[Deriver, ...] = (SearchIndex(),)
