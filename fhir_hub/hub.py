@@ -29,7 +29,8 @@ from fhir_hub.fhir.ids import IdFactory, new_uuid_id
 from fhir_hub.fhir.instant import Clock, system_clock
 from fhir_hub.fhir.validation_ahead import ValidationAhead
 from fhir_hub.ingest.mapper import MappingWorkers
-from fhir_hub.search.indexing import INDEX_FORMAT, index_keys
+from fhir_hub.search.indexing import INDEX_FORMAT
+from fhir_hub.store.derivers import DERIVERS, Deriver
 from fhir_hub.store.embedded import EmbeddedStore
 from fhir_hub.store.mongo import MongoStore, detect_capabilities
 from fhir_hub.store.schema import ensure_schema
@@ -90,7 +91,8 @@ async def _upgrade_index(store: MongoStore) -> None:
 
 @asynccontextmanager
 async def running_hub(
-    settings: Settings, *, clock: Clock = system_clock, new_id: IdFactory = new_uuid_id
+    settings: Settings, *, clock: Clock = system_clock, new_id: IdFactory = new_uuid_id,
+    derivers: tuple[Deriver, ...] = DERIVERS,
 ) -> AsyncIterator[Hub]:
     authenticator = Authenticator(await asyncio.to_thread(token_verifier, settings))
     embedded: EmbeddedStore | None = None
@@ -106,13 +108,12 @@ async def running_hub(
         await asyncio.to_thread(ensure_schema, uri, settings.db_name)
         client = AsyncMongoClient(uri, appname="fhir-hub", serverSelectionTimeoutMS=10_000)
         capabilities = await detect_capabilities(client)
-        store = MongoStore(client, settings.db_name, capabilities, index_keys)
+        store = MongoStore(client, settings.db_name, capabilities, derivers)
         repaired = await store.reconcile_pending()
         if repaired:
             log.warning("finished %d write(s) left incomplete by an earlier stop", repaired)
         await _upgrade_index(store)
-        writer = Writer(store, clock=clock, new_id=new_id, indexer=index_keys, source_prefix=settings.source_prefix,
-                        validation=validation)
+        writer = Writer(store, clock=clock, new_id=new_id, source_prefix=settings.source_prefix, validation=validation)
         audit = AuditTrail(store.audit_log, clock=clock, flush_ms=settings.audit_flush_ms)
         audit.start()
         log.info("store: %s (%s), database %r", capabilities.engine, _redact(uri), settings.db_name)

@@ -6,9 +6,10 @@ where the server has it (MongoDB 8.0+, nx-27017), one request per step otherwise
 
 Whether a write took effect is decided by reading its commit point back (the current document carries
 the writer's token), never by interpreting an error code: nx-27017 sometimes reports a lost race as code
-8 instead of a duplicate key. Derived data (search entries) that did not get applied, because a request
-failed or the process died, is recomputed from the stored JSON by ``reconcile``; start-up runs it for every
-current document still marked ``pending``.
+8 instead of a duplicate key. Derived documents (those of every registered deriver, see ``derivers.py``:
+the search index first) that did not get applied, because a request failed or the process died, are
+recomputed from the stored JSON by ``reconcile``; start-up runs it for every current document still marked
+``pending``.
 
 Why not a multi-document transaction per write: nx-27017's transactions are not isolated (measured: an
 uncommitted write is visible to other connections, and an abort rolls back other sessions' writes too),
@@ -34,14 +35,15 @@ from fhir_hub.fhir.jsonio import loads
 from fhir_hub.store.audit_log import AuditLog
 from fhir_hub.store.claims import Claims
 from fhir_hub.store.count import count
-from fhir_hub.store.index_docs import each_key, match_filter, match_projection, match_slot, pack, view
+from fhir_hub.store.derivers import Deriver
+from fhir_hub.store.index_docs import each_key, match_filter, match_projection, match_slot, view
 from fhir_hub.store.plan import (
     OPTIONAL_FIELDS as _OPTIONAL_FIELDS,
 )
 from fhir_hub.store.plan import (
     Step,
     WritePlan,
-    index_doc_changes,
+    derived_doc_changes,
     plan_write,
     set_document,
 )
@@ -49,11 +51,9 @@ from fhir_hub.store.records import (
     EntryMatch,
     HistoryPage,
     HistoryPosition,
-    SearchEntry,
     StoredVersion,
     VersionChange,
     VersionTaken,
-    deletion_entries,
     resource_key,
     version_doc_id,
 )
@@ -62,7 +62,6 @@ from fhir_hub.store.transaction import CHUNK_STEPS, Transaction, WriteGate
 
 log = logging.getLogger(__name__)
 
-Indexer = Callable[[str, dict[str, Any]], frozenset[SearchEntry]]
 _HISTORY_ORDER = [("ts", -1), ("key", -1), ("vid", -1)]
 
 
@@ -106,7 +105,7 @@ _SPLIT_RESOURCES = 32  # up to this many resources, a range is asked resource by
 
 class MongoStore:
     def __init__(self, client: AsyncMongoClient, db_name: str, capabilities: StoreCapabilities,
-                 indexer: Indexer) -> None:
+                 derivers: tuple[Deriver, ...]) -> None:
         self.client = client
         self.db = client[db_name]
         self.capabilities = capabilities
@@ -114,13 +113,15 @@ class MongoStore:
         self.history_docs = self.db[HISTORY]
         self.index = self.db[SEARCH_INDEX]
         self.meta = self.db[META]
+        self.derivers = derivers  # what each version's derived documents are (derivers.DERIVERS in the hub)
         # pymongo builds a Collection object per ``db[name]`` (measured: 7 µs, as much as sending a step)
         self._collections = {c.name: c for c in (self.current_docs, self.history_docs, self.index)}
+        self._collections.update((d.collection, self.db[d.collection]) for d in derivers
+                                 if d.collection not in self._collections)
         # Open on MongoDB; on nx-27017 a transaction must not share the server with any other write.
         self.gate = WriteGate(enabled=capabilities.transactions and not capabilities.isolated_transactions)
         self.audit_log = AuditLog(self.db, self.gate)
         self.claims = Claims(self.db, self.gate)
-        self._indexer = indexer
 
     # ----------------------------------------------------------------- reads
     async def current(self, rtype: str, rid: str) -> StoredVersion | None:
@@ -308,14 +309,14 @@ class MongoStore:
             try:
                 await self._send(plan.derived)
             except PyMongoError as failure:
-                log.warning("search entries of %s/_history/%s not applied (%s); reconciling", v.key, v.vid, failure)
+                log.warning("derived documents of %s/_history/%s not applied (%s); reconciling", v.key, v.vid, failure)
                 await self.reconcile(v.rtype, v.rid)
 
     async def _settle_failed_commit(self, change: VersionChange, token: str, failure: Exception) -> None:
         v = change.version
         stored = await self.current_docs.find_one({"_id": v.key}, {"w": 1, "vid": 1})
         if stored is not None and stored.get("w") == token:
-            log.warning("%s/_history/%s stored, its search entries not (%s); reconciling", v.key, v.vid, failure)
+            log.warning("%s/_history/%s stored, its derived documents not (%s); reconciling", v.key, v.vid, failure)
             await self.reconcile(v.rtype, v.rid)
             return
         if change.fresh:  # entries written ahead of the commit point must not outlive it
@@ -355,7 +356,7 @@ class MongoStore:
         return matched
 
     async def _insert_runs(self, pending: dict[str, list[dict[str, Any]]], session: Any) -> None:
-        for collection in sorted(pending, key=lambda c: c != SEARCH_INDEX):  # entries before their resources
+        for collection in sorted(pending, key=lambda c: c == RESOURCES):  # derived documents before their resources
             await self._collections[collection].insert_many(pending[collection], ordered=True, session=session)
         pending.clear()
 
@@ -455,21 +456,20 @@ class MongoStore:
 
     # ----------------------------------------------------------- repair
     async def reconcile(self, rtype: str, rid: str) -> None:
-        """Recompute one resource's search entries from its current stored version (a deletion's: the
-        compartments it was in); idempotent."""
+        """Recompute one resource's derived documents, for every registered deriver, from its current stored
+        version (a deletion's: what each deriver keeps of a deleted resource); idempotent."""
         async with self.gate.shared():
             await self._reconcile(rtype, rid)
 
     async def _reconcile(self, rtype: str, rid: str) -> None:
         current = await self.current(rtype, rid)
         key = resource_key(rtype, rid)
-        wanted: frozenset[SearchEntry] = frozenset()
-        if current is not None and current.deleted:
-            wanted = deletion_entries(rtype, current.patients)
-        elif current is not None and current.json is not None:
-            wanted = self._indexer(rtype, loads(current.json))
-        have = {doc["_id"]: doc async for doc in self.index.find({"r": key})}
-        changes = index_doc_changes(have, pack(key, wanted))
+        resource = loads(current.json) if current is not None and current.json is not None else None
+        changes: list[Step] = []
+        for deriver in self.derivers:
+            wanted = deriver.derive(current, resource) if current is not None else []
+            stored = self._collections[deriver.collection].find({"r": key})
+            changes += derived_doc_changes(deriver.collection, {doc["_id"]: doc async for doc in stored}, wanted)
         if changes:
             await self._send(changes)
         if current is not None and current.pending:
@@ -484,9 +484,9 @@ class MongoStore:
         await self.meta.update_one({"_id": _INDEX_FORMAT_ID}, {"$set": {"format": value}}, upsert=True)
 
     async def reindex_all(self, progress: Callable[[int], None] | None = None) -> int:
-        """Recompute every resource's search entries from its stored JSON (after the entries' format
-        changed); returns how many resources were visited. Idempotent, so an interrupted run is resumed
-        by the next start."""
+        """Recompute every resource's derived documents from its stored JSON (after the search entries'
+        format changed); returns how many resources were visited. Idempotent, so an interrupted run is
+        resumed by the next start."""
         after: str | None = None
         visited = 0
         while True:

@@ -22,9 +22,10 @@ from typing import Any
 
 from fhir_hub.store.audit_log import AuditLog
 from fhir_hub.store.filters import matches
-from fhir_hub.store.index_docs import INDEXED, each_key, match_filter, match_slot, pack, view
+from fhir_hub.store.index_docs import INDEXED, SLOTS, each_key, match_filter, match_slot, view
 from fhir_hub.store.protocol import ReadStore
 from fhir_hub.store.records import EntryMatch, HistoryPage, HistoryPosition, StoredVersion, VersionChange
+from fhir_hub.store.schema import SEARCH_INDEX
 from fhir_hub.store.transaction import Transaction
 
 
@@ -52,7 +53,7 @@ class OwnIndex:
                 self.sync(changes)
                 return
             self.indexed[key] = change
-            docs = [] if change.version.deleted else pack(key, change.entries)
+            docs = [] if change.version.deleted else change.documents(SEARCH_INDEX)
             self.docs[key] = docs
             for doc in docs:
                 for name in INDEXED:
@@ -89,7 +90,8 @@ class OwnWritesView:
     async def entries(self, match: EntryMatch, *, limit: int = 0) -> list[dict[str, Any]]:
         mine = self._own_entries(match)
         # the store's entries of resources this transaction rewrote are stale: ask for enough to drop them
-        hidden = sum(len(c.entries) + len(c.old_entries) for c in self.changes.values())
+        # (their index documents, old and new, hold at most SLOTS entries each)
+        hidden = SLOTS * sum(c.document_count(SEARCH_INDEX) for c in self.changes.values())
         theirs = await self.store.entries(match, limit=limit + hidden if limit else 0)
         found = [e for e in theirs if e["r"] not in self.changes] + mine
         return found[:limit] if limit else found

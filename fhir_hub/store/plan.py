@@ -2,14 +2,15 @@
 
 Three shapes of write, each with a single commit point that a concurrent writer cannot also pass:
 
-- **fresh** (server-assigned id): search entries first, then the insert of the current document. Nothing
-  can race for a new id, and a reader never finds the resource before its entries.
+- **fresh** (server-assigned id): derived documents (search entries and whatever else the registered
+  derivers give, see ``derivers.py``) first, then the insert of the current document. Nothing can race for
+  a new id, and a reader never finds the resource before its entries.
 - **first version under a client id** (update-as-create): the insert of the current document first,
-  ``pending`` until its entries are in. A second writer's insert of the same ``_id`` fails.
+  ``pending`` until its derived documents are in. A second writer's insert of the same ``_id`` fails.
 - **replace** (update, delete, resurrect): the superseded version is copied to history (an idempotent
   upsert, so a retry or a lost race leaves the same copy), then the current document is replaced on the
-  condition that it is still the version the writer read. Search-entry changes, when there are any,
-  follow in a second request while the document is marked ``pending``.
+  condition that it is still the version the writer read. Changes to derived documents, when there are
+  any, follow in a second request while the document is marked ``pending``.
 """
 
 from __future__ import annotations
@@ -17,9 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from fhir_hub.store.index_docs import pack
 from fhir_hub.store.records import VersionChange
-from fhir_hub.store.schema import HISTORY, RESOURCES, SEARCH_INDEX
+from fhir_hub.store.schema import HISTORY, RESOURCES
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,43 +60,42 @@ class WritePlan:
 def plan_write(change: VersionChange, token: str) -> WritePlan:
     v = change.version
     if change.fresh:
-        return WritePlan([*_inserted_entries(change), Step("insert", RESOURCES, v.current_doc() | {"w": token})])
-    # A first version has no entries yet: they are inserted (cheaper than upserts, 2.2 against 3.5 ms for 15
-    # on nx-27017); one left by a crash makes the request fail after the commit point, and reconcile repairs.
-    index_steps = _inserted_entries(change) if change.previous is None else _index_steps(change)
-    pending = {"pending": True} if index_steps else {}
+        return WritePlan([*_inserted(change), Step("insert", RESOURCES, v.current_doc() | {"w": token})])
+    # A first version has no derived documents yet: they are inserted (cheaper than upserts, 2.2 against 3.5
+    # ms for 15 on nx-27017); one left by a crash makes the request fail after the commit point, and
+    # reconcile repairs.
+    derived_steps = _inserted(change) if change.previous is None else _changed(change)
+    pending = {"pending": True} if derived_steps else {}
     current = v.current_doc() | pending | {"w": token}
     settle = [Step("update", RESOURCES, {"_id": v.key, "w": token}, {"$unset": {"pending": ""}})] if pending else []
     if change.previous is None:
-        return WritePlan([Step("insert", RESOURCES, current), *index_steps, *settle])
+        return WritePlan([Step("insert", RESOURCES, current), *derived_steps, *settle])
     old = change.previous
     copy = old.history_doc()
     replace = set_document(current, optional=OPTIONAL_FIELDS)
     return WritePlan(
         commit=[Step("update", HISTORY, {"_id": copy["_id"]}, set_document(copy), upsert=True),
                 Step("update", RESOURCES, {"_id": v.key, "vid": old.vid}, replace)],
-        derived=[*index_steps, *settle],
+        derived=[*derived_steps, *settle],
         condition=1,
     )
 
 
-def _inserted_entries(change: VersionChange) -> list[Step]:
-    return [Step("insert", SEARCH_INDEX, doc) for doc in pack(change.version.key, change.entries)]
+def _inserted(change: VersionChange) -> list[Step]:
+    return [Step("insert", d.collection, doc) for d in change.derived for doc in d.new]
 
 
-def _index_steps(change: VersionChange) -> list[Step]:
-    """The index documents that differ between the two versions: surplus ones deleted, changed ones set."""
-    key = change.version.key
-    old = {doc["_id"]: doc for doc in pack(key, change.old_entries)}
-    new = pack(key, change.entries)
-    return index_doc_changes(old, new)
+def _changed(change: VersionChange) -> list[Step]:
+    """The derived documents that differ between the two versions, deriver by deriver."""
+    return [step for d in change.derived
+            for step in derived_doc_changes(d.collection, {doc["_id"]: doc for doc in d.old}, d.new)]
 
 
-def index_doc_changes(old: dict[str, dict[str, Any]], new: list[dict[str, Any]]) -> list[Step]:
-    """Steps turning the stored index documents ``old`` (by ``_id``) into ``new``: those gone or changed are
-    deleted, then the changed and new ones inserted (inserts are the cheapest write, and a replaced
-    document needs no ``$unset`` of the slots it no longer fills)."""
+def derived_doc_changes(collection: str, old: dict[str, dict[str, Any]], new: list[dict[str, Any]]) -> list[Step]:
+    """Steps turning the stored documents ``old`` (by ``_id``) of one derived collection into ``new``: those
+    gone or changed are deleted, then the changed and new ones inserted (inserts are the cheapest write, and
+    a replaced document needs no ``$unset`` of the fields it no longer has)."""
     changed = [doc for doc in new if old.get(doc["_id"]) != doc]
     gone = sorted((old.keys() - {doc["_id"] for doc in new}) | {doc["_id"] for doc in changed if doc["_id"] in old})
-    steps = [Step("delete", SEARCH_INDEX, {"_id": {"$in": gone}})] if gone else []
-    return steps + [Step("insert", SEARCH_INDEX, doc) for doc in changed]
+    steps = [Step("delete", collection, {"_id": {"$in": gone}})] if gone else []
+    return steps + [Step("insert", collection, doc) for doc in changed]

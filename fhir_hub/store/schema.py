@@ -5,8 +5,8 @@ Three collections hold all FHIR data:
 ``resources``: the current version of every resource, ``_id`` = ``Type/id``. A read is one lookup by
 primary key, the cheapest query any MongoDB-compatible server answers. ``json`` is the serialised resource
 exactly as served: reads return it without parsing. ``live`` (the type name) is present when the current
-version is not a deletion; ``pending`` marks a version whose search entries are still being applied; ``w``
-is the token of the write that stored it.
+version is not a deletion; ``pending`` marks a version whose derived documents (search entries, see
+``derivers.py``) are still being applied; ``w`` is the token of the write that stored it.
 
 ``resource_history``: every superseded version, ``_id`` = ``Type/id/versionId``, written (idempotently)
 before the current document is replaced. The replacement is conditional on the version it supersedes, so

@@ -1,11 +1,10 @@
 """The one write path: every create, update and delete, from any entry point, ends in ``Writer.commit``.
 
-``commit`` validates (a large transaction's resources in a worker process, see
-``fhir/validation_ahead.py``; the writer still decides), checks the caller's scopes, compartment and
-facility boundary, assigns id, version, ``lastUpdated`` and ``meta.source`` (from the token, never from
-the body), serialises the JSON that reads will serve, computes the search-index change and hands one
-``VersionChange`` to the store. Later stages
-(patient matching, sensitivity labels, the priority queue) plug in here so that no entry point can skip
+``commit`` checks the caller's scopes, compartment and facility boundary, reads the version a write builds
+on, and runs the commit pipeline (``store/pipeline.py``): validate (then, with the next issues, match the
+patient and label sensitivity), stamp id, version, ``lastUpdated`` and ``meta.source`` (from the token,
+never from the body), derive the documents of every registered deriver (the search index first), and
+hand one ``VersionChange`` to the store. Later stages plug into that pipeline, so no entry point can skip
 them.
 
 Concurrency: the version number is read, then written under a condition only one writer can meet. A writer
@@ -18,23 +17,22 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from fhir_hub.auth.caller import Caller
 from fhir_hub.auth.policy import Grant, check_write, insufficient_scope, require, source_uri
 from fhir_hub.auth.policy import grant as read_grant
 from fhir_hub.errors import BadRequest, Conflict, Gone, NotFound, PreconditionFailed, UnprocessableResource
-from fhir_hub.fhir.compartment import patient_ids
 from fhir_hub.fhir.ids import IdFactory, check_id
-from fhir_hub.fhir.instant import Clock, to_instant
-from fhir_hub.fhir.jsonio import dumps, loads
-from fhir_hub.fhir.validation import validate_resource
+from fhir_hub.fhir.instant import Clock
+from fhir_hub.fhir.jsonio import loads
 from fhir_hub.fhir.validation_ahead import ValidationAhead
-from fhir_hub.store.mongo import Indexer, MongoStore
+from fhir_hub.store.mongo import MongoStore
+from fhir_hub.store.pipeline import CommitPipeline, Stamped
 from fhir_hub.store.reader import ScopedReader
-from fhir_hub.store.records import SearchEntry, StoredVersion, VersionChange, VersionTaken, deletion_entries
+from fhir_hub.store.records import StoredVersion, VersionChange, VersionTaken
 from fhir_hub.store.transaction import Transaction
 
 _MAX_ATTEMPTS = 25
@@ -101,13 +99,13 @@ class WriteResult:
 
 
 class Writer:
-    def __init__(self, store: MongoStore, *, clock: Clock, new_id: IdFactory, indexer: Indexer,
-                 source_prefix: str, validation: ValidationAhead | None = None) -> None:
+    def __init__(self, store: MongoStore, *, clock: Clock, new_id: IdFactory, source_prefix: str,
+                 validation: ValidationAhead | None = None) -> None:
         self.store = store
         self.validation = validation or ValidationAhead(0)
+        self.pipeline = CommitPipeline(store.derivers, self.validation)  # the store's derivers: it repairs them
         self.clock = clock
         self.new_id = new_id
-        self.indexer = indexer
         self.source_prefix = source_prefix
 
     async def commit(self, op: WriteOp, *, caller: Caller, tx: Transaction | None = None,
@@ -123,7 +121,7 @@ class Writer:
         exists_for = reader if reader is not None else ScopedReader(self.store, caller)
         if isinstance(op, Create):
             grant = require(caller, op.rtype, "c")
-            await self.validation.check(op.resource, op.rtype)
+            op = replace(op, resource=await self.pipeline.content(op.rtype, op.resource))
             return await self._create(op, caller, grant, tx)
         if isinstance(op, Patch):
             check_id(op.rid)
@@ -139,7 +137,7 @@ class Writer:
             if body_id != op.rid:
                 raise BadRequest(f"Resource.id: the body has id {body_id!r} but the URL names {op.rid!r}",
                                  expression=[f"{op.rtype}.id"])
-            await self.validation.check(op.resource, op.rtype)
+            op = replace(op, resource=await self.pipeline.content(op.rtype, op.resource))
             return await self._put(op, caller, grant, tx, seen, exists_for)
         return await self._delete(op, caller, require(caller, op.rtype, "d"), tx, seen, exists_for)
 
@@ -148,12 +146,13 @@ class Writer:
         source = source_uri(caller, self.source_prefix)
         for _attempt in range(_MAX_ATTEMPTS):
             rid = op.rid if op.rid is not None else self.new_id()
-            version, entries = self._version(op.rtype, rid, op.resource, vid=1, ts=self.clock(),
-                                             method="POST", source=source)
+            stamped = self.pipeline.stamp(op.rtype, rid, op.resource, vid=1, ts=self.clock(), method="POST",
+                                          source=source)
+            version = stamped.version
             check_write(caller, grant, rtype=op.rtype, source=source, new_patients=version.patients,
                         existing_source=None, exists=False)
             try:
-                await self.store.write(VersionChange(version, None, entries, frozenset(), fresh=True), tx)
+                await self.store.write(self.pipeline.derive(stamped, None, fresh=True), tx)
             except VersionTaken:
                 if op.rid is not None:
                     raise Conflict(f"{op.rtype}/{op.rid} already exists; send the Bundle again") from None
@@ -165,7 +164,7 @@ class Writer:
                    seen: Noticed, exists_for: Existence) -> WriteResult:
         source = source_uri(caller, self.source_prefix)
 
-        def plan(current: StoredVersion | None) -> tuple[VersionChange, WriteResult] | WriteResult:
+        async def plan(current: StoredVersion | None) -> tuple[VersionChange, WriteResult] | WriteResult:
             hidden = current is not None and not exists_for.permits(current, "u")
             if hidden or (grant.compartment is not None and current is None):
                 # a resident creates with POST: were PUT to create, a new id (201) and another person's
@@ -173,10 +172,11 @@ class Writer:
                 raise NotFound(f"{op.rtype}/{op.rid} is not known to this server")
             if current is None:
                 require(caller, op.rtype, "c")  # update-as-create creates
-            change = self._replacement(caller, grant, source, current, op.rtype, op.rid, op.resource, "PUT")
+            stamped = self._replacement(caller, grant, source, current, op.rtype, op.rid, op.resource, "PUT")
             _check_precondition(current, op.if_match)  # after the access check: a 412 names the version
-            if current is not None and _same_content(current, change.version):
+            if current is not None and _same_content(current, stamped.version):
                 return WriteResult(current, created=False, changed=False)  # a no-op: no new version
+            change = self.pipeline.derive(stamped, current)
             return change, WriteResult(change.version, created=current is None or current.deleted)
 
         return await self._on_current(op.rtype, op.rid, op.if_match, plan, tx, seen)
@@ -190,7 +190,7 @@ class Writer:
         noted for the audit, with the same answer whether the target exists or not."""
         source = source_uri(caller, self.source_prefix)
 
-        def plan(current: StoredVersion | None) -> tuple[VersionChange, WriteResult]:
+        async def plan(current: StoredVersion | None) -> tuple[VersionChange, WriteResult]:
             if read is None:
                 raise insufficient_scope(caller, f"read on {op.rtype} (a patch reads the resource it changes)")
             visible = current is not None and exists_for.permits(current, "u") and exists_for.permits(current, "r")
@@ -205,27 +205,29 @@ class Writer:
             if patched.get("resourceType") != op.rtype or patched.get("id") != op.rid:
                 raise UnprocessableResource(f"{op.rtype}.id: a patch may not change the resource's type or id",
                                             expression=[f"{op.rtype}.id"])
-            validate_resource(patched, expected_type=op.rtype)
-            change = self._replacement(caller, grant, source, current, op.rtype, op.rid, patched, "PATCH")
+            patched = await self.pipeline.content(op.rtype, patched)
+            stamped = self._replacement(caller, grant, source, current, op.rtype, op.rid, patched, "PATCH")
+            change = self.pipeline.derive(stamped, current)
             return change, WriteResult(change.version, created=False)
 
         return await self._on_current(op.rtype, op.rid, op.if_match, plan, tx, seen)
 
     def _replacement(self, caller: Caller, grant: Grant, source: str | None, current: StoredVersion | None,
-                     rtype: str, rid: str, resource: dict[str, Any], method: str) -> VersionChange:
+                     rtype: str, rid: str, resource: dict[str, Any], method: str) -> Stamped:
         """The next version of a resource with new content (PUT, PATCH), once the caller may write it."""
-        version, new_keys = self._version(rtype, rid, resource, vid=current.vid + 1 if current else 1,
-                                          ts=self._next_ts(current), method=method, source=source)
+        stamped = self.pipeline.stamp(rtype, rid, resource, vid=current.vid + 1 if current else 1,
+                                      ts=self._next_ts(current), method=method, source=source)
+        version = stamped.version
         check_write(caller, grant, rtype=rtype, source=source, new_patients=version.patients,
                     existing_source=current.source if current else None, exists=current is not None)
-        return VersionChange(version, current, new_keys, self._keys_of(current))
+        return stamped
 
     async def _delete(self, op: Delete, caller: Caller, grant: Grant, tx: Transaction | None,
                       seen: Noticed, exists_for: Existence) -> WriteResult:
         check_id(op.rid)
         source = source_uri(caller, self.source_prefix)
 
-        def plan(current: StoredVersion | None) -> tuple[VersionChange, WriteResult] | WriteResult:
+        async def plan(current: StoredVersion | None) -> tuple[VersionChange, WriteResult] | WriteResult:
             if current is None or current.deleted or not exists_for.permits(current, "d"):
                 if op.if_match is not None:
                     raise _stale(op.if_match)
@@ -234,16 +236,15 @@ class Writer:
             check_write(caller, grant, rtype=op.rtype, source=source, new_patients=None,
                         existing_source=current.source, exists=True)
             _check_precondition(current, op.if_match)
-            version = StoredVersion(op.rtype, op.rid, current.vid + 1, self._next_ts(current), "DELETE",
-                                    deleted=True, json=None, source=source, patients=current.patients)
-            change = VersionChange(version, current, deletion_entries(op.rtype, current.patients),
-                                   self._keys_of(current))
-            return change, WriteResult(version, False)
+            stamped = self.pipeline.stamp_deletion(current, ts=self._next_ts(current), source=source)
+            change = self.pipeline.derive(stamped, current)
+            return change, WriteResult(change.version, False)
 
         return await self._on_current(op.rtype, op.rid, op.if_match, plan, tx, seen)
 
     async def _on_current(self, rtype: str, rid: str, if_match: int | None,
-                          plan: Callable[[StoredVersion | None], tuple[VersionChange, WriteResult] | WriteResult],
+                          plan: Callable[[StoredVersion | None],
+                                         Awaitable[tuple[VersionChange, WriteResult] | WriteResult]],
                           tx: Transaction | None, seen: Noticed) -> WriteResult:
         """Plan a change from the current version and store it; after a lost race, plan again from a fresh
         read, unless the client asked for a specific version (If-Match), which a lost race makes stale."""
@@ -251,7 +252,7 @@ class Writer:
             current = await self._settled_current(rtype, rid)
             if current is not None:
                 seen(current)
-            planned = plan(current)
+            planned = await plan(current)
             if isinstance(planned, WriteResult):
                 return planned  # nothing to store
             change, result = planned
@@ -264,17 +265,10 @@ class Writer:
             return result
         raise Conflict(f"{rtype}/{rid}: too many concurrent writes to this resource; try again")
 
-    def _version(self, rtype: str, rid: str, resource: dict[str, Any], *, vid: int, ts: int, method: str,
-                 source: str | None) -> tuple[StoredVersion, frozenset[SearchEntry]]:
-        stamped = stamp(resource, rtype=rtype, rid=rid, vid=vid, ts=ts, source=source)
-        version = StoredVersion(rtype, rid, vid, ts, method, deleted=False, json=dumps(stamped),
-                                source=source, patients=patient_ids(rtype, stamped))
-        return version, self.indexer(rtype, stamped)
-
     async def _settled_current(self, rtype: str, rid: str) -> StoredVersion | None:
-        """The current version once its search entries are applied, so two writes never interleave.
+        """The current version once its derived documents are applied, so two writes never interleave.
 
-        A version still ``pending`` after the grace period was left by a writer that died; its entries are
+        A version still ``pending`` after the grace period was left by a writer that died; its documents are
         recomputed here rather than waited for.
         """
         deadline = time.monotonic() + _PENDING_GRACE_MICROS / 1_000_000
@@ -291,28 +285,6 @@ class Writer:
     def _next_ts(self, current: StoredVersion | None) -> int:
         now = self.clock()
         return max(now, current.ts + 1) if current else now
-
-    def _keys_of(self, current: StoredVersion | None) -> frozenset[SearchEntry]:
-        if current is not None and current.deleted:
-            return deletion_entries(current.rtype, current.patients)
-        if current is None or current.json is None:
-            return frozenset()
-        return self.indexer(current.rtype, loads(current.json))
-
-
-def stamp(resource: dict[str, Any], *, rtype: str, rid: str, vid: int, ts: int, source: str | None
-          ) -> dict[str, Any]:
-    """The resource as stored and served: server-owned id and meta first, the client's elements after."""
-    meta = {k: v for k, v in (resource.get("meta") or {}).items() if k != "source"}
-    meta["versionId"] = str(vid)
-    meta["lastUpdated"] = to_instant(ts)
-    if source is not None:
-        meta["source"] = source
-    out: dict[str, Any] = {"resourceType": rtype, "id": rid, "meta": meta}
-    for name, value in resource.items():
-        if name not in out:
-            out[name] = value
-    return out
 
 
 def _check_precondition(current: StoredVersion | None, if_match: int | None) -> None:

@@ -18,6 +18,7 @@ from fhir_hub.search.keys import token_match
 from fhir_hub.store.index_docs import entries_in, pack
 from fhir_hub.store.plan import set_document
 from fhir_hub.store.records import (
+    Derived,
     EntryMatch,
     SearchEntry,
     StoredVersion,
@@ -25,6 +26,7 @@ from fhir_hub.store.records import (
     VersionTaken,
     deletion_entries,
 )
+from fhir_hub.store.schema import SEARCH_INDEX
 from fhir_hub.store.writer import Create, Delete, Update, Writer
 
 pytestmark = pytest.mark.anyio
@@ -91,7 +93,7 @@ async def test_concurrent_update_as_create_creates_once(hub: Hub) -> None:
 async def test_last_updated_increases_even_when_the_clock_goes_back(hub: Hub) -> None:
     times = iter([5_000_000, 4_000_000, 3_000_000])
     writer = Writer(
-        hub.store, clock=lambda: next(times), new_id=lambda: "fixed", indexer=index_keys, source_prefix="urn:test"
+        hub.store, clock=lambda: next(times), new_id=lambda: "fixed", source_prefix="urn:test"
     )
     first = await writer.commit(Create("Patient", patient()), caller=HUB)
     second = await writer.commit(Update("Patient", "fixed", {**patient("fixed"), "gender": "other"}), caller=HUB)
@@ -156,7 +158,6 @@ async def test_writer_finishes_a_stale_pending_version_before_building_on_it(hub
         hub.store,
         clock=lambda: hub.writer.clock() + 10_000_000,
         new_id=hub.writer.new_id,
-        indexer=index_keys,
         source_prefix="urn:test",
     )  # ten seconds on: the pending version's writer is presumed dead
     result = await later.commit(Update("Patient", "p5", patient("p5", identifier=[{"value": "new"}])), caller=HUB)
@@ -172,7 +173,8 @@ async def test_a_lost_race_leaves_no_trace(hub: Hub) -> None:
     first = await hub.writer.commit(Update("Patient", "p6", patient("p6", identifier=[{"value": "a"}])), caller=HUB)
     await hub.writer.commit(Update("Patient", "p6", patient("p6", identifier=[{"value": "b"}])), caller=HUB)
     late = StoredVersion("Patient", "p6", 2, 10**17, "PUT", deleted=False, json=b'{"resourceType":"Patient"}')
-    change = VersionChange(late, first.version, frozenset({SearchEntry("Patient|identifier|c", "")}), frozenset())
+    entries = pack("Patient/p6", {SearchEntry("Patient|identifier|c", "")})
+    change = VersionChange(late, first.version, (Derived(SEARCH_INDEX, entries),))
     with pytest.raises(VersionTaken):
         await hub.store.write(change)
     current = await hub.store.current("Patient", "p6")
@@ -185,7 +187,7 @@ async def test_sequential_fallback_writes_the_same_state(hub: Hub) -> None:
     hub.store.capabilities = dataclasses.replace(hub.store.capabilities, client_bulk_write=False)
     ids = itertools.count()
     writer = Writer(
-        hub.store, clock=hub.writer.clock, new_id=lambda: f"s{next(ids)}", indexer=index_keys, source_prefix="urn:test"
+        hub.store, clock=hub.writer.clock, new_id=lambda: f"s{next(ids)}", source_prefix="urn:test"
     )
     created = await writer.commit(
         Create("Patient", patient(identifier=[{"system": "urn:x", "value": "7"}])), caller=HUB
