@@ -467,9 +467,54 @@ def ingest(c: TestClient, ident: str, _rid: str) -> Any:
                   headers={"Content-Type": "application/fhir+ndjson", "Accept": "application/fhir+json"})
 
 
+def patch_by_id(c: TestClient, _ident: str, rid: str) -> Any:
+    return c.patch(f"/Observation/{rid}", content=b'[{"op":"replace","path":"/status","value":"amended"}]',
+                   headers={"Content-Type": "application/json-patch+json"})
+
+
+def delete_by_id(c: TestClient, _ident: str, rid: str) -> Any:
+    return c.delete(f"/Observation/{rid}")
+
+
 CONDITIONAL: list[Send] = [conditional_create, conditional_update, conditional_patch, conditional_delete,
-                           batch_reads, transaction_if_none_exist, transaction_conditional_update,
-                           transaction_conditional_reference, ingest]
+                           patch_by_id, delete_by_id, batch_reads, transaction_if_none_exist,
+                           transaction_conditional_update, transaction_conditional_reference, ingest]
+
+# Every interaction a route serves, and the paths of this suite that cover it. A new route's interaction
+# code fails test_every_interaction_is_covered until it joins the suite (or is listed as reading nothing).
+COVERED: dict[str, list[Callable[..., None]]] = {
+    "read": [read], "vread": [vread], "history-instance": [instance_history], "history-type": [type_history],
+    "history-system": [system_history], "search-type": [search_get, search_by_id, summary_count, total_accurate,
+                                                        elements, paging, includes, revincludes, iterate,
+                                                        chains_and_has, audit_events, provenance],
+    "search-type-post": [search_post], "search-system": [system_search], "search-system-post": [system_search],
+    "create": [conditional_create], "conditional-update": [conditional_update],
+    "conditional-patch": [conditional_patch], "conditional-delete": [conditional_delete], "patch": [patch_by_id],
+    "delete": [delete_by_id], "ingest": [ingest], "transaction": [batch_reads, transaction_if_none_exist,
+                                                                 transaction_conditional_update,
+                                                                 transaction_conditional_reference],
+}
+READS_NOTHING = {
+    "capabilities": "the CapabilityStatement holds no resource",
+    # PUT by id to a resource the caller may not see answers 404 (a resident's PUT never creates); to an
+    # id that does not exist a hospital system's PUT creates it (201). The client chose the id, so the
+    # difference is inherent to update-as-create; the resource's content is never reached.
+    "update": "tested in tests/api/test_security.py (a resident's PUT never creates)",
+    "replay": "re-maps an archived payload through the same ingest path (covered by 'ingest'): the archive is "
+              "the sender's own",
+}
+
+
+def test_every_interaction_is_covered() -> None:
+    """The suite grows with the routes: each interaction the app serves is covered here or named above."""
+    app = create_app(Settings(mongodb_uri="mongodb://unused", db_name="unused"))
+    served = {route.openapi_extra["x-fhir-interaction"]["code"] for route in app.routes
+              if getattr(route, "openapi_extra", None) and "x-fhir-interaction" in route.openapi_extra}
+    assert served, "no FHIR routes found"
+    missing = served - set(COVERED) - set(READS_NOTHING)
+    assert not missing, f"interactions outside the read-path contract suite: {sorted(missing)}"
+    for paths in COVERED.values():
+        assert all(p in PATHS or p in CONDITIONAL for p in paths)
 
 
 @pytest.fixture
