@@ -94,6 +94,8 @@ class AccessDecision:
     scopes: ScopeAccess
     withheld: frozenset[str] = frozenset()
     _by_type: Mapping[str, frozenset[str]] = field(init=False, repr=False, compare=False)
+    # a decision lives for one request, and the reader asks again for every resource it hands out
+    _narrowed: dict[tuple[str, Permission], Narrowing | None] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         by_type: dict[str, set[str]] = {}
@@ -101,13 +103,18 @@ class AccessDecision:
             rtype, _, _rid = key.partition("/")
             by_type.setdefault(rtype, set()).add(key)
         object.__setattr__(self, "_by_type", {t: frozenset(keys) for t, keys in by_type.items()})
+        object.__setattr__(self, "_narrowed", {})
 
     def narrow(self, rtype: str, permission: Permission) -> Narrowing | None:
         """None when the caller may not use ``permission`` on ``rtype`` at all."""
+        try:
+            return self._narrowed[rtype, permission]
+        except KeyError:
+            pass
         access = self.scopes(rtype, permission)
-        if isinstance(access, Refused):
-            return None
-        return Narrowing(access, self._by_type.get(rtype, frozenset()))
+        found = None if isinstance(access, Refused) else Narrowing(access, self._by_type.get(rtype, frozenset()))
+        self._narrowed[rtype, permission] = found
+        return found
 
     def verdict(self, facts: ResourceFacts, permission: Permission) -> Verdict:
         narrowing = self.narrow(facts.rtype, permission)

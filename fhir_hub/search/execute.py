@@ -97,10 +97,12 @@ class Searcher:
         total = await self.store.count_live(query.rtype) if query.total != "none" else 0
         after_key = after[-1] if after else None
         found = await self.store.live_page(query.rtype, after_key, query.count + 1) if query.count else []
-        page = found[: query.count]
-        next_position = [page[-1].key] if len(found) > query.count and page else None
-        previous_position = [page[0].key] if after is not None and page else None
-        return SearchOutcome(total, page, next_position, previous_position, await self._includes(query, page))
+        listed = found[: query.count]
+        next_position = [listed[-1].key] if len(found) > query.count and listed else None
+        previous_position = [listed[0].key] if after is not None and listed else None
+        page = [v for v in listed if self.access.permits(v, "s")]
+        shown_total = total if len(page) == len(listed) else None  # see search_types
+        return SearchOutcome(shown_total, page, next_position, previous_position, await self._includes(query, page))
 
     async def _ordered(self, sort: tuple[tuple[str, bool], ...], found: set[str], scopes: dict[str, str | None]
                        ) -> tuple[list[Position], Callable[[Any], Any]]:
