@@ -110,9 +110,13 @@ def settings(settings: Settings) -> Settings:
 
 @pytest.fixture
 def archive_count(settings: Settings) -> Iterator[object]:
+    """1 once the payload is archived. A plain ``find``, not ``count_documents``: on nx-27017 an aggregation
+    from another connection while the hub commits a transaction breaks that transaction's savepoint (the
+    store's own counts take its write gate for this reason, ``store/count.py``); this test made $ingest
+    answer 500 now and then (twice in the full runs of one session)."""
     with MongoClient(settings.mongodb_uri) as mongo:
         collection = mongo[settings.db_name][INGEST_ARCHIVE]
-        yield lambda: collection.count_documents({})
+        yield lambda: int(collection.find_one({}, {"_id": 1}) is not None)
 
 
 def test_reads_keep_answering_while_a_large_hl7_payload_is_mapped(live_server: str, settings: Settings,
