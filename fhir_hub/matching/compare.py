@@ -1,0 +1,210 @@
+"""``compare``: the decision on one pair of records, deterministic rules first, then a Fellegi-Sunter score.
+
+Order of the rules (issue 16):
+1. Two different personal IDs (CCCD) never link automatically: "apart", whatever the score.
+2. The same personal ID links ("cccd", certain), unless it disagrees with either record's birth year or gender
+   (4th digit = century and gender, 5th-6th = year): then it is not trusted on its own, "cccd-conflict",
+   "review" at most.
+3. The same social insurance number (BHXH, the last 10 characters of any BHYT card) or the same MA_BN at the
+   same facility links ("bhxh" / "ma-bn", certain), unless the demographic score is below the model's veto
+   (a relative's card, a reused number): then "review".
+4. Everyone else: the sum of the field weights against the two thresholds. Given names that disagree outright
+   never link automatically (twins and siblings share everything else: surname, birth date, phone, address).
+
+Symmetric by construction: every field outcome is a symmetric function of the two records and the weights
+are added in one fixed order, so ``compare(a, b)`` and ``compare(b, a)`` give the same float (a tested
+property). The hot path does dict look-ups, string equality and a few slices; the reasons are short strings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from fhir_hub.matching.model import Model
+from fhir_hub.matching.record import MatchRecord
+from fhir_hub.matching.similarity import jaccard, one_edit
+
+Decision = Literal["link", "review", "apart"]
+Grade = Literal["certain", "probable", "possible"]
+
+
+@dataclass(frozen=True)
+class Comparison:
+    score: float                   # bits; the demographic score even when a rule decided
+    decision: Decision
+    grade: Grade | None            # for $match: certain, probable (>= upper), possible (review band)
+    rule: str                      # "cccd", "cccd-conflict", "bhxh", "ma-bn" or "probabilistic"
+    reasons: tuple[str, ...]       # for the audit trail and the reviewer
+
+
+def compare(a: MatchRecord, b: MatchRecord, model: Model | None = None) -> Comparison:
+    """Whether ``a`` and ``b`` are one person: a decision, a grade, the rule that decided and why."""
+    model = model or Model.default()
+    score, reasons, blocked = _score(a, b, model)
+    if a.cccd and b.cccd:
+        if a.cccd != b.cccd:
+            return Comparison(score, "apart", None, "cccd", ("different personal IDs", *reasons))
+        problems = a.cccd_problems + b.cccd_problems
+        if problems:
+            return Comparison(score, "review", "possible", "cccd-conflict",
+                              ("same personal ID, but it disagrees with the record", *sorted(set(problems)),
+                               *reasons))
+        return Comparison(score, "link", "certain", "cccd", ("same personal ID", *reasons))
+    for rule, shared, label in (("bhxh", a.bhxh & b.bhxh, "social insurance number"),
+                                ("ma-bn", a.local_ids & b.local_ids, "patient number at one facility")):
+        if shared:
+            if score < model.veto:
+                return Comparison(score, "review", "possible", rule,
+                                  (f"same {label}, but the demographics disagree", *reasons))
+            return Comparison(score, "link", "certain", rule, (f"same {label}", *reasons))
+    if score >= model.upper and not blocked:
+        return Comparison(score, "link", "certain" if score >= model.certain else "probable", "probabilistic",
+                          reasons)
+    if score >= model.lower:
+        if blocked:
+            reasons = (*reasons, "given names differ: never linked automatically")
+        return Comparison(score, "review", "possible", "probabilistic", reasons)
+    return Comparison(score, "apart", None, "probabilistic", reasons)
+
+
+def _score(a: MatchRecord, b: MatchRecord, model: Model) -> tuple[float, tuple[str, ...], bool]:
+    """(bits, reasons, whether the given names disagree outright) over every field."""
+    reasons: list[str] = []
+    score, blocked = _names(a, b, model, reasons)
+    score += _birth(a, b, model, reasons)
+    levels = model.levels
+    if a.gender in ("male", "female") and b.gender in ("male", "female"):
+        level = "exact" if a.gender == b.gender else "disagree"
+        score += _add(reasons, "gender", level, levels["gender"][level])
+    score += _contact(a, b, model, reasons)
+    if a.bhxh and b.bhxh and not a.bhxh & b.bhxh:
+        score += _add(reasons, "social insurance number", "disagree", levels["bhxh"]["disagree"])
+    if a.local_ids and b.local_ids and not a.local_ids & b.local_ids and \
+            {i.partition("|")[0] for i in a.local_ids} & {i.partition("|")[0] for i in b.local_ids}:
+        score += _add(reasons, "patient number at one facility", "disagree", levels["ma_bn"]["disagree"])
+    return score, tuple(reasons), blocked
+
+
+def _add(reasons: list[str], field: str, level: str, weight: float) -> float:
+    reasons.append(f"{field}: {level} ({weight:+.1f})")
+    return weight
+
+
+def _names(a: MatchRecord, b: MatchRecord, model: Model, reasons: list[str]) -> tuple[float, bool]:
+    """Family, given and middle names, with regional variants, typos, a middle/given swap, and the same words
+    in another order; a common name's agreement weighs little, a rare one's much (frequency tables)."""
+    family_level = given_level = ""
+    family = given = middle = 0.0
+    if a.family and b.family:
+        if a.family == b.family:
+            family_level, family = "exact", model.family.agree(a.family)
+        elif a.family_group == b.family_group:
+            family_level = "variant"
+            family = min(model.family.agree(a.family), model.family.agree(b.family)) - model.variant_penalty
+        elif one_edit(a.family, b.family):
+            family_level, family = "typo", model.levels["family"]["typo"]
+        else:
+            family_level, family = "disagree", model.levels["family"]["disagree"]
+    swapped = False
+    if a.given and b.given:
+        if a.given == b.given:
+            given_level, given = "exact", model.given.agree(a.given)
+        elif a.given_group == b.given_group:
+            given_level = "variant"
+            given = min(model.given.agree(a.given), model.given.agree(b.given)) - model.variant_penalty
+        elif a.given in b.middle and b.given in a.middle:
+            swapped = True
+            given_level = "swap"
+            given = min(model.given.agree(a.given), model.given.agree(b.given)) - model.swap_penalty
+        elif one_edit(a.given, b.given):
+            given_level, given = "typo", model.levels["given"]["typo"]
+        else:
+            given_level, given = "disagree", model.levels["given"]["disagree"]
+    if (family_level == "disagree" or given_level == "disagree") and a.name_bag == b.name_bag:
+        weight = _reordered(a.name_bag, model)
+        reasons.append(f"name: same words in another order ({weight:+.1f})")
+        return weight, False
+    if a.middle and b.middle and not swapped:
+        if a.middle == b.middle or set(a.middle) == set(b.middle):
+            middle = _add(reasons, "middle name", "exact", max(model.middle.agree(m) for m in a.middle))
+        elif not (set(a.middle) <= set(b.middle) or set(b.middle) <= set(a.middle)):
+            middle = _add(reasons, "middle name", "disagree", model.levels["middle"]["disagree"])
+    if family_level:
+        reasons.append(f"family name: {family_level} ({family:+.1f})")
+    if given_level:
+        reasons.append(f"given name: {given_level} ({given:+.1f})")
+    return family + given + middle, given_level == "disagree"
+
+
+def _reordered(bag: tuple[str, ...], model: Model) -> float:
+    """Agreement of two names made of the same words in another order (given name first, family name in the
+    given field): the likeliest surname among the words weighs as the family name, the rarest other word as
+    the given name. A function of the word bag alone, hence symmetric."""
+    frequencies = model.family.frequencies
+    surname = max(bag, key=lambda w: (frequencies.get(w, 0.0), w))
+    others = [w for w in bag if w != surname]
+    given = max((model.given.agree(w) for w in others), default=0.0)
+    return model.family.agree(surname) + given - model.reorder_penalty
+
+
+def _placeholder(month: int | None, day: int | None) -> bool:
+    """01/01 is what many registrations hold when only the year is known: it is no evidence of a date."""
+    return month == 1 and day == 1
+
+
+def _birth(a: MatchRecord, b: MatchRecord, model: Model, reasons: list[str]) -> float:
+    """Birth dates, allowing for a year-only date, a 01/01 placeholder, a day/month swap, a typo in the year."""
+    if a.birth_year is None or b.birth_year is None:
+        return 0.0
+    full_a = a.birth_day is not None and not _placeholder(a.birth_month, a.birth_day)
+    full_b = b.birth_day is not None and not _placeholder(b.birth_month, b.birth_day)
+    if a.birth_year == b.birth_year:
+        if full_a and full_b:
+            if a.birth_month == b.birth_month:
+                level = "exact" if a.birth_day == b.birth_day else "year_month"
+            elif a.birth_month == b.birth_day and a.birth_day == b.birth_month:
+                level = "swap"
+            else:
+                level = "year"
+        elif a.birth_month and b.birth_month and a.birth_month != b.birth_month \
+                and not _placeholder(a.birth_month, a.birth_day) and not _placeholder(b.birth_month, b.birth_day):
+            level = "year"
+        else:
+            level = "year_only"
+    elif full_a and full_b and a.birth_month == b.birth_month and a.birth_day == b.birth_day \
+            and _year_typo(a.birth_year, b.birth_year):
+        level = "near"
+    else:
+        level = "disagree"
+    return _add(reasons, "birth date", level, model.levels["birth"][level])
+
+
+def _year_typo(x: int, y: int) -> bool:
+    """One digit wrong or two neighbouring digits swapped (1985/1986, 1985/1958)."""
+    sx, sy = str(x), str(y)
+    return one_edit(sx, sy) or sum(c != d for c, d in zip(sx, sy, strict=False)) == 1
+
+
+def _contact(a: MatchRecord, b: MatchRecord, model: Model, reasons: list[str]) -> float:
+    """Ward, phone and address; together their agreement counts at most ``contact_cap`` bits because a
+    household shares all three."""
+    levels = model.levels
+    positive = negative = 0.0
+    if a.ward and b.ward and a.ward.isdigit() == b.ward.isdigit():
+        level = "exact" if a.ward == b.ward else "disagree"
+        weight = _add(reasons, "ward", level, levels["ward"][level])
+        positive, negative = (positive + weight, negative) if weight > 0 else (positive, negative + weight)
+    if a.phones and b.phones:
+        level = "exact" if a.phones & b.phones else "disagree"
+        weight = _add(reasons, "phone", level, levels["phone"][level])
+        positive, negative = (positive + weight, negative) if weight > 0 else (positive, negative + weight)
+    if a.address_set and b.address_set:
+        overlap = jaccard(a.address_set, b.address_set)
+        level = "exact" if overlap >= 0.7 else "partial" if overlap >= 0.3 else "disagree"
+        weight = _add(reasons, "address", level, levels["address"][level])
+        positive, negative = (positive + weight, negative) if weight > 0 else (positive, negative + weight)
+    if positive > model.contact_cap:
+        reasons.append(f"household evidence capped at {model.contact_cap:+.1f}")
+        positive = model.contact_cap
+    return positive + negative
