@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from fhir_hub.matching.model import Model
+from fhir_hub.matching.model import Model, NameTable
 from fhir_hub.matching.record import MatchRecord
 from fhir_hub.matching.similarity import jaccard, one_edit
 
@@ -41,7 +41,7 @@ class Comparison:
 def compare(a: MatchRecord, b: MatchRecord, model: Model | None = None) -> Comparison:
     """Whether ``a`` and ``b`` are one person: a decision, a grade, the rule that decided and why."""
     model = model or Model.default()
-    score, reasons, blocked = _score(a, b, model)
+    score, reasons, doubts, twins = _score(a, b, model)
     if a.cccd and b.cccd:
         if a.cccd != b.cccd:
             return Comparison(score, "apart", None, "cccd", ("different personal IDs", *reasons))
@@ -58,21 +58,28 @@ def compare(a: MatchRecord, b: MatchRecord, model: Model | None = None) -> Compa
                 return Comparison(score, "review", "possible", rule,
                                   (f"same {label}, but the demographics disagree", *reasons))
             return Comparison(score, "link", "certain", rule, (f"same {label}", *reasons))
-    if score >= model.upper and not blocked:
+    if twins:
+        return Comparison(score, "apart", None, "probabilistic",
+                          (*reasons, "same birth date, different given names: twins"))
+    if score >= model.upper and not doubts:
         return Comparison(score, "link", "certain" if score >= model.certain else "probable", "probabilistic",
                           reasons)
     if score >= model.lower:
-        if blocked:
-            reasons = (*reasons, "given names differ: never linked automatically")
-        return Comparison(score, "review", "possible", "probabilistic", reasons)
+        return Comparison(score, "review", "possible", "probabilistic", (*reasons, *doubts))
     return Comparison(score, "apart", None, "probabilistic", reasons)
 
 
-def _score(a: MatchRecord, b: MatchRecord, model: Model) -> tuple[float, tuple[str, ...], bool]:
-    """(bits, reasons, whether the given names disagree outright) over every field."""
+def _score(a: MatchRecord, b: MatchRecord, model: Model) -> tuple[float, tuple[str, ...], tuple[str, ...], bool]:
+    """(bits, reasons, doubts, twins) over every field.
+
+    A doubt keeps a pair off the automatic links whatever its score: a family name, a given name or a birth
+    year that disagrees outright (not a typo, a variant or a swap) is what parents and children, siblings
+    and spouses show while sharing surname, phone, ward and address, evidence the score adds up as if it were
+    independent. Twins (same birth date, different given names) stay apart."""
     reasons: list[str] = []
-    score, blocked = _names(a, b, model, reasons)
-    score += _birth(a, b, model, reasons)
+    score, family_level, given_level = _names(a, b, model, reasons)
+    birth_level, weight = _birth(a, b, model, reasons)
+    score += weight
     levels = model.levels
     if a.gender in ("male", "female") and b.gender in ("male", "female"):
         level = "exact" if a.gender == b.gender else "disagree"
@@ -83,7 +90,11 @@ def _score(a: MatchRecord, b: MatchRecord, model: Model) -> tuple[float, tuple[s
     if a.local_ids and b.local_ids and not a.local_ids & b.local_ids and \
             {i.partition("|")[0] for i in a.local_ids} & {i.partition("|")[0] for i in b.local_ids}:
         score += _add(reasons, "patient number at one facility", "disagree", levels["ma_bn"]["disagree"])
-    return score, tuple(reasons), blocked
+    doubts = tuple(f"{label} differ: never linked automatically" for label, level in
+                   (("family names", family_level), ("given names", given_level), ("birth years", birth_level))
+                   if level in ("disagree", "similar"))
+    twins = given_level == "disagree" and birth_level in ("exact", "swap")
+    return score, tuple(reasons), doubts, twins
 
 
 def _add(reasons: list[str], field: str, level: str, weight: float) -> float:
@@ -91,9 +102,20 @@ def _add(reasons: list[str], field: str, level: str, weight: float) -> float:
     return weight
 
 
-def _names(a: MatchRecord, b: MatchRecord, model: Model, reasons: list[str]) -> tuple[float, bool]:
-    """Family, given and middle names, with regional variants, typos, a middle/given swap, and the same words
-    in another order; a common name's agreement weighs little, a rare one's much (frequency tables)."""
+def _slip(x: str, y: str, table: NameTable) -> str:
+    """"typo" for a one-letter slip, "similar" when both are names the table knows (Quân/Tuấn, Hùng/Dũng:
+    as likely twins or namesakes as a slip, so never linked automatically), "disagree" otherwise. In a
+    name under 4 letters a slip counts only when one of the two is no known name (Hy for Huy)."""
+    known = x in table.weights and y in table.weights
+    if not one_edit(x, y, short=not known):
+        return "disagree"
+    return "similar" if known else "typo"
+
+
+def _names(a: MatchRecord, b: MatchRecord, model: Model, reasons: list[str]) -> tuple[float, str, str]:
+    """(weight, family level, given level) of family, given and middle names, with regional variants, typos,
+    a middle/given swap, and the same words in another order; a common name's agreement weighs little, a
+    rare one's much (frequency tables)."""
     family_level = given_level = ""
     family = given = middle = 0.0
     if a.family and b.family:
@@ -102,10 +124,9 @@ def _names(a: MatchRecord, b: MatchRecord, model: Model, reasons: list[str]) -> 
         elif a.family_group == b.family_group:
             family_level = "variant"
             family = min(model.family.agree(a.family), model.family.agree(b.family)) - model.variant_penalty
-        elif one_edit(a.family, b.family):
-            family_level, family = "typo", model.levels["family"]["typo"]
         else:
-            family_level, family = "disagree", model.levels["family"]["disagree"]
+            family_level = _slip(a.family, b.family, model.family)
+            family = model.levels["family"]["disagree" if family_level == "disagree" else "typo"]
     swapped = False
     if a.given and b.given:
         if a.given == b.given:
@@ -117,14 +138,13 @@ def _names(a: MatchRecord, b: MatchRecord, model: Model, reasons: list[str]) -> 
             swapped = True
             given_level = "swap"
             given = min(model.given.agree(a.given), model.given.agree(b.given)) - model.swap_penalty
-        elif one_edit(a.given, b.given):
-            given_level, given = "typo", model.levels["given"]["typo"]
         else:
-            given_level, given = "disagree", model.levels["given"]["disagree"]
+            given_level = _slip(a.given, b.given, model.given)
+            given = model.levels["given"]["disagree" if given_level == "disagree" else "typo"]
     if (family_level == "disagree" or given_level == "disagree") and a.name_bag == b.name_bag:
         weight = _reordered(a.name_bag, model)
         reasons.append(f"name: same words in another order ({weight:+.1f})")
-        return weight, False
+        return weight, "reordered", "reordered"
     if a.middle and b.middle and not swapped:
         if a.middle == b.middle or set(a.middle) == set(b.middle):
             middle = _add(reasons, "middle name", "exact", max(model.middle.agree(m) for m in a.middle))
@@ -134,7 +154,7 @@ def _names(a: MatchRecord, b: MatchRecord, model: Model, reasons: list[str]) -> 
         reasons.append(f"family name: {family_level} ({family:+.1f})")
     if given_level:
         reasons.append(f"given name: {given_level} ({given:+.1f})")
-    return family + given + middle, given_level == "disagree"
+    return family + given + middle, family_level, given_level
 
 
 def _reordered(bag: tuple[str, ...], model: Model) -> float:
@@ -153,10 +173,11 @@ def _placeholder(month: int | None, day: int | None) -> bool:
     return month == 1 and day == 1
 
 
-def _birth(a: MatchRecord, b: MatchRecord, model: Model, reasons: list[str]) -> float:
-    """Birth dates, allowing for a year-only date, a 01/01 placeholder, a day/month swap, a typo in the year."""
+def _birth(a: MatchRecord, b: MatchRecord, model: Model, reasons: list[str]) -> tuple[str, float]:
+    """(level, weight) of the birth dates, allowing for a year-only date, a 01/01 placeholder, a day/month
+    swap, a typo in the year, a few days' error across New Year."""
     if a.birth_year is None or b.birth_year is None:
-        return 0.0
+        return "", 0.0
     full_a = a.birth_day is not None and not _placeholder(a.birth_month, a.birth_day)
     full_b = b.birth_day is not None and not _placeholder(b.birth_month, b.birth_day)
     if a.birth_year == b.birth_year:
@@ -172,12 +193,19 @@ def _birth(a: MatchRecord, b: MatchRecord, model: Model, reasons: list[str]) -> 
             level = "year"
         else:
             level = "year_only"
-    elif full_a and full_b and a.birth_month == b.birth_month and a.birth_day == b.birth_day \
-            and _year_typo(a.birth_year, b.birth_year):
+    elif full_a and full_b and (
+            (a.birth_month == b.birth_month and a.birth_day == b.birth_day and _year_typo(a.birth_year, b.birth_year))
+            or _new_year(a, b) or _new_year(b, a)):
         level = "near"
     else:
         level = "disagree"
-    return _add(reasons, "birth date", level, model.levels["birth"][level])
+    return level, _add(reasons, "birth date", level, model.levels["birth"][level])
+
+
+def _new_year(a: MatchRecord, b: MatchRecord) -> bool:
+    """``a`` in the last days of December, ``b`` in the first days of the next January."""
+    return (b.birth_year == (a.birth_year or 0) + 1 and a.birth_month == 12 and b.birth_month == 1
+            and (a.birth_day or 0) >= 20 and (b.birth_day or 99) <= 12)
 
 
 def _year_typo(x: int, y: int) -> bool:
@@ -186,13 +214,23 @@ def _year_typo(x: int, y: int) -> bool:
     return one_edit(sx, sy) or sum(c != d for c, d in zip(sx, sy, strict=False)) == 1
 
 
+def _same_ward(a: MatchRecord, b: MatchRecord) -> bool | None:
+    """Codes when both have one (``ward`` is then the code), else folded names; None when unknown."""
+    if a.ward and b.ward and a.ward != a.ward_name and b.ward != b.ward_name:
+        return a.ward == b.ward
+    if a.ward_name and b.ward_name:
+        return a.ward_name == b.ward_name
+    return None
+
+
 def _contact(a: MatchRecord, b: MatchRecord, model: Model, reasons: list[str]) -> float:
     """Ward, phone and address; together their agreement counts at most ``contact_cap`` bits because a
     household shares all three."""
     levels = model.levels
     positive = negative = 0.0
-    if a.ward and b.ward and a.ward.isdigit() == b.ward.isdigit():
-        level = "exact" if a.ward == b.ward else "disagree"
+    same_ward = _same_ward(a, b)
+    if same_ward is not None:
+        level = "exact" if same_ward else "disagree"
         weight = _add(reasons, "ward", level, levels["ward"][level])
         positive, negative = (positive + weight, negative) if weight > 0 else (positive, negative + weight)
     if a.phones and b.phones:

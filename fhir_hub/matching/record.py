@@ -5,9 +5,11 @@ parsed dates, national-form phone numbers, identifier sets), because a record is
 candidate of every later record while it is read only once. ``features`` never raises: a Patient from any
 sender, with any field missing or odd, gives a record with those fields empty.
 
-Where the ward comes from: the ward-code extension on ``address[0]`` (``{HUB}/StructureDefinition/ward-code``)
-when present, else the folded name of the first address line that starts with a ward word ("Phường", "Xã",
-"Thị trấn") without that word. A code and a name never compare (``compare`` treats the pair as unknown).
+Where the ward comes from: ``ward`` is the ward-code extension on ``address[0]``
+(``{HUB}/StructureDefinition/ward-code``) when present, else the ward name; ``ward_name`` is the folded name
+of the address line that starts with a ward word ("Phường", "Xã", "Thị trấn", or their abbreviations "P.",
+"X.", "TT."), without that word. ``compare`` compares codes when both records have one, else names: about a
+third of senders give only the name, and a code never equals a name.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from fhir_hub.matching.fold import tokens
 from fhir_hub.matching.model import name_data
 
 WARD_CODE = f"{HUB}/StructureDefinition/ward-code"
-_WARD_WORDS = (("phuong",), ("xa",), ("thi", "tran"))
+_WARD_WORDS = (("phuong",), ("xa",), ("thi", "tran"), ("p",), ("x",), ("tt",), ("f",))
 _CITY_WORDS = frozenset({"thanh", "pho", "tp", "ho", "chi", "minh", "hcm", "tphcm", "viet", "nam"})
 _GENDERS = frozenset({"male", "female", "other", "unknown"})
 # Mobile prefixes renumbered from 11 to 10 digits in 2018: an old record keeps the old number.
@@ -59,6 +61,7 @@ class MatchRecord:
     address_set: frozenset[str] = frozenset()
     cccd_problems: tuple[str, ...] = ()  # the personal ID disagrees with this record's birth year or gender
     display: str = ""                    # the name as sent, for review lists
+    ward_name: str | None = None         # folded ward name (compared when either record lacks the code)
 
 
 def features(patient: dict[str, Any], key: str | None = None) -> MatchRecord:
@@ -72,7 +75,7 @@ def features(patient: dict[str, Any], key: str | None = None) -> MatchRecord:
     year, month, day = _birth(patient.get("birthDate"))
     gender = patient.get("gender")
     gender = gender if isinstance(gender, str) and gender in _GENDERS else None
-    ward, address = _address(patient.get("address"))
+    ward_code, ward_name, address = _address(patient.get("address"))
     phones = _phones(patient.get("telecom"))
     cccd, bhxh, local_ids = _identifiers(patient.get("identifier"))
     problems = tuple(personal_id_problems(cccd, birth_year=year, gender=gender)) if cccd else ()
@@ -80,11 +83,12 @@ def features(patient: dict[str, Any], key: str | None = None) -> MatchRecord:
     return MatchRecord(
         key=key, family=family, middle=middle, given=given,
         birth_year=year, birth_month=month, birth_day=day, gender=gender,
-        ward=ward, phone=min(phones) if phones else None, address=address,
+        ward=ward_code or ward_name, phone=min(phones) if phones else None, address=address,
         cccd=cccd, bhxh=bhxh, local_ids=local_ids,
         family_group=groups.get(family, family), given_group=groups.get(given, given),
         name_bag=tuple(sorted((family, *middle, given) if family else (*middle, given))) if given or family else (),
         phones=phones, address_set=frozenset(address), cccd_problems=problems, display=display,
+        ward_name=ward_name,
     )
 
 
@@ -147,13 +151,14 @@ def _birth(value: Any) -> tuple[int | None, int | None, int | None]:
 
 
 # ---------------------------------------------------------------------------------------------- address
-def _address(value: Any) -> tuple[str | None, tuple[str, ...]]:
-    """(ward, address words): the ward code or folded ward name, and the other folded words of the lines."""
+def _address(value: Any) -> tuple[str | None, str | None, tuple[str, ...]]:
+    """(ward code, folded ward name, address words) of the first address."""
     addresses = _dicts(value)
     if not addresses:
-        return None, ()
+        return None, None, ()
     address = addresses[0]
     ward: str | None = None
+    name: str | None = None
     for extension in _dicts(address.get("extension")):
         code = extension.get("valueString") or extension.get("valueCode")
         if extension.get("url") == WARD_CODE and isinstance(code, str) and code.strip():
@@ -167,10 +172,10 @@ def _address(value: Any) -> tuple[str | None, tuple[str, ...]]:
         folded = tokens(line)
         stripped = _ward_name(folded)
         if stripped is not None:
-            ward = ward or stripped
+            name = name or stripped
             continue
         words.extend(w for w in folded if w not in _CITY_WORDS)
-    return ward, tuple(sorted(set(words)))
+    return ward, name, tuple(sorted(set(words)))
 
 
 def _ward_name(words: tuple[str, ...]) -> str | None:
