@@ -58,12 +58,20 @@ class Index:
         self.blocks: dict[str, list[int]] = {}
 
     def add(self, position: int, keys: Iterable[str]) -> list[int]:
+        """The earlier records sharing a key with this one, which joins the index."""
         candidates: set[int] = set()
         for key in keys:
             block = self.blocks.setdefault(key, [])
             candidates.update(block)
             block.append(position)
         return sorted(candidates)
+
+    def candidates(self, keys: Iterable[str]) -> set[int]:
+        """The records sharing a key, the index unchanged (an incoming record looked up, not added)."""
+        found: set[int] = set()
+        for key in keys:
+            found.update(self.blocks.get(key, ()))
+        return found
 
     def largest(self) -> int:
         return max(map(len, self.blocks.values()), default=0)

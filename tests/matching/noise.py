@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 import unicodedata
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 from typing import TYPE_CHECKING, Any
 
 from adapters.normalize import BHXH, BHYT, CCCD
@@ -180,8 +180,9 @@ def _birth_date(birth: date, rng: random.Random, noise: Noise) -> str:
     if roll < noise.day_month_swapped and birth.day <= 12 and birth.day != birth.month:
         return f"{birth.year}-{birth.day:02d}-{birth.month:02d}"
     roll -= noise.day_month_swapped
-    if roll < noise.day_typo:
-        birth = birth + timedelta(days=rng.choice((-1, 1, 10, -10)))
+    if roll < noise.day_typo:  # one digit of the day mistyped: the year and month stay right
+        days = [d for d in (birth.day - 10, birth.day - 1, birth.day + 1, birth.day + 10) if 1 <= d <= 28]
+        birth = birth.replace(day=rng.choice(days))
     return birth.isoformat()
 
 

@@ -194,17 +194,18 @@ def _households(people: list[Person], rng: random.Random) -> None:
         for twin in twins[1:]:
             _name(twin, rng, False, family=p.family, middle=middle if rng.random() < 0.7 else None, avoid=p.given)
         for child in twins:
-            if parent is None:
-                _home(child, rng)
-                child.household = twins[0].pid
-                child.phone = twins[0].phone
-            else:
+            if parent is not None:
                 _join(child, parent, rng, own_phone=child.age >= 15 and rng.random() < 0.6)
+            elif child is p:  # with relatives the records do not know
+                _home(child, rng)
+                child.household = p.pid
+            else:
+                _join(child, p, rng, own_phone=False)
     for p in people:
         if p.age >= 65 and p.household == p.pid and rng.random() < 0.35:
-            child = _pick_head(heads, members, p.age - 62, rng)  # a head 20-42 years younger
-            if child is not None:
-                _join(p, child, rng, own_phone=rng.random() < 0.5)
+            grown = _pick_head(heads, members, p.age - 62, rng)  # a head 20-42 years younger
+            if grown is not None:
+                _join(p, grown, rng, own_phone=rng.random() < 0.5)
 
 
 def _pick_head(heads: dict[int, list[Person]], members: dict[int, int], child_age: int,

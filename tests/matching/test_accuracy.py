@@ -172,7 +172,8 @@ def test_the_population_has_hard_negatives(population: Population) -> None:
     twins = [(people[p.pid - 1], p) for p in people if p.twin]
     assert twins
     for first, second in twins:
-        assert (first.family, first.birth, first.household) == (second.family, second.birth, second.household)
+        assert (first.family, first.birth, first.household, first.ward, first.street) == (
+            second.family, second.birth, second.household, second.ward, second.street)
         assert first.given != second.given
     same_name_year = Counter((p.family, p.middle, p.given, p.birth.year) for p in people)
     assert same_name_year.most_common(1)[0][1] >= 4
