@@ -147,6 +147,7 @@ def test_every_record_keeps_its_person(population: Population) -> None:
     local_owner: dict[tuple[str, str], int] = {}
     for record in population.records:
         assert record.key == f"Patient/{record.patient['id']}"
+        assert record.patient["birthDate"][:4] == str(people[record.person].birth.year)  # as its CCCD says
         for i in record.patient["identifier"]:
             if i["system"] == CCCD:
                 assert i["value"] == people[record.person].cccd
