@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from adapters.normalize import CCCD
-from tests.matching.population import Record
+from tests.matching.population import Person, Record
 
 
 class Decided(Protocol):
@@ -121,6 +121,7 @@ class Evaluation:
     cccd_records: int
     cccd_split: int
     cccd_mixed: int
+    missed_by_decision: dict[str, int]  # same-person pairs not linked: "review", "apart", "never compared"
     seconds: dict[str, float]
     false_links: list[Pair] = field(default_factory=list)
     missed_links: list[Pair] = field(default_factory=list)
@@ -144,6 +145,7 @@ class Evaluation:
             "pairs_compared": self.pairs_compared, "candidates_per_record": round(self.candidates_per_record, 2),
             "largest_block": self.largest_block, "not_blocked": self.not_blocked,
             "link": self.link.as_dict(), "link_or_review": self.link_or_review.as_dict(),
+            "missed_by_decision": self.missed_by_decision,
             "clusters": self.clusters.as_dict(), "clusters_lower": self.clusters_lower.as_dict(),
             "review_records": self.review_records, "review_share": round(self.review_share, 5),
             "cccd_records": self.cccd_records, "cccd_split": self.cccd_split, "cccd_mixed": self.cccd_mixed,
@@ -182,6 +184,8 @@ def evaluate(records: Sequence[Record], matcher: Matcher | None = None, *, examp
     total_same = sum(n * (n - 1) // 2 for n in per_person.values())
     links, reviews = decided["link"], decided["review"]
     missed = [Pair(records[j], records[i], c) for (j, i), c in same_person.items() if c.decision != "link"]
+    missed_by = Counter(p.comparison.decision for p in missed if p.comparison is not None)
+    missed_by["never compared"] = total_same - len(same_person)
     clusters = _clusters(len(records), links)
     return Evaluation(
         records=len(records), people=len(per_person), same_person_pairs=total_same, pairs_compared=pairs,
@@ -189,7 +193,7 @@ def evaluate(records: Sequence[Record], matcher: Matcher | None = None, *, examp
         link=_pairwise(records, links, total_same), link_or_review=_pairwise(records, links + reviews, total_same),
         clusters=_cluster_confusion(records, clusters, total_same),
         clusters_lower=_cluster_confusion(records, _clusters(len(records), links + reviews), total_same),
-        not_blocked=total_same - len(same_person),
+        not_blocked=total_same - len(same_person), missed_by_decision=dict(sorted(missed_by.items())),
         review_records=len({k for pair in reviews for k in pair}),
         cccd_records=sum(_cccd(r) is not None for r in records), **_cccd_errors(records, clusters),
         seconds=seconds, false_links=false_links, missed_links=missed[:examples] + _unblocked(
@@ -257,6 +261,23 @@ def _unblocked(records: Sequence[Record], compared: dict[tuple[int, int], Decide
                 if (a, b) not in compared:
                     found.append(Pair(records[a], records[b], None))
     return found
+
+
+def false_link_kinds(pairs: Iterable[Pair], people: Mapping[int, Person]) -> dict[str, int]:
+    """Which hard negative each false link fell for: one household (twins apart), one full name and birth
+    year (the common-name collisions), one family and given name and birth year, or something else."""
+    kinds: Counter[str] = Counter()
+    for pair in pairs:
+        a, b = people[pair.a.person], people[pair.b.person]
+        if a.household == b.household:
+            kinds["twins" if a.birth == b.birth else "same household"] += 1
+        elif (a.family, a.middle, a.given, a.birth.year) == (b.family, b.middle, b.given, b.birth.year):
+            kinds["same full name and birth year"] += 1
+        elif (a.family, a.given, a.birth.year) == (b.family, b.given, b.birth.year):
+            kinds["same family and given name, birth year"] += 1
+        else:
+            kinds["other"] += 1
+    return dict(sorted(kinds.items()))
 
 
 def describe(pair: Pair) -> str:
