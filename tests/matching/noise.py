@@ -46,6 +46,7 @@ class Noise:
     gender_unknown: float = 0.02
     phone_missing: float = 0.15
     phone_changed: float = 0.10
+    phone_old_number: float = 0.03  # the 11-digit number from before 2018, where the prefix had one
     moved: float = 0.05
     address_missing: float = 0.05
     ward_code_missing: float = 0.3
@@ -80,10 +81,14 @@ def copy_of(person: Person, rng: random.Random, noise: Noise = NOISE) -> dict[st
                                "name": [_name(person, rng, noise, ascii_only)]}
     if rng.random() >= noise.gender_unknown:
         patient["gender"] = person.gender
+    elif rng.random() < 0.5:
+        patient["gender"] = "unknown"
     patient["birthDate"] = _birth_date(person.birth, rng, noise)
     phone = person.phone
     if rng.random() < noise.phone_changed:
         phone = rng.choice(vn.MOBILE_PREFIXES) + f"{rng.randrange(10 ** 7):07d}"
+    if phone and phone[:3] in vn.OLD_MOBILE and rng.random() < noise.phone_old_number:
+        phone = vn.OLD_MOBILE[phone[:3]] + phone[3:]
     if phone and rng.random() >= noise.phone_missing:
         patient["telecom"] = [{"system": "phone", "value": "+84" + phone[1:] if rng.random() < 0.5 else phone}]
     if rng.random() >= noise.address_missing:

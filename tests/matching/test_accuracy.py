@@ -162,6 +162,9 @@ def test_copies_are_noisy_the_way_facilities_are(population: Population) -> None
     assert 0.05 < sum(t.isupper() for t in texts) / len(texts) < 0.2
     dates = Counter(len(r.patient["birthDate"]) for r in records)
     assert dates[4] > 0.03 * len(records) and dates[7] > 0 and dates[10] > 0.85 * len(records)
+    phones = [t["value"].replace("+84", "0") for r in records for t in r.patient.get("telecom", [])]
+    assert all(re.fullmatch(r"0(3|5|7|8|9)\d{8}|01\d{9}", p) for p in phones)
+    assert 0 < sum(len(p) == 11 for p in phones) < 0.05 * len(phones)  # numbers from before 2018
     people = {p.pid: p for p in population.people}
     regional = sum(r.patient["name"][0].get("family") == vn.REGIONAL_SPELLINGS.get(people[r.person].family)
                    for r in records)

@@ -111,6 +111,13 @@ MOBILE_PREFIXES = (
     "083 084 085 092 056 058 099 059"
 ).split()
 
+# 11-digit numbers renumbered to 10 digits in 2018 (new prefix -> old one): older systems keep the old number
+OLD_MOBILE = {
+    "032": "0162", "033": "0163", "034": "0164", "035": "0165", "036": "0166", "037": "0167", "038": "0168",
+    "039": "0169", "070": "0120", "079": "0121", "077": "0122", "076": "0126", "078": "0128", "083": "0123",
+    "084": "0124", "085": "0125", "081": "0127", "082": "0129", "056": "0186", "058": "0188", "059": "0199",
+}
+
 # ------------------------------------------------------------------------------------- CCCD, BHYT, BHXH
 # province of birth registration: HCMC (079) for most, the provinces people move from for the others
 OTHER_PROVINCES = (
