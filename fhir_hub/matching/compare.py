@@ -41,7 +41,7 @@ class Comparison:
 def compare(a: MatchRecord, b: MatchRecord, model: Model | None = None) -> Comparison:
     """Whether ``a`` and ``b`` are one person: a decision, a grade, the rule that decided and why."""
     model = model or Model.default()
-    score, reasons, doubts, twins = _score(a, b, model)
+    score, reasons, doubts, apart = _score(a, b, model)
     if a.cccd and b.cccd:
         if a.cccd != b.cccd:
             return Comparison(score, "apart", None, "cccd", ("different personal IDs", *reasons))
@@ -58,9 +58,8 @@ def compare(a: MatchRecord, b: MatchRecord, model: Model | None = None) -> Compa
                 return Comparison(score, "review", "possible", rule,
                                   (f"same {label}, but the demographics disagree", *reasons))
             return Comparison(score, "link", "certain", rule, (f"same {label}", *reasons))
-    if twins:
-        return Comparison(score, "apart", None, "probabilistic",
-                          (*reasons, "same birth date, different given names: twins"))
+    if apart:
+        return Comparison(score, "apart", None, "probabilistic", (*reasons, *doubts))
     if score >= model.upper and not doubts:
         return Comparison(score, "link", "certain" if score >= model.certain else "probable", "probabilistic",
                           reasons)
@@ -70,31 +69,45 @@ def compare(a: MatchRecord, b: MatchRecord, model: Model | None = None) -> Compa
 
 
 def _score(a: MatchRecord, b: MatchRecord, model: Model) -> tuple[float, tuple[str, ...], tuple[str, ...], bool]:
-    """(bits, reasons, doubts, twins) over every field.
+    """(bits, reasons, doubts, apart whatever the score) over every field.
 
-    A doubt keeps a pair off the automatic links whatever its score: a family name, a given name or a birth
-    year that disagrees outright (not a typo, a variant or a swap) is what parents and children, siblings
-    and spouses show while sharing surname, phone, ward and address, evidence the score adds up as if it were
-    independent. Twins (same birth date, different given names) stay apart."""
+    A doubt keeps a pair off the automatic links whatever its score: a family, given or middle name, a birth
+    year or a gender that disagrees outright (not a typo, a variant or a swap) is what parents and children,
+    siblings, twins and spouses show while sharing surname, phone, ward and address, evidence the score adds
+    up as if it were independent. So with a doubt the shared contact details count nothing (the household
+    explains them), and twins (same birth date, different given names) stay apart. A common name and a birth
+    date alone are a doubt too: the commonest names ("Nguyễn Văn Hùng") share a birth date in any city-sized
+    population, so unless the name weighs ``model.rare_name`` bits a link needs one more agreement (ward,
+    phone or address); with only a birth year or month such a pair is not worth a reviewer's time: apart."""
     reasons: list[str] = []
-    score, family_level, given_level = _names(a, b, model, reasons)
+    score, family_level, given_level, middle_level = _names(a, b, model, reasons)
+    name_weight = score
     birth_level, weight = _birth(a, b, model, reasons)
     score += weight
     levels = model.levels
+    gender_level = ""
     if a.gender in ("male", "female") and b.gender in ("male", "female"):
-        level = "exact" if a.gender == b.gender else "disagree"
-        score += _add(reasons, "gender", level, levels["gender"][level])
-    score += _contact(a, b, model, reasons)
+        gender_level = "exact" if a.gender == b.gender else "disagree"
+        score += _add(reasons, "gender", gender_level, levels["gender"][gender_level])
+    doubts = tuple(f"{label} differ: never linked automatically" for label, level in
+                   (("family names", family_level), ("given names", given_level), ("middle names", middle_level),
+                    ("birth years", birth_level), ("genders", gender_level))
+                   if level in ("disagree", "similar"))
+    contact, corroborated = _contact(a, b, model, reasons, household=not doubts)
+    score += contact
+    weak = False
+    if not corroborated and name_weight < model.rare_name:
+        doubts = (*doubts, "only a common name and the birth date agree: never linked automatically")
+        weak = birth_level not in ("exact", "swap")
     if a.bhxh and b.bhxh and not a.bhxh & b.bhxh:
         score += _add(reasons, "social insurance number", "disagree", levels["bhxh"]["disagree"])
     if a.local_ids and b.local_ids and not a.local_ids & b.local_ids and \
             {i.partition("|")[0] for i in a.local_ids} & {i.partition("|")[0] for i in b.local_ids}:
         score += _add(reasons, "patient number at one facility", "disagree", levels["ma_bn"]["disagree"])
-    doubts = tuple(f"{label} differ: never linked automatically" for label, level in
-                   (("family names", family_level), ("given names", given_level), ("birth years", birth_level))
-                   if level in ("disagree", "similar"))
     twins = given_level == "disagree" and birth_level in ("exact", "swap")
-    return score, tuple(reasons), doubts, twins
+    if twins:
+        doubts = (*doubts, "same birth date, different given names: twins")
+    return score, tuple(reasons), doubts, twins or weak
 
 
 def _add(reasons: list[str], field: str, level: str, weight: float) -> float:
@@ -106,14 +119,14 @@ def _slip(x: str, y: str, table: NameTable) -> str:
     """"typo" for a one-letter slip, "similar" when both are names the table knows (Quân/Tuấn, Hùng/Dũng:
     as likely twins or namesakes as a slip, so never linked automatically), "disagree" otherwise. In a
     name under 4 letters a slip counts only when one of the two is no known name (Hy for Huy)."""
-    known = x in table.weights and y in table.weights
+    known = x in table.known and y in table.known
     if not one_edit(x, y, short=not known):
         return "disagree"
     return "similar" if known else "typo"
 
 
-def _names(a: MatchRecord, b: MatchRecord, model: Model, reasons: list[str]) -> tuple[float, str, str]:
-    """(weight, family level, given level) of family, given and middle names, with regional variants, typos,
+def _names(a: MatchRecord, b: MatchRecord, model: Model, reasons: list[str]) -> tuple[float, str, str, str]:
+    """(weight, family, given and middle levels) of family, given and middle names, with regional variants, typos,
     a middle/given swap, and the same words in another order; a common name's agreement weighs little, a
     rare one's much (frequency tables)."""
     family_level = given_level = ""
@@ -134,7 +147,8 @@ def _names(a: MatchRecord, b: MatchRecord, model: Model, reasons: list[str]) -> 
         elif a.given_group == b.given_group:
             given_level = "variant"
             given = min(model.given.agree(a.given), model.given.agree(b.given)) - model.variant_penalty
-        elif a.given in b.middle and b.given in a.middle:
+        elif (a.given in b.middle and (b.given in a.middle or not a.middle)) or (b.given in a.middle and not b.middle):
+            # middle and given names swapped ("Văn An" / "An Văn"), maybe with the middle name dropped too
             swapped = True
             given_level = "swap"
             given = min(model.given.agree(a.given), model.given.agree(b.given)) - model.swap_penalty
@@ -144,17 +158,21 @@ def _names(a: MatchRecord, b: MatchRecord, model: Model, reasons: list[str]) -> 
     if (family_level == "disagree" or given_level == "disagree") and a.name_bag == b.name_bag:
         weight = _reordered(a.name_bag, model)
         reasons.append(f"name: same words in another order ({weight:+.1f})")
-        return weight, "reordered", "reordered"
+        return weight, "reordered", "reordered", "reordered"
+    middle_level = ""
     if a.middle and b.middle and not swapped:
         if a.middle == b.middle or set(a.middle) == set(b.middle):
+            middle_level = "exact"
             middle = _add(reasons, "middle name", "exact", max(model.middle.agree(m) for m in a.middle))
-        elif not (set(a.middle) <= set(b.middle) or set(b.middle) <= set(a.middle)):
+        elif not (set(a.middle) <= set(b.middle) or set(b.middle) <= set(a.middle)) and \
+                not one_edit(" ".join(a.middle), " ".join(b.middle)):
+            middle_level = "disagree"
             middle = _add(reasons, "middle name", "disagree", model.levels["middle"]["disagree"])
     if family_level:
         reasons.append(f"family name: {family_level} ({family:+.1f})")
     if given_level:
         reasons.append(f"given name: {given_level} ({given:+.1f})")
-    return family + given + middle, family_level, given_level
+    return family + given + middle, family_level, given_level, middle_level
 
 
 def _reordered(bag: tuple[str, ...], model: Model) -> float:
@@ -223,9 +241,12 @@ def _same_ward(a: MatchRecord, b: MatchRecord) -> bool | None:
     return None
 
 
-def _contact(a: MatchRecord, b: MatchRecord, model: Model, reasons: list[str]) -> float:
-    """Ward, phone and address; together their agreement counts at most ``contact_cap`` bits because a
-    household shares all three."""
+def _contact(a: MatchRecord, b: MatchRecord, model: Model, reasons: list[str], *,
+             household: bool) -> tuple[float, bool]:
+    """(weight, whether any agrees) of ward, phone and address. Their agreements say "same household"
+    more than "same person", so together they count at most ``contact_cap`` bits, and nothing when
+    ``household`` is false (the names or the
+    birth year already say these are two members of one household); disagreements always count."""
     levels = model.levels
     positive = negative = 0.0
     same_ward = _same_ward(a, b)
@@ -242,7 +263,9 @@ def _contact(a: MatchRecord, b: MatchRecord, model: Model, reasons: list[str]) -
         level = "exact" if overlap >= 0.7 else "partial" if overlap >= 0.3 else "disagree"
         weight = _add(reasons, "address", level, levels["address"][level])
         positive, negative = (positive + weight, negative) if weight > 0 else (positive, negative + weight)
-    if positive > model.contact_cap:
-        reasons.append(f"household evidence capped at {model.contact_cap:+.1f}")
-        positive = model.contact_cap
-    return positive + negative
+    agrees = positive > 0
+    cap = model.contact_cap if household else 0.0
+    if positive > cap:
+        reasons.append(f"household evidence capped at {cap:+.1f}")
+        positive = cap
+    return positive + negative, agrees

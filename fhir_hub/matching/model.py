@@ -47,12 +47,15 @@ class NameTable:
     m_exact: float
     frequencies: Mapping[str, float]
     default_frequency: float
+    other_names: frozenset[str] = frozenset()  # names in use whose frequency is unknown
     weights: dict[str, float] = field(init=False, repr=False)
     default: float = field(init=False)
+    known: frozenset[str] = field(init=False, repr=False)  # every name the table knows to be a real name
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "weights", {n: _bits(self.m_exact, f) for n, f in self.frequencies.items()})
         object.__setattr__(self, "default", _bits(self.m_exact, self.default_frequency))
+        object.__setattr__(self, "known", frozenset(self.frequencies) | self.other_names)
 
     def agree(self, name: str) -> float:
         return self.weights.get(name, self.default)
@@ -75,6 +78,7 @@ class Model:
     swap_penalty: float
     reorder_penalty: float
     contact_cap: float
+    rare_name: float
     data: Mapping[str, Any] = field(repr=False)
 
     @staticmethod
@@ -105,6 +109,7 @@ class Model:
             swap_penalty=fields["given"]["swap_penalty"],
             reorder_penalty=fields["given"]["reorder_penalty"],
             contact_cap=fields["contact_cap"]["bits"],
+            rare_name=thresholds["rare_name"],
             data=data,
         )
 
@@ -137,12 +142,14 @@ class Model:
         for key, counter in (("family_frequencies", family), ("given_frequencies", given),
                              ("middle_frequencies", middle)):
             data[key] = {"source": f"counted over {count} records by Model.refit", "default": 0.5 / count,
-                         "table": {n: c / count for n, c in counter.items() if n}}
+                         "table": {n: c / count for n, c in counter.items() if n},
+                         "known": sorted(set(self.data[key].get("known", ())) | set(self.data[key]["table"]))}
         return replace(Model.from_data(data, upper=self.upper, lower=self.lower))
 
 
 def _table(m_exact: float, spec: Mapping[str, Any]) -> NameTable:
-    return NameTable(m_exact=m_exact, frequencies=dict(spec["table"]), default_frequency=spec["default"])
+    return NameTable(m_exact=m_exact, frequencies=dict(spec["table"]), default_frequency=spec["default"],
+                     other_names=frozenset(spec.get("known", ())))
 
 
 @cache
@@ -151,16 +158,13 @@ def _default_model() -> Model:
 
 
 @cache
-def name_data() -> tuple[dict[str, str], dict[str, float]]:
-    """What ``features`` needs from the model data: each folded name's variant group (the spelling all its
-    regional variants block and compare under) and the surname frequencies (to spot a name in the wrong
-    order).
+def name_groups() -> dict[str, str]:
+    """Each folded name's variant group: the spelling all its regional variants block and compare under.
 
     Read from the default model file because blocking has no model argument: records must fold the same way
     whichever model later weighs them."""
-    data = _default_model().data
     groups: dict[str, str] = {}
-    for group in data["name_variants"]["groups"]:
+    for group in _default_model().data["name_variants"]["groups"]:
         for name in group:
             groups[name] = group[0]
-    return groups, dict(data["family_frequencies"]["table"])
+    return groups

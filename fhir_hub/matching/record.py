@@ -19,7 +19,7 @@ from typing import Any
 
 from adapters.normalize import BHXH, BHYT, CCCD, HUB, facility_scoped, personal_id_problems
 from fhir_hub.matching.fold import tokens
-from fhir_hub.matching.model import name_data
+from fhir_hub.matching.model import name_groups
 
 WARD_CODE = f"{HUB}/StructureDefinition/ward-code"
 _WARD_WORDS = (("phuong",), ("xa",), ("thi", "tran"), ("p",), ("x",), ("tt",), ("f",))
@@ -31,8 +31,6 @@ _OLD_MOBILE = {
     "0169": "039", "0120": "070", "0121": "079", "0122": "077", "0126": "076", "0128": "078", "0123": "083",
     "0124": "084", "0125": "085", "0127": "081", "0129": "082", "0186": "056", "0188": "058", "0199": "059",
 }
-# a surname this many times more common than the first word of a name marks a name written given-name first
-_REORDER_RATIO = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +77,7 @@ def features(patient: dict[str, Any], key: str | None = None) -> MatchRecord:
     phones = _phones(patient.get("telecom"))
     cccd, bhxh, local_ids = _identifiers(patient.get("identifier"))
     problems = tuple(personal_id_problems(cccd, birth_year=year, gender=gender)) if cccd else ()
-    groups, _ = name_data()
+    groups = name_groups()
     return MatchRecord(
         key=key, family=family, middle=middle, given=given,
         birth_year=year, birth_month=month, birth_day=day, gender=gender,
@@ -104,9 +102,10 @@ def _text(value: Any) -> str:
 def _name(value: Any) -> tuple[str, tuple[str, ...], str, str]:
     """(family, middle names, given name, display text) of the first usable name.
 
-    Vietnamese order is family, middle names, given name; ``given`` holds the middle names first, as the
-    adapters split them. A name sent given-name first ("An Văn Nguyễn", an English-language form) is turned
-    round when its last word is a common surname and its first is not."""
+    Vietnamese order is family, middle names, given name: the given name is the last word, whatever field
+    the sender put the middle names in ("Họ và tên đệm" / "Tên" forms put them with the family name). No
+    guess is made about names in another order (Hoàng, Lâm, Mai are surnames and given names alike);
+    ``compare`` recognises the same words in another order instead."""
     for name in _dicts(value):
         family = list(tokens(_text(name.get("family"))))
         given_parts = name.get("given")
@@ -118,20 +117,10 @@ def _name(value: Any) -> tuple[str, tuple[str, ...], str, str]:
         if words:
             display = _text(name.get("text")) or " ".join(
                 [_text(name.get("family")), *(g for g in (given_parts or []) if isinstance(g, str))]).strip()
-            words = _family_first(words)
             if len(words) == 1:
                 return words[0], (), "", display
             return words[0], tuple(words[1:-1]), words[-1], display
     return "", (), "", ""
-
-
-def _family_first(words: list[str]) -> list[str]:
-    _, frequency = name_data()
-    first, last = frequency.get(words[0], 0.0), frequency.get(words[-1], 0.0)
-    if len(words) > 1 and last > 0 and last >= _REORDER_RATIO * first:
-        # given-name first: "An Văn Nguyễn" -> "Nguyễn Văn An"
-        return [words[-1], *words[1:-1], words[0]]
-    return words
 
 
 # ------------------------------------------------------------------------------------------------ dates
