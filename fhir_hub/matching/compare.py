@@ -65,7 +65,7 @@ def compare(a: MatchRecord, b: MatchRecord, model: Model | None = None) -> Compa
                           reasons)
     if score >= model.lower:
         return Comparison(score, "review", "possible", "probabilistic", (*reasons, *doubts))
-    return Comparison(score, "apart", None, "probabilistic", reasons)
+    return Comparison(score, "apart", None, "probabilistic", (*reasons, *doubts))
 
 
 def _score(a: MatchRecord, b: MatchRecord, model: Model) -> tuple[float, tuple[str, ...], tuple[str, ...], bool]:
