@@ -78,7 +78,10 @@ def _score(a: MatchRecord, b: MatchRecord, model: Model) -> tuple[float, tuple[s
     explains them), and twins (same birth date, different given names) stay apart. A common name and a birth
     date alone are a doubt too: the commonest names ("Nguyễn Văn Hùng") share a birth date in any city-sized
     population, so unless the name weighs ``model.rare_name`` bits a link needs one more agreement (ward,
-    phone or address); with only a birth year or month such a pair is not worth a reviewer's time: apart."""
+    phone or address). Such a pair is not worth a reviewer's time, and stays apart, when the ward, phone or
+    address disagree (a namesake is likelier than a move) or only a birth year or month is known; a reviewer
+    sees it when those details are missing. A rarer name with only a birth year, and nothing else agreeing
+    while something disagrees, goes to review."""
     reasons: list[str] = []
     score, family_level, given_level, middle_level = _names(a, b, model, reasons)
     name_weight = score
@@ -93,12 +96,15 @@ def _score(a: MatchRecord, b: MatchRecord, model: Model) -> tuple[float, tuple[s
                    (("family names", family_level), ("given names", given_level), ("middle names", middle_level),
                     ("birth years", birth_level), ("genders", gender_level))
                    if level in ("disagree", "similar"))
-    contact, corroborated = _contact(a, b, model, reasons, household=not doubts)
+    contact, agreeing, disagreeing = _contact(a, b, model, reasons, household=not doubts)
     score += contact
+    contradicted = disagreeing and not agreeing
     weak = False
-    if not corroborated and name_weight < model.rare_name:
+    if not agreeing and name_weight < model.rare_name:
         doubts = (*doubts, "only a common name and the birth date agree: never linked automatically")
-        weak = birth_level not in ("exact", "swap")
+        weak = contradicted or birth_level not in ("exact", "swap")
+    elif contradicted and birth_level == "year_only":
+        doubts = (*doubts, "only the name and a birth year agree: never linked automatically")
     if a.bhxh and b.bhxh and not a.bhxh & b.bhxh:
         score += _add(reasons, "social insurance number", "disagree", levels["bhxh"]["disagree"])
     if a.local_ids and b.local_ids and not a.local_ids & b.local_ids and \
@@ -242,11 +248,12 @@ def _same_ward(a: MatchRecord, b: MatchRecord) -> bool | None:
 
 
 def _contact(a: MatchRecord, b: MatchRecord, model: Model, reasons: list[str], *,
-             household: bool) -> tuple[float, bool]:
-    """(weight, whether any agrees) of ward, phone and address. Their agreements say "same household"
-    more than "same person", so together they count at most ``contact_cap`` bits, and nothing when
-    ``household`` is false (the names or the
-    birth year already say these are two members of one household); disagreements always count."""
+             household: bool) -> tuple[float, bool, bool]:
+    """(weight, whether any agrees, whether any disagrees) of ward, phone and address.
+
+    Their agreements say "same household" more than "same person", so together they count at most
+    ``contact_cap`` bits, and nothing when ``household`` is false (the names or the birth year already say
+    these are two members of one household); disagreements always count."""
     levels = model.levels
     positive = negative = 0.0
     same_ward = _same_ward(a, b)
@@ -263,9 +270,9 @@ def _contact(a: MatchRecord, b: MatchRecord, model: Model, reasons: list[str], *
         level = "exact" if overlap >= 0.7 else "partial" if overlap >= 0.3 else "disagree"
         weight = _add(reasons, "address", level, levels["address"][level])
         positive, negative = (positive + weight, negative) if weight > 0 else (positive, negative + weight)
-    agrees = positive > 0
+    agrees, disagrees = positive > 0, negative < 0
     cap = model.contact_cap if household else 0.0
     if positive > cap:
         reasons.append(f"household evidence capped at {cap:+.1f}")
         positive = cap
-    return positive + negative, agrees
+    return positive + negative, agrees, disagrees

@@ -269,6 +269,14 @@ def test_a_common_name_and_a_birth_date_alone_do_not_link() -> None:
     year_only = pair(patient("Nguyễn Văn Hùng", ward=None, street=None),
                      patient("Nguyễn Văn Hùng", birth="1985", ward=None, street=None))
     assert year_only.decision == "apart"
+    elsewhere = pair(patient("Nguyễn Văn Hùng"), patient("Nguyễn Văn Hùng", ward="Xã Bình Chánh", street="9 Ba Cu"))
+    assert elsewhere.decision == "apart"  # a namesake is likelier than a move: not worth a reviewer's time
+
+
+def test_a_rarer_name_and_a_birth_year_alone_go_to_review() -> None:
+    result = pair(patient("Khổng Minh Khải"), patient("Khổng Minh Khải", birth="1985", ward="Xã Bình Chánh",
+                                                       street="9 Ba Cu"))
+    assert result.decision == "review" and result.score >= MODEL.upper
 
 
 def test_names_english_phonetic_codes_merge_stay_different() -> None:
