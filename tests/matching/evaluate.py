@@ -121,6 +121,7 @@ class Evaluation:
     cccd_records: int
     cccd_split: int
     cccd_mixed: int
+    cccd_wrong: int  # split, mixed or both
     missed_by_decision: dict[str, int]  # same-person pairs not linked: "review", "apart", "never compared"
     seconds: dict[str, float]
     false_links: list[Pair] = field(default_factory=list)
@@ -136,8 +137,7 @@ class Evaluation:
 
     @property
     def cccd_correct(self) -> float:
-        bad = self.cccd_split + self.cccd_mixed
-        return 1.0 - bad / self.cccd_records if self.cccd_records else 1.0
+        return 1.0 - self.cccd_wrong / self.cccd_records if self.cccd_records else 1.0
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -149,6 +149,7 @@ class Evaluation:
             "clusters": self.clusters.as_dict(), "clusters_lower": self.clusters_lower.as_dict(),
             "review_records": self.review_records, "review_share": round(self.review_share, 5),
             "cccd_records": self.cccd_records, "cccd_split": self.cccd_split, "cccd_mixed": self.cccd_mixed,
+            "cccd_wrong": self.cccd_wrong,
             "cccd_correct": round(self.cccd_correct, 5),
             "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
         }
@@ -239,12 +240,12 @@ def _cccd_errors(records: Sequence[Record], clusters: list[int]) -> dict[str, in
         people.setdefault(clusters[position], set()).add(record.person)
         if (cccd := _cccd(record)) is not None:
             holders.setdefault(cccd, set()).add(clusters[position])
-    split = mixed = 0
+    split = mixed = wrong = 0
     for position, record in enumerate(records):
         if (cccd := _cccd(record)) is not None:
-            split += len(holders[cccd]) > 1
-            mixed += len(people[clusters[position]]) > 1
-    return {"cccd_split": split, "cccd_mixed": mixed}
+            apart, others = len(holders[cccd]) > 1, len(people[clusters[position]]) > 1
+            split, mixed, wrong = split + apart, mixed + others, wrong + (apart or others)
+    return {"cccd_split": split, "cccd_mixed": mixed, "cccd_wrong": wrong}
 
 
 def _unblocked(records: Sequence[Record], compared: dict[tuple[int, int], Decided], limit: int) -> list[Pair]:

@@ -16,7 +16,7 @@ import pytest
 
 from adapters.normalize import BHXH, BHYT, CCCD, facility_scoped, personal_id_problems
 from tests.matching import vn_data as vn
-from tests.matching.evaluate import Evaluation, Matcher, describe, evaluate
+from tests.matching.evaluate import Confusion, Evaluation, Matcher, describe, evaluate
 from tests.matching.population import Population, Record, generate
 
 PEOPLE = 10_000
@@ -67,6 +67,25 @@ def test_a_perfect_oracle_scores_perfectly(population: Population, one_block: bo
     assert result.cccd_correct == 1.0 and result.cccd_records > 0
     assert result.review_records == result.not_blocked == 0
     assert result.pairs_compared == (len(records) * (len(records) - 1) // 2 if one_block else result.same_person_pairs)
+
+
+def test_the_measurement_counts_by_hand() -> None:
+    """Five records, three of person 1: links a1-a2 (right) and a2-b1 (wrong), a review a1-a3."""
+    ids = {"a1": "079190000001", "a2": "079190000001", "b1": "079190000002"}
+    records = [Record(f"Patient/{k}", int(k[0] == "b") + 2 * int(k[0] == "c"), "79001",
+                      {"identifier": [{"system": CCCD, "value": ids[k]}] if k in ids else []})
+               for k in ("a1", "a2", "a3", "b1", "c1")]
+    said = {frozenset(("Patient/a1", "Patient/a2")): "link", frozenset(("Patient/a2", "Patient/b1")): "link",
+            frozenset(("Patient/a1", "Patient/a3")): "review"}
+    result = evaluate(records, Matcher(lambda p, k: k, lambda r: {"all"},
+                                       lambda a, b: Verdict(said.get(frozenset((a, b)), "apart"))))
+    assert (result.same_person_pairs, result.pairs_compared, result.candidates_per_record) == (3, 10, 4.0)
+    assert result.link == Confusion(tp=1, fp=1, fn=2) and result.link_or_review == Confusion(2, 1, 1)
+    assert result.clusters == Confusion(1, 2, 2)  # {a1, a2, b1}: a1-b1 and a2-b1 are wrong
+    assert result.clusters_lower == Confusion(3, 3, 0)  # {a1, a2, a3, b1}
+    assert result.missed_by_decision == {"apart": 1, "never compared": 0, "review": 1}
+    assert (result.review_records, result.review_share) == (2, 0.4)
+    assert (result.cccd_records, result.cccd_split, result.cccd_mixed, result.cccd_wrong) == (3, 0, 3, 3)
 
 
 def test_the_measurement_sees_false_and_missed_links(population: Population) -> None:
