@@ -19,12 +19,15 @@ property). The hot path does dict look-ups, string equality and a few slices; th
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal
 
 from fhir_hub.matching.model import Model, NameTable
 from fhir_hub.matching.record import MatchRecord
 from fhir_hub.matching.similarity import jaccard, one_edit
 
+_DOUBTS = {label: f"{label} differ: never linked automatically"
+           for label in ("family names", "given names", "middle names", "birth years", "genders")}
 Decision = Literal["link", "review", "apart"]
 Grade = Literal["certain", "probable", "possible"]
 
@@ -92,10 +95,10 @@ def _score(a: MatchRecord, b: MatchRecord, model: Model) -> tuple[float, tuple[s
     if a.gender in ("male", "female") and b.gender in ("male", "female"):
         gender_level = "exact" if a.gender == b.gender else "disagree"
         score += _add(reasons, "gender", gender_level, levels["gender"][gender_level])
-    doubts = tuple(f"{label} differ: never linked automatically" for label, level in
+    doubts = tuple(_DOUBTS[label] for label, level in
                    (("family names", family_level), ("given names", given_level), ("middle names", middle_level),
                     ("birth years", birth_level), ("genders", gender_level))
-                   if level in ("disagree", "similar"))
+                   if level == "disagree" or level == "similar")
     contact, agreeing, disagreeing = _contact(a, b, model, reasons, household=not doubts)
     score += contact
     contradicted = disagreeing and not agreeing
@@ -117,8 +120,15 @@ def _score(a: MatchRecord, b: MatchRecord, model: Model) -> tuple[float, tuple[s
 
 
 def _add(reasons: list[str], field: str, level: str, weight: float) -> float:
-    reasons.append(f"{field}: {level} ({weight:+.1f})")
+    reasons.append(_reason(field, level, weight))
     return weight
+
+
+@lru_cache(maxsize=4096)
+def _reason(field: str, level: str, weight: float) -> str:
+    """One reason's text; cached because the same few hundred recur (formatting a float is the dearest step
+    of a comparison, measured: 13% of its time)."""
+    return f"{field}: {level} ({weight:+.1f})"
 
 
 def _slip(x: str, y: str, table: NameTable) -> str:
