@@ -17,10 +17,10 @@ Recall comes from the keys' overlap, each surviving a different kind of noise:
 
 A common name with a birth year is no narrow key: "Nguyễn Văn Hùng 1975" is hundreds of people in the city,
 a block that grows with the population (measured on the synthetic population: from 1,000 to 10,000 people
-the candidates per record grew 3.6 -> 5.6, 1.8 times the cost, through these keys alone). For names weighing
-under ``COMMON_NAME_BITS`` the name keys that lack a full date carry the ward too. Nothing is lost by it: ``compare``
-never links, nor even reviews, a common name with only a birth year unless a ward, phone or address agrees,
-and the phone has its own key.
+the candidates per record grew 3.6 -> 5.6, 1.8 times the cost, through these keys alone). When the name
+words of such a key weigh under ``COMMON_NAME_BITS`` (default model), the key carries the ward too. Nothing
+is lost by it: ``compare`` never links, nor even reviews, a common name with only a birth year unless a
+ward, phone or address agrees, and the phone has its own key.
 """
 
 from __future__ import annotations
@@ -44,27 +44,29 @@ def block_keys(record: MatchRecord) -> frozenset[str]:
             keys.add(f"fd:{family}|{year}-{date}")
         if given:
             keys.add(f"gd:{given}|{year}-{date}")
-    place = ""
-    if _common(record):
-        place = f"|{record.ward_name or record.ward}" if record.ward_name or record.ward else ""
-        if not place:
-            return frozenset(keys)
-    if family and given and date:
-        keys.add(f"fgd:{family}|{given}|{date}{place}")
-    if year and family and given:
-        keys.add(f"fgy:{family}|{given}|{year}{place}")
+    place = f"|{record.ward_name or record.ward}" if record.ward_name or record.ward else None
+    model = Model.default()
+    if family and given:
+        pair = model.family.agree(family) + model.given.agree(given)
+        if date:
+            _narrow(keys, f"fgd:{family}|{given}|{date}", pair, place)
+        if year:
+            _narrow(keys, f"fgy:{family}|{given}|{year}", pair, place)
     if year and record.name_bag:
         words = sorted(family if w == record.family else w for w in record.name_bag)
-        keys.add(f"bag:{' '.join(words)}|{year}{place}")
+        others = [w for w in record.name_bag if w != record.family]
+        bits = model.family.agree(family) + max((model.given.agree(w) for w in others), default=0.0)
+        _narrow(keys, f"bag:{' '.join(words)}|{year}", bits, place)
     if year and given and record.middle:
-        keys.add(f"gmy:{given}|{' '.join(record.middle)}|{year}{place}")
+        bits = model.given.agree(given) + max(model.middle.agree(m) for m in record.middle)
+        _narrow(keys, f"gmy:{given}|{' '.join(record.middle)}|{year}", bits, place)
     return frozenset(keys)
 
-def _common(record: MatchRecord) -> bool:
-    """Whether the name weighs under ``COMMON_NAME_BITS`` in the default model (blocking has no model
-    argument: a record must be filed the same way whichever model weighs it later)."""
-    model = Model.default()
-    bits = model.family.agree(record.family_group) + model.given.agree(record.given_group)
-    if record.middle:
-        bits += max(model.middle.agree(m) for m in record.middle)
-    return bits < COMMON_NAME_BITS
+
+def _narrow(keys: set[str], key: str, bits: float, place: str | None) -> None:
+    """Add ``key``, with the ward when its name words weigh under ``COMMON_NAME_BITS`` (the words of the key
+    alone, so that two records sharing the key text decide alike), not at all when the ward is unknown."""
+    if bits >= COMMON_NAME_BITS:
+        keys.add(key)
+    elif place:
+        keys.add(key + place)
