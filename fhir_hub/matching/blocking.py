@@ -25,14 +25,25 @@ ward, phone or address agrees, and the phone has its own key.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from fhir_hub.matching.model import Model
-from fhir_hub.matching.record import MatchRecord
+
+if TYPE_CHECKING:
+    from fhir_hub.matching.record import MatchRecord
 
 COMMON_NAME_BITS = 13.0  # the default model's rare_name: below it a name and a birth year are not enough
 
 
 def block_keys(record: MatchRecord) -> frozenset[str]:
-    """The keys a record is filed under; two records are compared only when they share one."""
+    """The keys a record is filed under; two records are compared only when they share one.
+
+    ``features`` computes them once (``MatchRecord.blocks``): an incoming record is looked up once but its
+    keys used to cost as much as the look-up itself (measured: 4 us of 10)."""
+    return record.blocks or compute_keys(record)
+
+
+def compute_keys(record: MatchRecord) -> frozenset[str]:
     keys = {f"cccd:{record.cccd}"} if record.cccd else set()
     keys.update(f"bhxh:{n}" for n in record.bhxh)
     keys.update(f"ma-bn:{n}" for n in record.local_ids)

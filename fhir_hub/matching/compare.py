@@ -54,8 +54,8 @@ def compare(a: MatchRecord, b: MatchRecord, model: Model | None = None) -> Compa
                               ("same personal ID, but it disagrees with the record", *sorted(set(problems)),
                                *reasons))
         return Comparison(score, "link", "certain", "cccd", ("same personal ID", *reasons))
-    for rule, shared, label in (("bhxh", a.bhxh & b.bhxh, "social insurance number"),
-                                ("ma-bn", a.local_ids & b.local_ids, "patient number at one facility")):
+    for rule, shared, label in (("bhxh", not a.bhxh.isdisjoint(b.bhxh), "social insurance number"),
+                                ("ma-bn", not a.local_ids.isdisjoint(b.local_ids), "patient number at one facility")):
         if shared:
             if score < model.veto:
                 return Comparison(score, "review", "possible", rule,
@@ -108,9 +108,9 @@ def _score(a: MatchRecord, b: MatchRecord, model: Model) -> tuple[float, tuple[s
         weak = contradicted or birth_level not in ("exact", "swap")
     elif contradicted and birth_level == "year_only":
         doubts = (*doubts, "only the name and a birth year agree: never linked automatically")
-    if a.bhxh and b.bhxh and not a.bhxh & b.bhxh:
+    if a.bhxh and b.bhxh and a.bhxh.isdisjoint(b.bhxh):
         score += _add(reasons, "social insurance number", "disagree", levels["bhxh"]["disagree"])
-    if a.local_ids and b.local_ids and not a.local_ids & b.local_ids and \
+    if a.local_ids and b.local_ids and a.local_ids.isdisjoint(b.local_ids) and \
             {i.partition("|")[0] for i in a.local_ids} & {i.partition("|")[0] for i in b.local_ids}:
         score += _add(reasons, "patient number at one facility", "disagree", levels["ma_bn"]["disagree"])
     twins = given_level == "disagree" and birth_level in ("exact", "swap")
@@ -272,7 +272,7 @@ def _contact(a: MatchRecord, b: MatchRecord, model: Model, reasons: list[str], *
         weight = _add(reasons, "ward", level, levels["ward"][level])
         positive, negative = (positive + weight, negative) if weight > 0 else (positive, negative + weight)
     if a.phones and b.phones:
-        level = "exact" if a.phones & b.phones else "disagree"
+        level = "disagree" if a.phones.isdisjoint(b.phones) else "exact"
         weight = _add(reasons, "phone", level, levels["phone"][level])
         positive, negative = (positive + weight, negative) if weight > 0 else (positive, negative + weight)
     if a.address_set and b.address_set:

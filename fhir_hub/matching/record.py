@@ -14,10 +14,12 @@ third of senders give only the name, and a code never equals a name.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import sys
+from dataclasses import dataclass, replace
 from typing import Any
 
 from adapters.normalize import BHXH, BHYT, CCCD, HUB, facility_scoped, personal_id_problems
+from fhir_hub.matching.blocking import compute_keys
 from fhir_hub.matching.fold import tokens
 from fhir_hub.matching.model import name_groups
 
@@ -60,6 +62,7 @@ class MatchRecord:
     cccd_problems: tuple[str, ...] = ()  # the personal ID disagrees with this record's birth year or gender
     display: str = ""                    # the name as sent, for review lists
     ward_name: str | None = None         # folded ward name (compared when either record lacks the code)
+    blocks: frozenset[str] = frozenset()  # block_keys, computed once by features
 
 
 def features(patient: dict[str, Any], key: str | None = None) -> MatchRecord:
@@ -78,16 +81,21 @@ def features(patient: dict[str, Any], key: str | None = None) -> MatchRecord:
     cccd, bhxh, local_ids = _identifiers(patient.get("identifier"))
     problems = tuple(personal_id_problems(cccd, birth_year=year, gender=gender)) if cccd else ()
     groups = name_groups()
-    return MatchRecord(
+    record = MatchRecord(
         key=key, family=family, middle=middle, given=given,
         birth_year=year, birth_month=month, birth_day=day, gender=gender,
-        ward=ward_code or ward_name, phone=min(phones) if phones else None, address=address,
+        ward=_intern(ward_code or ward_name), phone=min(phones) if phones else None, address=address,
         cccd=cccd, bhxh=bhxh, local_ids=local_ids,
         family_group=groups.get(family, family), given_group=groups.get(given, given),
         name_bag=tuple(sorted((family, *middle, given) if family else (*middle, given))) if given or family else (),
         phones=phones, address_set=frozenset(address), cccd_problems=problems, display=display,
-        ward_name=ward_name,
+        ward_name=_intern(ward_name),
     )
+    return replace(record, blocks=compute_keys(record))
+
+
+def _intern(text: str | None) -> str | None:
+    return sys.intern(text) if text else None
 
 
 # ------------------------------------------------------------------------------------------------ names
