@@ -8,8 +8,10 @@ Order of the rules (issue 16):
 3. The same social insurance number (BHXH, the last 10 characters of any BHYT card) or the same MA_BN at the
    same facility links ("bhxh" / "ma-bn", certain), unless the demographic score is below the model's veto
    (a relative's card, a reused number): then "review".
-4. Everyone else: the sum of the field weights against the two thresholds. Given names that disagree outright
-   never link automatically (twins and siblings share everything else: surname, birth date, phone, address).
+4. Everyone else: the sum of the field weights (bits) against the two thresholds, unless a doubt holds the
+   pair back from an automatic link: a name, birth year or gender that disagrees outright (relatives share
+   everything else), or a common name and a birth date with nothing else agreeing (namesakes). Twins and
+   namesakes without any other agreement stay apart whatever the score (``_score`` says why).
 
 Symmetric by construction: every field outcome is a symmetric function of the two records and the weights
 are added in one fixed order, so ``compare(a, b)`` and ``compare(b, a)`` give the same float (a tested

@@ -12,9 +12,12 @@ Each field of ``model.json`` carries its own ``source`` line; in short:
   1.3 bits while agreeing on a rare surname is worth about 10 (the "frequency-adjusted" agreement of the
   issue). Surname shares come from the published surname survey; given and middle name shares are estimates.
   ``Model.refit`` replaces all three tables by counts over the hub's own records once it holds enough.
-* **thresholds** are in bits. A pair's prior odds of being one person are about 1 / population, so the
-  upper threshold for 99.9% precision is roughly log2(population) + 10; the default suits the ~10,000-person
-  synthetic population the accuracy test measures, a city-wide hub should raise it (configurable, not code).
+* **thresholds** are in bits: upper 20 (automatic link), lower 12 (review), "certain" from 30, and
+  ``rare_name`` 13 (a name carried by fewer than 1 in 8,000 people may link on name and birth date alone).
+  They were tuned on the synthetic population of ``tests/matching/population.py`` (10,000 people, seeds 16
+  and 21: no false link, recall 0.98, 1.2-1.5% of records on review). A pair's prior odds of being one
+  person fall with the population, so a city-wide hub of millions should raise ``upper`` by about
+  log2(its size / 10,000) bits and re-measure: configuration, not code (``Model.with_thresholds``).
 
 Weights are computed once here (``log2(m/u)``) so that ``compare`` only adds numbers and looks up dicts.
 """
@@ -25,7 +28,7 @@ import json
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -144,7 +147,7 @@ class Model:
             data[key] = {"source": f"counted over {count} records by Model.refit", "default": 0.5 / count,
                          "table": {n: c / count for n, c in counter.items() if n},
                          "known": sorted(set(self.data[key].get("known", ())) | set(self.data[key]["table"]))}
-        return replace(Model.from_data(data, upper=self.upper, lower=self.lower))
+        return Model.from_data(data, upper=self.upper, lower=self.lower)
 
 
 def _table(m_exact: float, spec: Mapping[str, Any]) -> NameTable:
