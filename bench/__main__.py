@@ -4,16 +4,18 @@
   search  common searches at 100,000 resources beside a full scan (bench/results/search.json)
   bundles Synthea batch/transaction ingest beside parse+validate alone (bench/results/bundles.json)
   ingest  records/s per adapter format beside raw parsing of the same input (bench/results/ingest.json)
-  all     all four, one after the other (the default)
+  matching  patient-matching accuracy and cost per record on a synthetic population (bench/results/matching.json)
+  all     all five, one after the other (the default)
 
 ``python -m bench rest --help`` (or ``search --help``) lists each one's options.
 """
 
 import sys
 
-from bench import bundles, ingest, rest, search
+from bench import bundles, ingest, matching, rest, search
 
-_COMMANDS = {"rest": rest.main, "search": search.main, "bundles": bundles.main, "ingest": ingest.main}
+_COMMANDS = {"rest": rest.main, "search": search.main, "bundles": bundles.main, "ingest": ingest.main,
+             "matching": matching.main}
 
 
 def main(argv: list[str]) -> int:
@@ -24,7 +26,7 @@ def main(argv: list[str]) -> int:
         return max(command([]) for command in _COMMANDS.values())
     command = _COMMANDS.get(argv[0])
     if command is None:
-        print(f"unknown benchmark {argv[0]!r}; choose rest, search, bundles, ingest or all", file=sys.stderr)
+        print(f"unknown benchmark {argv[0]!r}; choose rest, search, bundles, ingest, matching or all", file=sys.stderr)
         return 2
     return command(argv[1:])
 
