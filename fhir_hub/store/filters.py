@@ -30,6 +30,8 @@ def _compare(op: str, have: Any, want: Any) -> bool:
 def _condition(have: Any, op: str, want: Any) -> bool:
     if op == "$in":
         return have is not _MISSING and have in want
+    if op == "$nin":
+        return have is _MISSING or have not in want
     if op == "$exists":
         return (have is not _MISSING) == bool(want)
     if op == "$regex":

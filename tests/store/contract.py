@@ -131,12 +131,14 @@ def _copy_to_history(deleted: bool, in_compartment: bool) -> Shape:
     return Shape(name, "history", "update_one", build, upsert=True)
 
 
-def _audit_filter(d: dict[str, Any], patients: bool, ids: bool, before: bool, since: bool) -> Doc:
+def _audit_filter(d: dict[str, Any], patients: bool, ids: bool, before: bool, since: bool,
+                  withheld: bool = False) -> Doc:
     query: Doc = {}
     if patients:
         query["p"] = {"$in": d["audit_patients"]}
-    if ids:
-        query["_id"] = {"$in": d["audit_ids"]}
+    if ids or withheld:  # withheld: events an access decision hides, left out of pages and counts
+        query["_id"] = {**({"$in": d["audit_ids"]} if ids else {}),
+                        **({"$nin": d["audit_withheld"]} if withheld else {})}
     if since:
         query["ts"] = {"$gte": d["ts"]}
     if before:
@@ -144,16 +146,18 @@ def _audit_filter(d: dict[str, Any], patients: bool, ids: bool, before: bool, si
     return query
 
 
-def _audit_page(patients: bool, ids: bool, before: bool, since: bool) -> Shape:
-    flags = [n for n, on in (("patients", patients), ("ids", ids), ("before", before), ("since", since)) if on]
+def _audit_page(patients: bool, ids: bool, before: bool, since: bool, withheld: bool) -> Shape:
+    flags = [n for n, on in (("patients", patients), ("ids", ids), ("before", before), ("since", since),
+                             ("withheld", withheld)) if on]
     return Shape("audit page " + " ".join(flags), "audit", "find",
-                 lambda d: {"query": _audit_filter(d, patients, ids, before, since), "sort": [("ts", -1), ("_id", -1)],
-                            "limit": d["limit"]})
+                 lambda d: {"query": _audit_filter(d, patients, ids, before, since, withheld),
+                            "sort": [("ts", -1), ("_id", -1)], "limit": d["limit"]})
 
 
-def _audit_count(patients: bool, ids: bool) -> Shape:
-    return Shape(f"audit count{' patients' if patients else ''}{' ids' if ids else ''}", "audit", "count",
-                 lambda d: {"query": _audit_filter(d, patients, ids, False, False)})
+def _audit_count(patients: bool, ids: bool, withheld: bool) -> Shape:
+    flags = "".join(f" {n}" for n, on in (("patients", patients), ("ids", ids), ("withheld", withheld)) if on)
+    return Shape(f"audit count{flags}", "audit", "count",
+                 lambda d: {"query": _audit_filter(d, patients, ids, False, False, withheld)})
 
 
 _MATCHES: dict[str, Callable[[dict[str, Any]], EntryMatch]] = {
@@ -232,9 +236,10 @@ SHAPES: tuple[Shape, ...] = (
     Shape("delete entries by _id", "index", "delete_many", lambda d: {"query": {"_id": {"$in": d["entry_ids"]}}}),
     Shape("audit entry by _id", "audit", "find", lambda d: {"query": {"_id": _some(d, "_id", "a")}, "limit": 1}),
     Shape("audit entries stored", "audit", "find", lambda d: {"query": {"_id": {"$in": d["audit_ids"]}}}),
-    *(_audit_page(patients, ids, before, since) for patients in (False, True) for ids in (False, True)
-      for before in (False, True) for since in (False, True)),
-    *(_audit_count(patients, ids) for patients in (False, True) for ids in (False, True)),
+    *(_audit_page(patients, ids, before, since, withheld) for patients in (False, True) for ids in (False, True)
+      for before in (False, True) for since in (False, True) for withheld in (False, True)),
+    *(_audit_count(patients, ids, withheld) for patients in (False, True) for ids in (False, True)
+      for withheld in (False, True)),
     Shape("claims of keys", "claims", "find", lambda d: {"query": {"_id": {"$in": d["claim_keys"]}}}),
     Shape("give claims back", "claims", "delete_many",
           lambda d: {"query": {"_id": {"$in": d["claim_keys"]}, "o": _some(d, "o", "t1")}}),

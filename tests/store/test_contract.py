@@ -122,6 +122,8 @@ def params_for(data: st.DataObject, docs: dict[str, list[Doc]]) -> Params:
         high_key=data.draw(st.sampled_from(SEARCH_KEYS + ["Observation|date|~", "z", "Patient|name|~"])),
         audit_patients=data.draw(st.lists(st.sampled_from(["a", "b", "c", "z"]), max_size=3)),
         audit_ids=data.draw(st.lists(st.sampled_from([d["_id"] for d in docs["audit"]] + ["ev-none"]), max_size=3)),
+        audit_withheld=data.draw(st.lists(st.sampled_from([d["_id"] for d in docs["audit"]] + ["ev-none"]),
+                                          min_size=1, max_size=3)),
         limit=data.draw(st.integers(1, 6)),
         ts=data.draw(st.integers(0, 12)),
         vid=data.draw(st.integers(1, 5)),

@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 from pymongo import MongoClient, monitoring
 from pymongo.collection import Collection
 
+from fhir_hub.auth.policy import access_decision
 from fhir_hub.config import Settings
 from fhir_hub.main import create_app
 from fhir_hub.store.count import count_pipeline
@@ -29,7 +30,7 @@ _COLLECTIONS = {RESOURCES: "current", HISTORY: "history", SEARCH_INDEX: "index",
                 CLAIMS: "claims"}
 _DUMMY = {"pick": lambda field, default: default, "keys": ["Patient/a"], "claim_keys": ["Patient?a"],
           "prefix": "k", "limit": 3, "ts": 5,
-          "audit_patients": ["a"], "audit_ids": ["e"],
+          "audit_patients": ["a"], "audit_ids": ["e"], "audit_withheld": ["w"],
           "contains": "n", "low_key": "a", "high_key": "b", "scope": "a",
           "vid": 2, "entry_ids": ["x"],
           "new_version": {"_id": "P/a", "key": "P/a", "type": "P", "rid": "a", "vid": 2, "ts": 5, "method": "PUT",
@@ -208,8 +209,12 @@ def _audit_workload(client: TestClient, settings: Settings) -> None:
     resident = auth(token_for(settings, "resident", patient="x"))
     client.get("/AuditEvent?_count=1", headers=resident)
     client.get("/AuditEvent/_history?_count=1", headers=resident)
-    store = client.app.state.hub.store  # type: ignore[attr-defined]
-    client.portal.call(store.audit_log.stored_ids, [event_id])
+    hub = client.app.state.hub  # type: ignore[attr-defined]
+    client.portal.call(hub.store.audit_log.stored_ids, [event_id])
+    hub.access = lambda caller: access_decision(caller).withholding({f"AuditEvent/{event_id}"})
+    client.get("/AuditEvent?_count=1")  # what an access decision withholds is left out of page and count
+    client.get("/AuditEvent/_history?_count=1")
+    hub.access = access_decision
 
 
 def test_every_store_request_is_covered_by_the_contract(settings: Settings) -> None:
