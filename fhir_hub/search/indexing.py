@@ -25,8 +25,9 @@ from fhir_hub.store.records import SearchEntry
 NOT_INDEXED = frozenset({"_id", "_lastUpdated"})
 # Raise when index_keys gives different entries for the same resource: the hub then recomputes every
 # stored resource's entries at its next start (2: compartment keys, :text and :of-type entries; 3: entries
-# packed several to a document, see store/index_docs.py).
-INDEX_FORMAT = 3
+# packed several to a document, see store/index_docs.py; 4: every deriver's documents, the Patients' match
+# blocks added, see store/match_blocks.py).
+INDEX_FORMAT = 4
 _LONG_SPAN = 86_400_000_000  # a date range longer than a day also gets an entry keyed by its end
 
 

@@ -32,6 +32,7 @@ from pymongo import AsyncMongoClient, DeleteMany, InsertOne, UpdateOne
 from pymongo.errors import ClientBulkWriteException, PyMongoError
 
 from fhir_hub.fhir.jsonio import loads
+from fhir_hub.store import match_blocks
 from fhir_hub.store.audit_log import AuditLog
 from fhir_hub.store.claims import Claims
 from fhir_hub.store.count import count
@@ -57,7 +58,7 @@ from fhir_hub.store.records import (
     resource_key,
     version_doc_id,
 )
-from fhir_hub.store.schema import HISTORY, META, RESOURCES, SEARCH_INDEX
+from fhir_hub.store.schema import HISTORY, MATCH_BLOCKS, META, RESOURCES, SEARCH_INDEX
 from fhir_hub.store.transaction import CHUNK_STEPS, Transaction, WriteGate
 
 log = logging.getLogger(__name__)
@@ -172,6 +173,10 @@ class MongoStore:
             cursor = cursor.limit(limit)
         slot = match_slot(match)
         return [view(doc, slot) async for doc in cursor]
+
+    async def match_candidates(self, keys: Iterable[str]) -> set[str]:
+        """The Patients filed under any of these blocking keys (``store/match_blocks.py``)."""
+        return await match_blocks.candidates(self.db[MATCH_BLOCKS], keys)
 
     async def _entries_each(self, matches: Iterable[EntryMatch], limit: int) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = []

@@ -40,6 +40,7 @@ AUDIT = "audit_events"
 META = "hub_meta"  # one small document per fact about the store itself, e.g. the search entries' format
 INGEST_ARCHIVE = "ingest_archive"  # every payload POSTed to $ingest, as received, before it is mapped
 CLAIMS = "conditional_claims"  # conditional criteria being acted on, one document each (store/claims.py)
+MATCH_BLOCKS = "match_blocks"  # each Patient's blocking keys for patient matching (store/match_blocks.py)
 
 
 class _VersionFields(me.Document):
@@ -124,8 +125,21 @@ class ArchivedPayload(me.Document):
     report = me.DictField()  # the last ingest report (counts, rejected records with reasons)
 
 
+class MatchBlock(me.Document):
+    """One blocking key of a Patient (``fhir_hub/matching/blocking.py``): a new record's match candidates are
+    the Patients filed under one of its keys. A document per key rather than a list of keys: nx-27017 finds
+    nothing through an indexed array field."""
+
+    meta = {"collection": MATCH_BLOCKS, "db_alias": ALIAS, "indexes": ["b", "r"], "auto_create_index": False,
+            "strict": False}
+
+    id = me.StringField(primary_key=True)  # "Patient/123|<key>"
+    r = me.StringField(required=True)  # "Patient/123"
+    b = me.StringField(required=True)  # the key, e.g. "cccd:079085001234" or "fgy:nguyen|an|1985"
+
+
 DOCUMENTS: tuple[type[me.Document], ...] = (CurrentResource, HistoricVersion, SearchIndexEntry, AuditEntry,
-                                            ArchivedPayload)
+                                            ArchivedPayload, MatchBlock)
 
 
 def ensure_schema(uri: str, db_name: str) -> None:

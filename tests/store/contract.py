@@ -65,7 +65,7 @@ class Shape:
     """One request kind: ``build(params)`` gives its arguments, drawn from the generated documents."""
 
     name: str
-    collection: str  # "current", "history", "index", "audit", "meta" or "claims"
+    collection: str  # "current", "history", "index", "audit", "meta", "claims" or "blocks"
     kind: str  # find | count | update_one | delete_many
     build: Build
     upsert: bool = False
@@ -240,6 +240,9 @@ SHAPES: tuple[Shape, ...] = (
       for before in (False, True) for since in (False, True) for withheld in (False, True)),
     *(_audit_count(patients, ids, withheld) for patients in (False, True) for ids in (False, True)
       for withheld in (False, True)),
+    Shape("match blocks of a resource", "blocks", "find", lambda d: {"query": {"r": _some(d, "r", "Patient/a")}}),
+    Shape("delete match blocks by _id", "blocks", "delete_many", lambda d: {"query": {"_id": {"$in": d["block_ids"]}}}),
+    Shape("Patients under a block key", "blocks", "find", lambda d: {"query": {"b": _some(d, "b", "cccd:1")}}),
     Shape("claims of keys", "claims", "find", lambda d: {"query": {"_id": {"$in": d["claim_keys"]}}}),
     Shape("give claims back", "claims", "delete_many",
           lambda d: {"query": {"_id": {"$in": d["claim_keys"]}, "o": _some(d, "o", "t1")}}),

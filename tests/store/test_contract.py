@@ -38,9 +38,10 @@ PREFIXES = ["Patient|identifier|", "Patient|", "Patient|name|ễ", "Patient|name
             "Patient|identifier|a\\|", "nothing",
             "Patient|name|ngu", "Observation|date|"]
 COLLECTIONS = {"current": "contract_current", "history": "contract_history", "index": "contract_index",
-               "audit": "contract_audit", "meta": "contract_meta", "claims": "contract_claims"}
+               "audit": "contract_audit", "meta": "contract_meta", "claims": "contract_claims",
+               "blocks": "contract_blocks"}
 INDEXES = {"current": ("type", "ts", "live", "pending"), "history": ("key", "type", "ts"), "index": ("r", *INDEXED),
-           "audit": ("p", "ts"), "meta": (), "claims": ()}
+           "audit": ("p", "ts"), "meta": (), "claims": (), "blocks": ("b", "r")}
 
 
 @pytest.fixture(scope="module")
@@ -95,10 +96,15 @@ def datasets(draw: st.DrawFn) -> dict[str, list[Doc]]:
     meta = [{"_id": "search_index", "format": draw(st.integers(1, 3))}] if draw(st.booleans()) else []
     claims = [{"_id": key, "o": draw(st.sampled_from(["t1", "t2"])), "at": float(draw(st.integers(0, 12)))}
               for key in draw(st.lists(st.sampled_from(CLAIM_KEYS), max_size=4, unique=True))]
-    return {"current": current, "history": history, "index": index, "audit": audit, "meta": meta, "claims": claims}
+    blocks = [{"_id": f"{r}|{b}", "r": r, "b": b}
+              for r, b in draw(st.lists(st.tuples(st.sampled_from(KEYS), st.sampled_from(BLOCK_KEYS)), max_size=8,
+                                        unique=True))]
+    return {"current": current, "history": history, "index": index, "audit": audit, "meta": meta, "claims": claims,
+            "blocks": blocks}
 
 
 CLAIM_KEYS = ["Patient?identifier=s%7C1", "Patient?identifier=s%7C2", "Observation?code=x"]
+BLOCK_KEYS = ["cccd:079085001234", "fgy:nguyen|an|1985", "phone:0903123456", "bag:an nguyen van|1985"]
 
 
 class Params(dict[str, Any]):
@@ -128,6 +134,7 @@ def params_for(data: st.DataObject, docs: dict[str, list[Doc]]) -> Params:
         ts=data.draw(st.integers(0, 12)),
         vid=data.draw(st.integers(1, 5)),
         entry_ids=data.draw(st.lists(st.sampled_from([*entry_ids, "absent"]), max_size=4)),
+        block_ids=data.draw(st.lists(st.sampled_from([*(d["_id"] for d in docs["blocks"]), "absent"]), max_size=4)),
         scope=data.draw(st.sampled_from([*SCOPES, "z"])),
         new_version={"_id": key, "key": key, "type": key.split("/")[0], "rid": key.split("/")[1],
                      "vid": data.draw(st.integers(1, 6)), "ts": data.draw(st.integers(0, 20)), "method": "PUT",

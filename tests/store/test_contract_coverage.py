@@ -22,15 +22,15 @@ from fhir_hub.auth.policy import access_decision
 from fhir_hub.config import Settings
 from fhir_hub.main import create_app
 from fhir_hub.store.count import count_pipeline
-from fhir_hub.store.schema import AUDIT, CLAIMS, HISTORY, META, RESOURCES, SEARCH_INDEX
+from fhir_hub.store.schema import AUDIT, CLAIMS, HISTORY, MATCH_BLOCKS, META, RESOURCES, SEARCH_INDEX
 from tests.conftest import auth, token_for
 from tests.store.contract import SHAPES, shape
 
 _COLLECTIONS = {RESOURCES: "current", HISTORY: "history", SEARCH_INDEX: "index", AUDIT: "audit", META: "meta",
-                CLAIMS: "claims"}
+                CLAIMS: "claims", MATCH_BLOCKS: "blocks"}
 _DUMMY = {"pick": lambda field, default: default, "keys": ["Patient/a"], "claim_keys": ["Patient?a"],
           "prefix": "k", "limit": 3, "ts": 5,
-          "audit_patients": ["a"], "audit_ids": ["e"], "audit_withheld": ["w"],
+          "audit_patients": ["a"], "audit_ids": ["e"], "audit_withheld": ["w"], "block_ids": ["b"],
           "contains": "n", "low_key": "a", "high_key": "b", "scope": "a",
           "vid": 2, "entry_ids": ["x"],
           "new_version": {"_id": "P/a", "key": "P/a", "type": "P", "rid": "a", "vid": 2, "ts": 5, "method": "PUT",
@@ -228,6 +228,7 @@ def test_every_store_request_is_covered_by_the_contract(settings: Settings) -> N
             _search_workload(client)
             _audit_workload(client, settings)
             client.portal.call(hub.store.reconcile, "Patient", "any")  # repair paths
+            client.portal.call(hub.store.match_candidates, ["cccd:079085001234", "phone:0903123456"])
             client.portal.call(hub.store.reconcile_pending)
             hub.store.capabilities = type(hub.store.capabilities)(hub.store.capabilities.engine, False, False, False)
             client.post("/Patient", json={"resourceType": "Patient", "identifier": [{"value": "9"}]})  # fallback writes
