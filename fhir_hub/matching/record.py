@@ -88,7 +88,7 @@ def features(patient: dict[str, Any], key: str | None = None) -> MatchRecord:
         ward=_intern(ward_code or ward_name), phone=min(phones) if phones else None, address=address,
         cccd=cccd, bhxh=bhxh, local_ids=local_ids,
         family_group=groups.get(family, family), given_group=groups.get(given, given),
-        name_bag=tuple(sorted((family, *middle, given) if family else (*middle, given))) if given or family else (),
+        name_bag=tuple(sorted(w for w in (family, *middle, given) if w)),
         phones=phones, address_set=frozenset(w for w in address if not _numeric(w)),
         house=frozenset(w for w in address if _numeric(w)), cccd_problems=problems, display=display,
         ward_name=_intern(ward_name),
