@@ -100,7 +100,7 @@ def _score(a: MatchRecord, b: MatchRecord, model: Model) -> tuple[float, tuple[s
     doubts = tuple(_DOUBTS[label] for label, level in
                    (("family names", family_level), ("given names", given_level), ("middle names", middle_level),
                     ("birth years", birth_level), ("genders", gender_level))
-                   if level == "disagree" or level == "similar")
+                   if level == "disagree" or level == "similar" or level == "partial swap")
     contact, agreeing, disagreeing = _contact(a, b, model, reasons, household=not doubts)
     score += contact
     contradicted = disagreeing and not agreeing
@@ -166,9 +166,10 @@ def _names(a: MatchRecord, b: MatchRecord, model: Model, reasons: list[str]) -> 
             given_level = "variant"
             given = min(model.given.agree(a.given), model.given.agree(b.given)) - model.variant_penalty
         elif (a.given in b.middle and (b.given in a.middle or not a.middle)) or (b.given in a.middle and not b.middle):
-            # middle and given names swapped ("Văn An" / "An Văn"), maybe with the middle name dropped too
+            # middle and given names swapped ("Văn An" / "An Văn"); with one middle name dropped ("Kiệt Văn" /
+            # "Kiệt") it is a doubt: a twin may be named after the other's middle name ("Minh Thành" / "Minh")
             swapped = True
-            given_level = "swap"
+            given_level = "swap" if a.given in b.middle and b.given in a.middle else "partial swap"
             given = min(model.given.agree(a.given), model.given.agree(b.given)) - model.swap_penalty
         else:
             given_level = _slip(a.given, b.given, model.given)
@@ -261,7 +262,8 @@ def _same_ward(a: MatchRecord, b: MatchRecord) -> bool | None:
 
 def _contact(a: MatchRecord, b: MatchRecord, model: Model, reasons: list[str], *,
              household: bool) -> tuple[float, bool, bool]:
-    """(weight, whether any agrees, whether any disagrees) of ward, phone and address.
+    """(weight, whether any agrees, whether any disagrees) of ward, phone and address (a partial address
+    agreement adds its weight but corroborates nothing: many people live on Nguyễn Văn Linh).
 
     Their agreements say "same household" more than "same person", so together they count at most
     ``contact_cap`` bits, and nothing when ``household`` is false (the names or the birth year already say
@@ -277,14 +279,25 @@ def _contact(a: MatchRecord, b: MatchRecord, model: Model, reasons: list[str], *
         level = "disagree" if a.phones.isdisjoint(b.phones) else "exact"
         weight = _add(reasons, "phone", level, levels["phone"][level])
         positive, negative = (positive + weight, negative) if weight > 0 else (positive, negative + weight)
+    agrees = positive > 0
     if a.address_set and b.address_set:
-        overlap = jaccard(a.address_set, b.address_set)
-        level = "exact" if overlap >= 0.7 else "partial" if overlap >= 0.3 else "disagree"
+        level = _address(a, b)
         weight = _add(reasons, "address", level, levels["address"][level])
         positive, negative = (positive + weight, negative) if weight > 0 else (positive, negative + weight)
-    agrees, disagrees = positive > 0, negative < 0
+        agrees = agrees or level == "exact"
+    disagrees = negative < 0
     cap = model.contact_cap if household else 0.0
     if positive > cap:
         reasons.append(f"household evidence capped at {cap:+.1f}")
         positive = cap
     return positive + negative, agrees, disagrees
+
+
+def _address(a: MatchRecord, b: MatchRecord) -> str:
+    """"exact": the same street words and house number; "partial": the same street, a house number missing
+    on one side; "disagree": another street, or another house on the same street (a neighbour)."""
+    if jaccard(a.address_set, b.address_set) < 0.7:
+        return "disagree"
+    if a.house and b.house:
+        return "exact" if a.house == b.house else "disagree"
+    return "partial"

@@ -58,7 +58,8 @@ class MatchRecord:
     given_group: str = ""
     name_bag: tuple[str, ...] = ()  # every name word, sorted: equal bags are one name in another order
     phones: frozenset[str] = frozenset()
-    address_set: frozenset[str] = frozenset()
+    address_set: frozenset[str] = frozenset()  # street words, without house numbers
+    house: frozenset[str] = frozenset()        # the house number's parts ("144/47" -> {"144", "47"})
     cccd_problems: tuple[str, ...] = ()  # the personal ID disagrees with this record's birth year or gender
     display: str = ""                    # the name as sent, for review lists
     ward_name: str | None = None         # folded ward name (compared when either record lacks the code)
@@ -87,8 +88,9 @@ def features(patient: dict[str, Any], key: str | None = None) -> MatchRecord:
         ward=_intern(ward_code or ward_name), phone=min(phones) if phones else None, address=address,
         cccd=cccd, bhxh=bhxh, local_ids=local_ids,
         family_group=groups.get(family, family), given_group=groups.get(given, given),
-        name_bag=tuple(sorted((family, *middle, given) if family else (*middle, given))) if given or family else (),
-        phones=phones, address_set=frozenset(address), cccd_problems=problems, display=display,
+        name_bag=tuple(sorted(w for w in (family, *middle, given) if w)),
+        phones=phones, address_set=frozenset(w for w in address if not _numeric(w)),
+        house=frozenset(w for w in address if _numeric(w)), cccd_problems=problems, display=display,
         ward_name=_intern(ward_name),
     )
     return replace(record, blocks=compute_keys(record))
@@ -116,15 +118,13 @@ def _name(value: Any) -> tuple[str, tuple[str, ...], str, str]:
     ``compare`` recognises the same words in another order instead."""
     for name in _dicts(value):
         family = list(tokens(_text(name.get("family"))))
-        given_parts = name.get("given")
-        rest = [t for part in given_parts if isinstance(part, str) for t in tokens(part)] \
-            if isinstance(given_parts, list) else []
-        words = family + rest
+        given = name.get("given")
+        given_parts = [part for part in given if isinstance(part, str)] if isinstance(given, list) else []
+        words = family + [t for part in given_parts for t in tokens(part)]
         if not words:
             words = list(tokens(_text(name.get("text"))))
         if words:
-            display = _text(name.get("text")) or " ".join(
-                [_text(name.get("family")), *(g for g in (given_parts or []) if isinstance(g, str))]).strip()
+            display = _text(name.get("text")) or " ".join([_text(name.get("family")), *given_parts]).strip()
             if len(words) == 1:
                 return words[0], (), "", display
             return words[0], tuple(words[1:-1]), words[-1], display
@@ -173,6 +173,10 @@ def _address(value: Any) -> tuple[str | None, str | None, tuple[str, ...]]:
             continue
         words.extend(w for w in folded if w not in _CITY_WORDS)
     return ward, name, tuple(sorted(set(words)))
+
+
+def _numeric(word: str) -> bool:
+    return any(ch.isdigit() for ch in word)
 
 
 def _ward_name(words: tuple[str, ...]) -> str | None:

@@ -113,7 +113,10 @@ def generate(n: int, seed: int = 16, *, noise: Noise = NOISE) -> Population:
     """``n`` people and 2-4 records of each, shuffled, keyed ``Patient/r0000001``..."""
     rng = random.Random(seed)
     people = _people(n, rng)
-    _households(people, rng)
+    # ward populations differ (lognormal: the largest a few times the mean, about 1.5% of the city each),
+    # never one ward holding a sixth of the city, which a Pareto draw once did and no map shows
+    wards = Choice(vn.WARDS, [rng.lognormvariate(0, 0.6) for _ in vn.WARDS])
+    _households(people, rng, wards)
     _identifiers(people, rng)
     records: list[tuple[int, str, dict[str, Any]]] = []
     local_numbers: dict[str, int] = {}
@@ -154,7 +157,7 @@ def _people(n: int, rng: random.Random) -> list[Person]:
     return people
 
 
-def _households(people: list[Person], rng: random.Random) -> None:
+def _households(people: list[Person], rng: random.Random, wards: Choice) -> None:
     """Couples of similar age, children placed with parents 20-42 years older, a third of the elderly
     with a grown child; a household shares ward, street and the head's phone, children take the head's
     family name. Names and the rest are drawn here too."""
@@ -168,7 +171,7 @@ def _households(people: list[Person], rng: random.Random) -> None:
         if p.household >= 0:
             continue
         _name(p, rng, rng.random() < 0.03)
-        _home(p, rng)
+        _home(p, rng, wards)
         p.household = p.pid
         if p.gender == "male" and 20 <= p.age <= 75 and rng.random() < 0.7:
             for _ in range(4):
@@ -197,7 +200,7 @@ def _households(people: list[Person], rng: random.Random) -> None:
             if parent is not None:
                 _join(child, parent, rng, own_phone=child.age >= 15 and rng.random() < 0.6)
             elif child is p:  # with relatives the records do not know
-                _home(child, rng)
+                _home(child, rng, wards)
                 child.household = p.pid
             else:
                 _join(child, p, rng, own_phone=False)
@@ -225,10 +228,8 @@ def _join(p: Person, head: Person, rng: random.Random, *, own_phone: bool = True
     p.phone = _mobile(rng) if own_phone and rng.random() < 0.9 else head.phone
 
 
-def _home(p: Person, rng: random.Random) -> None:
-    wards = vn.WARDS  # a third of homes in the densest wards (the first ones), the rest anywhere
-    p.ward = wards[min(int(rng.paretovariate(1.2)) - 1, len(wards) - 1) if rng.random() < 0.3
-                   else rng.randrange(len(wards))]
+def _home(p: Person, rng: random.Random, wards: Choice) -> None:
+    p.ward = wards(rng)
     p.street = f"{rng.randint(1, 400)}{'/' + str(rng.randint(1, 60)) if rng.random() < 0.4 else ''} " \
                f"{rng.choice(vn.STREETS)}"
     p.phone = _mobile(rng) if p.age >= 15 and rng.random() < (0.93 if p.age < 70 else 0.6) else None

@@ -127,6 +127,11 @@ def test_ages_span_children_to_the_elderly(population: Population) -> None:
     assert max(ages) >= 85
 
 
+def test_people_live_all_over_the_city(population: Population) -> None:
+    wards = Counter(p.ward for p in population.people)
+    assert len(wards) > 0.9 * len(vn.WARDS) and max(wards.values()) < 0.03 * len(population.people)
+
+
 def test_personal_ids_agree_with_birth_year_and_gender(population: Population) -> None:
     people = population.people
     ids = [p.cccd for p in people if p.cccd]
