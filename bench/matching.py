@@ -12,6 +12,9 @@
   round is only 1,000 records); target: the largest population costs at most 1.5 times the smallest,
   i.e. blocking keeps the candidates per record flat as the population grows. The compare cost per
   candidate is reported too: it grows with the index even at a flat candidate count (memory, not work).
+- Write cost (``--writes``): Patients created through the hub's writer on the embedded store, with the
+  registered derivers (search index, match blocks) beside the search index alone, alternately in the same
+  run: what filing each Patient under its block keys adds to every Patient write.
 """
 
 from __future__ import annotations
@@ -88,6 +91,45 @@ def cost(people: int, seed: int, incoming: int, rounds: int) -> dict[str, Any]:
     }
 
 
+def writes(count: int, seed: int, rounds: int) -> dict[str, Any]:
+    """Patients per second through ``Writer.commit``, each round a fresh database, both derivers' sets
+    alternately; the median per set."""
+    import asyncio
+    import statistics
+    import tempfile
+
+    from fhir_hub.auth.caller import Caller
+    from fhir_hub.auth.scopes import Scopes
+    from fhir_hub.config import Settings
+    from fhir_hub.hub import running_hub
+    from fhir_hub.store.derivers import DERIVERS, Deriver, SearchIndex
+    from fhir_hub.store.embedded import EmbeddedStore
+    from fhir_hub.store.writer import Create
+
+    hospital = Caller(subject="bench", scopes=Scopes.parse("system/*.cruds"), facility="79001")
+    patients = [r.patient for r in generate(count, seed).records][:count]
+
+    async def rate(uri: str, derivers: tuple[Deriver, ...], data_dir: Path) -> float:
+        settings = Settings(mongodb_uri=uri, db_name=f"bench_writes_{random.randrange(10 ** 9)}", data_dir=data_dir,
+                            validation_processes=0, ingest_processes=0)
+        async with running_hub(settings, derivers=derivers) as hub:
+            start = time.perf_counter()
+            for patient in patients:
+                await hub.writer.commit(Create("Patient", patient), caller=hospital)
+            return len(patients) / (time.perf_counter() - start)
+
+    sets: dict[str, tuple[Deriver, ...]] = {"search_index_only": (SearchIndex(),), "with_match_blocks": DERIVERS}
+    found: dict[str, list[float]] = {name: [] for name in sets}
+    with tempfile.TemporaryDirectory() as folder, EmbeddedStore(Path(folder) / "store") as uri:
+        for _round in range(rounds):
+            for name, derivers in sets.items():
+                found[name].append(asyncio.run(rate(uri, derivers, Path(folder) / "hub")))
+    medians = {name: round(statistics.median(rates), 1) for name, rates in found.items()}
+    return {"patients": len(patients), "rounds": rounds, "patients_per_second": medians,
+            "all_rounds": {name: [round(r, 1) for r in rates] for name, rates in found.items()},
+            "ratio": round(medians["with_match_blocks"] / medians["search_index_only"], 3)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench matching", description=__doc__.splitlines()[0])
     parser.add_argument("--accuracy", type=int, nargs="*", default=[10_000, 100_000],
@@ -97,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--incoming", type=int, default=1000, help="records matched per cost round (1000)")
     parser.add_argument("--rounds", type=int, default=5, help="cost rounds, the fastest is kept (5)")
     parser.add_argument("--examples", type=int, default=10, help="wrong decisions listed per kind (10)")
+    parser.add_argument("--writes", type=int, default=1000, help="Patients per write-cost round (1000; 0: skip)")
     parser.add_argument("--seed", type=int, default=16)
     parser.add_argument("--output", type=Path, default=RESULTS / "matching.json")
     args = parser.parse_args(argv)
@@ -128,6 +171,9 @@ def main(argv: list[str] | None = None) -> int:
         result["cost_ratios"] = ratios
         result["cost_meets_target"] = max(ratios.values()) <= TARGETS["cost_ratio"]
         print(f"cost ratios: {json.dumps(ratios)}")
+    if args.writes:
+        result["writes"] = writes(args.writes, args.seed, 3)
+        print(f"writes: {json.dumps(result['writes'])}", flush=True)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2, ensure_ascii=False) + "\n")
     return 0  # like the other benches: the figures and their targets are in the results, not the exit code
