@@ -125,17 +125,19 @@ class ArchivedPayload(me.Document):
     report = me.DictField()  # the last ingest report (counts, rejected records with reasons)
 
 
-class MatchBlock(me.Document):
-    """One blocking key of a Patient (``fhir_hub/matching/blocking.py``): a new record's match candidates are
-    the Patients filed under one of its keys. A document per key rather than a list of keys: nx-27017 finds
-    nothing through an indexed array field."""
+BLOCK_FIELDS = tuple(f"b{n}" for n in range(8))  # match-block slot fields (store/match_blocks.py)
 
-    meta = {"collection": MATCH_BLOCKS, "db_alias": ALIAS, "indexes": ["b", "r"], "auto_create_index": False,
-            "strict": False}
 
-    id = me.StringField(primary_key=True)  # "Patient/123|<key>"
+class MatchBlock(me.DynamicDocument):
+    """Blocking keys of a Patient (``fhir_hub/matching/blocking.py``): a new record's match candidates are
+    the Patients filed under one of its keys. Keys in slot fields (``b0``: "cccd:079085001234", ``b5``:
+    "fgy:nguyen|an|1985"...), not a list: nx-27017 finds nothing through an indexed array field."""
+
+    meta = {"collection": MATCH_BLOCKS, "db_alias": ALIAS, "auto_create_index": False, "strict": False,
+            "indexes": ["r", *({"fields": [name], "sparse": True} for name in BLOCK_FIELDS)]}
+
+    id = me.StringField(primary_key=True)  # "Patient/123|0": the Patient, then the document's number
     r = me.StringField(required=True)  # "Patient/123"
-    b = me.StringField(required=True)  # the key, e.g. "cccd:079085001234" or "fgy:nguyen|an|1985"
 
 
 DOCUMENTS: tuple[type[me.Document], ...] = (CurrentResource, HistoricVersion, SearchIndexEntry, AuditEntry,
@@ -150,6 +152,7 @@ def ensure_schema(uri: str, db_name: str) -> None:
         for document in DOCUMENTS:
             document.ensure_indexes()
         _drop_undeclared_indexes(SearchIndexEntry)
+        _drop_undeclared_indexes(MatchBlock)
     finally:
         me.disconnect(ALIAS)
 

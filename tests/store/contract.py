@@ -16,6 +16,7 @@ from typing import Any
 
 from fhir_hub.store.filters import matches as reference_match
 from fhir_hub.store.index_docs import match_filter
+from fhir_hub.store.match_blocks import block_field
 from fhir_hub.store.plan import OPTIONAL_FIELDS, set_document
 from fhir_hub.store.records import EntryMatch
 
@@ -24,12 +25,12 @@ Build = Callable[[dict[str, Any]], dict[str, Any]]
 
 
 # ----------------------------------------------------------------------------- shape of a request
-_SLOT_FIELD = re.compile(r"^([kcslhv])[0-9]$")
+_SLOT_FIELD = re.compile(r"^([kcslhvb])[0-9]$")
 
 
 def shape(value: Any) -> Any:
     """Values replaced by their type names; operators and field names kept, but for the slot number of a
-    search-index field (``k3`` -> ``k#``): each slot is the same shape."""
+    search-index or match-block field (``k3`` -> ``k#``, ``b5`` -> ``b#``): each slot is the same shape."""
     if isinstance(value, dict):
         return tuple(sorted({(_SLOT_FIELD.sub(r"\1#", k), shape(v)) for k, v in value.items()}))
     if isinstance(value, list | tuple):
@@ -242,7 +243,8 @@ SHAPES: tuple[Shape, ...] = (
       for withheld in (False, True)),
     Shape("match blocks of a resource", "blocks", "find", lambda d: {"query": {"r": _some(d, "r", "Patient/a")}}),
     Shape("delete match blocks by _id", "blocks", "delete_many", lambda d: {"query": {"_id": {"$in": d["block_ids"]}}}),
-    Shape("Patients under a block key", "blocks", "find", lambda d: {"query": {"b": _some(d, "b", "cccd:1")}}),
+    Shape("Patients under a block key", "blocks", "find",
+          lambda d: {"query": {block_field(d["block_key"]): d["block_key"]}}),
     Shape("claims of keys", "claims", "find", lambda d: {"query": {"_id": {"$in": d["claim_keys"]}}}),
     Shape("give claims back", "claims", "delete_many",
           lambda d: {"query": {"_id": {"$in": d["claim_keys"]}, "o": _some(d, "o", "t1")}}),

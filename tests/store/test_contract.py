@@ -13,11 +13,14 @@ from pymongo import DeleteMany, InsertOne, MongoClient, UpdateOne
 from pymongo.database import Database
 from pymongo.errors import ClientBulkWriteException
 
+from fhir_hub.matching import block_keys, features
 from fhir_hub.store.count import count_pipeline
 from fhir_hub.store.filters import find as reference_find
 from fhir_hub.store.filters import matches as reference_match
 from fhir_hub.store.index_docs import INDEXED, pack
-from fhir_hub.store.records import SearchEntry
+from fhir_hub.store.match_blocks import MatchBlocks
+from fhir_hub.store.records import SearchEntry, StoredVersion
+from fhir_hub.store.schema import BLOCK_FIELDS
 from tests.store.contract import (
     SHAPES,
     Doc,
@@ -41,7 +44,7 @@ COLLECTIONS = {"current": "contract_current", "history": "contract_history", "in
                "audit": "contract_audit", "meta": "contract_meta", "claims": "contract_claims",
                "blocks": "contract_blocks"}
 INDEXES = {"current": ("type", "ts", "live", "pending"), "history": ("key", "type", "ts"), "index": ("r", *INDEXED),
-           "audit": ("p", "ts"), "meta": (), "claims": (), "blocks": ("b", "r")}
+           "audit": ("p", "ts"), "meta": (), "claims": (), "blocks": ("r", *BLOCK_FIELDS)}
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +53,7 @@ def contract_db(mongodb_uri: str) -> Iterator[Database]:
     db = client[f"contract_{uuid.uuid4().hex[:8]}"]
     for logical, fields in INDEXES.items():
         for field in fields:  # the same single-field indexes as the real schema
-            db[COLLECTIONS[logical]].create_index(field, sparse=field in INDEXED)
+            db[COLLECTIONS[logical]].create_index(field, sparse=field in INDEXED or field in BLOCK_FIELDS)
     yield db
     client.drop_database(db.name)
     client.close()
@@ -96,15 +99,26 @@ def datasets(draw: st.DrawFn) -> dict[str, list[Doc]]:
     meta = [{"_id": "search_index", "format": draw(st.integers(1, 3))}] if draw(st.booleans()) else []
     claims = [{"_id": key, "o": draw(st.sampled_from(["t1", "t2"])), "at": float(draw(st.integers(0, 12)))}
               for key in draw(st.lists(st.sampled_from(CLAIM_KEYS), max_size=4, unique=True))]
-    blocks = [{"_id": f"{r}|{b}", "r": r, "b": b}
-              for r, b in draw(st.lists(st.tuples(st.sampled_from(KEYS), st.sampled_from(BLOCK_KEYS)), max_size=8,
-                                        unique=True))]
+    blocks = [doc for r in draw(st.lists(st.sampled_from(KEYS), max_size=4, unique=True))
+              for doc in MatchBlocks().derive(*_patient_version(r, draw(st.sampled_from(PATIENTS))))]
     return {"current": current, "history": history, "index": index, "audit": audit, "meta": meta, "claims": claims,
             "blocks": blocks}
 
 
 CLAIM_KEYS = ["Patient?identifier=s%7C1", "Patient?identifier=s%7C2", "Observation?code=x"]
-BLOCK_KEYS = ["cccd:079085001234", "fgy:nguyen|an|1985", "phone:0903123456", "bag:an nguyen van|1985"]
+# Patients whose match blocks the contract stores (the real deriver packs them; keys shared between them)
+PATIENTS = [{"resourceType": "Patient", "name": [{"family": "Nguyễn", "given": ["Văn", "An"]}],
+             "birthDate": "1985-03-07", "gender": "male",
+             "identifier": [{"system": "http://fhir.hl7.org.vn/core/sid/cccd", "value": "079085001234"}]},
+            {"resourceType": "Patient", "name": [{"family": "Nguyen", "given": ["An"]}], "birthDate": "1985-03-07",
+             "telecom": [{"system": "phone", "value": "0903123456"}]},
+            {"resourceType": "Patient", "name": [{"family": "Huỳnh", "given": ["Thị", "Mai"]}], "birthDate": "1950",
+             "telecom": [{"system": "phone", "value": "0903123456"}]}]
+BLOCK_KEYS = sorted({key for p in PATIENTS for key in block_keys(features(p))} | {"cccd:000000000000"})
+
+
+def _patient_version(key: str, patient: dict[str, Any]) -> tuple[StoredVersion, dict[str, Any]]:
+    return StoredVersion("Patient", key.replace("/", "-"), 1, 0, "PUT", deleted=False, json=b"{}"), patient
 
 
 class Params(dict[str, Any]):
@@ -134,6 +148,7 @@ def params_for(data: st.DataObject, docs: dict[str, list[Doc]]) -> Params:
         ts=data.draw(st.integers(0, 12)),
         vid=data.draw(st.integers(1, 5)),
         entry_ids=data.draw(st.lists(st.sampled_from([*entry_ids, "absent"]), max_size=4)),
+        block_key=data.draw(st.sampled_from(BLOCK_KEYS)),
         block_ids=data.draw(st.lists(st.sampled_from([*(d["_id"] for d in docs["blocks"]), "absent"]), max_size=4)),
         scope=data.draw(st.sampled_from([*SCOPES, "z"])),
         new_version={"_id": key, "key": key, "type": key.split("/")[0], "rid": key.split("/")[1],
