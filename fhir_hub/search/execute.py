@@ -239,7 +239,7 @@ class Searcher:
             return SearchOutcome(0, [], None, None, [])
         wanted_patients = sorted(patients) if patients is not None else None
         wanted_ids = sorted(ids) if ids is not None else None
-        withheld = sorted(key.removeprefix(f"{AUDIT_TYPE}/") for key in narrowing.withheld) or None
+        withheld = withheld_events(narrowing)
         total = await self.store.audit_log.count(patients=wanted_patients, ids=wanted_ids, withheld=withheld)
         position = (int(after[0]), str(after[1])) if after else None
         entries = await self.store.audit_log.page(patients=wanted_patients, ids=wanted_ids, before=position,
@@ -248,6 +248,11 @@ class Searcher:
         page = [as_version(entry) for entry in entries[: query.count]]
         more = len(entries) > query.count and bool(page)
         return SearchOutcome(total, page, [page[-1].ts, page[-1].rid] if more else None, None, [])
+
+
+def withheld_events(narrowing: Narrowing) -> list[str] | None:
+    """The AuditEvent ids a narrowing withholds, as the audit log's queries take them (None: none)."""
+    return sorted(key.removeprefix(f"{AUDIT_TYPE}/") for key in narrowing.withheld) or None
 
 
 def position_fits(queries: Sequence[SearchQuery], position: Position) -> bool:

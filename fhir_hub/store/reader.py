@@ -21,7 +21,7 @@ from fhir_hub.auth.policy import access_decision, insufficient_scope, require_an
 from fhir_hub.errors import Gone, NotFound
 from fhir_hub.fhir.compartment import compartment_types
 from fhir_hub.fhir.registry import resource_types
-from fhir_hub.search.execute import Position, Searcher, SearchOutcome
+from fhir_hub.search.execute import Position, Searcher, SearchOutcome, withheld_events
 from fhir_hub.search.keys import compartment_match
 from fhir_hub.search.limits import DEFAULT_LIMITS, SearchLimits
 from fhir_hub.search.query import SearchQuery
@@ -189,9 +189,8 @@ class ScopedReader:
         """Type-level history of AuditEvent: every event, newest first (each has exactly one version)."""
         patients = sorted(narrowing.patients) if narrowing.patients is not None else None
         position = (before[0], before[1].removeprefix(f"{AUDIT_TYPE}/")) if before is not None else None
-        withheld = sorted(key.removeprefix(f"{AUDIT_TYPE}/") for key in narrowing.withheld) or None
         entries = await self.store.audit_log.page(patients=patients, ids=None, before=position, limit=limit + 1,
-                                                  since=since, withheld=withheld)
+                                                  since=since, withheld=withheld_events(narrowing))
         versions = [as_version(e) for e in entries]
         page = [self._hand_out(v) for v in versions[:limit]]
         more = len(versions) > limit and bool(page)
