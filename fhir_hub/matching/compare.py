@@ -150,21 +150,13 @@ def _names(a: MatchRecord, b: MatchRecord, model: Model, reasons: list[str]) -> 
     family_level = given_level = ""
     family = given = middle = 0.0
     if a.family and b.family:
-        if a.family == b.family:
-            family_level, family = "exact", model.family.agree(a.family)
-        elif a.family_group == b.family_group:
-            family_level = "variant"
-            family = min(model.family.agree(a.family), model.family.agree(b.family)) - model.variant_penalty
-        else:
-            family_level = _slip(a.family, b.family, model.family)
-            family = model.levels["family"]["disagree" if family_level == "disagree" else "typo"]
+        family_level, family = (_agreement(a.family, b.family, a.family_group == b.family_group, model.family, model)
+                                or _slipped("family", a.family, b.family, model.family, model))
     swapped = False
     if a.given and b.given:
-        if a.given == b.given:
-            given_level, given = "exact", model.given.agree(a.given)
-        elif a.given_group == b.given_group:
-            given_level = "variant"
-            given = min(model.given.agree(a.given), model.given.agree(b.given)) - model.variant_penalty
+        agreed = _agreement(a.given, b.given, a.given_group == b.given_group, model.given, model)
+        if agreed is not None:
+            given_level, given = agreed
         elif (a.given in b.middle and (b.given in a.middle or not a.middle)) or (b.given in a.middle and not b.middle):
             # middle and given names swapped ("Văn An" / "An Văn"); with one middle name dropped ("Kiệt Văn" /
             # "Kiệt") it is a doubt: a twin may be named after the other's middle name ("Minh Thành" / "Minh")
@@ -172,8 +164,7 @@ def _names(a: MatchRecord, b: MatchRecord, model: Model, reasons: list[str]) -> 
             given_level = "swap" if a.given in b.middle and b.given in a.middle else "partial swap"
             given = min(model.given.agree(a.given), model.given.agree(b.given)) - model.swap_penalty
         else:
-            given_level = _slip(a.given, b.given, model.given)
-            given = model.levels["given"]["disagree" if given_level == "disagree" else "typo"]
+            given_level, given = _slipped("given", a.given, b.given, model.given, model)
     if (family_level == "disagree" or given_level == "disagree") and a.name_bag == b.name_bag:
         weight = _reordered(a.name_bag, model)
         reasons.append(f"name: same words in another order ({weight:+.1f})")
@@ -192,6 +183,22 @@ def _names(a: MatchRecord, b: MatchRecord, model: Model, reasons: list[str]) -> 
     if given_level:
         reasons.append(f"given name: {given_level} ({given:+.1f})")
     return family + given + middle, family_level, given_level, middle_level
+
+
+def _agreement(x: str, y: str, same_group: bool, table: NameTable, model: Model) -> tuple[str, float] | None:
+    """One name part's level and weight when the two agree, exactly or as regional variants (Huỳnh/Hoàng);
+    None when they do not."""
+    if x == y:
+        return "exact", table.agree(x)
+    if same_group:
+        return "variant", min(table.agree(x), table.agree(y)) - model.variant_penalty
+    return None
+
+
+def _slipped(part: str, x: str, y: str, table: NameTable, model: Model) -> tuple[str, float]:
+    """One name part's level and weight when the two differ: a slip (typo, similar) or a disagreement."""
+    level = _slip(x, y, table)
+    return level, model.levels[part]["disagree" if level == "disagree" else "typo"]
 
 
 def _reordered(bag: tuple[str, ...], model: Model) -> float:
