@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from adapters.normalize import is_facility_code
+from fhir_hub.matching.model import Model
 from fhir_hub.search.limits import SearchLimits
 
 ENV_PREFIX = "FHIR_HUB_"
@@ -65,6 +66,11 @@ class Settings:
     # Other facilities a token's facility may send payloads for, "79001=79415,79416;79002=79417" (none by
     # default: a payload naming another facility than the token's is refused)
     ingest_on_behalf_of: str = ""
+    # Patient matching (issue 16): link each facility's Patient to one master record per person; the two
+    # thresholds in bits (above the upper: linked automatically; between: review list), model.json's by default
+    link_patients: bool = True
+    match_upper: float | None = None
+    match_lower: float | None = None
     # Operations
     log_level: str = "info"
     audit_flush_ms: int = 50
@@ -104,6 +110,16 @@ class Settings:
         return _facility_delegations(self.ingest_on_behalf_of)
 
     @property
+    def match_model_thresholds(self) -> tuple[float, float]:
+        default = Model.default()
+        return (self.match_upper if self.match_upper is not None else default.upper,
+                self.match_lower if self.match_lower is not None else default.lower)
+
+    def match_model(self) -> Model:
+        upper, lower = self.match_model_thresholds
+        return Model.default().with_thresholds(upper=upper, lower=lower)
+
+    @property
     def issuer(self) -> str:
         return self.token_issuer or DEV_ISSUER
 
@@ -122,6 +138,9 @@ class Settings:
         if self.ingest_processes < 0:
             raise ConfigError(f"{ENV_PREFIX}INGEST_PROCESSES must not be negative")
         _facility_delegations(self.ingest_on_behalf_of)  # a value it cannot read stops start-up, named
+        upper, lower = self.match_model_thresholds
+        if lower > upper:
+            raise ConfigError(f"{ENV_PREFIX}MATCH_LOWER ({lower}) must not be above {ENV_PREFIX}MATCH_UPPER ({upper})")
         if self.clock_skew_seconds < 0:
             raise ConfigError(f"{ENV_PREFIX}CLOCK_SKEW_SECONDS must not be negative")
         if self.env not in ("development", "production"):
@@ -157,6 +176,17 @@ def _facility_delegations(text: str) -> dict[str, frozenset[str]]:
 
 def _convert(name: str, raw: str, annotation: object) -> object:
     text = str(annotation)
+    if text.startswith("bool"):
+        if raw.strip().lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.strip().lower() in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{ENV_PREFIX}{name.upper()}={raw!r} must be true or false")
+    if text.startswith("float"):
+        try:
+            return float(raw)
+        except ValueError:
+            raise ConfigError(f"{ENV_PREFIX}{name.upper()}={raw!r} is not a number") from None
     try:
         if text.startswith("int"):
             return int(raw)

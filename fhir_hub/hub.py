@@ -113,7 +113,8 @@ async def running_hub(
         if repaired:
             log.warning("finished %d write(s) left incomplete by an earlier stop", repaired)
         await _upgrade_index(store)
-        writer = Writer(store, clock=clock, new_id=new_id, source_prefix=settings.source_prefix, validation=validation)
+        writer = Writer(store, clock=clock, new_id=new_id, source_prefix=settings.source_prefix, validation=validation,
+                        link_patients=settings.link_patients, match_model=settings.match_model())
         audit = AuditTrail(store.audit_log, clock=clock, flush_ms=settings.audit_flush_ms)
         audit.start()
         log.info("store: %s (%s), database %r", capabilities.engine, _redact(uri), settings.db_name)

@@ -46,6 +46,7 @@ from fhir_hub.fhir.patch import Applier, binary_json_patch
 from fhir_hub.fhir.registry import is_resource_type
 from fhir_hub.fhir.validation import validate_resource
 from fhir_hub.fhir.validation_ahead import Handover
+from fhir_hub.linking.linker import match_claims
 from fhir_hub.search.query import SearchQuery
 from fhir_hub.services import search
 from fhir_hub.services.conditions import single_match
@@ -199,9 +200,13 @@ async def _transaction(session: Session, entries: list[EntryRequest | EntryProbl
 
 def _claims(items: list[EntryRequest]) -> list[str]:
     """The conditional criteria these entries may create under (``ifNoneExist``, conditional PUT): held
-    while they are searched and written, so that two Bundles never both create (``store/claims.py``)."""
+    while they are searched and written, so that two Bundles never both create (``store/claims.py``); and
+    the match keys of their Patients (``linking/linker.py``): taken all at once, before the transaction
+    holds the store's gate, two Bundles never wait for each other's."""
     keys = []
     for item in items:
+        if item.target.rtype == "Patient" and item.method in ("POST", "PUT") and isinstance(item.resource, dict):
+            keys += match_claims(item.resource)
         if item.method == "POST" and item.if_none_exist is not None:
             keys.append(claim_key(item.target.rtype, item.if_none_exist))
         elif item.method == "PUT" and item.target.rid is None and item.target.query is not None:

@@ -18,6 +18,7 @@ from urllib.parse import parse_qsl
 from consent.decision import Narrowing
 from fhir_hub.audit import AUDIT_TYPE, as_version
 from fhir_hub.errors import BadRequest
+from fhir_hub.linking.elements import is_master_key, masters_hidden
 from fhir_hub.search import keys
 from fhir_hub.search.criteria import Evaluator
 from fhir_hub.search.limits import SearchLimits
@@ -77,12 +78,13 @@ class Searcher:
         scopes = {q.rtype: self.evaluator.scope(q.rtype, q.criteria, narrowings[q.rtype]) for q in queries}
         found: set[str] = set()
         for each in queries:
+            hidden = _hides_masters(each)
             matched = await self.evaluator.matching(each.rtype, each.criteria, narrowings[each.rtype])
-            if matched is None and len(queries) == 1 and not each.sort and before is None:
+            if matched is None and len(queries) == 1 and not each.sort and before is None and not hidden:
                 return await self._listing(each, after)
             if matched is None:
                 matched = await self.store.live_keys(each.rtype)
-            found |= matched
+            found |= {key for key in matched if not is_master_key(key)} if hidden else matched
         ordered, order_key = await self._ordered(query.sort, found, scopes)
         page, next_position, previous_position = _slice(ordered, order_key, query.count, after, before)
         versions = {v.key: v for v in await self.store.live_versions([p[-1] for p in page])}
@@ -217,6 +219,8 @@ class Searcher:
         if not query.criteria:
             raise BadRequest(f"{what} needs search criteria (for example identifier=system|value or _id=...)")
         found = await self.evaluator.matching(rtype, query.criteria, self.access.narrowing(rtype, "s"))
+        if found and _hides_masters(query):
+            found = {key for key in found if not is_master_key(key)}
         return [v for v in await self.store.live_versions(found or ()) if self.access.permits(v, "s")]
 
     async def _audit(self, query: SearchQuery, narrowing: Narrowing, after: Position | None) -> SearchOutcome:
@@ -248,6 +252,10 @@ class Searcher:
         page = [as_version(entry) for entry in entries[: query.count]]
         more = len(entries) > query.count and bool(page)
         return SearchOutcome(total, page, [page[-1].ts, page[-1].rid] if more else None, None, [])
+
+
+def _hides_masters(query: SearchQuery) -> bool:
+    return masters_hidden(query.rtype, ((c.name, c.modifier, c.any_of) for c in query.criteria))
 
 
 def withheld_events(narrowing: Narrowing) -> list[str] | None:

@@ -25,6 +25,7 @@ import hashlib
 import random
 import secrets
 import time
+import weakref
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -54,19 +55,27 @@ class Claims:
     def __init__(self, db: Any, gate: WriteGate) -> None:
         self.collection = db[CLAIMS]
         self.gate = gate
+        self._held: weakref.WeakKeyDictionary[asyncio.Task[Any], set[str]] = weakref.WeakKeyDictionary()
 
     @asynccontextmanager
     async def holding(self, keys: Iterable[str]) -> AsyncIterator[None]:
-        """Hold these claims for the block (none: nothing to wait for)."""
-        wanted = sorted(set(keys))
+        """Hold these claims for the block (none: nothing to wait for). Re-entrant: claims the current task
+        already holds (a Bundle claims its Patients' match keys before the writer's match step asks for them)
+        are not taken again, and stay held until the outer block ends."""
+        task = asyncio.current_task()
+        assert task is not None, "claims are taken from a coroutine"
+        mine = self._held.setdefault(task, set())
+        wanted = sorted(set(keys) - mine)
         if not wanted:
             yield
             return
         token = secrets.token_hex(8)
         await self._acquire(wanted, token)
+        mine.update(wanted)
         try:
             yield
         finally:
+            mine.difference_update(wanted)
             await asyncio.shield(self._release(wanted, token))
 
     async def _acquire(self, keys: list[str], token: str) -> None:

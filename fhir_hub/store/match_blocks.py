@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from fhir_hub.linking.elements import is_master
 from fhir_hub.matching import block_keys, features
 from fhir_hub.store.records import StoredVersion
 from fhir_hub.store.schema import BLOCK_FIELDS, MATCH_BLOCKS
@@ -38,8 +39,8 @@ class MatchBlocks:
     collection: str = MATCH_BLOCKS
 
     def derive(self, version: StoredVersion, resource: dict[str, Any] | None) -> list[dict[str, Any]]:
-        if version.rtype != "Patient" or version.deleted or resource is None:
-            return []  # a deleted Patient is no one's candidate
+        if version.rtype != "Patient" or version.deleted or resource is None or is_master(resource):
+            return []  # a deleted Patient is no one's candidate; a master is its sources' (linking/golden.py)
         columns: dict[str, list[str]] = {}
         for key in sorted(block_keys(features(resource, version.key))):
             columns.setdefault(block_field(key), []).append(key)

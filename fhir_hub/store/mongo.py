@@ -32,12 +32,13 @@ from pymongo import AsyncMongoClient, DeleteMany, InsertOne, UpdateOne
 from pymongo.errors import ClientBulkWriteException, PyMongoError
 
 from fhir_hub.fhir.jsonio import loads
-from fhir_hub.store import match_blocks
+from fhir_hub.store import match_blocks, patient_links
 from fhir_hub.store.audit_log import AuditLog
 from fhir_hub.store.claims import Claims
 from fhir_hub.store.count import count
 from fhir_hub.store.derivers import Deriver
 from fhir_hub.store.index_docs import each_key, match_filter, match_projection, match_slot, view
+from fhir_hub.store.patient_links import Person
 from fhir_hub.store.plan import (
     OPTIONAL_FIELDS as _OPTIONAL_FIELDS,
 )
@@ -58,7 +59,7 @@ from fhir_hub.store.records import (
     resource_key,
     version_doc_id,
 )
-from fhir_hub.store.schema import HISTORY, MATCH_BLOCKS, META, RESOURCES, SEARCH_INDEX
+from fhir_hub.store.schema import HISTORY, MATCH_BLOCKS, META, PATIENT_LINKS, RESOURCES, SEARCH_INDEX
 from fhir_hub.store.transaction import CHUNK_STEPS, Transaction, WriteGate
 
 log = logging.getLogger(__name__)
@@ -177,6 +178,13 @@ class MongoStore:
     async def match_candidates(self, keys: Iterable[str]) -> set[str]:
         """The Patients filed under any of these blocking keys (``store/match_blocks.py``)."""
         return await match_blocks.candidates(self.db[MATCH_BLOCKS], keys)
+
+    async def person(self, key: str) -> Person | None:
+        """Every record of the person ``key`` is a record of (``store/patient_links.py``)."""
+        return await patient_links.person(self.db[PATIENT_LINKS], key)
+
+    async def master_in_use(self, key: str) -> str | None:
+        return await patient_links.master_in_use(self.db[PATIENT_LINKS], key)
 
     async def _entries_each(self, matches: Iterable[EntryMatch], limit: int) -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = []
@@ -372,30 +380,33 @@ class MongoStore:
         error, or not at all. Raises VersionTaken when a resource changed under the group (retry it)."""
         if not self.capabilities.transactions:
             tx = Transaction(session=None)
-            try:
-                yield tx
-            except BaseException:
-                await self.undo(tx)
-                raise
-            return
-        async with self.client.start_session() as session:
-            tx = Transaction(session=session)
             async with tx.held:
                 try:
                     yield tx
-                    if tx.unsent:
-                        await self._send_chunk(tx, last=True)
-                    await self._settle_chunk(tx)
-                    for index, key in tx.conditions:
-                        if not tx.matched.get(index):
-                            raise VersionTaken(key)
                 except BaseException:
-                    if tx.started:
-                        await self._settle_chunk(tx, failed=True)
-                        await session.abort_transaction()
+                    await self.undo(tx)
                     raise
-                if tx.started:
-                    await session.commit_transaction()
+        else:
+            async with self.client.start_session() as session:
+                tx = Transaction(session=session)
+                async with tx.held:
+                    try:
+                        yield tx
+                        if tx.unsent:
+                            await self._send_chunk(tx, last=True)
+                        await self._settle_chunk(tx)
+                        for index, key in tx.conditions:
+                            if not tx.matched.get(index):
+                                raise VersionTaken(key)
+                    except BaseException:
+                        if tx.started:
+                            await self._settle_chunk(tx, failed=True)
+                            await session.abort_transaction()
+                        raise
+                    if tx.started:
+                        await session.commit_transaction()
+        for step in tx.after_commit:
+            await step()
 
     async def _send_chunk(self, tx: Transaction, *, last: bool = False) -> None:
         """Send the steps collected since the last chunk; the first chunk takes the gate and starts the

@@ -41,6 +41,7 @@ META = "hub_meta"  # one small document per fact about the store itself, e.g. th
 INGEST_ARCHIVE = "ingest_archive"  # every payload POSTed to $ingest, as received, before it is mapped
 CLAIMS = "conditional_claims"  # conditional criteria being acted on, one document each (store/claims.py)
 MATCH_BLOCKS = "match_blocks"  # each Patient's blocking keys for patient matching (store/match_blocks.py)
+PATIENT_LINKS = "patient_links"  # each source Patient's master, each merged master's (store/patient_links.py)
 
 
 class _VersionFields(me.Document):
@@ -140,8 +141,22 @@ class MatchBlock(me.DynamicDocument):
     r = me.StringField(required=True)  # "Patient/123"
 
 
+class PatientLink(me.Document):
+    """A source Patient's master (``k`` = "source", with the ``rule`` that decided), or the master a merged
+    master now points to (``k`` = "redirect"). ``_id`` is the record: one master per record, by construction."""
+
+    meta = {"collection": PATIENT_LINKS, "db_alias": ALIAS, "auto_create_index": False, "strict": False,
+            "indexes": ["r", "m"]}
+
+    id = me.StringField(primary_key=True)  # "Patient/123"
+    r = me.StringField(required=True)  # the same key: every deriver's documents carry ``r``
+    m = me.StringField(required=True)  # "Patient/<master>"
+    k = me.StringField(required=True, choices=("source", "redirect"))
+    rule = me.StringField()
+
+
 DOCUMENTS: tuple[type[me.Document], ...] = (CurrentResource, HistoricVersion, SearchIndexEntry, AuditEntry,
-                                            ArchivedPayload, MatchBlock)
+                                            ArchivedPayload, MatchBlock, PatientLink)
 
 
 def ensure_schema(uri: str, db_name: str) -> None:

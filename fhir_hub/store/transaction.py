@@ -24,7 +24,7 @@ part written so far. The README says so.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -109,6 +109,10 @@ class Transaction:
     matched: dict[int, int] = field(default_factory=dict)
     in_flight: asyncio.Task[dict[int, int]] | None = None
     held: AsyncExitStack = field(default_factory=AsyncExitStack)  # the gate, held until commit or abort
+    # run once the group is committed, outside the gate (a master Patient rebuilt from the sources the group
+    # linked to it, see linking/linker.py); not run when the group fails
+    after_commit: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    notes: dict[str, Any] = field(default_factory=dict)  # what a pipeline step remembers across the group's writes
 
     @property
     def unsent(self) -> int:

@@ -29,6 +29,8 @@ from fhir_hub.fhir.ids import IdFactory, check_id
 from fhir_hub.fhir.instant import Clock
 from fhir_hub.fhir.jsonio import loads
 from fhir_hub.fhir.validation_ahead import ValidationAhead
+from fhir_hub.linking.linker import Linker
+from fhir_hub.matching import Model
 from fhir_hub.store.mongo import MongoStore
 from fhir_hub.store.pipeline import CommitPipeline, Stamped
 from fhir_hub.store.reader import ScopedReader
@@ -56,6 +58,9 @@ class Update:
     rid: str
     resource: dict[str, Any]
     if_match: int | None = None
+    # the hub re-storing a facility's record with a new link to its master (linking/linker.py): the version
+    # keeps the facility's meta.source, so the facility may still change its own record
+    keep_source: bool = False
 
 
 @dataclass(frozen=True)
@@ -100,13 +105,15 @@ class WriteResult:
 
 class Writer:
     def __init__(self, store: MongoStore, *, clock: Clock, new_id: IdFactory, source_prefix: str,
-                 validation: ValidationAhead | None = None) -> None:
+                 validation: ValidationAhead | None = None, link_patients: bool = True,
+                 match_model: Model | None = None) -> None:
         self.store = store
         self.validation = validation or ValidationAhead(0)
         self.pipeline = CommitPipeline(store.derivers, self.validation)  # the store's derivers: it repairs them
         self.clock = clock
         self.new_id = new_id
         self.source_prefix = source_prefix
+        self.linker: Linker | None = Linker(self, match_model) if link_patients else None
 
     async def commit(self, op: WriteOp, *, caller: Caller, tx: Transaction | None = None,
                      noticed: Noticed | None = None, reader: Existence | None = None) -> WriteResult:
@@ -115,8 +122,20 @@ class Writer:
         ``noticed`` is told of the existing version a write reaches before any access check, so that an
         attempt on a patient's record is audited against that patient even when it is refused. ``reader``
         (the request's scoped reader; by default one made for ``caller``) says whether that version exists
-        for the caller.
+        for the caller. A Patient goes through the match step first (``linking/linker.py``), which stores
+        it with its link to the person's master record.
         """
+        if op.rtype == "Patient" and self.linker is not None:
+            def plain(linked: WriteOp) -> Awaitable[WriteResult]:
+                return self.commit_unmatched(linked, caller=caller, tx=tx, noticed=noticed, reader=reader)
+
+            return await self.linker.commit(op, tx=tx, plain=plain)
+        return await self.commit_unmatched(op, caller=caller, tx=tx, noticed=noticed, reader=reader)
+
+    async def commit_unmatched(self, op: WriteOp, *, caller: Caller, tx: Transaction | None = None,
+                               noticed: Noticed | None = None, reader: Existence | None = None) -> WriteResult:
+        """``commit`` without the match step: for the match step itself, which writes the records it linked
+        and the masters it built."""
         seen = noticed or _ignore
         exists_for = reader if reader is not None else ScopedReader(self.store, caller)
         if isinstance(op, Create):
@@ -162,9 +181,11 @@ class Writer:
 
     async def _put(self, op: Update, caller: Caller, grant: Grant, tx: Transaction | None,
                    seen: Noticed, exists_for: Existence) -> WriteResult:
-        source = source_uri(caller, self.source_prefix)
+        own_source = source_uri(caller, self.source_prefix)
 
         async def plan(current: StoredVersion | None) -> tuple[VersionChange, WriteResult] | WriteResult:
+            keep = op.keep_source and caller.internal and current is not None
+            source = current.source if keep and current is not None else own_source
             hidden = current is not None and not exists_for.permits(current, "u")
             if hidden or (grant.compartment is not None and current is None):
                 # a resident creates with POST: were PUT to create, a new id (201) and another person's

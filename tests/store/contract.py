@@ -66,7 +66,7 @@ class Shape:
     """One request kind: ``build(params)`` gives its arguments, drawn from the generated documents."""
 
     name: str
-    collection: str  # "current", "history", "index", "audit", "meta", "claims" or "blocks"
+    collection: str  # "current", "history", "index", "audit", "meta", "claims", "blocks" or "links"
     kind: str  # find | count | update_one | delete_many
     build: Build
     upsert: bool = False
@@ -245,6 +245,12 @@ SHAPES: tuple[Shape, ...] = (
     Shape("delete match blocks by _id", "blocks", "delete_many", lambda d: {"query": {"_id": {"$in": d["block_ids"]}}}),
     Shape("Patients under a block key", "blocks", "find",
           lambda d: {"query": {block_field(d["block_key"]): d["block_key"]}}),
+    Shape("link of a resource", "links", "find", lambda d: {"query": {"r": _some(d, "r", "Patient/a")}}),
+    Shape("delete links by _id", "links", "delete_many", lambda d: {"query": {"_id": {"$in": d["link_ids"]}}}),
+    Shape("a record's link", "links", "find", lambda d: {"query": {"_id": _some(d, "_id", "Patient/a")}, "limit": 1}),
+    Shape("a master's redirect", "links", "find",
+          lambda d: {"query": {"_id": _some(d, "m", "Patient/master-1"), "k": "redirect"}, "limit": 1}),
+    Shape("records linked to a master", "links", "find", lambda d: {"query": {"m": _some(d, "m", "Patient/a")}}),
     Shape("claims of keys", "claims", "find", lambda d: {"query": {"_id": {"$in": d["claim_keys"]}}}),
     Shape("give claims back", "claims", "delete_many",
           lambda d: {"query": {"_id": {"$in": d["claim_keys"]}, "o": _some(d, "o", "t1")}}),

@@ -13,12 +13,15 @@ from pymongo import DeleteMany, InsertOne, MongoClient, UpdateOne
 from pymongo.database import Database
 from pymongo.errors import ClientBulkWriteException
 
+from fhir_hub.linking.elements import Decision, with_master
+from fhir_hub.linking.golden import redirected_master
 from fhir_hub.matching import block_keys, features
 from fhir_hub.store.count import count_pipeline
 from fhir_hub.store.filters import find as reference_find
 from fhir_hub.store.filters import matches as reference_match
 from fhir_hub.store.index_docs import INDEXED, pack
 from fhir_hub.store.match_blocks import MatchBlocks
+from fhir_hub.store.patient_links import PatientLinks
 from fhir_hub.store.records import SearchEntry, StoredVersion
 from fhir_hub.store.schema import BLOCK_FIELDS
 from tests.store.contract import (
@@ -42,9 +45,10 @@ PREFIXES = ["Patient|identifier|", "Patient|", "Patient|name|ễ", "Patient|name
             "Patient|name|ngu", "Observation|date|"]
 COLLECTIONS = {"current": "contract_current", "history": "contract_history", "index": "contract_index",
                "audit": "contract_audit", "meta": "contract_meta", "claims": "contract_claims",
-               "blocks": "contract_blocks"}
+               "blocks": "contract_blocks", "links": "contract_links"}
 INDEXES = {"current": ("type", "ts", "live", "pending"), "history": ("key", "type", "ts"), "index": ("r", *INDEXED),
-           "audit": ("p", "ts"), "meta": (), "claims": (), "blocks": ("r", *BLOCK_FIELDS)}
+           "audit": ("p", "ts"), "meta": (), "claims": (), "blocks": ("r", *BLOCK_FIELDS),
+           "links": ("r", "m")}
 
 
 @pytest.fixture(scope="module")
@@ -101,8 +105,21 @@ def datasets(draw: st.DrawFn) -> dict[str, list[Doc]]:
               for key in draw(st.lists(st.sampled_from(CLAIM_KEYS), max_size=4, unique=True))]
     blocks = [doc for r in draw(st.lists(st.sampled_from(KEYS), max_size=4, unique=True))
               for doc in MatchBlocks().derive(*_patient_version(r, draw(st.sampled_from(PATIENTS))))]
+    links = [doc for r in draw(st.lists(st.sampled_from(KEYS[:3]), max_size=3, unique=True))
+             for doc in PatientLinks().derive(*_linked_version(r, draw(st.sampled_from(MASTERS)), draw(st.booleans())))]
     return {"current": current, "history": history, "index": index, "audit": audit, "meta": meta, "claims": claims,
-            "blocks": blocks}
+            "blocks": blocks, "links": links}
+
+
+MASTERS = ["Patient/master-1", "Patient/master-2", "Patient/a"]
+
+
+def _linked_version(key: str, master: str, redirect: bool) -> tuple[StoredVersion, dict[str, Any]]:
+    """A source Patient linked to ``master``, or (``redirect``) a master merged into it."""
+    rid = key.split("/")[1]
+    resource = (redirected_master(rid, master) if redirect
+                else with_master({"resourceType": "Patient"}, master, Decision("cccd")))
+    return StoredVersion("Patient", rid, 1, 0, "PUT", deleted=False, json=b"{}"), resource
 
 
 CLAIM_KEYS = ["Patient?identifier=s%7C1", "Patient?identifier=s%7C2", "Observation?code=x"]
@@ -150,6 +167,7 @@ def params_for(data: st.DataObject, docs: dict[str, list[Doc]]) -> Params:
         entry_ids=data.draw(st.lists(st.sampled_from([*entry_ids, "absent"]), max_size=4)),
         block_key=data.draw(st.sampled_from(BLOCK_KEYS)),
         block_ids=data.draw(st.lists(st.sampled_from([*(d["_id"] for d in docs["blocks"]), "absent"]), max_size=4)),
+        link_ids=data.draw(st.lists(st.sampled_from([*(d["_id"] for d in docs["links"]), "absent"]), max_size=4)),
         scope=data.draw(st.sampled_from([*SCOPES, "z"])),
         new_version={"_id": key, "key": key, "type": key.split("/")[0], "rid": key.split("/")[1],
                      "vid": data.draw(st.integers(1, 6)), "ts": data.draw(st.integers(0, 20)), "method": "PUT",

@@ -22,16 +22,16 @@ from fhir_hub.auth.policy import access_decision
 from fhir_hub.config import Settings
 from fhir_hub.main import create_app
 from fhir_hub.store.count import count_pipeline
-from fhir_hub.store.schema import AUDIT, CLAIMS, HISTORY, MATCH_BLOCKS, META, RESOURCES, SEARCH_INDEX
+from fhir_hub.store.schema import AUDIT, CLAIMS, HISTORY, MATCH_BLOCKS, META, PATIENT_LINKS, RESOURCES, SEARCH_INDEX
 from tests.conftest import auth, token_for
 from tests.store.contract import SHAPES, shape
 
 _COLLECTIONS = {RESOURCES: "current", HISTORY: "history", SEARCH_INDEX: "index", AUDIT: "audit", META: "meta",
-                CLAIMS: "claims", MATCH_BLOCKS: "blocks"}
+                CLAIMS: "claims", MATCH_BLOCKS: "blocks", PATIENT_LINKS: "links"}
 _DUMMY = {"pick": lambda field, default: default, "keys": ["Patient/a"], "claim_keys": ["Patient?a"],
           "prefix": "k", "limit": 3, "ts": 5,
           "audit_patients": ["a"], "audit_ids": ["e"], "audit_withheld": ["w"],
-          "block_ids": ["b"], "block_key": "cccd:1",
+          "block_ids": ["b"], "block_key": "cccd:1", "link_ids": ["Patient/a"],
           "contains": "n", "low_key": "a", "high_key": "b", "scope": "a",
           "vid": 2, "entry_ids": ["x"],
           "new_version": {"_id": "P/a", "key": "P/a", "type": "P", "rid": "a", "vid": 2, "ts": 5, "method": "PUT",
@@ -163,7 +163,8 @@ def _workload(client: TestClient) -> None:
     client.put("/Patient/client-id", json={"resourceType": "Patient", "id": "client-id", "active": True}, headers=fhir)
     for url in ("/Patient/_history?_count=1", "/_history?_count=1", "/Patient/client-id/_history/1"):
         page = client.get(url, headers=resident).json()
-        following = [link["url"] for link in page.get("link", []) if link["relation"] == "next"]
+        links = page.get("link", []) if page.get("resourceType") == "Bundle" else []  # a vread's are Patient.link
+        following = [link["url"] for link in links if link["relation"] == "next"]
         for next_url in following:
             client.get(next_url, headers=resident)
             client.get(next_url + "&_since=2020-01-01", headers=resident)

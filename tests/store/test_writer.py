@@ -33,6 +33,13 @@ pytestmark = pytest.mark.anyio
 HUB = Caller.hub("test")
 
 
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    """The write protocol on its own: with patient matching on, each Patient written here would also make
+    a master record (with its own versions, index entries and clock ticks); tests/linking covers those."""
+    return dataclasses.replace(settings, link_patients=False)
+
+
 def patient(rid: str | None = None, **extra: object) -> dict[str, object]:
     body: dict[str, object] = {"resourceType": "Patient", **extra}
     if rid is not None:
@@ -93,7 +100,7 @@ async def test_concurrent_update_as_create_creates_once(hub: Hub) -> None:
 async def test_last_updated_increases_even_when_the_clock_goes_back(hub: Hub) -> None:
     times = iter([5_000_000, 4_000_000, 3_000_000])
     writer = Writer(
-        hub.store, clock=lambda: next(times), new_id=lambda: "fixed", source_prefix="urn:test"
+        hub.store, clock=lambda: next(times), new_id=lambda: "fixed", source_prefix="urn:test", link_patients=False
     )
     first = await writer.commit(Create("Patient", patient()), caller=HUB)
     second = await writer.commit(Update("Patient", "fixed", {**patient("fixed"), "gender": "other"}), caller=HUB)
@@ -187,7 +194,7 @@ async def test_sequential_fallback_writes_the_same_state(hub: Hub) -> None:
     hub.store.capabilities = dataclasses.replace(hub.store.capabilities, client_bulk_write=False)
     ids = itertools.count()
     writer = Writer(
-        hub.store, clock=hub.writer.clock, new_id=lambda: f"s{next(ids)}", source_prefix="urn:test"
+        hub.store, clock=hub.writer.clock, new_id=lambda: f"s{next(ids)}", source_prefix="urn:test", link_patients=False
     )
     created = await writer.commit(
         Create("Patient", patient(identifier=[{"system": "urn:x", "value": "7"}])), caller=HUB

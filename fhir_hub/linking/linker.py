@@ -1,0 +1,296 @@
+"""The commit pipeline's match step: every Patient write, from any entry point, is matched and linked here.
+
+``Writer.commit`` hands every Patient create, update, patch and delete to ``Linker.commit``, which
+
+1. reads the record's match features and files it under its blocking keys (``fhir_hub/matching``);
+2. **claims** those keys (``store/claims.py``) for as long as the write takes, so that two records of one
+   person arriving at once in two hub processes are matched one after the other: two records that could
+   be compared share a blocking key, so the second waits, then finds the first (race-free "create the
+   person unless they exist");
+3. compares the record with every candidate filed under its keys (a handful, never the population) and
+   with the records an enclosing transaction wrote before it;
+4. decides its master: the person it already belonged to, else the person of the best-scoring candidate
+   it links with, else a new person; when it links with several persons, it proves they are one and the
+   others' masters are redirected into that one (unless their personal IDs differ: two CCCDs never merge
+   automatically);
+5. stores the record with the hub's ``refer`` link and the decision (``elements.py``) through the normal
+   pipeline (validated, stamped, derived like any write), then rebuilds the master (``golden.py``),
+   under a claim on the master so that concurrent rebuilds follow one another and the last one sees every
+   source. Within a transaction Bundle the rebuild runs once the Bundle is committed.
+
+A record that was linked keeps its person when an update still agrees (no flip-flopping between masters),
+and a re-sent identical record stores nothing new.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from fhir_hub.auth.caller import Caller
+from fhir_hub.errors import UnprocessableResource
+from fhir_hub.fhir.jsonio import loads
+from fhir_hub.linking.elements import (
+    MASTER_ID_PREFIX,
+    Decision,
+    is_master,
+    is_master_key,
+    master_of,
+    redirect_of,
+    with_master,
+    without_master,
+)
+from fhir_hub.linking.golden import SourceRecord, golden_record, redirected_master
+from fhir_hub.matching import Comparison, MatchRecord, Model, block_keys, compare, features
+from fhir_hub.store.records import StoredVersion
+
+if TYPE_CHECKING:
+    from fhir_hub.store.transaction import Transaction
+    from fhir_hub.store.writer import WriteOp, Writer, WriteResult
+
+MATCHER = Caller.hub("matching")
+_NOTES = "linking"  # the key of a transaction's notes: the Patients it linked so far
+
+
+@dataclass
+class _TxLinks:
+    """What a transaction linked before its commit: later records of the same group must see them."""
+
+    records: dict[str, tuple[MatchRecord, str]] = field(default_factory=dict)  # key -> (features, master)
+    masters: set[str] = field(default_factory=set)  # to rebuild once committed
+
+
+@dataclass(frozen=True)
+class Plan:
+    master: str  # the master the record refers to
+    decision: Decision
+    merge: tuple[str, ...] = ()  # masters in use to redirect into ``root``
+    root: str | None = None  # the master in use the record's person ends up with (None: ``master``, new)
+    adopt: tuple[tuple[StoredVersion, Comparison], ...] = ()  # linked candidates that had no master yet
+
+
+class Linker:
+    def __init__(self, writer: Writer, model: Model | None = None) -> None:
+        self.writer = writer
+        self.store = writer.store
+        self.model = model or Model.default()
+
+    # ------------------------------------------------------------------------------------------ writes
+    async def commit(self, op: WriteOp, *, tx: Transaction | None,
+                     plain: Callable[[WriteOp], Awaitable[WriteResult]]) -> WriteResult:
+        """Store a Patient write (``plain`` stores it as the caller asked), matched and linked."""
+        from fhir_hub.store.writer import Create, Delete, Patch
+
+        if isinstance(op, Delete):
+            before = await self.store.master_in_use(f"Patient/{op.rid}")
+            result = await plain(op)
+            if result.changed and before is not None:
+                await self._rebuild_later({before}, tx)
+            return result
+        if isinstance(op, Create) and op.rid is None:
+            op = replace(op, rid=self.writer.new_id())
+        assert op.rid is not None
+        key = f"Patient/{op.rid}"
+        current = await self.store.current("Patient", op.rid)
+        if isinstance(op, Patch):
+            if current is None or current.json is None:
+                return await plain(op)  # the writer answers 404/410
+            try:
+                incoming = op.apply(loads(current.json))
+            except Exception:  # noqa: BLE001 - the writer applies it again and answers the error properly
+                return await plain(op)
+        else:
+            incoming = op.resource
+        if is_master(incoming):
+            raise UnprocessableResource("Patient.meta.tag: the record-role 'master' tag marks the hub's own master "
+                                        "records; a facility's Patient may not carry it",
+                                        expression=["Patient.meta.tag"])
+        if is_master_key(key):
+            raise UnprocessableResource(f"Patient.id: ids starting with {MASTER_ID_PREFIX!r} are the hub's master "
+                                        "records'; choose another id", expression=["Patient.id"])
+        content = without_master(incoming)
+        record = features(content, key)
+        async with self._claimed(_match_claims(record), tx):
+            plan = await self._plan(key, record, current, tx)
+            masters = {plan.master, *plan.merge, *([plan.root] if plan.root else [])}
+            # within a transaction the masters are not claimed: the gate may be held exclusively by then, and
+            # the holder of a master's claim may be waiting for it; a concurrent change to a master this
+            # group redirects fails the group's commit (its version condition), which is then retried
+            async with self._claimed([f"master:{m}" for m in sorted(masters)] if tx is None else [], tx):
+                def linked(resource: dict[str, Any]) -> dict[str, Any]:
+                    return with_master(without_master(resource), plan.master, plan.decision)
+
+                if isinstance(op, Patch):
+                    apply = op.apply
+                    op = replace(op, apply=lambda cur: linked(apply(cur)))
+                else:
+                    op = replace(op, resource=linked(content))
+                result = await plain(op)
+                root = plan.root or plan.master
+                for version, comparison in plan.adopt:
+                    await self._adopt(version, comparison, root, key, tx)
+                for merged in plan.merge:
+                    await self._store_master(redirected_master(merged.removeprefix("Patient/"), root), tx)
+                if tx is not None:
+                    notes = tx.notes.setdefault(_NOTES, _TxLinks())
+                    notes.records[key] = (record, root)
+                previous = master_of(loads(current.json)) if current is not None and current.json else None
+                await self._rebuild_later({root, *([previous[0]] if previous else [])}, tx)
+        return result
+
+    async def _adopt(self, version: StoredVersion, comparison: Comparison, root: str, key: str,
+                     tx: Transaction | None) -> None:
+        """Link a candidate stored before it could be linked (before matching existed, or by a failed step):
+        a new version whose only change is the hub's link; the facility's ``meta.source`` is kept."""
+        from fhir_hub.store.writer import Update
+
+        assert version.json is not None
+        decision = Decision(comparison.rule, comparison.score, comparison.grade, matched=key)
+        resource = with_master(without_master(loads(version.json)), root, decision)
+        await self.writer.commit_unmatched(Update("Patient", version.rid, resource, keep_source=True),
+                                           caller=MATCHER, tx=tx)
+
+    async def _store_master(self, resource: dict[str, Any], tx: Transaction | None) -> None:
+        from fhir_hub.store.writer import Update
+
+        await self.writer.commit_unmatched(Update("Patient", resource["id"], resource), caller=MATCHER, tx=tx)
+
+    # ------------------------------------------------------------------------------------------ decision
+    async def _plan(self, key: str, record: MatchRecord, current: StoredVersion | None,
+                    tx: Transaction | None) -> Plan:
+        own = tx.notes.get(_NOTES) if tx is not None else None
+        compared: list[tuple[str, Comparison, str | None, StoredVersion | None]] = []  # key, cmp, root, version
+        keys = block_keys(record)
+        pending = {k: v for k, v in (own.records.items() if own else ()) if k != key and keys & block_keys(v[0])}
+        found = await self.store.match_candidates(keys)
+        found.discard(key)
+        for version in await self.store.live_versions(found - pending.keys()):
+            if version.json is None:
+                continue
+            other = loads(version.json)
+            if is_master(other):
+                continue
+            comparison = compare(record, features(other, version.key), self.model)
+            if comparison.decision == "link":
+                compared.append((version.key, comparison, await self.store.master_in_use(version.key), version))
+        for other_key, (other_record, other_master) in sorted(pending.items()):
+            comparison = compare(record, other_record, self.model)
+            if comparison.decision == "link":
+                compared.append((other_key, comparison, other_master, None))
+        existing = master_of(loads(current.json)) if current is not None and current.json else None
+        mine = await self.store.master_in_use(key) if existing is not None else None
+        if existing is not None and mine is None and own is not None and key in own.records:
+            mine = own.records[key][1]
+        best = max(compared, key=lambda c: (c[1].score, c[0]), default=None)
+        roots = sorted({root for _k, _c, root, _v in compared if root is not None})
+        if mine is not None:
+            target = mine
+        elif best is not None and best[2] is not None:
+            target = best[2]
+        elif roots:
+            target = roots[0]
+        else:
+            target = None
+        if best is not None:
+            decision = Decision(best[1].rule, best[1].score, best[1].grade, matched=best[0])
+        elif existing is not None:
+            decision = existing[1]
+        else:
+            decision = Decision("new-person")
+        adopt = tuple((v, c) for _k, c, root, v in compared if root is None and v is not None)
+        if target is None:
+            new_master = f"Patient/{MASTER_ID_PREFIX}{self.writer.new_id()}"
+            return Plan(new_master, decision, adopt=adopt)
+        merge = tuple(sorted(await self._mergeable(target, [r for r in roots if r != target])))
+        master = existing[0] if existing is not None and mine == target else target
+        return Plan(master, decision, merge=merge, root=target, adopt=adopt)
+
+    async def _mergeable(self, target: str, others: list[str]) -> list[str]:
+        """The persons that may be merged into ``target``'s automatically: two different personal IDs never
+        are (the record then stays with ``target`` alone, and the other person is left as it is)."""
+        if not others:
+            return []
+        masters = {v.key: v for v in await self.store.live_versions([target, *others])}
+        ids = {key: _cccds(masters.get(key)) for key in [target, *others]}
+        seen = set(ids[target])
+        out = []
+        for other in others:
+            if seen and ids[other] and not ids[other] <= seen:
+                continue
+            seen |= ids[other]
+            out.append(other)
+        return out
+
+    # ------------------------------------------------------------------------------------------ masters
+    async def _rebuild_later(self, masters: set[str], tx: Transaction | None) -> None:
+        """Rebuild now, or, within a transaction, once it is committed (its sources are visible only then)."""
+        if tx is None:
+            for master in sorted(masters):
+                await self.rebuild(master)
+            return
+        notes = tx.notes.setdefault(_NOTES, _TxLinks())
+        if not notes.masters:
+            tx.after_commit.append(lambda: self._rebuild_all(notes.masters))
+        notes.masters |= masters
+
+    async def _rebuild_all(self, masters: set[str]) -> None:
+        for master in sorted(masters):
+            await self.rebuild(master)
+
+    async def rebuild(self, master: str) -> None:
+        """Make ``master`` (or the master it was merged into) the golden record of its sources, now.
+
+        Under the master's claim, so rebuilds of one person follow one another and each reads the sources
+        after the previous finished: the last one always sees every source committed before it started."""
+        async with self.store.claims.holding([f"master:{master}"]):
+            person = await self.store.person(master)
+            target = person.master if person is not None else master
+        if target != master:
+            await self.rebuild(target)
+            return
+        async with self.store.claims.holding([f"master:{master}"]):
+            person = await self.store.person(master)
+            rid = master.removeprefix("Patient/")
+            current = await self.store.current("Patient", rid)
+            if current is not None and current.json is not None and redirect_of(loads(current.json)) is not None:
+                return  # merged into another master: stays a redirect until unmerged
+            sources = await self.store.live_versions(person.sources) if person is not None else []
+            records = [SourceRecord(v.key, loads(v.json), v.ts) for v in sources if v.json is not None]
+            if not records:
+                if current is not None and not current.deleted:
+                    from fhir_hub.store.writer import Delete
+
+                    await self.writer.commit_unmatched(Delete("Patient", rid), caller=MATCHER)
+                return
+            await self._store_master(golden_record(rid, records, sorted(person.merged) if person else ()), None)
+
+    # ------------------------------------------------------------------------------------------ claims
+    @asynccontextmanager
+    async def _claimed(self, keys: list[str], tx: Transaction | None) -> AsyncIterator[None]:
+        """Hold claims for the block, or, within a transaction, until it ends (its writes are visible to
+        other requests only once it is committed)."""
+        if tx is None:
+            async with self.store.claims.holding(keys):
+                yield
+            return
+        await tx.held.enter_async_context(self.store.claims.holding(keys))
+        yield
+
+
+def match_claims(patient: dict[str, Any]) -> list[str]:
+    """The claims the match step takes for this Patient: a transaction Bundle takes them before it starts
+    (``bundles/processor.py``), so the match step never waits for a claim while holding the store's gate."""
+    return _match_claims(features(without_master(patient)))
+
+
+def _match_claims(record: MatchRecord) -> list[str]:
+    return [f"match:{k}" for k in sorted(block_keys(record))]
+
+
+def _cccds(version: StoredVersion | None) -> frozenset[str]:
+    if version is None or version.json is None:
+        return frozenset()
+    cccd = features(loads(version.json)).cccd
+    return frozenset([cccd]) if cccd else frozenset()

@@ -1,0 +1,91 @@
+"""Patient links: which master each source record refers to, and which masters were merged into which.
+
+A deriver (``store/derivers.py``): one document per source Patient that carries the hub's ``refer`` link,
+and one per master redirected into another (``replaced-by``), computed from the stored version alone, so it
+is written atomically with the version that made the decision and crash repair recomputes it. ``_id`` is
+the record's key, which is also why no record can ever have two masters: the primary key allows one
+document per record.
+
+``person`` answers "which records are this person?" from any of them: up the redirects to the master in
+use, then down through every record that refers to it or to a master merged into it. One equality per
+step on the indexed ``m`` (nx-27017 reads the whole collection for an ``$in`` on any field but ``_id``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from fhir_hub.linking.elements import master_of, redirect_of
+from fhir_hub.store.records import StoredVersion
+from fhir_hub.store.schema import PATIENT_LINKS
+
+_MAX_DEPTH = 64  # redirects followed before giving up (a cycle would be a bug; never loop on it)
+
+
+@dataclass(frozen=True, slots=True)
+class PatientLinks:
+    name: str = "patient links"
+    collection: str = PATIENT_LINKS
+
+    def derive(self, version: StoredVersion, resource: dict[str, Any] | None) -> list[dict[str, Any]]:
+        if version.rtype != "Patient" or version.deleted or resource is None:
+            return []  # a deleted record belongs to no one: its master is rebuilt without it
+        redirect = redirect_of(resource)
+        if redirect is not None:
+            return [{"_id": version.key, "r": version.key, "m": redirect, "k": "redirect"}]
+        linked = master_of(resource)
+        if linked is None:
+            return []
+        master, decision = linked
+        return [{"_id": version.key, "r": version.key, "m": master, "k": "source", "rule": decision.rule}]
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    """Every record of one person: the master in use, the masters merged into it, the source records."""
+
+    master: str
+    merged: frozenset[str]
+    sources: frozenset[str]
+
+    @property
+    def records(self) -> frozenset[str]:
+        return self.sources | self.merged | {self.master}
+
+
+async def master_in_use(collection: Any, key: str) -> str | None:
+    """The master in use for a record (a source, a master, or a merged master); None when it has none."""
+    doc = await collection.find_one({"_id": key}, {"m": 1, "k": 1})
+    if doc is None:
+        return None
+    current = doc["m"]
+    for _ in range(_MAX_DEPTH):
+        up = await collection.find_one({"_id": current, "k": "redirect"}, {"m": 1})
+        if up is None:
+            return str(current)
+        current = up["m"]
+    raise RuntimeError(f"patient links: redirects from {key} do not end")
+
+
+async def person(collection: Any, key: str) -> Person | None:
+    """The person ``key`` is a record of; None when it is linked to nothing and nothing is linked to it."""
+    master = await master_in_use(collection, key)
+    if master is None:
+        has_sources = await collection.find_one({"m": key}, {"_id": 1})
+        if has_sources is None:
+            return None
+        master = key
+    merged: set[str] = set()
+    sources: set[str] = set()
+    frontier = [master]
+    while frontier:
+        node = frontier.pop()
+        async for doc in collection.find({"m": node}, {"k": 1}):
+            if doc.get("k") == "redirect":
+                if doc["_id"] not in merged and len(merged) < _MAX_DEPTH:
+                    merged.add(doc["_id"])
+                    frontier.append(doc["_id"])
+            else:
+                sources.add(doc["_id"])
+    return Person(master, frozenset(merged), frozenset(sources))
