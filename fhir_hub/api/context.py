@@ -23,6 +23,7 @@ from fhir_hub.auth.policy import PERMISSION, require, require_any
 from fhir_hub.auth.tokens import InvalidToken
 from fhir_hub.errors import BadRequest, Unauthorized
 from fhir_hub.hub import Hub
+from fhir_hub.linking.residents import with_linked_records
 from fhir_hub.services.session import Session
 from fhir_hub.store.reader import ScopedReader
 
@@ -96,11 +97,12 @@ async def authenticate(request: Request, hub: Hub) -> Caller:
         raise Unauthorized("The Authorization header must be 'Bearer <token>'",
                            headers={"WWW-Authenticate": 'Bearer realm="fhir-hub", error="invalid_request"'})
     try:
-        return await hub.authenticator.caller(token.strip())
+        caller = await hub.authenticator.caller(token.strip())
     except (InvalidToken, InvalidClaims) as exc:
         code = "expired" if "expired" in str(exc) else "login"
         raise Unauthorized(f"Invalid bearer token: {exc}", code=code,
                            headers={"WWW-Authenticate": 'Bearer realm="fhir-hub", error="invalid_token"'}) from None
+    return await with_linked_records(caller, hub.store.person)  # a resident's records, as linked now
 
 
 _BASE_URLS: dict[tuple[Any, ...], str] = {}

@@ -23,7 +23,7 @@ BUILT_IN = frozenset({"_id", "_lastUpdated", "_has"})
 MODIFIERS = {
     "string": frozenset({"exact", "contains", "missing"}),
     "token": frozenset({"not", "text", "missing", "of-type"}),
-    "reference": frozenset({"missing"}),  # plus a resource type (":Patient")
+    "reference": frozenset({"missing", "mdm"}),  # plus a resource type (":Patient"); mdm: search/persons.py
     "date": frozenset({"missing"}),
     "number": frozenset({"missing"}),
     "quantity": frozenset({"missing"}),

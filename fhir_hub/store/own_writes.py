@@ -23,6 +23,7 @@ from typing import Any
 from fhir_hub.store.audit_log import AuditLog
 from fhir_hub.store.filters import matches
 from fhir_hub.store.index_docs import INDEXED, SLOTS, each_key, match_filter, match_slot, view
+from fhir_hub.store.patient_links import Person
 from fhir_hub.store.protocol import ReadStore
 from fhir_hub.store.records import EntryMatch, HistoryPage, HistoryPosition, StoredVersion, VersionChange
 from fhir_hub.store.schema import SEARCH_INDEX
@@ -115,6 +116,11 @@ class OwnWritesView:
         wanted = set(keys)
         theirs = await self.store.live_versions(wanted - self.changes.keys())
         return sorted(theirs + self._own_live(wanted), key=lambda v: v.key)
+
+    async def person(self, key: str) -> Person | None:
+        """The person as committed: a group's own links count once it is committed (its masters are
+        rebuilt only then, see linking/linker.py)."""
+        return await self.store.person(key)
 
     async def live_keys(self, rtype: str) -> set[str]:
         return self._merged(await self.store.live_keys(rtype), rtype, None, None)

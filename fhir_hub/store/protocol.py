@@ -24,6 +24,7 @@ from collections.abc import Iterable
 from typing import Any, Protocol, runtime_checkable
 
 from fhir_hub.store.audit_log import AuditLog
+from fhir_hub.store.patient_links import Person
 from fhir_hub.store.records import EntryMatch, HistoryPage, HistoryPosition, StoredVersion
 
 
@@ -36,6 +37,10 @@ class ReadStore(Protocol):
 
     async def current(self, rtype: str, rid: str) -> StoredVersion | None:
         """The current version (possibly a deletion), or None for a resource never stored."""
+        ...
+
+    async def person(self, key: str) -> Person | None:
+        """Every record of the person a Patient record belongs to (``store/patient_links.py``)."""
         ...
 
     async def version(self, rtype: str, rid: str, vid: int) -> StoredVersion | None:

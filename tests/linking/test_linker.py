@@ -106,3 +106,56 @@ async def test_a_facility_may_not_send_a_master(hub: Hub) -> None:
         {"system": "https://fhir.hub.hcmc.vn/CodeSystem/record-role", "code": "master"}]}}
     with pytest.raises(UnprocessableResource, match="meta.tag"):
         await hub.writer.commit(Create("Patient", body), caller=facility("79001"))
+
+
+def test_two_records_of_one_person_in_one_transaction_share_a_master(client: Any) -> None:
+    """The second record is matched against the first before either is committed (the group's own links)."""
+    entries = [{"fullUrl": f"urn:uuid:{n}", "request": {"method": "POST", "url": "Patient"},
+                "resource": person("Lê", ["Văn", "Tám"], "1950-08-08", gender="male", cccd="079050002222")}
+               for n in range(2)]
+    answer = client.post("/", json={"resourceType": "Bundle", "type": "transaction", "entry": entries})
+    assert answer.status_code == 200, answer.text
+    ids = [e["response"]["location"].split("Patient/")[1].split("/")[0] for e in answer.json()["entry"]]
+    refers = {client.get(f"/Patient/{pid}").json()["link"][-1]["other"]["reference"] for pid in ids}
+    assert len(refers) == 1
+    golden = client.get(f"/{refers.pop()}").json()
+    assert sorted(link["other"]["reference"] for link in golden["link"]) == sorted(f"Patient/{i}" for i in ids)
+
+
+async def test_a_record_that_proves_two_persons_one_merges_their_masters(hub: Hub) -> None:
+    """Known by name and phone at a commune station, by CCCD at a hospital; a clinic's record with both
+    shows they are one man: the newer master is redirected (replaced-by) into the other, which lists every
+    record; nothing of the facilities' records changes."""
+    by_phone = person("Phạm", ["Văn", "Bình"], "1980", gender="male", phone="0911000111")
+    by_id = person("Pham", ["Binh"], "1980-05-05", gender="male", cccd="079080003333",
+                   address=[{"district": "Phường Tân Định"}])
+    a = await hub.writer.commit(Update("Patient", "a", by_phone | {"id": "a"}), caller=facility("79001"))
+    b = await hub.writer.commit(Update("Patient", "b", by_id | {"id": "b"}), caller=facility("79002"))
+    first, second = await _master(hub, "Patient/a"), await _master(hub, "Patient/b")
+    assert first != second  # nothing links them yet
+    both = person("Phạm", ["Văn", "Bình"], "1980-05-05", gender="male", cccd="079080003333", phone="0911000111")
+    await hub.writer.commit(Update("Patient", "c", both | {"id": "c"}), caller=facility("79003"))
+    kept = await hub.store.master_in_use("Patient/a")
+    assert kept == await hub.store.master_in_use("Patient/b") == await hub.store.master_in_use("Patient/c")
+    merged = second if kept == first else first
+    redirect = await _json(hub, merged)
+    assert redirect["active"] is False and redirect["link"] == [{"other": {"reference": kept}, "type": "replaced-by"}]
+    golden = await _json(hub, kept)
+    assert {(link["type"], link["other"]["reference"]) for link in golden["link"]} == {
+        ("replaces", merged), ("seealso", "Patient/a"), ("seealso", "Patient/b"), ("seealso", "Patient/c")}
+    # the facilities' records are as they were: the same version, the same master reference
+    assert (await hub.store.current("Patient", "a")).vid == a.version.vid  # type: ignore[union-attr]
+    assert (await hub.store.current("Patient", "b")).vid == b.version.vid  # type: ignore[union-attr]
+
+
+async def test_two_different_personal_ids_are_never_merged(hub: Hub) -> None:
+    """A record linking by phone to a man with another CCCD: it joins one person, the two are not merged."""
+    one = person("Đặng", ["Văn", "Sơn"], "1966-06-06", gender="male", cccd="079066001111", phone="0988000111")
+    two = person("Đặng", ["Văn", "Sơn"], "1966-06-06", gender="male", cccd="079066002222")
+    await hub.writer.commit(Update("Patient", "one", one | {"id": "one"}), caller=facility("79001"))
+    await hub.writer.commit(Update("Patient", "two", two | {"id": "two"}), caller=facility("79002"))
+    assert await hub.store.master_in_use("Patient/one") != await hub.store.master_in_use("Patient/two")
+    bridge = person("Đặng", ["Văn", "Sơn"], "1966-06-06", gender="male", phone="0988000111")
+    await hub.writer.commit(Update("Patient", "bridge", bridge | {"id": "bridge"}), caller=facility("79003"))
+    masters = {await hub.store.master_in_use(f"Patient/{rid}") for rid in ("one", "two", "bridge")}
+    assert len(masters) == 2
