@@ -14,7 +14,20 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from fhir_hub import __version__
-from fhir_hub.api import bundle, create, delete, history, ingest, metadata, patch, read, search, smart, update
+from fhir_hub.api import (
+    bundle,
+    create,
+    delete,
+    history,
+    ingest,
+    linking,
+    metadata,
+    patch,
+    read,
+    search,
+    smart,
+    update,
+)
 from fhir_hub.api.budget import RequestBudget
 from fhir_hub.api.errors import install_error_handlers
 from fhir_hub.api.middleware import AuditMiddleware
@@ -25,8 +38,9 @@ from fhir_hub.hub import Hub, running_hub
 
 StartupHook = Callable[[Hub], Awaitable[None]]
 
-ROUTERS = (metadata.router, smart.router, ingest.router, history.router, read.router, search.router, bundle.router,
-           create.router, update.router, patch.router, delete.router)
+# linking's /Patient/$... routes before read's /{rtype}/{rid}, which would take them for ids
+ROUTERS = (metadata.router, smart.router, ingest.router, linking.router, history.router, read.router, search.router,
+           bundle.router, create.router, update.router, patch.router, delete.router)
 
 
 def freeze_startup_heap() -> None:

@@ -27,6 +27,8 @@ PERMISSION = {
     "patch": "u", "conditional-patch": "u",
     "transaction": "",  # a Bundle: each entry is checked as the interaction it carries
     "ingest": "c", "replay": "c",  # a payload's records are transactions: each entry is checked the same way
+    # patient link operations (services/linking.py checks Patient.u and refuses residents' decisions)
+    "merge": "u", "unmerge": "u", "review": "u", "review-list": "s", "links": "r",
 }
 HUB_ONLY_TYPES = frozenset({"AuditEvent"})
 

@@ -50,6 +50,7 @@ class Decision:
     grade: str | None = None
     author: str = "fhir-hub/matching"
     matched: str | None = None  # "Patient/123"
+    reviews: tuple[str, ...] = ()  # records that may be the same person, for a person to decide (review list)
 
     def extension(self) -> dict[str, Any]:
         parts: list[dict[str, Any]] = [{"url": "rule", "valueCode": self.rule}]
@@ -60,17 +61,21 @@ class Decision:
         parts.append({"url": "author", "valueString": self.author})
         if self.matched is not None:
             parts.append({"url": "matched", "valueReference": {"reference": self.matched}})
+        parts += [{"url": "review", "valueReference": {"reference": key}} for key in self.reviews]
         return {"url": DECISION, "extension": parts}
 
     @classmethod
     def from_extension(cls, ext: dict[str, Any]) -> Decision:
-        parts = {p.get("url"): p for p in ext.get("extension") or [] if isinstance(p, dict)}
+        items = [p for p in ext.get("extension") or [] if isinstance(p, dict)]
+        parts = {p.get("url"): p for p in items}
         score = parts.get("score", {}).get("valueDecimal")
         matched = parts.get("matched", {}).get("valueReference", {}).get("reference")
+        reviews = tuple(str(p.get("valueReference", {}).get("reference")) for p in items if p.get("url") == "review")
         return cls(rule=str(parts.get("rule", {}).get("valueCode", "unknown")),
                    score=float(score) if score is not None else None,
                    grade=parts.get("grade", {}).get("valueCode"),
-                   author=str(parts.get("author", {}).get("valueString", "unknown")), matched=matched)
+                   author=str(parts.get("author", {}).get("valueString", "unknown")), matched=matched,
+                   reviews=reviews)
 
 
 def is_master(resource: dict[str, Any]) -> bool:

@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from fhir_hub.linking.elements import MASTER_TAG, SOURCE
+from fhir_hub.linking.elements import MASTER_TAG, SOURCE, Decision
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,10 +67,14 @@ def golden_record(master_id: str, sources: Sequence[SourceRecord], replaces: Seq
     return out
 
 
-def redirected_master(master_id: str, target: str) -> dict[str, Any]:
-    """A master merged into ``target``: inactive, pointing forward (FHIR ``replaced-by``)."""
+def redirected_master(master_id: str, target: str, decision: Decision | None = None) -> dict[str, Any]:
+    """A master merged into ``target``: inactive, pointing forward (FHIR ``replaced-by``), with who merged it
+    and why (the merge's audit trail is this version)."""
+    link: dict[str, Any] = {"other": {"reference": target}, "type": "replaced-by"}
+    if decision is not None:
+        link = {"extension": [decision.extension()], **link}
     return {"resourceType": "Patient", "id": master_id, "meta": {"tag": [MASTER_TAG]}, "active": False,
-            "link": [{"other": {"reference": target}, "type": "replaced-by"}]}
+            "link": [link]}
 
 
 def _from(key: str) -> dict[str, Any]:

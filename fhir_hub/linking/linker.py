@@ -29,6 +29,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from adapters.normalize import CCCD
 from fhir_hub.auth.caller import Caller
 from fhir_hub.errors import UnprocessableResource
 from fhir_hub.fhir.jsonio import loads
@@ -47,11 +48,13 @@ from fhir_hub.matching import Comparison, MatchRecord, Model, block_keys, compar
 from fhir_hub.store.records import StoredVersion
 
 if TYPE_CHECKING:
+    from fhir_hub.store.mongo import MongoStore
     from fhir_hub.store.transaction import Transaction
     from fhir_hub.store.writer import WriteOp, Writer, WriteResult
 
 MATCHER = Caller.hub("matching")
 _NOTES = "linking"  # the key of a transaction's notes: the Patients it linked so far
+_MAX_REVIEWS = 3  # review-band pairs kept per record, best first (a reviewer settles the best; more is noise)
 
 
 @dataclass
@@ -132,7 +135,8 @@ class Linker:
                 for version, comparison in plan.adopt:
                     await self._adopt(version, comparison, root, key, tx)
                 for merged in plan.merge:
-                    await self._store_master(redirected_master(merged.removeprefix("Patient/"), root), tx)
+                    why = Decision("re-link", plan.decision.score, plan.decision.grade, matched=key)
+                    await self._store_master(redirected_master(merged.removeprefix("Patient/"), root, why), tx)
                 if tx is not None:
                     notes = tx.notes.setdefault(_NOTES, _TxLinks())
                     notes.records[key] = (record, root)
@@ -152,6 +156,23 @@ class Linker:
         await self.writer.commit_unmatched(Update("Patient", version.rid, resource, keep_source=True),
                                            caller=MATCHER, tx=tx)
 
+    async def settle_review(self, record: str, other: str) -> bool:
+        """Take ``other`` off ``record``'s review list (a person decided on the pair): a new version of the
+        record whose only change is its decision; False when the pair was not on the list."""
+        from fhir_hub.store.writer import Update
+
+        rid = record.removeprefix("Patient/")
+        current = await self.store.current("Patient", rid)
+        content = loads(current.json) if current is not None and current.json is not None else None
+        linked = master_of(content) if content is not None else None
+        if content is None or linked is None or other not in linked[1].reviews:
+            return False
+        master, decision = linked
+        settled = replace(decision, reviews=tuple(k for k in decision.reviews if k != other))
+        await self.writer.commit_unmatched(Update("Patient", rid, with_master(without_master(content), master, settled),
+                                                  keep_source=True), caller=MATCHER)
+        return True
+
     async def _store_master(self, resource: dict[str, Any], tx: Transaction | None) -> None:
         from fhir_hub.store.writer import Update
 
@@ -162,6 +183,7 @@ class Linker:
                     tx: Transaction | None) -> Plan:
         own = tx.notes.get(_NOTES) if tx is not None else None
         compared: list[tuple[str, Comparison, str | None, StoredVersion | None]] = []  # key, cmp, root, version
+        doubtful: list[tuple[str, Comparison, str | None]] = []  # the review band: key, comparison, root
         keys = block_keys(record)
         pending = {k: v for k, v in (own.records.items() if own else ()) if k != key and keys & block_keys(v[0])}
         found = await self.store.match_candidates(keys)
@@ -173,12 +195,19 @@ class Linker:
             if is_master(other):
                 continue
             comparison = compare(record, features(other, version.key), self.model)
+            if comparison.decision == "apart" or await self.store.link_decisions.distinct(key, version.key):
+                continue
+            root = await self.store.master_in_use(version.key)
             if comparison.decision == "link":
-                compared.append((version.key, comparison, await self.store.master_in_use(version.key), version))
+                compared.append((version.key, comparison, root, version))
+            else:
+                doubtful.append((version.key, comparison, root))
         for other_key, (other_record, other_master) in sorted(pending.items()):
             comparison = compare(record, other_record, self.model)
             if comparison.decision == "link":
                 compared.append((other_key, comparison, other_master, None))
+            elif comparison.decision == "review":
+                doubtful.append((other_key, comparison, other_master))
         existing = master_of(loads(current.json)) if current is not None and current.json else None
         mine = await self.store.master_in_use(key) if existing is not None else None
         if existing is not None and mine is None and own is not None and key in own.records:
@@ -200,6 +229,9 @@ class Linker:
         else:
             decision = Decision("new-person")
         adopt = tuple((v, c) for _k, c, root, v in compared if root is None and v is not None)
+        reviews = tuple(k for k, _c, root in sorted(doubtful, key=lambda d: (-d[1].score, d[0]))
+                        if target is None or root != target)[:_MAX_REVIEWS]
+        decision = replace(decision, reviews=reviews)
         if target is None:
             new_master = f"Patient/{MASTER_ID_PREFIX}{self.writer.new_id()}"
             return Plan(new_master, decision, adopt=adopt)
@@ -219,6 +251,8 @@ class Linker:
         for other in others:
             if seen and ids[other] and not ids[other] <= seen:
                 continue
+            if await self.store.link_decisions.distinct(target, other):
+                continue  # a person undid their merge, or said they are two people
             seen |= ids[other]
             out.append(other)
         return out
@@ -239,24 +273,27 @@ class Linker:
         for master in sorted(masters):
             await self.rebuild(master)
 
-    async def rebuild(self, master: str) -> None:
-        """Make ``master`` (or the master it was merged into) the golden record of its sources, now.
+    async def rebuild(self, master: str, *, restore: bool = False) -> None:
+        """Make ``master`` (or the master it was merged into) the golden record of its sources, now;
+        ``restore``: ``master`` itself, even if it was merged into another (an unmerge).
 
         Under the master's claim, so rebuilds of one person follow one another and each reads the sources
         after the previous finished: the last one always sees every source committed before it started."""
+        if not restore:
+            async with self.store.claims.holding([f"master:{master}"]):
+                person = await self.store.person(master)
+                target = person.master if person is not None else master
+            if target != master:
+                await self.rebuild(target)
+                return
         async with self.store.claims.holding([f"master:{master}"]):
-            person = await self.store.person(master)
-            target = person.master if person is not None else master
-        if target != master:
-            await self.rebuild(target)
-            return
-        async with self.store.claims.holding([f"master:{master}"]):
-            person = await self.store.person(master)
             rid = master.removeprefix("Patient/")
             current = await self.store.current("Patient", rid)
-            if current is not None and current.json is not None and redirect_of(loads(current.json)) is not None:
+            redirected = current is not None and current.json is not None and redirect_of(loads(current.json))
+            if redirected and not restore:
                 return  # merged into another master: stays a redirect until unmerged
-            sources = await self.store.live_versions(person.sources) if person is not None else []
+            person = await self.store.person_below(master)  # its own records (an unmerge: not its new person's)
+            sources = await self.store.live_versions(person.sources)
             records = [SourceRecord(v.key, loads(v.json), v.ts) for v in sources if v.json is not None]
             if not records:
                 if current is not None and not current.deleted:
@@ -264,7 +301,7 @@ class Linker:
 
                     await self.writer.commit_unmatched(Delete("Patient", rid), caller=MATCHER)
                 return
-            await self._store_master(golden_record(rid, records, sorted(person.merged) if person else ()), None)
+            await self._store_master(golden_record(rid, records, sorted(person.merged)), None)
 
     # ------------------------------------------------------------------------------------------ claims
     @asynccontextmanager
@@ -289,8 +326,13 @@ def _match_claims(record: MatchRecord) -> list[str]:
     return [f"match:{k}" for k in sorted(block_keys(record))]
 
 
+async def cccds_of(store: MongoStore, master: str) -> frozenset[str]:
+    """The personal IDs a master's golden record carries (every one its sources had)."""
+    return _cccds(await store.current("Patient", master.removeprefix("Patient/")))
+
+
 def _cccds(version: StoredVersion | None) -> frozenset[str]:
     if version is None or version.json is None:
         return frozenset()
-    cccd = features(loads(version.json)).cccd
-    return frozenset([cccd]) if cccd else frozenset()
+    return frozenset(i["value"] for i in loads(version.json).get("identifier") or []
+                     if isinstance(i, dict) and i.get("system") == CCCD and isinstance(i.get("value"), str))

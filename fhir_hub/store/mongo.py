@@ -38,6 +38,7 @@ from fhir_hub.store.claims import Claims
 from fhir_hub.store.count import count
 from fhir_hub.store.derivers import Deriver
 from fhir_hub.store.index_docs import each_key, match_filter, match_projection, match_slot, view
+from fhir_hub.store.link_decisions import LinkDecisions
 from fhir_hub.store.patient_links import Person
 from fhir_hub.store.plan import (
     OPTIONAL_FIELDS as _OPTIONAL_FIELDS,
@@ -124,6 +125,7 @@ class MongoStore:
         self.gate = WriteGate(enabled=capabilities.transactions and not capabilities.isolated_transactions)
         self.audit_log = AuditLog(self.db, self.gate)
         self.claims = Claims(self.db, self.gate)
+        self.link_decisions = LinkDecisions(self.db, self.gate)
 
     # ----------------------------------------------------------------- reads
     async def current(self, rtype: str, rid: str) -> StoredVersion | None:
@@ -182,6 +184,13 @@ class MongoStore:
     async def person(self, key: str) -> Person | None:
         """Every record of the person ``key`` is a record of (``store/patient_links.py``)."""
         return await patient_links.person(self.db[PATIENT_LINKS], key)
+
+    async def on_review(self, limit: int) -> list[str]:
+        return await patient_links.on_review(self.db[PATIENT_LINKS], limit)
+
+    async def person_below(self, master: str) -> Person:
+        """A master's own records, whether or not it was merged into another (an unmerge rebuilds it)."""
+        return await patient_links.below(self.db[PATIENT_LINKS], master)
 
     async def master_in_use(self, key: str) -> str | None:
         return await patient_links.master_in_use(self.db[PATIENT_LINKS], key)

@@ -38,7 +38,8 @@ class PatientLinks:
         if linked is None:
             return []
         master, decision = linked
-        return [{"_id": version.key, "r": version.key, "m": master, "k": "source", "rule": decision.rule}]
+        review = {"review": 1} if decision.reviews else {}  # on the review list (``Patient/$review-list``)
+        return [{"_id": version.key, "r": version.key, "m": master, "k": "source", "rule": decision.rule, **review}]
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +53,11 @@ class Person:
     @property
     def records(self) -> frozenset[str]:
         return self.sources | self.merged | {self.master}
+
+
+async def on_review(collection: Any, limit: int) -> list[str]:
+    """Source records with pairs waiting for a person's decision, oldest key first."""
+    return [doc["_id"] async for doc in collection.find({"review": 1}, {"_id": 1}).sort("_id", 1).limit(limit)]
 
 
 async def master_in_use(collection: Any, key: str) -> str | None:
@@ -76,6 +82,11 @@ async def person(collection: Any, key: str) -> Person | None:
         if has_sources is None:
             return None
         master = key
+    return await below(collection, master)
+
+
+async def below(collection: Any, master: str) -> Person:
+    """``master`` and every record that refers to it, directly or through a master merged into it."""
     merged: set[str] = set()
     sources: set[str] = set()
     frontier = [master]

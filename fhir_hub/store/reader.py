@@ -12,7 +12,7 @@ never 403 or 410). It notes every resource it hands out in the request's audit r
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from consent.decision import AccessDecision, Narrowing, ResourceFacts, Verdict
 from fhir_hub.audit import AUDIT_TYPE, AuditRecord, as_version
@@ -87,6 +87,15 @@ class ScopedReader:
             current = await self._current(rtype, rid)
             patients = current.patients if current is not None else frozenset()
         return self._visible_or_raise(rtype, rid, version, patients)
+
+    async def read_many(self, keys: Iterable[str], permission: str = "r") -> list[StoredVersion]:
+        """The live resources among ``keys`` the caller may see, in key order (a person's records, a review
+        list): the others are left out as if they did not exist. A type the token may not read at all is
+        403, as for a read."""
+        wanted = sorted(set(keys))
+        for rtype in {key.split("/", 1)[0] for key in wanted}:
+            self.narrowing(rtype, permission)
+        return [self._hand_out(v) for v in await self.store.live_versions(wanted) if self.permits(v, permission)]
 
     def _visible_or_raise(self, rtype: str, rid: str, version: StoredVersion | None,
                           patients: frozenset[str] | None = None) -> StoredVersion:

@@ -42,6 +42,7 @@ INGEST_ARCHIVE = "ingest_archive"  # every payload POSTed to $ingest, as receive
 CLAIMS = "conditional_claims"  # conditional criteria being acted on, one document each (store/claims.py)
 MATCH_BLOCKS = "match_blocks"  # each Patient's blocking keys for patient matching (store/match_blocks.py)
 PATIENT_LINKS = "patient_links"  # each source Patient's master, each merged master's (store/patient_links.py)
+LINK_DECISIONS = "link_decisions"  # people's decisions about links: distinct pairs, the log (store/link_decisions.py)
 
 
 class _VersionFields(me.Document):
@@ -146,17 +147,33 @@ class PatientLink(me.Document):
     master now points to (``k`` = "redirect"). ``_id`` is the record: one master per record, by construction."""
 
     meta = {"collection": PATIENT_LINKS, "db_alias": ALIAS, "auto_create_index": False, "strict": False,
-            "indexes": ["r", "m"]}
+            "indexes": ["r", "m", {"fields": ["review"], "sparse": True}]}
 
     id = me.StringField(primary_key=True)  # "Patient/123"
     r = me.StringField(required=True)  # the same key: every deriver's documents carry ``r``
     m = me.StringField(required=True)  # "Patient/<master>"
     k = me.StringField(required=True, choices=("source", "redirect"))
     rule = me.StringField()
+    review = me.IntField()  # 1 when the record has pairs on the review list
+
+
+class LinkDecision(me.Document):
+    """A "not one person" pair (``k`` = "distinct", ``_id`` = ``distinct|<a>|<b>``) or a log entry of a
+    manual merge, unmerge or review (``k`` = "log"): see store/link_decisions.py."""
+
+    meta = {"collection": LINK_DECISIONS, "db_alias": ALIAS, "auto_create_index": False, "strict": False,
+            "indexes": ["a", "b"]}
+
+    id = me.StringField(primary_key=True)
+    k = me.StringField(required=True, choices=("distinct", "log"))
+    a = me.StringField(required=True)  # "Patient/..."
+    b = me.StringField()
+    by = me.StringField(required=True)  # who decided: the token's subject
+    at = me.LongField(required=True)  # microseconds since the epoch
 
 
 DOCUMENTS: tuple[type[me.Document], ...] = (CurrentResource, HistoricVersion, SearchIndexEntry, AuditEntry,
-                                            ArchivedPayload, MatchBlock, PatientLink)
+                                            ArchivedPayload, MatchBlock, PatientLink, LinkDecision)
 
 
 def ensure_schema(uri: str, db_name: str) -> None:

@@ -12,7 +12,7 @@ from fhir_hub.auth.scopes import Scopes
 from fhir_hub.errors import UnprocessableResource
 from fhir_hub.fhir.jsonio import loads
 from fhir_hub.hub import Hub
-from fhir_hub.linking.elements import is_master, master_of
+from fhir_hub.linking.elements import Decision, is_master, master_of
 from fhir_hub.store.writer import Create, Delete, Update
 
 pytestmark = pytest.mark.anyio
@@ -139,7 +139,10 @@ async def test_a_record_that_proves_two_persons_one_merges_their_masters(hub: Hu
     assert kept == await hub.store.master_in_use("Patient/b") == await hub.store.master_in_use("Patient/c")
     merged = second if kept == first else first
     redirect = await _json(hub, merged)
-    assert redirect["active"] is False and redirect["link"] == [{"other": {"reference": kept}, "type": "replaced-by"}]
+    [forward] = redirect["link"]
+    assert redirect["active"] is False and forward["type"] == "replaced-by" and forward["other"]["reference"] == kept
+    why = Decision.from_extension(forward["extension"][0])  # the merge's audit trail: this version
+    assert why.rule == "re-link" and why.matched == "Patient/c" and why.author == "fhir-hub/matching"
     golden = await _json(hub, kept)
     assert {(link["type"], link["other"]["reference"]) for link in golden["link"]} == {
         ("replaces", merged), ("seealso", "Patient/a"), ("seealso", "Patient/b"), ("seealso", "Patient/c")}

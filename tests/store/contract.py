@@ -66,7 +66,7 @@ class Shape:
     """One request kind: ``build(params)`` gives its arguments, drawn from the generated documents."""
 
     name: str
-    collection: str  # "current", "history", "index", "audit", "meta", "claims", "blocks" or "links"
+    collection: str  # "current", "history", "index", "audit", "meta", "claims", "blocks", "links", "decisions"
     kind: str  # find | count | update_one | delete_many
     build: Build
     upsert: bool = False
@@ -251,6 +251,18 @@ SHAPES: tuple[Shape, ...] = (
     Shape("a master's redirect", "links", "find",
           lambda d: {"query": {"_id": _some(d, "m", "Patient/master-1"), "k": "redirect"}, "limit": 1}),
     Shape("records linked to a master", "links", "find", lambda d: {"query": {"m": _some(d, "m", "Patient/a")}}),
+    Shape("records on the review list", "links", "find",
+          lambda d: {"query": {"review": 1}, "sort": [("_id", 1)], "limit": d["limit"]}),
+    Shape("a distinct pair", "decisions", "find",
+          lambda d: {"query": {"_id": _some(d, "_id", "distinct|Patient/a|Patient/b")}, "limit": 1}),
+    Shape("set a distinct pair", "decisions", "update_one",
+          lambda d: {"query": {"_id": _some(d, "_id", "distinct|Patient/a|Patient/b")},
+                     "update": {"$set": {"k": "distinct", "a": "Patient/a", "b": "Patient/b", "by": "x",
+                                         "at": d["ts"]}}}, upsert=True),
+    Shape("clear a distinct pair", "decisions", "delete_many",
+          lambda d: {"query": {"_id": _some(d, "_id", "distinct|Patient/a|Patient/b")}}),
+    *(Shape(f"decisions naming a record ({field})", "decisions", "find",
+            lambda d, field=field: {"query": {field: _some(d, field, "Patient/a")}}) for field in ("a", "b")),
     Shape("claims of keys", "claims", "find", lambda d: {"query": {"_id": {"$in": d["claim_keys"]}}}),
     Shape("give claims back", "claims", "delete_many",
           lambda d: {"query": {"_id": {"$in": d["claim_keys"]}, "o": _some(d, "o", "t1")}}),

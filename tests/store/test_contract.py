@@ -45,10 +45,10 @@ PREFIXES = ["Patient|identifier|", "Patient|", "Patient|name|ễ", "Patient|name
             "Patient|name|ngu", "Observation|date|"]
 COLLECTIONS = {"current": "contract_current", "history": "contract_history", "index": "contract_index",
                "audit": "contract_audit", "meta": "contract_meta", "claims": "contract_claims",
-               "blocks": "contract_blocks", "links": "contract_links"}
+               "blocks": "contract_blocks", "links": "contract_links", "decisions": "contract_decisions"}
 INDEXES = {"current": ("type", "ts", "live", "pending"), "history": ("key", "type", "ts"), "index": ("r", *INDEXED),
            "audit": ("p", "ts"), "meta": (), "claims": (), "blocks": ("r", *BLOCK_FIELDS),
-           "links": ("r", "m")}
+           "links": ("r", "m", "review"), "decisions": ("a", "b")}
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +57,7 @@ def contract_db(mongodb_uri: str) -> Iterator[Database]:
     db = client[f"contract_{uuid.uuid4().hex[:8]}"]
     for logical, fields in INDEXES.items():
         for field in fields:  # the same single-field indexes as the real schema
-            db[COLLECTIONS[logical]].create_index(field, sparse=field in INDEXED or field in BLOCK_FIELDS)
+            db[COLLECTIONS[logical]].create_index(field, sparse=field in INDEXED or field in (*BLOCK_FIELDS, "review"))
     yield db
     client.drop_database(db.name)
     client.close()
@@ -107,8 +107,14 @@ def datasets(draw: st.DrawFn) -> dict[str, list[Doc]]:
               for doc in MatchBlocks().derive(*_patient_version(r, draw(st.sampled_from(PATIENTS))))]
     links = [doc for r in draw(st.lists(st.sampled_from(KEYS[:3]), max_size=3, unique=True))
              for doc in PatientLinks().derive(*_linked_version(r, draw(st.sampled_from(MASTERS)), draw(st.booleans())))]
+    decisions = [{"_id": f"distinct|{a}|{b}", "k": "distinct", "a": a, "b": b, "by": "x", "at": 1}
+                 for a, b in draw(st.lists(st.sampled_from([("Patient/a", "Patient/b"), ("Patient/b", "Patient/c")]),
+                                           max_size=2, unique=True))]
+    decisions += [{"_id": f"log|{i:020d}|r", "k": "log", "action": "merge", "a": a, "b": b, "by": "x", "at": i}
+                  for i, (a, b) in enumerate(draw(st.lists(st.sampled_from(
+                      [("Patient/a", "Patient/b"), ("Patient/c", "Patient/a")]), max_size=3)))]
     return {"current": current, "history": history, "index": index, "audit": audit, "meta": meta, "claims": claims,
-            "blocks": blocks, "links": links}
+            "blocks": blocks, "links": links, "decisions": decisions}
 
 
 MASTERS = ["Patient/master-1", "Patient/master-2", "Patient/a"]
@@ -118,7 +124,8 @@ def _linked_version(key: str, master: str, redirect: bool) -> tuple[StoredVersio
     """A source Patient linked to ``master``, or (``redirect``) a master merged into it."""
     rid = key.split("/")[1]
     resource = (redirected_master(rid, master) if redirect
-                else with_master({"resourceType": "Patient"}, master, Decision("cccd")))
+                else with_master({"resourceType": "Patient"}, master,
+                                 Decision("cccd", reviews=("Patient/c",) if key == "Patient/b" else ())))
     return StoredVersion("Patient", rid, 1, 0, "PUT", deleted=False, json=b"{}"), resource
 
 

@@ -22,12 +22,22 @@ from fhir_hub.auth.policy import access_decision
 from fhir_hub.config import Settings
 from fhir_hub.main import create_app
 from fhir_hub.store.count import count_pipeline
-from fhir_hub.store.schema import AUDIT, CLAIMS, HISTORY, MATCH_BLOCKS, META, PATIENT_LINKS, RESOURCES, SEARCH_INDEX
+from fhir_hub.store.schema import (
+    AUDIT,
+    CLAIMS,
+    HISTORY,
+    LINK_DECISIONS,
+    MATCH_BLOCKS,
+    META,
+    PATIENT_LINKS,
+    RESOURCES,
+    SEARCH_INDEX,
+)
 from tests.conftest import auth, token_for
 from tests.store.contract import SHAPES, shape
 
 _COLLECTIONS = {RESOURCES: "current", HISTORY: "history", SEARCH_INDEX: "index", AUDIT: "audit", META: "meta",
-                CLAIMS: "claims", MATCH_BLOCKS: "blocks", PATIENT_LINKS: "links"}
+                CLAIMS: "claims", MATCH_BLOCKS: "blocks", PATIENT_LINKS: "links", LINK_DECISIONS: "decisions"}
 _DUMMY = {"pick": lambda field, default: default, "keys": ["Patient/a"], "claim_keys": ["Patient?a"],
           "prefix": "k", "limit": 3, "ts": 5,
           "audit_patients": ["a"], "audit_ids": ["e"], "audit_withheld": ["w"],
@@ -219,6 +229,35 @@ def _audit_workload(client: TestClient, settings: Settings) -> None:
     hub.access = access_decision
 
 
+def _linking_workload(client: TestClient) -> None:
+    """Two records in the review band, settled; a merge, the person's links, the unmerge."""
+    fhir = {"Content-Type": "application/fhir+json"}
+
+    def patient(given: list[str]) -> str:
+        body = {"resourceType": "Patient", "name": [{"family": "Võ", "given": given}], "birthDate": "1985-03-04",
+                "gender": "female"}
+        return str(client.post("/Patient", json=body, headers=fhir).json()["id"])
+
+    def operation(name: str, **refs: str) -> dict[str, Any]:
+        parameter: list[dict[str, Any]] = [{"name": k.replace("_", "-"), "valueReference": {"reference": v}}
+                                           for k, v in refs.items()]
+        if name == "review":
+            parameter.append({"name": "decision", "valueCode": "different"})
+        answer = client.post(f"/Patient/${name}", json={"resourceType": "Parameters", "parameter": parameter},
+                             headers=fhir)
+        assert answer.status_code == 200, answer.text
+        return dict(answer.json())
+
+    first, second = patient(["Thị", "Hồng", "Nhung"]), patient(["Thị", "Nhung"])
+    client.get("/Patient/$review-list")
+    operation("review", record=f"Patient/{second}", candidate=f"Patient/{first}")
+    kept = operation("merge", source_patient=f"Patient/{second}", target_patient=f"Patient/{first}")
+    links = client.get(f"/Patient/{first}/$links").json()
+    merged = next(p["valueReference"]["reference"] for p in links["parameter"] if p["name"] == "merged")
+    assert kept["parameter"][1]["resource"]["id"] != merged
+    operation("unmerge", patient=merged)
+
+
 def test_every_store_request_is_covered_by_the_contract(settings: Settings) -> None:
     recorder = Recorder(settings.db_name)
     monitoring.register(recorder)  # applies to clients created from now on
@@ -229,6 +268,7 @@ def test_every_store_request_is_covered_by_the_contract(settings: Settings) -> N
             hub = app.state.hub
             _search_workload(client)
             _audit_workload(client, settings)
+            _linking_workload(client)
             client.portal.call(hub.store.reconcile, "Patient", "any")  # repair paths
             client.portal.call(hub.store.match_candidates, ["cccd:079085001234", "phone:0903123456"])
             client.portal.call(hub.store.reconcile_pending)
