@@ -50,14 +50,27 @@ def clip(text: str, max_chars: int) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class MergeRequest:
+    """A sender saying two of its patient records are one person (HL7 v2 A40): the patient to keep (its
+    identifier, as in the record's Bundle) and those merged into it (MRG-1). The adapter merges nothing:
+    the hub's patient matching does it, through the same operation as a person would (``$merge``)."""
+
+    keep: dict[str, Any]  # {"system": ..., "value": ...}
+    merged: tuple[dict[str, Any], ...]
+    field: str  # where the merged patients are named, for the report: "MRG-1"
+
+
+@dataclass(frozen=True, slots=True)
 class Record:
     """One record of a payload, ready for the hub: ``bundle`` is a transaction Bundle (a dict); ``facility``
     the facility its local numbers are scoped to and its resources tagged with (None: the adapter scopes
-    nothing to a facility, e.g. FHIR JSON, whose ids are scoped to the token's facility)."""
+    nothing to a facility, e.g. FHIR JSON, whose ids are scoped to the token's facility); ``merges``: what
+    the sender asks to merge once the Bundle is stored."""
 
     key: str
     bundle: dict[str, Any]
     facility: str | None = None
+    merges: tuple[MergeRequest, ...] = ()
 
 
 @dataclass

@@ -74,7 +74,7 @@ def _map_message(text: str, key: str, source: Source, mapping: Mapping, limits: 
     except Exception as exc:  # a bug must cost one message, not the payload
         mapping.reject(key, None, f"the message could not be mapped: {type(exc).__name__}: {exc}")
         return
-    mapping.records.append(Record(key, ctx.bundle.bundle(), ctx.bundle.facility))
+    mapping.records.append(Record(key, ctx.bundle.bundle(), ctx.bundle.facility, tuple(ctx.merges)))
     for warned_field, warning in ctx.warnings:
         mapping.warn(key, warned_field, warning)
     mapping.not_mapped.extend(f"{part} ({key})" for part in ctx.not_mapped)

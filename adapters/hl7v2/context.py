@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from adapters.base import FacilityRefused
+from adapters.base import FacilityRefused, MergeRequest
 from adapters.hl7v2.parse import Message
 from adapters.normalize import RecordBundle, is_facility_code
 
@@ -27,6 +27,7 @@ class Context:
     scope: str  # who numbers local identifiers (see adapter._scope); may be ""
     warnings: list[tuple[str | None, str]] = field(default_factory=list)
     not_mapped: list[str] = field(default_factory=list)
+    merges: list[MergeRequest] = field(default_factory=list)  # A40: for the hub to execute
     _used_keys: set[tuple[str, str]] = field(default_factory=set)
 
     def warn(self, field_name: str | None, text: str) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from adapters.base import MergeRequest
 from adapters.hl7v2.context import Context, Rejected
 from adapters.hl7v2.encounter import encounter
 from adapters.hl7v2.er7 import Segment
@@ -137,17 +138,15 @@ def _rxr(walk: _Walk, rxr: Segment) -> bool:
 
 
 def _mrg(walk: _Walk, mrg: Segment) -> bool:
-    """A40: nothing is merged here (a wrong merge mixes two people's records); the request is reported so
-    that patient matching, with a human in the loop, can act on it."""
+    """A40: the adapter merges nothing itself (it sees one message, not the records); it hands the request
+    to the hub (``Record.merges``), which merges the two records' persons through patient matching: the
+    records stay as the facility sent them, the merge is logged and can be undone (``Patient/$unmerge``)."""
     if walk.event["kind"] != "merge" or walk.patient_match is None:
         return False
     old = [i for cx in mrg.reps(1) for i in identifiers_of(cx, "", walk.ctx, "MRG-1")]
     if not old:
         raise Rejected("MRG-1", "the MRG segment names no patient identifier to merge")
-    names = ", ".join(f"{i['system']}|{i['value']}" for i in old)
-    keep = walk.patient_match
-    walk.ctx.warn("MRG-1", f"merge requested: patient {names} (MRG-1) into {keep['system']}|{keep['value']} "
-                           "(PID-3); not merged by the adapter, hand to patient matching")
+    walk.ctx.merges.append(MergeRequest(walk.patient_match, tuple(old), "MRG-1"))
     return True
 
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
-from adapters.base import AdapterError, Limits, Problem, Record, Source
+from adapters.base import AdapterError, Limits, MergeRequest, Problem, Record, Source
 from adapters.hl7v2 import acknowledgements
 from adapters.normalize import FACILITY, HUB, tag, token_criteria
 from fhir_hub.auth.caller import Caller
@@ -41,8 +41,10 @@ from fhir_hub.errors import HubError, NotFound, UnprocessableResource, Unsupport
 from fhir_hub.fhir.instant import to_instant
 from fhir_hub.ingest.archive import FIRST_PROBLEMS, MESSAGE_CHARS, Archived, IngestArchive
 from fhir_hub.ingest.mapper import MappingJob, WorkerStopped
+from fhir_hub.services import linking
 from fhir_hub.services.results import EntryResult
 from fhir_hub.services.session import Session
+from fhir_hub.store.records import StoredVersion
 
 ARCHIVE_SYSTEM = f"{HUB}/sid/ingest-archive"
 # A Provenance has no identifier in R4: its tag (the payload's digest and the record's key) is what finds it
@@ -151,8 +153,45 @@ async def _ingest_archived(session: Session, archive: IngestArchive, archive_id:
             continue
         report.accepted += 1
         _count(report, bundle, results, started)
+        for request in record.merges:
+            await _merge(session, record.key, request, report)
     await report.keep(archive)
     return report
+
+
+async def _merge(session: Session, key: str, request: MergeRequest, report: IngestReport) -> None:
+    """A sender's merge (HL7 v2 A40), executed as the ``$merge`` operation would (``services/linking.py``):
+    the merged patient's person joins the kept patient's. Done or not, the report says so, naming MRG-1:
+    a merge is undone with ``Patient/$unmerge``, and one that could not be done waits for a person."""
+
+    def note(message: str) -> None:
+        report.warnings.append(Problem(key, request.field, message, kept=True))
+
+    keep = await _patients_with(session, request.keep)
+    if len(keep) != 1:
+        note(f"merge not done: {len(keep)} patients carry the kept identifier "
+             f"{request.keep.get('system')}|{request.keep.get('value')} (PID-3)")
+        return
+    for identifier in request.merged:
+        found = [v for v in await _patients_with(session, identifier) if v.key != keep[0].key]
+        if not found:
+            note(f"merge not done: no patient carries {identifier.get('system')}|{identifier.get('value')}")
+        for version in found:
+            try:
+                master = await linking.merge(session, version.key, keep[0].key, f"HL7 v2 A40 ({key})")
+            except HubError as error:
+                note(f"merge of {version.key} not done: {error.issues[0].diagnostics}")
+                continue
+            note(f"{version.key} merged into the person of {keep[0].key} ({master.key}); "
+                 "undo with Patient/$unmerge")
+
+
+async def _patients_with(session: Session, identifier: dict[str, Any]) -> list[StoredVersion]:
+    system, value = identifier.get("system"), identifier.get("value")
+    if not isinstance(system, str) or not isinstance(value, str):
+        return []
+    return await session.reader.conditional("Patient", token_criteria("identifier", system, value),
+                                            what="An HL7 v2 A40 merge")
 
 
 async def acknowledge(session: Session, report: IngestReport, payload: bytes) -> bytes:

@@ -123,12 +123,15 @@ def test_several_messages_in_one_payload_give_one_record_each() -> None:
     assert [r.key for r in mapping.records] == ["MSH-10=8919-40", "MSH-10=ControlID"]
 
 
-def test_a40_is_not_merged_but_reported_naming_mrg_1() -> None:
+def test_a40_hands_the_merge_of_mrg_1_into_pid_3_to_the_hub() -> None:
+    """The adapter merges nothing (tests/linking/test_a40.py: the hub does, through patient matching)."""
     mapping = _map((HL7 / "messages" / "ADT-A40-01.hl7").read_bytes())
     assert [r["resourceType"] for r in _resources(mapping)] == ["Patient"]
-    (warning,) = [w for w in mapping.warnings if w.field == "MRG-1"]
-    assert warning.kept and "56789" in warning.message and "patient matching" in warning.message
-    assert warning.record == "MSH-10=8919-40"
+    (record,) = mapping.records
+    (request,) = record.merges
+    assert request.keep["value"] == "12345" and [i["value"] for i in request.merged] == ["56789"]
+    assert request.keep["system"] == request.merged[0]["system"] and request.field == "MRG-1"
+    assert not [w for w in mapping.warnings if w.field == "MRG-1"]
 
 
 # ---------------------------------------------------------------------------------- rejection, warnings
