@@ -168,7 +168,7 @@ def _names(a: MatchRecord, b: MatchRecord, model: Model, reasons: list[str]) -> 
     if (family_level == "disagree" or given_level == "disagree") and a.name_bag == b.name_bag:
         weight = _reordered(a.name_bag, model)
         reasons.append(f"name: same words in another order ({weight:+.1f})")
-        return weight, "reordered", "reordered", "reordered"
+        return _whole_name(a, b, weight, model, reasons), "reordered", "reordered", "reordered"
     middle_level = ""
     if a.middle and b.middle and not swapped:
         if a.middle == b.middle or set(a.middle) == set(b.middle):
@@ -182,7 +182,24 @@ def _names(a: MatchRecord, b: MatchRecord, model: Model, reasons: list[str]) -> 
         reasons.append(f"family name: {family_level} ({family:+.1f})")
     if given_level:
         reasons.append(f"given name: {given_level} ({given:+.1f})")
-    return family + given + middle, family_level, given_level, middle_level
+    return _whole_name(a, b, family + given + middle, model, reasons), family_level, given_level, middle_level
+
+
+def _whole_name(a: MatchRecord, b: MatchRecord, weight: float, model: Model, reasons: list[str]) -> float:
+    """At most what the whole name's frequency says, when both records carry the same name words.
+
+    The parts' weights add up as if family, middle and given names were chosen independently; they are not
+    (Văn and Thị go with genders, fashions with generations, and the commonest combinations are given far
+    more often than their parts predict), so at city scale a whole name can be common while each part is
+    moderately rare: "Nguyễn Mỹ Ngọc" weighs 14 bits by its parts, fewer than 1 in 18,000 people, when 1 in
+    5,000 carries it (``Model.refit`` counts whole names over the hub's records)."""
+    if not a.full_name or a.full_name != b.full_name:
+        return weight
+    whole = model.full_name.weights.get(a.full_name)
+    if whole is None or whole >= weight:
+        return weight
+    reasons.append(_reason("full name", "common", whole))
+    return whole
 
 
 def _agreement(x: str, y: str, same_group: bool, table: NameTable, model: Model) -> tuple[str, float] | None:
