@@ -174,10 +174,14 @@ def _names(a: MatchRecord, b: MatchRecord, model: Model, reasons: list[str]) -> 
         if a.middle == b.middle or set(a.middle) == set(b.middle):
             middle_level = "exact"
             middle = _add(reasons, "middle name", "exact", max(model.middle.agree(m) for m in a.middle))
-        elif not (set(a.middle) <= set(b.middle) or set(b.middle) <= set(a.middle)) and \
-                not one_edit(" ".join(a.middle), " ".join(b.middle)):
-            middle_level = "disagree"
-            middle = _add(reasons, "middle name", "disagree", model.levels["middle"]["disagree"])
+        elif not (set(a.middle) <= set(b.middle) or set(b.middle) <= set(a.middle)):
+            x, y = " ".join(a.middle), " ".join(b.middle)
+            if not one_edit(x, y):
+                middle_level = "disagree"
+                middle = _add(reasons, "middle name", "disagree", model.levels["middle"]["disagree"])
+            elif _real_name(x, model) and _real_name(y, model):
+                middle_level = "similar"  # Minh Hùng / Minh Dũng: brothers as likely as a slip (as _slip)
+                reasons.append("middle name: similar (+0.0)")
     if family_level:
         reasons.append(f"family name: {family_level} ({family:+.1f})")
     if given_level:
@@ -200,6 +204,11 @@ def _whole_name(a: MatchRecord, b: MatchRecord, weight: float, model: Model, rea
         return weight
     reasons.append(_reason("full name", "common", whole))
     return whole
+
+
+def _real_name(name: str, model: Model) -> bool:
+    """Whether a middle-name word is a name in use (compound names swap given and middle names)."""
+    return name in model.middle.known or name in model.given.known
 
 
 def _agreement(x: str, y: str, same_group: bool, table: NameTable, model: Model) -> tuple[str, float] | None:
@@ -294,9 +303,11 @@ def _contact(a: MatchRecord, b: MatchRecord, model: Model, reasons: list[str], *
     these are two members of one household); disagreements always count."""
     levels = model.levels
     positive = negative = 0.0
+    address = _address(a, b) if a.address_set and b.address_set else None
     same_ward = _same_ward(a, b)
     if same_ward is not None:
-        level = "exact" if same_ward else "disagree"
+        # the ward is part of the address: one ward and another street is a neighbour more than a move
+        level = ("elsewhere" if address == "disagree" else "exact") if same_ward else "disagree"
         weight = _add(reasons, "ward", level, levels["ward"][level])
         positive, negative = (positive + weight, negative) if weight > 0 else (positive, negative + weight)
     if a.phones and b.phones:
@@ -304,8 +315,8 @@ def _contact(a: MatchRecord, b: MatchRecord, model: Model, reasons: list[str], *
         weight = _add(reasons, "phone", level, levels["phone"][level])
         positive, negative = (positive + weight, negative) if weight > 0 else (positive, negative + weight)
     agrees = positive > 0
-    if a.address_set and b.address_set:
-        level = _address(a, b)
+    if address is not None:
+        level = address
         weight = _add(reasons, "address", level, levels["address"][level])
         positive, negative = (positive + weight, negative) if weight > 0 else (positive, negative + weight)
         agrees = agrees or level == "exact"

@@ -274,6 +274,20 @@ def test_a_common_name_and_a_birth_date_alone_do_not_link() -> None:
     assert elsewhere.decision == "apart"  # a namesake is likelier than a move: not worth a reviewer's time
 
 
+def test_one_ward_and_another_street_is_no_agreement() -> None:
+    """A namesake in the same ward lives on another street; a person who moved changed both."""
+    result = pair(patient("Nguyễn Văn Hùng", street="12 Lê Lợi"), patient("Nguyễn Văn Hùng", street="9 Ba Cu"))
+    assert "ward: elsewhere (+0.0)" in levels(result) and result.decision == "apart"
+    assert pair(patient("Nguyễn Văn Hùng"), patient("Nguyễn Văn Hùng", street=None)).decision == "link"
+
+
+def test_brothers_whose_middle_names_differ_by_a_letter_do_not_link() -> None:
+    """Minh Hùng and Minh Dũng, both written given name first: two names, not a slip (as for given names)."""
+    result = pair(patient("Thái Hùng Minh", **BASE), patient("Thái Dũng Minh", **BASE))
+    assert "middle name: similar" in levels(result) and result.decision != "link"
+    assert pair(patient("Thái Hùng Minh", **BASE), patient("Thái Hùngg Minh", **BASE)).decision == "link"
+
+
 def test_a_rarer_name_and_a_birth_year_alone_go_to_review() -> None:
     result = pair(patient("Khổng Minh Khải"), patient("Khổng Minh Khải", birth="1985", ward="Xã Bình Chánh",
                                                        street="9 Ba Cu"))
