@@ -3,6 +3,8 @@
 Shared by ``tests/matching/test_accuracy.py`` (asserts the targets at a test-sized population) and
 ``bench/matching.py`` (reports them at 10,000 and 100,000 people). Definitions:
 
+- A matcher with ``fit`` is first fitted on every record's features (``hub_engine``: the model a hub
+  holding these records would have, refit from them); its time is ``seconds["fit"]``.
 - Every record meets, once, every earlier record sharing a block key (``Index``): those are the pairs
   compared, each with a decision "link", "review" or "apart". ``candidates_per_record`` counts a pair for
   both its records (``2 * pairs / records``): the records each one is compared with in the full index.
