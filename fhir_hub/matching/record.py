@@ -57,6 +57,7 @@ class MatchRecord:
     family_group: str = ""          # the family name's variant group ("huynh" for Hoàng and Huỳnh)
     given_group: str = ""
     name_bag: tuple[str, ...] = ()  # every name word, sorted: equal bags are one name in another order
+    full_name: str = ""             # the name bag with each word as its variant group: the full-name table's key
     phones: frozenset[str] = frozenset()
     address_set: frozenset[str] = frozenset()  # street words, without house numbers
     house: frozenset[str] = frozenset()        # the house number's parts ("144/47" -> {"144", "47"})
@@ -82,13 +83,14 @@ def features(patient: dict[str, Any], key: str | None = None) -> MatchRecord:
     cccd, bhxh, local_ids = _identifiers(patient.get("identifier"))
     problems = tuple(personal_id_problems(cccd, birth_year=year, gender=gender)) if cccd else ()
     groups = name_groups()
+    bag = tuple(sorted(w for w in (family, *middle, given) if w))
     record = MatchRecord(
         key=key, family=family, middle=middle, given=given,
         birth_year=year, birth_month=month, birth_day=day, gender=gender,
         ward=_intern(ward_code or ward_name), phone=min(phones) if phones else None, address=address,
         cccd=cccd, bhxh=bhxh, local_ids=local_ids,
         family_group=groups.get(family, family), given_group=groups.get(given, given),
-        name_bag=tuple(sorted(w for w in (family, *middle, given) if w)),
+        name_bag=bag, full_name=" ".join(sorted(groups.get(w, w) for w in bag)),
         phones=phones, address_set=frozenset(w for w in address if not _numeric(w)),
         house=frozenset(w for w in address if _numeric(w)), cccd_problems=problems, display=display,
         ward_name=_intern(ward_name),

@@ -3,6 +3,8 @@
 Shared by ``tests/matching/test_accuracy.py`` (asserts the targets at a test-sized population) and
 ``bench/matching.py`` (reports them at 10,000 and 100,000 people). Definitions:
 
+- A matcher with ``fit`` is first fitted on every record's features (``hub_engine``: the model a hub
+  holding these records would have, refit from them); its time is ``seconds["fit"]``.
 - Every record meets, once, every earlier record sharing a block key (``Index``): those are the pairs
   compared, each with a decision "link", "review" or "apart". ``candidates_per_record`` counts a pair for
   both its records (``2 * pairs / records``): the records each one is compared with in the full index.
@@ -23,7 +25,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 from adapters.normalize import CCCD
@@ -37,11 +39,13 @@ class Decided(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class Matcher:
-    """The three calls a matcher is measured through; ``engine()`` gives fhir_hub.matching's."""
+    """The three calls a matcher is measured through; ``engine()`` gives fhir_hub.matching's. ``fit``, when
+    set, gives the matcher for the whole population from every record's features (a model refit from them)."""
 
     features: Callable[[dict[str, Any], str], Any]
     block_keys: Callable[[Any], Iterable[str]]
     compare: Callable[[Any, Any], Decided]
+    fit: Callable[[Sequence[Any]], Matcher] | None = None
 
 
 def engine(model: Any = None) -> Matcher:
@@ -49,6 +53,19 @@ def engine(model: Any = None) -> Matcher:
 
     return Matcher(features=matching.features, block_keys=matching.block_keys,
                    compare=lambda a, b: matching.compare(a, b, model))
+
+
+def hub_model(records: Sequence[Any]) -> Any:
+    """The model a hub holding these records (their features) would have: name frequencies counted from
+    them (``Model.refit``), thresholds for their number (``Model.for_records``)."""
+    from fhir_hub.matching import Model
+
+    return Model.default().refit(records).for_records(len(records))
+
+
+def hub_engine() -> Matcher:
+    """fhir_hub.matching with ``hub_model`` of the records it is measured on."""
+    return replace(engine(), fit=lambda records: engine(hub_model(records)))
 
 
 class Index:
@@ -161,6 +178,10 @@ def evaluate(records: Sequence[Record], matcher: Matcher | None = None, *, examp
     start = time.perf_counter()
     features = [matcher.features(r.patient, r.key) for r in records]
     seconds = {"features": time.perf_counter() - start, "blocking": 0.0, "compare": 0.0}
+    if matcher.fit is not None:
+        start = time.perf_counter()
+        matcher = matcher.fit(features)
+        seconds["fit"] = time.perf_counter() - start
     index = Index()
     decided: dict[str, list[tuple[int, int]]] = {"link": [], "review": []}
     same_person: dict[tuple[int, int], Decided] = {}  # compared pairs of one person and their decision

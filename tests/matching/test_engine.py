@@ -274,6 +274,20 @@ def test_a_common_name_and_a_birth_date_alone_do_not_link() -> None:
     assert elsewhere.decision == "apart"  # a namesake is likelier than a move: not worth a reviewer's time
 
 
+def test_one_ward_and_another_street_is_no_agreement() -> None:
+    """A namesake in the same ward lives on another street; a person who moved changed both."""
+    result = pair(patient("Nguyễn Văn Hùng", street="12 Lê Lợi"), patient("Nguyễn Văn Hùng", street="9 Ba Cu"))
+    assert "ward: elsewhere (+0.0)" in levels(result) and result.decision == "apart"
+    assert pair(patient("Nguyễn Văn Hùng"), patient("Nguyễn Văn Hùng", street=None)).decision == "link"
+
+
+def test_brothers_whose_middle_names_differ_by_a_letter_do_not_link() -> None:
+    """Minh Hùng and Minh Dũng, both written given name first: two names, not a slip (as for given names)."""
+    result = pair(patient("Thái Hùng Minh", **BASE), patient("Thái Dũng Minh", **BASE))
+    assert "middle name: similar" in levels(result) and result.decision != "link"
+    assert pair(patient("Thái Hùng Minh", **BASE), patient("Thái Hùngg Minh", **BASE)).decision == "link"
+
+
 def test_a_rarer_name_and_a_birth_year_alone_go_to_review() -> None:
     result = pair(patient("Khổng Minh Khải"), patient("Khổng Minh Khải", birth="1985", ward="Xã Bình Chánh",
                                                        street="9 Ba Cu"))
@@ -352,7 +366,8 @@ def test_every_number_of_the_model_says_where_it_comes_from() -> None:
         assert spec.get("source"), name
         for level, m in spec.get("m", {}).items():
             assert 0 < m <= 1, (name, level)
-    for key in ("thresholds", "name_variants", "family_frequencies", "given_frequencies", "middle_frequencies"):
+    for key in ("thresholds", "name_variants", "family_frequencies", "given_frequencies", "middle_frequencies",
+                "full_name_frequencies"):
         assert data[key].get("source"), key
     assert data["family_frequencies"]["table"]["nguyen"] == pytest.approx(0.384)
 
@@ -363,6 +378,58 @@ def test_refit_counts_name_frequencies_from_the_records() -> None:
     refitted = MODEL.refit(records, minimum=5)
     assert refitted.family.agree("khong") < MODEL.family.agree("khong")
     assert refitted.upper == MODEL.upper
+
+
+def _refit(names: dict[str, int], unique: int = 1000) -> Model:
+    """A model refit over records of ``names`` (name -> how many records) and of ``unique`` one-off names."""
+    records = [features(patient(name), f"Patient/{name}{i}") for name, n in names.items() for i in range(n)]
+    records += [features(patient(f"Zf{i} Zm{i} Zg{i}"), f"Patient/z{i}") for i in range(unique)]
+    return MODEL.refit(records)
+
+
+def _decide(model: Model, a: dict[str, Any], b: dict[str, Any]) -> Comparison:
+    result = compare(features(a, "Patient/a"), features(b, "Patient/b"), model)
+    assert result == compare(features(b, "Patient/b"), features(a, "Patient/a"), model)
+    return result
+
+
+def test_a_common_full_name_is_weak_evidence_even_when_its_parts_are_not() -> None:
+    """Each of Nguyễn, Mỹ and Ngọc is on 2% of these records, so the parts multiplied say 1 in 100,000
+    people, and name and birth year alone would link; the whole name is on 2% as well, a namesake."""
+    model = _refit({"Nguyễn Mỹ Ngọc": 20, "Khổng Văn Lực": 1})
+    assert model.full_name.weights.keys() == {"my ngoc nguyen"}  # one record says nothing of a name's share
+    bare = {"ward": None, "street": None, "gender": "female"}
+    common = _decide(model, patient("Nguyễn Mỹ Ngọc", **bare), patient("Nguyễn Mỹ Ngọc", birth="1985", **bare))
+    assert common.decision == "apart" and "full name: common (+5.3)" in common.reasons
+    parts = sum(table.agree(n) for table, n in ((model.family, "nguyen"), (model.middle, "my"), (model.given, "ngoc")))
+    assert parts > model.rare_name > 5.3
+    elsewhere = _decide(model, patient("Nguyễn Mỹ Ngọc", gender="female"),
+                        patient("Nguyễn Mỹ Ngọc", gender="female", ward="Xã Bình Chánh", street="9 Ba Cu"))
+    assert elsewhere.decision == "apart"
+    swapped = _decide(model, patient("Nguyễn Ngọc Mỹ", **bare), patient("Nguyen Ngoc My", birth="1985", **bare))
+    assert swapped.decision == "apart" and "full name: common (+5.3)" in swapped.reasons  # the same words
+    rare = _decide(model, patient("Khổng Minh Khải", **bare), patient("Khổng Minh Khải", birth="1985", **bare))
+    assert rare.decision == "link" and not any("full name" in r for r in rare.reasons)
+    assert _decide(model, patient("Nguyễn Mỹ Ngọc", gender="female"),
+                   patient("Nguyễn Mỹ Ngọc", gender="female")).decision == "link"  # ward and street agree
+
+
+def test_a_refit_model_still_tells_a_slip_from_another_name() -> None:
+    """The counted tables hold every typo of the records; a typo is no real name for all that."""
+    model = _refit({"Triệu Văn Quyết": 5, "Triệu Văn Qyết": 1})
+    assert "qyet" in model.given.frequencies and "qyet" not in model.given.known
+    result = _decide(model, patient("Triệu Văn Quyết", **BASE), patient("Triệu Văn Qyết", **BASE))
+    assert "given name: typo" in levels(result) and result.decision == "link"
+
+
+def test_thresholds_grow_with_the_records_a_hub_holds() -> None:
+    tuned = MODEL.data["thresholds"]["tuned_records"]
+    assert (MODEL.for_records(tuned).upper, MODEL.for_records(tuned).lower) == (MODEL.upper, MODEL.lower)
+    assert MODEL.for_records(tuned // 10).upper == MODEL.upper  # never lowered
+    bigger = MODEL.for_records(tuned * 8)
+    assert (bigger.upper, bigger.lower, bigger.certain) == (MODEL.upper + 3, MODEL.lower + 3, MODEL.certain + 3)
+    assert bigger.for_records(tuned * 8).upper == bigger.upper  # from model.json's thresholds, not compounded
+    assert _refit({}).for_records(tuned * 8).full_name == _refit({}).full_name
 
 
 # ------------------------------------------------------------------------------------------------ blocking
