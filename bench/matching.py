@@ -16,9 +16,10 @@
   round is only 1,000 records); target: the largest population costs at most 1.5 times the smallest,
   i.e. blocking keeps the candidates per record flat as the population grows. The compare cost per
   candidate is reported too: it grows with the index even at a flat candidate count (memory, not work).
-- Write cost (``--writes``): Patients created through the hub's writer on the embedded store, with the
-  registered derivers (search index, match blocks) beside the search index alone, alternately in the same
-  run: what filing each Patient under its block keys adds to every Patient write.
+- Write cost (``--writes``): Patients created through the hub's writer on the embedded store, alternately
+  in the same run: the search index alone (the hub before matching), every deriver with the match step
+  off, and the hub as it runs (matched, linked to a master, the master rebuilt): what matching costs each
+  Patient write.
 """
 
 from __future__ import annotations
@@ -114,25 +115,30 @@ def writes(count: int, seed: int, rounds: int) -> dict[str, Any]:
     hospital = Caller(subject="bench", scopes=Scopes.parse("system/*.cruds"), facility="79001")
     patients = [r.patient for r in generate(count, seed).records][:count]
 
-    async def rate(uri: str, derivers: tuple[Deriver, ...], data_dir: Path) -> float:
+    async def rate(uri: str, derivers: tuple[Deriver, ...], link: bool, data_dir: Path) -> float:
         settings = Settings(mongodb_uri=uri, db_name=f"bench_writes_{random.randrange(10 ** 9)}", data_dir=data_dir,
-                            validation_processes=0, ingest_processes=0)
+                            validation_processes=0, ingest_processes=0, link_patients=link)
         async with running_hub(settings, derivers=derivers) as hub:
             start = time.perf_counter()
             for patient in patients:
                 await hub.writer.commit(Create("Patient", patient), caller=hospital)
             return len(patients) / (time.perf_counter() - start)
 
-    sets: dict[str, tuple[Deriver, ...]] = {"search_index_only": (SearchIndex(),), "with_match_blocks": DERIVERS}
+    sets: dict[str, tuple[tuple[Deriver, ...], bool]] = {
+        "search_index_only": ((SearchIndex(),), False),  # the hub before issue 16
+        "with_match_blocks": (DERIVERS, False),  # every deriver, the match step off (FHIR_HUB_LINK_PATIENTS=false)
+        "with_linking": (DERIVERS, True),  # the hub as it runs: matched, linked, masters rebuilt
+    }
     found: dict[str, list[float]] = {name: [] for name in sets}
     with tempfile.TemporaryDirectory() as folder, EmbeddedStore(Path(folder) / "store") as uri:
         for _round in range(rounds):
-            for name, derivers in sets.items():
-                found[name].append(asyncio.run(rate(uri, derivers, Path(folder) / "hub")))
+            for name, (derivers, link) in sets.items():
+                found[name].append(asyncio.run(rate(uri, derivers, link, Path(folder) / "hub")))
     medians = {name: round(statistics.median(rates), 1) for name, rates in found.items()}
     return {"patients": len(patients), "rounds": rounds, "patients_per_second": medians,
             "all_rounds": {name: [round(r, 1) for r in rates] for name, rates in found.items()},
-            "ratio": round(medians["with_match_blocks"] / medians["search_index_only"], 3)}
+            "ratio": round(medians["with_match_blocks"] / medians["search_index_only"], 3),
+            "linking_ratio": round(medians["with_linking"] / medians["search_index_only"], 3)}
 
 
 def main(argv: list[str] | None = None) -> int:

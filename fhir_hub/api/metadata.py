@@ -78,8 +78,12 @@ def _statement(tags: tuple[dict[str, Any], ...], base_url: str) -> dict[str, Any
     codes = {t["code"] for t in tags} | {c for t in tags for c in t.get("interactions", ())}
     flags: dict[str, Any] = {}
     for tag in tags:
-        flags.update({k: v for k, v in tag.items() if k not in ("code", "level", "interactions", "operation")})
-    operations = [t["operation"] for t in tags if "operation" in t]
+        flags.update({k: v for k, v in tag.items() if k not in ("code", "level", "interactions", "operation", "on")})
+    operations = [t["operation"] for t in tags if "operation" in t and "on" not in t]
+    typed: dict[str, list[dict[str, str]]] = {}  # operations on one type (Patient/$merge): under that resource
+    for tag in tags:
+        if "operation" in tag and "on" in tag:
+            typed.setdefault(tag["on"], []).append(tag["operation"])
     resources = []
     for rtype in resource_types():
         hub_only = rtype in HUB_ONLY_TYPES  # readable, never written through the API
@@ -90,6 +94,8 @@ def _statement(tags: tuple[dict[str, Any], ...], base_url: str) -> dict[str, Any
         }
         entry.update({k: v for k, v in flags.items() if not (hub_only and k in _WRITE_FLAGS)})
         entry["searchParam"] = _search_params(rtype)
+        if rtype in typed:
+            entry["operation"] = sorted(typed[rtype], key=lambda o: o["name"])
         resources.append(entry)
     return {
         "resourceType": "CapabilityStatement",

@@ -105,7 +105,7 @@ class Linker:
             except Exception:  # noqa: BLE001 - the writer applies it again and answers the error properly
                 return await plain(op)
         else:
-            incoming = op.resource
+            incoming = await self.writer.pipeline.content("Patient", op.resource)  # what the client sent, checked
         if is_master(incoming):
             raise UnprocessableResource("Patient.meta.tag: the record-role 'master' tag marks the hub's own master "
                                         "records; a facility's Patient may not carry it",
@@ -128,8 +128,8 @@ class Linker:
                 if isinstance(op, Patch):
                     apply = op.apply
                     op = replace(op, apply=lambda cur: linked(apply(cur)))
-                else:
-                    op = replace(op, resource=linked(content))
+                else:  # the hub's link added to checked content: not validated again
+                    op = replace(op, resource=linked(content), checked=True)
                 result = await plain(op)
                 root = plan.root or plan.master
                 for version, comparison in plan.adopt:

@@ -1,6 +1,6 @@
 """The commit pipeline: the steps that make every new version, in order, whatever the entry point.
 
-    validate ─► (match patient) ─► (label sensitivity) ─► stamp ─► derive ─► the store writes it all
+    (match patient: linking/linker.py) ─► validate ─► (label sensitivity) ─► stamp ─► derive ─► store
 
 ``Writer.commit`` decides which write it is, whether the caller may make it and on which current version it
 builds; the pipeline makes the version. Its steps come in two kinds because they run at different times:
@@ -8,9 +8,11 @@ builds; the pipeline makes the version. Its steps come in two kinds because they
 - **Content steps** (``content_steps``) decide what is stored. Each takes the resource type and content and
   returns the content to store, or raises a ``HubError``. They run once per write, before the version
   number is known (for a patch, on the patched content, each time the patch is applied). Validation is the
-  first; patient matching and sensitivity labelling are inserted after it by the issues that bring them:
-  after, because they read valid FHIR; before stamping, because what they add (a link to the matched
-  patient, ``meta.security`` labels) is then stored, served and derived from like the rest of the content.
+  first; sensitivity labelling is to be inserted after it: after, because it reads valid FHIR; before
+  stamping, because what it adds (``meta.security`` labels) is then stored, served and derived from like
+  the rest of the content. Patient matching runs before the pipeline instead (``linking/linker.py``, from
+  ``Writer.commit``): it needs the record's id and claims, and writes other records (masters), so it adds
+  its link to the content and hands the write to the pipeline.
 - **stamp**, then **derive**, once per attempt at a version number (a writer that loses the race for one
   stamps again): ``stamp`` sets id, version, ``lastUpdated`` and ``meta.source`` and serialises the JSON
   reads will serve; ``derive`` asks every registered deriver (``derivers.DERIVERS``: the search index,
@@ -50,7 +52,7 @@ class CommitPipeline:
     def __init__(self, derivers: tuple[Deriver, ...], validation: ValidationAhead) -> None:
         self.derivers = derivers
         self.validation = validation
-        # The content steps, in order. Insert patient matching, then sensitivity labelling, after validate.
+        # The content steps, in order. Insert sensitivity labelling after validate.
         self.content_steps: tuple[ContentStep, ...] = (self.validate,)
 
     async def content(self, rtype: str, resource: dict[str, Any]) -> dict[str, Any]:

@@ -48,6 +48,7 @@ class Create:
     rtype: str
     resource: dict[str, Any]
     rid: str | None = None
+    checked: bool = False  # the content steps have seen it already (see Update.checked)
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,9 @@ class Update:
     # the hub re-storing a facility's record with a new link to its master (linking/linker.py): the version
     # keeps the facility's meta.source, so the facility may still change its own record
     keep_source: bool = False
+    # the content steps have seen ``resource`` already: the match step validates what the client sent (a
+    # transaction's worker verdict is found by that very object) and adds only the hub's own link after
+    checked: bool = False
 
 
 @dataclass(frozen=True)
@@ -140,7 +144,8 @@ class Writer:
         exists_for = reader if reader is not None else ScopedReader(self.store, caller)
         if isinstance(op, Create):
             grant = require(caller, op.rtype, "c")
-            op = replace(op, resource=await self.pipeline.content(op.rtype, op.resource))
+            if not op.checked:
+                op = replace(op, resource=await self.pipeline.content(op.rtype, op.resource))
             return await self._create(op, caller, grant, tx)
         if isinstance(op, Patch):
             check_id(op.rid)
@@ -156,7 +161,8 @@ class Writer:
             if body_id != op.rid:
                 raise BadRequest(f"Resource.id: the body has id {body_id!r} but the URL names {op.rid!r}",
                                  expression=[f"{op.rtype}.id"])
-            op = replace(op, resource=await self.pipeline.content(op.rtype, op.resource))
+            if not op.checked:
+                op = replace(op, resource=await self.pipeline.content(op.rtype, op.resource))
             return await self._put(op, caller, grant, tx, seen, exists_for)
         return await self._delete(op, caller, require(caller, op.rtype, "d"), tx, seen, exists_for)
 

@@ -119,12 +119,18 @@ def test_history_levels_newest_first(client: TestClient) -> None:
     assert [e["resource"]["meta"]["versionId"] for e in instance["entry"]] == ["2", "1"]
     assert instance["entry"][0]["response"]["etag"] == 'W/"2"'
     assert instance["entry"][1]["response"]["status"] == "201 Created"
-    by_type = client.get("/Patient/_history").json()
-    assert [e["resource"]["id"] for e in by_type["entry"]] == [a["id"], a["id"]]
-    system = client.get("/_history").json()
-    assert [(e["resource"]["resourceType"], e["resource"]["meta"]["versionId"]) for e in system["entry"]] == [
+    # history lists every version stored, the master record patient matching made for the Patient included
+    # (issue 16); left aside here, where the order of the facility's own versions is what is checked
+    by_type = _without_masters(client.get("/Patient/_history").json())
+    assert [e["resource"]["id"] for e in by_type] == [a["id"], a["id"]]
+    system = _without_masters(client.get("/_history").json())
+    assert [(e["resource"]["resourceType"], e["resource"]["meta"]["versionId"]) for e in system] == [
         ("Patient", "2"), ("Organization", "1"), ("Patient", "1")]
-    assert system["entry"][1]["fullUrl"].endswith(f"/Organization/{b['id']}")
+    assert system[1]["fullUrl"].endswith(f"/Organization/{b['id']}")
+
+
+def _without_masters(bundle: dict[str, Any]) -> list[dict[str, Any]]:
+    return [e for e in bundle["entry"] if not e["resource"]["id"].startswith("master-")]
 
 
 def test_history_paging_and_since_survive_concurrent_writes(client: TestClient) -> None:

@@ -25,6 +25,9 @@ def test_capability_statement_is_valid_r4(client: TestClient) -> None:
                                                         "_source", "_type"}
     assert {o["name"]: o["definition"].rsplit("/", 1)[-1] for o in rest["operation"]} == {
         "ingest": "ingest", "replay": "replay"}
+    (patient,) = [r for r in rest["resource"] if r["type"] == "Patient"]
+    assert {o["name"] for o in patient["operation"]} == {"merge", "unmerge", "review", "review-list", "links"}
+    assert all("operation" not in r for r in rest["resource"] if r["type"] != "Patient")
 
 
 def test_every_claimed_interaction_works(client: TestClient) -> None:

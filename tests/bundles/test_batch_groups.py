@@ -166,7 +166,9 @@ def test_a_group_that_fails_to_commit_runs_again_one_entry_at_a_time(client: Tes
     assert statuses(answer) == ["201 Created", "200 OK", "201 Created"]
     assert _located(answer, 0) == _located(answer, 1)
     after = dump(settings)
-    assert len(after["resources"]) == len(before["resources"]) + 2  # nothing of the failed group remains
+    # nothing of the failed group remains: two Patients (and their two masters, issue 16)
+    assert len(after["resources"]) == len(before["resources"]) + 4
+    assert sum(1 for r in after["resources"] if r["_id"].startswith("Patient/master-")) == 2
     client.portal.call(client.app.state.hub.audit.flush)
     with MongoClient(settings.mongodb_uri) as mongo:
         posts = list(mongo[settings.db_name][AUDIT].find({"req.method": "POST"}))
