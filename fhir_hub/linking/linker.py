@@ -96,7 +96,7 @@ class Linker:
             op = replace(op, rid=self.writer.new_id())
         assert op.rid is not None
         key = f"Patient/{op.rid}"
-        current = await self.store.current("Patient", op.rid)
+        current = None if isinstance(op, Create) else await self.store.current("Patient", op.rid)  # new: no read
         if isinstance(op, Patch):
             if current is None or current.json is None:
                 return await plain(op)  # the writer answers 404/410
@@ -117,7 +117,8 @@ class Linker:
         record = features(content, key)
         async with self._claimed(_match_claims(record), tx):
             plan = await self._plan(key, record, current, tx)
-            masters = {plan.master, *plan.merge, *([plan.root] if plan.root else [])}
+            # a new person's master is known to no one else yet: nothing to claim
+            masters = {*plan.merge, plan.root} if plan.root is not None else set(plan.merge)
             # within a transaction the masters are not claimed: the gate may be held exclusively by then, and
             # the holder of a master's claim may be waiting for it; a concurrent change to a master this
             # group redirects fails the group's commit (its version condition), which is then retried
@@ -141,8 +142,24 @@ class Linker:
                     notes = tx.notes.setdefault(_NOTES, _TxLinks())
                     notes.records[key] = (record, root)
                 previous = master_of(loads(current.json)) if current is not None and current.json else None
-                await self._rebuild_later({root, *([previous[0]] if previous else [])}, tx)
+                if plan.root is None and tx is None and previous is None and result.version.json is not None:
+                    await self._new_master(plan.master, result.version)
+                else:
+                    await self._rebuild_later({root, *([previous[0]] if previous else [])}, tx)
         return result
+
+    async def _new_master(self, master: str, source: StoredVersion) -> None:
+        """A new person's master, from the one record just stored (no read needed: it has no other)."""
+        from fhir_hub.errors import Conflict
+        from fhir_hub.store.writer import Create
+
+        assert source.json is not None
+        rid = master.removeprefix("Patient/")
+        golden = golden_record(rid, [SourceRecord(source.key, loads(source.json), source.ts)])
+        try:
+            await self.writer.commit_unmatched(Create("Patient", golden, rid=rid), caller=MATCHER)
+        except Conflict:  # an operator's merge reached this person first: rebuild from what is stored
+            await self.rebuild(master)
 
     async def _adopt(self, version: StoredVersion, comparison: Comparison, root: str, key: str,
                      tx: Transaction | None) -> None:
@@ -188,20 +205,25 @@ class Linker:
         pending = {k: v for k, v in (own.records.items() if own else ()) if k != key and keys & block_keys(v[0])}
         found = await self.store.match_candidates(keys)
         found.discard(key)
+        considered: list[tuple[StoredVersion, Comparison]] = []
         for version in await self.store.live_versions(found - pending.keys()):
-            if version.json is None:
-                continue
-            other = loads(version.json)
-            if is_master(other):
+            other = loads(version.json) if version.json is not None else None
+            if other is None or is_master(other):
                 continue
             comparison = compare(record, features(other, version.key), self.model)
-            if comparison.decision == "apart" or await self.store.link_decisions.distinct(key, version.key):
-                continue
-            root = await self.store.master_in_use(version.key)
-            if comparison.decision == "link":
-                compared.append((version.key, comparison, root, version))
-            else:
-                doubtful.append((version.key, comparison, root))
+            if comparison.decision != "apart":
+                considered.append((version, comparison))
+        if considered:  # two batched look-ups, whatever the number of candidates
+            others = [v.key for v, _c in considered]
+            kept_apart = await self.store.link_decisions.distinct_from(key, others)
+            roots_of = await self.store.masters_in_use(others)
+            for version, comparison in considered:
+                if version.key in kept_apart:
+                    continue
+                if comparison.decision == "link":
+                    compared.append((version.key, comparison, roots_of[version.key], version))
+                else:
+                    doubtful.append((version.key, comparison, roots_of[version.key]))
         for other_key, (other_record, other_master) in sorted(pending.items()):
             comparison = compare(record, other_record, self.model)
             if comparison.decision == "link":
@@ -279,29 +301,28 @@ class Linker:
 
         Under the master's claim, so rebuilds of one person follow one another and each reads the sources
         after the previous finished: the last one always sees every source committed before it started."""
-        if not restore:
-            async with self.store.claims.holding([f"master:{master}"]):
-                person = await self.store.person(master)
-                target = person.master if person is not None else master
-            if target != master:
-                await self.rebuild(target)
-                return
         async with self.store.claims.holding([f"master:{master}"]):
             rid = master.removeprefix("Patient/")
             current = await self.store.current("Patient", rid)
-            redirected = current is not None and current.json is not None and redirect_of(loads(current.json))
-            if redirected and not restore:
-                return  # merged into another master: stays a redirect until unmerged
-            person = await self.store.person_below(master)  # its own records (an unmerge: not its new person's)
-            sources = await self.store.live_versions(person.sources)
-            records = [SourceRecord(v.key, loads(v.json), v.ts) for v in sources if v.json is not None]
-            if not records:
-                if current is not None and not current.deleted:
-                    from fhir_hub.store.writer import Delete
-
-                    await self.writer.commit_unmatched(Delete("Patient", rid), caller=MATCHER)
+            forward = redirect_of(loads(current.json)) if current is not None and current.json is not None else None
+            if forward is None or restore:
+                await self._rebuilt(master, current)
                 return
+        await self.rebuild(forward)  # merged into another master: it stays a redirect, that one is rebuilt
+
+    async def _rebuilt(self, master: str, current: StoredVersion | None) -> None:
+        """Under the master's claim: its golden record from its own records (an unmerge: not its new
+        person's), or its deletion when none is left."""
+        rid = master.removeprefix("Patient/")
+        person = await self.store.person_below(master)
+        sources = await self.store.live_versions(person.sources)
+        records = [SourceRecord(v.key, loads(v.json), v.ts) for v in sources if v.json is not None]
+        if records:
             await self._store_master(golden_record(rid, records, sorted(person.merged)), None)
+        elif current is not None and not current.deleted:
+            from fhir_hub.store.writer import Delete
+
+            await self.writer.commit_unmatched(Delete("Patient", rid), caller=MATCHER)
 
     # ------------------------------------------------------------------------------------------ claims
     @asynccontextmanager

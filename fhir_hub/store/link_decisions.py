@@ -35,6 +35,12 @@ class LinkDecisions:
         """Whether a person decided that ``a`` and ``b`` are not one person."""
         return await self.collection.find_one({"_id": pair_id(a, b)}, {"_id": 1}) is not None
 
+    async def distinct_from(self, key: str, others: list[str]) -> set[str]:
+        """Those of ``others`` a person decided are not the same person as ``key`` (one ``_id`` look-up)."""
+        pairs = {pair_id(key, other): other for other in others}
+        found = self.collection.find({"_id": {"$in": sorted(pairs)}}, {"_id": 1})
+        return {pairs[doc["_id"]] async for doc in found}
+
     async def set_distinct(self, a: str, b: str, *, author: str, at: int) -> None:
         first, second = sorted((a, b))
         async with self.gate.shared():

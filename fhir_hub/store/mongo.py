@@ -185,6 +185,9 @@ class MongoStore:
         """Every record of the person ``key`` is a record of (``store/patient_links.py``)."""
         return await patient_links.person(self.db[PATIENT_LINKS], key)
 
+    async def masters_in_use(self, keys: list[str]) -> dict[str, str | None]:
+        return await patient_links.masters_in_use(self.db[PATIENT_LINKS], keys)
+
     async def on_review(self, limit: int) -> list[str]:
         return await patient_links.on_review(self.db[PATIENT_LINKS], limit)
 

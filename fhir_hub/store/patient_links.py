@@ -55,6 +55,30 @@ class Person:
         return self.sources | self.merged | {self.master}
 
 
+async def masters_in_use(collection: Any, keys: list[str]) -> dict[str, str | None]:
+    """``master_in_use`` for many records at once: one request for their links, one per level of redirects
+    (``_id`` look-ups, which every server answers from its primary key)."""
+    direct = {doc["_id"]: doc["m"] async for doc in collection.find({"_id": {"$in": sorted(set(keys))}}, {"m": 1})}
+    forward: dict[str, str] = {}
+    asked = set(direct.values())
+    for _ in range(_MAX_DEPTH):
+        if not asked:
+            break
+        found = {doc["_id"]: doc["m"] async for doc in collection.find({"_id": {"$in": sorted(asked)}, "k": "redirect"},
+                                                                          {"m": 1})}
+        forward.update(found)
+        asked = set(found.values()) - forward.keys()
+
+    def top(master: str) -> str:
+        for _ in range(_MAX_DEPTH):
+            if master not in forward:
+                return master
+            master = forward[master]
+        raise RuntimeError(f"patient links: redirects from {master} do not end")
+
+    return {key: top(direct[key]) if key in direct else None for key in keys}
+
+
 async def on_review(collection: Any, limit: int) -> list[str]:
     """Source records with pairs waiting for a person's decision, oldest key first."""
     return [doc["_id"] async for doc in collection.find({"review": 1}, {"_id": 1}).sort("_id", 1).limit(limit)]
