@@ -252,29 +252,35 @@ class RecordBundle:
         if match is not None:
             self._by_key[key] = full_url
         self.entries.append({"fullUrl": full_url, "resource": tag(resource, self.source, self.facility),
-                             "request": write_request(rtype, match)})
+                             "request": write_request(rtype, match, self.facility)})
         return full_url
 
     def bundle(self) -> dict[str, Any]:
         return {"resourceType": "Bundle", "type": "transaction", "entry": self.entries}
 
 
-def write_request(rtype: str, match: dict[str, Any] | None) -> dict[str, Any]:
+def write_request(rtype: str, match: dict[str, Any] | None, facility: str | None = None) -> dict[str, Any]:
     """How an ingested resource is written, decided by who owns its identifier.
 
     An identifier under the hub's facility-scoped systems (``{HUB}/sid/<kind>/<facility>``: an episode, a visit, a
     facility's patient number, a sender's own id) belongs to the one facility that sends it: its resource
     is a conditional update, so a corrected or completed record (an A03 after the A01, a re-sent MoH file)
     replaces the earlier one, and an identical one changes nothing (the hub stores no version that changes
-    nothing). A national identifier (personal ID, insurance card, facility code) may be sent by many
-    facilities: the first creates the resource, the others find it and refer to it (``ifNoneExist``); who
-    the person is across facilities is decided by patient matching, not by the last sender.
+    nothing). A national identifier (insurance card, facility code) may be sent by many facilities: the
+    first creates the resource, the others find it and refer to it (``ifNoneExist``). Except a Patient:
+    each facility keeps its own record of a person (its patient number, card, demographics as it wrote
+    them), found again by the national identifier among that facility's records only (``_tag`` of the
+    sending facility); patient matching links the facilities' records into one person. Were the first
+    facility's record found, the second's Encounters would refer to it and its own data would be dropped.
     """
     if match is None:
         return {"method": "POST", "url": rtype}
     if facility_scoped(match["system"]):
         return {"method": "PUT", "url": f"{rtype}?{identifier_criteria(match)}"}
-    return {"method": "POST", "url": rtype, "ifNoneExist": identifier_criteria(match)}
+    criteria = identifier_criteria(match)
+    if rtype == "Patient" and facility:
+        criteria += "&" + token_criteria("_tag", FACILITY_TAGS, facility)
+    return {"method": "POST", "url": rtype, "ifNoneExist": criteria}
 
 
 def entry_criteria(entry: dict[str, Any]) -> str | None:

@@ -53,6 +53,9 @@ if TYPE_CHECKING:
     from fhir_hub.store.writer import WriteOp, Writer, WriteResult
 
 MATCHER = Caller.hub("matching")
+Linked = tuple[str, Comparison, "str | None", "StoredVersion | None"]  # a candidate it links with: key, comparison,
+# its master in use, its stored version (None: written earlier in the same transaction)
+Doubt = tuple[str, Comparison, "str | None"]  # a candidate in the review band: key, comparison, master in use
 _NOTES = "linking"  # the key of a transaction's notes: the Patients it linked so far
 _MAX_REVIEWS = 3  # review-band pairs kept per record, best first (a reviewer settles the best; more is noise)
 
@@ -199,8 +202,8 @@ class Linker:
     async def _plan(self, key: str, record: MatchRecord, current: StoredVersion | None,
                     tx: Transaction | None) -> Plan:
         own = tx.notes.get(_NOTES) if tx is not None else None
-        compared: list[tuple[str, Comparison, str | None, StoredVersion | None]] = []  # key, cmp, root, version
-        doubtful: list[tuple[str, Comparison, str | None]] = []  # the review band: key, comparison, root
+        compared: list[Linked] = []
+        doubtful: list[Doubt] = []
         keys = block_keys(record)
         pending = {k: v for k, v in (own.records.items() if own else ()) if k != key and keys & block_keys(v[0])}
         found = await self.store.match_candidates(keys)
@@ -230,6 +233,8 @@ class Linker:
                 compared.append((other_key, comparison, other_master, None))
             elif comparison.decision == "review":
                 doubtful.append((other_key, comparison, other_master))
+        if record.cccd and compared:
+            compared, doubtful = await self._same_personal_id(record.cccd, compared, doubtful)
         existing = master_of(loads(current.json)) if current is not None and current.json else None
         mine = await self.store.master_in_use(key) if existing is not None else None
         if existing is not None and mine is None and own is not None and key in own.records:
@@ -260,6 +265,21 @@ class Linker:
         merge = tuple(sorted(await self._mergeable(target, [r for r in roots if r != target])))
         master = existing[0] if existing is not None and mine == target else target
         return Plan(master, decision, merge=merge, root=target, adopt=adopt)
+
+    async def _same_personal_id(self, cccd: str, compared: list[Linked], doubtful: list[Doubt]
+                                ) -> tuple[list[Linked], list[Doubt]]:
+        """A record with a personal ID never joins a person holding another one (two CCCDs never link
+        automatically, even through a record that carries none): such a candidate goes to the review list."""
+        roots = sorted({root for _k, _c, root, _v in compared if root is not None})
+        masters = {v.key: v for v in await self.store.live_versions(roots)} if roots else {}
+        kept, held = [], list(doubtful)
+        for key, comparison, root, version in compared:
+            theirs = _cccds(masters.get(root)) if root is not None else frozenset()
+            if theirs and cccd not in theirs:
+                held.append((key, comparison, root))
+            else:
+                kept.append((key, comparison, root, version))
+        return kept, held
 
     async def _mergeable(self, target: str, others: list[str]) -> list[str]:
         """The persons that may be merged into ``target``'s automatically: two different personal IDs never

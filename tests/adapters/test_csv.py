@@ -106,8 +106,9 @@ def test_hub_patients_with_vietnamese_headers() -> None:
     assert an["telecom"] == [{"system": "phone", "value": "+84901234567"}]
     assert [i["system"].rsplit("/", 1)[-1] for i in an["identifier"]] == ["cccd", "bhxh", "bhyt", "79001"]
     assert ngoc["birthDate"] == "1948" and ngoc["gender"] == "female"
-    assert entry_criteria(mapping.records[0].bundle["entry"][0]) == (
-        "identifier=http://fhir.hl7.org.vn/core/sid/cccd|079085001234")
+    assert entry_criteria(mapping.records[0].bundle["entry"][0]) == (  # among this facility's records only
+        "identifier=http://fhir.hl7.org.vn/core/sid/cccd|079085001234"
+        "&_tag=https://fhir.hub.hcmc.vn/CodeSystem/source-facility|79001")
     for resource in resources(mapping):
         validate_resource(resource)
 

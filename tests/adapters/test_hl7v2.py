@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from adapters.base import Mapping, Problem, Source
 from adapters.hl7v2 import Hl7v2Adapter, ack, acknowledgements
-from adapters.normalize import BHXH, BHYT, CCCD, entry_criteria
+from adapters.normalize import BHXH, BHYT, CCCD, FACILITY_TAGS, entry_criteria
 from fhir_hub.fhir.validation import validate_resource
 
 HL7 = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "hl7v2"
@@ -165,7 +165,8 @@ def test_vietnamese_identifiers_are_national_and_matched_first() -> None:
     (patient,) = _resources(mapping, "Patient")
     systems = [i["system"] for i in patient["identifier"]]
     assert systems[:3] == [CCCD, BHXH, BHYT]
-    assert entry_criteria(mapping.records[0].bundle["entry"][0]) == f"identifier={CCCD}|079190001234"
+    assert entry_criteria(mapping.records[0].bundle["entry"][0]) == (  # among this facility's records only
+        f"identifier={CCCD}|079190001234&_tag={FACILITY_TAGS}|79001")
     assert {"system": "phone", "value": "+84903123456", "use": "home"} in patient["telecom"]
     assert any(w.field == "PID-13" for w in mapping.warnings)  # "0123" is no Vietnamese number
     assert not any(w.field == "PID-3" for w in mapping.warnings)

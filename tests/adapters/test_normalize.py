@@ -15,6 +15,8 @@ from adapters.normalize import (
     BHXH,
     BHYT,
     CCCD,
+    FACILITY,
+    FACILITY_TAGS,
     RecordBundle,
     canonical_system,
     conditional_reference,
@@ -137,5 +139,9 @@ def test_a_record_bundle_creates_each_identifier_once() -> None:
     built = bundle.bundle()
     assert len(built["entry"]) == 1 and built["type"] == "transaction"
     entry = built["entry"][0]
-    assert entry_criteria(entry) == f"identifier={CCCD}|079190000001"
+    # a Patient is found again among its facility's records only: each facility keeps its own (issue 16)
+    assert entry_criteria(entry) == f"identifier={CCCD}|079190000001&_tag={FACILITY_TAGS}|79001"
+    organization = RecordBundle(Source("csv"), "79001")
+    organization.add({"resourceType": "Organization"}, {"system": FACILITY, "value": "79001"})
+    assert entry_criteria(organization.bundle()["entry"][0]) == f"identifier={FACILITY}|79001"  # shared by all
     assert {t["code"] for t in entry["resource"]["meta"]["tag"]} == {"csv", "79001"}

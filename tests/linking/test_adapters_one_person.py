@@ -8,8 +8,8 @@ Each facility records her its own way, the way the matching rules are written fo
   social-insurance number (the card's last 10 characters): the "bhxh" rule links it to the MoH record;
 - the clinic CSV (79004): her phone and full birth date, no ID: the probabilistic score links it.
 
-Also here: what the hub does with an HL7 A40 (merge) today, and (strict xfail) a facility whose record
-carries a national identifier another facility sent first.
+Also here: a facility whose record carries a national identifier another facility sent first keeps its own
+record (the HL7 v2 A40 is in test_a40.py).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from adapters.moh_xml.generator import envelope, generate_file, table_document
-from adapters.normalize import FACILITY_TAGS, HUB
+from adapters.normalize import FACILITY_TAGS
 from fhir_hub.config import Settings
 from fhir_hub.linking.elements import RECORD_ROLE, master_of
 from tests.conftest import as_
@@ -171,11 +171,6 @@ def test_the_same_woman_from_a_moh_file_an_hl7_admission_and_a_clinic_csv_is_one
     assert golden["name"][0]["family"] == "Võ" and golden["telecom"][0]["value"] == "+84903123456"
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "adapters write a Patient whose strongest identifier is national (CCCD, BHXH) as a conditional create "
-    "on it (ifNoneExist, adapters/normalize.py write_request): the second facility sending that number finds "
-    "the first facility's record and stores no Patient of its own; its patient number, card and demographics "
-    "are dropped and its Encounter refers to the other facility's record"))
 @pytest.mark.parametrize("first_moh_with_cccd", [True, False], ids=["moh-cccd-then-hl7-cccd", "hl7-then-moh-bhxh"])
 def test_each_facility_keeps_its_own_record_when_another_sent_its_identifier_first(
         app_client: TestClient, settings: Settings, first_moh_with_cccd: bool) -> None:
@@ -184,44 +179,3 @@ def test_each_facility_keeps_its_own_record_when_another_sent_its_identifier_fir
     order = [moh_xml(cccd=CCCD), admission()] if first_moh_with_cccd else [admission(), moh_xml()]
     send(app_client, settings, order)
     assert_one_person(app_client, settings, {MOH, HIS})
-
-
-# ------------------------------------------------------------------------------------- HL7 v2 A40
-def test_an_hl7_a40_merge_is_today_reported_and_not_executed(app_client: TestClient, settings: Settings) -> None:
-    """CURRENT behaviour, to change when the A40 is executed (issue 16): the A40's PID is written like any
-    ADT's, the MRG-1 patient is named in a warning ("hand to patient matching"), and nothing is merged or
-    linked: the duplicate registration keeps its own master and its Encounter, no record changes."""
-    kept_pid3, duplicate_pid3 = f"BN-7001^^^{HIS}^MR", f"BN-7002^^^{HIS}^MR"
-    kept = f"PID|1||{kept_pid3}||Tran^Van Minh||19800315|M|||12 Le Loi^^Ho Chi Minh||0911222333"
-    duplicate = f"PID|1||{duplicate_pid3}||Tran^Van Minh||19800513|F"  # registered by mistake
-    send(app_client, settings, [adt("REG-1", "A04", kept, "PV1|1|O|||||||||||||||||V-1"),
-                                adt("REG-2", "A04", duplicate, "PV1|1|O|||||||||||||||||V-2")])
-    before = by_patient_number(app_client, settings)
-    assert master_in_use(app_client, before["BN-7001"]["id"]) != master_in_use(app_client, before["BN-7002"]["id"])
-
-    merge = adt("MRG-1", "A40", kept, f"MRG|{duplicate_pid3}")
-    values = ingest(app_client, settings, merge)
-    assert values["recordsAccepted"] == 1
-    (reported,) = [i for i in values["outcome"]["issue"] if i.get("expression") == ["MRG-1"]]
-    assert reported["severity"] == "warning" and "merge requested" in reported["diagnostics"]
-    assert "BN-7002" in reported["diagnostics"] and "not merged" in reported["diagnostics"]
-    ack = app_client.post("/$ingest", content=merge[3], headers={**as_(settings, "system", facility=HIS),
-                                                                 "Content-Type": ER7})
-    assert b"MSA|AA|MRG-1" in ack.content
-
-    after = by_patient_number(app_client, settings)
-    assert {n: p["meta"]["versionId"] for n, p in after.items()} == {
-        n: p["meta"]["versionId"] for n, p in before.items()}
-    assert all(p.get("active") is not False for p in after.values())
-    assert [link["type"] for p in after.values() for link in p["link"]] == ["refer", "refer"]
-    assert master_in_use(app_client, after["BN-7001"]["id"]) != master_in_use(app_client, after["BN-7002"]["id"])
-    assert masters_in_use(app_client, settings) == 2
-    resident = as_(settings, "resident", patient=after["BN-7001"]["id"])
-    encounters = app_client.get("/Encounter", headers=resident).json()["entry"]
-    assert [e["resource"]["subject"]["reference"] for e in encounters] == [f"Patient/{after['BN-7001']['id']}"]
-
-
-def by_patient_number(client: TestClient, settings: Settings) -> dict[str, dict[str, Any]]:
-    """The HIS's Patient records by their patient number (PID-3)."""
-    return {i["value"]: p for p in patients(client, settings) for i in p["identifier"]
-            if i["system"] == f"{HUB}/sid/mrn/{HIS}"}
