@@ -87,7 +87,7 @@ async def links(rid: IdPath, ctx: Fhir) -> Response:
     person = await service.links(ctx.session, rid)
     parameter: list[dict[str, Any]] = []
     if person.master is not None:
-        parameter.append({"name": "master", "resource": loads(person.master.json or b"{}")})
+        parameter.append({"name": "master", "resource": person.master})
     parameter += [{"name": "merged", "valueReference": {"reference": m.key}} for m in person.merged]
     for version, decision in person.sources:
         part: list[dict[str, Any]] = [{"name": "record", "valueReference": {"reference": version.key}}]

@@ -18,6 +18,7 @@ from fhir_hub.errors import BadRequest, Forbidden
 from fhir_hub.fhir.jsonio import loads
 from fhir_hub.linking import manual
 from fhir_hub.linking.elements import Decision, master_of
+from fhir_hub.linking.golden import SourceRecord, golden_record
 from fhir_hub.linking.linker import Linker
 from fhir_hub.services.session import Session
 from fhir_hub.store.records import StoredVersion
@@ -28,7 +29,7 @@ class PersonLinks:
     """A person as the caller may see it: the master in use, merged masters, source records (each with
     the decision that linked it), and the log of people's decisions about them."""
 
-    master: StoredVersion | None
+    master: dict[str, Any] | None  # the golden record of the sources the caller may see
     merged: list[StoredVersion]
     sources: list[tuple[StoredVersion, Decision | None]]
     log: list[dict[str, Any]]
@@ -110,8 +111,27 @@ async def links(session: Session, rid: str) -> PersonLinks:
     sources = [(visible[key], _decision(visible[key])) for key in sorted(person.sources) if key in visible]
     log = [entry for entry in await store.link_decisions.about(set(visible))
            if entry.get("a") in visible and entry.get("b", entry.get("a")) in visible]
-    return PersonLinks(visible.get(person.master), [visible[k] for k in sorted(person.merged) if k in visible],
-                       sources, log)
+    merged = [visible[k] for k in sorted(person.merged) if k in visible]
+    return PersonLinks(_master_view(visible.get(person.master), person.sources, sources, merged), merged, sources,
+                       log)
+
+
+def _master_view(master: StoredVersion | None, every_source: frozenset[str],
+                 sources: list[tuple[StoredVersion, Decision | None]], merged: list[StoredVersion]
+                 ) -> dict[str, Any] | None:
+    """The stored master when the caller may see all its sources; otherwise the golden record of those it
+    may see, computed for this answer: a master carries every source's identifiers and demographics, and
+    must not hand out what the caller's access decision withholds. (A plain read of the master is the
+    consent issue's to narrow the same way; see the README.)"""
+    if master is None or master.json is None:
+        return None
+    if {v.key for v, _d in sources} == set(every_source):
+        return dict(loads(master.json))
+    if not sources:
+        return None
+    view = golden_record(master.rid, [SourceRecord(v.key, loads(v.json), v.ts) for v, _d in sources
+                                      if v.json is not None], [m.key for m in merged])
+    return {**view, "meta": {**view["meta"], "versionId": str(master.vid), "lastUpdated": master.last_updated}}
 
 
 def _decision(version: StoredVersion) -> Decision | None:

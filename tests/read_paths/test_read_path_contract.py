@@ -28,6 +28,8 @@ from fhir_hub.config import Settings
 from fhir_hub.main import create_app
 from fhir_hub.services.pages import decode_page
 from tests.conftest import as_
+from tests.read_paths import person_paths
+from tests.read_paths.person_paths import PERSON_PATHS, PersonWorld, person_world
 
 FHIR = {"Content-Type": "application/fhir+json"}
 HIDDEN_OBS = "obs-hidden-q7"  # unusual ids: a leak shows up as the string anywhere in a response
@@ -493,6 +495,9 @@ COVERED: dict[str, list[Callable[..., None]]] = {
     "delete": [delete_by_id], "ingest": [ingest], "transaction": [batch_reads, transaction_if_none_exist,
                                                                  transaction_conditional_update,
                                                                  transaction_conditional_reference],
+    # a person's records (issue 16): tests/read_paths/person_paths.py, a hidden Patient record
+    "links": [person_paths.links], "review-list": [person_paths.review_list], "merge": [person_paths.merge],
+    "review": [person_paths.review], "unmerge": [person_paths.unmerge],
 }
 READS_NOTHING = {
     "capabilities": "the CapabilityStatement holds no resource",
@@ -514,7 +519,7 @@ def test_every_interaction_is_covered() -> None:
     missing = served - set(COVERED) - set(READS_NOTHING)
     assert not missing, f"interactions outside the read-path contract suite: {sorted(missing)}"
     for paths in COVERED.values():
-        assert all(p in PATHS or p in CONDITIONAL for p in paths)
+        assert all(p in PATHS or p in CONDITIONAL or p in PERSON_PATHS for p in paths)
 
 
 @pytest.fixture
@@ -534,3 +539,17 @@ def test_hidden_resource_is_never_matched(fresh: World, send: Send) -> None:
     assert _normal(at_hidden, HIDDEN_IDENT, HIDDEN_OBS) == _normal(at_nothing, ABSENT_IDENT, ABSENT)
     assert at_hidden.text.count(HIDDEN_OBS) == at_nothing.text.count(ABSENT)  # only where the client named it
     assert fresh.open_.get(f"/Observation/{HIDDEN_OBS}").json() == before
+
+
+@pytest.fixture(scope="module")
+def person(mongodb_uri: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[PersonWorld]:
+    with person_world(mongodb_uri, tmp_path_factory.mktemp("person")) as made:
+        yield made
+
+
+@pytest.mark.parametrize("path", PERSON_PATHS, ids=lambda p: p.__name__)
+def test_a_hidden_patient_record_never_shows_through_its_person(person: PersonWorld,
+                                                                 path: Callable[[PersonWorld], None]) -> None:
+    """The link operations (issue 16) read a person's records: a hidden record is not listed, and naming it
+    answers as naming nothing (tests/read_paths/person_paths.py)."""
+    path(person)
