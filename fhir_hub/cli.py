@@ -88,6 +88,23 @@ def cmd_load_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_relink(args: argparse.Namespace) -> int:
+    from fhir_hub.hub import running_hub
+    from fhir_hub.linking.relink import relink
+
+    settings = _settings(args)
+    _setup_logging(settings.log_level)
+
+    async def run() -> None:
+        async with running_hub(settings) as hub:
+            report = await relink(hub, progress=sys.stderr.isatty())
+        print(f"relink: {report.records} Patient records, {report.linked} linked now, "
+              f"{report.masters} masters rebuilt")
+
+    asyncio.run(run())
+    return 0
+
+
 def cmd_token(args: argparse.Namespace) -> int:
     from fhir_hub.auth.dev_tokens import development_token
 
@@ -166,6 +183,15 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--data-dir", type=Path, help="embedded store directory (FHIR_HUB_DATA_DIR)")
     demo.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="log verbosity")
     demo.set_defaults(func=cmd_load_demo)
+
+    relink_ = sub.add_parser("relink", help="link Patients stored without a master, rebuild every master",
+                             description="Patient matching for records stored before it existed (or while "
+                                         "FHIR_HUB_LINK_PATIENTS was off), and repair after a stop between a "
+                                         "record and its master. Idempotent; stop the hub's writers first or "
+                                         "not (it takes the same claims as they do).")
+    relink_.add_argument("--data-dir", type=Path, help="embedded store directory (FHIR_HUB_DATA_DIR)")
+    relink_.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="log verbosity")
+    relink_.set_defaults(func=cmd_relink)
 
     token = sub.add_parser("token", help="mint a development bearer token (development mode only)",
                            description="Print a JWT signed with the development key in the data directory. "
