@@ -10,12 +10,17 @@ import asyncio
 import logging
 import os
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
 
 from fhir_hub import __version__
 from fhir_hub.config import ConfigError, Settings
+
+if TYPE_CHECKING:
+    from fhir_hub.hub import Hub
 
 log = logging.getLogger("fhir_hub")
 _DEMO_PATIENT = "129c6ac7-8d06-89de-ad63-0204a93e76c3"  # the demo data set's resident born in 1927
@@ -39,7 +44,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from fhir_hub.demo import load_demo
-    from fhir_hub.hub import Hub
     from fhir_hub.main import create_app, prepare_to_serve
 
     settings = _settings(args)
@@ -71,38 +75,40 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_load_demo(args: argparse.Namespace) -> int:
-    from fhir_hub.demo import load_demo
+def _on_hub(args: argparse.Namespace, job: Callable[[Hub], Awaitable[str]]) -> int:
+    """Open the hub as configured, run ``job`` on it, print what it says, close the hub."""
     from fhir_hub.hub import running_hub
 
     settings = _settings(args)
     _setup_logging(settings.log_level)
 
-    async def run() -> None:
+    async def run() -> str:
         async with running_hub(settings) as hub:
-            report = await load_demo(hub, progress=sys.stderr.isatty())
-        print(f"demo data: {report.created} resources loaded, {report.already_present} already present; "
-              f"patients: {', '.join(report.patients)}")
+            return await job(hub)
 
-    asyncio.run(run())
+    print(asyncio.run(run()))
     return 0
+
+
+def cmd_load_demo(args: argparse.Namespace) -> int:
+    from fhir_hub.demo import load_demo
+
+    async def job(hub: Hub) -> str:
+        report = await load_demo(hub, progress=sys.stderr.isatty())
+        return (f"demo data: {report.created} resources loaded, {report.already_present} already present; "
+                f"patients: {', '.join(report.patients)}")
+
+    return _on_hub(args, job)
 
 
 def cmd_relink(args: argparse.Namespace) -> int:
-    from fhir_hub.hub import running_hub
     from fhir_hub.linking.relink import relink
 
-    settings = _settings(args)
-    _setup_logging(settings.log_level)
+    async def job(hub: Hub) -> str:
+        report = await relink(hub, progress=sys.stderr.isatty())
+        return f"relink: {report.records} Patient records, {report.linked} linked now, {report.masters} masters rebuilt"
 
-    async def run() -> None:
-        async with running_hub(settings) as hub:
-            report = await relink(hub, progress=sys.stderr.isatty())
-        print(f"relink: {report.records} Patient records, {report.linked} linked now, "
-              f"{report.masters} masters rebuilt")
-
-    asyncio.run(run())
-    return 0
+    return _on_hub(args, job)
 
 
 def cmd_token(args: argparse.Namespace) -> int:

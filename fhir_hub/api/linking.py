@@ -92,15 +92,7 @@ async def links(rid: IdPath, ctx: Fhir) -> Response:
     for version, decision in person.sources:
         part: list[dict[str, Any]] = [{"name": "record", "valueReference": {"reference": version.key}}]
         if decision is not None:
-            part.append({"name": "rule", "valueCode": decision.rule})
-            if decision.score is not None:
-                part.append({"name": "score", "valueDecimal": decision.score})
-            if decision.grade is not None:
-                part.append({"name": "grade", "valueCode": decision.grade})
-            part.append({"name": "author", "valueString": decision.author})
-            if decision.matched is not None:
-                part.append({"name": "matched", "valueReference": {"reference": decision.matched}})
-            part += [{"name": "review", "valueReference": {"reference": k}} for k in decision.reviews]
+            part += [{"name": name, **value} for name, value in decision.values()]
         parameter.append({"name": "source", "part": part})
     for entry in person.log:
         part = [{"name": "action", "valueCode": entry.get("action", entry.get("k"))},

@@ -52,17 +52,21 @@ class Decision:
     matched: str | None = None  # "Patient/123"
     reviews: tuple[str, ...] = ()  # records that may be the same person, for a person to decide (review list)
 
-    def extension(self) -> dict[str, Any]:
-        parts: list[dict[str, Any]] = [{"url": "rule", "valueCode": self.rule}]
+    def values(self) -> list[tuple[str, dict[str, Any]]]:
+        """Each field as (name, FHIR value): the extension's parts, and ``$links``' Parameters parts."""
+        found: list[tuple[str, dict[str, Any]]] = [("rule", {"valueCode": self.rule})]
         if self.score is not None:
-            parts.append({"url": "score", "valueDecimal": round(self.score, 2)})
+            found.append(("score", {"valueDecimal": round(self.score, 2)}))
         if self.grade is not None:
-            parts.append({"url": "grade", "valueCode": self.grade})
-        parts.append({"url": "author", "valueString": self.author})
+            found.append(("grade", {"valueCode": self.grade}))
+        found.append(("author", {"valueString": self.author}))
         if self.matched is not None:
-            parts.append({"url": "matched", "valueReference": {"reference": self.matched}})
-        parts += [{"url": "review", "valueReference": {"reference": key}} for key in self.reviews]
-        return {"url": DECISION, "extension": parts}
+            found.append(("matched", {"valueReference": {"reference": self.matched}}))
+        found += [("review", {"valueReference": {"reference": key}}) for key in self.reviews]
+        return found
+
+    def extension(self) -> dict[str, Any]:
+        return {"url": DECISION, "extension": [{"url": name, **value} for name, value in self.values()]}
 
     @classmethod
     def from_extension(cls, ext: dict[str, Any]) -> Decision:
