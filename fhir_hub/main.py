@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from fhir_hub import __version__
-from fhir_hub.api import bundle, create, delete, history, ingest, metadata, patch, read, search, smart, update
+from fhir_hub.api import bundle, create, delete, history, ingest, match, metadata, patch, read, search, smart, update
 from fhir_hub.api.budget import RequestBudget
 from fhir_hub.api.errors import install_error_handlers
 from fhir_hub.api.middleware import AuditMiddleware
@@ -25,8 +25,8 @@ from fhir_hub.hub import Hub, running_hub
 
 StartupHook = Callable[[Hub], Awaitable[None]]
 
-ROUTERS = (metadata.router, smart.router, ingest.router, history.router, read.router, search.router, bundle.router,
-           create.router, update.router, patch.router, delete.router)
+ROUTERS = (metadata.router, smart.router, ingest.router, match.router, history.router, read.router, search.router,
+           bundle.router, create.router, update.router, patch.router, delete.router)
 
 
 def freeze_startup_heap() -> None:
