@@ -27,6 +27,7 @@ that disagrees with the record, a doubt) within [lower, upper]. Within a band th
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -49,7 +50,7 @@ class MatchIndex(Protocol):
     answer keys, never content, and no transaction's own writes are involved (a Bundle entry may not call
     an operation)."""
 
-    async def match_candidates(self, keys: Any) -> set[str]: ...
+    async def match_candidates(self, keys: Iterable[str]) -> set[str]: ...
 
     async def master_in_use(self, key: str) -> str | None: ...
 

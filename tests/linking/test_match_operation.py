@@ -205,3 +205,15 @@ def test_score_rises_with_the_bits_and_never_contradicts_the_grade() -> None:
         assert series == sorted(series)
     assert max(possible) <= min(probable) and max(probable) <= min(certain)
     assert all(0.5 <= s <= 1 for s in possible + probable + certain)
+
+
+def test_without_linking_each_source_is_answered_itself(mongodb_uri: str, tmp_path: Any) -> None:
+    settings = Settings(mongodb_uri=mongodb_uri, db_name=f"test_match_unlinked_{id(tmp_path)}", data_dir=tmp_path,
+                        validation_processes=0, ingest_processes=0, link_patients=False)
+    with TestClient(create_app(settings), raise_server_exceptions=False) as client:
+        for name, body in (("lan", LAN), ("lan-elsewhere", LAN_ELSEWHERE)):
+            response = client.put(f"/Patient/{name}", json={**body, "id": name}, headers={**FHIR, **as_(settings)})
+            assert response.status_code == 201 and master_of(response.json()) is None
+        found = matches(client.post("/Patient/$match", json=parameters(LAN), headers={**FHIR, **as_(settings)}))
+        assert {key for key, _s, _g in found} == {"Patient/lan", "Patient/lan-elsewhere"}
+        assert found[0][0] == "Patient/lan" and found[0][2] == "certain"  # the same record: the best score
