@@ -5,17 +5,18 @@
   bundles Synthea batch/transaction ingest beside parse+validate alone (bench/results/bundles.json)
   ingest  records/s per adapter format beside raw parsing of the same input (bench/results/ingest.json)
   matching  patient-matching accuracy and cost per record on a synthetic population (bench/results/matching.json)
-  all     all five, one after the other (the default)
+  match   Patient/$match latency at 10,000 and 100,000 people (bench/results/match.json)
+  all     all six, one after the other (the default)
 
 ``python -m bench rest --help`` (or ``search --help``) lists each one's options.
 """
 
 import sys
 
-from bench import bundles, ingest, matching, rest, search
+from bench import bundles, ingest, match, matching, rest, search
 
 _COMMANDS = {"rest": rest.main, "search": search.main, "bundles": bundles.main, "ingest": ingest.main,
-             "matching": matching.main}
+             "matching": matching.main, "match": match.main}
 
 
 def main(argv: list[str]) -> int:
@@ -26,7 +27,8 @@ def main(argv: list[str]) -> int:
         return max(command([]) for command in _COMMANDS.values())
     command = _COMMANDS.get(argv[0])
     if command is None:
-        print(f"unknown benchmark {argv[0]!r}; choose rest, search, bundles, ingest, matching or all", file=sys.stderr)
+        print(f"unknown benchmark {argv[0]!r}; choose rest, search, bundles, ingest, matching, match or all",
+              file=sys.stderr)
         return 2
     return command(argv[1:])
 

@@ -21,6 +21,7 @@ from fhir_hub.api import (
     history,
     ingest,
     linking,
+    match,
     metadata,
     patch,
     read,
@@ -38,9 +39,9 @@ from fhir_hub.hub import Hub, running_hub
 
 StartupHook = Callable[[Hub], Awaitable[None]]
 
-# linking's /Patient/$... routes before read's /{rtype}/{rid}, which would take them for ids
-ROUTERS = (metadata.router, smart.router, ingest.router, linking.router, history.router, read.router, search.router,
-           bundle.router, create.router, update.router, patch.router, delete.router)
+# linking's and match's /Patient/$... routes before read's /{rtype}/{rid}, which would take them for ids
+ROUTERS = (metadata.router, smart.router, ingest.router, linking.router, match.router, history.router,
+           read.router, search.router, bundle.router, create.router, update.router, patch.router, delete.router)
 
 
 def freeze_startup_heap() -> None:

@@ -39,7 +39,7 @@ def _operation(name: str) -> dict[str, str]:
 
 
 @router.post("/Patient/$merge", **fhir_route("merge", "type", summary="Merge two persons' records", body=True,
-                                             operation=_operation("merge"), on="Patient"))
+                                             operation=_operation("merge"), resource="Patient"))
 async def merge(ctx: Fhir) -> Response:
     params = await _parameters(ctx)
     kept = await service.merge(ctx.session, _reference(params, "source-patient"),
@@ -48,7 +48,7 @@ async def merge(ctx: Fhir) -> Response:
 
 
 @router.post("/Patient/$unmerge", **fhir_route("unmerge", "type", summary="Undo a merge of two persons",
-                                               body=True, operation=_operation("unmerge"), on="Patient"))
+                                               body=True, operation=_operation("unmerge"), resource="Patient"))
 async def unmerge(ctx: Fhir) -> Response:
     params = await _parameters(ctx)
     restored = await service.unmerge(ctx.session, _reference(params, "patient"), _text(params, "reason"))
@@ -56,7 +56,7 @@ async def unmerge(ctx: Fhir) -> Response:
 
 
 @router.post("/Patient/$review", **fhir_route("review", "type", summary="Decide on a pair of the review list",
-                                              body=True, operation=_operation("review"), on="Patient"))
+                                              body=True, operation=_operation("review"), resource="Patient"))
 async def review(ctx: Fhir) -> Response:
     params = await _parameters(ctx)
     decision = params.get("decision", {}).get("valueCode")
@@ -68,7 +68,8 @@ async def review(ctx: Fhir) -> Response:
 
 
 @router.get("/Patient/$review-list", **fhir_route("review-list", "type", summary="Pairs waiting for review",
-                                                  query=("_count",), operation=_operation("review-list"), on="Patient"))
+                                                  query=("_count",), operation=_operation("review-list"),
+                                                  resource="Patient"))
 async def review_list(ctx: Fhir) -> Response:
     raw = ctx.request.query_params.get("_count", str(_COUNT_DEFAULT))
     if not raw.isdigit() or not 0 < int(raw) <= _COUNT_MAX:
@@ -81,7 +82,7 @@ async def review_list(ctx: Fhir) -> Response:
 
 
 @router.get("/Patient/{rid}/$links", **fhir_route("links", "instance", summary="A record's person and its links",
-                                                  operation=_operation("links"), on="Patient"))
+                                                  operation=_operation("links"), resource="Patient"))
 async def links(rid: IdPath, ctx: Fhir) -> Response:
     check_instance("Patient", rid)
     person = await service.links(ctx.session, rid)

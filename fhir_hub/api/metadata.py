@@ -34,6 +34,8 @@ _RESOURCE_PARAM = "http://hl7.org/fhir/SearchParameter/Resource-"
 _ID_DEFINITION = _RESOURCE_PARAM + "id"
 _WRITES = frozenset({"create", "update", "patch", "delete"})
 _WRITE_FLAGS = frozenset({"conditionalCreate", "conditionalUpdate", "conditionalDelete", "updateCreate"})
+# tag keys that are not CapabilityStatement flags: an operation, the type it is on, the permission it needs
+_NOT_FLAGS = frozenset({"code", "level", "interactions", "operation", "resource"})
 
 
 @router.get("/metadata", **fhir_route("capabilities", "system", summary="The server's CapabilityStatement"))
@@ -78,12 +80,12 @@ def _statement(tags: tuple[dict[str, Any], ...], base_url: str) -> dict[str, Any
     codes = {t["code"] for t in tags} | {c for t in tags for c in t.get("interactions", ())}
     flags: dict[str, Any] = {}
     for tag in tags:
-        flags.update({k: v for k, v in tag.items() if k not in ("code", "level", "interactions", "operation", "on")})
-    operations = [t["operation"] for t in tags if "operation" in t and "on" not in t]
-    typed: dict[str, list[dict[str, str]]] = {}  # operations on one type (Patient/$merge): under that resource
+        flags.update({k: v for k, v in tag.items() if k not in _NOT_FLAGS})
+    operations = [t["operation"] for t in tags if "operation" in t and "resource" not in t]
+    type_operations: dict[str, list[dict[str, str]]] = {}
     for tag in tags:
-        if "operation" in tag and "on" in tag:
-            typed.setdefault(tag["on"], []).append(tag["operation"])
+        if "operation" in tag and "resource" in tag:
+            type_operations.setdefault(tag["resource"], []).append(tag["operation"])
     resources = []
     for rtype in resource_types():
         hub_only = rtype in HUB_ONLY_TYPES  # readable, never written through the API
@@ -94,8 +96,8 @@ def _statement(tags: tuple[dict[str, Any], ...], base_url: str) -> dict[str, Any
         }
         entry.update({k: v for k, v in flags.items() if not (hub_only and k in _WRITE_FLAGS)})
         entry["searchParam"] = _search_params(rtype)
-        if rtype in typed:
-            entry["operation"] = sorted(typed[rtype], key=lambda o: o["name"])
+        if rtype in type_operations:
+            entry["operation"] = sorted(type_operations[rtype], key=lambda o: o["name"])
         resources.append(entry)
     return {
         "resourceType": "CapabilityStatement",

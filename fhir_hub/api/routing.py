@@ -66,7 +66,10 @@ def fhir_route(
     headers: tuple[str, ...] = (),
     **capability: Any,
 ) -> dict[str, Any]:
-    """Keyword arguments for a route decorator: summary, OpenAPI extras and the interaction tag."""
+    """Keyword arguments for a route decorator: summary, OpenAPI extras and the interaction tag.
+
+    ``capability``: CapabilityStatement flags (``conditionalCreate``...), or for an operation its
+    ``operation`` (name, definition) and the ``resource`` type it is on (listed under that type)."""
     extra: dict[str, Any] = {INTERACTION_KEY: {"code": code, "level": level, **capability}}
     params = [_param(name, "query") for name in (*query, "_format", "_pretty")]
     params += [_param(name, "header") for name in headers]

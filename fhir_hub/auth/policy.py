@@ -29,6 +29,7 @@ PERMISSION = {
     "ingest": "c", "replay": "c",  # a payload's records are transactions: each entry is checked the same way
     # patient link operations (services/linking.py checks Patient.u and refuses residents' decisions)
     "merge": "u", "unmerge": "u", "review": "u", "review-list": "s", "links": "r",
+    "match": "s",  # Patient/$match: a search by content (services/match.py)
 }
 HUB_ONLY_TYPES = frozenset({"AuditEvent"})
 

@@ -1,5 +1,5 @@
 """The FHIR interactions without HTTP, one small module each (Blaze-style): create, update (and conditional
-update), patch, delete, read/vread, search, and the single match the conditional ones share.
+update), patch, delete, read/vread, search, the single match the conditional ones share, and ``Patient/$match``.
 
 Each takes a ``Session`` (``session.py``: the caller, the audit record, the base URL, ``Prefer``, the clock
 and the store transaction, but no request) and answers a typed result (``results.py``): a ``Written``, a

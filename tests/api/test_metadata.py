@@ -26,7 +26,8 @@ def test_capability_statement_is_valid_r4(client: TestClient) -> None:
     assert {o["name"]: o["definition"].rsplit("/", 1)[-1] for o in rest["operation"]} == {
         "ingest": "ingest", "replay": "replay"}
     (patient,) = [r for r in rest["resource"] if r["type"] == "Patient"]
-    assert {o["name"] for o in patient["operation"]} == {"merge", "unmerge", "review", "review-list", "links"}
+    assert {o["name"] for o in patient["operation"]} == {"match", "merge", "unmerge", "review", "review-list",
+                                                         "links"}
     assert all("operation" not in r for r in rest["resource"] if r["type"] != "Patient")
 
 

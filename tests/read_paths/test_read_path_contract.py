@@ -25,6 +25,7 @@ from fastapi.testclient import TestClient
 from fhir_hub.auth.caller import Caller
 from fhir_hub.auth.policy import access_decision
 from fhir_hub.config import Settings
+from fhir_hub.linking.elements import is_master_key, master_of
 from fhir_hub.main import create_app
 from fhir_hub.services.pages import decode_page
 from tests.conftest import as_
@@ -36,6 +37,9 @@ HIDDEN_OBS = "obs-hidden-q7"  # unusual ids: a leak shows up as the string anywh
 HIDDEN_CODE = "code-only-hidden-has"
 HIDDEN_IDENT = "urn:lab|ident-only-hidden-has"
 ABSENT = "obs-never-created"
+# P's demographics, so that Patient/$match finds her (and, for the Patient worlds, her hidden records)
+P_DEMOGRAPHICS = {"name": [{"family": "Nguyễn", "given": ["Thị", "Lan"]}], "birthDate": "1956-04-12",
+                  "gender": "female"}
 
 
 @dataclass
@@ -56,7 +60,7 @@ def _seed(client: TestClient, headers: dict[str, str]) -> dict[str, str]:
                               headers={**FHIR, **headers})
         assert response.status_code in (200, 201), response.text
 
-    put("Patient", "pat-p", {"name": [{"family": "Nguyễn"}], "identifier": [{"system": "urn:pid", "value": "p"}]})
+    put("Patient", "pat-p", {**P_DEMOGRAPHICS, "identifier": [{"system": "urn:pid", "value": "p"}]})
     put("Patient", "pat-q", {"name": [{"family": "Trần"}]})
 
     def obs(code: str, ident: str, **more: Any) -> dict[str, Any]:
@@ -113,7 +117,15 @@ HIDDEN = {
     "Observation": Hidden("Observation", lambda _client, _headers: HIDDEN_OBS),
     "Provenance": Hidden("Provenance", lambda _client, _headers: "prov-v2"),
     "AuditEvent": Hidden("AuditEvent", lambda client, headers: _audit_event_of(client, headers, "pat-q")),
+    "Patient": Hidden("Patient", lambda _client, _headers: "pat-p"),  # a facility's record (a source)
+    "master": Hidden("Patient", lambda client, headers: _master_of(client, headers, "pat-p")),  # P's golden record
 }
+
+
+def _master_of(client: TestClient, headers: dict[str, str], patient: str) -> str:
+    linked = master_of(client.get(f"/Patient/{patient}", headers=headers).json())
+    assert linked is not None, f"{patient} has no master"
+    return linked[0].split("/", 1)[1]
 
 
 def withholding(key: str) -> Callable[[Caller], Any]:
@@ -134,9 +146,9 @@ def seeded_world(mongodb_uri: str, data_dir: Any, kind: str, role: str) -> Itera
     headers = system if role == "system" else as_(held, "resident", patient="pat-p")
     with TestClient(create_app(held), raise_server_exceptions=False, headers=headers) as open_, \
             TestClient(create_app(held), raise_server_exceptions=False, headers=headers) as hidden:
-        rid = HIDDEN[kind].pick(open_, system)
-        hidden.app.state.hub.access = withholding(f"{kind}/{rid}")
-        yield World(open_, hidden, f"{kind}/{rid}", ids)
+        key = f"{HIDDEN[kind].rtype}/{HIDDEN[kind].pick(open_, system)}"
+        hidden.app.state.hub.access = withholding(key)
+        yield World(open_, hidden, key, ids)
 
 
 @pytest.fixture(scope="module", params=[(k, r) for k in HIDDEN for r in ("system", "resident")],
@@ -290,8 +302,9 @@ def system_search(w: World) -> None:
 
 
 def _visible_in_open(w: World) -> bool:
-    """Counted by the type's (and for AuditEvents Q's) unfiltered searches in the open world."""
-    return bool(w.open_.get(f"/{w.hidden_key}").status_code == 200)
+    """Counted by the type's (and for AuditEvents Q's) unfiltered searches in the open world (which leave
+    masters out: they are asked for by ``_id`` or ``_tag``)."""
+    return bool(w.open_.get(f"/{w.hidden_key}").status_code == 200) and not is_master_key(w.hidden_key)
 
 
 def summary_count(w: World) -> None:
@@ -363,9 +376,30 @@ def provenance(w: World) -> None:
     _both(w, "/Provenance?_count=100")
 
 
+def _match(client: TestClient, demographics: dict[str, Any]) -> Any:
+    return client.post("/Patient/$match", headers=FHIR, json={"resourceType": "Parameters", "parameter": [
+        {"name": "resource", "resource": {"resourceType": "Patient", **demographics}}]})
+
+
+def patient_match(w: World) -> None:
+    """``Patient/$match`` for P's demographics answers P's person (her master). A hidden master is neither
+    answered nor counted; a hidden source is no evidence, so when it is P's only record her person is
+    unknown, exactly as a person nobody recorded."""
+    seen, shown = _match(w.open_, P_DEMOGRAPHICS), _match(w.hidden, P_DEMOGRAPHICS)
+    assert _keys(seen.json(), "match"), "the open world finds P's person"
+    source = w.hidden_key == "Patient/pat-p"
+    assert_listing_without(seen, shown, w.hidden_key, counted=w.hidden_key in _keys(seen.json(), "match"),
+                           exact=not source)
+    if source:
+        nobody = _match(w.hidden, {"name": [{"family": "Vương", "given": ["Khả", "Di"]}], "birthDate": "1901-02-03"})
+        body, blank = shown.json(), nobody.json()
+        assert shown.status_code == nobody.status_code == 200
+        assert (body["total"], body.get("entry")) == (blank["total"], blank.get("entry")) == (0, None)
+
+
 PATHS: list[Path] = [read, vread, instance_history, type_history, system_history, search_get, search_post,
                      search_by_id, system_search, summary_count, total_accurate, elements, paging, includes,
-                     revincludes, iterate, chains_and_has, audit_events, provenance]
+                     revincludes, iterate, chains_and_has, audit_events, provenance, patient_match]
 
 
 @pytest.mark.parametrize("path", PATHS, ids=lambda p: p.__name__)
@@ -498,6 +532,7 @@ COVERED: dict[str, list[Callable[..., None]]] = {
     # a person's records (issue 16): tests/read_paths/person_paths.py, a hidden Patient record
     "links": [person_paths.links], "review-list": [person_paths.review_list], "merge": [person_paths.merge],
     "review": [person_paths.review], "unmerge": [person_paths.unmerge],
+    "match": [patient_match],
 }
 READS_NOTHING = {
     "capabilities": "the CapabilityStatement holds no resource",
