@@ -4,7 +4,8 @@
   person, ``reason``): the source's person is merged into the target's. The names are R5's Patient $merge;
   unlike it, no record is changed or re-pointed: the source person's master is redirected (``replaced-by``).
 - ``POST /Patient/$unmerge`` (``patient``: the merged-away master, listed as ``replaces`` on the other,
-  ``reason``): the merge undone, automatic or manual; the two are then never merged automatically again.
+  or a source record; ``reason``): the merge undone, automatic or manual, and the two never merged
+  automatically again; for a source record, its own link undone: a person of its own, kept apart.
 - ``GET /Patient/$review-list`` (``_count``): pairs of records that may be one person, for a person to
   decide; ``POST /Patient/$review`` (``record``, ``candidate``, ``decision`` = ``same`` | ``different``).
 - ``GET /Patient/{id}/$links``: the person a record belongs to (master, merged masters, every source with

@@ -14,9 +14,19 @@ from dataclasses import dataclass
 
 from fhir_hub.errors import NotFound, UnprocessableResource
 from fhir_hub.fhir.jsonio import loads
-from fhir_hub.linking.elements import Decision, is_master, master_of, redirect_of
+from fhir_hub.linking.elements import (
+    MASTER_ID_PREFIX,
+    Decision,
+    is_master,
+    master_of,
+    redirect_of,
+    with_master,
+    without_master,
+)
 from fhir_hub.linking.golden import redirected_master
-from fhir_hub.linking.linker import Linker, cccds_of
+from fhir_hub.linking.linker import MATCHER, Linker, cccds_of
+from fhir_hub.store.records import StoredVersion
+from fhir_hub.store.writer import Update
 
 
 @dataclass(frozen=True)
@@ -51,10 +61,13 @@ async def merge(linker: Linker, source: str, target: str, *, author: str, reason
 
 async def unmerge(linker: Linker, merged: str, *, author: str, reason: str | None = None) -> MergeResult:
     """Undo the merge of master ``merged`` (automatic or manual): it is rebuilt from its own records, the
-    master it was merged into without them, and the two are kept apart from then on."""
+    master it was merged into without them, and the two are kept apart from then on. ``merged`` a source
+    record: its own link is undone (``_detach``); ``MergeResult.merged`` is then its new master."""
     store = linker.store
     current = await store.current("Patient", merged.removeprefix("Patient/"))
     content = loads(current.json) if current is not None and current.json is not None else None
+    if content is not None and current is not None and not is_master(content) and master_of(content) is not None:
+        return await _detach(linker, current, author=author, reason=reason)
     if content is None or not is_master(content):
         raise NotFound(f"patient: {merged} is not a master record of this hub", expression=["patient"])
     into = redirect_of(content)
@@ -69,6 +82,31 @@ async def unmerge(linker: Linker, merged: str, *, author: str, reason: str | Non
         await linker.rebuild(into)
     kept = await store.master_in_use(into) or into
     return MergeResult(kept, merged)
+
+
+async def _detach(linker: Linker, record: StoredVersion, *, author: str, reason: str | None) -> MergeResult:
+    """Undo a record's own link (automatic or manual): it becomes a person of its own, with a new master,
+    kept apart from the records it was linked with; their master is rebuilt without it."""
+    store = linker.store
+    person = await store.person(record.key)
+    if person is None or person.sources == {record.key}:
+        raise UnprocessableResource(f"patient: {record.key} is the only record of its person; nothing to undo",
+                                    expression=["patient"])
+    new_master = f"Patient/{MASTER_ID_PREFIX}{linker.writer.new_id()}"
+    async with store.claims.holding([f"master:{person.master}"]):
+        at = linker.writer.clock()
+        for other in sorted(person.sources - {record.key}):
+            await store.link_decisions.set_distinct(record.key, other, author=author, at=at)
+        assert record.json is not None
+        decision = Decision("manual", author=author)
+        result = await linker.writer.commit_unmatched(
+            Update("Patient", record.rid, with_master(without_master(loads(record.json)), new_master, decision),
+                   keep_source=True), caller=MATCHER)
+        await store.link_decisions.log("unlink", record.key, person.master, author=author, at=at,
+                                       **({"reason": reason} if reason else {}))
+        await linker._new_master(new_master, result.version)
+        await linker.rebuild(person.master)
+    return MergeResult(person.master, new_master)
 
 
 async def review(linker: Linker, record: str, candidate: str, *, same: bool, author: str,

@@ -109,8 +109,12 @@ async def links(session: Session, rid: str) -> PersonLinks:
         return PersonLinks(None, [], [], [])
     visible = {v.key: v for v in await session.reader.read_many(person.records)}
     sources = [(visible[key], _decision(visible[key])) for key in sorted(person.sources) if key in visible]
-    log = [entry for entry in await store.link_decisions.about(set(visible))
-           if entry.get("a") in visible and entry.get("b", entry.get("a")) in visible]
+    entries = await store.link_decisions.about(set(visible))
+    named = {key for entry in entries for key in (entry.get("a"), entry.get("b")) if isinstance(key, str)}
+    seen = set(visible) | {v.key for v in await session.reader.read_many(named - set(visible))}
+    # an entry about a record of another person (an unlink names the master it left) is shown only when
+    # the caller may see that record too
+    log = [entry for entry in entries if entry.get("a") in seen and entry.get("b", entry.get("a")) in seen]
     merged = [visible[k] for k in sorted(person.merged) if k in visible]
     return PersonLinks(_master_view(visible.get(person.master), person.sources, sources, merged), merged, sources,
                        log)

@@ -143,3 +143,32 @@ def test_bad_requests_and_who_may_decide(app_client: TestClient, settings: Setti
     assert app_client.get(f"/Patient/{first}/$links", headers=resident).status_code == 200  # their own person
     other = _post(app_client, settings, _patient("Trịnh", ["Văn", "Nam"], "1950-05-05"))
     assert_outcome(app_client.get(f"/Patient/{other}/$links", headers=resident), 404)
+
+
+def test_a_records_own_link_is_undone_and_stays_undone(app_client: TestClient, settings: Settings) -> None:
+    """A record the match step linked (here by the same CCCD) is taken out of its person: it gets a master
+    of its own, the other master is rebuilt without it, and the facility sending it again changes nothing."""
+    cccd = [{"system": CCCD, "value": "079175004444"}]
+    first = _post(app_client, settings, _patient("Mai", ["Thị", "Hạnh"], "1975-05-05", identifier=cccd))
+    second_body = _patient("Mai", ["Hanh"], "1975-05-05", identifier=cccd)
+    second = _post(app_client, settings, second_body, facility="79002")
+    shared = _master_in_use(app_client, settings, first)
+    assert _master_in_use(app_client, settings, second) == shared
+
+    undone = _operation(app_client, settings, "unmerge", patient=_ref(second), reason={"valueString": "a twin"})
+    assert undone.status_code == 200, undone.text
+    own = _master_in_use(app_client, settings, second)
+    assert own != shared and _master_in_use(app_client, settings, first) == shared
+    golden = app_client.get(f"/Patient/{shared}", headers=as_(settings)).json()
+    assert [link["other"]["reference"] for link in golden["link"]] == [f"Patient/{first}"]
+    record = app_client.get(f"/Patient/{second}", headers=as_(settings)).json()
+    assert record["meta"]["source"].endswith("facility:79002")  # still the facility's record
+    again = app_client.put(f"/Patient/{second}", json=second_body | {"id": second},
+                           headers={**FHIR, **as_(settings, facility="79002")})
+    assert again.status_code == 200, again.text
+    assert _master_in_use(app_client, settings, second) == own  # the person's decision holds
+    log = [p for p in app_client.get(f"/Patient/{second}/$links", headers=as_(settings)).json()["parameter"]
+           if p["name"] == "decision"]
+    assert [d["part"][0]["valueCode"] for d in log] == ["distinct", "unlink"]  # the standing decision, the act
+    alone = _operation(app_client, settings, "unmerge", patient=_ref(second))
+    assert_outcome(alone, 422)  # the only record of its person now
