@@ -27,6 +27,11 @@ def is_master_key(key: str) -> bool:
     return key.startswith("Patient/" + MASTER_ID_PREFIX)
 
 
+# Every master's key sorts between these (ids are ASCII letters, digits, '-' and '.', all below 0x7f): a
+# listing in key order skips the masters as one range
+MASTER_KEYS = ("Patient/" + MASTER_ID_PREFIX, "Patient/" + MASTER_ID_PREFIX + "\x7f")
+
+
 def masters_hidden(rtype: str, criteria: Iterable[tuple[str, str | None, tuple[str, ...]]]) -> bool:
     """Whether a Patient search leaves the masters out: it does unless it asks for them, by ``_id`` or by
     ``_tag`` on the record role (``_tag=https://fhir.hub.hcmc.vn/CodeSystem/record-role|master``: one entry

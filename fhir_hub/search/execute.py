@@ -18,7 +18,7 @@ from urllib.parse import parse_qsl
 from consent.decision import Narrowing
 from fhir_hub.audit import AUDIT_TYPE, as_version
 from fhir_hub.errors import BadRequest
-from fhir_hub.linking.elements import is_master_key, masters_hidden
+from fhir_hub.linking.elements import MASTER_KEYS, is_master_key, masters_hidden
 from fhir_hub.search import keys
 from fhir_hub.search.criteria import Evaluator
 from fhir_hub.search.limits import SearchLimits
@@ -82,8 +82,8 @@ class Searcher:
         for each in queries:
             hidden = _hides_masters(each)
             matched = await self.evaluator.matching(each.rtype, each.criteria, narrowings[each.rtype])
-            if matched is None and len(queries) == 1 and not each.sort and before is None and not hidden:
-                return await self._listing(each, after)
+            if matched is None and len(queries) == 1 and not each.sort and before is None:
+                return await self._listing(each, after, MASTER_KEYS if hidden else None)
             if matched is None:
                 matched = await self.store.live_keys(each.rtype)
             found |= {key for key in matched if not is_master_key(key)} if hidden else matched
@@ -96,11 +96,13 @@ class Searcher:
         included = await self._includes(query, results) if results else []
         return SearchOutcome(total, results, next_position, previous_position, included)
 
-    async def _listing(self, query: SearchQuery, after: Position | None) -> SearchOutcome:
-        """Every resource of a type, in key order, a page at a time straight from the store."""
-        total = await self.store.count_live(query.rtype) if query.total != "none" else 0
+    async def _listing(self, query: SearchQuery, after: Position | None, skip: tuple[str, str] | None
+                       ) -> SearchOutcome:
+        """Every resource of a type, in key order, a page at a time straight from the store; ``skip``: a key
+        range left out (the masters of ``Patient?``, which share a key prefix)."""
+        total = await self.store.count_live(query.rtype, skip) if query.total != "none" else 0
         after_key = after[-1] if after else None
-        found = await self.store.live_page(query.rtype, after_key, query.count + 1) if query.count else []
+        found = await self.store.live_page(query.rtype, after_key, query.count + 1, skip) if query.count else []
         listed = found[: query.count]
         next_position = [listed[-1].key] if len(found) > query.count and listed else None
         previous_position = [listed[0].key] if after is not None and listed else None

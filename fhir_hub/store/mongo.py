@@ -220,16 +220,39 @@ class MongoStore:
         query: dict[str, Any] = {"live": rtype, "ts": bounds} if bounds else {"live": rtype}
         return {doc["_id"] async for doc in self.current_docs.find(query, {"_id": 1})}
 
-    async def live_page(self, rtype: str, after_key: str | None, limit: int) -> list[StoredVersion]:
-        """Current resources of one type in key order, starting after ``after_key``."""
+    async def live_page(self, rtype: str, after_key: str | None, limit: int,
+                        skip: tuple[str, str] | None = None) -> list[StoredVersion]:
+        """Current resources of one type in key order, starting after ``after_key``; with ``skip`` (a key
+        range, both ends excluded), those in it left out: a page that ran into the range goes on from its
+        end, one more request."""
+        if skip is None:
+            return await self._live_page(rtype, after_key, limit)
+        low, high = skip
+        kept: list[StoredVersion] = []
+        cursor = after_key
+        while len(kept) < limit:
+            want = limit - len(kept)
+            page = await self._live_page(rtype, cursor, want)
+            kept += [v for v in page if not low < v.key < high]
+            if len(page) < want:
+                break
+            last = page[-1].key
+            cursor = high if low < last < high else last
+        return kept
+
+    async def _live_page(self, rtype: str, after_key: str | None, limit: int) -> list[StoredVersion]:
         query: dict[str, Any] = {"live": rtype}
         if after_key is not None:
             query["_id"] = {"$gt": after_key}
         cursor = self.current_docs.find(query).sort("_id", 1).limit(limit)
         return [StoredVersion.from_doc(doc) async for doc in cursor]
 
-    async def count_live(self, rtype: str) -> int:
-        return await count(self.current_docs, {"live": rtype}, self.gate)
+    async def count_live(self, rtype: str, skip: tuple[str, str] | None = None) -> int:
+        total = await count(self.current_docs, {"live": rtype}, self.gate)
+        if skip is None:
+            return total
+        low, high = skip
+        return total - await count(self.current_docs, {"live": rtype, "_id": {"$gt": low, "$lt": high}}, self.gate)
 
     async def history(self, *, rtype: str | None = None, rid: str | None = None, since: int | None = None,
                       before: HistoryPosition | None = None, limit: int) -> HistoryPage:

@@ -141,10 +141,11 @@ class OwnWritesView:
     async def version(self, rtype: str, rid: str, vid: int) -> StoredVersion | None:
         raise _unseen("version")
 
-    async def live_page(self, rtype: str, after_key: str | None, limit: int) -> list[StoredVersion]:
+    async def live_page(self, rtype: str, after_key: str | None, limit: int,
+                        skip: tuple[str, str] | None = None) -> list[StoredVersion]:
         raise _unseen("live_page")
 
-    async def count_live(self, rtype: str) -> int:
+    async def count_live(self, rtype: str, skip: tuple[str, str] | None = None) -> int:
         raise _unseen("count_live")
 
     async def history(self, *, rtype: str | None = None, rid: str | None = None, since: int | None = None,

@@ -67,11 +67,12 @@ class ReadStore(Protocol):
         """The resources of a type last updated within [low, high] (microseconds; None: open)."""
         ...
 
-    async def live_page(self, rtype: str, after_key: str | None, limit: int) -> list[StoredVersion]:
+    async def live_page(self, rtype: str, after_key: str | None, limit: int,
+                        skip: tuple[str, str] | None = None) -> list[StoredVersion]:
         """Resources of a type that are not deleted, in key order, starting after ``after_key``."""
         ...
 
-    async def count_live(self, rtype: str) -> int:
+    async def count_live(self, rtype: str, skip: tuple[str, str] | None = None) -> int:
         """How many resources of a type are not deleted."""
         ...
 
