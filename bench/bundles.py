@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import tempfile
 import time
@@ -30,6 +29,7 @@ import orjson
 from fastapi.testclient import TestClient
 from pymongo import MongoClient
 
+from bench import results_header
 from fhir_hub.auth.dev_tokens import development_token
 from fhir_hub.config import Settings
 from fhir_hub.fhir.registry import model_class
@@ -118,9 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     directories = [(SYNTHEA / n).read_bytes() for n in DIRECTORIES]
     patients = [(SYNTHEA / n).read_bytes() for n in PATIENTS]
     result: dict[str, Any] = {
-        "benchmark": "Synthea batch and transaction Bundles vs orjson.loads + R4B validation of the same Bundles",
-        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
+        **results_header("Synthea batch and transaction Bundles vs orjson.loads + R4B validation of the same Bundles"),
         "targets": TARGETS,
     }
     with tempfile.TemporaryDirectory() as tmp, (store := EmbeddedStore(Path(tmp) / "store")) as uri:

@@ -19,8 +19,6 @@ import base64
 import csv
 import io
 import json
-import os
-import platform
 import tempfile
 import time
 import xml.etree.ElementTree as ET
@@ -38,6 +36,7 @@ from adapters.hl7v2 import Hl7v2Adapter, split_messages
 from adapters.hl7v2.parse import parse
 from adapters.moh_xml import MohXmlAdapter
 from adapters.moh_xml.generator import generate_file
+from bench import results_header
 from fhir_hub.auth.dev_tokens import development_token
 from fhir_hub.config import Settings
 from fhir_hub.main import create_app, ready_to_measure
@@ -143,9 +142,7 @@ def main(argv: list[str] | None = None) -> int:
                        "hub_vs_parse": round(values["recordsAccepted"] / hub_seconds / parse_rate, 4)}
                 rows.append(row)
                 print(json.dumps(row), flush=True)
-    result = {"benchmark": __doc__.splitlines()[0], "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-              "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
-                          "platform": platform.platform()}, "inputs": rows}
+    result = {**results_header(__doc__.splitlines()[0]), "inputs": rows}
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(result, indent=2) + "\n")
     print(f"wrote {args.output}")

@@ -31,8 +31,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import platform
 import random
 import statistics
 import tempfile
@@ -42,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench import results_header
 from fhir_hub.auth.caller import Caller
 from fhir_hub.auth.policy import source_uri
 from fhir_hub.auth.scopes import Scopes
@@ -312,9 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=RESULTS / "match.json")
     args = parser.parse_args(argv)
     result: dict[str, Any] = {
-        "benchmark": "Patient/$match latency on the embedded store",
-        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
+        **results_header("Patient/$match latency on the embedded store"),
         "target": {"p95_ms_at_largest": TARGET_P95_MS}, "seed": args.seed, "runs": [],
     }
     with tempfile.TemporaryDirectory() as scratch:

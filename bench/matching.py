@@ -26,13 +26,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import random
 import time
 from pathlib import Path
 from typing import Any
 
+from bench import results_header
 from tests.matching.evaluate import Index, describe, engine, evaluate, false_link_kinds, hub_engine, hub_model
 from tests.matching.population import generate
 
@@ -156,9 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     result: dict[str, Any] = {
-        "benchmark": "patient matching on a synthetic HCMC population",
-        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
+        **results_header("patient matching on a synthetic HCMC population"),
         "targets": TARGETS,
         "seed": args.seed,
         "accuracy": [],

@@ -20,7 +20,6 @@ import asyncio
 import http.client
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -34,6 +33,7 @@ from typing import Any
 import orjson
 from pymongo import MongoClient
 
+from bench import results_header
 from fhir_hub.auth.authenticator import Authenticator
 from fhir_hub.auth.dev_tokens import development_token
 from fhir_hub.auth.keys import development_key
@@ -227,9 +227,7 @@ def main(argv: list[str] | None = None) -> int:
 
     resources = load_resources(args.resources)
     result: dict[str, Any] = {
-        "benchmark": "single-resource REST vs raw store",
-        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
+        **results_header("single-resource REST vs raw store"),
         "targets": TARGETS,
         "validation_only_per_second": round(validate_rate(resources), 1),
         "runs": [],

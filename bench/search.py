@@ -24,8 +24,6 @@ import argparse
 import asyncio
 import itertools
 import json
-import os
-import platform
 import random
 import re
 import statistics
@@ -41,6 +39,7 @@ import orjson
 from pymongo import MongoClient
 from tqdm import tqdm
 
+from bench import results_header
 from bench.rest import Hub, request, run_threads
 from fhir_hub.auth.caller import Caller
 from fhir_hub.config import Settings
@@ -276,9 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     count = -(-args.resources // len(base))
     resources = list(copies(base, (str(k) for k in range(count))))
     result: dict[str, Any] = {
-        "benchmark": "common searches vs a full-collection scan",
-        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
+        **results_header("common searches vs a full-collection scan"),
         "targets": TARGETS,
         "corpus": {"resources_per_copy": len(base), "copies": count},
     }
