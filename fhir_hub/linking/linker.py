@@ -119,7 +119,8 @@ class Linker:
         content = without_master(incoming)
         record = features(content, key)
         async with self._claimed(_match_claims(record), tx):
-            plan = await self._plan(key, record, current, tx)
+            existing = link_of(current)  # its link before this write
+            plan = await self._plan(key, record, existing, tx)
             # a new person's master is known to no one else yet: nothing to claim
             masters = {*plan.merge, plan.root} if plan.root is not None else set(plan.merge)
             # within a transaction the masters are not claimed: the gate may be held exclusively by then, and
@@ -144,11 +145,10 @@ class Linker:
                 if tx is not None:
                     notes = tx.notes.setdefault(_NOTES, _TxLinks())
                     notes.records[key] = (record, root)
-                previous = master_of(loads(current.json)) if current is not None and current.json else None
-                if plan.root is None and tx is None and previous is None and result.version.json is not None:
+                if plan.root is None and tx is None and existing is None and result.version.json is not None:
                     await self._new_master(plan.master, result.version)
                 else:
-                    await self._rebuild_later({root, *([previous[0]] if previous else [])}, tx)
+                    await self._rebuild_later({root, *([existing[0]] if existing else [])}, tx)
         return result
 
     async def _new_master(self, master: str, source: StoredVersion) -> None:
@@ -199,7 +199,7 @@ class Linker:
         await self.writer.commit_unmatched(Update("Patient", resource["id"], resource), caller=MATCHER, tx=tx)
 
     # ------------------------------------------------------------------------------------------ decision
-    async def _plan(self, key: str, record: MatchRecord, current: StoredVersion | None,
+    async def _plan(self, key: str, record: MatchRecord, existing: tuple[str, Decision] | None,
                     tx: Transaction | None) -> Plan:
         own = tx.notes.get(_NOTES) if tx is not None else None
         compared: list[Linked] = []
@@ -235,7 +235,6 @@ class Linker:
                 doubtful.append((other_key, comparison, other_master))
         if record.cccd and compared:
             compared, doubtful = await self._same_personal_id(record.cccd, compared, doubtful)
-        existing = master_of(loads(current.json)) if current is not None and current.json else None
         mine = await self.store.master_in_use(key) if existing is not None else None
         if existing is not None and mine is None and own is not None and key in own.records:
             mine = own.records[key][1]
@@ -355,6 +354,11 @@ class Linker:
             return
         await tx.held.enter_async_context(self.store.claims.holding(keys))
         yield
+
+
+def link_of(version: StoredVersion | None) -> tuple[str, Decision] | None:
+    """The master a stored record refers to and the decision behind it (None: not linked, deleted, absent)."""
+    return master_of(loads(version.json)) if version is not None and version.json is not None else None
 
 
 def match_claims(patient: dict[str, Any]) -> list[str]:

@@ -24,7 +24,7 @@ from fhir_hub.linking.elements import (
     without_master,
 )
 from fhir_hub.linking.golden import redirected_master
-from fhir_hub.linking.linker import MATCHER, Linker, cccds_of
+from fhir_hub.linking.linker import MATCHER, Linker, cccds_of, link_of
 from fhir_hub.store.records import StoredVersion
 from fhir_hub.store.writer import Update
 
@@ -131,9 +131,7 @@ async def review(linker: Linker, record: str, candidate: str, *, same: bool, aut
 
 async def reviews_of(linker: Linker, record: str) -> tuple[str, ...]:
     """The records ``record`` may be the same person as, waiting for a person's decision."""
-    current = await linker.store.current("Patient", record.removeprefix("Patient/"))
-    content = loads(current.json) if current is not None and current.json is not None else None
-    linked = master_of(content) if content is not None else None
+    linked = link_of(await linker.store.current("Patient", record.removeprefix("Patient/")))
     return linked[1].reviews if linked is not None else ()
 
 

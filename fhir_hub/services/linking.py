@@ -17,9 +17,9 @@ from fhir_hub.auth.policy import require
 from fhir_hub.errors import BadRequest, Forbidden
 from fhir_hub.fhir.jsonio import loads
 from fhir_hub.linking import manual
-from fhir_hub.linking.elements import Decision, master_of
+from fhir_hub.linking.elements import Decision
 from fhir_hub.linking.golden import SourceRecord, golden_record
-from fhir_hub.linking.linker import Linker
+from fhir_hub.linking.linker import Linker, link_of
 from fhir_hub.services.session import Session
 from fhir_hub.store.records import StoredVersion
 
@@ -92,7 +92,7 @@ async def review_list(session: Session, count: int) -> list[ReviewPair]:
     keys = await session.hub.store.on_review(count)
     pairs: list[ReviewPair] = []
     for record in await session.reader.read_many(keys):
-        linked = master_of(loads(record.json)) if record.json is not None else None
+        linked = link_of(record)
         reviews = linked[1].reviews if linked is not None else ()
         for candidate in await session.reader.read_many(reviews):
             pairs.append(ReviewPair(record, candidate))
@@ -139,7 +139,7 @@ def _master_view(master: StoredVersion | None, every_source: frozenset[str],
 
 
 def _decision(version: StoredVersion) -> Decision | None:
-    linked = master_of(loads(version.json)) if version.json is not None else None
+    linked = link_of(version)
     return linked[1] if linked is not None else None
 
 

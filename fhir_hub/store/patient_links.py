@@ -56,8 +56,8 @@ class Person:
 
 
 async def masters_in_use(collection: Any, keys: list[str]) -> dict[str, str | None]:
-    """``master_in_use`` for many records at once: one request for their links, one per level of redirects
-    (``_id`` look-ups, which every server answers from its primary key)."""
+    """The master in use for each record: one request for their links, one per level of redirects (``_id``
+    look-ups, which every server answers from its primary key), however many records."""
     direct = {doc["_id"]: doc["m"] async for doc in collection.find({"_id": {"$in": sorted(set(keys))}}, {"m": 1})}
     forward: dict[str, str] = {}
     asked = set(direct.values())
@@ -86,16 +86,7 @@ async def on_review(collection: Any, limit: int) -> list[str]:
 
 async def master_in_use(collection: Any, key: str) -> str | None:
     """The master in use for a record (a source, a master, or a merged master); None when it has none."""
-    doc = await collection.find_one({"_id": key}, {"m": 1, "k": 1})
-    if doc is None:
-        return None
-    current = doc["m"]
-    for _ in range(_MAX_DEPTH):
-        up = await collection.find_one({"_id": current, "k": "redirect"}, {"m": 1})
-        if up is None:
-            return str(current)
-        current = up["m"]
-    raise RuntimeError(f"patient links: redirects from {key} do not end")
+    return (await masters_in_use(collection, [key]))[key]
 
 
 async def person(collection: Any, key: str) -> Person | None:
