@@ -24,7 +24,7 @@ and a re-sent identical record stores nothing new.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -208,14 +208,7 @@ class Linker:
         pending = {k: v for k, v in (own.records.items() if own else ()) if k != key and keys & block_keys(v[0])}
         found = await self.store.match_candidates(keys)
         found.discard(key)
-        considered: list[tuple[StoredVersion, Comparison]] = []
-        for version in await self.store.live_versions(found - pending.keys()):
-            other = loads(version.json) if version.json is not None else None
-            if other is None or is_master(other):
-                continue
-            comparison = compare(record, features(other, version.key), self.model)
-            if comparison.decision != "apart":
-                considered.append((version, comparison))
+        considered = comparisons(record, await self.store.live_versions(found - pending.keys()), self.model)
         if considered:  # two batched look-ups, whatever the number of candidates
             others = [v.key for v, _c in considered]
             kept_apart = await self.store.link_decisions.distinct_from(key, others)
@@ -354,6 +347,21 @@ class Linker:
             return
         await tx.held.enter_async_context(self.store.claims.holding(keys))
         yield
+
+
+def comparisons(record: MatchRecord, versions: Iterable[StoredVersion], model: Model
+             ) -> list[tuple[StoredVersion, Comparison]]:
+    """Each stored source record ``record`` is not kept apart from, with the comparison: what the match
+    step links or reviews, and what ``Patient/$match`` answers (masters are no candidates)."""
+    found = []
+    for version in versions:
+        other = loads(version.json) if version.json is not None else None
+        if other is None or is_master(other):
+            continue
+        comparison = compare(record, features(other, version.key), model)
+        if comparison.decision != "apart":
+            found.append((version, comparison))
+    return found
 
 
 def link_of(version: StoredVersion | None) -> tuple[str, Decision] | None:

@@ -32,10 +32,10 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from fhir_hub.errors import BadRequest, HubError, Issue
-from fhir_hub.fhir.jsonio import loads
 from fhir_hub.fhir.validation import validate_resource
-from fhir_hub.linking.elements import is_master, is_master_key
-from fhir_hub.matching import Comparison, Model, block_keys, compare, features
+from fhir_hub.linking.elements import is_master_key
+from fhir_hub.linking.linker import comparisons
+from fhir_hub.matching import Comparison, Model, block_keys, features
 from fhir_hub.matching.compare import Grade
 from fhir_hub.services.session import Session
 from fhir_hub.store.records import StoredVersion
@@ -52,7 +52,7 @@ class MatchIndex(Protocol):
 
     async def match_candidates(self, keys: Iterable[str]) -> set[str]: ...
 
-    async def master_in_use(self, key: str) -> str | None: ...
+    async def masters_in_use(self, keys: list[str]) -> dict[str, str | None]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,16 +162,13 @@ async def match(session: Session, request: MatchRequest) -> Matched:
     record = features(request.patient)
     found = await index.match_candidates(block_keys(record))
     best: dict[str, tuple[tuple[float, int, str], StoredVersion, Comparison]] = {}  # person -> best source
-    for source in await reader.store.live_versions(k for k in found if not is_master_key(k)):
-        if source.json is None or not reader.permits(source, "s"):
-            continue
-        other = loads(source.json)
-        if is_master(other):
-            continue
-        comparison = compare(record, features(other, source.key), model)
-        if comparison.decision == "apart" or comparison.grade is None:
-            continue
-        person = await index.master_in_use(source.key) or source.key
+    visible = [v for v in await reader.store.live_versions(k for k in found if not is_master_key(k))
+               if reader.permits(v, "s")]
+    considered = [(v, c) for v, c in comparisons(record, visible, model) if c.grade is not None]
+    persons = await index.masters_in_use([v.key for v, _c in considered]) if considered else {}
+    for source, comparison in considered:
+        assert comparison.grade is not None
+        person = persons[source.key] or source.key
         rank = (probability(comparison, model), _GRADE_RANK[comparison.grade], source.key)
         if person not in best or rank[:2] > best[person][0][:2]:
             best[person] = (rank, source, comparison)
