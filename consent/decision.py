@@ -12,11 +12,12 @@ A decision answers two questions, and they must agree:
 (property-tested in ``tests/consent``). That is what lets the reader count from a narrowed query without
 loading every match.
 
-Today a decision is built from the token's scopes (which types, and whether limited to the resident's
-compartment, a *set* of Patient ids because one person may span several source records) and from resources
-withheld by key (a Consent's ``provision.data`` denying named resources). The consent issue adds the
-resident's consents and the resources' security labels here, and a REDACT verdict next to PERMIT and DENY;
-callers of the reader do not change.
+A decision is built from the token's scopes (which types, and whether limited to the resident's
+compartment, a *set* of Patient ids because one person may span several source records), from resources
+withheld by key, and from the request's consent gate (``gate.py``: the default policy and the consents of
+the people whose resources are judged, looked up per request), which decides on every type that can be in
+a Patient compartment. Consents need a look-up, so a narrowing is ``prepare``d for the resources it is
+about to admit (one look-up for a page or for a search's matches) and then judges each one synchronously.
 
 Pure: no FastAPI, no pymongo, no hub imports. The reader turns a stored version into ``ResourceFacts``.
 """
@@ -26,6 +27,9 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
+
+from consent.engine import Subject
+from consent.gate import ConsentGate
 
 # SMART permissions the reader asks about: read (r) and search (s). Writes ask with their own permission
 # (c, u, d) when they check whether the resource they reach exists for the caller.
@@ -37,18 +41,7 @@ class Verdict(Enum):
     DENY = "deny"
 
 
-@dataclass(frozen=True, slots=True)
-class ResourceFacts:
-    """What a decision may look at: never the content, only the facts the store indexes."""
-
-    rtype: str
-    rid: str
-    patients: frozenset[str]  # the Patient compartments the resource is in
-    labels: frozenset[str] = frozenset()  # meta.security as system|code (decided on from the consent issue)
-
-    @property
-    def key(self) -> str:
-        return f"{self.rtype}/{self.rid}"
+ResourceFacts = Subject  # what a decision may look at (consent/engine.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,16 +54,24 @@ class Narrowing:
 
     patients: frozenset[str] | None = None
     withheld: frozenset[str] = frozenset()
+    gate: ConsentGate | None = None  # the consents and policy, when they decide on this type
 
     @property
     def is_open(self) -> bool:
         """Nothing narrowed: a query may be answered straight from the store (fast listings, plain counts)."""
-        return self.patients is None and not self.withheld
+        return self.patients is None and not self.withheld and self.gate is None
+
+    async def prepare(self, facts: Iterable[ResourceFacts]) -> None:
+        """Look up the consents ``admits`` will need for these resources (one look-up for all of them)."""
+        if self.gate is not None:
+            await self.gate.prepare(frozenset().union(*(f.patients for f in facts)))
 
     def admits(self, facts: ResourceFacts) -> bool:
         if facts.key in self.withheld:
             return False
-        return self.patients is None or not self.patients.isdisjoint(facts.patients)
+        if self.patients is not None and self.patients.isdisjoint(facts.patients):
+            return False
+        return self.gate is None or self.gate.permits(facts)
 
 
 class Refused:
@@ -93,6 +94,8 @@ class AccessDecision:
 
     scopes: ScopeAccess
     withheld: frozenset[str] = frozenset()
+    gate: ConsentGate | None = None  # consents and policy; they decide on the ``personal`` types only
+    personal: frozenset[str] = frozenset()  # types that can be in a Patient compartment
     _by_type: Mapping[str, frozenset[str]] = field(init=False, repr=False, compare=False)
     # a decision lives for one request, and the reader asks again for every resource it hands out
     _narrowed: dict[tuple[str, Permission], Narrowing | None] = field(init=False, repr=False, compare=False)
@@ -112,13 +115,26 @@ class AccessDecision:
         except KeyError:
             pass
         access = self.scopes(rtype, permission)
-        found = None if isinstance(access, Refused) else Narrowing(access, self._by_type.get(rtype, frozenset()))
+        gate = self.gate if self.gate is not None and self.gate.needs_consents and rtype in self.personal else None
+        found = None if isinstance(access, Refused) else Narrowing(access, self._by_type.get(rtype, frozenset()), gate)
         self._narrowed[rtype, permission] = found
         return found
 
     def verdict(self, facts: ResourceFacts, permission: Permission) -> Verdict:
+        """Needs the resource's people prepared first when consents decide (``decide`` does both)."""
         narrowing = self.narrow(facts.rtype, permission)
         return Verdict.PERMIT if narrowing is not None and narrowing.admits(facts) else Verdict.DENY
+
+    async def prepare(self, facts: list[ResourceFacts], permission: Permission) -> None:
+        """Look up what verdicts on these resources will need (their people's consents), all at once."""
+        for rtype in {f.rtype for f in facts}:
+            narrowing = self.narrow(rtype, permission)
+            if narrowing is not None:
+                await narrowing.prepare(f for f in facts if f.rtype == rtype)
+
+    async def decide(self, facts: ResourceFacts, permission: Permission) -> Verdict:
+        await self.prepare([facts], permission)
+        return self.verdict(facts, permission)
 
     def withholds(self, key: str) -> bool:
         """Whether a resource is withheld whoever its patients are: a reference to it inside a resource the
@@ -127,4 +143,4 @@ class AccessDecision:
 
     def withholding(self, keys: Iterable[str]) -> AccessDecision:
         """The same decision with more resources withheld."""
-        return AccessDecision(self.scopes, self.withheld | frozenset(keys))
+        return AccessDecision(self.scopes, self.withheld | frozenset(keys), self.gate, self.personal)

@@ -71,6 +71,9 @@ class Settings:
     link_patients: bool = True
     match_upper: float | None = None
     match_lower: float | None = None
+    # Consent (issue 17): every read of personal data obeys consent/policy.json and the residents' Consents.
+    # Off only to measure what enforcement costs (``python -m bench consent``): never in production.
+    enforce_consent: bool = True
     # Operations
     log_level: str = "info"
     audit_flush_ms: int = 50

@@ -11,18 +11,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 from pymongo import AsyncMongoClient
 
 from consent.decision import AccessDecision
+from consent.gate import ConsentGate, PersonConsents
+from consent.policy import Policy, default_policy
 from fhir_hub.audit import AuditTrail
 from fhir_hub.auth.authenticator import Authenticator
 from fhir_hub.auth.caller import Caller
 from fhir_hub.auth.keys import KeySet, development_key
-from fhir_hub.auth.policy import access_decision
+from fhir_hub.auth.policy import access_decision, requester
 from fhir_hub.auth.tokens import TokenVerifier
 from fhir_hub.config import Settings
 from fhir_hub.fhir.ids import IdFactory, new_uuid_id
@@ -30,6 +32,7 @@ from fhir_hub.fhir.instant import Clock, system_clock
 from fhir_hub.fhir.validation_ahead import ValidationAhead
 from fhir_hub.ingest.mapper import MappingWorkers
 from fhir_hub.search.indexing import INDEX_FORMAT
+from fhir_hub.store.consent_subjects import people_consents
 from fhir_hub.store.derivers import DERIVERS, Deriver
 from fhir_hub.store.embedded import EmbeddedStore
 from fhir_hub.store.mongo import MongoStore, detect_capabilities
@@ -50,6 +53,21 @@ class Hub:
     ingest_workers: MappingWorkers  # where $ingest payloads are parsed and mapped, off the event loop
     # made once per request from its caller; replaced only by tests (the read-path contract suite)
     access: Callable[[Caller], AccessDecision] = access_decision
+
+
+def consent_access(store: MongoStore, clock: Clock, policy: Policy | None = None
+                   ) -> Callable[[Caller], AccessDecision]:
+    """Each request's decision with its consent gate: the policy, the caller as the engine sees it at this
+    moment, and a look-up of the consents of the people its resources belong to (made for that request)."""
+    chosen = policy or default_policy()
+
+    def lookup(patients: frozenset[str]) -> Awaitable[Mapping[str, PersonConsents]]:
+        return people_consents(store, patients)
+
+    def access(caller: Caller) -> AccessDecision:
+        return access_decision(caller, ConsentGate(requester(caller, clock()), chosen, lookup))
+
+    return access
 
 
 def token_keys(settings: Settings) -> KeySet:
@@ -119,7 +137,8 @@ async def running_hub(
         audit.start()
         log.info("store: %s (%s), database %r", capabilities.engine, _redact(uri), settings.db_name)
         yield Hub(settings=settings, store=store, writer=writer, authenticator=authenticator, audit=audit,
-                  mongodb_uri=uri, ingest_workers=ingest_workers)
+                  mongodb_uri=uri, ingest_workers=ingest_workers,
+                  access=consent_access(store, clock) if settings.enforce_consent else access_decision)
     finally:
         await validation.close()
         await ingest_workers.close()

@@ -19,7 +19,7 @@ from fastapi import Depends, Request
 from fhir_hub.api.negotiation import response_media_type
 from fhir_hub.api.routing import INTERACTION_KEY, check_type
 from fhir_hub.auth.caller import Caller, InvalidClaims
-from fhir_hub.auth.policy import PERMISSION, require, require_any
+from fhir_hub.auth.policy import PERMISSION, refuse_emergency_without_reason, require, require_any
 from fhir_hub.auth.tokens import InvalidToken
 from fhir_hub.errors import BadRequest, Unauthorized
 from fhir_hub.hub import Hub
@@ -102,7 +102,21 @@ async def authenticate(request: Request, hub: Hub) -> Caller:
         code = "expired" if "expired" in str(exc) else "login"
         raise Unauthorized(f"Invalid bearer token: {exc}", code=code,
                            headers={"WWW-Authenticate": 'Bearer realm="fhir-hub", error="invalid_token"'}) from None
+    caller = caller.for_request(emergency_reason(request.headers.get("x-emergency-reason")))
     return await with_linked_records(caller, hub.store.person)  # a resident's records, as linked now
+
+
+_MAX_REASON = 500
+
+
+def emergency_reason(header: str | None) -> str | None:
+    """``X-Emergency-Reason``: why a clinician breaks the glass, kept in the audit trail as written."""
+    if header is None or not header.strip():
+        return None
+    reason = " ".join(header.split())
+    if len(reason) > _MAX_REASON:
+        raise BadRequest(f"X-Emergency-Reason: at most {_MAX_REASON} characters", expression=["X-Emergency-Reason"])
+    return reason
 
 
 _BASE_URLS: dict[tuple[Any, ...], str] = {}
@@ -139,6 +153,7 @@ async def fhir_context(request: Request) -> FhirContext:
                             client=request.client.host if request.client else None)
     request.state.audit = audit  # finished with the response status by AuditMiddleware
     permission = PERMISSION[interaction]
+    refuse_emergency_without_reason(caller)
     rtype = request.path_params.get("rtype")
     if rtype is None:
         if permission:

@@ -9,10 +9,12 @@ rather than being ignored, so a typo never widens access.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from typing import Any
 
+from consent.policy import default_policy
 from fhir_hub.auth.scopes import Scopes
 from fhir_hub.fhir.ids import is_valid_id
 
@@ -37,6 +39,8 @@ class Caller:
     # more Patient records of the same resident, found by patient matching: a compartment is a set of
     # patients, and the resident's access covers each of them
     linked: frozenset[str] = frozenset()
+    # why a clinician breaks the glass (``X-Emergency-Reason``, with purpose ETREAT); set per request
+    emergency_reason: str | None = None
 
     @property
     def patients(self) -> frozenset[str]:
@@ -60,11 +64,23 @@ class Caller:
         purpose = claims.get("purpose_of_use", "TREAT")
         if not isinstance(purpose, str) or not _PURPOSE.fullmatch(purpose):
             raise InvalidClaims("purpose_of_use must be a v3 ActReason code such as TREAT or ETREAT")
+        emergency = default_policy().emergency
+        if purpose in emergency.purposes:
+            issued, expires = claims.get("iat", claims.get("nbf")), claims.get("exp")
+            lifetime = (int(expires) - int(issued)  # without both, a token cannot show it is short-lived
+                        if isinstance(issued, int | float) and isinstance(expires, int | float) else None)
+            if lifetime is None or lifetime > emergency.max_token_seconds:
+                raise InvalidClaims(f"an emergency token (purpose_of_use {purpose}) may live at most "
+                                    f"{emergency.max_token_seconds} s from iat to exp; this one lives {lifetime} s")
         fhir_user = claims.get("fhirUser")
         if fhir_user is not None and not isinstance(fhir_user, str):
             raise InvalidClaims("fhirUser must be a string")
         return cls(subject=str(claims["sub"]), scopes=scopes, facility=facility, patient=patient,
                    fhir_user=fhir_user, purpose=purpose)
+
+    def for_request(self, emergency_reason: str | None) -> Caller:
+        """The caller of one request, with what its headers add to the token."""
+        return dataclasses.replace(self, emergency_reason=emergency_reason) if emergency_reason else self
 
     @classmethod
     def hub(cls, name: str) -> Caller:

@@ -12,8 +12,12 @@ another facility's name. AuditEvent records are written by the hub alone.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 
 from consent.decision import REFUSED, AccessDecision, Refused
+from consent.engine import Requester
+from consent.gate import ConsentGate
+from consent.policy import default_policy
 from fhir_hub.auth.caller import Caller
 from fhir_hub.errors import Forbidden, HubError
 from fhir_hub.fhir.compartment import compartment_types
@@ -60,15 +64,43 @@ def grant(caller: Caller, rtype: str, permission: str) -> Grant | None:
     return None
 
 
-def access_decision(caller: Caller) -> AccessDecision:
-    """The caller's access decision for one request, from the token's scopes alone (consents join it in
-    the consent issue). Made once per request; the scoped reader is the only code that consults it."""
+def access_decision(caller: Caller, gate: ConsentGate | None = None) -> AccessDecision:
+    """The caller's access decision for one request: the token's scopes, then the consent gate on every type
+    that holds personal data. Made once per request; the scoped reader is the only code that consults it."""
 
     def scopes(rtype: str, permission: str) -> frozenset[str] | None | Refused:
         found = grant(caller, rtype, permission)
         return REFUSED if found is None else found.compartment
 
-    return AccessDecision(scopes)
+    return AccessDecision(scopes, gate=gate, personal=consented_types())
+
+
+@cache
+def consented_types() -> frozenset[str]:
+    """The types consents decide on: whatever can be in a Patient compartment. AuditEvents are the hub's
+    record of access, read through their own narrowing (a resident reads those about them)."""
+    return compartment_types() - HUB_ONLY_TYPES
+
+
+def requester(caller: Caller, now: int) -> Requester:
+    """The consent engine's view of the caller (``consent/engine.py``)."""
+    kind = "hub" if caller.internal else "resident" if caller.role == "resident" else "facility"
+    role = "operator" if caller.role == "system" and caller.facility is None else caller.role
+    return Requester(kind=kind, role=role, facility=caller.facility, user=caller.fhir_user,
+                     purpose=caller.purpose, emergency_reason=caller.emergency_reason, now=now)
+
+
+def refuse_emergency_without_reason(caller: Caller) -> None:
+    """Breaking the glass needs a reason, and is for clinicians: refused before anything is read."""
+    emergency = default_policy().emergency
+    if caller.purpose not in emergency.purposes:
+        return
+    if caller.role not in emergency.roles:
+        raise Forbidden(f"Emergency access (purpose_of_use {caller.purpose}) is for a clinician's token, not a "
+                        f"{caller.role}'s", code="forbidden")
+    if caller.emergency_reason is None:
+        raise Forbidden(f"Emergency access (purpose_of_use {caller.purpose}) needs the reason in the "
+                        "X-Emergency-Reason header; it is audited and shown to the resident", code="forbidden")
 
 
 def insufficient_scope(caller: Caller, what: str) -> HubError:

@@ -41,6 +41,7 @@ PROBE = 1000  # entries fetched to learn whether a criterion is selective
 _DAY = 86_400_000_000
 EntryTest = Callable[[dict[str, Any]], bool]
 NarrowingFor = Callable[[str], Narrowing]  # a type's narrowing for a search (403 when not allowed)
+Admitted = Callable[[set[str], Narrowing], Awaitable[set[str]]]  # keys a gated narrowing admits
 
 
 @dataclass(frozen=True)
@@ -53,11 +54,12 @@ class Plan:
 
 class Evaluator:
     def __init__(self, store: ReadStore, *, base_url: str | None, narrowing_for: NarrowingFor,
-                 live_keys: Callable[[str], Awaitable[set[str]]]) -> None:
+                 live_keys: Callable[[str], Awaitable[set[str]]], admitted: Admitted) -> None:
         self.store = store
         self.base_url = base_url
         self.narrowing_for = narrowing_for
         self.live_keys = live_keys
+        self.admitted = admitted
 
     def scope(self, rtype: str, criteria: tuple[Criterion, ...], narrowing: Narrowing) -> str | None:
         """The patient whose compartment holds every result, when the narrowing or a criterion says so."""
@@ -92,7 +94,11 @@ class Evaluator:
         """
         found = await self._narrowed(rtype, criteria, narrowing)
         withheld = narrowing.withheld
-        return found - withheld if found is not None and withheld else found
+        if found is not None and withheld:
+            found = found - withheld
+        if narrowing.gate is not None:  # consents judge each match: from its stored facts, before counting
+            return await self.admitted(found if found is not None else await self.live_keys(rtype), narrowing)
+        return found
 
     async def _narrowed(self, rtype: str, criteria: tuple[Criterion, ...], narrowing: Narrowing) -> set[str] | None:
         found: set[str] | None = None

@@ -9,7 +9,7 @@ a keyset, stable while others write. Conditional interactions use the same match
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from functools import cmp_to_key
 from typing import Any, Protocol
@@ -39,7 +39,11 @@ class Access(Protocol):
     def narrowing(self, rtype: str, permission: str) -> Narrowing:
         """Raises 403 when the caller may not use ``permission`` on ``rtype``."""
 
-    def permits(self, version: StoredVersion, permission: str) -> bool: ...
+    async def permitted(self, versions: Iterable[StoredVersion], permission: str) -> list[StoredVersion]:
+        """The versions the verdict lets the caller see, in their order."""
+
+    async def admitted(self, keys: set[str], narrowing: Narrowing) -> set[str]:
+        """Which of these live resources a narrowing that judges each one (a consent gate) admits."""
 
 
 @dataclass(frozen=True)
@@ -56,7 +60,7 @@ class Searcher:
         self.store = store
         self.access = access
         self.evaluator = Evaluator(store, base_url=base_url, live_keys=store.live_keys,
-                                   narrowing_for=lambda rtype: access.narrowing(rtype, "s"))
+                                   narrowing_for=lambda rtype: access.narrowing(rtype, "s"), admitted=access.admitted)
 
     async def search(self, query: SearchQuery, *, after: Position | None = None,
                      before: Position | None = None) -> SearchOutcome:
@@ -91,7 +95,7 @@ class Searcher:
         page, next_position, previous_position = _slice(ordered, order_key, query.count, after, before)
         versions = {v.key: v for v in await self.store.live_versions([p[-1] for p in page])}
         live = [versions[p[-1]] for p in page if p[-1] in versions]
-        results = [v for v in live if self.access.permits(v, "s")]
+        results = await self.access.permitted(live, "s")
         total = len(found) if len(results) == len(live) else None
         included = await self._includes(query, results) if results else []
         return SearchOutcome(total, results, next_position, previous_position, included)
@@ -106,7 +110,7 @@ class Searcher:
         listed = found[: query.count]
         next_position = [listed[-1].key] if len(found) > query.count and listed else None
         previous_position = [listed[0].key] if after is not None and listed else None
-        page = [v for v in listed if self.access.permits(v, "s")]
+        page = await self.access.permitted(listed, "s")
         shown_total = total if len(page) == len(listed) else None  # see search_types
         return SearchOutcome(shown_total, page, next_position, previous_position, await self._includes(query, page))
 
@@ -190,7 +194,7 @@ class Searcher:
                                                       resources=tuple(sorted(v.key for v in sources))))
         targets = {f"{e['s']}/{keys.value_of(e['k'])}" for e in entries
                    if e.get("s") not in (None, keys.URL_TARGET) and (include.target in (None, e["s"]))}
-        return self._readable(await self.store.live_versions(targets))
+        return await self._readable(await self.store.live_versions(targets))
 
     async def _referring(self, include: Include, page: list[StoredVersion]) -> list[StoredVersion]:
         by_type: dict[str, list[str]] = {}
@@ -202,12 +206,12 @@ class Searcher:
                 continue
             entries = await self.store.entries(EntryMatch("", system=rtype, any_key=tuple(sorted(wanted))))
             found |= {e["r"] for e in entries}
-        return self._readable(await self.store.live_versions(found))
+        return await self._readable(await self.store.live_versions(found))
 
-    def _readable(self, versions: list[StoredVersion]) -> list[StoredVersion]:
+    async def _readable(self, versions: list[StoredVersion]) -> list[StoredVersion]:
         """Included resources obey the same access rules as a read: a type the caller may not read, or a
         resource the decision denies, is left out."""
-        return [v for v in versions if self.access.permits(v, "r")]
+        return await self.access.permitted(versions, "r")
 
     async def conditional(self, rtype: str, query_string: str, *, what: str,
                           limits: SearchLimits) -> list[StoredVersion]:
@@ -225,7 +229,7 @@ class Searcher:
         found = await self.evaluator.matching(rtype, query.criteria, self.access.narrowing(rtype, "s"))
         if found and _hides_masters(query):
             found = {key for key in found if not is_master_key(key)}
-        return [v for v in await self.store.live_versions(found or ()) if self.access.permits(v, "s")]
+        return await self.access.permitted(await self.store.live_versions(found or ()), "s")
 
     async def _audit(self, query: SearchQuery, narrowing: Narrowing, after: Position | None) -> SearchOutcome:
         """AuditEvents come from the audit log: by ``_id`` and ``patient``, newest first."""

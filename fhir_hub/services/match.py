@@ -162,8 +162,8 @@ async def match(session: Session, request: MatchRequest) -> Matched:
     record = features(request.patient)
     found = await index.match_candidates(block_keys(record))
     best: dict[str, tuple[tuple[float, int, str], StoredVersion, Comparison]] = {}  # person -> best source
-    visible = [v for v in await reader.store.live_versions(k for k in found if not is_master_key(k))
-               if reader.permits(v, "s")]
+    visible = await reader.permitted(await reader.store.live_versions(k for k in found if not is_master_key(k)),
+                                     "s")
     considered = [(v, c) for v, c in comparisons(record, visible, model) if c.grade is not None]
     persons = await index.masters_in_use([v.key for v, _c in considered]) if considered else {}
     for source, comparison in considered:
@@ -174,10 +174,13 @@ async def match(session: Session, request: MatchRequest) -> Matched:
             best[person] = (rank, source, comparison)
     answered = {v.key: v for v in await reader.store.live_versions(best)}
     matches = []
+    # the person's master when the caller may see it; else (a master not yet stored, or one the caller's
+    # consents do not reach) the best source record the caller sees stands for the person
+    visible_keys = {v.key for v in await reader.permitted([*answered.values(), *(s for _r, s, _c in best.values())],
+                                                          "s")}
     for person, ((score, _rank, _key), source, comparison) in best.items():
-        # a master not (yet) stored: its source stands for the person
-        version = answered.get(person, source)
-        if reader.permits(version, "s") and (not request.only_certain or comparison.grade == "certain"):
+        version = answered[person] if person in answered and person in visible_keys else source
+        if version.key in visible_keys and (not request.only_certain or comparison.grade == "certain"):
             assert comparison.grade is not None
             matches.append(Match(version, score, comparison.grade, source.key, comparison))
     matches.sort(key=lambda m: (-m.score, -_GRADE_RANK[m.grade], m.version.key))

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from fhir_hub.search.indexing import index_keys
+from fhir_hub.store.consent_subjects import ConsentSubjects
 from fhir_hub.store.index_docs import pack
 from fhir_hub.store.match_blocks import MatchBlocks
 from fhir_hub.store.patient_links import PatientLinks
@@ -72,8 +73,8 @@ class SearchIndex:
 
 # Every deriver the hub runs, in the order their documents are written. The search index comes first: a
 # search must find a resource as soon as a read does; then each Patient's match blocks (match_blocks.py) and
-# its link to its master (patient_links.py). Sensitivity labels and queue entries are added here by the
-# issues that bring them (with their collection in store/schema.py). Resources stored before a deriver was
-# added get its documents when ``indexing.INDEX_FORMAT`` is raised: the next start then recomputes every
-# deriver for every resource (``MongoStore.reindex_all``).
-DERIVERS: tuple[Deriver, ...] = (SearchIndex(), MatchBlocks(), PatientLinks())
+# its link to its master (patient_links.py); each Consent's subject (consent_subjects.py). Queue entries are
+# added here by the issue that brings them (with their collection in store/schema.py). Resources stored
+# before a deriver was added get its documents when ``indexing.INDEX_FORMAT`` is raised: the next start then
+# recomputes every deriver for every resource (``MongoStore.reindex_all``).
+DERIVERS: tuple[Deriver, ...] = (SearchIndex(), MatchBlocks(), PatientLinks(), ConsentSubjects())

@@ -31,6 +31,8 @@ from typing import Any
 from pymongo import AsyncMongoClient, DeleteMany, InsertOne, UpdateOne
 from pymongo.errors import ClientBulkWriteException, PyMongoError
 
+from consent.model import FACILITY_SYSTEMS
+from fhir_hub.fhir.access_facts import clinical_time, codes, security_labels
 from fhir_hub.fhir.jsonio import loads
 from fhir_hub.store import match_blocks, patient_links
 from fhir_hub.store.audit_log import AuditLog
@@ -150,6 +152,15 @@ class MongoStore:
         cursor = self.current_docs.find({"_id": {"$in": wanted}, "live": {"$exists": True}})
         return sorted([StoredVersion.from_doc(doc) async for doc in cursor], key=lambda v: v.key)
 
+    async def live_facts(self, keys: Iterable[str]) -> list[StoredVersion]:
+        """Current, non-deleted versions of the given resources without their content: what the access
+        decision judges them by (``access_facts.py``), for a search's every match."""
+        wanted = sorted(set(keys))
+        if not wanted:
+            return []
+        cursor = self.current_docs.find({"_id": {"$in": wanted}, "live": {"$exists": True}}, {"json": 0})
+        return [StoredVersion.from_doc(doc) async for doc in cursor]
+
     async def live_among(self, keys: Iterable[str]) -> set[str]:
         """Which of the given resources exist and are not deleted (keys only, no documents loaded)."""
         wanted = sorted(set(keys))
@@ -187,6 +198,20 @@ class MongoStore:
 
     async def masters_in_use(self, keys: list[str]) -> dict[str, str | None]:
         return await patient_links.masters_in_use(self.db[PATIENT_LINKS], keys)
+
+    async def people(self, keys: list[str]) -> dict[str, frozenset[str]]:
+        """Every record of each key's person (``store/patient_links.py``)."""
+        return await patient_links.people(self.db[PATIENT_LINKS], keys)
+
+    async def facility_codes(self, organizations: list[str]) -> dict[str, str]:
+        """The MoH facility code of each of these Organizations (``Organization/x``) that carries one."""
+        found: dict[str, str] = {}
+        for version in await self.live_versions(organizations):
+            for identifier in loads(version.json or b"{}").get("identifier") or ():
+                if identifier.get("system") in FACILITY_SYSTEMS and isinstance(identifier.get("value"), str):
+                    found[version.key] = identifier["value"]
+                    break
+        return found
 
     async def on_review(self, limit: int) -> list[str]:
         return await patient_links.on_review(self.db[PATIENT_LINKS], limit)
@@ -523,8 +548,18 @@ class MongoStore:
             changes += derived_doc_changes(deriver.collection, {doc["_id"]: doc async for doc in stored}, wanted)
         if changes:
             await self._send(changes)
+        if current is not None and resource is not None:
+            await self._refresh_facts(current, resource)
         if current is not None and current.pending:
             await self.current_docs.update_one({"_id": key, "vid": current.vid}, {"$unset": {"pending": ""}})
+
+    async def _refresh_facts(self, current: StoredVersion, resource: dict[str, Any]) -> None:
+        """The access facts a version stored before they existed (or by an older extractor) lacks."""
+        fresh = replace(current, labels=security_labels(resource), codes=codes(resource),
+                        when=clinical_time(resource))
+        if fresh != current:
+            await self.current_docs.update_one({"_id": current.key, "vid": current.vid},
+                                               set_document(fresh.current_doc(), optional=_OPTIONAL_FIELDS))
 
     async def index_format(self) -> int | None:
         """The format of the stored search entries (``indexing.INDEX_FORMAT`` when they were written)."""

@@ -117,6 +117,9 @@ class OwnWritesView:
         theirs = await self.store.live_versions(wanted - self.changes.keys())
         return sorted(theirs + self._own_live(wanted), key=lambda v: v.key)
 
+    async def live_facts(self, keys: Iterable[str]) -> list[StoredVersion]:
+        return await self.live_versions(keys)  # the transaction's own versions are in memory, content and all
+
     async def person(self, key: str) -> Person | None:
         """The person as committed: a group's own links count once it is committed (its masters are
         rebuilt only then, see linking/linker.py)."""

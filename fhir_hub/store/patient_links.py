@@ -100,6 +100,27 @@ async def person(collection: Any, key: str) -> Person | None:
     return await below(collection, master)
 
 
+async def people(collection: Any, keys: list[str]) -> dict[str, frozenset[str]]:
+    """Every record of the person of each of ``keys`` (itself alone when it is linked to nothing): the
+    masters in one request, then their records one level of merges at a time for all of them at once."""
+    masters = await masters_in_use(collection, keys)
+    tops = {key: masters[key] or key for key in keys}
+    records: dict[str, set[str]] = {top: {top} for top in set(tops.values())}
+    frontier = {top: top for top in records}  # node -> the top it belongs to
+    for _ in range(_MAX_DEPTH):
+        if not frontier:
+            break
+        found: dict[str, str] = {}
+        async for doc in collection.find({"m": {"$in": sorted(frontier)}}, {"m": 1, "k": 1}):
+            top = frontier[doc["m"]]
+            if doc["_id"] not in records[top]:
+                records[top].add(doc["_id"])
+                if doc.get("k") == "redirect":
+                    found[doc["_id"]] = top
+        frontier = found
+    return {key: frozenset(records[tops[key]]) for key in keys}
+
+
 async def below(collection: Any, master: str) -> Person:
     """``master`` and every record that refers to it, directly or through a master merged into it."""
     merged: set[str] = set()

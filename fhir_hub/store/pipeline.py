@@ -30,6 +30,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from fhir_hub.fhir.access_facts import clinical_time, codes, security_labels
 from fhir_hub.fhir.compartment import patient_ids
 from fhir_hub.fhir.instant import to_instant
 from fhir_hub.fhir.jsonio import dumps, loads
@@ -72,14 +73,16 @@ class CommitPipeline:
               source: str | None) -> Stamped:
         stamped = _stamp(resource, rtype=rtype, rid=rid, vid=vid, ts=ts, source=source)
         version = StoredVersion(rtype, rid, vid, ts, method, deleted=False, json=dumps(stamped),
-                                source=source, patients=patient_ids(rtype, stamped))
+                                source=source, patients=patient_ids(rtype, stamped),
+                                labels=security_labels(stamped), codes=codes(stamped),
+                                when=clinical_time(stamped))
         return Stamped(version, stamped)
 
     @staticmethod
     def stamp_deletion(current: StoredVersion, *, ts: int, source: str | None) -> Stamped:
         """A deletion keeps the compartments of the version it deletes (a resident's history still finds it)."""
         version = StoredVersion(current.rtype, current.rid, current.vid + 1, ts, "DELETE", deleted=True, json=None,
-                                source=source, patients=current.patients)
+                                source=source, patients=current.patients, labels=current.labels)
         return Stamped(version, None)
 
     def derive(self, new: Stamped, previous: StoredVersion | None, *, fresh: bool = False) -> VersionChange:

@@ -47,6 +47,10 @@ class ReadStore(Protocol):
         """One version, current or superseded; None when the resource never had it."""
         ...
 
+    async def live_facts(self, keys: Iterable[str]) -> list[StoredVersion]:
+        """Like ``live_versions``, without the content: what the access decision judges a resource by."""
+        ...
+
     async def live_versions(self, keys: Iterable[str]) -> list[StoredVersion]:
         """The current versions of these resources that are not deletions, in key order."""
         ...

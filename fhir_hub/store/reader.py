@@ -12,7 +12,7 @@ never 403 or 410). It notes every resource it hands out in the request's audit r
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 from consent.decision import AccessDecision, Narrowing, ResourceFacts, Verdict
 from fhir_hub.audit import AUDIT_TYPE, AuditRecord, as_version
@@ -53,11 +53,25 @@ class ScopedReader:
             raise insufficient_scope(self.caller, f"{_NAMES[permission]} on {rtype}")
         return found
 
-    def permits(self, version: StoredVersion, permission: str, patients: frozenset[str] | None = None) -> bool:
+    async def permits(self, version: StoredVersion, permission: str, patients: frozenset[str] | None = None) -> bool:
         """The decision's verdict on one resource (``patients``: the compartments to judge it by, when not
         its own: earlier versions follow their resource's current compartment)."""
-        facts = ResourceFacts(version.rtype, version.rid, version.patients if patients is None else patients)
-        return self.decision.verdict(facts, permission) is Verdict.PERMIT
+        return await self.decision.decide(facts_of(version, patients), permission) is Verdict.PERMIT
+
+    async def permitted(self, versions: Iterable[StoredVersion], permission: str) -> list[StoredVersion]:
+        """The versions the decision permits, in their order: the consents of all their people looked up
+        at once."""
+        listed = list(versions)
+        facts = [facts_of(v) for v in listed]
+        await self.decision.prepare(facts, permission)
+        return [v for v, f in zip(listed, facts, strict=True) if self.decision.verdict(f, permission) is Verdict.PERMIT]
+
+    async def admitted(self, keys: set[str], narrowing: Narrowing) -> set[str]:
+        """Which of these resources (live ones, of one type) a narrowing with a consent gate admits: their
+        facts read without their content, their people's consents looked up once."""
+        facts = [facts_of(v) for v in await self.store.live_facts(keys)]
+        await narrowing.prepare(facts)
+        return {f.key for f in facts if narrowing.admits(f)}
 
     def _hand_out(self, version: StoredVersion) -> StoredVersion:
         if self.audit is not None:
@@ -72,7 +86,7 @@ class ScopedReader:
 
     async def read(self, rtype: str, rid: str) -> StoredVersion:
         self.narrowing(rtype, "r")
-        return self._visible_or_raise(rtype, rid, await self._current(rtype, rid))
+        return await self._visible_or_raise(rtype, rid, await self._current(rtype, rid))
 
     async def vread(self, rtype: str, rid: str, vid: int | None) -> StoredVersion:
         narrowing = self.narrowing(rtype, "r")
@@ -86,7 +100,7 @@ class ScopedReader:
             # corrects an Observation's subject from A to B, its earlier versions are B's, no longer A's
             current = await self._current(rtype, rid)
             patients = current.patients if current is not None else frozenset()
-        return self._visible_or_raise(rtype, rid, version, patients)
+        return await self._visible_or_raise(rtype, rid, version, patients)
 
     async def read_many(self, keys: Iterable[str], permission: str = "r") -> list[StoredVersion]:
         """The live resources among ``keys`` the caller may see, in key order (a person's records, a review
@@ -95,11 +109,11 @@ class ScopedReader:
         wanted = sorted(set(keys))
         for rtype in {key.split("/", 1)[0] for key in wanted}:
             self.narrowing(rtype, permission)
-        return [self._hand_out(v) for v in await self.store.live_versions(wanted) if self.permits(v, permission)]
+        return [self._hand_out(v) for v in await self.permitted(await self.store.live_versions(wanted), permission)]
 
-    def _visible_or_raise(self, rtype: str, rid: str, version: StoredVersion | None,
-                          patients: frozenset[str] | None = None) -> StoredVersion:
-        if version is None or not self.permits(version, "r", patients):
+    async def _visible_or_raise(self, rtype: str, rid: str, version: StoredVersion | None,
+                                patients: frozenset[str] | None = None) -> StoredVersion:
+        if version is None or not await self.permits(version, "r", patients):
             raise NotFound(f"{rtype}/{rid} is not known to this server")
         self._hand_out(version)
         if version.deleted:
@@ -115,7 +129,7 @@ class ScopedReader:
         if rid is not None and rtype is not None:
             self.narrowing(rtype, "r")
             current = await self._current(rtype, rid)
-            if current is None or not self.permits(current, "r"):
+            if current is None or not await self.permits(current, "r"):
                 raise NotFound(f"{rtype}/{rid} is not known to this server")
             if rtype == AUDIT_TYPE:
                 in_range = (since is None or current.ts >= since) and (before is None or current.position < before)
@@ -154,12 +168,16 @@ class ScopedReader:
         for patients, types in limited.items():
             members = [key for key in await self._members(patients, types) if key not in withheld]
             pages.append(await self.store.history_of(members, since=since, before=before, limit=limit))
-        if not withheld and (len(open_types) == 1 or (open_types and every_type and not limited)):
+        gated = any(narrowings[t].gate is not None for t in open_types)
+        if not withheld and not gated and (len(open_types) == 1 or (open_types and every_type and not limited)):
             only = next(iter(open_types)) if len(open_types) == 1 else None
             pages.append(await self.store.history(rtype=only, since=since, before=before, limit=limit))
         elif open_types:
-            pages.append(await self._filtered_history(
-                since, before, limit, lambda v: v.rtype in open_types and v.key not in withheld))
+            async def visible(versions: list[StoredVersion]) -> list[StoredVersion]:
+                return await self.permitted((v for v in versions if v.rtype in open_types), "s")
+
+            only = next(iter(open_types)) if len(open_types) == 1 else None
+            pages.append(await self._filtered_history(only, since, before, limit, visible))
         return _merged(pages, limit)
 
     async def _members(self, patients: frozenset[str], types: set[str]) -> list[str]:
@@ -172,17 +190,19 @@ class ScopedReader:
                     members.update(entry["r"] for entry in await self.store.entries(match))
         return sorted(members)
 
-    async def _filtered_history(self, since: int | None, before: HistoryPosition | None, limit: int,
-                                visible: Callable[[StoredVersion], bool]) -> HistoryPage:
-        """System history of some types: keep fetching until the page is full of visible versions, history
-        runs out, or the scan cap."""
+    async def _filtered_history(self, rtype: str | None, since: int | None, before: HistoryPosition | None, limit: int,
+                                visible: Callable[[list[StoredVersion]], Awaitable[list[StoredVersion]]]
+                                ) -> HistoryPage:
+        """History of one type (or all) filtered by the decision: keep fetching until the page is full of
+        visible versions, history runs out, or the scan cap."""
         kept: list[StoredVersion] = []
         scanned = 0
         while True:
-            page = await self.store.history(since=since, before=before, limit=limit)
+            page = await self.store.history(rtype=rtype, since=since, before=before, limit=limit)
+            shown = {id(v) for v in await visible(page.versions)}
             for version in page.versions:
                 scanned += 1
-                if visible(version):
+                if id(version) in shown:
                     kept.append(version)
                     if len(kept) == limit:
                         has_more = page.next_before is not None or version is not page.versions[-1]
@@ -235,6 +255,20 @@ class ScopedReader:
         for version in matches:
             self._hand_out(version)
         return matches
+
+
+def facts_of(version: StoredVersion, patients: frozenset[str] | None = None) -> ResourceFacts:
+    """What the access decision may know of a version: the facts stored beside it, never its content."""
+    return ResourceFacts(version.rtype, version.rid, version.patients if patients is None else patients,
+                         version.labels, facility_of(version.source), frozenset(version.codes), version.when)
+
+
+def facility_of(source: str | None) -> str | None:
+    """The facility code in a ``meta.source`` the hub stamped (``<prefix>:facility:<code>``)."""
+    if source is None:
+        return None
+    _, marker, code = source.rpartition(":facility:")
+    return code if marker else None
 
 
 def _merged(pages: list[HistoryPage], limit: int) -> HistoryPage:

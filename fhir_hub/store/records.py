@@ -29,6 +29,10 @@ class StoredVersion:
     pending: bool = False
     source: str | None = None  # meta.source, set by the hub from the writer's token
     patients: frozenset[str] = frozenset()  # Patient ids whose compartment holds it (a deletion keeps the last)
+    # what an access decision may know without reading the JSON (``fhir/access_facts.py``)
+    labels: frozenset[str] = frozenset()  # meta.security as system|code
+    codes: tuple[str, ...] = ()  # system|code of the codings it carries
+    when: tuple[int, int] | None = None  # its clinical time, microseconds
 
     @property
     def key(self) -> str:
@@ -59,6 +63,9 @@ class StoredVersion:
             pending=bool(doc.get("pending")),
             source=doc.get("src"),
             patients=frozenset(doc.get("pc") or ()),
+            labels=frozenset(doc.get("sl") or ()),
+            codes=tuple(doc.get("cd") or ()),
+            when=(doc["dt"][0], doc["dt"][1]) if doc.get("dt") else None,
         )
 
     def _fields(self) -> dict[str, Any]:
@@ -70,6 +77,12 @@ class StoredVersion:
             doc["src"] = self.source
         if self.patients:
             doc["pc"] = sorted(self.patients)
+        if self.labels:
+            doc["sl"] = sorted(self.labels)
+        if self.codes:
+            doc["cd"] = list(self.codes)
+        if self.when is not None:
+            doc["dt"] = list(self.when)
         return doc
 
     def current_doc(self) -> dict[str, Any]:

@@ -42,6 +42,7 @@ INGEST_ARCHIVE = "ingest_archive"  # every payload POSTed to $ingest, as receive
 CLAIMS = "conditional_claims"  # conditional criteria being acted on, one document each (store/claims.py)
 MATCH_BLOCKS = "match_blocks"  # each Patient's blocking keys for patient matching (store/match_blocks.py)
 PATIENT_LINKS = "patient_links"  # each source Patient's master, each merged master's (store/patient_links.py)
+CONSENT_SUBJECTS = "consent_subjects"  # the Patient each Consent is about (store/consent_subjects.py)
 LINK_DECISIONS = "link_decisions"  # people's decisions about links: distinct pairs, the log (store/link_decisions.py)
 
 
@@ -60,6 +61,10 @@ class _VersionFields(me.Document):
     json = me.BinaryField()  # absent for a deletion
     src = me.StringField()  # meta.source: who wrote it (a facility, a resident, the hub)
     pc = me.ListField(me.StringField())  # Patient ids whose compartment holds it; stored, never queried
+    # access facts (fhir/access_facts.py), read with the version by the access decision, never queried
+    sl = me.ListField(me.StringField())  # meta.security, system|code
+    cd = me.ListField(me.StringField())  # codings, system|code
+    dt = me.ListField(me.LongField())  # clinical time [first, last], microseconds
 
 
 class CurrentResource(_VersionFields):
@@ -172,8 +177,19 @@ class LinkDecision(me.Document):
     at = me.LongField(required=True)  # microseconds since the epoch
 
 
+class ConsentSubject(me.Document):
+    """The Patient a Consent is about: where a request looks for a person's consents."""
+
+    meta = {"collection": CONSENT_SUBJECTS, "db_alias": ALIAS, "auto_create_index": False, "strict": False,
+            "indexes": ["r", "p"]}
+
+    id = me.StringField(primary_key=True)  # "Consent/123"
+    r = me.StringField(required=True)  # the same key: every deriver's documents carry ``r``
+    p = me.StringField(required=True)  # the Patient id
+
+
 DOCUMENTS: tuple[type[me.Document], ...] = (CurrentResource, HistoricVersion, SearchIndexEntry, AuditEntry,
-                                            ArchivedPayload, MatchBlock, PatientLink, LinkDecision)
+                                            ArchivedPayload, MatchBlock, PatientLink, LinkDecision, ConsentSubject)
 
 
 def ensure_schema(uri: str, db_name: str) -> None:

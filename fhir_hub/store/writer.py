@@ -93,7 +93,8 @@ class Existence(Protocol):
     """The one reader's verdict on the resource a write reaches (``store/reader.py``): a resource the caller's
     access decision hides is answered exactly as a missing one."""
 
-    def permits(self, version: StoredVersion, permission: str, patients: frozenset[str] | None = None) -> bool: ...
+    async def permits(self, version: StoredVersion, permission: str, patients: frozenset[str] | None = None
+                      ) -> bool: ...
 
 
 def _ignore(_version: StoredVersion) -> None:
@@ -192,7 +193,7 @@ class Writer:
         async def plan(current: StoredVersion | None) -> tuple[VersionChange, WriteResult] | WriteResult:
             keep = op.keep_source and caller.internal and current is not None
             source = current.source if keep and current is not None else own_source
-            hidden = current is not None and not exists_for.permits(current, "u")
+            hidden = current is not None and not await exists_for.permits(current, "u")
             if hidden or (grant.compartment is not None and current is None):
                 # a resident creates with POST: were PUT to create, a new id (201) and another person's
                 # id (404) would answer differently and tell which ids exist
@@ -220,7 +221,8 @@ class Writer:
         async def plan(current: StoredVersion | None) -> tuple[VersionChange, WriteResult]:
             if read is None:
                 raise insufficient_scope(caller, f"read on {op.rtype} (a patch reads the resource it changes)")
-            visible = current is not None and exists_for.permits(current, "u") and exists_for.permits(current, "r")
+            visible = (current is not None and await exists_for.permits(current, "u")
+                       and await exists_for.permits(current, "r"))
             if current is None or current.deleted or current.json is None or not visible:
                 if current is not None and current.deleted and visible:
                     raise Gone(f"{op.rtype}/{op.rid} was deleted (version {current.vid}); there is nothing to patch")
@@ -255,7 +257,7 @@ class Writer:
         source = source_uri(caller, self.source_prefix)
 
         async def plan(current: StoredVersion | None) -> tuple[VersionChange, WriteResult] | WriteResult:
-            if current is None or current.deleted or not exists_for.permits(current, "d"):
+            if current is None or current.deleted or not await exists_for.permits(current, "d"):
                 if op.if_match is not None:
                     raise _stale(op.if_match)
                 gone = StoredVersion(op.rtype, op.rid, 0, 0, "DELETE", deleted=True, json=None)

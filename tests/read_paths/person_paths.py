@@ -17,7 +17,6 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from fhir_hub.auth.caller import Caller
-from fhir_hub.auth.policy import access_decision
 from fhir_hub.config import Settings
 from fhir_hub.main import create_app
 from tests.conftest import as_
@@ -50,19 +49,20 @@ def person_world(mongodb_uri: str, data_dir: Any) -> Iterator[PersonWorld]:
                                           identifier=[{"system": CCCD, "value": "079160001111"}])),
                ("pat-pair", "79001", _patient("pat-pair", "Võ", ["Thị", "Hồng", "Nhung"], "1985-03-04")),
                ("pat-pair-hidden", "79002", _patient("pat-pair-hidden", "Võ", ["Thị", "Nhung"], "1985-03-04"))]
-    system = as_(settings)
-    with TestClient(create_app(settings), raise_server_exceptions=False, headers=system) as open_, \
-            TestClient(create_app(settings), raise_server_exceptions=False, headers=system) as hidden:
+    operator = as_(settings, facility=None)  # the hub's operator: every facility's Patient records (policy.json)
+    with TestClient(create_app(settings), raise_server_exceptions=False, headers=operator) as open_, \
+            TestClient(create_app(settings), raise_server_exceptions=False, headers=operator) as hidden:
         for rid, facility, body in records:
             answer = open_.put(f"/Patient/{rid}", json=body, headers={**FHIR, **as_(settings, facility=facility)})
             assert answer.status_code == 201, answer.text
-        hidden.app.state.hub.access = _withholding({f"Patient/{HIDDEN}", "Patient/pat-pair-hidden"})
+        hidden.app.state.hub.access = _withholding(hidden.app.state.hub.access,
+                                                   {f"Patient/{HIDDEN}", "Patient/pat-pair-hidden"})
         yield PersonWorld(open_, hidden, {"visible": "pat-visible", "hidden": HIDDEN, "pair": "pat-pair",
                                           "pair-hidden": "pat-pair-hidden"})
 
 
-def _withholding(keys: set[str]) -> Callable[[Caller], Any]:
-    return lambda caller: access_decision(caller).withholding(keys)
+def _withholding(decide: Callable[[Caller], Any], keys: set[str]) -> Callable[[Caller], Any]:
+    return lambda caller: decide(caller).withholding(keys)
 
 
 def _parameters(**refs: str) -> dict[str, Any]:

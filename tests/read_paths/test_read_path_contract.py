@@ -23,7 +23,6 @@ import pytest
 from fastapi.testclient import TestClient
 
 from fhir_hub.auth.caller import Caller
-from fhir_hub.auth.policy import access_decision
 from fhir_hub.config import Settings
 from fhir_hub.linking.elements import is_master_key, master_of
 from fhir_hub.main import create_app
@@ -128,8 +127,9 @@ def _master_of(client: TestClient, headers: dict[str, str], patient: str) -> str
     return linked[0].split("/", 1)[1]
 
 
-def withholding(key: str) -> Callable[[Caller], Any]:
-    return lambda caller: access_decision(caller).withholding({key})
+def withholding(decide: Callable[[Caller], Any], key: str) -> Callable[[Caller], Any]:
+    """The hub's own decision (consents included) with one more resource withheld."""
+    return lambda caller: decide(caller).withholding({key})
 
 
 @contextlib.contextmanager
@@ -147,7 +147,7 @@ def seeded_world(mongodb_uri: str, data_dir: Any, kind: str, role: str) -> Itera
     with TestClient(create_app(held), raise_server_exceptions=False, headers=headers) as open_, \
             TestClient(create_app(held), raise_server_exceptions=False, headers=headers) as hidden:
         key = f"{HIDDEN[kind].rtype}/{HIDDEN[kind].pick(open_, system)}"
-        hidden.app.state.hub.access = withholding(key)
+        hidden.app.state.hub.access = withholding(hidden.app.state.hub.access, key)
         yield World(open_, hidden, key, ids)
 
 
@@ -383,10 +383,14 @@ def _match(client: TestClient, demographics: dict[str, Any]) -> Any:
 
 def patient_match(w: World) -> None:
     """``Patient/$match`` for P's demographics answers P's person (her master). A hidden master is neither
-    answered nor counted; a hidden source is no evidence, so when it is P's only record her person is
-    unknown, exactly as a person nobody recorded."""
+    answered nor counted: P's record the caller sees stands for her person instead; a hidden source is no
+    evidence, so when it is P's only record her person is unknown, exactly as a person nobody recorded."""
     seen, shown = _match(w.open_, P_DEMOGRAPHICS), _match(w.hidden, P_DEMOGRAPHICS)
     assert _keys(seen.json(), "match"), "the open world finds P's person"
+    if is_master_key(w.hidden_key) and w.hidden_key in _keys(seen.json(), "match"):
+        assert_unseen(shown.text, w.hidden_key)
+        assert _keys(shown.json(), "match") == ["Patient/pat-p"] and shown.json()["total"] == 1
+        return
     source = w.hidden_key == "Patient/pat-p"
     assert_listing_without(seen, shown, w.hidden_key, counted=w.hidden_key in _keys(seen.json(), "match"),
                            exact=not source)

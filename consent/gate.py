@@ -1,0 +1,71 @@
+"""One request's consent gate: the engine, the requester, and the consents of the people it has met so far.
+
+The reader asks the gate to ``prepare`` the people whose resources it is about to judge (one look-up for a
+whole page or a whole search's matches), then asks for verdicts, which are plain function calls. The
+consents are read per request and kept only for it, so a withdrawn or expired consent stops access on the
+very next request: there is no cache to outlive it and no index to rebuild.
+
+Pure: the look-up is handed in (the hub's reads patient links and Consents through it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+
+from consent.engine import Outcome, Requester, Subject, decide
+from consent.model import ConsentRecord
+from consent.policy import Policy
+
+
+@dataclass(frozen=True, slots=True)
+class PersonConsents:
+    """A person's consents, found from any of their records: a consent given on one record of a person
+    holds for every record of that person."""
+
+    records: frozenset[str]  # the person's Patient ids
+    consents: tuple[ConsentRecord, ...]
+
+
+# patient ids -> for each, their person's consents
+ConsentLookup = Callable[[frozenset[str]], Awaitable[Mapping[str, PersonConsents]]]
+
+
+class NotPrepared(RuntimeError):
+    """A verdict was asked for a patient whose consents were never looked up: a reader bug, refused loudly
+    rather than decided on missing facts."""
+
+
+class ConsentGate:
+    def __init__(self, requester: Requester, policy: Policy, lookup: ConsentLookup) -> None:
+        self.requester = requester
+        self.policy = policy
+        self.lookup = lookup
+        self._people: dict[str, PersonConsents] = {}
+
+    @property
+    def needs_consents(self) -> bool:
+        """Whether verdicts depend on consents at all (the hub and residents' own reads do not)."""
+        return self.requester.kind not in ("hub", "resident")
+
+    async def prepare(self, patients: Iterable[str]) -> None:
+        if not self.needs_consents:
+            return
+        missing = frozenset(patients) - self._people.keys()
+        if missing:
+            found = await self.lookup(missing)
+            for patient in missing:
+                self._people[patient] = found.get(patient) or PersonConsents(frozenset({patient}), ())
+
+    def outcome(self, subject: Subject) -> Outcome:
+        people: dict[frozenset[str], tuple[ConsentRecord, ...]] = {}
+        if self.needs_consents:
+            for patient in subject.patients:
+                person = self._people.get(patient)
+                if person is None:
+                    raise NotPrepared(f"consents of Patient/{patient} were not looked up")
+                people[person.records] = person.consents
+        return decide(subject, self.requester, list(people.values()), self.policy)
+
+    def permits(self, subject: Subject) -> bool:
+        return self.outcome(subject).permitted

@@ -1,0 +1,81 @@
+"""Consent subjects: which Patient each Consent is about, so that a request finds a person's consents in one
+query however many resources it judges.
+
+A deriver (``store/derivers.py``): one document per live Consent, ``p`` the Patient id it names, written
+with the Consent's version; a withdrawal (a new version with another status) or a deletion rewrites or
+removes it in the same request. The decision reads the Consent itself, never this document: the document
+only says where to look, so nothing here can be stale in a way that widens access.
+
+``people_consents`` answers, for some Patient ids, every consent of their persons (a consent given on one
+record of a person holds for all of them; ``store/patient_links.py``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from consent.gate import PersonConsents
+from consent.model import Actor, ConsentProblem, ConsentRecord, Provision, parse_consent
+from fhir_hub.fhir.jsonio import loads
+from fhir_hub.store.records import StoredVersion
+from fhir_hub.store.schema import CONSENT_SUBJECTS
+
+
+@dataclass(frozen=True, slots=True)
+class ConsentSubjects:
+    name: str = "consent subjects"
+    collection: str = CONSENT_SUBJECTS
+
+    def derive(self, version: StoredVersion, resource: dict[str, Any] | None) -> list[dict[str, Any]]:
+        if version.rtype != "Consent" or version.deleted or resource is None:
+            return []
+        patient = (resource.get("patient") or {}).get("reference")
+        if not isinstance(patient, str) or "/" not in patient:
+            return []
+        return [{"_id": version.key, "r": version.key, "p": patient.rsplit("/", 1)[1]}]
+
+
+async def people_consents(store: Any, patients: frozenset[str]) -> dict[str, PersonConsents]:
+    """For each Patient id, its person's records and their consents (every status: the engine decides)."""
+    people = await store.people(sorted(f"Patient/{p}" for p in patients))
+    records = {p: frozenset(k.removeprefix("Patient/") for k in people[f"Patient/{p}"]) for p in patients}
+    everyone = sorted(frozenset().union(*records.values())) if records else []
+    subjects = store.db[CONSENT_SUBJECTS]
+    found: dict[str, list[str]] = {}
+    async for doc in subjects.find({"p": {"$in": everyone}}, {"p": 1}):
+        found.setdefault(doc["p"], []).append(doc["_id"])
+    keys = sorted({key for each in found.values() for key in each})
+    consents: dict[str, ConsentRecord] = {}
+    for version in await store.live_versions(keys):
+        record = _parsed(version)
+        if record is not None:
+            consents[version.key] = record
+    facilities = await store.facility_codes(sorted({a.reference for c in consents.values()
+                                                     for a in _actors(c.root)
+                                                     if a.reference and a.reference.startswith("Organization/")}))
+    consents = {key: replace(c, root=_resolved(c.root, facilities)) for key, c in consents.items()}
+    return {p: PersonConsents(records[p], tuple(consents[k] for r in sorted(records[p]) for k in found.get(r, ())
+                                                if k in consents))
+            for p in patients}
+
+
+def _parsed(version: StoredVersion) -> ConsentRecord | None:
+    """A stored Consent the engine cannot read was refused on write; one stored before that check (or by the
+    hub itself) is ignored, which denies rather than permits."""
+    try:
+        return parse_consent(loads(version.json or b"{}"))
+    except ConsentProblem:
+        return None
+
+
+def _actors(provision: Provision) -> list[Actor]:
+    return [*provision.actors, *(a for child in provision.provisions for a in _actors(child))]
+
+
+def _resolved(provision: Provision, facilities: dict[str, str]) -> Provision:
+    """Actors naming an Organization by id also carry its facility code: the engine compares codes."""
+    actors = tuple(replace(a, facility=facilities.get(a.reference, a.facility) if a.reference else a.facility)
+                   if a.reference in facilities else a for a in provision.actors)
+    return replace(provision, actors=actors,
+                   provisions=tuple(_resolved(child, facilities) for child in provision.provisions))
