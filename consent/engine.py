@@ -25,8 +25,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
-from consent.model import READ_ACTIONS, ConsentRecord, Provision
+from consent.model import READ_ACTIONS, ConsentProblem, ConsentRecord, Provision, moment
 from consent.policy import Policy
 
 
@@ -71,9 +72,16 @@ class Outcome:
     emergency: bool = False  # permitted only by breaking the glass
 
 
-def decide(subject: Subject, requester: Requester, consents: Sequence[Sequence[ConsentRecord]],
-           policy: Policy) -> Outcome:
-    """``consents``: for each person whose compartment holds the resource, their consents (any status)."""
+@dataclass(frozen=True, slots=True)
+class Person:
+    """One person's consents (any status) and their birth date (who must agree to a child's consent)."""
+
+    consents: tuple[ConsentRecord, ...] = ()
+    birth_date: str | None = None
+
+
+def decide(subject: Subject, requester: Requester, consents: Sequence[Person], policy: Policy) -> Outcome:
+    """``consents``: each person whose compartment holds the resource."""
     if requester.kind == "hub":
         return Outcome(True, "hub", "the hub acting on its own behalf")
     if not subject.patients:
@@ -104,8 +112,8 @@ def decide(subject: Subject, requester: Requester, consents: Sequence[Sequence[C
                    emergency=True)
 
 
-def _by_consents(subject: Subject, requester: Requester, purpose: str,
-                 consents: Sequence[Sequence[ConsentRecord]], policy: Policy) -> Outcome:
+def _by_consents(subject: Subject, requester: Requester, purpose: str, consents: Sequence[Person],
+                 policy: Policy) -> Outcome:
     rule = policy.rule_for("permit-if-consented", purpose)
     if rule is None:
         return Outcome(False, "no-rule", f"the policy lets no one else read for purpose {purpose}")
@@ -113,8 +121,8 @@ def _by_consents(subject: Subject, requester: Requester, purpose: str,
     permits: list[str] = []
     for person in consents:
         permitted = None
-        for record in person:
-            if not record.active:
+        for record in person.consents:
+            if not record.active or not agreed(record, person.birth_date, requester.now, policy):
                 continue
             for kind, path in _decisions(record.root, subject, requester, purpose):
                 where = f"{record.key}#{path[-1].path}"
@@ -131,6 +139,33 @@ def _by_consents(subject: Subject, requester: Requester, purpose: str,
             return Outcome(False, "no-consent", f"{rule.says} No consent gives {missing}.", tuple(permits))
         permits.append(permitted)
     return Outcome(True, rule.id, f"permitted by {', '.join(permits)}", tuple(permits))
+
+
+def agreed(record: ConsentRecord, birth_date: str | None, now: int, policy: Policy) -> bool:
+    """Whether the people the person's age requires agreed to this consent, judged at ``now`` (a consent a
+    guardian gave for a five-year-old needs the child's agreement too once they are seven, and the
+    person's own from sixteen). An unknown birth date counts as an adult's."""
+    guardian = any(ref.split("/")[-2:-1] == ["RelatedPerson"] for ref in record.agreed_by)
+    person = any(ref.split("/")[-2:-1] == ["Patient"] for ref in record.agreed_by)
+    age = age_at(birth_date, now)
+    if age is not None and age < policy.guardian_only_below:
+        return guardian
+    if age is not None and age < policy.guardian_and_child_below:
+        return guardian and person
+    return person
+
+
+def age_at(birth_date: str | None, now: int) -> int | None:
+    """Completed years at ``now`` (microseconds); a year-only or year-month birth date counts from its
+    last possible day, so a child is never taken as older than they may be."""
+    if birth_date is None:
+        return None
+    try:
+        born = moment(birth_date, upper=True)
+    except ConsentProblem:
+        return None
+    born_at, at = datetime.fromtimestamp(born / 1e6, UTC), datetime.fromtimestamp(now / 1e6, UTC)
+    return at.year - born_at.year - ((at.month, at.day) < (born_at.month, born_at.day))
 
 
 def _decisions(provision: Provision, subject: Subject, requester: Requester, purpose: str

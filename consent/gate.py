@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-from consent.engine import Outcome, Requester, Subject, decide
+from consent.engine import Outcome, Person, Requester, Subject, decide
 from consent.model import ConsentRecord
 from consent.policy import Policy
 
@@ -25,6 +25,7 @@ class PersonConsents:
 
     records: frozenset[str]  # the person's Patient ids
     consents: tuple[ConsentRecord, ...]
+    birth_date: str | None = None  # from their records, when they have consents (a child's need guardians)
 
 
 # patient ids -> for each, their person's consents
@@ -58,13 +59,13 @@ class ConsentGate:
                 self._people[patient] = found.get(patient) or PersonConsents(frozenset({patient}), ())
 
     def outcome(self, subject: Subject) -> Outcome:
-        people: dict[frozenset[str], tuple[ConsentRecord, ...]] = {}
+        people: dict[frozenset[str], Person] = {}
         if self.needs_consents:
             for patient in subject.patients:
-                person = self._people.get(patient)
-                if person is None:
+                found = self._people.get(patient)
+                if found is None:
                     raise NotPrepared(f"consents of Patient/{patient} were not looked up")
-                people[person.records] = person.consents
+                people[found.records] = Person(found.consents, found.birth_date)
         return decide(subject, self.requester, list(people.values()), self.policy)
 
     def permits(self, subject: Subject) -> bool:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -89,7 +89,9 @@ class ConsentRecord:
     privacy: bool  # scope patient-privacy: the only consents that decide access
     root: Provision
     performers: tuple[str, ...] = ()  # references of who gave it, as written
-    extra: dict[str, Any] = field(default_factory=dict, compare=False)
+    # who agreed, as the hub recorded it on write (``Consent.verification``: the resident's Patient, a
+    # guardian's RelatedPerson): the engine asks whether they are who the person's age requires
+    agreed_by: frozenset[str] = frozenset()
 
     @property
     def active(self) -> bool:
@@ -114,7 +116,11 @@ def parse_consent(resource: dict[str, Any]) -> ConsentRecord:
     root = _provision(resource.get("provision") or {}, "Consent.provision", root_kind, root=True)
     performers = tuple(p["reference"] for p in resource.get("performer") or ()
                        if isinstance(p, dict) and isinstance(p.get("reference"), str))
-    return ConsentRecord(f"Consent/{rid}", str(resource.get("status", "")), patient, privacy, root, performers)
+    agreed = frozenset(v["verifiedWith"]["reference"] for v in resource.get("verification") or ()
+                       if isinstance(v, dict) and v.get("verified") is True
+                       and isinstance((v.get("verifiedWith") or {}).get("reference"), str))
+    return ConsentRecord(f"Consent/{rid}", str(resource.get("status", "")), patient, privacy, root, performers,
+                         agreed)
 
 
 def _policy_rule_kind(resource: dict[str, Any]) -> str | None:

@@ -209,7 +209,7 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--facility", help="5-character MoH facility code (MA_CSKCB), e.g. 79001; needed to write")
     token.add_argument("--patient", help="the resident's Patient id (patient context)")
     token.add_argument("--scope", help="space-separated SMART scopes (default by role: system/*.cruds, "
-                                       "user/*.cruds, patient/*.rs)")
+                                       "user/*.cruds, patient/*.rs patient/Consent.cud)")
     token.add_argument("--subject", help="the token's sub (default: generated)")
     token.add_argument("--fhir-user", help="fhirUser claim, e.g. Practitioner/123")
     token.add_argument("--purpose", help="purpose_of_use: TREAT (default), ETREAT, PUBHLTH ...")

@@ -155,6 +155,8 @@ class Settings:
             if missing:
                 raise ConfigError("production refuses to start without " + ", ".join(
                     ENV_PREFIX + m.replace(" or ", " or " + ENV_PREFIX) for m in missing))
+            if not self.enforce_consent:
+                raise ConfigError(f"production refuses {ENV_PREFIX}ENFORCE_CONSENT=false: every read must obey consent")
         if self.default_count > self.max_count:
             raise ConfigError(f"{ENV_PREFIX}DEFAULT_COUNT must not exceed {ENV_PREFIX}MAX_COUNT")
         if not 0 < self.port < 65536:

@@ -15,7 +15,8 @@ from fhir_hub.auth.tokens import mint_development_token
 from fhir_hub.config import ConfigError, Settings
 
 DEFAULT_TTL_SECONDS = 3600
-DEFAULT_SCOPES = {"system": "system/*.cruds", "clinician": "user/*.cruds", "resident": "patient/*.rs"}
+DEFAULT_SCOPES = {"system": "system/*.cruds", "clinician": "user/*.cruds",
+                  "resident": "patient/*.rs patient/Consent.cud"}
 
 
 def development_token(settings: Settings, *, role: str, facility: str | None = None, patient: str | None = None,

@@ -34,8 +34,10 @@ PERMISSION = {
     # patient link operations (services/linking.py checks Patient.u and refuses residents' decisions)
     "merge": "u", "unmerge": "u", "review": "u", "review-list": "s", "links": "r",
     "match": "s",  # Patient/$match: a search by content (services/match.py)
+    "access-check": "r",  # $access-check: the operator asks why a caller may or may not read a resource
 }
 HUB_ONLY_TYPES = frozenset({"AuditEvent"})
+RESIDENT_WRITES = frozenset({"Consent"})  # give, restrict, withdraw; nothing else of their record
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +87,7 @@ def consented_types() -> frozenset[str]:
 def requester(caller: Caller, now: int) -> Requester:
     """The consent engine's view of the caller (``consent/engine.py``)."""
     kind = "hub" if caller.internal else "resident" if caller.role == "resident" else "facility"
-    role = "operator" if caller.role == "system" and caller.facility is None else caller.role
+    role = "operator" if is_operator(caller) and not caller.internal else caller.role
     return Requester(kind=kind, role=role, facility=caller.facility, user=caller.fhir_user,
                      purpose=caller.purpose, emergency_reason=caller.emergency_reason, now=now)
 
@@ -101,6 +103,16 @@ def refuse_emergency_without_reason(caller: Caller) -> None:
     if caller.emergency_reason is None:
         raise Forbidden(f"Emergency access (purpose_of_use {caller.purpose}) needs the reason in the "
                         "X-Emergency-Reason header; it is audited and shown to the resident", code="forbidden")
+
+
+def is_operator(caller: Caller) -> bool:
+    """The hub's operator: a system token without a facility (or the hub itself)."""
+    return caller.internal or (caller.role == "system" and caller.facility is None)
+
+
+def require_operator(caller: Caller, what: str) -> None:
+    if not is_operator(caller):
+        raise Forbidden(f"Only the hub's operator (a system token without a facility) may {what}")
 
 
 def insufficient_scope(caller: Caller, what: str) -> HubError:
@@ -143,6 +155,9 @@ def check_write(caller: Caller, grant_: Grant, *, rtype: str, source: str | None
     if source is None:
         raise Forbidden("Writes need a facility claim in the token (a hospital system or clinician's MoH "
                         "facility code), or a resident's patient context")
+    if caller.role == "resident" and rtype not in RESIDENT_WRITES:
+        raise Forbidden(f"{rtype}: a resident writes only their consents (Consent); the rest of their record is "
+                        "written by the facilities that treat them")
     if new_patients is not None and not grant_.may_write(new_patients):
         own = " or ".join(f"Patient/{p}" for p in sorted(grant_.compartment or ()))
         raise Forbidden(f"{rtype}: a resident may only write records in their own compartment and nobody "

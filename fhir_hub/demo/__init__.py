@@ -1,7 +1,9 @@
 """The demo data set shipped with the hub, loaded through the normal write path.
 
 Resources keep their Synthea ids (update-as-create), and one that is already stored is left alone, so
-loading again after a restart changes nothing.
+loading again after a restart changes nothing. They are loaded as facility 79001's hospital system would
+send them: under the consent policy they are that facility's records, read by its tokens (the README's
+quick start), and by any other facility only once the resident consents.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 from tqdm import tqdm
 
 from fhir_hub.auth.caller import Caller
+from fhir_hub.auth.scopes import Scopes
 from fhir_hub.hub import Hub
 from fhir_hub.store.writer import Update
 
@@ -23,7 +26,8 @@ LOAD_ORDER = ("Organization", "Location", "Practitioner", "Patient", "Encounter"
               "MedicationRequest")
 
 
-LOADER = Caller.hub("demo")
+DEMO_FACILITY = "79001"
+LOADER = Caller(subject="fhir-hub/demo", scopes=Scopes.parse("system/*.cruds"), facility=DEMO_FACILITY)
 
 
 @dataclass(frozen=True)

@@ -55,9 +55,23 @@ async def people_consents(store: Any, patients: frozenset[str]) -> dict[str, Per
                                                      for a in _actors(c.root)
                                                      if a.reference and a.reference.startswith("Organization/")}))
     consents = {key: replace(c, root=_resolved(c.root, facilities)) for key, c in consents.items()}
-    return {p: PersonConsents(records[p], tuple(consents[k] for r in sorted(records[p]) for k in found.get(r, ())
-                                                if k in consents))
-            for p in patients}
+    theirs = {p: tuple(consents[k] for r in sorted(records[p]) for k in found.get(r, ()) if k in consents)
+              for p in patients}
+    born = await _birth_dates(store, {records[p] for p in patients if theirs[p]})
+    return {p: PersonConsents(records[p], theirs[p], born.get(records[p])) for p in patients}
+
+
+async def _birth_dates(store: Any, people: set[frozenset[str]]) -> dict[frozenset[str], str]:
+    """The most precise birth date any record of each person states (a child's consent needs guardians):
+    read only for people who have consents."""
+    keys = sorted(f"Patient/{r}" for person in people for r in person)
+    stated = {v.rid: loads(v.json or b"{}").get("birthDate") for v in await store.live_versions(keys)}
+    found: dict[frozenset[str], str] = {}
+    for person in people:
+        dates = [d for r in person if isinstance(d := stated.get(r), str)]
+        if dates:
+            found[person] = max(dates, key=lambda d: (len(d), d))
+    return found
 
 
 def _parsed(version: StoredVersion) -> ConsentRecord | None:

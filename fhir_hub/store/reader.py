@@ -15,9 +15,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable
 
 from consent.decision import AccessDecision, Narrowing, ResourceFacts, Verdict
+from consent.engine import Outcome, Requester
+from consent.gate import ConsentGate
 from fhir_hub.audit import AUDIT_TYPE, AuditRecord, as_version
 from fhir_hub.auth.caller import Caller
-from fhir_hub.auth.policy import access_decision, insufficient_scope, require_any
+from fhir_hub.auth.policy import access_decision, insufficient_scope, require_any, require_operator
 from fhir_hub.errors import Gone, NotFound
 from fhir_hub.fhir.compartment import compartment_types
 from fhir_hub.fhir.registry import resource_types
@@ -101,6 +103,21 @@ class ScopedReader:
             current = await self._current(rtype, rid)
             patients = current.patients if current is not None else frozenset()
         return await self._visible_or_raise(rtype, rid, version, patients)
+
+    async def explain(self, rtype: str, rid: str, asking: Requester) -> Outcome:
+        """Whether ``asking`` may read a resource under consent, and why (the policy rule, the provisions
+        that decided): for the hub's operator, who may ask about anyone without reading the resource."""
+        require_operator(self.caller, "explain access decisions ($access-check)")
+        version = await self._current(rtype, rid)
+        if version is None or version.deleted:
+            raise NotFound(f"{rtype}/{rid} is not known to this server")
+        gate = self.decision.gate
+        if gate is None:
+            return Outcome(True, "not-enforced", "consent is not enforced on this hub (FHIR_HUB_ENFORCE_CONSENT)")
+        probe = ConsentGate(asking, gate.policy, gate.lookup)
+        facts = facts_of(version)
+        await probe.prepare(facts.patients)
+        return probe.outcome(facts)
 
     async def read_many(self, keys: Iterable[str], permission: str = "r") -> list[StoredVersion]:
         """The live resources among ``keys`` the caller may see, in key order (a person's records, a review

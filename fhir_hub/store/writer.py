@@ -31,6 +31,7 @@ from fhir_hub.fhir.jsonio import loads
 from fhir_hub.fhir.validation_ahead import ValidationAhead
 from fhir_hub.linking.linker import Linker
 from fhir_hub.matching import Model
+from fhir_hub.store.consent_writes import agreed_consent
 from fhir_hub.store.mongo import MongoStore
 from fhir_hub.store.pipeline import CommitPipeline, Stamped
 from fhir_hub.store.reader import ScopedReader
@@ -167,9 +168,17 @@ class Writer:
             return await self._put(op, caller, grant, tx, seen, exists_for)
         return await self._delete(op, caller, require(caller, op.rtype, "d"), tx, seen, exists_for)
 
+    async def _agreed(self, caller: Caller, rtype: str, resource: dict[str, Any],
+                      current: StoredVersion | None) -> dict[str, Any]:
+        """A privacy Consent with its writer's agreement recorded (``consent_writes.py``); others as they are."""
+        if rtype != "Consent":
+            return resource
+        return await agreed_consent(caller, resource, current, store=self.store, now=self.clock())
+
     async def _create(self, op: Create, caller: Caller, grant: Grant, tx: Transaction | None) -> WriteResult:
         """A server-assigned id is new by construction: no read first, the unique key still guards."""
         source = source_uri(caller, self.source_prefix)
+        op = replace(op, resource=await self._agreed(caller, op.rtype, op.resource, None))
         for _attempt in range(_MAX_ATTEMPTS):
             rid = op.rid if op.rid is not None else self.new_id()
             stamped = self.pipeline.stamp(op.rtype, rid, op.resource, vid=1, ts=self.clock(), method="POST",
@@ -200,7 +209,8 @@ class Writer:
                 raise NotFound(f"{op.rtype}/{op.rid} is not known to this server")
             if current is None:
                 require(caller, op.rtype, "c")  # update-as-create creates
-            stamped = self._replacement(caller, grant, source, current, op.rtype, op.rid, op.resource, "PUT")
+            resource = await self._agreed(caller, op.rtype, op.resource, current)
+            stamped = self._replacement(caller, grant, source, current, op.rtype, op.rid, resource, "PUT")
             _check_precondition(current, op.if_match)  # after the access check: a 412 names the version
             if current is not None and _same_content(current, stamped.version):
                 return WriteResult(current, created=False, changed=False)  # a no-op: no new version
@@ -234,7 +244,7 @@ class Writer:
             if patched.get("resourceType") != op.rtype or patched.get("id") != op.rid:
                 raise UnprocessableResource(f"{op.rtype}.id: a patch may not change the resource's type or id",
                                             expression=[f"{op.rtype}.id"])
-            patched = await self.pipeline.content(op.rtype, patched)
+            patched = await self._agreed(caller, op.rtype, await self.pipeline.content(op.rtype, patched), current)
             stamped = self._replacement(caller, grant, source, current, op.rtype, op.rid, patched, "PATCH")
             change = self.pipeline.derive(stamped, current)
             return change, WriteResult(change.version, created=False)
