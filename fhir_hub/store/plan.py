@@ -34,7 +34,7 @@ class Step:
 
 
 # Fields a current document may lack; replacing it must remove those the new version does not have.
-OPTIONAL_FIELDS = ("json", "live", "pending", "src", "pc", "sl", "cd", "dt")
+OPTIONAL_FIELDS = ("json", "live", "pending", "src", "pc")
 
 
 def set_document(doc: dict[str, Any], *, optional: tuple[str, ...] = ()) -> dict[str, Any]:

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from fhir_hub.fhir.instant import to_http_date, to_instant
 
 
@@ -15,6 +17,16 @@ def resource_key(rtype: str, rid: str) -> str:
 
 def version_doc_id(rtype: str, rid: str, vid: int) -> str:
     return f"{rtype}/{rid}/{vid}"
+
+
+def _facts(packed: bytes | None) -> dict[str, Any]:
+    """The access facts of a version document (``af``); a version stored before they existed has none."""
+    if not packed:
+        return {}
+    facts = orjson.loads(packed)
+    when = facts.get("dt")
+    return {"labels": frozenset(facts.get("sl") or ()), "codes": tuple(facts.get("cd") or ()),
+            "when": (when[0], when[1]) if when else None}
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,9 +75,7 @@ class StoredVersion:
             pending=bool(doc.get("pending")),
             source=doc.get("src"),
             patients=frozenset(doc.get("pc") or ()),
-            labels=frozenset(doc.get("sl") or ()),
-            codes=tuple(doc.get("cd") or ()),
-            when=(doc["dt"][0], doc["dt"][1]) if doc.get("dt") else None,
+            **_facts(doc.get("af")),
         )
 
     def _fields(self) -> dict[str, Any]:
@@ -77,12 +87,8 @@ class StoredVersion:
             doc["src"] = self.source
         if self.patients:
             doc["pc"] = sorted(self.patients)
-        if self.labels:
-            doc["sl"] = sorted(self.labels)
-        if self.codes:
-            doc["cd"] = list(self.codes)
-        if self.when is not None:
-            doc["dt"] = list(self.when)
+        # one field, always written, whatever the facts: every version document has the same shape
+        doc["af"] = orjson.dumps({"sl": sorted(self.labels), "cd": list(self.codes), "dt": self.when})
         return doc
 
     def current_doc(self) -> dict[str, Any]:

@@ -61,10 +61,9 @@ class _VersionFields(me.Document):
     json = me.BinaryField()  # absent for a deletion
     src = me.StringField()  # meta.source: who wrote it (a facility, a resident, the hub)
     pc = me.ListField(me.StringField())  # Patient ids whose compartment holds it; stored, never queried
-    # access facts (fhir/access_facts.py), read with the version by the access decision, never queried
-    sl = me.ListField(me.StringField())  # meta.security, system|code
-    cd = me.ListField(me.StringField())  # codings, system|code
-    dt = me.ListField(me.LongField())  # clinical time [first, last], microseconds
+    # access facts (fhir/access_facts.py: labels, codings, clinical time) as one JSON field, always written so
+    # every version document has one shape; read with the version by the access decision, never queried
+    af = me.BinaryField()
 
 
 class CurrentResource(_VersionFields):

@@ -13,6 +13,7 @@ from fhir.resources.R4B.auditevent import AuditEvent
 from fhir_hub.auth.tokens import mint_development_token
 from fhir_hub.config import Settings
 from tests.conftest import as_, assert_outcome, auth, token_for
+from tests.consent.test_consent_reads import consent, give
 
 FHIR = {"Content-Type": "application/fhir+json"}
 PUBLIC = ("/metadata", "/.well-known/smart-configuration", "/.well-known/jwks.json")
@@ -182,21 +183,25 @@ def test_a_deleted_record_of_another_resident_is_not_even_gone(app_client: TestC
 
 
 def test_resident_writes_stay_in_their_compartment(app_client: TestClient, settings: Settings) -> None:
+    """A resident writes their consents and nothing else, and only about themselves."""
     ids = seed(app_client, settings)
     writer = {**FHIR, **as_(settings, "resident", patient="pa", scope="patient/*.cruds")}
-    own = {"resourceType": "Observation", "status": "final", "code": {"text": "Cân nặng"},
-           "subject": {"reference": "Patient/pa"}}
-    created = app_client.post("/Observation", json=own, headers=writer)
+    own = {**consent(), "patient": {"reference": "Patient/pa"}}
+    created = app_client.post("/Consent", json=own, headers=writer)
     assert created.status_code == 201
     assert created.json()["meta"]["source"] == "urn:fhir-hub:resident:pa"
-    other = {**own, "subject": {"reference": "Patient/pb"}}
-    assert_outcome(app_client.post("/Observation", json=other, headers=writer), 403)
+    other = {**own, "patient": {"reference": "Patient/pb"}}
+    assert_outcome(app_client.post("/Consent", json=other, headers=writer), 403)
+    observation = {"resourceType": "Observation", "status": "final", "code": {"text": "Cân nặng"},
+                   "subject": {"reference": "Patient/pa"}}
+    assert "writes only their consents" in assert_outcome(
+        app_client.post("/Observation", json=observation, headers=writer), 403)["issue"][0]["diagnostics"]
     theirs = app_client.get(f"/Observation/{ids['obs-pb']}", headers=as_(settings)).json()
     assert_outcome(app_client.put(f"/Observation/{ids['obs-pb']}", json=theirs, headers=writer), 404)
     assert app_client.delete("/Observation", params={"identifier": "urn:lab|o-pb"}, headers=writer).status_code == 204
     assert app_client.get(f"/Observation/{ids['obs-pb']}", headers=as_(settings)).status_code == 200  # untouched
-    readonly = {**FHIR, **as_(settings, "resident", patient="pa")}
-    assert_outcome(app_client.post("/Observation", json=own, headers=readonly), 403)
+    readonly = {**FHIR, **as_(settings, "resident", patient="pa", scope="patient/*.rs")}
+    assert_outcome(app_client.post("/Consent", json=own, headers=readonly), 403)
     # a hospital's record about the resident is the hospital's: the resident cannot rewrite it
     hospital_record = app_client.get(f"/Observation/{ids['obs-pa']}", headers=as_(settings)).json()
     assert_outcome(app_client.put(f"/Observation/{ids['obs-pa']}", json=hospital_record, headers=writer), 403)
@@ -204,13 +209,19 @@ def test_resident_writes_stay_in_their_compartment(app_client: TestClient, setti
 
 # -------------------------------------------------------------------------------- facility boundary
 def test_a_facility_writes_only_under_its_own_name(app_client: TestClient, settings: Settings) -> None:
+    """Another facility cannot change a record: one it may not see is as absent (404, a delete of nothing);
+    one a consent lets it read is still not its own (403, the facility boundary)."""
     mine = {**FHIR, **as_(settings, facility="79001")}
     theirs = {**FHIR, **as_(settings, facility="79002")}
     spoofed = {"resourceType": "Patient", "meta": {"source": "urn:fhir-hub:facility:79002"}, "active": True}
     created = app_client.post("/Patient", json=spoofed, headers=mine).json()
     assert created["meta"]["source"] == "urn:fhir-hub:facility:79001"
     pid = created["id"]
-    assert_outcome(app_client.put(f"/Patient/{pid}", json=created, headers=theirs), 403)
+    assert_outcome(app_client.put(f"/Patient/{pid}", json=created, headers=theirs), 404)
+    assert app_client.delete(f"/Patient/{pid}", headers=theirs).status_code == 204
+    give(app_client, as_(settings, "resident", patient=pid), {**consent(), "patient": {"reference": f"Patient/{pid}"}})
+    assert "facility boundary" in assert_outcome(app_client.put(f"/Patient/{pid}", json=created, headers=theirs),
+                                                 403)["issue"][0]["diagnostics"]
     assert_outcome(app_client.delete(f"/Patient/{pid}", headers=theirs), 403)
     assert app_client.put(f"/Patient/{pid}", json=created, headers=mine).status_code == 200
     no_facility = {**FHIR, **as_(settings, role="clinician")}
@@ -227,7 +238,8 @@ def test_every_request_leaves_an_audit_event(app_client: TestClient, settings: S
     hospital = as_(settings, facility="79001", purpose="TREAT", subject="his-cho-ray")
     app_client.get("/Patient/pa", headers=hospital)
     app_client.get(f"/Observation/{ids['obs-pb']}", headers=as_(settings, "resident", patient="pa"))  # refused
-    app_client.get("/Observation", headers=as_(settings, "clinician", purpose="ETREAT", subject="bs-an"))
+    app_client.get("/Observation", headers={**as_(settings, "clinician", purpose="ETREAT", subject="bs-an"),
+                                            "X-Emergency-Reason": "collapsed in the waiting room"})
     app_client.portal.call(app_client.app.state.hub.audit.flush)
     everything = app_client.get("/AuditEvent", params={"_count": 100}, headers=as_(settings)).json()
     events = [e["resource"] for e in everything["entry"]]

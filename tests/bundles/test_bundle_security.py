@@ -19,6 +19,7 @@ from fhir_hub.main import create_app
 from fhir_hub.store.writer import Create
 from tests.bundles.helpers import diagnostics, dump, statuses
 from tests.conftest import auth, token_for
+from tests.consent.test_consent_reads import consent, give
 
 
 def _transaction(*entries: dict[str, Any], kind: str = "transaction") -> dict[str, Any]:
@@ -37,6 +38,10 @@ def _observation(patient_ref: str) -> dict[str, Any]:
             "subject": {"reference": patient_ref}}
 
 
+def _consent(patient_ref: str) -> dict[str, Any]:
+    return {**consent(), "patient": {"reference": patient_ref}}  # a resident writes nothing but consents
+
+
 def test_a_bundle_needs_a_token(settings: Settings) -> None:
     with TestClient(create_app(settings), raise_server_exceptions=False) as anonymous:
         answer = anonymous.post("/", json=_transaction())
@@ -50,12 +55,12 @@ def test_resident_cannot_write_into_another_compartment_through_a_transaction(cl
     client.put("/Patient/other", json={"resourceType": "Patient", "id": "other"})
     resident = auth(token_for(settings, "resident", patient=mine["id"], scope="patient/*.cruds"))
     before = dump(settings)
-    bundle = _transaction(_post(_observation("Patient/me")), _post(_observation("Patient/other")))
+    bundle = _transaction(_post(_consent("Patient/me")), _post(_consent("Patient/other")))
     answer = client.post("/", json=bundle, headers=resident)
     assert answer.status_code == 403
     assert "Bundle.entry[1]" in diagnostics(answer.json())
     assert dump(settings) == before
-    ok = client.post("/", json=_transaction(_post(_observation("Patient/me"))), headers=resident)
+    ok = client.post("/", json=_transaction(_post(_consent("Patient/me"))), headers=resident)
     assert ok.status_code == 200
     assert ok.json()["entry"][0]["resource"]["meta"]["source"] == "urn:fhir-hub:resident:me"
 
@@ -75,7 +80,10 @@ def test_resident_batch_reads_only_their_own_records(client: TestClient, setting
 
 
 def test_facility_boundary_and_source_in_a_batch(client: TestClient, settings: Settings) -> None:
+    """Another facility that a consent lets read a record still cannot change it (403, the boundary)."""
     theirs = client.post("/Patient", json={"resourceType": "Patient", "name": [{"family": "Lê"}]}).json()
+    give(client, auth(token_for(settings, "resident", patient=theirs["id"])),
+         {**consent(), "patient": {"reference": f"Patient/{theirs['id']}"}})
     other_facility = auth(token_for(settings, facility="79002"))
     claimed = {"resourceType": "Patient", "meta": {"source": "urn:fhir-hub:facility:79001"}}
     batch = _transaction({"resource": {**theirs, "active": False},

@@ -48,9 +48,10 @@ def _errors(values: dict[str, Any]) -> list[dict[str, Any]]:
     return [i for i in (values.get("outcome") or {"issue": []})["issue"] if i["severity"] == "error"]
 
 
-def _facility_tags(client: TestClient, rtype: str) -> set[str]:
-    return {t["code"] for e in client.get(f"/{rtype}", params={"_count": 1000}).json().get("entry", [])
-            for t in e["resource"]["meta"]["tag"] if t["system"] == FACILITY_TAGS}
+def _facility_tags(client: TestClient, rtype: str, headers: dict[str, str] | None = None) -> set[str]:
+    """The facility tags of what the client's token (or ``headers``) reads of a type."""
+    found = client.get(f"/{rtype}", params={"_count": 1000}, headers=headers).json().get("entry", [])
+    return {t["code"] for e in found for t in e["resource"]["meta"]["tag"] if t["system"] == FACILITY_TAGS}
 
 
 def _message(control_id: str, msh4: str, pid3: str) -> str:
@@ -70,7 +71,7 @@ def test_a_moh_file_naming_another_facility_cannot_squat_its_records(client: Tes
     assert client.get("/Encounter", params={"_summary": "count"}).json()["total"] == 0
     own = _values(client.post("/$ingest", content=payload, headers=_as(settings, OTHER, XML)))
     assert own["recordsAccepted"] == 2 and not _errors(own)
-    assert _facility_tags(client, "Encounter") == {OTHER}
+    assert _facility_tags(client, "Encounter", _as(settings, OTHER, {})) == {OTHER}  # its own records, by consent
 
 
 def test_a_hoso_naming_another_facility_is_refused_alone(client: TestClient, settings: Settings) -> None:

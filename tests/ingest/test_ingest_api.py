@@ -127,7 +127,10 @@ def test_two_hospitals_share_the_national_resources_and_keep_their_own(client: T
         assert values["recordsAccepted"] == 2 and values["recordsRejected"] == 0, issues(values, "error")
     payors = client.get("/Organization", params={"name": "Bảo hiểm"}).json()
     assert payors["total"] == 1  # created by the first hospital, found by the second
-    assert total(client, "Encounter") == 4
+    for facility in ("79001", "79002"):  # each reads its own episodes (consent: not the other's)
+        own = client.get("/Encounter", params={"_summary": "count"}, headers=auth(token_for(settings,
+                                                                                             facility=facility)))
+        assert own.json()["total"] == 2
 
 
 # ---------------------------------------------------------------------------------------------- HL7 v2

@@ -66,7 +66,7 @@ class Shape:
     """One request kind: ``build(params)`` gives its arguments, drawn from the generated documents."""
 
     name: str
-    collection: str  # "current", "history", "index", "audit", "meta", "claims", "blocks", "links", "decisions"
+    collection: str  # current, history, index, audit, meta, claims, blocks, links, decisions, subjects
     kind: str  # find | count | update_one | delete_many
     build: Build
     upsert: bool = False
@@ -252,6 +252,12 @@ SHAPES: tuple[Shape, ...] = (
     Shape("delete links by _id", "links", "delete_many", lambda d: {"query": {"_id": {"$in": d["link_ids"]}}}),
     Shape("records linked to a master", "links", "find", lambda d: {"query": {"m": _some(d, "m", "Patient/a")}}),
     Shape("links of records", "links", "find", lambda d: {"query": {"_id": {"$in": d["link_ids"]}}}),
+    Shape("records linked to any of these masters", "links", "find", lambda d: {"query": {"m": {"$in": d["masters"]}}}),
+    Shape("consent subjects of a resource", "subjects", "find",
+          lambda d: {"query": {"r": _some(d, "r", "Consent/a")}}),
+    Shape("delete consent subjects by _id", "subjects", "delete_many",
+          lambda d: {"query": {"_id": {"$in": d["subject_ids"]}}}),
+    Shape("consents about these patients", "subjects", "find", lambda d: {"query": {"p": {"$in": d["patients"]}}}),
     Shape("redirects of masters", "links", "find",
           lambda d: {"query": {"_id": {"$in": d["link_ids"]}, "k": "redirect"}}),
     Shape("distinct pairs by _id", "decisions", "find",

@@ -16,6 +16,7 @@ from pymongo.errors import ClientBulkWriteException
 from fhir_hub.linking.elements import Decision, with_master
 from fhir_hub.linking.golden import redirected_master
 from fhir_hub.matching import block_keys, features
+from fhir_hub.store.consent_subjects import ConsentSubjects
 from fhir_hub.store.count import count_pipeline
 from fhir_hub.store.filters import find as reference_find
 from fhir_hub.store.filters import matches as reference_match
@@ -45,10 +46,11 @@ PREFIXES = ["Patient|identifier|", "Patient|", "Patient|name|ễ", "Patient|name
             "Patient|name|ngu", "Observation|date|"]
 COLLECTIONS = {"current": "contract_current", "history": "contract_history", "index": "contract_index",
                "audit": "contract_audit", "meta": "contract_meta", "claims": "contract_claims",
-               "blocks": "contract_blocks", "links": "contract_links", "decisions": "contract_decisions"}
+               "blocks": "contract_blocks", "links": "contract_links", "decisions": "contract_decisions",
+               "subjects": "contract_subjects"}
 INDEXES = {"current": ("type", "ts", "live", "pending"), "history": ("key", "type", "ts"), "index": ("r", *INDEXED),
            "audit": ("p", "ts"), "meta": (), "claims": (), "blocks": ("r", *BLOCK_FIELDS),
-           "links": ("r", "m", "review"), "decisions": ("a", "b")}
+           "links": ("r", "m", "review"), "decisions": ("a", "b"), "subjects": ("r", "p")}
 
 
 @pytest.fixture(scope="module")
@@ -113,8 +115,12 @@ def datasets(draw: st.DrawFn) -> dict[str, list[Doc]]:
     decisions += [{"_id": f"log|{i:020d}|r", "k": "log", "action": "merge", "a": a, "b": b, "by": "x", "at": i}
                   for i, (a, b) in enumerate(draw(st.lists(st.sampled_from(
                       [("Patient/a", "Patient/b"), ("Patient/c", "Patient/a")]), max_size=3)))]
+    subjects = [doc for rid in draw(st.lists(st.sampled_from(["c1", "c2", "c3"]), max_size=3, unique=True))
+                for doc in ConsentSubjects().derive(
+                    StoredVersion("Consent", rid, 1, 0, "PUT", deleted=False, json=b"{}"),
+                    {"resourceType": "Consent", "patient": {"reference": f"Patient/{draw(st.sampled_from('abc'))}"}})]
     return {"current": current, "history": history, "index": index, "audit": audit, "meta": meta, "claims": claims,
-            "blocks": blocks, "links": links, "decisions": decisions}
+            "blocks": blocks, "links": links, "decisions": decisions, "subjects": subjects}
 
 
 MASTERS = ["Patient/master-1", "Patient/master-2", "Patient/a"]
@@ -175,11 +181,16 @@ def params_for(data: st.DataObject, docs: dict[str, list[Doc]]) -> Params:
         block_key=data.draw(st.sampled_from(BLOCK_KEYS)),
         block_ids=data.draw(st.lists(st.sampled_from([*(d["_id"] for d in docs["blocks"]), "absent"]), max_size=4)),
         link_ids=data.draw(st.lists(st.sampled_from([*(d["_id"] for d in docs["links"]), "absent"]), max_size=4)),
+        masters=data.draw(st.lists(st.sampled_from([*MASTERS, "Patient/absent"]), max_size=3)),
+        subject_ids=data.draw(st.lists(st.sampled_from([*(d["_id"] for d in docs["subjects"]), "absent"]),
+                                       max_size=3)),
+        patients=data.draw(st.lists(st.sampled_from(["a", "b", "c", "z"]), max_size=3)),
         scope=data.draw(st.sampled_from([*SCOPES, "z"])),
         new_version={"_id": key, "key": key, "type": key.split("/")[0], "rid": key.split("/")[1],
                      "vid": data.draw(st.integers(1, 6)), "ts": data.draw(st.integers(0, 20)), "method": "PUT",
                      "deleted": False, "json": data.draw(st.binary(min_size=1, max_size=12)),
                      "live": key.split("/")[0], "w": "t3", "src": "urn:fhir-hub:facility:79001",
+                     "af": data.draw(st.binary(min_size=1, max_size=12)),
                      "pc": data.draw(st.lists(st.sampled_from(["a", "b", "x.1"]), min_size=1, unique=True))},
     )
 

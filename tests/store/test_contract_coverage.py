@@ -24,6 +24,7 @@ from fhir_hub.store.count import count_pipeline
 from fhir_hub.store.schema import (
     AUDIT,
     CLAIMS,
+    CONSENT_SUBJECTS,
     HISTORY,
     LINK_DECISIONS,
     MATCH_BLOCKS,
@@ -33,18 +34,22 @@ from fhir_hub.store.schema import (
     SEARCH_INDEX,
 )
 from tests.conftest import auth, token_for
+from tests.consent.test_consent_reads import consent, give
 from tests.store.contract import SHAPES, shape
 
 _COLLECTIONS = {RESOURCES: "current", HISTORY: "history", SEARCH_INDEX: "index", AUDIT: "audit", META: "meta",
-                CLAIMS: "claims", MATCH_BLOCKS: "blocks", PATIENT_LINKS: "links", LINK_DECISIONS: "decisions"}
+                CLAIMS: "claims", MATCH_BLOCKS: "blocks", PATIENT_LINKS: "links", LINK_DECISIONS: "decisions",
+                CONSENT_SUBJECTS: "subjects"}
 _DUMMY = {"pick": lambda field, default: default, "keys": ["Patient/a"], "claim_keys": ["Patient?a"],
           "prefix": "k", "limit": 3, "ts": 5,
           "audit_patients": ["a"], "audit_ids": ["e"], "audit_withheld": ["w"],
-          "block_ids": ["b"], "block_key": "cccd:1", "link_ids": ["Patient/a"],
+          "block_ids": ["b"], "block_key": "cccd:1", "link_ids": ["Patient/a"], "masters": ["Patient/m"],
+          "subject_ids": ["Consent/c"], "patients": ["a"],
           "contains": "n", "low_key": "a", "high_key": "b", "scope": "a",
           "vid": 2, "entry_ids": ["x"],
           "new_version": {"_id": "P/a", "key": "P/a", "type": "P", "rid": "a", "vid": 2, "ts": 5, "method": "PUT",
-                          "deleted": False, "json": b"{}", "live": "P", "w": "t", "src": "s", "pc": ["a"]}}
+                          "deleted": False, "json": b"{}", "live": "P", "w": "t", "src": "s", "pc": ["a"],
+                          "af": b"{}"}}
 
 
 def contract_signatures() -> set[tuple[Any, ...]]:
@@ -230,8 +235,10 @@ def _audit_workload(client: TestClient, settings: Settings) -> None:
 
 
 def _linking_workload(client: TestClient) -> None:
-    """Two records in the review band, settled; a merge, the person's links, the unmerge."""
+    """Two records in the review band, settled; a merge, the person's links, the unmerge (by the operator, who
+    reads every facility's Patients and their masters)."""
     fhir = {"Content-Type": "application/fhir+json"}
+    operator = auth(token_for(client.app.state.hub.settings, facility=None))  # type: ignore[attr-defined]
 
     def patient(given: list[str]) -> str:
         body = {"resourceType": "Patient", "name": [{"family": "Võ", "given": given}], "birthDate": "1985-03-04",
@@ -244,18 +251,32 @@ def _linking_workload(client: TestClient) -> None:
         if name == "review":
             parameter.append({"name": "decision", "valueCode": "different"})
         answer = client.post(f"/Patient/${name}", json={"resourceType": "Parameters", "parameter": parameter},
-                             headers=fhir)
+                             headers={**fhir, **operator})
         assert answer.status_code == 200, answer.text
         return dict(answer.json())
 
     first, second = patient(["Thị", "Hồng", "Nhung"]), patient(["Thị", "Nhung"])
-    client.get("/Patient/$review-list")
+    client.get("/Patient/$review-list", headers=operator)
     operation("review", record=f"Patient/{second}", candidate=f"Patient/{first}")
     kept = operation("merge", source_patient=f"Patient/{second}", target_patient=f"Patient/{first}")
-    links = client.get(f"/Patient/{first}/$links").json()
+    links = client.get(f"/Patient/{first}/$links", headers=operator).json()
     merged = next(p["valueReference"]["reference"] for p in links["parameter"] if p["name"] == "merged")
     assert kept["parameter"][1]["resource"]["id"] != merged
     operation("unmerge", patient=merged)
+
+
+def _consent_workload(client: TestClient, settings: Settings) -> None:
+    """A resident's consent, then another facility's reads and searches judged by it."""
+    fhir = {"Content-Type": "application/fhir+json"}
+    client.put("/Patient/cw", json={"resourceType": "Patient", "id": "cw"}, headers=fhir)
+    client.post("/Observation", json={"resourceType": "Observation", "status": "final", "code": {"text": "x"},
+                                      "subject": {"reference": "Patient/cw"}}, headers=fhir)
+    body = {**consent(), "patient": {"reference": "Patient/cw"}}
+    give(client, auth(token_for(settings, "resident", patient="cw")), body)
+    other = auth(token_for(settings, facility="79002"))
+    client.get("/Observation?_count=5", headers=other)
+    client.get("/Patient/cw", headers=other)
+    client.get("/Observation/_history?_count=2", headers=other)
 
 
 def test_every_store_request_is_covered_by_the_contract(settings: Settings) -> None:
@@ -269,6 +290,7 @@ def test_every_store_request_is_covered_by_the_contract(settings: Settings) -> N
             _search_workload(client)
             _audit_workload(client, settings)
             _linking_workload(client)
+            _consent_workload(client, settings)
             client.portal.call(hub.store.reconcile, "Patient", "any")  # repair paths
             client.portal.call(hub.store.match_candidates, ["cccd:079085001234", "phone:0903123456"])
             client.portal.call(hub.store.reconcile_pending)
