@@ -1,6 +1,9 @@
 """An HL7 v2 A40 (merge patient) is executed: the hospital says its two patient numbers are one person,
 and the hub merges the two records' persons through patient matching; the records stay as they were sent,
-the merge is reported naming MRG-1, logged, and undone with Patient/$unmerge."""
+the merge is reported naming MRG-1, logged, and undone with Patient/$unmerge.
+
+The hospital finds its own records by number; the persons (masters, $links) and the $unmerge are the hub
+operator's, since a facility never sees a master."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from fastapi.testclient import TestClient
 
 from fhir_hub.config import Settings
 from tests.conftest import as_
+from tests.linking.callers import operator
 
 HL7 = {"Content-Type": "x-application/hl7-v2+er7", "Accept": "application/fhir+json"}
 
@@ -37,7 +41,7 @@ def _patient_id(client: TestClient, settings: Settings, mrn: str) -> str:
 
 
 def _master(client: TestClient, settings: Settings, pid: str) -> str:
-    links = client.get(f"/Patient/{pid}/$links", headers=as_(settings)).json()
+    links = client.get(f"/Patient/{pid}/$links", headers=operator(settings)).json()
     return str(next(p["resource"]["id"] for p in links["parameter"] if p["name"] == "master"))
 
 
@@ -59,10 +63,10 @@ def test_an_a40_merges_the_two_records_persons_and_can_be_undone(app_client: Tes
     assert _patient_id(app_client, settings, "MRN-B") == merged
 
     gone_master = next(p["valueReference"]["reference"] for p in app_client.get(
-        f"/Patient/{kept}/$links", headers=as_(settings)).json()["parameter"] if p["name"] == "merged")
+        f"/Patient/{kept}/$links", headers=operator(settings)).json()["parameter"] if p["name"] == "merged")
     undo = app_client.post("/Patient/$unmerge", json={"resourceType": "Parameters", "parameter": [
         {"name": "patient", "valueReference": {"reference": gone_master}}]},
-                           headers={"Content-Type": "application/fhir+json", **as_(settings)})
+                           headers={"Content-Type": "application/fhir+json", **operator(settings)})
     assert undo.status_code == 200, undo.text
     assert _master(app_client, settings, kept) != _master(app_client, settings, merged)
 

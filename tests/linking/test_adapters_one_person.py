@@ -10,6 +10,9 @@ Each facility records her its own way, the way the matching rules are written fo
 
 Also here: a facility whose record carries a national identifier another facility sent first keeps its own
 record (the HL7 v2 A40 is in test_a40.py).
+
+Each facility sends with its own token; the records of all three and the master are read as the hub's
+operator (a facility reads only its own records, ``callers.py``), her Encounters as the resident herself.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from adapters.normalize import FACILITY_TAGS
 from fhir_hub.config import Settings
 from fhir_hub.linking.elements import RECORD_ROLE, master_of
 from tests.conftest import as_
+from tests.linking.callers import operator
 
 MOH, HIS, CLINIC = "79002", "79003", "79004"
 CCCD = "079162004321"  # province 079, 1 = a woman born in the 1900s, 62 = 1962
@@ -102,8 +106,8 @@ def facility_of(resource: dict[str, Any]) -> str:
 
 
 def patients(client: TestClient, settings: Settings) -> list[dict[str, Any]]:
-    """The facilities' Patient records (a plain search leaves the masters out)."""
-    found = client.get("/Patient", params={"_count": 50}, headers=as_(settings)).json()
+    """Every facility's Patient records, as the operator reads them (a plain search leaves the masters out)."""
+    found = client.get("/Patient", params={"_count": 50}, headers=operator(settings)).json()
     return [e["resource"] for e in found.get("entry", [])]
 
 
@@ -125,12 +129,12 @@ def master_in_use(client: TestClient, pid: str) -> str | None:
 
 def masters_in_use(client: TestClient, settings: Settings) -> int:
     """Masters that are a person's record now (a master merged into another stays, an inactive redirect)."""
-    masters = client.get("/Patient", params={"_tag": MASTERS, "_count": 50}, headers=as_(settings)).json()
+    masters = client.get("/Patient", params={"_tag": MASTERS, "_count": 50}, headers=operator(settings)).json()
     return sum(1 for e in masters.get("entry", []) if e["resource"].get("active") is not False)
 
 
 def decision_rule(client: TestClient, settings: Settings, pid: str) -> str:
-    linked = master_of(client.get(f"/Patient/{pid}", headers=as_(settings)).json())
+    linked = master_of(client.get(f"/Patient/{pid}", headers=operator(settings)).json())
     assert linked is not None, pid
     return linked[1].rule
 
@@ -164,9 +168,9 @@ def test_the_same_woman_from_a_moh_file_an_hl7_admission_and_a_clinic_csv_is_one
     assert decision_rule(app_client, settings, ids[HIS]) == "bhxh"
     assert decision_rule(app_client, settings, ids[CLINIC]) == "probabilistic"
     # the facilities' records keep what each sent; the golden record gathers every identifier
-    his = app_client.get(f"/Patient/{ids[HIS]}", headers=as_(settings)).json()
+    his = app_client.get(f"/Patient/{ids[HIS]}", headers=operator(settings)).json()
     assert his["name"][0]["family"] == "Vo" and [link["type"] for link in his["link"]] == ["refer"]
-    golden = app_client.get(f"/{ids['master']}", headers=as_(settings)).json()
+    golden = app_client.get(f"/{ids['master']}", headers=operator(settings)).json()
     assert {i["value"] for i in golden["identifier"]} >= {CCCD, CARD_MOH, CARD_HIS, "7904321567"}
     assert golden["name"][0]["family"] == "Võ" and golden["telecom"][0]["value"] == "+84903123456"
 

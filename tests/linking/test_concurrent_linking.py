@@ -1,6 +1,7 @@
 """Race-free linking: many records of one person sent at once, through two hub servers sharing one database
 (as two hub processes would), end with one master, every record referring to it; two people sent at once
-end with two. Real parallel requests on loopback; nothing is timed."""
+end with two. Real parallel requests on loopback; nothing is timed. Each record comes from its own facility's
+token; the outcome (every record, every master) is read as the hub's operator (``callers.py``)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from fhir_hub.config import Settings
 from fhir_hub.linking.elements import RECORD_ROLE
 from fhir_hub.main import create_app
 from tests.conftest import auth, serving, token_for
+from tests.linking.callers import operator
 
 CCCD = "http://fhir.hl7.org.vn/core/sid/cccd"
 FHIR = {"Content-Type": "application/fhir+json"}
@@ -66,7 +68,7 @@ def hung(n: int) -> dict[str, Any]:
 
 
 def masters_of(servers: list[str], settings: Settings, ids: list[str]) -> tuple[set[str], int]:
-    with httpx.Client(base_url=servers[0], headers=auth(token_for(settings)), timeout=60) as client:
+    with httpx.Client(base_url=servers[0], headers=operator(settings), timeout=60) as client:
         refers = set()
         for pid in ids:
             links = client.get(f"/Patient/{pid}").json()["link"]
@@ -77,7 +79,7 @@ def masters_of(servers: list[str], settings: Settings, ids: list[str]) -> tuple[
 
 def _decisions(servers: list[str], settings: Settings, ids: list[str]) -> list[Any]:
     """For a failure's message: each record's name, master and decision, in the order they were stored."""
-    with httpx.Client(base_url=servers[0], headers=auth(token_for(settings)), timeout=60) as client:
+    with httpx.Client(base_url=servers[0], headers=operator(settings), timeout=60) as client:
         records = [client.get(f"/Patient/{pid}").json() for pid in ids]
     refers = [r["link"][-1] for r in records]
     return sorted((r["meta"]["lastUpdated"][17:], r["id"][:6], r["name"][0]["family"], refer["other"]["reference"],

@@ -1,7 +1,9 @@
 """``POST /Patient/$match`` (FHIR R4 patient-operation-match.html): the master patient index as an operation.
 
 Records are written through the API (so the write path links them to masters as for any facility), then
-matched over HTTP as a client would."""
+matched over HTTP as a client would: as the hub's operator, who sees every record and master
+(``callers.py``), unless a test says who else asks. A facility never sees a master: it is answered its own
+best record of the person instead."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from fhir_hub.main import create_app
 from fhir_hub.matching import Comparison, Model
 from fhir_hub.services.match import MATCH_GRADE, probability
 from tests.conftest import as_, assert_outcome
+from tests.linking.callers import operator
 
 FHIR = {"Content-Type": "application/fhir+json"}
 CCCD = "http://fhir.hl7.org.vn/core/sid/cccd"
@@ -47,13 +50,14 @@ HUNG_2 = person("Nguyễn", ["Văn", "Hùng"], "1980-05-05", gender="male", home
 @pytest.fixture(scope="module")
 def world(mongodb_uri: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[TestClient, Settings,
                                                                                           dict[str, str]]]:
-    """One database for the module (nothing below writes): Lan's two records, the two Hùngs."""
+    """One database for the module (nothing below writes): Lan's two records (the second from facility
+    79002), the two Hùngs."""
     settings = Settings(mongodb_uri=mongodb_uri, db_name=f"test_match_{id(tmp_path_factory)}",
                         data_dir=tmp_path_factory.mktemp("var"), validation_processes=0, ingest_processes=0)
     with TestClient(create_app(settings), raise_server_exceptions=False) as client:
-        system = as_(settings)
         ids = {}
         for name, body in (("lan", LAN), ("lan-elsewhere", LAN_ELSEWHERE), ("hung-1", HUNG_1), ("hung-2", HUNG_2)):
+            system = as_(settings, facility="79002" if name == "lan-elsewhere" else "79001")
             response = client.put(f"/Patient/{name}", json={**body, "id": name}, headers={**FHIR, **system})
             assert response.status_code == 201, response.text
             linked = master_of(response.json())
@@ -74,7 +78,7 @@ def parameters(patient: dict[str, Any] | None, **more: Any) -> dict[str, Any]:
 
 def post(world: Any, body: dict[str, Any], headers: dict[str, str] | None = None) -> Any:
     client, settings, _ids = world
-    return client.post("/Patient/$match", json=body, headers={**FHIR, **(headers or as_(settings))})
+    return client.post("/Patient/$match", json=body, headers={**FHIR, **(headers or operator(settings))})
 
 
 def matches(response: Any) -> list[tuple[str, float, str]]:
@@ -109,6 +113,10 @@ def test_two_sources_of_one_person_are_one_entry_the_master_with_the_best_score(
     assert is_master(master)
     assert {link["other"]["reference"] for link in master["link"]} == {"Patient/lan", "Patient/lan-elsewhere"}
     assert response.json()["entry"][0]["fullUrl"].endswith(f"/{ids['lan']}")
+    # each facility, which sees neither the master nor the other's record, is answered its own record of her
+    for code, own in (("79001", "Patient/lan"), ("79002", "Patient/lan-elsewhere")):
+        answered = post(world, parameters(LAN), as_(settings, facility=code))
+        assert [key for key, _s, _g in matches(answered)] == [own] and answered.json()["total"] == 1
 
 
 def test_a_noisy_copy_without_personal_id_is_probable_or_possible(world: Any) -> None:

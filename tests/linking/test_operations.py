@@ -1,6 +1,9 @@
 """Link operations over HTTP: merge and unmerge (undoing a merge restores every resource as it was, and
 keeps the two apart), the review list and its decisions, a person's links with their audit trail, and who
-may do what."""
+may do what.
+
+Facilities write their records; the link operations and every read of what linking did (masters, $links,
+the review list, records of several facilities) are the hub operator's (``callers.py``)."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ from fastapi.testclient import TestClient
 from fhir_hub.config import Settings
 from fhir_hub.linking.elements import RECORD_ROLE
 from tests.conftest import as_, assert_outcome
+from tests.linking.callers import operator
 
 FHIR = {"Content-Type": "application/fhir+json"}
 CCCD = "http://fhir.hl7.org.vn/core/sid/cccd"
@@ -32,7 +36,7 @@ def _patient(family: str, given: list[str], birth: str, **more: Any) -> dict[str
 def _operation(client: TestClient, settings: Settings, name: str, **params: Any) -> Any:
     parameter = [{"name": key.replace("_", "-"), **value} for key, value in params.items()]
     return client.post(f"/Patient/${name}", json={"resourceType": "Parameters", "parameter": parameter},
-                       headers={**FHIR, **as_(settings, "system")})
+                       headers={**FHIR, **operator(settings)})
 
 
 def _ref(pid: str) -> dict[str, Any]:
@@ -40,7 +44,7 @@ def _ref(pid: str) -> dict[str, Any]:
 
 
 def _master_in_use(client: TestClient, settings: Settings, pid: str) -> str:
-    links = client.get(f"/Patient/{pid}/$links", headers=as_(settings)).json()
+    links = client.get(f"/Patient/{pid}/$links", headers=operator(settings)).json()
     return str(next(p["resource"]["id"] for p in links["parameter"] if p["name"] == "master"))
 
 
@@ -48,7 +52,7 @@ def _dump(client: TestClient, settings: Settings) -> dict[str, Any]:
     """Every Patient (records and masters, merged ones included) as served, but for the version stamps."""
     found: dict[str, Any] = {}
     for query in ("", f"&_tag={RECORD_ROLE}|master"):
-        bundle = client.get(f"/Patient?_count=100{query}", headers=as_(settings)).json()
+        bundle = client.get(f"/Patient?_count=100{query}", headers=operator(settings)).json()
         for entry in bundle.get("entry", []):
             resource = entry["resource"]
             meta = {k: v for k, v in resource["meta"].items() if k not in ("versionId", "lastUpdated")}
@@ -75,7 +79,7 @@ def test_merge_then_unmerge_restores_every_resource_and_keeps_the_two_apart(
     assert _master_in_use(app_client, settings, second) == m1
     resident = as_(settings, "resident", patient=first)
     assert [e["resource"]["id"] for e in app_client.get("/Encounter", headers=resident).json()["entry"]] == [encounter]
-    links = app_client.get(f"/Patient/{first}/$links", headers=as_(settings)).json()["parameter"]
+    links = app_client.get(f"/Patient/{first}/$links", headers=operator(settings)).json()["parameter"]
     decisions = [p for p in links if p["name"] == "decision"]
     assert [d["part"][0]["valueCode"] for d in decisions] == ["merge"]
     assert {"name": "reason", "valueString": "same woman, confirmed at the desk"} in decisions[0]["part"]
@@ -97,7 +101,7 @@ def test_a_pair_in_the_review_band_waits_for_a_person(app_client: TestClient, se
     nhung = _post(app_client, settings, _patient("Võ", ["Thị", "Hồng", "Nhung"], "1985-03-04"))
     other = _post(app_client, settings, _patient("Võ", ["Thị", "Nhung"], "1985-03-04"), facility="79002")
     assert _master_in_use(app_client, settings, nhung) != _master_in_use(app_client, settings, other)
-    listed = app_client.get("/Patient/$review-list", headers=as_(settings)).json()
+    listed = app_client.get("/Patient/$review-list", headers=operator(settings)).json()
     pairs = [{part["resource"]["id"] for part in p["part"]} for p in listed["parameter"]]
     assert pairs == [{nhung, other}]
 
@@ -105,7 +109,7 @@ def test_a_pair_in_the_review_band_waits_for_a_person(app_client: TestClient, se
                       decision={"valueCode": "same"})
     assert same.status_code == 200, same.text
     assert _master_in_use(app_client, settings, nhung) == _master_in_use(app_client, settings, other)
-    assert app_client.get("/Patient/$review-list", headers=as_(settings)).json().get("parameter") is None
+    assert app_client.get("/Patient/$review-list", headers=operator(settings)).json().get("parameter") is None
     again = _operation(app_client, settings, "review", record=_ref(other), candidate=_ref(nhung),
                        decision={"valueCode": "different"})
     assert_outcome(again, 422)  # no longer on the list
@@ -117,7 +121,7 @@ def test_a_pair_judged_different_stays_apart(app_client: TestClient, settings: S
     different = _operation(app_client, settings, "review", record=_ref(other), candidate=_ref(nhung),
                            decision={"valueCode": "different"})
     assert different.status_code == 200, different.text
-    assert app_client.get("/Patient/$review-list", headers=as_(settings)).json().get("parameter") is None
+    assert app_client.get("/Patient/$review-list", headers=operator(settings)).json().get("parameter") is None
     # the facility sends the record again, corrected to link automatically: the person's decision holds
     corrected = _patient("Võ", ["Thị", "Hồng", "Nhung"], "1985-03-04") | {"id": other}
     response = app_client.put(f"/Patient/{other}", json=corrected, headers={**FHIR, **as_(settings, facility="79002")})
@@ -159,15 +163,15 @@ def test_a_records_own_link_is_undone_and_stays_undone(app_client: TestClient, s
     assert undone.status_code == 200, undone.text
     own = _master_in_use(app_client, settings, second)
     assert own != shared and _master_in_use(app_client, settings, first) == shared
-    golden = app_client.get(f"/Patient/{shared}", headers=as_(settings)).json()
+    golden = app_client.get(f"/Patient/{shared}", headers=operator(settings)).json()
     assert [link["other"]["reference"] for link in golden["link"]] == [f"Patient/{first}"]
-    record = app_client.get(f"/Patient/{second}", headers=as_(settings)).json()
+    record = app_client.get(f"/Patient/{second}", headers=operator(settings)).json()
     assert record["meta"]["source"].endswith("facility:79002")  # still the facility's record
     again = app_client.put(f"/Patient/{second}", json=second_body | {"id": second},
                            headers={**FHIR, **as_(settings, facility="79002")})
     assert again.status_code == 200, again.text
     assert _master_in_use(app_client, settings, second) == own  # the person's decision holds
-    log = [p for p in app_client.get(f"/Patient/{second}/$links", headers=as_(settings)).json()["parameter"]
+    log = [p for p in app_client.get(f"/Patient/{second}/$links", headers=operator(settings)).json()["parameter"]
            if p["name"] == "decision"]
     assert [d["part"][0]["valueCode"] for d in log] == ["distinct", "unlink"]  # the standing decision, the act
     alone = _operation(app_client, settings, "unmerge", patient=_ref(second))
