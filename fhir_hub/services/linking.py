@@ -64,7 +64,7 @@ async def merge(session: Session, source: str, target: str, reason: str | None) 
     await session.reader.read("Patient", _rid(source))  # 404 for a record the caller may not see
     await session.reader.read("Patient", _rid(target))
     result = await manual.merge(linker, source, target, author=author, reason=reason)
-    return await session.reader.read("Patient", _rid(result.kept))
+    return await _answer(session, result.kept, target)
 
 
 async def unmerge(session: Session, merged_master: str, reason: str | None) -> StoredVersion:
@@ -72,7 +72,7 @@ async def unmerge(session: Session, merged_master: str, reason: str | None) -> S
     linker, author = _steward(session)
     await session.reader.read("Patient", _rid(merged_master))
     result = await manual.unmerge(linker, merged_master, author=author, reason=reason)
-    return await session.reader.read("Patient", _rid(result.merged))
+    return await _answer(session, result.merged, merged_master)
 
 
 async def review(session: Session, record: str, candidate: str, same: bool, reason: str | None
@@ -83,7 +83,14 @@ async def review(session: Session, record: str, candidate: str, same: bool, reas
     await session.reader.read("Patient", _rid(candidate))
     await manual.review(linker, record, candidate, same=same, author=author, reason=reason)
     kept = await session.hub.store.master_in_use(record) or record
-    return await session.reader.read("Patient", _rid(kept))
+    return await _answer(session, kept, record)
+
+
+async def _answer(session: Session, master: str, named: str) -> StoredVersion:
+    """The master the decision left, when the caller may see it; else (a facility, which consent keeps from
+    the hub's masters) the record the caller named, which it has just been shown."""
+    shown = await session.reader.read_many([master])
+    return shown[0] if shown else await session.reader.read("Patient", _rid(named))
 
 
 async def review_list(session: Session, count: int) -> list[ReviewPair]:

@@ -109,7 +109,7 @@ class ScopedReader:
         that decided): for the hub's operator, who may ask about anyone without reading the resource."""
         require_operator(self.caller, "explain access decisions ($access-check)")
         version = await self._current(rtype, rid)
-        if version is None or version.deleted:
+        if version is None or version.deleted or self.decision.withholds(version.key):
             raise NotFound(f"{rtype}/{rid} is not known to this server")
         gate = self.decision.gate
         if gate is None:

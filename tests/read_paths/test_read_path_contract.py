@@ -225,11 +225,11 @@ def _all_pages(client: TestClient, url: str) -> tuple[list[str], list[Any], str]
     return keys, positions, texts
 
 
-def _same_as_absent(client: TestClient, key: str, template: str) -> None:
+def _same_as_absent(client: TestClient, key: str, template: str, headers: dict[str, str] | None = None) -> None:
     """A read of the hidden resource answers exactly as a read of an id that was never created."""
     rtype, rid = key.split("/", 1)
-    hidden = client.get(template.format(rtype=rtype, rid=rid))
-    absent = client.get(template.format(rtype=rtype, rid=ABSENT))
+    hidden = client.get(template.format(rtype=rtype, rid=rid), headers=headers)
+    absent = client.get(template.format(rtype=rtype, rid=ABSENT), headers=headers)
     assert hidden.status_code == absent.status_code == 404, (hidden.text, absent.text)
     assert hidden.text.replace(rid, ABSENT) == absent.text
     assert {k: v for k, v in hidden.headers.items() if k not in ("content-length", "date", "x-request-id")} == \
@@ -242,6 +242,14 @@ Path = Callable[[World], None]
 
 def read(w: World) -> None:
     _same_as_absent(w.hidden, w.hidden_key, "/{rtype}/{rid}")
+
+
+def access_check(w: World) -> None:
+    """The operator asking why someone may read the hidden resource learns nothing it may not see: 404 as for
+    an id never created (the world's own callers are refused alike, they are not the operator)."""
+    operator = as_(w.hidden.app.state.hub.settings, facility=None)  # type: ignore[attr-defined]
+    _same_as_absent(w.hidden, w.hidden_key, "/{rtype}/{rid}/$access-check?facility=79002", operator)
+    assert w.open_.get(f"/{w.hidden_key}/$access-check", headers=operator).status_code == 200
 
 
 def vread(w: World) -> None:
@@ -403,7 +411,7 @@ def patient_match(w: World) -> None:
 
 PATHS: list[Path] = [read, vread, instance_history, type_history, system_history, search_get, search_post,
                      search_by_id, system_search, summary_count, total_accurate, elements, paging, includes,
-                     revincludes, iterate, chains_and_has, audit_events, provenance, patient_match]
+                     revincludes, iterate, chains_and_has, audit_events, provenance, patient_match, access_check]
 
 
 @pytest.mark.parametrize("path", PATHS, ids=lambda p: p.__name__)
@@ -536,7 +544,7 @@ COVERED: dict[str, list[Callable[..., None]]] = {
     # a person's records (issue 16): tests/read_paths/person_paths.py, a hidden Patient record
     "links": [person_paths.links], "review-list": [person_paths.review_list], "merge": [person_paths.merge],
     "review": [person_paths.review], "unmerge": [person_paths.unmerge],
-    "match": [patient_match],
+    "match": [patient_match], "access-check": [access_check],
 }
 READS_NOTHING = {
     "capabilities": "the CapabilityStatement holds no resource",
