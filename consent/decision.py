@@ -64,7 +64,7 @@ class Narrowing:
     async def prepare(self, facts: Iterable[ResourceFacts]) -> None:
         """Look up the consents ``admits`` will need for these resources (one look-up for all of them)."""
         if self.gate is not None:
-            await self.gate.prepare(frozenset().union(*(f.patients for f in facts)))
+            await self.gate.prepare(facts)
 
     def admits(self, facts: ResourceFacts) -> bool:
         if facts.key in self.withheld:

@@ -80,8 +80,9 @@ class Person:
     birth_date: str | None = None
 
 
-def decide(subject: Subject, requester: Requester, consents: Sequence[Person], policy: Policy) -> Outcome:
-    """``consents``: each person whose compartment holds the resource."""
+def by_policy(subject: Subject, requester: Requester, policy: Policy) -> Outcome | None:
+    """The decision when the policy alone makes it (rules 1 to 4), without looking at anyone's consents;
+    None when the person's consents decide. A facility reading its own records costs no consent look-up."""
     if requester.kind == "hub":
         return Outcome(True, "hub", "the hub acting on its own behalf")
     if not subject.patients:
@@ -97,6 +98,15 @@ def decide(subject: Subject, requester: Requester, consents: Sequence[Person], p
             continue
         if rule.roles or (requester.facility is not None and subject.facility == requester.facility):
             return Outcome(True, rule.id, rule.says)
+    return None
+
+
+def decide(subject: Subject, requester: Requester, consents: Sequence[Person], policy: Policy) -> Outcome:
+    """``consents``: each person whose compartment holds the resource."""
+    decided = by_policy(subject, requester, policy)
+    if decided is not None:
+        return decided
+    purpose = requester.purpose
     emergency = policy.emergency
     breaking_glass = (purpose in emergency.purposes and requester.emergency_reason is not None
                       and requester.role in emergency.roles)

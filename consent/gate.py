@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-from consent.engine import Outcome, Person, Requester, Subject, decide
+from consent.engine import Outcome, Person, Requester, Subject, by_policy, decide
 from consent.model import ConsentRecord
 from consent.policy import Policy
 
@@ -49,16 +49,21 @@ class ConsentGate:
         """Whether verdicts depend on consents at all (the hub and residents' own reads do not)."""
         return self.requester.kind not in ("hub", "resident")
 
-    async def prepare(self, patients: Iterable[str]) -> None:
+    async def prepare(self, subjects: Iterable[Subject]) -> None:
+        """Look up the consents of the people of those resources the policy alone does not decide."""
         if not self.needs_consents:
             return
-        missing = frozenset(patients) - self._people.keys()
+        wanted = {p for s in subjects if by_policy(s, self.requester, self.policy) is None for p in s.patients}
+        missing = frozenset(wanted - self._people.keys())
         if missing:
             found = await self.lookup(missing)
             for patient in missing:
                 self._people[patient] = found.get(patient) or PersonConsents(frozenset({patient}), ())
 
     def outcome(self, subject: Subject) -> Outcome:
+        decided = by_policy(subject, self.requester, self.policy)
+        if decided is not None:
+            return decided
         people: dict[frozenset[str], Person] = {}
         if self.needs_consents:
             for patient in subject.patients:

@@ -116,7 +116,7 @@ class ScopedReader:
             return Outcome(True, "not-enforced", "consent is not enforced on this hub (FHIR_HUB_ENFORCE_CONSENT)")
         probe = ConsentGate(asking, gate.policy, gate.lookup)
         facts = facts_of(version)
-        await probe.prepare(facts.patients)
+        await probe.prepare([facts])
         return probe.outcome(facts)
 
     async def read_many(self, keys: Iterable[str], permission: str = "r") -> list[StoredVersion]:
