@@ -117,6 +117,9 @@ class OwnWritesView:
         theirs = await self.store.live_versions(wanted - self.changes.keys())
         return sorted(theirs + self._own_live(wanted), key=lambda v: v.key)
 
+    async def people(self, keys: list[str]) -> dict[str, frozenset[str]]:
+        return await self.store.people(keys)  # as committed, like ``person``
+
     async def live_facts(self, keys: Iterable[str]) -> list[StoredVersion]:
         return await self.live_versions(keys)  # the transaction's own versions are in memory, content and all
 

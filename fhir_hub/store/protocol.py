@@ -47,6 +47,10 @@ class ReadStore(Protocol):
         """One version, current or superseded; None when the resource never had it."""
         ...
 
+    async def people(self, keys: list[str]) -> dict[str, frozenset[str]]:
+        """Every record of each key's person (``patient_links.people``)."""
+        ...
+
     async def live_facts(self, keys: Iterable[str]) -> list[StoredVersion]:
         """Like ``live_versions``, without the content: what the access decision judges a resource by."""
         ...

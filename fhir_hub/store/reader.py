@@ -23,6 +23,7 @@ from fhir_hub.auth.policy import access_decision, insufficient_scope, require_an
 from fhir_hub.errors import Gone, NotFound
 from fhir_hub.fhir.compartment import compartment_types
 from fhir_hub.fhir.registry import resource_types
+from fhir_hub.linking.elements import is_master_key
 from fhir_hub.search.execute import Position, Searcher, SearchOutcome, withheld_events
 from fhir_hub.search.keys import compartment_match
 from fhir_hub.search.limits import DEFAULT_LIMITS, SearchLimits
@@ -58,22 +59,44 @@ class ScopedReader:
     async def permits(self, version: StoredVersion, permission: str, patients: frozenset[str] | None = None) -> bool:
         """The decision's verdict on one resource (``patients``: the compartments to judge it by, when not
         its own: earlier versions follow their resource's current compartment)."""
-        return await self.decision.decide(facts_of(version, patients), permission) is Verdict.PERMIT
+        return bool(await self._verdicts([facts_of(version, patients)], permission))
 
     async def permitted(self, versions: Iterable[StoredVersion], permission: str) -> list[StoredVersion]:
         """The versions the decision permits, in their order: the consents of all their people looked up
         at once."""
         listed = list(versions)
-        facts = [facts_of(v) for v in listed]
+        shown = await self._verdicts([facts_of(v) for v in listed], permission)
+        return [v for v in listed if v.key in shown]
+
+    async def _verdicts(self, facts: list[ResourceFacts], permission: str) -> set[str]:
+        """Keys of the resources the decision permits."""
         await self.decision.prepare(facts, permission)
-        return [v for v, f in zip(listed, facts, strict=True) if self.decision.verdict(f, permission) is Verdict.PERMIT]
+        shown = [f for f in facts if self.decision.verdict(f, permission) is Verdict.PERMIT]
+        narrowing = self.decision.narrow("Patient", permission) if any(f.rtype == "Patient" for f in shown) else None
+        whole = await self._masters_whole(shown, narrowing) if narrowing is not None else set()
+        return {f.key for f in shown if not is_master_key(f.key) or f.key in whole}
 
     async def admitted(self, keys: set[str], narrowing: Narrowing) -> set[str]:
         """Which of these resources (live ones, of one type) a narrowing with a consent gate admits: their
         facts read without their content, their people's consents looked up once."""
         facts = [facts_of(v) for v in await self.store.live_facts(keys)]
         await narrowing.prepare(facts)
-        return {f.key for f in facts if narrowing.admits(f)}
+        shown = [f for f in facts if narrowing.admits(f)]
+        whole = await self._masters_whole(shown, narrowing)
+        return {f.key for f in shown if not is_master_key(f.key) or f.key in whole}
+
+    async def _masters_whole(self, facts: list[ResourceFacts], narrowing: Narrowing) -> set[str]:
+        """The masters among ``facts`` a consent-judged caller may see whole. A master carries what every
+        source record of the person says (identifiers, names, which records it came from), so a caller
+        whose consents show only some of those records is shown the records, not the master."""
+        masters = [f.key for f in facts if f.rtype == "Patient" and is_master_key(f.key)]
+        if narrowing.gate is None or not masters:
+            return set(masters)
+        people = await self.store.people(masters)
+        sources = {m: [k for k in people[m] if not is_master_key(k)] for m in masters}
+        found = {v.key: facts_of(v) for v in await self.store.live_facts({k for ks in sources.values() for k in ks})}
+        await narrowing.prepare(found.values())
+        return {m for m in masters if all(narrowing.admits(found[k]) for k in sources[m] if k in found)}
 
     def _hand_out(self, version: StoredVersion) -> StoredVersion:
         if self.audit is not None:

@@ -219,3 +219,33 @@ def test_the_operator_asks_why_a_facility_may_or_may_not_read(world: TestClient,
     assert_outcome(world.get("/Observation/obs-bp/$access-check", headers=clinician(settings)), 403)
     assert_outcome(world.get("/Observation/nope/$access-check", headers=operator), 404)
     assert_outcome(world.get("/Observation/obs-bp/$access-check", params={"facility": "x"}, headers=operator), 400)
+
+
+def test_a_master_is_shown_only_to_whom_every_record_of_the_person_is(world: TestClient, settings: Settings) -> None:
+    """The golden record carries what each source says (identifiers, which records it came from): a caller
+    whose consents hide one of the person's records sees the others, never the master."""
+    cccd = [{"system": "http://fhir.hl7.org.vn/core/sid/cccd", "value": "079156001234"}]
+    for rid, facility in (("hoa-a", "79002"), ("hoa-b", "79003")):
+        put(world, as_(settings, facility=facility), "Patient", rid, {
+            "name": [{"family": "Trần", "given": ["Thị", "Hoa"]}], "birthDate": "1956-01-02", "gender": "female",
+            "identifier": cccd})
+    operator = as_(settings, facility=None)
+    master = world.get("/Patient/hoa-a", headers=operator).json()["link"][0]["other"]["reference"]
+    assert world.get("/Patient/hoa-b", headers=operator).json()["link"][0]["other"]["reference"] == master
+
+    def shown() -> set[str]:
+        found = world.get("/Patient", params={"_tag": "https://fhir.hub.hcmc.vn/CodeSystem/record-role|master",
+                                              "_id": master.split("/")[1]}, headers=clinician(settings)).json()
+        listed = world.get("/Patient", params={"identifier": "079156001234", "_total": "accurate"},
+                           headers=clinician(settings)).json()
+        assert listed["total"] == len(listed.get("entry", []))
+        read = world.get(f"/{master}", headers=clinician(settings)).status_code == 200
+        return ({e["fullUrl"].split("/", 3)[-1] for e in [*found.get("entry", []), *listed.get("entry", [])]}
+                | ({master} if read else set()))
+
+    hoa = as_(settings, "resident", patient="hoa-a")
+    hide_b = [{"type": "deny", "data": [{"meaning": "instance", "reference": {"reference": "Patient/hoa-b"}}]}]
+    cid = give(world, hoa, {**consent(provision=hide_b), "patient": {"reference": "Patient/hoa-a"}})
+    assert shown() == {"Patient/hoa-a"}
+    put(world, hoa, "Consent", cid, {**consent(cid), "patient": {"reference": "Patient/hoa-a"}})
+    assert shown() == {"Patient/hoa-a", "Patient/hoa-b", master}
