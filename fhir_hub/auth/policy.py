@@ -34,6 +34,9 @@ PERMISSION = {
     # patient link operations (services/linking.py checks Patient.u and refuses residents' decisions)
     "merge": "u", "unmerge": "u", "review": "u", "review-list": "s", "links": "r",
     "match": "s",  # Patient/$match: a search by content (services/match.py)
+    # the audit trail read by who it concerns (services/access_log.py): a resident's access log, a facility's
+    # emergency accesses; both are searches of AuditEvent
+    "access-log": "s", "emergency-access": "s",
 }
 HUB_ONLY_TYPES = frozenset({"AuditEvent"})
 
@@ -85,17 +88,16 @@ def consented_types() -> frozenset[str]:
 def requester(caller: Caller, now: int) -> Requester:
     """The consent engine's view of the caller (``consent/engine.py``)."""
     kind = "hub" if caller.internal else "resident" if caller.role == "resident" else "facility"
-    role = "operator" if caller.role == "system" and caller.facility is None else caller.role
+    role = "operator" if caller.operator else caller.role
     return Requester(kind=kind, role=role, facility=caller.facility, user=caller.fhir_user,
                      purpose=caller.purpose, emergency_reason=caller.emergency_reason, now=now)
 
 
 def refuse_emergency_without_reason(caller: Caller) -> None:
     """Breaking the glass needs a reason, and is for clinicians: refused before anything is read."""
-    emergency = default_policy().emergency
-    if caller.purpose not in emergency.purposes:
+    if not caller.emergency:
         return
-    if caller.role not in emergency.roles:
+    if caller.role not in default_policy().emergency.roles:
         raise Forbidden(f"Emergency access (purpose_of_use {caller.purpose}) is for a clinician's token, not a "
                         f"{caller.role}'s", code="forbidden")
     if caller.emergency_reason is None:
