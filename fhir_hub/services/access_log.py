@@ -30,16 +30,18 @@ async def access_log(session: Session, rid: str | None, *, after: Position | Non
         if caller.role != "resident" or not caller.patients:
             raise Forbidden("Patient/$access-log lists a resident's own access log and needs a resident's token; "
                             "the hub's operator names the record: Patient/{id}/$access-log")
-        return await reader.access_log(caller.patients, after=after, limit=count)
-    if caller.role != "resident" and not caller.operator:
-        raise Forbidden("A record's access log is for the resident and the hub's operator (a system token "
-                        "without a facility); a facility lists its own emergency accesses "
-                        "(AuditEvent/$emergency-access)")
-    await reader.read("Patient", rid)  # a record the caller may not see answers as one that does not exist
-    person = await reader.store.person(f"Patient/{rid}")
-    keys = person.records if person is not None else {f"Patient/{rid}"}
-    records = {v.rid for v in await reader.read_many(keys)} | {rid}
-    return await reader.access_log(frozenset(records), after=after, limit=count)
+        keys = {f"Patient/{pid}" for pid in caller.patients}
+    else:
+        if caller.role != "resident" and not caller.operator:
+            raise Forbidden("A record's access log is for the resident and the hub's operator (a system token "
+                            "without a facility); a facility lists its own emergency accesses "
+                            "(AuditEvent/$emergency-access)")
+        await reader.read("Patient", rid)  # a record the caller may not see answers as one that does not exist
+        person = await reader.store.person(f"Patient/{rid}")
+        keys = set(person.records) if person is not None else {f"Patient/{rid}"}
+    # the log of the person's records the caller may see (a resident sees all of their own)
+    records = frozenset(v.rid for v in await reader.read_many(keys))
+    return await reader.access_log(records, after=after, limit=count)
 
 
 async def emergency_accesses(session: Session, *, after: Position | None, count: int) -> SearchOutcome:
