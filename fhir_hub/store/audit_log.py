@@ -49,7 +49,9 @@ class AuditLog:
         """``withheld``: events the caller's access decision hides, left out of pages and counts alike.
         ``emergency``: only the entries of emergency requests (True) or only the others (False).
         ``flagged``: only the request entries of emergency requests, of the facility ``flagged_to`` if given
-        (one equality on the sparse ``ef`` index)."""
+        (one equality on the sparse ``ef`` index). Seen in nx-27017's ``explain``: the emergency shapes (``e``
+        1, ``ef``) read one sparse index; ``p`` with ``$in`` and ``e`` absent read every entry, as the
+        AuditEvent search by patient always has (one equality per patient would not)."""
         query: dict[str, Any] = {}
         if patients is not None:
             query["p"] = {"$in": patients}
@@ -59,8 +61,10 @@ class AuditLog:
             query["ts"] = {"$gte": since}
         if emergency is not None:
             query["e"] = 1 if emergency else {"$exists": False}
-        if flagged:
-            query["ef"] = flagged_to if flagged_to is not None else {"$exists": True}
+        if flagged and flagged_to is not None:
+            query["ef"] = flagged_to
+        elif flagged:  # nx-27017 scans for ``$exists`` alone; ``e`` takes it to the (rare) emergency entries
+            query.update(e=1, ef={"$exists": True})
         if before is not None:
             ts, last = before
             query["$or"] = [{"ts": {"$lt": ts}}, {"ts": ts, "_id": {"$lt": last}}]

@@ -146,8 +146,10 @@ def _audit_filter(d: dict[str, Any], patients: bool, ids: bool, before: bool, si
         query["ts"] = {"$gte": d["ts"]}
     if emergency is not None:
         query["e"] = 1 if emergency else {"$exists": False}
-    if flagged is not None:
-        query["ef"] = _some(d, "ef", "79001") if flagged == "facility" else {"$exists": True}
+    if flagged == "facility":
+        query["ef"] = _some(d, "ef", "79001")
+    elif flagged == "any":
+        query.update(e=1, ef={"$exists": True})
     if before:
         query["$or"] = [{"ts": {"$lt": d["ts"]}}, {"ts": d["ts"], "_id": {"$lt": _some(d, "_id", "a")}}]
     return query
