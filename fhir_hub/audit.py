@@ -25,6 +25,7 @@ from typing import Any
 
 import orjson
 
+from adapters.normalize import HUB
 from fhir_hub.auth.caller import PURPOSES_OF_USE, Caller
 from fhir_hub.fhir.instant import Clock, to_instant
 from fhir_hub.store.audit_log import AuditLog
@@ -42,6 +43,10 @@ _ENTITY_TYPES = "http://terminology.hl7.org/CodeSystem/audit-entity-type"
 FACILITY_SYSTEM = "http://fhir.hl7.org.vn/core/sid/ma-cskcb"
 OBSERVER = "fhir-hub"
 AUDIT_SOURCE = "urn:fhir-hub:audit"
+AUDIT_FLAGS = f"{HUB}/CodeSystem/audit-flag"
+# meta.tag of every AuditEvent of an emergency request (R4 Meta.tag: "tags ... used to relate resources to
+# process and workflow"): the facility's review of broken glass, and the resident's access log, find them
+EMERGENCY_TAG = {"system": AUDIT_FLAGS, "code": "emergency-access", "display": "Emergency access (break the glass)"}
 
 
 @dataclass
@@ -77,6 +82,11 @@ class AuditRecord:
         would otherwise show A who B is). The whole request, query and every resource and patient included,
         is one more entry under no patient, for the audit administrator; a request whose one patient's entry
         would already say everything (one patient, no query, only their resources) is recorded once.
+
+        Breaking the glass (purpose ETREAT, ``Caller.emergency``) flags every entry of the request (``e``),
+        refused attempts included, with the clinician's reason; its request entry is always written and
+        names the facility it is flagged to (``ef``, the caller's; empty for a token without one), so a
+        facility lists one entry per emergency request and the resident one per request on their record.
         """
         resources: dict[str, set[str]] = {}
         for key, patients in self.touched:
@@ -84,13 +94,18 @@ class AuditRecord:
         everyone = sorted(set().union(*resources.values())) if resources else []
         caller = self.caller
         who = {"sub": caller.subject, "role": caller.role, "facility": caller.facility,
-               "fhirUser": caller.fhir_user, "purpose": caller.purpose, "address": self.client}
+               "fhirUser": caller.fhir_user, "purpose": caller.purpose, "reason": caller.emergency_reason,
+               "address": self.client}
         base: dict[str, Any] = {"ts": self.recorded, "i": self.interaction, "o": self.status,
-                                "who": {k: v for k, v in who.items() if v is not None}}
+                                "who": {k: v for k, v in who.items() if v is not None},
+                                **({"e": 1} if caller.emergency else {})}
         request = {"method": self.method, "path": self.path}
-        if len(everyone) == 1 and not self.query and all(everyone[0] in ps for ps in resources.values()):
+        if (len(everyone) == 1 and not self.query and all(everyone[0] in ps for ps in resources.values())
+                and not caller.emergency):
             return [{"_id": _new_id(), **base, "req": request, **_listed(list(resources)), "p": everyone[0]}]
         whole = {"_id": _new_id(), **base, "req": {**request, "query": self.query}, **_listed(list(resources))}
+        if caller.emergency:  # the request's one entry a facility reviews (``AuditLog.emergencies``)
+            whole["ef"] = caller.facility or ""
         if everyone:
             whole["ps"] = everyone[:_MAX_PATIENTS]
         own = [{"_id": _new_id(), **base, "req": request, **_listed([k for k, ps in resources.items() if pid in ps]),
@@ -140,7 +155,8 @@ def render(entry: dict[str, Any]) -> dict[str, Any]:
     return {
         "resourceType": "AuditEvent",
         "id": entry["_id"],
-        "meta": {"versionId": "1", "lastUpdated": recorded, "source": AUDIT_SOURCE},
+        "meta": {"versionId": "1", "lastUpdated": recorded, "source": AUDIT_SOURCE,
+                 **({"tag": [EMERGENCY_TAG]} if entry.get("e") else {})},
         "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-event-type", "code": "rest",
                  "display": "RESTful Operation"},
         "subtype": [{"system": "http://hl7.org/fhir/restful-interaction", "code": entry["i"]}],
@@ -148,7 +164,8 @@ def render(entry: dict[str, Any]) -> dict[str, Any]:
         "recorded": recorded,
         "outcome": "0" if status < 400 else "4" if status < 500 else "8",
         "outcomeDesc": f"HTTP {status}" + (f"; {entry['more']} more resources not listed" if entry.get("more") else ""),
-        "purposeOfEvent": [{"coding": [{"system": PURPOSES_OF_USE, "code": who.get("purpose", "TREAT")}]}],
+        "purposeOfEvent": [{"coding": [{"system": PURPOSES_OF_USE, "code": who.get("purpose", "TREAT")}],
+                            **({"text": who["reason"]} if who.get("reason") else {})}],
         "agent": agents,
         "source": {"observer": {"display": OBSERVER},
                    "type": [{"system": "http://terminology.hl7.org/CodeSystem/security-source-type", "code": "4",

@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from fhir_hub import __version__
 from fhir_hub.api import (
     access_check,
+    access_log,
     bundle,
     create,
     delete,
@@ -40,10 +41,11 @@ from fhir_hub.hub import Hub, running_hub
 
 StartupHook = Callable[[Hub], Awaitable[None]]
 
-# linking's and match's /Patient/$... routes before read's /{rtype}/{rid}, which would take them for ids
-ROUTERS = (metadata.router, smart.router, ingest.router, linking.router, match.router, access_check.router,
-           history.router, read.router, search.router, bundle.router, create.router, update.router, patch.router,
-           delete.router)
+# linking's, match's and access_log's /Type/$... routes before read's /{rtype}/{rid}, which would take them
+# for ids
+ROUTERS = (metadata.router, smart.router, ingest.router, linking.router, match.router, access_log.router,
+           access_check.router, history.router, read.router, search.router, bundle.router, create.router,
+           update.router, patch.router, delete.router)
 
 
 def freeze_startup_heap() -> None:

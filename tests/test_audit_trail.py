@@ -6,11 +6,13 @@ import asyncio
 from typing import Any
 
 import pytest
+from fhir.resources.R4B.auditevent import AuditEvent
 from hypothesis import given
 from hypothesis import strategies as st
 
-from fhir_hub.audit import AuditRecord, AuditTrail
+from fhir_hub.audit import EMERGENCY_TAG, AuditRecord, AuditTrail, render
 from fhir_hub.auth.caller import Caller
+from fhir_hub.auth.scopes import Scopes
 from fhir_hub.store.records import StoredVersion
 
 pytestmark = pytest.mark.anyio
@@ -107,3 +109,32 @@ def test_a_rewind_forgets_what_was_touched_since_the_mark() -> None:
     record.touch(StoredVersion("Observation", "a", 2, 0, "PUT", deleted=False, json=b"{}", patients=frozenset({"pb"})))
     record.rewind(mark)
     assert [e["p"] for e in record.to_entries()] == ["pa"]
+
+
+@given(touches=_TOUCHES, query=st.sampled_from(["", "_id=pa"]), facility=st.sampled_from([None, "79001"]),
+       reason=st.sampled_from([None, "ngừng tim"]))
+def test_every_entry_of_an_emergency_is_flagged_with_its_reason(touches: list[tuple[str, frozenset[str]]],
+                                                                query: str, facility: str | None,
+                                                                reason: str | None) -> None:
+    """Breaking the glass (ETREAT) flags every entry, refused attempts (no reason) too; the request's entry
+    is always written, naming the facility it is flagged to, so a facility reviews one entry per request."""
+    caller = Caller(subject="bs-an", scopes=Scopes.parse("user/*.rs"), facility=facility, purpose="ETREAT",
+                    emergency_reason=reason)
+    record = AuditRecord("read", caller, "GET", "/Observation", query, None, 0)
+    for key, patients in touches:
+        record.touch(StoredVersion(*key.split("/"), 1, 0, "GET", deleted=False, json=b"{}", patients=patients))
+    entries = record.to_entries()
+    assert all(e["e"] == 1 and e["who"].get("reason") == reason for e in entries)
+    (whole,) = [e for e in entries if "p" not in e]
+    assert whole["ef"] == (facility or "") and not any("ef" in e for e in entries if "p" in e)
+    everyone = set().union(*(patients for _, patients in touches)) if touches else set()
+    assert sorted(e["p"] for e in entries if "p" in e) == sorted(everyone)
+    rendered = render(whole)
+    assert rendered["meta"]["tag"] == [EMERGENCY_TAG]
+    assert rendered["purposeOfEvent"][0].get("text") == reason
+    AuditEvent.model_validate(rendered)
+    treatment = AuditRecord("read", Caller(subject="bs-an", scopes=caller.scopes, facility=facility), "GET",
+                            "/Observation", query, None, 0)
+    treatment.touched = list(record.touched)
+    assert not any("e" in e or "ef" in e for e in treatment.to_entries())
+    assert all("tag" not in render(e)["meta"] for e in treatment.to_entries())

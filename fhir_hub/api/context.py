@@ -11,6 +11,7 @@ the typed result; it reads only through ``ctx.reader`` (the session's) and write
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -110,9 +111,14 @@ _MAX_REASON = 500
 
 
 def emergency_reason(header: str | None) -> str | None:
-    """``X-Emergency-Reason``: why a clinician breaks the glass, kept in the audit trail as written."""
+    """``X-Emergency-Reason``: why a clinician breaks the glass, kept in the audit trail as written.
+
+    Header bytes reach the app read as Latin-1 (HTTP's historical charset), but a clinician here writes
+    Vietnamese, which clients send as UTF-8 bytes: read as UTF-8 whenever the bytes are (ASCII is both)."""
     if header is None or not header.strip():
         return None
+    with contextlib.suppress(UnicodeError):
+        header = header.encode("latin-1").decode("utf-8")
     reason = " ".join(header.split())
     if len(reason) > _MAX_REASON:
         raise BadRequest(f"X-Emergency-Reason: at most {_MAX_REASON} characters", expression=["X-Emergency-Reason"])

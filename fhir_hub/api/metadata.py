@@ -83,9 +83,11 @@ def _statement(tags: tuple[dict[str, Any], ...], base_url: str) -> dict[str, Any
         flags.update({k: v for k, v in tag.items() if k not in _NOT_FLAGS})
     operations = [t["operation"] for t in tags if "operation" in t and "resource" not in t]
     type_operations: dict[str, list[dict[str, str]]] = {}
-    for tag in tags:
+    for tag in tags:  # an operation at type and instance level (Patient/$access-log) is listed once
         if "operation" in tag and "resource" in tag:
-            type_operations.setdefault(tag["resource"], []).append(tag["operation"])
+            listed = type_operations.setdefault(tag["resource"], [])
+            if tag["operation"] not in listed:
+                listed.append(tag["operation"])
     resources = []
     for rtype in resource_types():
         hub_only = rtype in HUB_ONLY_TYPES  # readable, never written through the API

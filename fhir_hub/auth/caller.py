@@ -47,6 +47,17 @@ class Caller:
         """Every Patient id the caller's ``patient/`` access covers: the token's ``patient`` and its links."""
         return self.linked | {self.patient} if self.patient is not None else self.linked
 
+    @property
+    def emergency(self) -> bool:
+        """Whether the token asks to break the glass (purpose ETREAT): every entry of such a request is
+        flagged in the audit trail, whether the request was allowed or refused."""
+        return self.purpose in default_policy().emergency.purposes
+
+    @property
+    def operator(self) -> bool:
+        """The hub's operator: a system token without a facility (it answers for the hub, not a facility)."""
+        return not self.internal and self.role == "system" and self.facility is None
+
     @classmethod
     def from_claims(cls, claims: dict[str, Any]) -> Caller:
         scope_text = claims.get("scope", "")

@@ -35,6 +35,9 @@ PERMISSION = {
     "merge": "u", "unmerge": "u", "review": "u", "review-list": "s", "links": "r",
     "match": "s",  # Patient/$match: a search by content (services/match.py)
     "access-check": "r",  # $access-check: the operator asks why a caller may or may not read a resource
+    # the audit trail read by who it concerns (services/access_log.py): a resident's access log, a facility's
+    # emergency accesses; both are searches of AuditEvent
+    "access-log": "s", "emergency-access": "s",
 }
 HUB_ONLY_TYPES = frozenset({"AuditEvent"})
 RESIDENT_WRITES = frozenset({"Consent"})  # give, restrict, withdraw; nothing else of their record
@@ -87,17 +90,16 @@ def consented_types() -> frozenset[str]:
 def requester(caller: Caller, now: int) -> Requester:
     """The consent engine's view of the caller (``consent/engine.py``)."""
     kind = "hub" if caller.internal else "resident" if caller.role == "resident" else "facility"
-    role = "operator" if is_operator(caller) and not caller.internal else caller.role
+    role = "operator" if caller.operator else caller.role
     return Requester(kind=kind, role=role, facility=caller.facility, user=caller.fhir_user,
                      purpose=caller.purpose, emergency_reason=caller.emergency_reason, now=now)
 
 
 def refuse_emergency_without_reason(caller: Caller) -> None:
     """Breaking the glass needs a reason, and is for clinicians: refused before anything is read."""
-    emergency = default_policy().emergency
-    if caller.purpose not in emergency.purposes:
+    if not caller.emergency:
         return
-    if caller.role not in emergency.roles:
+    if caller.role not in default_policy().emergency.roles:
         raise Forbidden(f"Emergency access (purpose_of_use {caller.purpose}) is for a clinician's token, not a "
                         f"{caller.role}'s", code="forbidden")
     if caller.emergency_reason is None:
@@ -105,13 +107,9 @@ def refuse_emergency_without_reason(caller: Caller) -> None:
                         "X-Emergency-Reason header; it is audited and shown to the resident", code="forbidden")
 
 
-def is_operator(caller: Caller) -> bool:
-    """The hub's operator: a system token without a facility (or the hub itself)."""
-    return caller.internal or (caller.role == "system" and caller.facility is None)
-
-
 def require_operator(caller: Caller, what: str) -> None:
-    if not is_operator(caller):
+    """The hub's operator (``Caller.operator``) or the hub itself."""
+    if not (caller.internal or caller.operator):
         raise Forbidden(f"Only the hub's operator (a system token without a facility) may {what}")
 
 

@@ -6,7 +6,9 @@ search entries: measured on the embedded store, a FHIR AuditEvent resource per r
 entry) halved read throughput, while a compact entry costs about a quarter of a read. Following IHE Basic
 Audit Log Patterns, an event that touches several patients is recorded once per patient, so a resident's
 "who accessed my record" is one indexed lookup on ``p``. The entries are served through the API as FHIR
-``AuditEvent`` resources (rendered by ``fhir_hub.audit``).
+``AuditEvent`` resources (rendered by ``fhir_hub.audit``). Entries of an emergency access ("break the
+glass") carry ``e`` (and their request entry ``ef``, the facility it is flagged to) under sparse indexes:
+such entries are rare, and a resident lists theirs first, a facility reviews those of its staff.
 """
 
 from __future__ import annotations
@@ -42,8 +44,14 @@ class AuditLog:
 
     @staticmethod
     def _filter(patients: list[str] | None, ids: list[str] | None, before: AuditPosition | None,
-                since: int | None = None, withheld: list[str] | None = None) -> dict[str, Any]:
-        """``withheld``: events the caller's access decision hides, left out of pages and counts alike."""
+                since: int | None = None, withheld: list[str] | None = None, *, emergency: bool | None = None,
+                flagged_to: str | None = None, flagged: bool = False) -> dict[str, Any]:
+        """``withheld``: events the caller's access decision hides, left out of pages and counts alike.
+        ``emergency``: only the entries of emergency requests (True) or only the others (False).
+        ``flagged``: only the request entries of emergency requests, of the facility ``flagged_to`` if given
+        (one equality on the sparse ``ef`` index). Seen in nx-27017's ``explain``: the emergency shapes (``e``
+        1, ``ef``) read one sparse index; ``p`` with ``$in`` and ``e`` absent read every entry, as the
+        AuditEvent search by patient always has (one equality per patient would not)."""
         query: dict[str, Any] = {}
         if patients is not None:
             query["p"] = {"$in": patients}
@@ -51,18 +59,38 @@ class AuditLog:
             query["_id"] = {**({"$in": ids} if ids is not None else {}), **({"$nin": withheld} if withheld else {})}
         if since is not None:
             query["ts"] = {"$gte": since}
+        if emergency is not None:
+            query["e"] = 1 if emergency else {"$exists": False}
+        if flagged and flagged_to is not None:
+            query["ef"] = flagged_to
+        elif flagged:  # nx-27017 scans for ``$exists`` alone; ``e`` takes it to the (rare) emergency entries
+            query.update(e=1, ef={"$exists": True})
         if before is not None:
             ts, last = before
             query["$or"] = [{"ts": {"$lt": ts}}, {"ts": ts, "_id": {"$lt": last}}]
         return query
 
     async def page(self, *, patients: list[str] | None, ids: list[str] | None, before: AuditPosition | None,
-                   limit: int, since: int | None = None, withheld: list[str] | None = None) -> list[dict[str, Any]]:
+                   limit: int, since: int | None = None, withheld: list[str] | None = None,
+                   emergency: bool | None = None) -> list[dict[str, Any]]:
         """Entries newest first; ``patients`` None means any patient (or none)."""
-        query = self._filter(patients, ids, before, since, withheld)
-        cursor = self.entries.find(query).sort([("ts", -1), ("_id", -1)]).limit(limit)
-        return [doc async for doc in cursor]
+        query = self._filter(patients, ids, before, since, withheld, emergency=emergency)
+        return await self._newest_first(query, limit)
 
     async def count(self, *, patients: list[str] | None, ids: list[str] | None,
                     withheld: list[str] | None = None) -> int:
         return await count(self.entries, self._filter(patients, ids, None, withheld=withheld), self.gate)
+
+    async def emergencies(self, *, facility: str | None, before: AuditPosition | None, limit: int,
+                          withheld: list[str] | None = None) -> list[dict[str, Any]]:
+        """The request entries of emergency accesses flagged to ``facility`` (None: to any), newest first."""
+        query = self._filter(None, None, before, None, withheld, flagged=True, flagged_to=facility)
+        return await self._newest_first(query, limit)
+
+    async def count_emergencies(self, *, facility: str | None, withheld: list[str] | None = None) -> int:
+        query = self._filter(None, None, None, None, withheld, flagged=True, flagged_to=facility)
+        return await count(self.entries, query, self.gate)
+
+    async def _newest_first(self, query: dict[str, Any], limit: int) -> list[dict[str, Any]]:
+        cursor = self.entries.find(query).sort([("ts", -1), ("_id", -1)]).limit(limit)
+        return [doc async for doc in cursor]

@@ -265,6 +265,46 @@ class ScopedReader:
         more = len(versions) > limit and bool(page)
         return HistoryPage(page, page[-1].position if more else None)
 
+    async def access_log(self, patients: frozenset[str], *, after: Position | None, limit: int) -> SearchOutcome:
+        """Who accessed these patients' records (``Patient/$access-log``): their AuditEvents the caller may
+        see, those of emergency accesses first, then the others, each newest first. ``after``: ``[phase, ts,
+        id]`` of the last entry shown (phase 0: emergency, 1: the others). The total counts both phases."""
+        narrowing = self.narrowing(AUDIT_TYPE, "s")
+        wanted = sorted(patients if narrowing.patients is None else patients & narrowing.patients)
+        if not wanted:
+            return SearchOutcome(0, [], None, None, [])
+        log, withheld = self.store.audit_log, withheld_events(narrowing)
+        total = await log.count(patients=wanted, ids=None, withheld=withheld)
+        first, before = (after[0], (after[1], after[2])) if after is not None else (0, None)
+        found: list[tuple[int, StoredVersion]] = []
+        for phase in range(first, 2):
+            if len(found) > limit or not limit:
+                break
+            entries = await log.page(patients=wanted, ids=None, before=before, limit=limit + 1 - len(found),
+                                     withheld=withheld, emergency=phase == 0)
+            found += [(phase, as_version(entry)) for entry in entries]
+            before = None
+        page = [self._hand_out(v) for _, v in found[:limit]]
+        last = found[len(page) - 1] if len(found) > limit and page else None
+        return SearchOutcome(total, page, [last[0], last[1].ts, last[1].rid] if last else None, None, [])
+
+    async def emergency_accesses(self, facility: str | None, *, after: Position | None,
+                                 limit: int) -> SearchOutcome:
+        """The emergency requests flagged to ``facility`` (None: every facility's), newest first, one
+        AuditEvent per request (``AuditEvent/$emergency-access``). Those entries are under no patient, so
+        a caller whose AuditEvent reads are limited to a compartment sees none."""
+        narrowing = self.narrowing(AUDIT_TYPE, "s")
+        if narrowing.patients is not None:
+            return SearchOutcome(0, [], None, None, [])
+        log, withheld = self.store.audit_log, withheld_events(narrowing)
+        total = await log.count_emergencies(facility=facility, withheld=withheld)
+        before = (after[0], after[1]) if after is not None else None
+        entries = await log.emergencies(facility=facility, before=before, limit=limit + 1,
+                                        withheld=withheld) if limit else []
+        page = [self._hand_out(as_version(entry)) for entry in entries[:limit]]
+        more = len(entries) > limit and bool(page)
+        return SearchOutcome(total, page, [page[-1].ts, page[-1].rid] if more else None, None, [])
+
     async def search(self, query: SearchQuery, *, after: Position | None = None,
                      before: Position | None = None) -> SearchOutcome:
         return self._hand_out_all(await self.searcher.search(query, after=after, before=before))

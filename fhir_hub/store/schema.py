@@ -97,8 +97,8 @@ class SearchIndexEntry(me.DynamicDocument):
 class AuditEntry(me.Document):
     """One audit entry (served as an AuditEvent); see store/audit_log.py for why it is not a stored resource."""
 
-    meta = {"collection": AUDIT, "db_alias": ALIAS, "indexes": ["p", "ts"], "auto_create_index": False,
-            "strict": False}
+    meta = {"collection": AUDIT, "db_alias": ALIAS, "auto_create_index": False, "strict": False,
+            "indexes": ["p", "ts", {"fields": ["e"], "sparse": True}, {"fields": ["ef"], "sparse": True}]}
 
     id = me.StringField(primary_key=True)  # the AuditEvent id
     ts = me.LongField(required=True)  # recorded, microseconds since the epoch
@@ -106,7 +106,11 @@ class AuditEntry(me.Document):
     ps = me.ListField(me.StringField())  # the administrator's entry of a request: every patient it touched
     i = me.StringField(required=True)  # the FHIR interaction
     o = me.IntField(required=True)  # the HTTP status the client got
-    who = me.DictField(required=True)  # subject, role, facility, fhirUser, purpose, client address
+    who = me.DictField(required=True)  # subject, role, facility, fhirUser, purpose, emergency reason, address
+    # emergency access (purpose ETREAT, ``fhir_hub/audit.py``), on every entry of such a request: 1, else absent;
+    # rare, so sparse indexes (a resident's emergency entries first, a facility's review of them)
+    e = me.IntField()
+    ef = me.StringField()  # on the request's entry of an emergency: the facility it is flagged to ("": none)
     req = me.DictField(required=True)  # method, path; query only in the administrator's entry (no ``p``)
     r = me.ListField(me.StringField())  # resources handed out or written (first 50)
     more = me.IntField()  # how many more were not listed

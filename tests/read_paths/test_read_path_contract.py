@@ -15,7 +15,7 @@ import contextlib
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -47,6 +47,9 @@ class World:
     hidden: TestClient
     hidden_key: str  # Type/id of the withheld resource
     ids: dict[str, str]
+    kind: str = ""  # which of HIDDEN
+    role: str = "system"  # the clients' caller: "system" (facility 79001) or "resident" (P)
+    tokens: dict[str, dict[str, str]] = field(default_factory=dict)  # other callers' headers, by name
 
 
 def _seed(client: TestClient, headers: dict[str, str]) -> dict[str, str]:
@@ -109,7 +112,23 @@ class Hidden:
     """Which resource a world hides, found once the world is seeded."""
 
     rtype: str
-    pick: Callable[[TestClient, dict[str, str]], str]  # its id
+    pick: Callable[[TestClient, dict[str, str]], str]  # its id, found with the headers of ``picker``
+    roles: tuple[str, ...] = ("system", "resident")  # the worlds made with it
+    picker: str = "system"  # a name in ``World.tokens``
+    scope: str = "patient=Patient/pat-q&"  # for AuditEvents: criteria keeping the compared ones stable
+
+
+def _emergency_event_of(client: TestClient, headers: dict[str, str], patient: str) -> str:
+    """The id of the patient's AuditEvent of the seeded emergency access (flagged with its meta.tag)."""
+    found = client.get("/AuditEvent", params={"patient": patient, "_count": 100}, headers=headers).json()
+    return next(str(e["resource"]["id"]) for e in found["entry"] if _is_emergency(e["resource"]))
+
+
+def _emergency_request(client: TestClient, headers: dict[str, str]) -> str:
+    """The id of the seeded emergency access's request entry, the one its facility reviews."""
+    found = client.get("/AuditEvent/$emergency-access", headers=headers).json()
+    (only,) = found["entry"]
+    return str(only["resource"]["id"])
 
 
 HIDDEN = {
@@ -118,7 +137,18 @@ HIDDEN = {
     "AuditEvent": Hidden("AuditEvent", lambda client, headers: _audit_event_of(client, headers, "pat-q")),
     "Patient": Hidden("Patient", lambda _client, _headers: "pat-p"),  # a facility's record (a source)
     "master": Hidden("Patient", lambda client, headers: _master_of(client, headers, "pat-p")),  # P's golden record
+    # issue 17: P's AuditEvent of an emergency access, for P reading her access log; the request's entry
+    # of that emergency, for the facility of the clinician who broke the glass and the hub's operator
+    "emergency": Hidden("AuditEvent", lambda client, headers: _emergency_event_of(client, headers, "pat-p"),
+                        roles=("resident",), scope="patient=Patient/pat-p&"),
+    "emergency-request": Hidden("AuditEvent", _emergency_request, roles=("system",), picker="operator", scope=""),
 }
+EMERGENCY_FACILITY = "79002"  # the facility of the clinician who breaks the glass on P's record while seeding
+FLAG = {"system": "https://fhir.hub.hcmc.vn/CodeSystem/audit-flag", "code": "emergency-access"}
+
+
+def _is_emergency(event: dict[str, Any]) -> bool:
+    return any(tag.items() >= FLAG.items() for tag in event.get("meta", {}).get("tag", []))
 
 
 def _master_of(client: TestClient, headers: dict[str, str], patient: str) -> str:
@@ -142,16 +172,22 @@ def seeded_world(mongodb_uri: str, data_dir: Any, kind: str, role: str) -> Itera
     system = as_(writer_settings)
     with TestClient(create_app(writer_settings), raise_server_exceptions=False) as seeder:
         ids = _seed(seeder, system)
+        # another facility's clinician breaks the glass on P's record: flagged AuditEvents for P and 79002
+        glass = {**as_(writer_settings, "clinician", facility=EMERGENCY_FACILITY, purpose="ETREAT"),
+                 "X-Emergency-Reason": "unconscious, allergies needed"}
+        assert seeder.get("/Observation/obs-v1", headers=glass).status_code == 200
     held = _settings(mongodb_uri, data_dir, db_name, flush_ms=600_000)
     headers = system if role == "system" else as_(held, "resident", patient="pat-p")
+    tokens = {"system": system, "operator": as_(held, facility=None),
+              "facility": as_(held, facility=EMERGENCY_FACILITY)}
     with TestClient(create_app(held), raise_server_exceptions=False, headers=headers) as open_, \
             TestClient(create_app(held), raise_server_exceptions=False, headers=headers) as hidden:
-        key = f"{HIDDEN[kind].rtype}/{HIDDEN[kind].pick(open_, system)}"
+        key = f"{HIDDEN[kind].rtype}/{HIDDEN[kind].pick(open_, tokens[HIDDEN[kind].picker])}"
         hidden.app.state.hub.access = withholding(hidden.app.state.hub.access, key)
-        yield World(open_, hidden, key, ids)
+        yield World(open_, hidden, key, ids, kind, role, tokens)
 
 
-@pytest.fixture(scope="module", params=[(k, r) for k in HIDDEN for r in ("system", "resident")],
+@pytest.fixture(scope="module", params=[(k, r) for k in HIDDEN for r in HIDDEN[k].roles],
                 ids=lambda p: f"{p[0]}-as-{p[1]}")
 def world(request: pytest.FixtureRequest, mongodb_uri: str, tmp_path_factory: pytest.TempPathFactory
           ) -> Iterator[World]:
@@ -276,8 +312,8 @@ def _type(w: World) -> str:
 
 
 def _scope(w: World) -> str:
-    """Criteria that keep the AuditEvents compared to the stable ones of Q's record."""
-    return "patient=Patient/pat-q&" if _type(w) == "AuditEvent" else ""
+    """Criteria that keep the AuditEvents compared to stable ones (Q's record's, unless the world says)."""
+    return HIDDEN[w.kind].scope if _type(w) == "AuditEvent" else ""
 
 
 def type_history(w: World) -> None:
@@ -409,9 +445,84 @@ def patient_match(w: World) -> None:
         assert (body["total"], body.get("entry")) == (blank["total"], blank.get("entry")) == (0, None)
 
 
+def _audit_pages(client: TestClient, url: str, headers: dict[str, str] | None) -> tuple[list[str], list[Any], str]:
+    """Every page of an AuditEvent listing: the keys, each page's total, and what a leak could hide in: the
+    events but their ``entity`` (what an event recorded, which names the resources it reached: leaving a
+    hidden one out of it is redaction, the consent issue's), the links but self, and the page tokens."""
+    keys: list[str] = []
+    totals: list[Any] = []
+    text = ""
+    while url:
+        response = client.get(url, headers=headers)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        keys += _keys(body, "match")
+        totals.append(body.get("total"))
+        events = [{k: v for k, v in e["resource"].items() if k != "entity"} for e in body.get("entry", [])]
+        links = [link for link in body.get("link", []) if link["relation"] != "self"]
+        text += orjson.dumps([events, links, _tokens(body), {k: v for k, v in body.items() if k not in
+                                                             ("entry", "link")}]).decode()
+        url = next((link["url"] for link in body.get("link", []) if link["relation"] == "next"), "")
+    return keys, totals, text
+
+
+def _audit_listing_without(w: World, path: str, headers: dict[str, str] | None = None) -> list[str]:
+    """``path`` in both worlds, on one page and on pages of three: the hidden world lists the open world's
+    events without the hidden one (a hidden Patient record: without that record's events, a subset), every
+    page's total is the open total less what it left out, and nothing names the hidden resource. The open
+    world's keys, in order. (Pages of three, not one: every request is audited, and a world's trail writes
+    a batch, changing the logs compared, once 200 entries wait; a world leaves about 160.)"""
+    for count in (100, 3):
+        url = f"{path}?_count={count}"
+        seen, seen_totals, _ = _audit_pages(w.open_, url, headers)
+        shown, totals, text = _audit_pages(w.hidden, url, headers)
+        assert_unseen(text, w.hidden_key)
+        if _type(w) == "Patient":
+            assert set(shown) <= set(seen)
+        else:
+            assert shown == [k for k in seen if k != w.hidden_key]
+        assert set(seen_totals) == {len(seen)} and set(totals) == {len(shown)}
+    return seen
+
+
+def access_log(w: World) -> None:
+    """``Patient/$access-log`` (issue 17): the resident's own log, P's and Q's for the hub's operator; a
+    withheld AuditEvent is neither listed nor counted, on one page or many, and the emergency access on
+    P's record comes first. The log of a record the operator may not see answers as an absent record's."""
+    operator = w.tokens["operator"]
+    logs = [("/Patient/$access-log", None)] if w.role == "resident" else \
+        [(f"/Patient/{p}/$access-log", operator) for p in ("pat-p", "pat-q")]
+    for path, headers in logs:
+        if w.role == "system" and f"/{w.hidden_key}/" in path:
+            _same_as_absent(w.hidden, w.hidden_key, "/{rtype}/{rid}/$access-log", headers=operator)
+            continue
+        seen = _audit_listing_without(w, path, headers)
+        if "pat-q" not in path:
+            first = w.open_.get(f"/{seen[0]}", headers=operator).json()
+            assert _is_emergency(first), "the emergency access comes first"
+    if is_master_key(w.hidden_key) and w.role == "system":
+        _same_as_absent(w.hidden, w.hidden_key, "/{rtype}/{rid}/$access-log", headers=operator)
+    if w.role == "system":  # a facility may not read who else accessed a record
+        for client in (w.open_, w.hidden):
+            assert client.get("/Patient/pat-p/$access-log").status_code == 403
+
+
+def emergency_access(w: World) -> None:
+    """``AuditEvent/$emergency-access`` (issue 17), for the facility whose clinician broke the glass and for
+    the operator; a resident may not ask (403 in both worlds, the same answer)."""
+    if w.role == "resident":
+        seen, shown = w.open_.get("/AuditEvent/$emergency-access"), w.hidden.get("/AuditEvent/$emergency-access")
+        assert seen.status_code == shown.status_code == 403 and seen.text == shown.text
+        return
+    for who in ("facility", "operator"):
+        assert _audit_listing_without(w, "/AuditEvent/$emergency-access", w.tokens[who])
+    assert w.open_.get("/AuditEvent/$emergency-access").json()["total"] == 0  # 79001's staff broke no glass
+
+
 PATHS: list[Path] = [read, vread, instance_history, type_history, system_history, search_get, search_post,
                      search_by_id, system_search, summary_count, total_accurate, elements, paging, includes,
-                     revincludes, iterate, chains_and_has, audit_events, provenance, patient_match, access_check]
+                     revincludes, iterate, chains_and_has, audit_events, provenance, patient_match, access_log,
+                     emergency_access, access_check]
 
 
 @pytest.mark.parametrize("path", PATHS, ids=lambda p: p.__name__)
@@ -545,6 +656,8 @@ COVERED: dict[str, list[Callable[..., None]]] = {
     "links": [person_paths.links], "review-list": [person_paths.review_list], "merge": [person_paths.merge],
     "review": [person_paths.review], "unmerge": [person_paths.unmerge],
     "match": [patient_match], "access-check": [access_check],
+    # the audit trail for those it concerns (issue 17)
+    "access-log": [access_log], "emergency-access": [emergency_access],
 }
 READS_NOTHING = {
     "capabilities": "the CapabilityStatement holds no resource",

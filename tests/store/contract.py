@@ -133,7 +133,9 @@ def _copy_to_history(deleted: bool, in_compartment: bool) -> Shape:
 
 
 def _audit_filter(d: dict[str, Any], patients: bool, ids: bool, before: bool, since: bool,
-                  withheld: bool = False) -> Doc:
+                  withheld: bool = False, emergency: bool | None = None, flagged: str | None = None) -> Doc:
+    """``emergency``: entries of emergency requests only (True) or the others (False); ``flagged``:
+    emergency request entries of one facility ("facility") or of any ("any")."""
     query: Doc = {}
     if patients:
         query["p"] = {"$in": d["audit_patients"]}
@@ -142,6 +144,12 @@ def _audit_filter(d: dict[str, Any], patients: bool, ids: bool, before: bool, si
                         **({"$nin": d["audit_withheld"]} if withheld else {})}
     if since:
         query["ts"] = {"$gte": d["ts"]}
+    if emergency is not None:
+        query["e"] = 1 if emergency else {"$exists": False}
+    if flagged == "facility":
+        query["ef"] = _some(d, "ef", "79001")
+    elif flagged == "any":
+        query.update(e=1, ef={"$exists": True})
     if before:
         query["$or"] = [{"ts": {"$lt": d["ts"]}}, {"ts": d["ts"], "_id": {"$lt": _some(d, "_id", "a")}}]
     return query
@@ -152,6 +160,26 @@ def _audit_page(patients: bool, ids: bool, before: bool, since: bool, withheld: 
                              ("withheld", withheld)) if on]
     return Shape("audit page " + " ".join(flags), "audit", "find",
                  lambda d: {"query": _audit_filter(d, patients, ids, before, since, withheld),
+                            "sort": [("ts", -1), ("_id", -1)], "limit": d["limit"]})
+
+
+def _access_log_page(emergency: bool, before: bool, withheld: bool) -> Shape:
+    """A resident's access log (``AuditLog.page`` with ``emergency``): emergency entries, then the others."""
+    flags = "".join(f" {n}" for n, on in (("before", before), ("withheld", withheld)) if on)
+    return Shape(f"audit page patients {'emergency' if emergency else 'not emergency'}{flags}", "audit", "find",
+                 lambda d: {"query": _audit_filter(d, True, False, before, False, withheld, emergency=emergency),
+                            "sort": [("ts", -1), ("_id", -1)], "limit": d["limit"]})
+
+
+def _emergencies(flagged: str, before: bool, withheld: bool, count: bool) -> Shape:
+    """A facility's (or the operator's) review of emergency accesses (``AuditLog.emergencies``)."""
+    flags = "".join(f" {n}" for n, on in (("before", before), ("withheld", withheld)) if on)
+    name = f"audit emergencies {'count' if count else 'page'} of {flagged}{flags}"
+    if count:
+        return Shape(name, "audit", "count", lambda d: {"query": _audit_filter(d, False, False, False, False,
+                                                                                withheld, flagged=flagged)})
+    return Shape(name, "audit", "find",
+                 lambda d: {"query": _audit_filter(d, False, False, before, False, withheld, flagged=flagged),
                             "sort": [("ts", -1), ("_id", -1)], "limit": d["limit"]})
 
 
@@ -244,6 +272,11 @@ SHAPES: tuple[Shape, ...] = (
       for before in (False, True) for since in (False, True) for withheld in (False, True)),
     *(_audit_count(patients, ids, withheld) for patients in (False, True) for ids in (False, True)
       for withheld in (False, True)),
+    *(_access_log_page(emergency, before, withheld) for emergency in (True, False) for before in (False, True)
+      for withheld in (False, True)),
+    *(_emergencies(flagged, before, withheld, False) for flagged in ("facility", "any") for before in (False, True)
+      for withheld in (False, True)),
+    *(_emergencies(flagged, False, withheld, True) for flagged in ("facility", "any") for withheld in (False, True)),
     Shape("match blocks of a resource", "blocks", "find", lambda d: {"query": {"r": _some(d, "r", "Patient/a")}}),
     Shape("delete match blocks by _id", "blocks", "delete_many", lambda d: {"query": {"_id": {"$in": d["block_ids"]}}}),
     Shape("Patients under a block key", "blocks", "find",

@@ -49,7 +49,7 @@ COLLECTIONS = {"current": "contract_current", "history": "contract_history", "in
                "blocks": "contract_blocks", "links": "contract_links", "decisions": "contract_decisions",
                "subjects": "contract_subjects"}
 INDEXES = {"current": ("type", "ts", "live", "pending"), "history": ("key", "type", "ts"), "index": ("r", *INDEXED),
-           "audit": ("p", "ts"), "meta": (), "claims": (), "blocks": ("r", *BLOCK_FIELDS),
+           "audit": ("p", "ts", "e", "ef"), "meta": (), "claims": (), "blocks": ("r", *BLOCK_FIELDS),
            "links": ("r", "m", "review"), "decisions": ("a", "b"), "subjects": ("r", "p")}
 
 
@@ -59,7 +59,8 @@ def contract_db(mongodb_uri: str) -> Iterator[Database]:
     db = client[f"contract_{uuid.uuid4().hex[:8]}"]
     for logical, fields in INDEXES.items():
         for field in fields:  # the same single-field indexes as the real schema
-            db[COLLECTIONS[logical]].create_index(field, sparse=field in INDEXED or field in (*BLOCK_FIELDS, "review"))
+            sparse = field in INDEXED or field in (*BLOCK_FIELDS, "review", "e", "ef")
+            db[COLLECTIONS[logical]].create_index(field, sparse=sparse)
     yield db
     client.drop_database(db.name)
     client.close()
@@ -100,7 +101,8 @@ def datasets(draw: st.DrawFn) -> dict[str, list[Doc]]:
         by_resource.setdefault(r, set()).add(SearchEntry(k, system, low, high, text, scope, further))
     index = [doc for r, found in sorted(by_resource.items()) for doc in pack(r, found)]
     audit = [{"_id": f"ev{i}", "ts": draw(st.integers(0, 12)), "i": "read", "o": 200,
-              **({"p": p} if (p := draw(st.sampled_from([None, "a", "b", "c"]))) else {})}
+              **({"p": p} if (p := draw(st.sampled_from([None, "a", "b", "c"]))) else {}),
+              **_emergency(draw, p)}
              for i in range(draw(st.integers(0, 8)))]
     meta = [{"_id": "search_index", "format": draw(st.integers(1, 3))}] if draw(st.booleans()) else []
     claims = [{"_id": key, "o": draw(st.sampled_from(["t1", "t2"])), "at": float(draw(st.integers(0, 12)))}
@@ -121,6 +123,14 @@ def datasets(draw: st.DrawFn) -> dict[str, list[Doc]]:
                     {"resourceType": "Consent", "patient": {"reference": f"Patient/{draw(st.sampled_from('abc'))}"}})]
     return {"current": current, "history": history, "index": index, "audit": audit, "meta": meta, "claims": claims,
             "blocks": blocks, "links": links, "decisions": decisions, "subjects": subjects}
+
+
+def _emergency(draw: st.DrawFn, patient: str | None) -> dict[str, Any]:
+    """An audit entry's emergency fields: none, or the flag, and on a request entry (no patient) the
+    facility it is flagged to ("" for a token without one)."""
+    if not draw(st.booleans()):
+        return {}
+    return {"e": 1, **({"ef": draw(st.sampled_from(["79001", "79002", ""]))} if patient is None else {})}
 
 
 MASTERS = ["Patient/master-1", "Patient/master-2", "Patient/a"]

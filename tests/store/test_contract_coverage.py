@@ -231,7 +231,24 @@ def _audit_workload(client: TestClient, settings: Settings) -> None:
     hub.access = lambda caller: decide(caller).withholding({f"AuditEvent/{event_id}"})
     client.get("/AuditEvent?_count=1")  # what an access decision withholds is left out of page and count
     client.get("/AuditEvent/_history?_count=1")
+    _emergency_workload(client, settings)
     hub.access = decide
+
+
+def _emergency_workload(client: TestClient, settings: Settings) -> None:
+    """Break the glass, then page through a resident's access log and a facility's emergency accesses
+    (run with and without an AuditEvent withheld)."""
+    glass = {**auth(token_for(settings, "clinician", facility="79002", purpose="ETREAT")), "X-Emergency-Reason": "x"}
+    pid = client.get("/Patient?_count=1", headers=glass).json()["entry"][0]["resource"]["id"]
+    client.portal.call(client.app.state.hub.audit.flush)  # type: ignore[attr-defined]
+    for url, headers in (("/Patient/$access-log?_count=1", auth(token_for(settings, "resident", patient=pid))),
+                         ("/AuditEvent/$emergency-access?_count=1", auth(token_for(settings, facility="79002"))),
+                         ("/AuditEvent/$emergency-access?_count=1", auth(token_for(settings, facility=None)))):
+        for _ in range(3):  # the emergency pages, and an access log's first page of the others
+            page = client.get(url, headers=headers).json()
+            url = next((link["url"] for link in page.get("link", []) if link["relation"] == "next"), "")
+            if not url:
+                break
 
 
 def _linking_workload(client: TestClient) -> None:
