@@ -136,6 +136,10 @@ class AccessDecision:
         await self.prepare([facts], permission)
         return self.verdict(facts, permission)
 
+    def withheld_of(self, rtype: str) -> frozenset[str]:
+        """The keys of ``rtype`` withheld, whatever the scopes say of the type."""
+        return self._by_type.get(rtype, frozenset())
+
     def withholds(self, key: str) -> bool:
         """Whether a resource is withheld whoever its patients are: a reference to it inside a resource the
         caller may see (a Provenance's target, an AuditEvent's entity) is left out too."""

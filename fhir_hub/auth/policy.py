@@ -62,6 +62,10 @@ def grant(caller: Caller, rtype: str, permission: str) -> Grant | None:
     if caller.internal:
         return Grant(rtype, None)
     contexts = caller.scopes.contexts_allowing(rtype, permission)
+    if rtype in HUB_ONLY_TYPES and not caller.operator:
+        # the whole audit trail says who was treated where: its administrator is the hub's operator; a
+        # resident reads the entries about them, a facility its emergency accesses ($emergency-access)
+        contexts = contexts - {"system", "user"}
     if "system" in contexts or "user" in contexts:
         return Grant(rtype, None)
     if "patient" in contexts and caller.patients and rtype in compartment_types():

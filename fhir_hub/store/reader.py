@@ -293,7 +293,8 @@ class ScopedReader:
         """The emergency requests flagged to ``facility`` (None: every facility's), newest first, one
         AuditEvent per request (``AuditEvent/$emergency-access``). Those entries are under no patient, so
         a caller whose AuditEvent reads are limited to a compartment sees none."""
-        narrowing = self.narrowing(AUDIT_TYPE, "s")
+        # not a search of AuditEvent, whose whole trail is the operator's: a facility's own flagged requests
+        narrowing = self.decision.narrow(AUDIT_TYPE, "s") or Narrowing(withheld=self.decision.withheld_of(AUDIT_TYPE))
         if narrowing.patients is not None:
             return SearchOutcome(0, [], None, None, [])
         log, withheld = self.store.audit_log, withheld_events(narrowing)

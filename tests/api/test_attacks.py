@@ -22,6 +22,7 @@ from fhir_hub.main import create_app
 from fhir_hub.store.mongo import MongoStore
 from fhir_hub.store.schema import HISTORY, RESOURCES
 from tests.conftest import as_, assert_outcome, token_for
+from tests.consent.test_consent_reads import consent
 
 FHIR = {"Content-Type": "application/fhir+json"}
 JSON_PATCH = {"Content-Type": "application/json-patch+json"}
@@ -139,8 +140,8 @@ def test_a_resident_audit_trail_shows_nothing_of_other_people(app_client: TestCl
     assert own.json()["entry"], "pa's own accesses are listed"
     for leak in ("Patient/pb", ids["pb"], "Trần", "Tr%C3%A1%BA%A7n", HIV_VIRAL_LOAD, "_id=", "name="):
         assert leak not in shown, leak
-    # the audit administrator still sees every request whole: its query and every patient it touched
-    admin = app_client.get("/AuditEvent", params={"_count": 200}, headers=as_(settings)).json()
+    # the audit administrator (the hub's operator) still sees every request whole: its query and every patient
+    admin = app_client.get("/AuditEvent", params={"_count": 200}, headers=as_(settings, facility=None)).json()
     whole = _everything_shown(admin)
     assert "_id=pa,pb" in whole and HIV_VIRAL_LOAD in whole and "name=Tr" in whole
 
@@ -164,37 +165,37 @@ def test_a_resident_cannot_write_into_another_residents_compartment(
 
 def test_a_resident_cannot_add_another_resident_to_their_own_record(app_client: TestClient,
                                                                      settings: Settings) -> None:
+    """A resident's own consent (the one thing they write) cannot be turned into someone else's."""
     seed(app_client, settings)
     writer = {**FHIR, **as_(settings, "resident", patient="pa", scope="patient/*.cruds")}
-    own = {"resourceType": "Observation", "status": "final", "code": {"text": "Cân nặng"},
-           "subject": {"reference": "Patient/pa"}}
-    created = app_client.post("/Observation", json=own, headers=writer).json()
-    planted = {**created, "performer": [{"reference": "Patient/pb"}]}
-    assert_outcome(app_client.put(f"/Observation/{created['id']}", json=planted, headers=writer), 403)
-    patch = [{"op": "add", "path": "/performer", "value": [{"reference": "Patient/pb"}]}]
-    response = app_client.patch(f"/Observation/{created['id']}", content=orjson.dumps(patch),
+    own = {**consent(), "patient": {"reference": "Patient/pa"}}
+    created = app_client.post("/Consent", json=own, headers=writer).json()
+    planted = {**created, "patient": {"reference": "Patient/pb"}}
+    assert_outcome(app_client.put(f"/Consent/{created['id']}", json=planted, headers=writer), 403)
+    patch = [{"op": "replace", "path": "/patient", "value": {"reference": "Patient/pb"}}]
+    response = app_client.patch(f"/Consent/{created['id']}", content=orjson.dumps(patch),
                                 headers={**writer, **JSON_PATCH})
     assert_outcome(response, 403)
 
 
 # ------------------------------------------------------------------- 10. update-as-create as an existence oracle
 def test_a_resident_put_does_not_tell_which_ids_exist(app_client: TestClient, settings: Settings) -> None:
-    ids = seed(app_client, settings)
+    seed(app_client, settings)
     writer = {**FHIR, **as_(settings, "resident", patient="pa", scope="patient/*.cruds")}
 
+    own = {**consent(), "patient": {"reference": "Patient/pa"}}
+    theirs = app_client.post("/Consent", json={**own, "patient": {"reference": "Patient/pb"}},
+                             headers={**FHIR, **as_(settings, "resident", patient="pb")}).json()["id"]
+
     def put(rid: str) -> dict[str, Any]:
-        body = {"resourceType": "Observation", "id": rid, "status": "final", "code": {"text": "x"},
-                "subject": {"reference": "Patient/pa"}}
-        answer = assert_outcome(app_client.put(f"/Observation/{rid}", json=body, headers=writer), 404)
+        answer = assert_outcome(app_client.put(f"/Consent/{rid}", json={**own, "id": rid}, headers=writer), 404)
         return orjson.loads(orjson.dumps(answer).replace(rid.encode(), b"<id>"))
 
-    assert put(ids["pb"]) == put("a-new-id")
-    created = app_client.post("/Observation", json={"resourceType": "Observation", "status": "final",
-                                                    "code": {"text": "x"}, "subject": {"reference": "Patient/pa"}},
-                              headers=writer)
+    assert put(theirs) == put("a-new-id")
+    created = app_client.post("/Consent", json=own, headers=writer)
     assert created.status_code == 201  # residents create with POST, and update what is theirs
-    changed = {**created.json(), "status": "amended"}
-    assert app_client.put(f"/Observation/{changed['id']}", json=changed, headers=writer).status_code == 200
+    changed = {**created.json(), "status": "inactive"}
+    assert app_client.put(f"/Consent/{changed['id']}", json=changed, headers=writer).status_code == 200
 
 
 # ------------------------------------------------------------------ 3. resident history ties up the store
