@@ -119,6 +119,10 @@ def test_production_refuses_to_start_without_a_jwks(tmp_path: Path) -> None:
                                   "FHIR_HUB_TOKEN_ISSUER": "https://idp", "FHIR_HUB_TOKEN_AUDIENCE": "https://hub"})
     with pytest.raises(ConfigError, match="production"):
         development_token(settings, role="system")
+    with pytest.raises(ConfigError, match="ENFORCE_CONSENT"):  # every read obeys consent in production
+        Settings.from_env({"FHIR_HUB_ENV": "production", "FHIR_HUB_JWKS_FILE": str(jwks),
+                           "FHIR_HUB_TOKEN_ISSUER": "https://idp", "FHIR_HUB_TOKEN_AUDIENCE": "https://hub",
+                           "FHIR_HUB_ENFORCE_CONSENT": "false"})
 
 
 def test_token_command_mints_a_token_the_hub_accepts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -134,7 +138,8 @@ def test_token_command_mints_a_token_the_hub_accepts(tmp_path: Path, capsys: pyt
     verifier = TokenVerifier(token_keys(settings), issuer=settings.issuer, audience=settings.audience,
                              leeway_seconds=5, max_bytes=8192)
     caller = asyncio.run(Authenticator(verifier).caller(token))
-    assert caller.patient == "pa" and caller.role == "resident" and str(caller.scopes) == "patient/*.rs"
+    assert caller.patient == "pa" and caller.role == "resident"
+    assert str(caller.scopes) == "patient/*.rs patient/Consent.cud"
     with pytest.raises(SystemExit):
         main(["token", "--role", "administrator"])
 

@@ -269,8 +269,8 @@ def test_a_resident_cannot_patch_another_patient(client: TestClient, settings: S
     response = send_patch(client, "/Patient/p2", BIRTH_DATE, resident)
     assert_outcome(response, 404, "not-found")
     assert current(client, "p2") == before
-    # their own record exists for them: a hospital-made record is refused as the hospital's (403), not hidden
+    # their own record exists for them: refused (403), not hidden, for a resident writes only their consents
     own = send_patch(client, "/Patient/p1", BIRTH_DATE, resident)
     assert_outcome(own, 403, "forbidden")
-    assert "facility boundary" in diagnostics(own)
+    assert "writes only their consents" in diagnostics(own)
     assert current(client, "p1")["meta"]["versionId"] == "1"

@@ -14,6 +14,7 @@ from fhir_hub.search.limits import DEFAULT_LIMITS
 from fhir_hub.search.query import SearchQuery, parse_search
 from fhir_hub.store.reader import ScopedReader
 from fhir_hub.store.writer import Create, Update
+from tests.consent.test_consent_reads import consent
 
 pytestmark = pytest.mark.anyio
 HOSPITAL = Caller(subject="hospital", scopes=Scopes.parse("system/*.cruds"), facility="79001")
@@ -51,15 +52,14 @@ async def test_a_resident_of_two_records_sees_both_and_nothing_else(hub: Hub) ->
     by_code = await reader.search(_search("Observation", "code:text=HbA1c&subject=Patient/C"))
     assert by_code.page == [] and by_code.total == 0
 
-    # writes: into either record, never into C's, nor one that reaches C as well
-    def blood_pressure(pid: str) -> Create:
-        return Create("Observation", {"resourceType": "Observation", "status": "final", "code": {"text": "BP"},
-                                      "subject": {"reference": f"Patient/{pid}"}})
+    # writes (a resident writes consents): about either record, never about C
+    def consent_of(pid: str) -> Create:
+        return Create("Consent", {**consent(), "patient": {"reference": f"Patient/{pid}"}})
 
     for pid in ("A", "B"):
-        await hub.writer.commit(blood_pressure(pid), caller=resident)
+        await hub.writer.commit(consent_of(pid), caller=resident)
     with pytest.raises(Forbidden):
-        await hub.writer.commit(blood_pressure("C"), caller=resident)
+        await hub.writer.commit(consent_of("C"), caller=resident)
     with pytest.raises(NotFound):  # C's Observation is answered as missing, also to a write
         await hub.writer.commit(Update("Observation", ids["C"], {
             "resourceType": "Observation", "id": ids["C"], "status": "final", "code": {"text": "x"},
