@@ -48,8 +48,8 @@ class CodeRange:
 
     @classmethod
     def parse(cls, text: str) -> CodeRange:
-        low, _, high = text.partition("-")
-        first, last = icd10_key(low), icd10_key(high or low)
+        low, dash, high = text.partition("-")
+        first, last = icd10_key(low), icd10_key(high if dash else low)
         if first is None or last is None or len(first) != len(last) or first > last:
             raise ValueError(f"sensitivity.json: {text!r} is not an ICD-10 code or range of codes of one length")
         return cls(first, last)
