@@ -12,9 +12,10 @@ Where the referenced labels come from, first found first:
    plan it would see none of their labels;
 3. the store's current versions (``live_facts``: the facts only, never the JSON).
 
-What a write never sees is a later write: an Encounter stored before a Condition that references it is
-not labelled again when the Condition is. Labels go from the referenced to the referencing resource,
-never back, so only the order of writes can leave a label out, and a transaction decides its own order.
+What a write never sees is a later write: when a stored resource gains a label (a Condition corrected to
+B20), what references it already keeps its labels until it is written again. Labels go from the referenced
+to the referencing resource when the referencing one is written, never back: relabelling what references a
+resource would make one write change others. Within a transaction the plan makes the order irrelevant.
 """
 
 from __future__ import annotations
