@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
-from consent.labels import Key, Label, Rules, default_rules, group_labels, labelled, references, required
+from consent.labels import Key, Label, Rules, default_rules, group_labels, labelled, read, references, required
 from fhir_hub.store.records import StoredVersion
 from fhir_hub.store.transaction import Transaction
 
@@ -41,8 +41,9 @@ class Labelling:
 
     async def step(self, rtype: str, resource: dict[str, Any], tx: Transaction | None) -> dict[str, Any]:
         """The content step: ``resource`` with every label the rules call for."""
-        known = await self.labels_of(references(resource, self.rules), tx)
-        return labelled(resource, required(resource, known, self.rules), self.rules)
+        found = read(resource, self.rules)
+        known = await self.labels_of(found.references, tx)
+        return labelled(resource, required(found, known, self.rules), self.rules)
 
     async def plan(self, tx: Transaction, resources: Mapping[Key, dict[str, Any]]) -> None:
         """Work out the labels of the resources a transaction writes (by key) before it writes the first."""

@@ -20,6 +20,7 @@ from consent.labels import (
     icd10_key,
     labelled,
     own_labels,
+    read,
     references,
     required,
 )
@@ -160,8 +161,8 @@ def test_references_passed_on_are_relative_and_never_through_who_or_where() -> N
 def test_only_the_rules_labels_pass_through_a_reference() -> None:
     confidential = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality|R"
     report = {"resourceType": "DiagnosticReport", "result": [{"reference": "Observation/o"}]}
-    assert required(report, {"Observation/o": frozenset({STD, confidential})}, RULES) == {STD}
-    assert required(report, {"Observation/x": frozenset({STD})}, RULES) == frozenset()
+    assert required(read(report, RULES), {"Observation/o": frozenset({STD, confidential})}, RULES) == {STD}
+    assert required(read(report, RULES), {"Observation/x": frozenset({STD})}, RULES) == frozenset()
 
 
 types = st.sampled_from(["Condition", "Encounter", "Observation", "Patient", "Organization"])
