@@ -68,14 +68,14 @@ class Category:
     codings: frozenset[str]  # system|code matched exactly, wherever the coding is (meta.tag included)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True)  # not slots: the derived tables below are cached on the instance
 class Rules:
     version: str
     icd10_systems: frozenset[str]
     categories: tuple[Category, ...]
     not_through: frozenset[str]  # reference targets whose labels are never passed on
 
-    @property
+    @cached_property
     def labels(self) -> frozenset[Label]:
         """The labels the rules apply: the only ones passed on through references."""
         return frozenset(c.label for c in self.categories)
