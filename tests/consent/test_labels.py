@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from consent import labels as labels_module
 from consent.labels import (
     CodeRange,
     carried,
@@ -85,7 +86,7 @@ def test_every_label_the_rules_apply_is_one_the_policy_keeps_hidden() -> None:
 
 
 def test_every_rule_says_why_and_where_it_comes_from() -> None:
-    data = json.loads(Path("consent/sensitivity.json").read_text(encoding="utf-8"))
+    data = json.loads(Path(labels_module.__file__).with_name("sensitivity.json").read_text(encoding="utf-8"))
     assert data["version"] and data["source"]
     for category in data["categories"]:
         assert category["why"].strip() and category["source"].strip(), category["id"]
