@@ -119,6 +119,7 @@ class Found:
 
     carried: frozenset[Label]  # the labels the codes it carries call for
     references: frozenset[Key]  # the resources whose labels it inherits
+    own: frozenset[Label] = frozenset()  # its meta.security as written (``own_labels``)
 
 
 def read(resource: Mapping[str, Any], rules: Rules) -> Found:
@@ -142,7 +143,7 @@ def read(resource: Mapping[str, Any], rules: Rules) -> Found:
                 and match[1] not in rules.not_through:
             keys.add(f"{match[1]}/{match[2]}")
         stack.extend(v for v in node.values() if isinstance(v, dict | list))
-    return Found(frozenset(labels), frozenset(keys))
+    return Found(frozenset(labels), frozenset(keys), own_labels(resource))
 
 
 def carried(resource: Mapping[str, Any], rules: Rules) -> frozenset[Label]:
@@ -187,22 +188,21 @@ def labelled(resource: dict[str, Any], labels: Iterable[Label], rules: Rules) ->
 
 
 # ------------------------------------------------------------------------------ a group written together
-def group_labels(resources: Mapping[Key, Mapping[str, Any]], outside: Mapping[Key, frozenset[Label]],
-                 rules: Rules) -> dict[Key, frozenset[Label]]:
+def group_labels(found: Mapping[Key, Found], outside: Mapping[Key, frozenset[Label]], rules: Rules
+                 ) -> dict[Key, frozenset[Label]]:
     """The labels each resource of a group written together (a transaction) will carry, whatever order its
     entries are written in: an MoH record's Encounter comes before the Conditions its diagnosis names.
-    ``outside``: the stored labels of what the group references but does not write. Labels only grow
-    along references, so passing them on until nothing changes ends, at most once per label and resource."""
-    found = {key: read(resource, rules) for key, resource in resources.items()}
-    refs = {key: f.references for key, f in found.items()}
-    labels = {key: found[key].carried | (own_labels(resource) & rules.labels) for key, resource in resources.items()}
-    for key in resources:
-        labels[key] |= inherited((outside.get(k, frozenset()) for k in refs[key] if k not in resources), rules)
+    ``found``: what ``read`` found in each resource of the group, by key; ``outside``: the stored labels of
+    what the group references but does not write. Labels only grow along references, so passing them on
+    until nothing changes ends, at most once per label and resource."""
+    labels = {key: f.carried | (f.own & rules.labels)
+               | inherited((outside.get(k, frozenset()) for k in f.references if k not in found), rules)
+              for key, f in found.items()}
     changed = True
     while changed:
         changed = False
-        for key in resources:
-            more = inherited((labels[k] for k in refs[key] if k in labels), rules) - labels[key]
+        for key, f in found.items():
+            more = inherited((labels[k] for k in f.references if k in labels), rules) - labels[key]
             if more:
                 labels[key] |= more
                 changed = True

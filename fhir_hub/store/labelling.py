@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, Protocol
 
-from consent.labels import Key, Label, Rules, default_rules, group_labels, labelled, read, references, required
+from consent.labels import Key, Label, Rules, default_rules, group_labels, labelled, read, required
 from fhir_hub.store.records import StoredVersion
 from fhir_hub.store.transaction import Transaction
 
@@ -47,10 +47,10 @@ class Labelling:
 
     async def plan(self, tx: Transaction, resources: Mapping[Key, dict[str, Any]]) -> None:
         """Work out the labels of the resources a transaction writes (by key) before it writes the first."""
-        wanted = frozenset().union(*(references(r, self.rules) for r in resources.values())) - resources.keys()
+        found = {key: read(resource, self.rules) for key, resource in resources.items()}
+        wanted = frozenset().union(*(f.references for f in found.values())) - found.keys()
         outside = await self.labels_of(wanted, tx)
-        planned = group_labels(resources, outside, self.rules)
-        tx.notes[_PLAN] = {**outside, **planned}
+        tx.notes[_PLAN] = {**outside, **group_labels(found, outside, self.rules)}
 
     async def labels_of(self, keys: Iterable[Key], tx: Transaction | None) -> dict[Key, frozenset[Label]]:
         """The labels of each of these resources, as this write sees them (see the module's docstring); a

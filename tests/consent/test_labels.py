@@ -185,7 +185,7 @@ def as_resource(key: str, labels: frozenset[str], refs: list[str]) -> dict[str, 
                                st.frozensets(st.sampled_from([HIV, ETH]), max_size=1), max_size=3))
 def test_a_group_written_together_gets_every_label_reachable_through_its_references(
         graph: dict[str, tuple[frozenset[str], list[str]]], outside: dict[str, frozenset[str]]) -> None:
-    resources = {key: as_resource(key, labels, refs) for key, (labels, refs) in graph.items()}
+    resources = {key: read(as_resource(key, labels, refs), RULES) for key, (labels, refs) in graph.items()}
     found = group_labels(resources, outside, RULES)
 
     def reachable(key: str) -> set[str]:  # the obvious way: walk the references, never through who or where
@@ -226,3 +226,11 @@ def test_labelling_keeps_the_clients_codings_adds_each_label_once_and_is_idempot
     assert resource.get("meta", {}).get("security", []) == mine  # the input is left alone
     if not labels - own_labels(resource):
         assert out is resource
+
+
+def test_a_label_the_client_wrote_passes_on_within_a_group_and_a_confidentiality_code_does_not() -> None:
+    restricted = {"system": "http://terminology.hl7.org/CodeSystem/v3-Confidentiality", "code": "R"}
+    condition = {"resourceType": "Condition", "meta": {"security": [{"system": ACT, "code": "HIV"}, restricted]}}
+    encounter = {"resourceType": "Encounter", "diagnosis": [{"condition": {"reference": "Condition/c"}}]}
+    found = group_labels({"Condition/c": read(condition, RULES), "Encounter/e": read(encounter, RULES)}, {}, RULES)
+    assert found == {"Condition/c": {HIV}, "Encounter/e": {HIV}}
