@@ -4,7 +4,10 @@ A HOSO is one episode of care, keyed by MA_LK. Whatever is wrong inside a HOSO (
 table, no MA_LK, no name, an impossible date) rejects that HOSO alone, named by its key and the element;
 the other HOSOs of the file are still mapped. Only a file that cannot be read at all gives a single
 rejection for the whole payload. Tables without a mapping (XML6 HIV, XML7 discharge paper, XML15
-tuberculosis...) are listed in ``not_mapped``; they stay in the raw payload archived by the ingest service.
+tuberculosis...) are listed in ``not_mapped``; they stay in the raw payload archived by the ingest service,
+and the episode's Encounter is tagged with every table its HOSO carried (``meta.tag``, system
+``codes.CS_TABLE``): an HIV or tuberculosis table makes the whole episode sensitive (consent/sensitivity.json)
+even though the hub does not read it.
 """
 
 from __future__ import annotations
@@ -78,7 +81,7 @@ class MohXmlAdapter:
             summary = _summary_row(hoso)
             if summary.get("MA_LK"):
                 key = f"MA_LK={summary['MA_LK']}"
-            episode = _episode(key, summary, envelope, source)
+            episode = _episode(key, summary, envelope, source, tuple(hoso.files))
             map_summary(episode, summary)
             for table, mapper in MAPPERS.items():
                 if table in hoso.files:
@@ -104,7 +107,7 @@ def _summary_row(hoso: Hoso) -> Row:
     return rows[0]
 
 
-def _episode(key: str, summary: Row, envelope: Envelope, source: Source) -> Episode:
+def _episode(key: str, summary: Row, envelope: Envelope, source: Source, tables: tuple[str, ...]) -> Episode:
     ma_lk = summary.get("MA_LK")
     if not ma_lk:
         raise HosoError("XML1.MA_LK", "missing: MA_LK is the episode's key")
@@ -113,7 +116,7 @@ def _episode(key: str, summary: Row, envelope: Envelope, source: Source) -> Epis
     if not facility:
         raise HosoError("XML1.MA_CSKCB", "missing, and the envelope names no MACSKCB: MA_LK is unique only "
                                          "within a facility")
-    episode = Episode(key, ma_lk, facility, RecordBundle(source, facility))
+    episode = Episode(key, ma_lk, facility, RecordBundle(source, facility), tables=tables)
     if envelope.facility and summary.get("MA_CSKCB") and envelope.facility != facility:
         episode.warn("XML1.MA_CSKCB", f"{facility!r} differs from the envelope's MACSKCB {envelope.facility!r}")
     return episode

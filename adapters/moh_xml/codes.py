@@ -23,6 +23,9 @@ CS_CHI_SO = f"{HUB}/CodeSystem/moh-qd1227-chi-so"  # MA_CHI_SO, QĐ 1227/2025 la
 CS_LOAI_KCB = f"{HUB}/CodeSystem/moh-loai-kcb"
 CS_LYDO_CT = f"{HUB}/CodeSystem/moh-ly-do-chuyen-tuyen"
 CS_XML5 = f"{HUB}/CodeSystem/moh-dien-bien"  # the elements of XML5 used as Observation codes
+# The tables (LOAIHOSO) an episode was exported with, tagged on its Encounter: a table the hub does not map
+# still says what kind of care the episode was (XML6 HIV, XML15 tuberculosis: consent/sensitivity.json).
+CS_TABLE = f"{HUB}/CodeSystem/moh-xml-table"
 NULL_FLAVOR = "http://terminology.hl7.org/CodeSystem/v3-NullFlavor"
 
 Row = dict[str, str]

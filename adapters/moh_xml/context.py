@@ -29,6 +29,7 @@ class Episode:
     patient: str = ""  # urn:uuid references, set by the XML1 mapping
     encounter: str = ""
     warnings: list[Problem] = field(default_factory=list)
+    tables: tuple[str, ...] = ()  # the LOAIHOSO of every table the HOSO carries, mapped or not
 
     def warn(self, field_name: str, message: str) -> None:
         self.warnings.append(Problem(self.key, field_name, message, kept=True))

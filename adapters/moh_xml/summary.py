@@ -95,6 +95,7 @@ def _encounter(ep: Episode, row: Row, organization: str) -> None:
         klass = {"system": codes.NULL_FLAVOR, "code": "UNK", "display": "unknown"}
     encounter: dict[str, Any] = prune({
         "resourceType": "Encounter",
+        "meta": {"tag": [{"system": codes.CS_TABLE, "code": table} for table in sorted(ep.tables)]},
         "status": "finished" if end else "in-progress",
         "class": klass,
         "type": [coded(codes.CS_LOAI_KCB, loai, codes.encounter_type_label(loai))],

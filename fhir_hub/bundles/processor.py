@@ -23,7 +23,8 @@ run again one at a time, exactly as before grouping.
 3. GET entries on resources the transaction does not write are read now, so a failing read fails the
    transaction before anything is stored;
 4. DELETE, then POST, then PUT and PATCH go through the store's transaction; nothing is stored if any
-   of them fails;
+   of them fails. The sensitivity labels of everything it writes are worked out together first, so an
+   entry inherits the labels of an entry written after it (``store/labelling.py``);
 5. the remaining GET entries are answered from the committed state.
 If another writer changes one of the resources between steps 1 and 4, the whole transaction is planned
 again (up to three times).
@@ -233,6 +234,7 @@ async def _transaction_once(session: Session, items: list[EntryRequest]) -> list
                         lambda p: _prepare_get(session, p, written))
         async with session.hub.store.transaction() as tx:
             inside = session.within(tx)
+            await session.hub.writer.pipeline.plan_group(tx, _contents(writes))
             for plan in writes:
                 try:
                     plan.result = EntryResult.of_write(await _write_planned(inside, plan))
@@ -245,6 +247,12 @@ async def _transaction_once(session: Session, items: list[EntryRequest]) -> list
             except HubError as error:  # after the commit: reported in the entry, as a batch would
                 plan.result = EntryResult.of_error(in_entry(plan.item.index, error))
     return [p.result for p in plans if p.result is not None]
+
+
+def _contents(writes: list[_Planned]) -> dict[str, dict[str, Any]]:
+    """What each write stores, by key, where it is known before writing (a POST that creates, a PUT)."""
+    return {p.key: p.resource for p in writes if p.key is not None and p.resource is not None
+            and not (p.item.method == "POST" and p.found is not None)}  # an ifNoneExist match stores nothing
 
 
 async def _run_each(plans: list[_Planned], step: Callable[[_Planned], Awaitable[None]]) -> None:

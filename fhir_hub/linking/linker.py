@@ -108,7 +108,7 @@ class Linker:
             except Exception:  # noqa: BLE001 - the writer applies it again and answers the error properly
                 return await plain(op)
         else:
-            incoming = await self.writer.pipeline.content("Patient", op.resource)  # what the client sent, checked
+            incoming = await self.writer.pipeline.content("Patient", op.resource, tx)  # the client's, checked
         if is_master(incoming):
             raise UnprocessableResource("Patient.meta.tag: the record-role 'master' tag marks the hub's own master "
                                         "records; a facility's Patient may not carry it",

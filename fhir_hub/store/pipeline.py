@@ -1,18 +1,21 @@
 """The commit pipeline: the steps that make every new version, in order, whatever the entry point.
 
-    (match patient: linking/linker.py) ─► validate ─► (label sensitivity) ─► stamp ─► derive ─► store
+    (match patient: linking/linker.py) ─► validate ─► label sensitivity ─► stamp ─► derive ─► store
 
 ``Writer.commit`` decides which write it is, whether the caller may make it and on which current version it
 builds; the pipeline makes the version. Its steps come in two kinds because they run at different times:
 
-- **Content steps** (``content_steps``) decide what is stored. Each takes the resource type and content and
-  returns the content to store, or raises a ``HubError``. They run once per write, before the version
-  number is known (for a patch, on the patched content, each time the patch is applied). Validation is the
-  first; sensitivity labelling is to be inserted after it: after, because it reads valid FHIR; before
-  stamping, because what it adds (``meta.security`` labels) is then stored, served and derived from like
-  the rest of the content. Patient matching runs before the pipeline instead (``linking/linker.py``, from
-  ``Writer.commit``): it needs the record's id and claims, and writes other records (masters), so it adds
-  its link to the content and hands the write to the pipeline.
+- **Content steps** (``content_steps``) decide what is stored. Each takes the resource type, the content
+  and the transaction the write is part of (None: none), and returns the content to store, or raises a
+  ``HubError``. They run once per write, before the version number is known (for a patch, on the patched
+  content, each time the patch is applied). Validation is the first; sensitivity labelling
+  (``store/labelling.py``) comes after it: after, because it reads valid FHIR; before stamping, because
+  what it adds (``meta.security`` labels) is then stored, served and derived from like the rest of the
+  content. It reads the labels of the resources a write references, so it needs the transaction: what
+  the transaction wrote already counts, and a transaction's labels are planned together (``plan_group``).
+  Patient matching runs before the pipeline instead (``linking/linker.py``, from ``Writer.commit``): it
+  needs the record's id and claims, and writes other records (masters), so it adds its link to the
+  content and hands the write to the pipeline.
 - **stamp**, then **derive**, once per attempt at a version number (a writer that loses the race for one
   stamps again): ``stamp`` sets id, version, ``lastUpdated`` and ``meta.source`` and serialises the JSON
   reads will serve; ``derive`` asks every registered deriver (``derivers.DERIVERS``: the search index,
@@ -36,9 +39,11 @@ from fhir_hub.fhir.instant import to_instant
 from fhir_hub.fhir.jsonio import dumps, loads
 from fhir_hub.fhir.validation_ahead import ValidationAhead
 from fhir_hub.store.derivers import Deriver
+from fhir_hub.store.labelling import Labelling
 from fhir_hub.store.records import Derived, StoredVersion, VersionChange
+from fhir_hub.store.transaction import Transaction
 
-ContentStep = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
+ContentStep = Callable[[str, dict[str, Any], Transaction | None], Awaitable[dict[str, Any]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,19 +55,25 @@ class Stamped:
 
 
 class CommitPipeline:
-    def __init__(self, derivers: tuple[Deriver, ...], validation: ValidationAhead) -> None:
+    def __init__(self, derivers: tuple[Deriver, ...], validation: ValidationAhead, labelling: Labelling) -> None:
         self.derivers = derivers
         self.validation = validation
-        # The content steps, in order. Insert sensitivity labelling after validate.
-        self.content_steps: tuple[ContentStep, ...] = (self.validate,)
+        self.labelling = labelling
+        # The content steps, in order.
+        self.content_steps: tuple[ContentStep, ...] = (self.validate, labelling.step)
 
-    async def content(self, rtype: str, resource: dict[str, Any]) -> dict[str, Any]:
+    async def content(self, rtype: str, resource: dict[str, Any], tx: Transaction | None = None) -> dict[str, Any]:
         """The content to store: ``resource`` once every content step has seen it."""
         for step in self.content_steps:
-            resource = await step(rtype, resource)
+            resource = await step(rtype, resource, tx)
         return resource
 
-    async def validate(self, rtype: str, resource: dict[str, Any]) -> dict[str, Any]:
+    async def plan_group(self, tx: Transaction, resources: dict[str, dict[str, Any]]) -> None:
+        """Before a transaction's first write: what the content steps must know of the whole group (the
+        resources it writes, by key), so that each entry is stored as if the others were there already."""
+        await self.labelling.plan(tx, resources)
+
+    async def validate(self, rtype: str, resource: dict[str, Any], _tx: Transaction | None = None) -> dict[str, Any]:
         """R4B structure and the hub's stricter JSON checks (a large transaction's in a worker process, see
         ``fhir/validation_ahead.py``: the verdict is still decided here)."""
         await self.validation.check(resource, rtype)

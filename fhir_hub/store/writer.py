@@ -1,10 +1,10 @@
 """The one write path: every create, update and delete, from any entry point, ends in ``Writer.commit``.
 
 ``commit`` checks the caller's scopes, compartment and facility boundary, reads the version a write builds
-on, and runs the commit pipeline (``store/pipeline.py``): validate (then, with the next issues, match the
-patient and label sensitivity), stamp id, version, ``lastUpdated`` and ``meta.source`` (from the token,
-never from the body), derive the documents of every registered deriver (the search index first), and
-hand one ``VersionChange`` to the store. Later stages plug into that pipeline, so no entry point can skip
+on, and runs the commit pipeline (``store/pipeline.py``): match the patient (a Patient), validate, label
+sensitivity, stamp id, version, ``lastUpdated`` and ``meta.source`` (from the token, never from the
+body), derive the documents of every registered deriver (the search index first), and hand one
+``VersionChange`` to the store. Later stages plug into that pipeline, so no entry point can skip
 them.
 
 Concurrency: the version number is read, then written under a condition only one writer can meet. A writer
@@ -32,6 +32,7 @@ from fhir_hub.fhir.validation_ahead import ValidationAhead
 from fhir_hub.linking.linker import Linker
 from fhir_hub.matching import Model
 from fhir_hub.store.consent_writes import agreed_consent
+from fhir_hub.store.labelling import Labelling
 from fhir_hub.store.mongo import MongoStore
 from fhir_hub.store.pipeline import CommitPipeline, Stamped
 from fhir_hub.store.reader import ScopedReader
@@ -115,7 +116,8 @@ class Writer:
                  match_model: Model | None = None) -> None:
         self.store = store
         self.validation = validation or ValidationAhead(0)
-        self.pipeline = CommitPipeline(store.derivers, self.validation)  # the store's derivers: it repairs them
+        # the store's derivers: it repairs them
+        self.pipeline = CommitPipeline(store.derivers, self.validation, Labelling(store))
         self.clock = clock
         self.new_id = new_id
         self.source_prefix = source_prefix
@@ -147,7 +149,7 @@ class Writer:
         if isinstance(op, Create):
             grant = require(caller, op.rtype, "c")
             if not op.checked:
-                op = replace(op, resource=await self.pipeline.content(op.rtype, op.resource))
+                op = replace(op, resource=await self.pipeline.content(op.rtype, op.resource, tx))
             return await self._create(op, caller, grant, tx)
         if isinstance(op, Patch):
             check_id(op.rid)
@@ -164,7 +166,7 @@ class Writer:
                 raise BadRequest(f"Resource.id: the body has id {body_id!r} but the URL names {op.rid!r}",
                                  expression=[f"{op.rtype}.id"])
             if not op.checked:
-                op = replace(op, resource=await self.pipeline.content(op.rtype, op.resource))
+                op = replace(op, resource=await self.pipeline.content(op.rtype, op.resource, tx))
             return await self._put(op, caller, grant, tx, seen, exists_for)
         return await self._delete(op, caller, require(caller, op.rtype, "d"), tx, seen, exists_for)
 
@@ -244,7 +246,7 @@ class Writer:
             if patched.get("resourceType") != op.rtype or patched.get("id") != op.rid:
                 raise UnprocessableResource(f"{op.rtype}.id: a patch may not change the resource's type or id",
                                             expression=[f"{op.rtype}.id"])
-            patched = await self._agreed(caller, op.rtype, await self.pipeline.content(op.rtype, patched), current)
+            patched = await self._agreed(caller, op.rtype, await self.pipeline.content(op.rtype, patched, tx), current)
             stamped = self._replacement(caller, grant, source, current, op.rtype, op.rid, patched, "PATCH")
             change = self.pipeline.derive(stamped, current)
             return change, WriteResult(change.version, created=False)
