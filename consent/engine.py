@@ -131,8 +131,12 @@ def _by_consents(subject: Subject, requester: Requester, purpose: str, consents:
     permits: list[str] = []
     for person in consents:
         permitted = None
+        unagreed = []
         for record in person.consents:
-            if not record.active or not agreed(record, person.birth_date, requester.now, policy):
+            if not record.active:
+                continue
+            if not agreed(record, person.birth_date, requester.now, policy):
+                unagreed.append(record.key)
                 continue
             for kind, path in _decisions(record.root, subject, requester, purpose):
                 where = f"{record.key}#{path[-1].path}"
@@ -146,7 +150,9 @@ def _by_consents(subject: Subject, requester: Requester, purpose: str, consents:
         if permitted is None:
             missing = (f"a permit naming the labels {', '.join(sorted(sensitive))}" if sensitive
                        else f"a permit naming purpose {purpose}" if rule.explicit_purpose else "an active permit")
-            return Outcome(False, "no-consent", f"{rule.says} No consent gives {missing}.", tuple(permits))
+            waiting = (f" Not yet agreed by whom the person's age requires: {', '.join(unagreed)}."
+                       if unagreed else "")
+            return Outcome(False, "no-consent", f"{rule.says} No consent gives {missing}.{waiting}", tuple(permits))
         permits.append(permitted)
     return Outcome(True, rule.id, f"permitted by {', '.join(permits)}", tuple(permits))
 

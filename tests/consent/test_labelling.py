@@ -5,16 +5,13 @@ and then keeping an MoH HIV diagnosis from another facility's clinician until a 
 from __future__ import annotations
 
 import base64
-from functools import partial
 from typing import Any
 
 from fastapi.testclient import TestClient
 
 from adapters.moh_xml.generator import envelope, generate_file, table_document
 from consent.model import FACILITY_SYSTEM
-from fhir_hub.auth.caller import Caller
 from fhir_hub.config import Settings
-from fhir_hub.store.writer import Update
 from tests.conftest import as_
 
 ICD10 = "http://hl7.org/fhir/sid/icd-10"
@@ -95,7 +92,8 @@ def moh_file(facility: str, *, principal: str, tables: dict[str, list[dict[str, 
     """One generated MoH episode with ``principal`` as its only diagnosis, and any extra tables."""
     episode = generate_file(f"labels-{principal}", episodes=1, facility=facility).episodes[0]
     rows = dict(episode.tables)
-    rows["XML1"] = [{**rows["XML1"][0], "MA_BENH_CHINH": principal, "MA_BENH_KT": ""}]
+    # an adult, whose own token gives the consent (a minor's needs a guardian: tests/consent/test_minors.py)
+    rows["XML1"] = [{**rows["XML1"][0], "MA_BENH_CHINH": principal, "MA_BENH_KT": "", "NGAY_SINH": "197001020000"}]
     rows.update(tables or {})
     files = [(loai, base64.b64encode(table_document(loai, r)).decode("ascii")) for loai, r in rows.items()]
     return envelope(facility, [files], "20250701")
@@ -133,11 +131,17 @@ def privacy_consent(patient: str, facility: str, *, label: str | None) -> dict[s
             "patient": {"reference": f"Patient/{patient}"}, "dateTime": "2026-12-01", "provision": provision}
 
 
-def write_consent(client: TestClient, consent: dict[str, Any]) -> None:
-    """Residents cannot write Consents over REST yet (their tokens read only): the hub stores it for them."""
-    writer = client.app.state.hub.writer  # type: ignore[attr-defined]
-    client.portal.call(partial(writer.commit, Update("Consent", consent["id"], consent),  # type: ignore
-                               caller=Caller.hub("test")))
+def write_consent(client: TestClient, settings: Settings, consent: dict[str, Any]) -> None:
+    """The resident gives (or changes) the consent with their own token: POST first, PUT after."""
+    resident = {**as_(settings, "resident", patient=consent["patient"]["reference"].split("/")[1]),
+                "Content-Type": "application/fhir+json"}
+    known = client.get("/Consent", params={"_count": 10}, headers=resident).json().get("entry", [])
+    if known:
+        rid = known[0]["resource"]["id"]
+        answer = client.put(f"/Consent/{rid}", json={**consent, "id": rid}, headers=resident)
+    else:
+        answer = client.post("/Consent", json={k: v for k, v in consent.items() if k != "id"}, headers=resident)
+    assert answer.status_code in (200, 201), answer.text
 
 
 def test_an_hiv_diagnosis_from_an_moh_file_is_hidden_from_another_facility_until_a_consent_names_hiv(
@@ -151,14 +155,14 @@ def test_an_hiv_diagnosis_from_an_moh_file_is_hidden_from_another_facility_until
     assert labels(patient) == set()
 
     other = as_(settings, "clinician", facility="79002")
-    write_consent(client, privacy_consent(patient["id"], "79002", label=None))
+    write_consent(client, settings, privacy_consent(patient["id"], "79002", label=None))
     assert client.get(f"/Patient/{patient['id']}", headers=other).status_code == 200  # the permit works
     assert client.get(f"/Condition/{condition['id']}", headers=other).status_code == 404
     assert client.get(f"/Encounter/{encounter['id']}", headers=other).status_code == 404
     hidden = client.get("/Condition", params={"patient": patient["id"]}, headers=other).json()
     assert hidden.get("total") == 0 and not hidden.get("entry")
 
-    write_consent(client, privacy_consent(patient["id"], "79002", label=HIV))
+    write_consent(client, settings, privacy_consent(patient["id"], "79002", label=HIV))
     seen = client.get(f"/Condition/{condition['id']}", headers=other)
     assert seen.status_code == 200 and HIV in labels(seen.json())
     assert [c["id"] for c in everything(client, "Condition", **other)] == [condition["id"]]

@@ -65,6 +65,9 @@ def test_a_guardian_consents_for_a_five_year_old(family: TestClient, settings: S
 def test_a_twelve_year_old_and_the_guardian_must_both_agree(family: TestClient, settings: Settings) -> None:
     cid = give(family, guardian(settings, "kid-12"), for_child("kid-12"))
     assert not visible(family, settings, "kid-12")  # the guardian alone is not enough at 12
+    why = family.get("/Observation/obs-kid-12/$access-check", params={"facility": "79001"},
+                     headers=as_(settings, facility=None)).text
+    assert f"Not yet agreed by whom the person's age requires: Consent/{cid}" in why
     put(family, as_(settings, "resident", patient="kid-12"), "Consent", cid, {**for_child("kid-12"), "id": cid})
     assert visible(family, settings, "kid-12")
     agreed = family.get(f"/Consent/{cid}", headers=as_(settings, "resident", patient="kid-12")).json()
