@@ -56,6 +56,7 @@ from fhir_hub.auth.caller import Caller
 from fhir_hub.auth.scopes import Scopes
 from fhir_hub.config import Settings
 from fhir_hub.hub import Hub, running_hub
+from fhir_hub.main import ready_to_measure
 from fhir_hub.services.search import search
 from fhir_hub.services.session import Session
 from fhir_hub.store.embedded import EmbeddedStore
@@ -385,6 +386,8 @@ async def run(args: argparse.Namespace, uri: str, folder: Path) -> dict[str, Any
             result["load"] = await load(on, world, args.concurrency)
             await on.store.db[_LOADED].replace_one({"_id": "population"}, {"key": _key(args)}, upsert=True)
         print(f"load: {json.dumps(result['load'])}", flush=True)
+        for hub in (on, off):  # as ``fhir-hub serve`` does once started (start-up's objects out of the GC's sight)
+            await ready_to_measure(hub)
         result["searches"] = await measure_searches({"on": on, "off": off}, world, args.rounds, args.per_round,
                                                     args.seed)
         for name, figures in result["searches"].items():
