@@ -285,6 +285,7 @@ async def measure_searches(hubs: dict[str, Hub], world: Population, rounds: int,
     totals: dict[str, dict[str, list[int]]] = {name: {"on": [], "off": []} for name in draws}
     pages: dict[str, dict[str, list[int]]] = {name: {"on": [], "off": []} for name in draws}
     medians: dict[str, dict[str, list[float]]] = {name: {"on": [], "off": []} for name in draws}
+    short = dict.fromkeys(draws, 0)  # enforced pages with fewer entries than the total allows (must stay 0)
     for round_no in tqdm(range(rounds + 1), desc="search rounds", unit="round"):  # round 0 warms up
         for name, draw in draws.items():
             queries = [draw(rng) for _ in range(per_round)]
@@ -297,6 +298,7 @@ async def measure_searches(hubs: dict[str, Hub], world: Population, rounds: int,
                     if round_no:
                         totals[name][mode].append(total)
                         pages[name][mode].append(size)
+                        short[name] += mode == "on" and size < min(100, total)
                 if round_no:
                     times[name][mode] += samples
                     medians[name][mode].append(statistics.median(samples))
@@ -309,7 +311,8 @@ async def measure_searches(hubs: dict[str, Hub], world: Population, rounds: int,
             "ratio_p50": round(on["p50_ms"] / off["p50_ms"], 3), "ratio_p95": round(on["p95_ms"] / off["p95_ms"], 3),
             "ratio_per_round": [round(r, 3) for r in ratios],
             "mean_total": {m: round(statistics.fmean(totals[name][m]), 1) for m in ("on", "off")},
-            "mean_page": {m: round(statistics.fmean(pages[name][m]), 1) for m in ("on", "off")}}
+            "mean_page": {m: round(statistics.fmean(pages[name][m]), 1) for m in ("on", "off")},
+            "short_pages_on": short[name]}
     return found
 
 
@@ -412,10 +415,10 @@ def _by_type(world: Population) -> dict[str, int]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench consent", description=__doc__.splitlines()[0])
-    parser.add_argument("--people", type=int, default=2000, help="residents (2000; ~1.3 Patient records each)")
+    parser.add_argument("--people", type=int, default=1500, help="residents (1500; ~1.3 Patient records each)")
     parser.add_argument("--consenting", type=float, default=0.4, help="share of residents with consents (0.4)")
-    parser.add_argument("--rounds", type=int, default=6, help="rounds of on/off, after one warm-up round (6)")
-    parser.add_argument("--per-round", type=int, default=20, help="requests per search, mode and round (20)")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds of on/off, after one warm-up round (5)")
+    parser.add_argument("--per-round", type=int, default=5, help="requests per search, mode and round (5)")
     parser.add_argument("--decisions", type=int, default=500, help="single decisions timed (500)")
     parser.add_argument("--concurrency", type=int, default=8, help="concurrent writes while loading (8)")
     parser.add_argument("--profile", type=int, default=0, help="profile this many enforced searches (0: none)")
