@@ -1,4 +1,4 @@
-"""``python -m bench [rest|search|all] [options]``: the benchmarks behind ``make bench``.
+"""``python -m bench [NAME|all] [options]``: the benchmarks behind ``make bench``.
 
   rest    single-resource REST throughput beside the raw store (bench/results/rest.json)
   search  common searches at 100,000 resources beside a full scan (bench/results/search.json)
@@ -6,17 +6,18 @@
   ingest  records/s per adapter format beside raw parsing of the same input (bench/results/ingest.json)
   matching  patient-matching accuracy and cost per record on a synthetic population (bench/results/matching.json)
   match   Patient/$match latency at 10,000 and 100,000 people (bench/results/match.json)
-  all     all six, one after the other (the default)
+  consent the same searches with consent enforced and not, and one decision's latency (bench/results/consent.json)
+  all     all seven, one after the other (the default)
 
 ``python -m bench rest --help`` (or ``search --help``) lists each one's options.
 """
 
 import sys
 
-from bench import bundles, ingest, match, matching, rest, search
+from bench import bundles, consent, ingest, match, matching, rest, search
 
 _COMMANDS = {"rest": rest.main, "search": search.main, "bundles": bundles.main, "ingest": ingest.main,
-             "matching": matching.main, "match": match.main}
+             "matching": matching.main, "match": match.main, "consent": consent.main}
 
 
 def main(argv: list[str]) -> int:
@@ -27,7 +28,7 @@ def main(argv: list[str]) -> int:
         return max(command([]) for command in _COMMANDS.values())
     command = _COMMANDS.get(argv[0])
     if command is None:
-        print(f"unknown benchmark {argv[0]!r}; choose rest, search, bundles, ingest, matching, match or all",
+        print(f"unknown benchmark {argv[0]!r}; choose rest, search, bundles, ingest, matching, match, consent or all",
               file=sys.stderr)
         return 2
     return command(argv[1:])

@@ -13,6 +13,7 @@ step on the indexed ``m`` (nx-27017 reads the whole collection for an ``$in`` on
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,10 @@ from fhir_hub.store.records import StoredVersion
 from fhir_hub.store.schema import PATIENT_LINKS
 
 _MAX_DEPTH = 64  # redirects followed before giving up (a cycle would be a bug; never loop on it)
+# Up to this many values, ``find_among`` asks one indexed equality each; more, one ``$in``, which nx-27017
+# answers by reading the whole collection (measured on 2,675 links: 8.2 ms for an ``$in`` of one master, 1.0
+# for its equality; 6.6 ms for an ``$in`` of 50, 57 for 50 equalities).
+_EQUALITIES_UP_TO = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +105,16 @@ async def person(collection: Any, key: str) -> Person | None:
     return await below(collection, master)
 
 
+async def find_among(collection: Any, field: str, values: Iterable[str], projection: dict[str, int]
+                     ) -> list[dict[str, Any]]:
+    """The documents whose ``field`` is one of ``values``, by the cheapest request the store offers for that
+    many values (``_EQUALITIES_UP_TO``): a single resource's decision asks about one or two."""
+    wanted = sorted(set(values))
+    if len(wanted) > _EQUALITIES_UP_TO:
+        return [doc async for doc in collection.find({field: {"$in": wanted}}, projection)]
+    return [doc for value in wanted async for doc in collection.find({field: value}, projection)]
+
+
 async def people(collection: Any, keys: list[str]) -> dict[str, frozenset[str]]:
     """Every record of the person of each of ``keys`` (itself alone when it is linked to nothing): the
     masters in one request, then their records one level of merges at a time for all of them at once."""
@@ -111,7 +126,7 @@ async def people(collection: Any, keys: list[str]) -> dict[str, frozenset[str]]:
         if not frontier:
             break
         found: dict[str, str] = {}
-        async for doc in collection.find({"m": {"$in": sorted(frontier)}}, {"m": 1, "k": 1}):
+        for doc in await find_among(collection, "m", frontier, {"m": 1, "k": 1}):
             top = frontier[doc["m"]]
             if doc["_id"] not in records[top]:
                 records[top].add(doc["_id"])

@@ -291,6 +291,7 @@ SHAPES: tuple[Shape, ...] = (
     Shape("delete consent subjects by _id", "subjects", "delete_many",
           lambda d: {"query": {"_id": {"$in": d["subject_ids"]}}}),
     Shape("consents about these patients", "subjects", "find", lambda d: {"query": {"p": {"$in": d["patients"]}}}),
+    Shape("consents about one patient", "subjects", "find", lambda d: {"query": {"p": _some(d, "p", "a")}}),
     Shape("redirects of masters", "links", "find",
           lambda d: {"query": {"_id": {"$in": d["link_ids"]}, "k": "redirect"}}),
     Shape("distinct pairs by _id", "decisions", "find",
