@@ -49,7 +49,7 @@ class Actor:
 
 @dataclass(frozen=True, slots=True)
 class Period:
-    start: int = 0  # microseconds since the epoch, inclusive
+    start: int = -_END_OF_TIME  # microseconds since the epoch, inclusive (an open start: since ever, 1900 included)
     end: int = _END_OF_TIME
 
     def contains(self, moment: int) -> bool:
@@ -195,7 +195,7 @@ def _period(value: Any, path: str) -> Period | None:
     if not isinstance(value, dict):
         raise ConsentProblem("a period must be an object", path)
     start, end = value.get("start"), value.get("end")
-    return Period(moment(start, path + ".start", upper=False) if start else 0,
+    return Period(moment(start, path + ".start", upper=False) if start else -_END_OF_TIME,
                   moment(end, path + ".end", upper=True) if end else _END_OF_TIME)
 
 

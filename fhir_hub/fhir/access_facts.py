@@ -58,7 +58,8 @@ def _codings(node: Any) -> Iterator[dict[str, Any]]:
 
 def clinical_time(resource: dict[str, Any]) -> tuple[int, int] | None:
     """[first, last] microsecond of the resource's clinical event, at its precision; None without one. An
-    open-ended period runs to the end of time (an ongoing stay is inside every later data period)."""
+    open-ended period runs from the beginning or to the end of time (an ongoing stay is inside every later
+    data period)."""
     for name in _WHEN:
         value = resource.get(name)
         if isinstance(value, str):
@@ -67,7 +68,7 @@ def clinical_time(resource: dict[str, Any]) -> tuple[int, int] | None:
             start, end = value.get("start"), value.get("end")
             low = date_range(start) if isinstance(start, str) else None
             high = date_range(end) if isinstance(end, str) else None
-            found = (low[0] if low else 0, high[1] if high else _END_OF_TIME) if low or high else None
+            found = (low[0] if low else -_END_OF_TIME, high[1] if high else _END_OF_TIME) if low or high else None
         else:
             continue
         if found is not None:
