@@ -41,7 +41,8 @@ PROBE = 1000  # entries fetched to learn whether a criterion is selective
 _DAY = 86_400_000_000
 EntryTest = Callable[[dict[str, Any]], bool]
 NarrowingFor = Callable[[str], Narrowing]  # a type's narrowing for a search (403 when not allowed)
-Admitted = Callable[[set[str], Narrowing], Awaitable[set[str]]]  # keys a gated narrowing admits
+# keys a gated narrowing admits among some resources of a type (None: all of them)
+Admitted = Callable[[str, set[str] | None, Narrowing], Awaitable[set[str]]]
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,7 @@ class Evaluator:
         if found is not None and withheld:
             found = found - withheld
         if narrowing.gate is not None:  # consents judge each match: from its stored facts, before counting
-            return await self.admitted(found if found is not None else await self.live_keys(rtype), narrowing)
+            return await self.admitted(rtype, found, narrowing)
         return found
 
     async def _narrowed(self, rtype: str, criteria: tuple[Criterion, ...], narrowing: Narrowing) -> set[str] | None:

@@ -42,8 +42,9 @@ class Access(Protocol):
     async def permitted(self, versions: Iterable[StoredVersion], permission: str) -> list[StoredVersion]:
         """The versions the verdict lets the caller see, in their order."""
 
-    async def admitted(self, keys: set[str], narrowing: Narrowing) -> set[str]:
-        """Which of these live resources a narrowing that judges each one (a consent gate) admits."""
+    async def admitted(self, rtype: str, keys: set[str] | None, narrowing: Narrowing) -> set[str]:
+        """Which of these live resources of ``rtype`` (None: all) a narrowing that judges each one (a consent
+        gate) admits."""
 
 
 @dataclass(frozen=True)

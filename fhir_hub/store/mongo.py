@@ -161,6 +161,10 @@ class MongoStore:
         cursor = self.current_docs.find({"_id": {"$in": wanted}, "live": {"$exists": True}}, {"json": 0})
         return [StoredVersion.from_doc(doc) async for doc in cursor]
 
+    async def live_facts_of(self, rtype: str) -> list[StoredVersion]:
+        """``live_facts`` of every current resource of a type, in one pass (a search without criteria)."""
+        return [StoredVersion.from_doc(doc) async for doc in self.current_docs.find({"live": rtype}, {"json": 0})]
+
     async def live_among(self, keys: Iterable[str]) -> set[str]:
         """Which of the given resources exist and are not deleted (keys only, no documents loaded)."""
         wanted = sorted(set(keys))

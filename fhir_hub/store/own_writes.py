@@ -117,6 +117,9 @@ class OwnWritesView:
         theirs = await self.store.live_versions(wanted - self.changes.keys())
         return sorted(theirs + self._own_live(wanted), key=lambda v: v.key)
 
+    async def live_facts_of(self, rtype: str) -> list[StoredVersion]:
+        return await self.live_facts(await self.live_keys(rtype))
+
     async def people(self, keys: list[str]) -> dict[str, frozenset[str]]:
         return await self.store.people(keys)  # as committed, like ``person``
 

@@ -55,6 +55,10 @@ class ReadStore(Protocol):
         """Like ``live_versions``, without the content: what the access decision judges a resource by."""
         ...
 
+    async def live_facts_of(self, rtype: str) -> list[StoredVersion]:
+        """``live_facts`` of every current resource of a type."""
+        ...
+
     async def live_versions(self, keys: Iterable[str]) -> list[StoredVersion]:
         """The current versions of these resources that are not deletions, in key order."""
         ...

@@ -76,10 +76,11 @@ class ScopedReader:
         whole = await self._masters_whole(shown, narrowing) if narrowing is not None else set()
         return {f.key for f in shown if not is_master_key(f.key) or f.key in whole}
 
-    async def admitted(self, keys: set[str], narrowing: Narrowing) -> set[str]:
-        """Which of these resources (live ones, of one type) a narrowing with a consent gate admits: their
-        facts read without their content, their people's consents looked up once."""
-        facts = [facts_of(v) for v in await self.store.live_facts(keys)]
+    async def admitted(self, rtype: str, keys: set[str] | None, narrowing: Narrowing) -> set[str]:
+        """Which of these resources of ``rtype`` (live ones; None: every one) a narrowing with a consent gate
+        admits: their facts read without their content, in one pass, their people's consents looked up once."""
+        found = await self.store.live_facts(keys) if keys is not None else await self.store.live_facts_of(rtype)
+        facts = [facts_of(v) for v in found]
         await narrowing.prepare(facts)
         shown = [f for f in facts if narrowing.admits(f)]
         whole = await self._masters_whole(shown, narrowing)

@@ -134,13 +134,14 @@ def _emergency_request(client: TestClient, headers: dict[str, str]) -> str:
 HIDDEN = {
     "Observation": Hidden("Observation", lambda _client, _headers: HIDDEN_OBS),
     "Provenance": Hidden("Provenance", lambda _client, _headers: "prov-v2"),
-    "AuditEvent": Hidden("AuditEvent", lambda client, headers: _audit_event_of(client, headers, "pat-q")),
+    "AuditEvent": Hidden("AuditEvent", lambda client, headers: _audit_event_of(client, headers, "pat-q"),
+                         picker="operator"),
     "Patient": Hidden("Patient", lambda _client, _headers: "pat-p"),  # a facility's record (a source)
     "master": Hidden("Patient", lambda client, headers: _master_of(client, headers, "pat-p")),  # P's golden record
     # issue 17: P's AuditEvent of an emergency access, for P reading her access log; the request's entry
     # of that emergency, for the facility of the clinician who broke the glass and the hub's operator
     "emergency": Hidden("AuditEvent", lambda client, headers: _emergency_event_of(client, headers, "pat-p"),
-                        roles=("resident",), scope="patient=Patient/pat-p&"),
+                        roles=("resident",), picker="operator", scope="patient=Patient/pat-p&"),
     "emergency-request": Hidden("AuditEvent", _emergency_request, roles=("system",), picker="operator", scope=""),
 }
 EMERGENCY_FACILITY = "79002"  # the facility of the clinician who breaks the glass on P's record while seeding
@@ -177,9 +178,11 @@ def seeded_world(mongodb_uri: str, data_dir: Any, kind: str, role: str) -> Itera
                  "X-Emergency-Reason": "unconscious, allergies needed"}
         assert seeder.get("/Observation/obs-v1", headers=glass).status_code == 200
     held = _settings(mongodb_uri, data_dir, db_name, flush_ms=600_000)
-    headers = system if role == "system" else as_(held, "resident", patient="pat-p")
     tokens = {"system": system, "operator": as_(held, facility=None),
               "facility": as_(held, facility=EMERGENCY_FACILITY)}
+    # the audit trail beyond a resident's own entries is the operator's to read (a facility's tokens read none)
+    hospital = tokens["operator"] if HIDDEN[kind].rtype == "AuditEvent" else system
+    headers = hospital if role == "system" else as_(held, "resident", patient="pat-p")
     with TestClient(create_app(held), raise_server_exceptions=False, headers=headers) as open_, \
             TestClient(create_app(held), raise_server_exceptions=False, headers=headers) as hidden:
         key = f"{HIDDEN[kind].rtype}/{HIDDEN[kind].pick(open_, tokens[HIDDEN[kind].picker])}"
@@ -408,11 +411,13 @@ def chains_and_has(w: World) -> None:
 
 
 def audit_events(w: World) -> None:
-    """AuditEvents of Q's record: by id, by patient, as type history."""
-    _both(w, "/AuditEvent?patient=Patient/pat-q&_count=100")
+    """AuditEvents of Q's record: by id, by patient, as type history (beyond a resident's own, by the
+    operator: a facility's tokens read no AuditEvent)."""
+    admin = {"headers": w.tokens["operator"]} if w.role == "system" else {}
+    _both(w, "/AuditEvent?patient=Patient/pat-q&_count=100", **admin)
     if _type(w) == "AuditEvent":
-        _both(w, f"/AuditEvent?_id={w.hidden_key.split('/', 1)[1]}")
-        _both(w, "/AuditEvent/_history?_count=100")
+        _both(w, f"/AuditEvent?_id={w.hidden_key.split('/', 1)[1]}", **admin)
+        _both(w, "/AuditEvent/_history?_count=100", **admin)
 
 
 def provenance(w: World) -> None:
@@ -504,7 +509,7 @@ def access_log(w: World) -> None:
         _same_as_absent(w.hidden, w.hidden_key, "/{rtype}/{rid}/$access-log", headers=operator)
     if w.role == "system":  # a facility may not read who else accessed a record
         for client in (w.open_, w.hidden):
-            assert client.get("/Patient/pat-p/$access-log").status_code == 403
+            assert client.get("/Patient/pat-p/$access-log", headers=w.tokens["system"]).status_code == 403
 
 
 def emergency_access(w: World) -> None:
@@ -516,7 +521,8 @@ def emergency_access(w: World) -> None:
         return
     for who in ("facility", "operator"):
         assert _audit_listing_without(w, "/AuditEvent/$emergency-access", w.tokens[who])
-    assert w.open_.get("/AuditEvent/$emergency-access").json()["total"] == 0  # 79001's staff broke no glass
+    mine = w.open_.get("/AuditEvent/$emergency-access", headers=w.tokens["system"])
+    assert mine.json()["total"] == 0  # 79001's staff broke no glass
 
 
 PATHS: list[Path] = [read, vread, instance_history, type_history, system_history, search_get, search_post,

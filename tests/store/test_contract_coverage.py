@@ -211,17 +211,19 @@ def _search_workload(client: TestClient) -> None:
 
 
 def _audit_workload(client: TestClient, settings: Settings) -> None:
+    """The trail read by its administrator (the operator), then by a resident."""
     client.portal.call(client.app.state.hub.audit.flush)  # type: ignore[attr-defined]
-    page = client.get("/AuditEvent?_count=1").json()
+    admin = auth(token_for(settings, facility=None))
+    page = client.get("/AuditEvent?_count=1", headers=admin).json()
     event_id = page["entry"][0]["resource"]["id"]
-    client.get(next(link["url"] for link in page["link"] if link["relation"] == "next"))
-    client.get(f"/AuditEvent/{event_id}")
-    client.get(f"/AuditEvent/{event_id}/_history/1")
-    client.get(f"/AuditEvent?_id={event_id}&patient=Patient/x")
-    client.get(f"/AuditEvent?_id={event_id}")
-    history = client.get("/AuditEvent/_history?_count=1&_since=2020-01-01").json()
-    client.get(next(link["url"] for link in history["link"] if link["relation"] == "next"))
-    client.get("/AuditEvent/_history?_count=1")
+    client.get(next(link["url"] for link in page["link"] if link["relation"] == "next"), headers=admin)
+    client.get(f"/AuditEvent/{event_id}", headers=admin)
+    client.get(f"/AuditEvent/{event_id}/_history/1", headers=admin)
+    client.get(f"/AuditEvent?_id={event_id}&patient=Patient/x", headers=admin)
+    client.get(f"/AuditEvent?_id={event_id}", headers=admin)
+    history = client.get("/AuditEvent/_history?_count=1&_since=2020-01-01", headers=admin).json()
+    client.get(next(link["url"] for link in history["link"] if link["relation"] == "next"), headers=admin)
+    client.get("/AuditEvent/_history?_count=1", headers=admin)
     resident = auth(token_for(settings, "resident", patient="x"))
     client.get("/AuditEvent?_count=1", headers=resident)
     client.get("/AuditEvent/_history?_count=1", headers=resident)
@@ -229,8 +231,8 @@ def _audit_workload(client: TestClient, settings: Settings) -> None:
     client.portal.call(hub.store.audit_log.stored_ids, [event_id])
     decide = hub.access
     hub.access = lambda caller: decide(caller).withholding({f"AuditEvent/{event_id}"})
-    client.get("/AuditEvent?_count=1")  # what an access decision withholds is left out of page and count
-    client.get("/AuditEvent/_history?_count=1")
+    client.get("/AuditEvent?_count=1", headers=admin)  # what a decision withholds: out of page and count
+    client.get("/AuditEvent/_history?_count=1", headers=admin)
     _emergency_workload(client, settings)
     hub.access = decide
 
