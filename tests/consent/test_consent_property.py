@@ -474,14 +474,16 @@ def rules(draw: st.DrawFn, depth: int, root: bool = False) -> Rule:
 
 @st.composite
 def consents(draw: st.DrawFn) -> list[Given]:
+    """Each person's active privacy consents (An has at least one), and sometimes one that must not count
+    (withdrawn, a draft, or not about privacy) permitting everything."""
     found = []
     for records, fewest in ((["pat-an-79001-zq", "pat-an-79003-zq"], 1), (["pat-binh-79002-zq"], 0),
                             (["pat-chi-79001-zq"], 0)):
         for _ in range(draw(st.integers(fewest, 2))):
-            found.append(Given(record=draw(st.sampled_from(records)),
-                               status=draw(st.sampled_from(["active", "active", "active", "inactive", "draft"])),
-                               privacy=draw(st.sampled_from([True, True, True, True, False])),
-                               root=draw(rules(2, root=True))))
+            found.append(Given(draw(st.sampled_from(records)), "active", True, draw(rules(2, root=True))))
+        ineffective = draw(st.sampled_from([None, ("inactive", True), ("draft", True), ("active", False)]))
+        if ineffective is not None:
+            found.append(Given(draw(st.sampled_from(records)), *ineffective, Rule("permit")))
     return found
 
 
