@@ -21,8 +21,7 @@ evaluator compares days and needs no time zones.
 Examples are derandomized: the same 40 run every time (about 30 s), so a failure is reproducible, beside
 explicit examples that meet each README rule at least once (a mutation of the engine that breaks one rule
 fails them). ``CONSENT_PROPERTY_EXPLORE=200`` runs that many fresh random examples instead, for a longer hunt.
-Where the engine disagrees with the README, the case is kept out of the generated data and pinned by an
-``xfail(strict=True)`` test below, for the lead to decide.
+The one disagreement it found (an open-started period began in 1970) is fixed and pinned by a test below.
 """
 
 from __future__ import annotations
@@ -704,13 +703,10 @@ def test_every_read_path_returns_exactly_what_the_reference_allows(world: Seeded
     check_reads(world, caller, wanted)
 
 
-@pytest.mark.xfail(strict=True, reason="engine disagrees with the README (reported to the lead): a period without a "
-                   "start begins at 1970-01-01 (consent.model.Period.start defaults to 0), so an open-start deny "
-                   "dataPeriod does not reach clinical times before 1970 (here a birthDate of 1956)")
 def test_an_open_start_data_period_reaches_data_before_1970(app_client: TestClient, settings: Settings) -> None:
     """The README: a deny applies to whatever overlaps its dataPeriod; one with only an ``end`` overlaps
-    everything before that end, however old. Found by the property test above (its clinical times are kept
-    after 1970 until the lead decides)."""
+    everything before that end, however old. Found by the property test above: the engine took an open start
+    as 1970-01-01 (fixed in ``7561e68``)."""
     born = _patient("pat-old-zq", "Võ", ["Văn", "Lão"], "1956-04-12", "male", "079056001111")
     assert app_client.put("/Patient/pat-old-zq", json=born,
                           headers={**FHIR, **as_(settings, facility="79002")}).status_code == 201
