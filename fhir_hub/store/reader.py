@@ -59,22 +59,24 @@ class ScopedReader:
     async def permits(self, version: StoredVersion, permission: str, patients: frozenset[str] | None = None) -> bool:
         """The decision's verdict on one resource (``patients``: the compartments to judge it by, when not
         its own: earlier versions follow their resource's current compartment)."""
-        return bool(await self._verdicts([facts_of(version, patients)], permission))
+        return (await self._verdicts([facts_of(version, patients)], permission))[0]
 
     async def permitted(self, versions: Iterable[StoredVersion], permission: str) -> list[StoredVersion]:
         """The versions the decision permits, in their order: the consents of all their people looked up
-        at once."""
+        at once. Each version is judged on its own facts (a history page may hold one labelled version of a
+        resource and one not)."""
         listed = list(versions)
-        shown = await self._verdicts([facts_of(v) for v in listed], permission)
-        return [v for v in listed if v.key in shown]
+        verdicts = await self._verdicts([facts_of(v) for v in listed], permission)
+        return [v for v, shown in zip(listed, verdicts, strict=True) if shown]
 
-    async def _verdicts(self, facts: list[ResourceFacts], permission: str) -> set[str]:
-        """Keys of the resources the decision permits."""
+    async def _verdicts(self, facts: list[ResourceFacts], permission: str) -> list[bool]:
+        """The decision's verdict on each of ``facts``, in order."""
         await self.decision.prepare(facts, permission)
-        shown = [f for f in facts if self.decision.verdict(f, permission) is Verdict.PERMIT]
-        narrowing = self.decision.narrow("Patient", permission) if any(f.rtype == "Patient" for f in shown) else None
-        whole = await self._masters_whole(shown, narrowing) if narrowing is not None else set()
-        return {f.key for f in shown if not is_master_key(f.key) or f.key in whole}
+        verdicts = [self.decision.verdict(f, permission) is Verdict.PERMIT for f in facts]
+        masters = [f for f, ok in zip(facts, verdicts, strict=True) if ok and is_master_key(f.key)]
+        narrowing = self.decision.narrow("Patient", permission) if masters else None
+        whole = await self._masters_whole(masters, narrowing) if narrowing is not None else set()
+        return [ok and (not is_master_key(f.key) or f.key in whole) for f, ok in zip(facts, verdicts, strict=True)]
 
     async def admitted(self, rtype: str, keys: set[str] | None, narrowing: Narrowing) -> set[str]:
         """Which of these resources of ``rtype`` (live ones; None: every one) a narrowing with a consent gate

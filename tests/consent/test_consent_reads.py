@@ -249,3 +249,19 @@ def test_a_master_is_shown_only_to_whom_every_record_of_the_person_is(world: Tes
     assert shown() == {"Patient/hoa-a"}
     put(world, hoa, "Consent", cid, {**consent(cid), "patient": {"reference": "Patient/hoa-a"}})
     assert shown() == {"Patient/hoa-a", "Patient/hoa-b", master}
+
+
+def test_history_judges_each_version_on_its_own_labels(world: TestClient, settings: Settings) -> None:
+    """A diagnosis first recorded plainly, then corrected to an HIV code: the first version is shared under a
+    permit, the labelled one is not, even on one page of type history."""
+    other = as_(settings, facility="79002")
+    put(world, other, "Condition", "cond-later", {"subject": {"reference": "Patient/pat-lan"},
+                                                 "code": {"coding": [{"system": "urn:x", "code": "fever"}]}})
+    put(world, other, "Condition", "cond-later", {"meta": {"security": [HIV]},
+                                                 "subject": {"reference": "Patient/pat-lan"},
+                                                 "code": {"coding": [{"system": "urn:x", "code": "fever"}]}})
+    give(world, lan(settings), consent())
+    history = world.get("/Condition/_history", params={"_count": 50}, headers=clinician(settings)).json()
+    versions = {(e["resource"]["id"], e["resource"]["meta"]["versionId"]) for e in history.get("entry", [])
+                if "resource" in e}
+    assert ("cond-later", "1") in versions and ("cond-later", "2") not in versions
