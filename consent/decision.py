@@ -121,7 +121,7 @@ class AccessDecision:
         return found
 
     def verdict(self, facts: ResourceFacts, permission: Permission) -> Verdict:
-        """Needs the resource's people prepared first when consents decide (``decide`` does both)."""
+        """Needs the resource's people prepared first when consents decide (``prepare``)."""
         narrowing = self.narrow(facts.rtype, permission)
         return Verdict.PERMIT if narrowing is not None and narrowing.admits(facts) else Verdict.DENY
 
@@ -131,10 +131,6 @@ class AccessDecision:
             narrowing = self.narrow(rtype, permission)
             if narrowing is not None:
                 await narrowing.prepare(f for f in facts if f.rtype == rtype)
-
-    async def decide(self, facts: ResourceFacts, permission: Permission) -> Verdict:
-        await self.prepare([facts], permission)
-        return self.verdict(facts, permission)
 
     def withheld_of(self, rtype: str) -> frozenset[str]:
         """The keys of ``rtype`` withheld, whatever the scopes say of the type."""
