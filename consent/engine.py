@@ -103,9 +103,11 @@ def by_policy(subject: Subject, requester: Requester, policy: Policy) -> Outcome
 
 def decide(subject: Subject, requester: Requester, consents: Sequence[Person], policy: Policy) -> Outcome:
     """``consents``: each person whose compartment holds the resource."""
-    decided = by_policy(subject, requester, policy)
-    if decided is not None:
-        return decided
+    return by_policy(subject, requester, policy) or beyond_policy(subject, requester, consents, policy)
+
+
+def beyond_policy(subject: Subject, requester: Requester, consents: Sequence[Person], policy: Policy) -> Outcome:
+    """Rules 5 and 6, for what ``by_policy`` leaves open: the people's consents, then breaking the glass."""
     purpose = requester.purpose
     emergency = policy.emergency
     breaking_glass = (purpose in emergency.purposes and requester.emergency_reason is not None

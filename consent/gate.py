@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-from consent.engine import Outcome, Person, Requester, Subject, by_policy, decide
+from consent.engine import Outcome, Person, Requester, Subject, beyond_policy, by_policy
 from consent.model import ConsentRecord
 from consent.policy import Policy
 
@@ -61,17 +61,16 @@ class ConsentGate:
                 self._people[patient] = found.get(patient) or PersonConsents(frozenset({patient}), ())
 
     def outcome(self, subject: Subject) -> Outcome:
-        decided = by_policy(subject, self.requester, self.policy)
+        decided = by_policy(subject, self.requester, self.policy)  # for the hub and residents, always
         if decided is not None:
             return decided
         people: dict[frozenset[str], Person] = {}
-        if self.needs_consents:
-            for patient in subject.patients:
-                found = self._people.get(patient)
-                if found is None:
-                    raise NotPrepared(f"consents of Patient/{patient} were not looked up")
-                people[found.records] = Person(found.consents, found.birth_date)
-        return decide(subject, self.requester, list(people.values()), self.policy)
+        for patient in subject.patients:
+            found = self._people.get(patient)
+            if found is None:
+                raise NotPrepared(f"consents of Patient/{patient} were not looked up")
+            people[found.records] = Person(found.consents, found.birth_date)
+        return beyond_policy(subject, self.requester, list(people.values()), self.policy)
 
     def permits(self, subject: Subject) -> bool:
         return self.outcome(subject).permitted
