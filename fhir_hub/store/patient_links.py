@@ -117,37 +117,36 @@ async def find_among(collection: Any, field: str, values: Iterable[str], project
 
 async def people(collection: Any, keys: list[str]) -> dict[str, frozenset[str]]:
     """Every record of the person of each of ``keys`` (itself alone when it is linked to nothing): the
-    masters in one request, then their records one level of merges at a time for all of them at once."""
+    masters in one request, then what is below all of them at once."""
     masters = await masters_in_use(collection, keys)
     tops = {key: masters[key] or key for key in keys}
-    records: dict[str, set[str]] = {top: {top} for top in set(tops.values())}
-    frontier = {top: top for top in records}  # node -> the top it belongs to
-    for _ in range(_MAX_DEPTH):
-        if not frontier:
-            break
-        found: dict[str, str] = {}
-        for doc in await find_among(collection, "m", frontier, {"m": 1, "k": 1}):
-            top = frontier[doc["m"]]
-            if doc["_id"] not in records[top]:
-                records[top].add(doc["_id"])
-                if doc.get("k") == "redirect":
-                    found[doc["_id"]] = top
-        frontier = found
-    return {key: frozenset(records[tops[key]]) for key in keys}
+    found = await _below_all(collection, set(tops.values()))
+    return {key: found[tops[key]].records for key in keys}
 
 
 async def below(collection: Any, master: str) -> Person:
     """``master`` and every record that refers to it, directly or through a master merged into it."""
-    merged: set[str] = set()
-    sources: set[str] = set()
-    frontier = [master]
-    while frontier:
-        node = frontier.pop()
-        async for doc in collection.find({"m": node}, {"k": 1}):
+    return (await _below_all(collection, {master}))[master]
+
+
+async def _below_all(collection: Any, masters: set[str]) -> dict[str, Person]:
+    """Each master's person, walked one level of merges at a time for all of them together (a level is one
+    ``find_among`` on the indexed ``m``); a record met twice is not walked again, so a cycle ends."""
+    merged: dict[str, set[str]] = {m: set() for m in masters}
+    sources: dict[str, set[str]] = {m: set() for m in masters}
+    frontier = {m: m for m in masters}  # node -> the master it belongs to
+    for _ in range(_MAX_DEPTH):
+        if not frontier:
+            break
+        deeper: dict[str, str] = {}
+        for doc in await find_among(collection, "m", frontier, {"m": 1, "k": 1}):
+            top = frontier[doc["m"]]
+            if doc["_id"] == top or doc["_id"] in merged[top] or doc["_id"] in sources[top]:
+                continue
             if doc.get("k") == "redirect":
-                if doc["_id"] not in merged and len(merged) < _MAX_DEPTH:
-                    merged.add(doc["_id"])
-                    frontier.append(doc["_id"])
+                merged[top].add(doc["_id"])
+                deeper[doc["_id"]] = top
             else:
-                sources.add(doc["_id"])
-    return Person(master, frozenset(merged), frozenset(sources))
+                sources[top].add(doc["_id"])
+        frontier = deeper
+    return {m: Person(m, frozenset(merged[m]), frozenset(sources[m])) for m in masters}
