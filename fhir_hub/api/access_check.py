@@ -11,7 +11,6 @@ and each ``provision`` (``Consent/x#Consent.provision...``) that decided. Token 
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from fastapi import APIRouter, Response
@@ -21,12 +20,11 @@ from consent.engine import Requester
 from fhir_hub.api.context import Fhir
 from fhir_hub.api.responses import fhir_response
 from fhir_hub.api.routing import IdPath, ResourceTypePath, check_instance, fhir_route
+from fhir_hub.auth.caller import FACILITY_CODE, PURPOSE_CODE
 from fhir_hub.errors import BadRequest
 from fhir_hub.fhir.jsonio import dumps
 
 router = APIRouter()
-_FACILITY = re.compile(r"[0-9A-Z]{5}")
-_PURPOSE = re.compile(r"[A-Z]{2,16}")
 _ROLES = ("clinician", "system")
 OPERATION = {"name": "access-check", "definition": f"{HUB}/OperationDefinition/access-check"}
 
@@ -48,9 +46,9 @@ def asking(params: Any, now: int) -> Requester:
     """The caller asked about, from the query; every value checked as a token's claim would be."""
     facility, purpose = params.get("facility"), params.get("purpose", "TREAT")
     role, user, reason = params.get("role", "clinician"), params.get("user"), params.get("reason")
-    if facility is not None and not _FACILITY.fullmatch(facility):
+    if facility is not None and not FACILITY_CODE.fullmatch(facility):
         raise BadRequest("facility: a 5-character MoH facility code (MA_CSKCB)", expression=["facility"])
-    if not _PURPOSE.fullmatch(purpose):
+    if not PURPOSE_CODE.fullmatch(purpose):
         raise BadRequest("purpose: a v3 ActReason code such as TREAT or HRESCH", expression=["purpose"])
     if role not in _ROLES:
         raise BadRequest(f"role: one of {', '.join(_ROLES)}", expression=["role"])

@@ -18,8 +18,8 @@ from consent.policy import default_policy
 from fhir_hub.auth.scopes import Scopes
 from fhir_hub.fhir.ids import is_valid_id
 
-_FACILITY = re.compile(r"[0-9A-Z]{5}")
-_PURPOSE = re.compile(r"[A-Z]{2,16}")
+FACILITY_CODE = re.compile(r"[0-9A-Z]{5}")  # a MoH facility code (MA_CSKCB)
+PURPOSE_CODE = re.compile(r"[A-Z]{2,16}")  # a v3 ActReason code (TREAT, ETREAT...)
 PURPOSES_OF_USE = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
 
 
@@ -65,7 +65,7 @@ class Caller:
             raise InvalidClaims("the scope claim must be a space-separated string")
         scopes = Scopes.parse(scope_text)
         facility = claims.get("facility")
-        if facility is not None and (not isinstance(facility, str) or not _FACILITY.fullmatch(facility)):
+        if facility is not None and (not isinstance(facility, str) or not FACILITY_CODE.fullmatch(facility)):
             raise InvalidClaims("the facility claim must be a 5-character MoH facility code (MA_CSKCB)")
         patient = claims.get("patient")
         if patient is not None and (not isinstance(patient, str) or not is_valid_id(patient)):
@@ -73,7 +73,7 @@ class Caller:
         if "patient" in scopes.contexts and patient is None:
             raise InvalidClaims("patient/ scopes need a patient claim naming the resident")
         purpose = claims.get("purpose_of_use", "TREAT")
-        if not isinstance(purpose, str) or not _PURPOSE.fullmatch(purpose):
+        if not isinstance(purpose, str) or not PURPOSE_CODE.fullmatch(purpose):
             raise InvalidClaims("purpose_of_use must be a v3 ActReason code such as TREAT or ETREAT")
         emergency = default_policy().emergency
         if purpose in emergency.purposes:
