@@ -124,6 +124,16 @@ def redirect_of(resource: dict[str, Any]) -> str | None:
     return None
 
 
+def redirect_decision(resource: dict[str, Any]) -> Decision | None:
+    """Who merged a merged-away master and why (its ``replaced-by`` link's decision), if recorded."""
+    for link in resource.get("link") or [] if is_master(resource) else []:
+        if isinstance(link, dict) and link.get("type") == "replaced-by":
+            for ext in link.get("extension") or []:
+                if isinstance(ext, dict) and ext.get("url") == DECISION:
+                    return Decision.from_extension(ext)
+    return None
+
+
 def with_master(resource: dict[str, Any], master: str, decision: Decision) -> dict[str, Any]:
     """The source as stored: what the facility sent, with the hub's ``refer`` link (replacing an older one)."""
     kept = [link for link in resource.get("link") or [] if not _hub_refer(link)]

@@ -75,6 +75,9 @@ class Plan:
     merge: tuple[str, ...] = ()  # masters in use to redirect into ``root``
     root: str | None = None  # the master in use the record's person ends up with (None: ``master``, new)
     adopt: tuple[tuple[StoredVersion, Comparison], ...] = ()  # linked candidates that had no master yet
+    moves: tuple[tuple[StoredVersion, Decision, str | None], ...] = ()  # records another person's now (regrouped):
+    # the decision, the master (None: the record's own new master, ``master``)
+    touched: tuple[str, ...] = ()  # masters in use a regrouping changes (claimed, rebuilt)
 
 
 class Linker:
@@ -122,7 +125,7 @@ class Linker:
             existing = link_of(current)  # its link before this write
             plan = await self._plan(key, record, existing, tx)
             # a new person's master is known to no one else yet: nothing to claim
-            masters = {*plan.merge, plan.root} if plan.root is not None else set(plan.merge)
+            masters = {*plan.merge, *plan.touched, *([plan.root] if plan.root is not None else [])}
             # within a transaction the masters are not claimed: the gate may be held exclusively by then, and
             # the holder of a master's claim may be waiting for it; a concurrent change to a master this
             # group redirects fails the group's commit (its version condition), which is then retried
@@ -139,16 +142,19 @@ class Linker:
                 root = plan.root or plan.master
                 for version, comparison in plan.adopt:
                     await self._adopt(version, comparison, root, key, tx)
+                for version, why, master in plan.moves:
+                    await self._move(version, why, master or plan.master, tx)
                 for merged in plan.merge:
                     why = Decision("re-link", plan.decision.score, plan.decision.grade, matched=key)
                     await self._store_master(redirected_master(merged.removeprefix("Patient/"), root, why), tx)
                 if tx is not None:
                     notes = tx.notes.setdefault(_NOTES, _TxLinks())
                     notes.records[key] = (record, root)
-                if plan.root is None and tx is None and existing is None and result.version.json is not None:
+                if (plan.root is None and tx is None and existing is None and not plan.adopt and not plan.moves
+                        and result.version.json is not None):
                     await self._new_master(plan.master, result.version)
                 else:
-                    await self._rebuild_later({root, *([existing[0]] if existing else [])}, tx)
+                    await self._rebuild_later({root, *plan.touched, *([existing[0]] if existing else [])}, tx)
         return result
 
     async def _new_master(self, master: str, source: StoredVersion) -> None:
@@ -175,6 +181,38 @@ class Linker:
         resource = with_master(without_master(loads(version.json)), root, decision)
         await self.writer.commit_unmatched(Update("Patient", version.rid, resource, keep_source=True),
                                            caller=MATCHER, tx=tx)
+
+    async def _move(self, version: StoredVersion, why: Decision, master: str, tx: Transaction | None) -> None:
+        """Re-point a record to ``master`` (a regrouping): a new version whose only change is the hub's link;
+        the facility's content and ``meta.source`` are kept, the master it leaves is rebuilt without it.
+
+        The record is not under this write's claims (it was found through its person, not its block keys),
+        so it is written on the condition that it is still the version read: a facility's update meanwhile
+        is never overwritten, its newer content is re-pointed instead."""
+        from fhir_hub.errors import PreconditionFailed
+        from fhir_hub.store.writer import Update
+
+        current: StoredVersion | None = version
+        for _attempt in range(3):
+            if current is None or current.json is None:
+                return  # deleted meanwhile: nothing to re-point
+            content = loads(current.json)
+            former = master_of(content)
+            try:
+                await self.writer.commit_unmatched(
+                    Update("Patient", current.rid, with_master(without_master(content), master, why), keep_source=True,
+                           if_match=current.vid), caller=MATCHER, tx=tx)
+                break
+            except PreconditionFailed:
+                current = await self.store.current("Patient", current.rid)
+        else:
+            raise PreconditionFailed(f"Patient.link: {version.key} kept changing while it was re-linked; "
+                                     "send the write again", expression=["Patient.link"])
+        if former is not None and former[0] != master:
+            await self.store.link_decisions.log("relink", version.key, former[0], author=why.author,
+                                                at=self.writer.clock(), to=master, rule=why.rule)
+        await self._rebuild_later({master, *([await self.store.master_in_use(former[0]) or former[0]]
+                                             if former is not None else [])}, tx)
 
     async def settle_review(self, record: str, other: str) -> bool:
         """Take ``other`` off ``record``'s review list (a person decided on the pair): a new version of the
@@ -226,11 +264,11 @@ class Linker:
                 compared.append((other_key, comparison, other_master, None))
             elif comparison.decision == "review":
                 doubtful.append((other_key, comparison, other_master))
-        if record.cccd and compared:
-            compared, doubtful = await self._same_personal_id(record.cccd, compared, doubtful)
         mine = await self.store.master_in_use(key) if existing is not None else None
         if existing is not None and mine is None and own is not None and key in own.records:
             mine = own.records[key][1]
+        if await self._in_conflict(record, mine, compared):
+            return await self._regrouped(key, record, existing, mine, compared, doubtful, pending)
         best = max(compared, key=lambda c: (c[1].score, c[0]), default=None)
         roots = sorted({root for _k, _c, root, _v in compared if root is not None})
         if mine is not None:
@@ -258,20 +296,38 @@ class Linker:
         master = existing[0] if existing is not None and mine == target else target
         return Plan(master, decision, merge=merge, root=target, adopt=adopt)
 
-    async def _same_personal_id(self, cccd: str, compared: list[Linked], doubtful: list[Doubt]
-                                ) -> tuple[list[Linked], list[Doubt]]:
-        """A record with a personal ID never joins a person holding another one (two CCCDs never link
-        automatically, even through a record that carries none): such a candidate goes to the review list."""
-        roots = sorted({root for _k, _c, root, _v in compared if root is not None})
+    async def _in_conflict(self, record: MatchRecord, mine: str | None, compared: list[Linked]) -> bool:
+        """Whether this write brings two personal IDs within reach of each other (or reaches a record set
+        apart as ambiguous): then greedy linking would depend on arrival order, and the records involved
+        are grouped again from scratch (``regroup.py``). Otherwise (almost always) linking greedily is exact."""
+        if any(version is not None and _ambiguous(version) for _k, _c, _root, version in compared):
+            return True
+        roots = sorted({root for _k, _c, root, _v in compared if root is not None} | ({mine} if mine else set()))
+        if not roots or (len(roots) == 1 and not record.cccd):
+            return False
+        held = await self._cccds_of_roots(roots)
+        return len(frozenset([record.cccd] if record.cccd else []).union(*held.values())) > 1
+
+    async def _regrouped(self, key: str, record: MatchRecord, existing: tuple[str, Decision] | None,
+                         mine: str | None, compared: list[Linked], doubtful: list[Doubt],
+                         pending: dict[str, tuple[MatchRecord, str]]) -> Plan:
+        from fhir_hub.linking.regroup import regroup
+
+        found = await regroup(self, key, record, mine, compared, pending)
+        master = found.master or f"Patient/{MASTER_ID_PREFIX}{self.writer.new_id()}"
+        if existing is not None and found.master is not None and existing[0] != master and mine == master:
+            master = existing[0]  # still the same person: the record keeps the master it refers to
+        decision = found.decision
+        if not decision.reviews:
+            in_group = found.members
+            decision = replace(decision, reviews=tuple(
+                k for k, _c, _root in sorted(doubtful, key=lambda d: (-d[1].score, d[0])) if k not in in_group
+            )[:_MAX_REVIEWS])
+        return Plan(master, decision, root=found.master, moves=found.moves, touched=found.touched)
+
+    async def _cccds_of_roots(self, roots: list[str]) -> dict[str, frozenset[str]]:
         masters = {v.key: v for v in await self.store.live_versions(roots)} if roots else {}
-        kept, held = [], list(doubtful)
-        for key, comparison, root, version in compared:
-            theirs = _cccds(masters.get(root)) if root is not None else frozenset()
-            if theirs and cccd not in theirs:
-                held.append((key, comparison, root))
-            else:
-                kept.append((key, comparison, root, version))
-        return kept, held
+        return {root: _cccds(masters.get(root)) for root in roots}
 
     async def _mergeable(self, target: str, others: list[str]) -> list[str]:
         """The persons that may be merged into ``target``'s automatically: two different personal IDs never
@@ -362,6 +418,15 @@ def comparisons(record: MatchRecord, versions: Iterable[StoredVersion], model: M
         if comparison.decision != "apart":
             found.append((version, comparison))
     return found
+
+
+def _ambiguous(version: StoredVersion) -> bool:
+    """Whether the match step set this record apart because it links with holders of two personal IDs
+    (``regroup.py``): any record linking with it is regrouped with it."""
+    if version.json is None or b'"ambiguous"' not in version.json:  # almost always: no parse
+        return False
+    linked = link_of(version)
+    return linked is not None and linked[1].rule == "ambiguous"
 
 
 def link_of(version: StoredVersion | None) -> tuple[str, Decision] | None:

@@ -41,6 +41,12 @@ class LinkDecisions:
         found = self.collection.find({"_id": {"$in": sorted(pairs)}}, {"_id": 1})
         return {pairs[doc["_id"]] async for doc in found}
 
+    async def distinct_pairs(self, keys: list[str]) -> set[frozenset[str]]:
+        """Every pair among ``keys`` a person decided are not one person (one ``_id`` look-up)."""
+        pairs = {pair_id(a, b): frozenset((a, b)) for a in keys for b in keys if a < b}
+        found = self.collection.find({"_id": {"$in": sorted(pairs)}}, {"_id": 1})
+        return {pairs[doc["_id"]] async for doc in found}
+
     async def set_distinct(self, a: str, b: str, *, author: str, at: int) -> None:
         first, second = sorted((a, b))
         async with self.gate.shared():

@@ -155,7 +155,8 @@ async def test_a_record_that_proves_two_persons_one_merges_their_masters(hub: Hu
 
 
 async def test_two_different_personal_ids_are_never_merged(hub: Hub) -> None:
-    """A record linking by phone to a man with another CCCD: it joins one person, the two are not merged."""
+    """A record linking by its score with two men holding different CCCDs (with one by phone too): the two
+    are not merged, and the record joins neither (it is ambiguous: on review against both)."""
     one = person("Đặng", ["Văn", "Sơn"], "1966-06-06", gender="male", cccd="079066001111", phone="0988000111")
     two = person("Đặng", ["Văn", "Sơn"], "1966-06-06", gender="male", cccd="079066002222")
     await hub.writer.commit(Update("Patient", "one", one | {"id": "one"}), caller=facility("79001"))
@@ -164,4 +165,8 @@ async def test_two_different_personal_ids_are_never_merged(hub: Hub) -> None:
     bridge = person("Đặng", ["Văn", "Sơn"], "1966-06-06", gender="male", phone="0988000111")
     await hub.writer.commit(Update("Patient", "bridge", bridge | {"id": "bridge"}), caller=facility("79003"))
     masters = {await hub.store.master_in_use(f"Patient/{rid}") for rid in ("one", "two", "bridge")}
-    assert len(masters) == 2
+    assert len(masters) == 3
+    stored = await hub.store.current("Patient", "bridge")
+    assert stored is not None and stored.json is not None
+    linked = master_of(loads(stored.json))
+    assert linked is not None and linked[1].rule == "ambiguous" and linked[1].reviews == ("Patient/one", "Patient/two")
