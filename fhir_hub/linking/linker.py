@@ -11,8 +11,9 @@
    with the records an enclosing transaction wrote before it;
 4. decides its master: the person it already belonged to, else the person of the best-scoring candidate
    it links with, else a new person; when it links with several persons, it proves they are one and the
-   others' masters are redirected into that one (unless their personal IDs differ: two CCCDs never merge
-   automatically);
+   others' masters are redirected into that one; when the persons it links with hold two different
+   personal IDs (two CCCDs never merge automatically), the records involved are grouped again from scratch
+   instead (``regroup.py``), so the result does not depend on arrival order;
 5. stores the record with the hub's ``refer`` link and the decision (``elements.py``) through the normal
    pipeline (validated, stamped, derived like any write), then rebuilds the master (``golden.py``),
    under a claim on the master so that concurrent rebuilds follow one another and the last one sees every
