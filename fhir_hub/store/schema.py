@@ -44,6 +44,7 @@ MATCH_BLOCKS = "match_blocks"  # each Patient's blocking keys for patient matchi
 PATIENT_LINKS = "patient_links"  # each source Patient's master, each merged master's (store/patient_links.py)
 CONSENT_SUBJECTS = "consent_subjects"  # the Patient each Consent is about (store/consent_subjects.py)
 LINK_DECISIONS = "link_decisions"  # people's decisions about links: distinct pairs, the log (store/link_decisions.py)
+QUEUE = "queue_jobs"  # the priority queue's jobs (queue/jobs.py)
 
 
 class _VersionFields(me.Document):
@@ -191,8 +192,22 @@ class ConsentSubject(me.Document):
     p = me.StringField(required=True)  # the Patient id
 
 
+class QueuedJob(me.DynamicDocument):
+    """A job of the priority queue (fields and states: queue/jobs.py). Every index is on a scalar, each
+    single-field (nx-27017 uses no compound index): ``rk`` is present only while the job may be claimed, so
+    the claim's sort reads the ready jobs alone; ``due`` only while leased or delayed."""
+
+    meta = {"collection": QUEUE, "db_alias": ALIAS, "auto_create_index": False, "strict": False,
+            "indexes": [{"fields": ["rk"], "sparse": True}, {"fields": ["due"], "sparse": True},
+                        {"fields": ["who"], "sparse": True}, {"fields": ["b"], "sparse": True}, "st",
+                        {"fields": ["done"], "sparse": True}]}
+
+    id = me.StringField(primary_key=True)
+
+
 DOCUMENTS: tuple[type[me.Document], ...] = (CurrentResource, HistoricVersion, SearchIndexEntry, AuditEntry,
-                                            ArchivedPayload, MatchBlock, PatientLink, LinkDecision, ConsentSubject)
+                                            ArchivedPayload, MatchBlock, PatientLink, LinkDecision, ConsentSubject,
+                                            QueuedJob)
 
 
 def ensure_schema(uri: str, db_name: str) -> None:

@@ -1,0 +1,177 @@
+"""The priority queue's states, against the real store (``queue/jobs.py``)."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from pymongo import AsyncMongoClient
+
+from fhir_hub.config import Settings
+from fhir_hub.hub import Hub
+from fhir_hub.queue.jobs import JobQueue, NewJob, errors, ready_key
+from fhir_hub.store.schema import QUEUE
+
+pytestmark = pytest.mark.anyio
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000_000
+
+    def __call__(self) -> int:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def queue(hub: Hub, clock: Clock) -> AsyncIterator[JobQueue]:
+    yield JobQueue(hub.store.db, hub.store.gate, clock=clock, lease_ms=1_000, max_attempts=3, backoff_ms=100)
+
+
+def job(n: int, priority: int = 10, tier: str = "low", who: str | None = None) -> NewJob:
+    return NewJob("test", {"n": n}, priority, tier, who=who)
+
+
+def test_the_ready_key_sorts_by_priority_then_arrival() -> None:
+    keys = [ready_key(5, 2), ready_key(9000, 7), ready_key(5, 1), ready_key(9000, 3)]
+    assert sorted(keys) == [ready_key(9000, 3), ready_key(9000, 7), ready_key(5, 1), ready_key(5, 2)]
+    with pytest.raises(ValueError):
+        ready_key(10_000, 1)
+
+
+async def test_claims_follow_priority_then_arrival_and_never_repeat(queue: JobQueue) -> None:
+    await queue.enqueue([job(1, 10), job(2, 50), job(3, 10), job(4, 50)])
+    claimed = [await queue.claim("w") for _ in range(5)]
+    assert [c.body["n"] if c else None for c in claimed] == [2, 4, 1, 3, None]
+
+
+async def test_a_high_priority_job_behind_100_000_low_ones_is_claimed_next(hub: Hub, queue: JobQueue) -> None:
+    """Inserted straight into the collection as ``enqueue`` would (100,000 one by one would take minutes):
+    the same documents, arrival numbers 1..100,000, then one high-priority job that arrived last."""
+    docs = [{"_id": f"low-{n:06d}", "kind": "test", "body": {"n": n}, "p": 10, "tier": "low", "seq": n,
+             "rk": ready_key(10, n), "st": "ready|low", "n": 0} for n in range(1, 100_001)]
+    collection = hub.store.db[QUEUE]
+    for start in range(0, len(docs), 5000):
+        await collection.insert_many(docs[start:start + 5000], ordered=False)
+    await hub.store.meta.update_one({"_id": "queue-seq"}, {"$set": {"n": 100_000}}, upsert=True)
+    [urgent] = await queue.enqueue([job(-1, 9000, "high")])
+    first = await queue.claim("w")
+    assert first is not None and first.id == urgent
+    second = await queue.claim("w")
+    assert second is not None and second.id == "low-000001"
+    status = await queue.status()
+    assert status.of("ready") == 99_999 and status.of("leased") == 2
+
+
+def _claim_all(uri: str, db_name: str, worker: str, found: Any) -> None:
+    """One process claiming until the queue is empty (its own event loop, its own connection)."""
+    async def run() -> list[str]:
+        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(uri)
+        from fhir_hub.store.transaction import WriteGate
+
+        queue = JobQueue(client[db_name], WriteGate(False))
+        mine = []
+        while (claimed := await queue.claim(worker)) is not None:
+            mine.append(claimed.id)
+        await client.close()
+        return mine
+
+    found.put(asyncio.run(run()))
+
+
+async def test_workers_in_four_processes_claim_each_job_exactly_once(hub: Hub, queue: JobQueue,
+                                                                     settings: Settings) -> None:
+    ids = await queue.enqueue([job(n, n % 7) for n in range(400)])
+    context = multiprocessing.get_context("spawn")
+    found = context.Queue()
+    workers = [context.Process(target=_claim_all, args=(hub.mongodb_uri, settings.db_name, f"w{i}", found))
+               for i in range(4)]
+    for worker in workers:
+        worker.start()
+    claimed = [found.get(timeout=120) for _ in workers]
+    for worker in workers:
+        worker.join(timeout=30)
+    every = [job_id for mine in claimed for job_id in mine]
+    assert sorted(every) == sorted(ids)  # each once: none lost, none claimed twice
+    assert sum(1 for mine in claimed if mine) >= 2  # they did run at the same time
+
+
+async def test_an_expired_lease_is_claimed_again_and_counts_as_an_attempt(queue: JobQueue, clock: Clock) -> None:
+    await queue.enqueue([job(1)])
+    first = await queue.claim("crashed")
+    assert first is not None and await queue.claim("other") is None
+    clock.now += 999
+    assert await queue.requeue_due() == 0  # still leased
+    clock.now += 2
+    assert await queue.requeue_due() == 1
+    again = await queue.claim("other")
+    assert again is not None and again.id == first.id and again.attempts == 1
+    assert not await queue.heartbeat(first) and not await queue.complete(first)  # the first worker lost it
+    assert await queue.heartbeat(again) and await queue.complete(again, {"created": 3})
+    stored = await queue.get(first.id)
+    assert stored is not None and stored["st"] == "done|low" and stored["res"] == {"created": 3}
+    assert errors(stored) == [(1_001_001, "lease of crashed expired")]
+
+
+async def test_a_heartbeat_keeps_the_lease(queue: JobQueue, clock: Clock) -> None:
+    await queue.enqueue([job(1)])
+    claimed = await queue.claim("w")
+    assert claimed is not None
+    for _ in range(5):
+        clock.now += 800
+        assert await queue.heartbeat(claimed)
+        assert await queue.requeue_due() == 0
+    assert await queue.claim("other") is None
+
+
+async def test_failures_back_off_then_go_to_the_dead_letters_with_their_errors(queue: JobQueue, clock: Clock) -> None:
+    await queue.enqueue([job(1)])
+    for attempt, backoff in enumerate((100, 200), start=1):
+        claimed = await queue.claim("w")
+        assert claimed is not None and claimed.attempts == attempt - 1
+        assert await queue.fail(claimed, f"boom {attempt}") == "delayed"
+        clock.now += backoff - 1
+        await queue.requeue_due()
+        assert await queue.claim("w") is None  # still backing off
+        clock.now += 1
+        assert await queue.requeue_due() == 1
+    last = await queue.claim("w")
+    assert last is not None
+    assert await queue.fail(last, "boom 3") == "dead"
+    clock.now += 10_000
+    await queue.requeue_due()
+    assert await queue.claim("w") is None
+    stored = await queue.get(last.id)
+    assert stored is not None and [e for _at, e in errors(stored)] == ["boom 1", "boom 2", "boom 3"]
+    assert (await queue.status()).of("dead") == 1
+    assert await queue.retry() == 1  # an operator's retry: attempts reset, errors kept
+    retried = await queue.claim("w")
+    assert retried is not None and retried.attempts == 0 and retried.id == last.id
+
+
+async def test_raising_a_person_s_priority_moves_their_pending_jobs_up(queue: JobQueue) -> None:
+    await queue.enqueue([job(1, 10, who="cccd|1"), job(2, 10, who="cccd|2"), job(3, 10, who="cccd|1"),
+                         job(4, 500, "medium")])
+    assert await queue.reprioritise("cccd|2", 9000, "high") == 1
+    assert await queue.reprioritise("cccd|1", 5, "low") == 0  # never lowered
+    claimed = [await queue.claim("w") for _ in range(4)]
+    assert [c.body["n"] if c else None for c in claimed] == [2, 4, 1, 3]
+    status = await queue.status()
+    assert status.of("leased", "high") == 1 and status.of("leased", "low") == 2
+
+
+async def test_counts_by_state_and_tier(queue: JobQueue) -> None:
+    await queue.enqueue([job(1, 9000, "high"), job(2, 10), job(3, 10)])
+    claimed = await queue.claim("w")
+    assert claimed is not None
+    await queue.complete(claimed)
+    status = await queue.status()
+    assert status.counts == {"done": {"high": 1}, "ready": {"low": 2}}
