@@ -69,7 +69,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
         await prepare_to_serve(hub)
 
-    app = create_app(settings, on_startup=on_startup)
+    app = create_app(settings, on_startup=on_startup, with_workers=True)
     uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level.lower(),
                 proxy_headers=False)
     return 0
@@ -142,9 +142,58 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         print(f"not found: {', '.join(map(str, missing))}", file=sys.stderr)
         return 2
     results = ingest_files(paths, url=args.url, token=args.token, format_name=args.format,
-                           progress=sys.stderr.isatty())
+                           progress=sys.stderr.isatty(), backfill=args.backfill)
     print(summary(results))
     return exit_code(results)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """Claim and run the queue's jobs until stopped (SIGTERM or Ctrl-C finish the job in hand first)."""
+    import signal
+
+    from fhir_hub.hub import running_hub
+    from fhir_hub.queue.worker import Worker
+
+    settings = _settings(args)
+    _setup_logging(settings.log_level)
+
+    async def run() -> int:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        async with running_hub(settings) as hub:
+            worker = Worker(hub)
+            log.info("worker %s: claiming jobs (stop with Ctrl-C or SIGTERM)", worker.name)
+            return await worker.run(stop, until_empty=args.until_empty)
+
+    done = asyncio.run(run())
+    print(f"worker: {done} jobs done")
+    return 0
+
+
+def cmd_queue_status(args: argparse.Namespace) -> int:
+    from fhir_hub.queue.jobs import STATES, TIERS
+    from fhir_hub.queue.progress import queue_summary
+
+    async def job(hub: Hub) -> str:
+        summary = await queue_summary(hub.queue)
+        rows = [f"{'state':<9}" + "".join(f"{t:>10}" for t in TIERS)]
+        rows += [f"{state:<9}" + "".join(f"{summary.status.of(state, t):>10,}" for t in TIERS) for state in STATES]
+        eta = summary.eta_seconds("high")
+        rows.append(f"throughput: {summary.per_second:.1f} jobs/s over the last minute; high-risk backlog done in "
+                    + (f"{eta:,.0f} s" if eta is not None else "(nothing ran in the last minute)"))
+        return "\n".join(rows)
+
+    return _on_hub(args, job)
+
+
+def cmd_queue_retry(args: argparse.Namespace) -> int:
+    async def job(hub: Hub) -> str:
+        moved = await hub.queue.retry(args.jobs or None)
+        return f"queue: {moved} dead job(s) back in the queue"
+
+    return _on_hub(args, job)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -228,6 +277,9 @@ def build_parser() -> argparse.ArgumentParser:
     from adapters.registry import formats
 
     ingest.add_argument("--format", choices=formats(), help="the files' format (default: detected by the hub)")
+    ingest.add_argument("--backfill", action="store_true",
+                        help="queue the records instead of storing them now (Prefer: respond-async): the hub's "
+                             "workers store the highest-risk people's records first; watch `fhir-hub queue status`")
     _client_options(ingest)
     ingest.set_defaults(func=cmd_ingest)
 
@@ -237,6 +289,25 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("archives", nargs="+", metavar="ARCHIVE_ID", help="archive ids from an ingest report")
     _client_options(replay)
     replay.set_defaults(func=cmd_replay)
+
+    worker = sub.add_parser("worker", help="run a worker of the priority queue (any number, on any machine)",
+                            description="Claim the queue's jobs highest priority first and run them, until "
+                                        "stopped. Needs FHIR_HUB_MONGODB_URI (the store the hub uses); "
+                                        "`fhir-hub serve` starts FHIR_HUB_QUEUE_WORKERS of them itself.")
+    worker.add_argument("--until-empty", action="store_true", help="stop when no job is ready")
+    worker.add_argument("--log-level", choices=("debug", "info", "warning", "error"), help="log verbosity")
+    worker.set_defaults(func=cmd_worker)
+
+    queue = sub.add_parser("queue", help="the priority queue: status, retry dead jobs",
+                           description="Look at or act on the priority queue's jobs.")
+    queue_sub = queue.add_subparsers(dest="queue_command", required=True, metavar="ACTION")
+    status = queue_sub.add_parser("status", help="jobs by state and tier, throughput, time left for the high tier")
+    status.add_argument("--data-dir", type=Path, help="embedded store directory (FHIR_HUB_DATA_DIR)")
+    status.set_defaults(func=cmd_queue_status)
+    retry = queue_sub.add_parser("retry", help="put dead jobs back in the queue (their errors are kept)")
+    retry.add_argument("jobs", nargs="*", metavar="JOB_ID", help="the jobs to retry (default: every dead job)")
+    retry.add_argument("--data-dir", type=Path, help="embedded store directory (FHIR_HUB_DATA_DIR)")
+    retry.set_defaults(func=cmd_queue_retry)
 
     spec = sub.add_parser("openapi", help="print or write the OpenAPI document of the REST API",
                           description="Generate the OpenAPI document from the application's routes.")

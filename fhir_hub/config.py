@@ -74,6 +74,16 @@ class Settings:
     # Consent (issue 17): every read of personal data obeys consent/policy.json and the residents' Consents.
     # Off only to measure what enforcement costs (``python -m bench consent``): never in production.
     enforce_consent: bool = True
+    # The priority queue (issue 18): worker processes ``fhir-hub serve`` starts beside itself (0: none; run
+    # ``fhir-hub worker`` elsewhere), a claimed job's lease (workers renew it every third of it), failed
+    # attempts before a job goes to the dead letters, and the first back-off (doubled at each failure)
+    queue_workers: int = 1
+    queue_lease_seconds: int = 30
+    queue_max_attempts: int = 5
+    queue_backoff_ms: int = 1000
+    # how old a conditional or matching claim must be before another process takes it over (its holder
+    # died: a killed worker's claims block those records' writes this long); longer than any request
+    claim_stale_seconds: int = 120
     # Operations
     log_level: str = "info"
     audit_flush_ms: int = 50
@@ -133,13 +143,16 @@ class Settings:
     def check(self) -> None:
         for name in ("max_body_bytes", "default_count", "max_count", "max_search_params", "max_chain_depth",
                      "max_bundle_entries", "request_budget_ms", "max_token_bytes", "max_token_lifetime_seconds",
-                     "audit_flush_ms", "hl7v2_max_repetitions"):
+                     "audit_flush_ms", "hl7v2_max_repetitions", "queue_lease_seconds", "queue_max_attempts",
+                     "queue_backoff_ms", "claim_stale_seconds"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be a positive integer")
         if self.validation_processes < 0:
             raise ConfigError(f"{ENV_PREFIX}VALIDATION_PROCESSES must not be negative")
         if self.ingest_processes < 0:
             raise ConfigError(f"{ENV_PREFIX}INGEST_PROCESSES must not be negative")
+        if self.queue_workers < 0:
+            raise ConfigError(f"{ENV_PREFIX}QUEUE_WORKERS must not be negative")
         _facility_delegations(self.ingest_on_behalf_of)  # a value it cannot read stops start-up, named
         upper, lower = self.match_model_thresholds
         if lower > upper:

@@ -31,6 +31,7 @@ from fhir_hub.fhir.ids import IdFactory, new_uuid_id
 from fhir_hub.fhir.instant import Clock, system_clock
 from fhir_hub.fhir.validation_ahead import ValidationAhead
 from fhir_hub.ingest.mapper import MappingWorkers
+from fhir_hub.queue.jobs import JobQueue
 from fhir_hub.search.indexing import INDEX_FORMAT
 from fhir_hub.store.consent_subjects import people_consents
 from fhir_hub.store.derivers import DERIVERS, Deriver
@@ -51,6 +52,7 @@ class Hub:
     audit: AuditTrail
     mongodb_uri: str
     ingest_workers: MappingWorkers  # where $ingest payloads are parsed and mapped, off the event loop
+    queue: JobQueue  # the priority queue's jobs (``fhir_hub/queue``)
     # made once per request from its caller; replaced only by tests (the read-path contract suite)
     access: Callable[[Caller], AccessDecision] = access_decision
 
@@ -127,6 +129,7 @@ async def running_hub(
         client = AsyncMongoClient(uri, appname="fhir-hub", serverSelectionTimeoutMS=10_000)
         capabilities = await detect_capabilities(client)
         store = MongoStore(client, settings.db_name, capabilities, derivers)
+        store.claims.stale_seconds = settings.claim_stale_seconds
         repaired = await store.reconcile_pending()
         if repaired:
             log.warning("finished %d write(s) left incomplete by an earlier stop", repaired)
@@ -138,6 +141,8 @@ async def running_hub(
         log.info("store: %s (%s), database %r", capabilities.engine, _redact(uri), settings.db_name)
         yield Hub(settings=settings, store=store, writer=writer, authenticator=authenticator, audit=audit,
                   mongodb_uri=uri, ingest_workers=ingest_workers,
+                  queue=JobQueue(store.db, store.gate, lease_ms=settings.queue_lease_seconds * 1000,
+                                 max_attempts=settings.queue_max_attempts, backoff_ms=settings.queue_backoff_ms),
                   access=consent_access(store, clock) if settings.enforce_consent else access_decision)
     finally:
         await validation.close()

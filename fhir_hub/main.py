@@ -38,6 +38,7 @@ from fhir_hub.config import Settings
 from fhir_hub.fhir.ids import IdFactory, new_uuid_id
 from fhir_hub.fhir.instant import Clock, system_clock
 from fhir_hub.hub import Hub, running_hub
+from fhir_hub.queue.processes import WorkerProcesses
 
 StartupHook = Callable[[Hub], Awaitable[None]]
 
@@ -80,15 +81,20 @@ def create_app(
     clock: Clock = system_clock,
     new_id: IdFactory = new_uuid_id,
     on_startup: StartupHook | None = None,
+    with_workers: bool = False,
 ) -> FastAPI:
+    """``with_workers``: start the priority queue's worker processes beside the hub (``fhir-hub serve``);
+    tests and benchmarks start their own."""
     settings = settings or Settings.from_env()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with running_hub(settings, clock=clock, new_id=new_id) as hub:
+        async with running_hub(settings, clock=clock, new_id=new_id) as hub, WorkerProcesses(
+                hub.mongodb_uri, settings.queue_workers if with_workers else 0) as workers:
             app.state.hub = hub
             if on_startup is not None:
                 await on_startup(hub)
+            await workers.start()
             yield
 
     app = FastAPI(

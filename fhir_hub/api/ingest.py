@@ -18,16 +18,19 @@ from typing import Any
 
 from fastapi import APIRouter, Response
 
-from adapters.base import Problem
+from adapters.base import Problem, Record
 from adapters.normalize import HUB
 from fhir_hub.api.body import read_body
 from fhir_hub.api.context import Fhir, FhirContext
 from fhir_hub.api.responses import fhir_response
 from fhir_hub.api.routing import fhir_route
+from fhir_hub.auth.policy import require_operator
 from fhir_hub.errors import BadRequest
 from fhir_hub.fhir.jsonio import dumps
 from fhir_hub.ingest.archive import FIRST_PROBLEMS, MESSAGE_CHARS, clipped
-from fhir_hub.ingest.service import IngestReport, acknowledge, ingest, replay
+from fhir_hub.ingest.service import IngestReport, RecordProvenance, acknowledge, ingest, replay
+from fhir_hub.queue.ingest_jobs import enqueue_records
+from fhir_hub.queue.progress import backfill_progress, queue_summary
 
 router = APIRouter()
 
@@ -48,9 +51,54 @@ async def ingest_payload(ctx: Fhir) -> Response:
     if not payload:
         raise BadRequest("$ingest: the body is empty; send the file as it is")
     params = ctx.request.query_params
+    if ctx.session.prefers("respond-async") is not None:
+        return await _later(ctx, payload)
     report = await ingest(ctx.session, payload, media_type=ctx.request.headers.get("content-type"),
                           filename=params.get("filename"), format_name=params.get("format"))
     return await _answer(ctx, report, payload)
+
+
+async def _later(ctx: FhirContext, payload: bytes) -> Response:
+    """A backfill (``Prefer: respond-async``): archived and mapped now, each record a job of the priority
+    queue; 202 with the status URL in ``Content-Location`` (the FHIR asynchronous request pattern), and
+    the mapping's report so far in the body."""
+    params = ctx.request.query_params
+    session = ctx.session
+
+    async def enqueue(report: IngestReport, records: list[Record], provenance: RecordProvenance) -> None:
+        await enqueue_records(session.hub.queue, session.caller, report, records, provenance)
+
+    report = await ingest(session, payload, media_type=ctx.request.headers.get("content-type"),
+                          filename=params.get("filename"), format_name=params.get("format"), later=enqueue)
+    where = f"{session.base_url}/$ingest-status?archive={report.archive}"
+    body = report_parameters(report, queued=True)
+    return fhir_response(ctx, dumps(body), status=202, headers={"Content-Location": where})
+
+
+@router.get("/$ingest-status", **fhir_route("ingest-status", "system", summary="Progress of a backfill sent with "
+                                            "Prefer: respond-async", query=("archive",),
+                                            operation=_operation("ingest-status")))
+async def ingest_status(ctx: Fhir) -> Response:
+    """202 with ``X-Progress`` while records of the payload wait or run, then 200 with the report (as the
+    synchronous ``$ingest`` answers it). Only the sender sees it (anyone else: 404, as for no such payload)."""
+    archive_id = ctx.request.query_params.get("archive")
+    if not archive_id:
+        raise BadRequest("$ingest-status: name the payload with ?archive=<id> (from the 202's Content-Location)",
+                         expression=["archive"])
+    progress = await backfill_progress(ctx.session, archive_id)
+    if progress.pending:
+        return fhir_response(ctx, None, status=202, headers={
+            "X-Progress": f"{progress.finished} of {progress.jobs} records done", "Retry-After": "2"})
+    return fhir_response(ctx, dumps(report_parameters(progress.report)))
+
+
+@router.get("/$queue-status", **fhir_route("queue-status", "system", summary="The priority queue: jobs by state "
+                                           "and tier, throughput, time left for the high-risk backlog",
+                                           operation=_operation("queue-status")))
+async def queue_status(ctx: Fhir) -> Response:
+    require_operator(ctx.session.caller, "read the queue's status")
+    summary = await queue_summary(ctx.session.hub.queue)
+    return fhir_response(ctx, dumps(summary.parameters()))
 
 
 @router.post("/$replay", **fhir_route("replay", "system", summary="Map an archived payload again",
@@ -71,10 +119,12 @@ async def _answer(ctx: FhirContext, report: IngestReport, payload: bytes | None)
     return fhir_response(ctx, dumps(report_parameters(report)))
 
 
-def report_parameters(report: IngestReport) -> dict[str, Any]:
-    """The report as a FHIR ``Parameters`` resource (what a FHIR client expects of an operation)."""
+def report_parameters(report: IngestReport, *, queued: bool = False) -> dict[str, Any]:
+    """The report as a FHIR ``Parameters`` resource (what a FHIR client expects of an operation); ``queued``:
+    its records are jobs of the queue, counted as they are committed (``$ingest-status``)."""
     parameters: list[dict[str, Any]] = [
         {"name": "archive", "valueString": report.archive},
+        *([{"name": "queued", "valueBoolean": True}] if queued else []),
         *([{"name": "format", "valueCode": report.format}] if report.format else []),
         *([{"name": "filename", "valueString": report.filename}] if report.filename else []),
         {"name": "recordsAccepted", "valueInteger": report.accepted},

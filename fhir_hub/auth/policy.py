@@ -31,6 +31,8 @@ PERMISSION = {
     "patch": "u", "conditional-patch": "u",
     "transaction": "",  # a Bundle: each entry is checked as the interaction it carries
     "ingest": "c", "replay": "c",  # a payload's records are transactions: each entry is checked the same way
+    # a backfill's progress (its sender only: services check the archive's facility), the queue (the operator)
+    "ingest-status": "c", "queue-status": "",
     # patient link operations (services/linking.py checks Patient.u and refuses residents' decisions)
     "merge": "u", "unmerge": "u", "review": "u", "review-list": "s", "links": "r",
     "match": "s",  # Patient/$match: a search by content (services/match.py)

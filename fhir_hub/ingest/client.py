@@ -57,8 +57,13 @@ def media_type_of(format_name: str | None) -> str:
 
 
 def ingest_files(paths: list[Path], *, url: str, token: str | None, format_name: str | None,
-                 progress: bool = True, transport: httpx.BaseTransport | None = None) -> list[FileResult]:
+                 progress: bool = True, transport: httpx.BaseTransport | None = None,
+                 backfill: bool = False) -> list[FileResult]:
+    """Send each file to ``$ingest``; ``backfill``: with ``Prefer: respond-async``, so the hub queues the
+    records (highest risk first) and answers at once (the report then counts what the mapping said)."""
     headers = {"Accept": "application/fhir+json", "Content-Type": media_type_of(format_name)}
+    if backfill:
+        headers["Prefer"] = "respond-async"
     if token:
         headers["Authorization"] = f"Bearer {token}"
     results = []
@@ -87,7 +92,7 @@ def _send(client: httpx.Client, path: str, name: str, *, params: dict[str, str],
         result.failed = f"could not reach the hub ({exc})"
         return result
     body = _json(answer)
-    if answer.status_code != 200 or body.get("resourceType") != "Parameters":
+    if answer.status_code not in (200, 202) or body.get("resourceType") != "Parameters":
         issues = body.get("issue") or [{}]
         result.failed = f"HTTP {answer.status_code}: {issues[0].get('diagnostics', answer.text[:200])}"
         return result

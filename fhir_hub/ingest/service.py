@@ -26,7 +26,7 @@ import asyncio
 import hashlib
 import itertools
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -87,15 +87,27 @@ class IngestReport:
                              problems=[p.as_dict() for p in self.problems()])
 
 
+Later = Callable[[IngestReport, list[Record], "RecordProvenance"], Awaitable[None]]
+
+
 async def ingest(session: Session, payload: bytes, *, media_type: str | None, filename: str | None,
-                 format_name: str | None) -> IngestReport:
-    """Archive ``payload`` (before anything can go wrong), then map and commit it."""
+                 format_name: str | None, later: Later | None = None) -> IngestReport:
+    """Archive ``payload`` (before anything can go wrong), then map it and commit its records; with
+    ``later`` (a backfill: ``queue/ingest_jobs.py``), hand the mapped records to it instead of committing
+    them: the report then holds what the mapping said, and the archive is kept with it."""
     archive = IngestArchive(session.hub.store.db, session.hub.store.gate)
     digest = await asyncio.to_thread(_sha256, payload)  # 10 MB hash ~20 ms: not on the event loop
     archive_id = await archive.keep(payload, digest, media_type=media_type, filename=filename,
                                     facility=session.caller.facility, caller=session.caller.subject,
                                     received=session.clock())
-    return await _ingest_archived(session, archive, archive_id, payload, digest, media_type, filename, format_name)
+    if later is None:
+        return await _ingest_archived(session, archive, archive_id, payload, digest, media_type, filename,
+                                      format_name)
+    report, records, provenance = await _mapped(session, archive, archive_id, payload, digest, media_type, filename,
+                                                format_name)
+    await later(report, records, provenance)
+    await report.keep(archive)
+    return report
 
 
 async def replay(session: Session, archive_id: str) -> IngestReport:
@@ -104,13 +116,13 @@ async def replay(session: Session, archive_id: str) -> IngestReport:
     anyone else is told it does not exist, exactly as for an archive that does not."""
     archive = IngestArchive(session.hub.store.db, session.hub.store.gate)
     kept = await archive.get(archive_id)
-    if kept is None or not _may_replay(session.caller, kept):
+    if kept is None or not may_use_archive(session.caller, kept):
         raise NotFound(f"archive: no payload {archive_id!r} that this caller sent")
     return await _ingest_archived(session, archive, archive_id, kept.payload, kept.sha256, kept.media_type,
                                   kept.filename, kept.format)
 
 
-def _may_replay(caller: Caller, kept: Archived) -> bool:
+def may_use_archive(caller: Caller, kept: Archived) -> bool:
     """Bound to the facility first: a token's ``sub`` is only unique within its issuer's naming, and the same
     system account (or a copied client id) at another facility must not map that facility's payload under
     its own token (its records would be written as the replaying facility's)."""
@@ -123,6 +135,19 @@ def _may_replay(caller: Caller, kept: Archived) -> bool:
 
 async def _ingest_archived(session: Session, archive: IngestArchive, archive_id: str, payload: bytes, digest: str,
                            media_type: str | None, filename: str | None, format_name: str | None) -> IngestReport:
+    report, records, provenance = await _mapped(session, archive, archive_id, payload, digest, media_type, filename,
+                                                format_name)
+    for record in records:
+        await commit_record(session, provenance, record, report)
+    await report.keep(archive)
+    return report
+
+
+async def _mapped(session: Session, archive: IngestArchive, archive_id: str, payload: bytes, digest: str,
+                  media_type: str | None, filename: str | None, format_name: str | None
+                  ) -> tuple[IngestReport, list[Record], RecordProvenance]:
+    """The payload mapped by its adapter (in a mapping worker): the report so far (what the mapping
+    rejected or warned about), its records, and what each record's Provenance says."""
     report = IngestReport(archive_id, None, filename)
     caller = session.caller
     settings = session.hub.settings
@@ -140,23 +165,31 @@ async def _ingest_archived(session: Session, archive: IngestArchive, archive_id:
     report.rejected += mapping.rejected
     report.warnings += mapping.warnings
     report.not_mapped += mapping.not_mapped
-    provenance = _Provenance(report.archive, digest, mapping.format, caller.facility, caller.subject)
-    for record in mapping.records:
-        started = session.clock()
-        bundle = provenance.added_to(record, to_instant(started))
-        try:
-            results = await process(session, "transaction", bundle)
-        except HubError as error:
-            issue = error.issues[0]
-            report.rejected.append(Problem(record.key, issue.expression[0] if issue.expression else None,
-                                           issue.diagnostics))
-            continue
-        report.accepted += 1
-        _count(report, bundle, results, started)
-        for request in record.merges:
-            await _merge(session, record.key, request, report)
-    await report.keep(archive)
-    return report
+    return report, list(mapping.records), RecordProvenance(report.archive, digest, mapping.format, caller.facility,
+                                                           caller.subject)
+
+
+async def commit_record(session: Session, provenance: RecordProvenance, record: Record, report: IngestReport,
+                        *, retry_later: bool = False) -> None:
+    """Commit one record (its transaction Bundle with its Provenance), then the merges it asks for; what
+    happened goes to ``report``. The synchronous ``$ingest`` and the queue's workers both commit here.
+    ``retry_later`` (a worker): an error that says nothing about the record (409: claims held by another
+    writer, 5xx) is raised, so the job is tried again, rather than reported as a rejected record."""
+    started = session.clock()
+    bundle = provenance.added_to(record, to_instant(started))
+    try:
+        results = await process(session, "transaction", bundle)
+    except HubError as error:
+        if retry_later and (error.status == 409 or error.status >= 500):
+            raise
+        issue = error.issues[0]
+        report.rejected.append(Problem(record.key, issue.expression[0] if issue.expression else None,
+                                       issue.diagnostics))
+        return
+    report.accepted += 1
+    _count(report, bundle, results, started)
+    for request in record.merges:
+        await _merge(session, record.key, request, report)
 
 
 async def _merge(session: Session, key: str, request: MergeRequest, report: IngestReport) -> None:
@@ -213,7 +246,7 @@ def may_send_for(caller: Caller, settings: Settings) -> frozenset[str] | None:
 
 
 @dataclass(frozen=True, slots=True)
-class _Provenance:
+class RecordProvenance:
     archive: str
     digest: str
     format: str

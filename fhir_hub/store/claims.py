@@ -55,6 +55,7 @@ class Claims:
     def __init__(self, db: Any, gate: WriteGate) -> None:
         self.collection = db[CLAIMS]
         self.gate = gate
+        self.stale_seconds: float = STALE_SECONDS  # FHIR_HUB_CLAIM_STALE_SECONDS (``running_hub``)
         self._held: weakref.WeakKeyDictionary[asyncio.Task[Any], set[str]] = weakref.WeakKeyDictionary()
 
     @asynccontextmanager
@@ -93,7 +94,7 @@ class Claims:
                 await self.collection.delete_many({"_id": {"$in": keys}, "o": token})  # all or nothing
                 held = [doc async for doc in self.collection.find({"_id": {"$in": keys}})]
                 for doc in held:
-                    if now - float(doc.get("at", 0)) > STALE_SECONDS:  # its holder died: take it over
+                    if now - float(doc.get("at", 0)) > self.stale_seconds:  # its holder died: take it over
                         await self.collection.delete_many({"_id": doc["_id"], "o": doc.get("o")})
             if time.monotonic() > deadline:
                 raise Conflict("Another request is creating or updating the same resource (the same conditional "

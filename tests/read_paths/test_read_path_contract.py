@@ -11,6 +11,7 @@ Every read path added later joins ``PATHS`` (or gets its own test below) the day
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 import uuid
@@ -26,6 +27,7 @@ from fhir_hub.auth.caller import Caller
 from fhir_hub.config import Settings
 from fhir_hub.linking.elements import is_master_key, master_of
 from fhir_hub.main import create_app
+from fhir_hub.queue.worker import Worker
 from fhir_hub.services.pages import decode_page
 from tests.conftest import as_
 from tests.read_paths import person_paths
@@ -632,6 +634,20 @@ def ingest(c: TestClient, ident: str, _rid: str) -> Any:
                   headers={"Content-Type": "application/fhir+ndjson", "Accept": "application/fhir+json"})
 
 
+def ingest_later(c: TestClient, ident: str, _rid: str) -> Any:
+    """The same payload as a backfill (``Prefer: respond-async``): queued, run by a worker of the app's hub,
+    then its report from ``$ingest-status``: 'existing' would betray the hidden match the same way."""
+    queued = c.post("/$ingest", content=orjson.dumps(_observation(ident)) + b"\n",
+                    headers={"Content-Type": "application/fhir+ndjson", "Accept": "application/fhir+json",
+                             "Prefer": "respond-async"})
+    assert queued.status_code == 202, queued.text[:300]
+    hub = c.app.state.hub  # type: ignore[attr-defined]
+    assert c.portal is not None
+    c.portal.call(lambda: Worker(hub).run(asyncio.Event(), until_empty=True))
+    where = queued.headers["Content-Location"]
+    return c.get(where[where.index("/$"):], headers={"Accept": "application/fhir+json"})
+
+
 def patch_by_id(c: TestClient, _ident: str, rid: str) -> Any:
     return c.patch(f"/Observation/{rid}", content=b'[{"op":"replace","path":"/status","value":"amended"}]',
                    headers={"Content-Type": "application/json-patch+json"})
@@ -643,7 +659,7 @@ def delete_by_id(c: TestClient, _ident: str, rid: str) -> Any:
 
 CONDITIONAL: list[Send] = [conditional_create, conditional_update, conditional_patch, conditional_delete,
                            patch_by_id, delete_by_id, batch_reads, transaction_if_none_exist,
-                           transaction_conditional_update, transaction_conditional_reference, ingest]
+                           transaction_conditional_update, transaction_conditional_reference, ingest, ingest_later]
 
 # Every interaction a route serves, and the paths of this suite that cover it. A new route's interaction
 # code fails test_every_interaction_is_covered until it joins the suite (or is listed as reading nothing).
@@ -655,7 +671,8 @@ COVERED: dict[str, list[Callable[..., None]]] = {
     "search-type-post": [search_post], "search-system": [system_search], "search-system-post": [system_search],
     "create": [conditional_create], "conditional-update": [conditional_update],
     "conditional-patch": [conditional_patch], "conditional-delete": [conditional_delete], "patch": [patch_by_id],
-    "delete": [delete_by_id], "ingest": [ingest], "transaction": [batch_reads, transaction_if_none_exist,
+    "delete": [delete_by_id], "ingest": [ingest, ingest_later], "ingest-status": [ingest_later],
+    "transaction": [batch_reads, transaction_if_none_exist,
                                                                  transaction_conditional_update,
                                                                  transaction_conditional_reference],
     # a person's records (issue 16): tests/read_paths/person_paths.py, a hidden Patient record
@@ -673,6 +690,7 @@ READS_NOTHING = {
     "update": "tested in tests/api/test_security.py (a resident's PUT never creates)",
     "replay": "re-maps an archived payload through the same ingest path (covered by 'ingest'): the archive is "
               "the sender's own",
+    "queue-status": "counts of the queue's jobs by state and tier, for the hub's operator: no resource",
 }
 
 

@@ -1,0 +1,109 @@
+"""A backfill through the queue: each mapped record becomes a job, committed later by a worker.
+
+``$ingest`` with ``Prefer: respond-async`` archives and maps the payload as the synchronous ``$ingest`` does
+(``ingest/service.py``: one path for both), then hands its records here instead of committing them. Each
+record's job carries what committing it needs: the record's Bundle, the Provenance it gets, and the caller
+who sent it (a worker commits it in that caller's name, so the facility boundary, scopes and ownership are
+those of the sender, as if it had been committed at once).
+
+Its priority comes from the record itself (``profiles.risk``: a diabetes diagnosis in the file makes it
+urgent even for a person the hub has never seen) and from what the hub already knows about the person: the
+highest priority among the person's jobs so far. When a record raises its person's score, the person's jobs
+still waiting move up (``JobQueue.reprioritise``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from adapters.base import MergeRequest, Record
+from adapters.normalize import BHXH, CCCD
+from fhir_hub.auth.caller import Caller
+from fhir_hub.auth.scopes import Scopes
+from fhir_hub.ingest.service import IngestReport, RecordProvenance, commit_record
+from fhir_hub.queue.jobs import MAX_PRIORITY, Job, JobQueue, NewJob
+from fhir_hub.services.session import Session
+from profiles.risk import assess, default_rules, facts_from_resources, priority
+
+KIND = "ingest-record"
+
+
+@dataclass(frozen=True)
+class Urgency:
+    priority: int
+    tier: str
+    who: str | None  # the person's strongest identifier key, if the record names one
+    score: int
+    rules: tuple[str, ...]  # the rules that held, for the job's explanation
+
+
+def urgency(record: Record, today: datetime | None = None) -> Urgency:
+    """How urgent a record is, from what the record itself says (its Patient's age, its diagnoses)."""
+    resources = [e["resource"] for e in record.bundle.get("entry") or []
+                 if isinstance(e, dict) and isinstance(e.get("resource"), dict)]
+    rules = default_rules()
+    assessment = assess(facts_from_resources(resources, rules), rules, (today or datetime.now(UTC)).date())
+    return Urgency(max(0, min(MAX_PRIORITY, priority(assessment))), assessment.tier, _who(resources),
+                   assessment.score, tuple(hit.rule.id for hit in assessment.hits))
+
+
+def _who(resources: list[dict[str, Any]]) -> str | None:
+    """The Patient's personal ID, else social-insurance number: the same key for every facility's record
+    of one person, so re-prioritisation finds all of their jobs."""
+    for system in (CCCD, BHXH):
+        for resource in resources:
+            if resource.get("resourceType") != "Patient":
+                continue
+            for identifier in resource.get("identifier") or []:
+                if isinstance(identifier, dict) and identifier.get("system") == system and identifier.get("value"):
+                    return f"{system}|{identifier['value']}"
+    return None
+
+
+async def enqueue_records(queue: JobQueue, caller: Caller, report: IngestReport, records: list[Record],
+                          provenance: RecordProvenance) -> list[str]:
+    """One job per record, in the payload's order; then every waiting job of a person one of these records
+    makes more urgent moves up."""
+    jobs = []
+    raised: dict[str, Urgency] = {}
+    for record in records:
+        found = urgency(record)
+        body = {"record": {"key": record.key, "bundle": record.bundle, "facility": record.facility,
+                           "merges": [asdict(m) for m in record.merges]},
+                "provenance": asdict(provenance), "caller": _caller(caller),
+                "why": {"score": found.score, "rules": list(found.rules)}}
+        jobs.append(NewJob(KIND, body, found.priority, found.tier, who=found.who, batch=report.archive))
+        if found.who is not None and (found.who not in raised or found.priority > raised[found.who].priority):
+            raised[found.who] = found
+    ids = await queue.enqueue(jobs)
+    for who, found in raised.items():
+        await queue.reprioritise(who, found.priority, found.tier)
+    return ids
+
+
+async def run_record_job(session_for: Any, job: Job) -> dict[str, Any]:
+    """Commit one record's job in its sender's name; what happened (the counts and problems of a report)."""
+    body = job.body
+    caller = _caller_from(body["caller"])
+    session: Session = session_for(caller)
+    saved = body["record"]
+    record = Record(saved["key"], saved["bundle"], saved.get("facility"),
+                    tuple(MergeRequest(m["keep"], tuple(m["merged"]), m["field"]) for m in saved.get("merges") or []))
+    provenance = RecordProvenance(**body["provenance"])
+    report = IngestReport(provenance.archive, provenance.format, None)
+    await commit_record(session, provenance, record, report, retry_later=True)
+    return {"accepted": report.accepted, "created": report.created, "existing": report.existing,
+            "updated": report.updated, "problems": [p.as_dict() for p in report.problems()]}
+
+
+def _caller(caller: Caller) -> dict[str, Any]:
+    return {"sub": caller.subject, "scope": str(caller.scopes), "facility": caller.facility,
+            "fhir_user": caller.fhir_user, "purpose": caller.purpose, "internal": caller.internal}
+
+
+def _caller_from(saved: dict[str, Any]) -> Caller:
+    return Caller(saved["sub"], Scopes.parse(saved["scope"]), facility=saved.get("facility"),
+                  fhir_user=saved.get("fhir_user"), purpose=saved.get("purpose") or "TREAT",
+                  internal=bool(saved.get("internal")))
