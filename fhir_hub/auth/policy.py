@@ -36,6 +36,7 @@ PERMISSION = {
     # patient link operations (services/linking.py checks Patient.u and refuses residents' decisions)
     "merge": "u", "unmerge": "u", "review": "u", "review-list": "s", "links": "r",
     "match": "s",  # Patient/$match: a search by content (services/match.py)
+    "risk": "r",  # Patient/{id}/$risk: read through the reader (the Patient, the person's Conditions)
     "access-check": "r",  # $access-check: the operator asks why a caller may or may not read a resource
     # the audit trail read by who it concerns (services/access_log.py): a resident's access log, a facility's
     # emergency accesses; both are searches of AuditEvent

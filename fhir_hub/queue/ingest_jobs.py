@@ -14,8 +14,9 @@ still waiting move up (``JobQueue.reprioritise``).
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import date
 from typing import Any
 
 from adapters.base import MergeRequest, Record
@@ -24,6 +25,7 @@ from fhir_hub.auth.caller import Caller
 from fhir_hub.auth.scopes import Scopes
 from fhir_hub.ingest.service import IngestReport, RecordProvenance, commit_record
 from fhir_hub.queue.jobs import MAX_PRIORITY, Job, JobQueue, NewJob
+from fhir_hub.services.risk import city_day
 from fhir_hub.services.session import Session
 from profiles.risk import assess, default_rules, facts_from_resources, priority
 
@@ -39,12 +41,13 @@ class Urgency:
     rules: tuple[str, ...]  # the rules that held, for the job's explanation
 
 
-def urgency(record: Record, today: datetime | None = None) -> Urgency:
+def urgency(record: Record, today: date | None = None) -> Urgency:
     """How urgent a record is, from what the record itself says (its Patient's age, its diagnoses)."""
     resources = [e["resource"] for e in record.bundle.get("entry") or []
                  if isinstance(e, dict) and isinstance(e.get("resource"), dict)]
     rules = default_rules()
-    assessment = assess(facts_from_resources(resources, rules), rules, (today or datetime.now(UTC)).date())
+    when = today or city_day(time.time_ns() // 1000)
+    assessment = assess(facts_from_resources(resources, rules), rules, when)
     return Urgency(max(0, min(MAX_PRIORITY, priority(assessment))), assessment.tier, _who(resources),
                    assessment.score, tuple(hit.rule.id for hit in assessment.hits))
 

@@ -293,6 +293,20 @@ def access_check(w: World) -> None:
     assert w.open_.get(f"/{w.hidden_key}/$access-check", headers=operator).status_code == 200
 
 
+def risk(w: World) -> None:
+    """``Patient/{id}/$risk`` (issue 18) reads the Patient and the person's records through the reader: a
+    hidden Patient record or master answers as one never created; otherwise the hidden resource changes
+    nothing of P's answer and is never named in it."""
+    if w.hidden_key.startswith("Patient/"):
+        _same_as_absent(w.hidden, w.hidden_key, "/{rtype}/{rid}/$risk")
+        return
+    seen, shown = w.open_.get("/Patient/pat-p/$risk"), w.hidden.get("/Patient/pat-p/$risk")
+    assert seen.status_code == shown.status_code
+    if shown.status_code == 200:
+        assert shown.json() == seen.json()
+    assert_unseen(shown.text, w.hidden_key)
+
+
 def vread(w: World) -> None:
     _same_as_absent(w.hidden, w.hidden_key, "/{rtype}/{rid}/_history/1")
 
@@ -530,7 +544,7 @@ def emergency_access(w: World) -> None:
 PATHS: list[Path] = [read, vread, instance_history, type_history, system_history, search_get, search_post,
                      search_by_id, system_search, summary_count, total_accurate, elements, paging, includes,
                      revincludes, iterate, chains_and_has, audit_events, provenance, patient_match, access_log,
-                     emergency_access, access_check]
+                     emergency_access, access_check, risk]
 
 
 @pytest.mark.parametrize("path", PATHS, ids=lambda p: p.__name__)
@@ -678,7 +692,7 @@ COVERED: dict[str, list[Callable[..., None]]] = {
     # a person's records (issue 16): tests/read_paths/person_paths.py, a hidden Patient record
     "links": [person_paths.links], "review-list": [person_paths.review_list], "merge": [person_paths.merge],
     "review": [person_paths.review], "unmerge": [person_paths.unmerge],
-    "match": [patient_match], "access-check": [access_check],
+    "match": [patient_match], "access-check": [access_check], "risk": [risk],
     # the audit trail for those it concerns (issue 17)
     "access-log": [access_log], "emergency-access": [emergency_access],
 }

@@ -1,0 +1,54 @@
+"""``Patient/{id}/$risk``: a person's risk score and the rules that gave it (issue 18), explained.
+
+Built from what the caller may read, through the one reader: the Patient record, then the Conditions of
+the person (every record linked to it: ``patient:mdm``) and the Observations that say whether they live
+alone. A clinician whose consent hides a diagnosis gets the score without it, never the diagnosis through
+the score's evidence. The rules are ``profiles.risk``'s (versioned data); the score is the scorer's, the
+same one the priority queue orders its jobs by.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from fhir_hub.fhir.jsonio import loads
+from fhir_hub.services.read import read
+from fhir_hub.services.search import search
+from fhir_hub.services.session import Session
+from profiles.risk import Assessment, assess, default_rules, facts_from_resources
+
+CITY = ZoneInfo("Asia/Ho_Chi_Minh")
+_MOST = "1000"  # a person's diagnoses fit one page; more are counted from the first 1,000
+
+
+async def assess_patient(session: Session, rid: str) -> Assessment:
+    rules = default_rules()
+    patient = await read(session, "Patient", rid)
+    resources: list[dict[str, Any]] = [loads(patient.json)] if patient.json is not None else []
+    person = f"Patient/{rid}"
+    household = ",".join(sorted({*rules.lives_alone_findings, rules.household_size}))
+    for rtype, criteria in (("Condition", []), ("Observation", [("code", household)])):
+        found = await search(session, rtype, [("patient:mdm", person), *criteria, ("_count", _MOST)])
+        resources += [loads(v.json) for v in found.outcome.page if v.json is not None]
+    return assess(facts_from_resources(resources, rules), rules, city_day(session.clock()))
+
+
+def city_day(microseconds: int) -> date:
+    """The day in Ho Chi Minh City at that instant: a birthday (60, 6) starts at local midnight."""
+    return datetime.fromtimestamp(microseconds / 1_000_000, CITY).date()
+
+
+def parameters(assessment: Assessment) -> dict[str, Any]:
+    """The assessment as a ``Parameters`` resource: score, tier, rules version, and each rule that held with
+    its weight, source and the evidence (which code, which birth date) in words."""
+    hits = [{"name": "rule", "part": [
+        {"name": "id", "valueCode": hit.rule.id}, {"name": "label", "valueString": hit.rule.label_en},
+        {"name": "labelVi", "valueString": hit.rule.label_vi}, {"name": "weight", "valueInteger": hit.rule.weight},
+        {"name": "source", "valueString": hit.rule.source},
+        *({"name": "evidence", "valueString": e.note} for e in hit.evidence)]} for hit in assessment.hits]
+    return {"resourceType": "Parameters", "parameter": [
+        {"name": "score", "valueInteger": assessment.score}, {"name": "tier", "valueCode": assessment.tier},
+        {"name": "rulesVersion", "valueString": assessment.version},
+        {"name": "on", "valueDate": assessment.on.isoformat()}, *hits]}
