@@ -170,7 +170,7 @@ async def _mapped(session: Session, archive: IngestArchive, archive_id: str, pay
 
 
 async def commit_record(session: Session, provenance: RecordProvenance, record: Record, report: IngestReport,
-                        *, retry_later: bool = False) -> None:
+                        *, retry_later: bool = False) -> list[EntryResult]:
     """Commit one record (its transaction Bundle with its Provenance), then the merges it asks for; what
     happened goes to ``report``. The synchronous ``$ingest`` and the queue's workers both commit here.
     ``retry_later`` (a worker): an error that says nothing about the record (409: claims held by another
@@ -185,11 +185,12 @@ async def commit_record(session: Session, provenance: RecordProvenance, record: 
         issue = error.issues[0]
         report.rejected.append(Problem(record.key, issue.expression[0] if issue.expression else None,
                                        issue.diagnostics))
-        return
+        return []
     report.accepted += 1
     _count(report, bundle, results, started)
     for request in record.merges:
         await _merge(session, record.key, request, report)
+    return results
 
 
 async def _merge(session: Session, key: str, request: MergeRequest, report: IngestReport) -> None:

@@ -24,6 +24,7 @@ from adapters.normalize import BHXH, CCCD
 from fhir_hub.auth.caller import Caller
 from fhir_hub.auth.scopes import Scopes
 from fhir_hub.ingest.service import IngestReport, RecordProvenance, commit_record
+from fhir_hub.priority.record import refresh
 from fhir_hub.queue.jobs import MAX_PRIORITY, Job, JobQueue, NewJob
 from fhir_hub.services.risk import city_day
 from fhir_hub.services.session import Session
@@ -96,7 +97,11 @@ async def run_record_job(session_for: Any, job: Job) -> dict[str, Any]:
                     tuple(MergeRequest(m["keep"], tuple(m["merged"]), m["field"]) for m in saved.get("merges") or []))
     provenance = RecordProvenance(**body["provenance"])
     report = IngestReport(provenance.archive, provenance.format, None)
-    await commit_record(session, provenance, record, report, retry_later=True)
+    results = await commit_record(session, provenance, record, report, retry_later=True)
+    patients = sorted({r.version.key for r in results
+                       if r.version is not None and r.version.key.startswith("Patient/")})
+    for patient in patients:  # the priority record of each person the record is about
+        await refresh(session.hub, patient)
     return {"accepted": report.accepted, "created": report.created, "existing": report.existing,
             "updated": report.updated, "problems": [p.as_dict() for p in report.problems()]}
 

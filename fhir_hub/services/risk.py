@@ -17,7 +17,7 @@ from fhir_hub.fhir.jsonio import loads
 from fhir_hub.services.read import read
 from fhir_hub.services.search import search
 from fhir_hub.services.session import Session
-from profiles.risk import Assessment, assess, default_rules, facts_from_resources
+from profiles.risk import Assessment, Rules, assess, default_rules, facts_from_resources
 
 CITY = ZoneInfo("Asia/Ho_Chi_Minh")
 _MOST = "1000"  # a person's diagnoses fit one page; more are counted from the first 1,000
@@ -25,6 +25,13 @@ _MOST = "1000"  # a person's diagnoses fit one page; more are counted from the f
 
 async def assess_patient(session: Session, rid: str) -> Assessment:
     rules = default_rules()
+    resources = await person_resources(session, rid, rules)
+    return assess(facts_from_resources(resources, rules), rules, city_day(session.clock()))
+
+
+async def person_resources(session: Session, rid: str, rules: Rules) -> list[dict[str, Any]]:
+    """What the rules read of the person of ``Patient/rid``, as far as the session may read it: the Patient
+    record (404 when it may not), the person's Conditions and household Observations (every record linked)."""
     patient = await read(session, "Patient", rid)
     resources: list[dict[str, Any]] = [loads(patient.json)] if patient.json is not None else []
     person = f"Patient/{rid}"
@@ -32,7 +39,7 @@ async def assess_patient(session: Session, rid: str) -> Assessment:
     for rtype, criteria in (("Condition", []), ("Observation", [("code", household)])):
         found = await search(session, rtype, [("patient:mdm", person), *criteria, ("_count", _MOST)])
         resources += [loads(v.json) for v in found.outcome.page if v.json is not None]
-    return assess(facts_from_resources(resources, rules), rules, city_day(session.clock()))
+    return resources
 
 
 def city_day(microseconds: int) -> date:
