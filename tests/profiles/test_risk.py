@@ -30,6 +30,7 @@ from profiles.risk import (
     next_change,
     priority,
     rules_from,
+    span,
 )
 from tests.conftest import fixture_path
 
@@ -184,6 +185,25 @@ def test_range_bounds(text: str, inside: list[str], outside: list[str]) -> None:
 def test_a_range_that_is_not_one_is_refused(text: str) -> None:
     with pytest.raises(ValueError, match="ICD-10"):
         CodeRange.parse(text)
+
+
+@pytest.mark.parametrize(("text", "days"), [
+    ("1966", (date(1966, 1, 1), date(1966, 12, 31))), ("1964-02", (date(1964, 2, 1), date(1964, 2, 29))),
+    ("2026-06-01", (date(2026, 6, 1), date(2026, 6, 1))), ("2026-06-01T23:30:00+07:00", (date(2026, 6, 1),) * 2),
+    ("2026-13", None), ("1966-02-30", None), ("2026-1x", None), ("66", None), (19660101, None), (None, None),
+])
+def test_a_date_is_the_span_of_days_it_may_mean_and_anything_else_is_no_date(text: Any, days: Any) -> None:
+    found = span(text)
+    assert (found and (found.earliest, found.latest)) == days
+    if days is None and text is not None:
+        assert hits([{"resourceType": "Patient", "birthDate": text}]) == set()
+
+
+def test_one_condition_coded_in_two_icd10_systems_is_one_piece_of_evidence() -> None:
+    both = {"resourceType": "Condition", "id": "c", "code": {"coding": [
+        {"system": ICD10, "code": "E11.9"}, {"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "E119"}]}}
+    (hit,) = assess(facts_from_resources([both]), RULES, TODAY).hits
+    assert [e.value for e in hit.evidence] == ["E11.9"]
 
 
 # ------------------------------------------------------------------------------------------ each rule alone
