@@ -20,43 +20,29 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache, cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
+
+from profiles import icd10
+from profiles.icd10 import icd10_key as icd10_key  # read here by the labelling and its tests
 
 _FILE = Path(__file__).with_name("sensitivity.json")
-_ICD10 = re.compile(r"[A-Z][0-9][0-9A-Z][0-9A-Z]{0,4}")
-_MARKS = str.maketrans("", "", ".*\u2020+- \t")  # the dot, dagger/asterisk marks, stray separators
 _REFERENCE = re.compile(r"([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})(?:/_history/[^/]+)?")
 
 Key = str  # "Type/id"
 Label = str  # "system|code"
 
 
-def icd10_key(code: str) -> str | None:
-    """An ICD-10 code as the rules compare it (upper case, no dot, no dagger or asterisk: ``b20.1`` ->
-    ``B201``); None for text that is no ICD-10 code, which then matches no rule."""
-    key = code.upper().translate(_MARKS)
-    return key if _ICD10.fullmatch(key) else None
+class CodeRange(icd10.CodeRange):
+    """The hub's ICD-10 range (``profiles/icd10.py``, shared with the risk rules), its errors naming this file."""
 
-
-@dataclass(frozen=True, slots=True)
-class CodeRange:
-    """ICD-10 codes from ``low`` to ``high`` inclusive, compared on as many characters as the bounds have:
-    ``B20-B24`` holds every code of categories B20 to B24, ``O98.7`` the code O98.7 and its sub-codes."""
-
-    low: str
-    high: str
+    __slots__ = ()
 
     @classmethod
-    def parse(cls, text: str) -> CodeRange:
-        low, dash, high = text.partition("-")
-        first, last = icd10_key(low), icd10_key(high if dash else low)
-        if first is None or last is None or len(first) != len(last) or first > last:
-            raise ValueError(f"sensitivity.json: {text!r} is not an ICD-10 code or range of codes of one length")
-        return cls(first, last)
-
-    def holds(self, key: str) -> bool:
-        head = key[:len(self.low)]
-        return len(head) == len(self.low) and self.low <= head <= self.high
+    def parse(cls, text: str) -> Self:
+        try:
+            return super().parse(text)
+        except ValueError as error:
+            raise ValueError(f"sensitivity.json: {error}") from None
 
 
 @dataclass(frozen=True, slots=True)

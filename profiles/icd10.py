@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Self
 
 _CODE = re.compile(r"[A-Z][0-9][0-9A-Z][0-9A-Z]{0,4}")
 _LETTER = re.compile(r"[A-Z]")
@@ -38,7 +39,7 @@ class CodeRange:
     high: str
 
     @classmethod
-    def parse(cls, text: str) -> CodeRange:
+    def parse(cls, text: str) -> Self:
         """``I10-I15``, ``Z89``, ``O98.7``, ``Z71.4-Z71.5`` or a chapter letter ``O``; a ValueError for
         anything else (bounds of different precision, reversed bounds, no code at all)."""
         low, dash, high = text.partition("-")

@@ -19,7 +19,7 @@ from typing import Any
 from profiles.icd10 import icd10_key
 from profiles.risk.rules import Rules, default_rules
 
-_DATE = re.compile(r"(\d{4})(?:-(\d{2})(?:-(\d{2}))?)?")
+_DATE = re.compile(r"(\d{4})(?:-(\d{2})(?:-(\d{2})(?:T.*)?)?)?")
 _ENDED = {"inactive", "remission", "resolved"}  # Condition.clinicalStatus: no longer current
 _ACTIVE = {"active", "recurrence", "relapse"}
 _NOT_SO = {"entered-in-error", "refuted"}  # Condition.verificationStatus: never was
@@ -37,17 +37,17 @@ class Span:
 
 def span(text: Any) -> Span | None:
     """The days a FHIR date or dateTime may mean; None for anything that is no date (kept out of the facts)."""
-    match = _DATE.match(text) if isinstance(text, str) else None
+    match = _DATE.fullmatch(text) if isinstance(text, str) else None
     if match is None:
         return None
     year, month, day = (int(part) if part else None for part in match.groups())
     assert year is not None
     try:
         if month is None:
-            return Span(date(year, 1, 1), date(year, 12, 31), match[0])
+            return Span(date(year, 1, 1), date(year, 12, 31), text)
         if day is None:
-            return Span(date(year, month, 1), date(year, month, calendar.monthrange(year, month)[1]), match[0])
-        return Span(date(year, month, day), date(year, month, day), match[0])
+            return Span(date(year, month, 1), date(year, month, calendar.monthrange(year, month)[1]), text)
+        return Span(date(year, month, day), date(year, month, day), text)
     except ValueError:  # month 13, 31 February
         return None
 
@@ -121,9 +121,12 @@ def _diagnoses(condition: Mapping[str, Any], rules: Rules, encounters: Mapping[s
     seen = encounters.get(encounter.get("reference", "")) if isinstance(encounter, dict) else None
     dated = _latest(_start(condition, "onset"), span(condition.get("recordedDate")),
                     _period(seen.get("period")) if seen is not None else None)
+    keys: dict[str, str] = {}
     for system, code in _codings(condition.get("code")):
         if system in rules.icd10_systems and (key := icd10_key(code)) is not None:
-            yield Diagnosis(key, code, _reference(condition), dated, clinical in _ACTIVE)
+            keys.setdefault(key, code)
+    for key, code in keys.items():  # once per code, however many ICD-10 systems name it, as first sent
+        yield Diagnosis(key, code, _reference(condition), dated, clinical in _ACTIVE)
 
 
 def _household(resource: Mapping[str, Any], rules: Rules) -> Household | None:
