@@ -24,10 +24,11 @@ def test_capability_statement_is_valid_r4(client: TestClient) -> None:
     assert {p["name"] for p in rest["searchParam"]} == {"_id", "_lastUpdated", "_tag", "_profile", "_security",
                                                         "_source", "_type"}
     assert {o["name"]: o["definition"].rsplit("/", 1)[-1] for o in rest["operation"]} == {
-        "ingest": "ingest", "replay": "replay", "access-check": "access-check"}
+        "ingest": "ingest", "replay": "replay", "access-check": "access-check", "ingest-status": "ingest-status",
+        "queue-status": "queue-status"}
     (patient,) = [r for r in rest["resource"] if r["type"] == "Patient"]
     assert sorted(o["name"] for o in patient["operation"]) == sorted(  # each once: $access-log has two levels
-        {"match", "merge", "unmerge", "review", "review-list", "links", "access-log"})
+        {"match", "merge", "unmerge", "review", "review-list", "links", "access-log", "risk"})
     (audit,) = [r for r in rest["resource"] if r["type"] == "AuditEvent"]
     assert [o["name"] for o in audit["operation"]] == ["emergency-access"]
     assert all("operation" not in r for r in rest["resource"] if r["type"] not in ("Patient", "AuditEvent"))
