@@ -38,6 +38,13 @@ class Person:
     tier: str  # "high" or "low": the tier the person's records together reach
     why: str  # "age", "chronic" or "" (low)
     records: int
+    high_records: int = 0  # those of the records that are high-risk on their own
+
+    @property
+    def every_record_high(self) -> bool:
+        """Whether each of the person's records says on its own that they are high-risk (their age, or the
+        chronic code repeated): only then does no job of theirs depend on what the queue knows already."""
+        return self.tier == "high" and self.high_records == self.records
 
     @property
     def who(self) -> str:
@@ -134,6 +141,7 @@ def generate_backlog(people: int, payloads: int, *, seed: int = 18, high_share: 
             created = f"2025{rng.randint(7, 12):02d}{rng.randint(1, 28):02d}"
             arrivals.append(Payload(index, why == "age" or named,
                                     envelope(facility, [hoso_files(episode)], created)))
-        found.append(Person(identity["SO_CCCD"], "high" if why else "low", why, count))
+        found.append(Person(identity["SO_CCCD"], "high" if why else "low", why, count,
+                            sum(p.high for p in arrivals[-count:])))
     rng.shuffle(arrivals)
     return Backlog(found, arrivals)

@@ -34,7 +34,7 @@ def test_about_a_fifth_of_the_people_are_high_risk_and_they_arrive_interleaved()
 
 
 def test_each_payload_maps_to_one_record_of_its_person_with_the_risk_the_hub_reads() -> None:
-    backlog = generate_backlog(20, 60, seed=5)
+    backlog = generate_backlog(20, 60, seed=8)  # both kinds of high risk, some records not
     adapter, source = MohXmlAdapter(), Source("moh-xml", "79001")
     for payload in backlog.payloads:
         mapping = adapter.map(payload.body, source, filename="xml130.xml")
@@ -45,6 +45,10 @@ def test_each_payload_maps_to_one_record_of_its_person_with_the_risk_the_hub_rea
         assert (found.tier == "high") == payload.high
         assert not payload.high or person.tier == "high"
     assert {p.tier for p in backlog.people} == {"high", "low"}
+    for i, person in enumerate(backlog.people):
+        assert person.high_records == sum(p.high for p in backlog.payloads if p.person == i)
+    assert any(p.every_record_high for p in backlog.people)
+    assert any(p.tier == "high" and not p.every_record_high for p in backlog.people)
 
 
 def test_the_same_arguments_give_the_same_backlog() -> None:
