@@ -105,9 +105,11 @@ def complete_over_time(done: Finished, people: list[Person], start: int, step_ms
     last = max([t for t in done.complete_at.values() if t is not None] + [start])
     times = list(range(start, last + step_ms, step_ms))
     curves: dict[str, list[float]] = {"seconds": [round((t - start) / 1000, 2) for t in times]}
-    for tier in TIERS:
-        stamps = sorted(t for p in people if p.tier == tier and (t := done.complete_at[p.who]) is not None)
-        curves[tier] = [bisect_right(stamps, t) for t in times]
+    groups = {tier: [p for p in people if p.tier == tier] for tier in TIERS}
+    groups["high_every_record_high"] = [p for p in people if p.every_record_high]
+    for name, group in groups.items():
+        stamps = sorted(t for p in group if (t := done.complete_at[p.who]) is not None)
+        curves[name] = [bisect_right(stamps, t) for t in times]
     curves["jobs"] = [bisect_right(done.done_at, t) for t in times]
     return curves
 
@@ -249,6 +251,8 @@ def run(mode: str, backlog: Backlog, uri: str, data_dir: Path, *, workers: int, 
 
 # ------------------------------------------------------------------------------------------ plot
 def plot(runs: list[dict[str, Any]], people: dict[str, int], path: Path) -> None:
+    """``people``: how many in each curve of ``complete_over_time`` (the tiers, and the high-risk people each
+    of whose records is high-risk on its own)."""
     """Completed people over time by tier, one panel per run, on one time axis."""
     import matplotlib
 
@@ -258,13 +262,16 @@ def plot(runs: list[dict[str, Any]], people: dict[str, int], path: Path) -> None
     fig, axes = plt.subplots(1, len(runs), figsize=(6 * len(runs), 4.2), sharey=True, sharex=True)
     for ax, result in zip(axes if len(runs) > 1 else [axes], runs, strict=True):
         curves = result["completed_people"]
-        for tier, colour in (("high", "tab:red"), ("low", "tab:blue")):
-            ax.plot(curves["seconds"], [100 * n / max(people[tier], 1) for n in curves[tier]], color=colour,
-                    label=f"{tier}-risk people complete ({people[tier]:,})")
+        for name, colour, style, label in (
+                ("high", "tab:red", "-", "high-risk people complete"),
+                ("high_every_record_high", "tab:red", ":", "  of them, every record high-risk on its own"),
+                ("low", "tab:blue", "-", "low-risk people complete")):
+            ax.plot(curves["seconds"], [100 * n / max(people[name], 1) for n in curves[name]], color=colour,
+                    linestyle=style, label=f"{label} ({people[name]:,})")
         ax.plot(curves["seconds"], [100 * n / max(result["jobs"], 1) for n in curves["jobs"]], color="grey",
                 linestyle="--", label="all jobs done")
         if result["high_risk_complete_s"] is not None:
-            ax.axvline(result["high_risk_complete_s"], color="tab:red", linestyle=":", linewidth=1)
+            ax.axvline(result["high_risk_complete_s"], color="tab:red", linestyle="-.", linewidth=0.8)
         share = result["high_risk_share_of_jobs_done"]
         ax.set_title(f"{result['mode']} order: all high-risk complete at "
                      f"{share:.0%} of the work" if share is not None else result["mode"])
@@ -297,6 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     backlog = generate_backlog(args.people, args.payloads, seed=args.seed, high_share=args.high_share,
                                chronic_repeat=args.chronic_repeat)
     people = {tier: sum(p.tier == tier for p in backlog.people) for tier in TIERS}
+    people["high_every_record_high"] = sum(p.every_record_high for p in backlog.people)
     print(f"backlog: {len(backlog.payloads):,} payloads for {len(backlog.people):,} people "
           f"({people['high']:,} high-risk), generated in {time.monotonic() - started:.1f} s", flush=True)
     runs = []
@@ -312,6 +320,7 @@ def main(argv: list[str] | None = None) -> int:
                           "high_risk_by_age": sum(p.why == "age" for p in backlog.people),
                           "high_risk_by_chronic_diagnosis": sum(p.why == "chronic" for p in backlog.people),
                           "high_risk_payloads": sum(p.high for p in backlog.payloads),
+                          "high_risk_people_every_record_high": people["high_every_record_high"],
                           "chronic_repeat": args.chronic_repeat, "seed": args.seed},
               "workers": args.workers, "senders": args.senders,
               "targets": {"share_of_work_when_high_risk_complete_below": TARGET_SHARE,
