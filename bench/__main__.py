@@ -7,17 +7,18 @@
   matching  patient-matching accuracy and cost per record on a synthetic population (bench/results/matching.json)
   match   Patient/$match latency at 10,000 and 100,000 people (bench/results/match.json)
   consent the same searches with consent enforced and not, and one decision's latency (bench/results/consent.json)
-  all     all seven, one after the other (the default)
+  backfill  a backlog through the priority queue beside arrival order (bench/results/backfill.json, .png)
+  all     all eight, one after the other (the default)
 
 ``python -m bench rest --help`` (or ``search --help``) lists each one's options.
 """
 
 import sys
 
-from bench import bundles, consent, ingest, match, matching, rest, search
+from bench import backfill, bundles, consent, ingest, match, matching, rest, search
 
 _COMMANDS = {"rest": rest.main, "search": search.main, "bundles": bundles.main, "ingest": ingest.main,
-             "matching": matching.main, "match": match.main, "consent": consent.main}
+             "matching": matching.main, "match": match.main, "consent": consent.main, "backfill": backfill.main}
 
 
 def main(argv: list[str]) -> int:
@@ -28,8 +29,8 @@ def main(argv: list[str]) -> int:
         return max(command([]) for command in _COMMANDS.values())
     command = _COMMANDS.get(argv[0])
     if command is None:
-        print(f"unknown benchmark {argv[0]!r}; choose rest, search, bundles, ingest, matching, match, consent or all",
-              file=sys.stderr)
+        print(f"unknown benchmark {argv[0]!r}; choose rest, search, bundles, ingest, matching, match, consent, "
+              "backfill or all", file=sys.stderr)
         return 2
     return command(argv[1:])
 

@@ -87,14 +87,16 @@ def run_threads(items: list[Any], work: Callable[[Any, Any], None], concurrency:
 class Hub:
     """The hub as a separate process, as deployed; clients carry a development token of a hospital system."""
 
-    def __init__(self, mongodb_uri: str, data_dir: Path) -> None:
+    def __init__(self, mongodb_uri: str, data_dir: Path, *, db_name: str = "bench_hub",
+                 env: dict[str, str] | None = None) -> None:
+        """``env``: more ``FHIR_HUB_*`` settings for this hub (the backfill benchmark's queue switches)."""
         self.port = free_port()
         lifetime = 24 * 3600  # one token for the whole run, however long it takes
         self.settings = Settings(data_dir=data_dir, max_token_lifetime_seconds=lifetime)
         self.token = development_token(self.settings, role="system", facility="79001", ttl_seconds=lifetime)
-        env = {**os.environ, "FHIR_HUB_MONGODB_URI": mongodb_uri, "FHIR_HUB_DB_NAME": "bench_hub",
+        env = {**os.environ, "FHIR_HUB_MONGODB_URI": mongodb_uri, "FHIR_HUB_DB_NAME": db_name,
                "FHIR_HUB_PORT": str(self.port), "FHIR_HUB_DATA_DIR": str(data_dir), "FHIR_HUB_LOG_LEVEL": "warning",
-               "FHIR_HUB_MAX_TOKEN_LIFETIME_SECONDS": str(lifetime)}
+               "FHIR_HUB_MAX_TOKEN_LIFETIME_SECONDS": str(lifetime), **(env or {})}
         self.proc = subprocess.Popen([sys.executable, "-m", "fhir_hub", "serve", "--no-demo"], env=env,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 60

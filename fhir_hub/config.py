@@ -81,6 +81,9 @@ class Settings:
     queue_lease_seconds: int = 30
     queue_max_attempts: int = 5
     queue_backoff_ms: int = 1000
+    # Off queues every backfilled record at one priority, in arrival order (the risk tier is still recorded):
+    # only to measure what priority buys (``python -m bench backfill``), never in production
+    queue_by_risk: bool = True
     # how old a conditional or matching claim must be before another process takes it over (its holder
     # died: a killed worker's claims block those records' writes this long); longer than any request
     claim_stale_seconds: int = 120

@@ -249,6 +249,11 @@ def _encode(loai: str, rows: list[Row], legacy_4210: bool) -> str:
     return base64.b64encode(table_document(loai, rows, legacy_4210=legacy_4210)).decode("ascii")
 
 
+def hoso_files(episode: GeneratedEpisode, *, legacy_4210: bool = False) -> list[tuple[str, str]]:
+    """One good episode as the (LOAIHOSO, NOIDUNGFILE) pairs of its HOSO, for ``envelope``."""
+    return [(loai, _encode(loai, rows, legacy_4210)) for loai, rows in episode.tables.items()]
+
+
 def _break(kind: str, episode: GeneratedEpisode, index: int, rng: random.Random,
            legacy_4210: bool) -> tuple[list[tuple[str, str]], BrokenHoso]:
     """A HOSO damaged in one way, and how the adapter must report it."""
@@ -291,9 +296,16 @@ def generate_file(seed: int | str, *, episodes: int = 3, legacy_4210: bool = Fal
             hosos.append(files)
             damaged.append(report)
         else:
-            hosos.append([(loai, _encode(loai, rows, legacy_4210)) for loai, rows in slot.tables.items()])
+            hosos.append(hoso_files(slot, legacy_4210=legacy_4210))
     created = f"{datetime(2025, 7, 1) + timedelta(days=rng.randrange(180)):%Y%m%d}"
     return GeneratedFile(f"{facility}_{seed}.xml", facility, envelope(facility, hosos, created), good, damaged)
+
+
+def generate_episodes(seed: int | str, count: int, *, facility: str) -> list[GeneratedEpisode]:
+    """``count`` good episodes of one facility, without a file (MA_LK unique among them): for callers that
+    assemble their own payloads, such as the backfill benchmark, which gives them people of a chosen risk."""
+    maker = _Maker(random.Random(f"moh-xml-episodes:{seed}"), facility)
+    return [maker.episode() for _ in range(count)]
 
 
 def generate_files(count: int, *, seed: int, **options: Any) -> list[GeneratedFile]:

@@ -66,7 +66,8 @@ async def _later(ctx: FhirContext, payload: bytes) -> Response:
     session = ctx.session
 
     async def enqueue(report: IngestReport, records: list[Record], provenance: RecordProvenance) -> None:
-        await enqueue_records(session.hub.queue, session.caller, report, records, provenance)
+        await enqueue_records(session.hub.queue, session.caller, report, records, provenance,
+                              by_risk=session.hub.settings.queue_by_risk)
 
     report = await ingest(session, payload, media_type=ctx.request.headers.get("content-type"),
                           filename=params.get("filename"), format_name=params.get("format"), later=enqueue)

@@ -67,9 +67,11 @@ def _who(resources: list[dict[str, Any]]) -> str | None:
 
 
 async def enqueue_records(queue: JobQueue, caller: Caller, report: IngestReport, records: list[Record],
-                          provenance: RecordProvenance) -> list[str]:
+                          provenance: RecordProvenance, *, by_risk: bool = True) -> list[str]:
     """One job per record, in the payload's order; then every waiting job of a person one of these records
-    makes more urgent moves up."""
+    makes more urgent moves up. Not ``by_risk`` (``FHIR_HUB_QUEUE_BY_RISK=false``): every job at priority 0
+    and none moved, so the queue runs in arrival order; each job keeps its tier and score, which is what lets
+    ``python -m bench backfill`` measure what priority buys against the same backlog."""
     jobs = []
     raised: dict[str, Urgency] = {}
     for record in records:
@@ -78,8 +80,10 @@ async def enqueue_records(queue: JobQueue, caller: Caller, report: IngestReport,
                            "merges": [asdict(m) for m in record.merges]},
                 "provenance": asdict(provenance), "caller": _caller(caller),
                 "why": {"score": found.score, "rules": list(found.rules)}}
-        jobs.append(NewJob(KIND, body, found.priority, found.tier, who=found.who, batch=report.archive))
-        if found.who is not None and (found.who not in raised or found.priority > raised[found.who].priority):
+        jobs.append(NewJob(KIND, body, found.priority if by_risk else 0, found.tier, who=found.who,
+                           batch=report.archive))
+        if by_risk and found.who is not None and (found.who not in raised
+                                                  or found.priority > raised[found.who].priority):
             raised[found.who] = found
     ids = await queue.enqueue(jobs)
     for who, found in raised.items():

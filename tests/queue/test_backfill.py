@@ -13,14 +13,18 @@ from collections import Counter
 from typing import Any
 
 import orjson
+import pytest
 from fastapi.testclient import TestClient
 from pymongo import MongoClient
 
 from adapters.base import Record
 from adapters.moh_xml.generator import generate_file
+from fhir_hub.auth.caller import Caller
 from fhir_hub.config import Settings
+from fhir_hub.hub import Hub
+from fhir_hub.ingest.service import IngestReport, RecordProvenance
 from fhir_hub.main import create_app
-from fhir_hub.queue.ingest_jobs import urgency
+from fhir_hub.queue.ingest_jobs import enqueue_records, urgency
 from fhir_hub.store.schema import QUEUE, RESOURCES
 from tests.conftest import auth, token_for
 
@@ -79,6 +83,31 @@ def test_a_diagnosis_in_the_payload_makes_a_new_person_urgent() -> None:
     plain, urgent = urgency(_record(young)), urgency(_record(young, diabetes))
     assert urgent.priority > plain.priority and urgent.tier == "high" and plain.tier == "low"
     assert urgent.rules and urgent.who is not None
+
+
+async def _enqueued(hub: Hub, by_risk: bool) -> list[tuple[str, int, str]]:
+    """Two people's records, the low-risk one first, through ``enqueue_records``; the claims in order."""
+    def person(cccd: str) -> dict[str, Any]:
+        return {"resourceType": "Patient", "birthDate": "1995-03-01",
+                "identifier": [{"system": "http://fhir.hl7.org.vn/core/sid/cccd", "value": cccd}]}
+    diabetes = {"resourceType": "Condition", "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10",
+                                                                  "code": "E11.9"}]}}
+    records = [_record(person("079095000001")), _record(person("079095000002"), diabetes)]
+    provenance = RecordProvenance("archive-1", "digest", "moh-xml", "79001", "test")
+    await enqueue_records(hub.queue, Caller.hub("test"), IngestReport("archive-1", "moh-xml", None), records,
+                          provenance, by_risk=by_risk)
+    claimed = []
+    while (job := await hub.queue.claim("w")) is not None:
+        claimed.append((str(job.who).rsplit("|", 1)[-1], job.priority, job.tier))
+    return claimed
+
+
+@pytest.mark.anyio
+async def test_by_risk_claims_the_urgent_record_first_and_arrival_order_keeps_the_tiers(hub: Hub) -> None:
+    assert [(w, t) for w, _, t in await _enqueued(hub, by_risk=True)] == [("079095000002", "high"),
+                                                                          ("079095000001", "low")]
+    await hub.queue.collection.delete_many({})
+    assert await _enqueued(hub, by_risk=False) == [("079095000001", 0, "low"), ("079095000002", 0, "high")]
 
 
 # ------------------------------------------------------------------------------------------ kill -9
