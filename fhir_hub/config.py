@@ -173,6 +173,8 @@ class Settings:
                     ENV_PREFIX + m.replace(" or ", " or " + ENV_PREFIX) for m in missing))
             if not self.enforce_consent:
                 raise ConfigError(f"production refuses {ENV_PREFIX}ENFORCE_CONSENT=false: every read must obey consent")
+            if not self.queue_by_risk:
+                raise ConfigError(f"production refuses {ENV_PREFIX}QUEUE_BY_RISK=false: the most at risk come first")
         if self.default_count > self.max_count:
             raise ConfigError(f"{ENV_PREFIX}DEFAULT_COUNT must not exceed {ENV_PREFIX}MAX_COUNT")
         if not 0 < self.port < 65536:

@@ -123,6 +123,10 @@ def test_production_refuses_to_start_without_a_jwks(tmp_path: Path) -> None:
         Settings.from_env({"FHIR_HUB_ENV": "production", "FHIR_HUB_JWKS_FILE": str(jwks),
                            "FHIR_HUB_TOKEN_ISSUER": "https://idp", "FHIR_HUB_TOKEN_AUDIENCE": "https://hub",
                            "FHIR_HUB_ENFORCE_CONSENT": "false"})
+    with pytest.raises(ConfigError, match="QUEUE_BY_RISK"):  # the most at risk come first in production
+        Settings.from_env({"FHIR_HUB_ENV": "production", "FHIR_HUB_JWKS_FILE": str(jwks),
+                           "FHIR_HUB_TOKEN_ISSUER": "https://idp", "FHIR_HUB_TOKEN_AUDIENCE": "https://hub",
+                           "FHIR_HUB_QUEUE_BY_RISK": "false"})
 
 
 def test_token_command_mints_a_token_the_hub_accepts(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -68,27 +68,41 @@ def _who(resources: list[dict[str, Any]]) -> str | None:
 
 async def enqueue_records(queue: JobQueue, caller: Caller, report: IngestReport, records: list[Record],
                           provenance: RecordProvenance, *, by_risk: bool = True) -> list[str]:
-    """One job per record, in the payload's order; then every waiting job of a person one of these records
-    makes more urgent moves up. Not ``by_risk`` (``FHIR_HUB_QUEUE_BY_RISK=false``): every job at priority 0
-    and none moved, so the queue runs in arrival order; each job keeps its tier and score, which is what lets
-    ``python -m bench backfill`` measure what priority buys against the same backlog."""
+    """One job per record, in the payload's order, at least as urgent as the person's jobs so far; then
+    every waiting job of a person one of these records makes more urgent moves up. Not ``by_risk``
+    (``FHIR_HUB_QUEUE_BY_RISK=false``): every job at priority 0 and none moved, so the queue runs in arrival
+    order; each job keeps its tier and score, which is what lets ``python -m bench backfill`` measure what
+    priority buys against the same backlog."""
+    found = [urgency(record) for record in records]
+    known = await _known(queue, {u.who for u in found if u.who is not None}) if by_risk else {}
     jobs = []
-    raised: dict[str, Urgency] = {}
-    for record in records:
-        found = urgency(record)
+    raised: dict[str, tuple[int, str]] = {}
+    for record, own in zip(records, found, strict=True):
         body = {"record": {"key": record.key, "bundle": record.bundle, "facility": record.facility,
                            "merges": [asdict(m) for m in record.merges]},
                 "provenance": asdict(provenance), "caller": _caller(caller),
-                "why": {"score": found.score, "rules": list(found.rules)}}
-        jobs.append(NewJob(KIND, body, found.priority if by_risk else 0, found.tier, who=found.who,
+                "why": {"score": own.score, "rules": list(own.rules)}}
+        # as urgent as the record says, or as what the hub already knows of the person: a low-risk visit of
+        # a known diabetic waits with the rest of her record, not behind every low-risk person's
+        priority, tier = max((own.priority, own.tier), known.get(own.who or "", (0, own.tier)))
+        jobs.append(NewJob(KIND, body, priority if by_risk else 0, tier if by_risk else own.tier, who=own.who,
                            batch=report.archive))
-        if by_risk and found.who is not None and (found.who not in raised
-                                                  or found.priority > raised[found.who].priority):
-            raised[found.who] = found
+        if by_risk and own.who is not None and own.priority > raised.get(own.who, (-1, ""))[0]:
+            raised[own.who] = (own.priority, own.tier)
     ids = await queue.enqueue(jobs)
-    for who, found in raised.items():
-        await queue.reprioritise(who, found.priority, found.tier)
+    for who, (priority, tier) in raised.items():
+        await queue.reprioritise(who, priority, tier)
     return ids
+
+
+async def _known(queue: JobQueue, people: set[str]) -> dict[str, tuple[int, str]]:
+    """The highest priority (and its tier) among each person's jobs so far, whatever their state."""
+    known = {}
+    for who in sorted(people):
+        best = await queue.highest(who)
+        if best is not None:
+            known[who] = best
+    return known
 
 
 async def run_record_job(session_for: Any, job: Job) -> dict[str, Any]:

@@ -249,6 +249,12 @@ class JobQueue:
         return moved
 
     # ------------------------------------------------------------------------------------------ reading
+    async def highest(self, who: str) -> tuple[int, str] | None:
+        """The highest priority among the jobs of the person known by ``who``, with its tier (None: none)."""
+        jobs = self.collection.find({"who": who}, {"p": 1, "tier": 1})
+        found = [(int(doc["p"]), str(doc["tier"])) async for doc in jobs]
+        return max(found) if found else None
+
     async def status(self) -> Status:
         status = Status()
         async for doc in await self.collection.aggregate([{"$group": {"_id": "$st", "n": {"$sum": 1}}}]):

@@ -110,6 +110,28 @@ async def test_by_risk_claims_the_urgent_record_first_and_arrival_order_keeps_th
     assert await _enqueued(hub, by_risk=False) == [("079095000001", 0, "low"), ("079095000002", 0, "high")]
 
 
+@pytest.mark.anyio
+async def test_a_later_low_risk_record_of_a_known_high_risk_person_is_as_urgent(hub: Hub) -> None:
+    """Found by the backfill benchmark: a routine visit of a known diabetic, arriving after her diagnosis
+    (even once that job is done), waits with the rest of her record, not behind every low-risk person's."""
+    cccd = {"system": "http://fhir.hl7.org.vn/core/sid/cccd", "value": "079095000002"}
+    young = {"resourceType": "Patient", "birthDate": "1995-03-01", "identifier": [cccd]}
+    diabetes = {"resourceType": "Condition", "code": {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10",
+                                                                  "code": "E11.9"}]}}
+    other = {"resourceType": "Patient", "birthDate": "1995-03-01",
+             "identifier": [{"system": "http://fhir.hl7.org.vn/core/sid/cccd", "value": "079095000003"}]}
+    provenance = RecordProvenance("archive-1", "digest", "moh-xml", "79001", "test")
+    report = IngestReport("archive-1", "moh-xml", None)
+    await enqueue_records(hub.queue, Caller.hub("test"), report, [_record(young, diabetes)], provenance)
+    first = await hub.queue.claim("w")
+    assert first is not None and first.tier == "high"
+    await hub.queue.complete(first)
+    await enqueue_records(hub.queue, Caller.hub("test"), report, [_record(other), _record(young)], provenance)
+    later = await hub.queue.claim("w")
+    assert later is not None and later.who is not None and later.who.endswith("079095000002")
+    assert (later.priority, later.tier) == (first.priority, "high")
+
+
 # ------------------------------------------------------------------------------------------ kill -9
 def _dump(uri: str, db_name: str) -> Counter[tuple[str, int, bytes]]:
     """The store as a multiset of (type, version number, content without ids, times and references):
