@@ -65,14 +65,16 @@ async def _later(ctx: FhirContext, payload: bytes) -> Response:
     params = ctx.request.query_params
     session = ctx.session
 
+    queued: list[str] = []
+
     async def enqueue(report: IngestReport, records: list[Record], provenance: RecordProvenance) -> None:
-        await enqueue_records(session.hub.queue, session.caller, report, records, provenance,
-                              by_risk=session.hub.settings.queue_by_risk)
+        queued.extend(await enqueue_records(session.hub.queue, session.caller, report, records, provenance,
+                                            by_risk=session.hub.settings.queue_by_risk))
 
     report = await ingest(session, payload, media_type=ctx.request.headers.get("content-type"),
                           filename=params.get("filename"), format_name=params.get("format"), later=enqueue)
     where = f"{session.base_url}/$ingest-status?archive={report.archive}"
-    body = report_parameters(report, queued=True)
+    body = report_parameters(report, queued=len(queued))
     return fhir_response(ctx, dumps(body), status=202, headers={"Content-Location": where})
 
 
@@ -120,12 +122,12 @@ async def _answer(ctx: FhirContext, report: IngestReport, payload: bytes | None)
     return fhir_response(ctx, dumps(report_parameters(report)))
 
 
-def report_parameters(report: IngestReport, *, queued: bool = False) -> dict[str, Any]:
+def report_parameters(report: IngestReport, *, queued: int | None = None) -> dict[str, Any]:
     """The report as a FHIR ``Parameters`` resource (what a FHIR client expects of an operation); ``queued``:
-    its records are jobs of the queue, counted as they are committed (``$ingest-status``)."""
+    how many records became jobs of the queue, counted as they are committed (``$ingest-status``)."""
     parameters: list[dict[str, Any]] = [
         {"name": "archive", "valueString": report.archive},
-        *([{"name": "queued", "valueBoolean": True}] if queued else []),
+        *([{"name": "recordsQueued", "valueInteger": queued}] if queued is not None else []),
         *([{"name": "format", "valueCode": report.format}] if report.format else []),
         *([{"name": "filename", "valueString": report.filename}] if report.filename else []),
         {"name": "recordsAccepted", "valueInteger": report.accepted},

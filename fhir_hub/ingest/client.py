@@ -34,6 +34,7 @@ class FileResult:
     updated: int = 0
     warnings: int = 0
     archive: str = "-"
+    queued: int | None = None  # a backfill: records queued (the hub's workers store them)
     problems: list[str] = field(default_factory=list)
     failed: str | None = None  # the request itself failed (HTTP error, connection)
 
@@ -102,6 +103,8 @@ def _send(client: httpx.Client, path: str, name: str, *, params: dict[str, str],
     result.archive = str(values.get("archive") or "-")
     for name in ("accepted", "rejected"):
         setattr(result, name, int(values.get(f"records{name.title()}") or 0))
+    if values.get("recordsQueued") is not None:
+        result.queued = int(values["recordsQueued"] or 0)
     for name in ("created", "existing", "updated"):
         setattr(result, name, int(values.get(name) or 0))
     outcome: dict[str, Any] = next(
@@ -135,6 +138,9 @@ def summary(results: list[FileResult]) -> str:
     for r in results:
         if r.failed:
             out.append(f"FAILED {r.path}: {r.failed}")
+        if r.queued is not None:
+            out.append(f"queued {r.queued} record(s) of {Path(r.path).name}: watch `fhir-hub queue status` or "
+                       f"GET $ingest-status?archive={r.archive}")
         out += [f"rejected in {Path(r.path).name}: {p}" for p in r.problems]
     return "\n".join(out)
 

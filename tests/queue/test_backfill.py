@@ -54,7 +54,7 @@ def test_a_backfill_is_queued_then_stored_by_a_worker_process(settings: Settings
         where = queued.headers["Content-Location"]
         assert "/$ingest-status?archive=" in where
         values = _values(queued.json())
-        assert values["queued"] is True and values["recordsRejected"] == 1  # the broken episode, named now
+        assert values["recordsQueued"] == 4 and values["recordsRejected"] == 1  # the broken episode, named now
         status = client.get(where.split("/fhir", 1)[-1] if "/fhir" in where else where[where.index("/$"):])
         assert status.status_code == 202 and status.headers["X-Progress"] == "0 of 4 records done"
         assert client.get("/Encounter", params={"_summary": "count"}).json()["total"] == 0
