@@ -232,19 +232,28 @@ class JobQueue:
         return moved
 
     async def reprioritise(self, who: str, priority: int, tier: str) -> int:
-        """Raise the pending jobs of the person known by ``who`` to ``priority`` (never lower them): a new
-        diagnosis or a birthday moves their remaining work up. A ready job gets a new ``rk`` (same arrival
-        number), a leased or delayed one keeps its place until it is requeued with the new priority."""
+        """Raise the waiting jobs of the person known by ``who`` to ``priority`` (never lower them): a more
+        urgent record moves their remaining work up. A ready job gets a new ``rk`` (same arrival number),
+        only while it is still unclaimed: the update is conditional on the ``rk`` it was found with, which a
+        claim removes atomically (so a raised job is never made claimable again while a worker runs it). A
+        delayed job is raised while it is still delayed, and requeued later with the new priority. A job
+        running now is left as it is."""
         moved = 0
-        async for doc in self.collection.find({"who": who}, {"p": 1, "seq": 1, "rk": 1, "st": 1}):
+        async for doc in self.collection.find({"who": who}, {"p": 1, "seq": 1, "rk": 1, "st": 1, "due": 1}):
             state = str(doc.get("st", "")).split("|")[0]
-            if doc["p"] >= priority or state in ("done", "dead"):
+            if doc["p"] >= priority:
                 continue
-            change: dict[str, Any] = {"$set": {"p": priority, "tier": tier, "st": f"{state}|{tier}"}}
+            change: dict[str, Any] = {"$set": {"p": priority, "tier": tier}}
             if "rk" in doc:
-                change["$set"]["rk"] = ready_key(priority, doc["seq"])
+                condition = {"_id": doc["_id"], "rk": doc["rk"]}
+                change["$set"] |= {"rk": ready_key(priority, doc["seq"]), "st": f"ready|{tier}"}
+            elif state == "delayed":
+                condition = {"_id": doc["_id"], "st": doc["st"], "due": doc.get("due")}
+                change["$set"]["st"] = f"delayed|{tier}"
+            else:
+                continue  # running, done or dead
             async with self.gate.shared():
-                result = await self.collection.update_one({"_id": doc["_id"], "p": doc["p"], "st": doc["st"]}, change)
+                result = await self.collection.update_one(condition, change)
             moved += result.modified_count
         return moved
 

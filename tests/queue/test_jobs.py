@@ -175,3 +175,34 @@ async def test_counts_by_state_and_tier(queue: JobQueue) -> None:
     await queue.complete(claimed)
     status = await queue.status()
     assert status.counts == {"done": {"high": 1}, "ready": {"low": 2}}
+
+
+async def test_a_job_claimed_while_it_is_raised_is_not_made_claimable_again(queue: JobQueue) -> None:
+    """The window between ``reprioritise`` finding a ready job and raising it: a worker claims it meanwhile
+    (and has not yet written its state). Raising it then must not give it a ready key again."""
+    await queue.enqueue([job(1, 10, who="cccd|1")])
+    stale = [doc async for doc in queue.collection.find({"who": "cccd|1"})]
+    claimed = await queue.claim("w")
+    assert claimed is not None
+    await queue.collection.update_one({"_id": claimed.id}, {"$set": {"st": "ready|low"}})  # the claim's 2nd step
+
+    class Stale:
+        def __aiter__(self) -> Any:
+            async def docs() -> Any:
+                for doc in stale:
+                    yield doc
+            return docs()
+
+    real = queue.collection
+
+    class Collection:
+        def __getattr__(self, name: str) -> Any:
+            return getattr(real, name)
+
+        def find(self, *_args: Any, **_kwargs: Any) -> Stale:
+            return Stale()
+
+    queue.collection = Collection()  # type: ignore[assignment]
+    await queue.reprioritise("cccd|1", 9000, "high")
+    queue.collection = real
+    assert await queue.claim("other") is None
