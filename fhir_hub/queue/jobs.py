@@ -211,7 +211,9 @@ class JobQueue:
                 if expired:
                     change["$push"] = {"errs": _error(now, f"lease of {doc['owner']} expired")}
             async with self.gate.shared():
-                result = await self.collection.update_one({"_id": doc["_id"], "due": doc["due"]}, change)
+                # on the due and priority it was read with: a heartbeat or a raise meanwhile wins, until next time
+                result = await self.collection.update_one({"_id": doc["_id"], "due": doc["due"], "p": doc["p"]},
+                                                          change)
             moved += result.modified_count
         return moved
 
