@@ -91,7 +91,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with running_hub(settings, clock=clock, new_id=new_id) as hub, WorkerProcesses(
-                hub.mongodb_uri, settings.queue_workers if with_workers else 0) as workers:
+                settings, hub.mongodb_uri, settings.queue_workers if with_workers else 0) as workers:
             app.state.hub = hub
             if on_startup is not None:
                 await on_startup(hub)

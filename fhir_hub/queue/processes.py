@@ -13,18 +13,23 @@ import subprocess
 import sys
 from types import TracebackType
 
+from fhir_hub.config import Settings
+
 log = logging.getLogger(__name__)
 GRACE_SECONDS = 20
 
 
 class WorkerProcesses:
-    def __init__(self, mongodb_uri: str, count: int) -> None:
+    def __init__(self, settings: Settings, mongodb_uri: str, count: int) -> None:
+        self.settings = settings
         self.uri = mongodb_uri
         self.count = count
         self.procs: list[subprocess.Popen[bytes]] = []
 
     async def start(self) -> None:
-        env = {**os.environ, "FHIR_HUB_MONGODB_URI": self.uri}
+        # the hub's own store, database and data directory, whatever the command line said
+        env = {**os.environ, "FHIR_HUB_MONGODB_URI": self.uri, "FHIR_HUB_DB_NAME": self.settings.db_name,
+               "FHIR_HUB_DATA_DIR": str(self.settings.data_dir), "FHIR_HUB_LOG_LEVEL": self.settings.log_level}
         for _ in range(self.count):
             self.procs.append(subprocess.Popen([sys.executable, "-m", "fhir_hub", "worker"], env=env))
         if self.procs:

@@ -69,6 +69,20 @@ def test_a_backfill_is_queued_then_stored_by_a_worker_process(settings: Settings
         assert stranger.status_code == 404
 
 
+def test_the_served_hub_starts_its_workers_and_stops_them(settings: Settings) -> None:
+    """``fhir-hub serve``'s app (``with_workers``): a backfill is stored without starting anything else."""
+    payload = generate_file(8, episodes=2, facility="79001").payload
+    served = settings.with_(queue_workers=1)
+    with TestClient(create_app(served, with_workers=True), headers=auth(token_for(served))) as client:
+        queued = client.post("/$ingest", content=payload, params={"filename": "xml130.xml"}, headers=ASYNC)
+        assert queued.status_code == 202, queued.text[:300]
+        where = queued.headers["Content-Location"]
+        deadline = time.monotonic() + 120
+        while (status := client.get(where[where.index("/$"):])).status_code == 202 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert status.status_code == 200 and _values(status.json())["recordsAccepted"] == 2
+
+
 def _record(*resources: dict[str, Any]) -> Record:
     return Record("r", {"resourceType": "Bundle", "type": "transaction",
                         "entry": [{"resource": r, "request": {"method": "POST", "url": r["resourceType"]}}
