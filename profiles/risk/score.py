@@ -2,7 +2,8 @@
 
 Pure and given the day: the same facts score differently on a 60th birthday or once a pregnancy is past, and
 ``next_change`` says when that happens so that the hub can re-prioritise a person's pending work without new
-data. The explanation (``Assessment.as_json``) is what the API shows to say why a person ranks where they do.
+data. The explanation (the hits and their evidence) is what ``Patient/{id}/$risk`` shows to say why a person
+ranks where they do.
 """
 
 from __future__ import annotations
@@ -10,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Any
 
 from profiles.risk.facts import PersonFacts, Span
 from profiles.risk.rules import Criterion, Rule, Rules
@@ -37,19 +37,6 @@ class Assessment:
     hits: tuple[Hit, ...]
     version: str  # of the rules that scored
     on: date
-
-    def as_json(self) -> dict[str, Any]:
-        """The explanation as plain JSON: the score, the tier and, for each rule that held, its labels, weight,
-        source and evidence."""
-        return {
-            "score": self.score, "tier": self.tier, "priority": priority(self), "rules_version": self.version,
-            "on": self.on.isoformat(),
-            "hits": [{"rule": h.rule.id, "label": {"vi": h.rule.label_vi, "en": h.rule.label_en},
-                      "weight": h.rule.weight, "source": h.rule.source,
-                      "evidence": [{"kind": e.kind, "value": e.value, "reference": e.reference, "note": e.note}
-                                   for e in h.evidence]}
-                     for h in self.hits],
-        }
 
 
 def birthday(born: date, years: int) -> date:

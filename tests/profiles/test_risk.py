@@ -290,10 +290,9 @@ def test_combinations_score_higher() -> None:
     (diabetes,) = [h for h in assessment.hits if h.rule.id == "diabetes"]
     assert [(e.value, e.reference) for e in diabetes.evidence] == [("E11.9", "Condition/c1"),
                                                                    ("E11.65", "Condition/c3")]
-    explained = json.loads(json.dumps(assessment.as_json()))
-    assert explained["score"] == 30 and explained["tier"] == "high" and explained["rules_version"] == RULES.version
-    assert {h["rule"] for h in explained["hits"]} == {"age-60-plus", "diabetes", "heart-failure"}
-    assert all(h["source"] and h["label"]["vi"] and h["evidence"] for h in explained["hits"])
+    assert assessment.score == 30 and assessment.tier == "high" and assessment.version == RULES.version
+    assert {h.rule.id for h in assessment.hits} == {"age-60-plus", "diabetes", "heart-failure"}
+    assert all(h.rule.source and h.rule.label_vi and h.evidence for h in assessment.hits)
 
 
 # ------------------------------------------------------------------------------------- more never lowers
