@@ -331,22 +331,9 @@ class Linker:
         return {root: _cccds(masters.get(root)) for root in roots}
 
     async def _mergeable(self, target: str, others: list[str]) -> list[str]:
-        """The persons that may be merged into ``target``'s automatically: two different personal IDs never
-        are (the record then stays with ``target`` alone, and the other person is left as it is)."""
-        if not others:
-            return []
-        masters = {v.key: v for v in await self.store.live_versions([target, *others])}
-        ids = {key: _cccds(masters.get(key)) for key in [target, *others]}
-        seen = set(ids[target])
-        out = []
-        for other in others:
-            if seen and ids[other] and not ids[other] <= seen:
-                continue
-            if await self.store.link_decisions.distinct(target, other):
-                continue  # a person undid their merge, or said they are two people
-            seen |= ids[other]
-            out.append(other)
-        return out
+        """The persons that may be merged into ``target``'s automatically: all but those a person kept apart.
+        Two different personal IDs never reach here: ``_in_conflict`` sends such a write to a regrouping."""
+        return [other for other in others if not await self.store.link_decisions.distinct(target, other)]
 
     # ------------------------------------------------------------------------------------------ masters
     async def _rebuild_later(self, masters: set[str], tx: Transaction | None) -> None:
