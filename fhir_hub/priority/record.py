@@ -9,17 +9,15 @@ holds are made inactive. Writing what is already stored stores nothing, so a ref
 
 from __future__ import annotations
 
-import time
-
 from fhir_hub.auth.caller import Caller
 from fhir_hub.fhir.jsonio import loads
 from fhir_hub.hub import Hub
 from fhir_hub.priority.flags import RISK_GROUP, active_flags, inactive
-from fhir_hub.services.risk import city_day, person_resources
+from fhir_hub.services.risk import assess_patient
 from fhir_hub.services.search import search
 from fhir_hub.services.session import Session
 from fhir_hub.store.writer import Update
-from profiles.risk import Assessment, assess, default_rules, facts_from_resources
+from profiles.risk import Assessment
 
 PRIORITY = Caller.hub("priority-record")
 
@@ -28,9 +26,7 @@ async def refresh(hub: Hub, record: str) -> Assessment:
     """The priority record of the person ``record`` (a Patient key) brought up to date; their assessment."""
     master = await hub.store.master_in_use(record) or record
     session = Session.open(hub, PRIORITY)
-    rules = default_rules()
-    resources = await person_resources(session, master.removeprefix("Patient/"), rules)
-    assessment = assess(facts_from_resources(resources, rules), rules, city_day(time.time_ns() // 1000))
+    assessment = await assess_patient(session, master.removeprefix("Patient/"))
     wanted = active_flags(master, assessment)
     existing = await search(session, "Flag", [("subject", master), ("code", f"{RISK_GROUP}|"), ("_count", "100")])
     for version in existing.outcome.page:
