@@ -104,6 +104,40 @@ async def test_workers_in_four_processes_claim_each_job_exactly_once(hub: Hub, q
     assert sum(1 for mine in claimed if mine) >= 2  # they did run at the same time
 
 
+def _enqueue_some(uri: str, db_name: str, worker: str, found: Any) -> None:
+    """One process queueing 10 batches of 5 jobs, its own event loop and connection; the ids it got."""
+    async def run() -> list[str]:
+        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(uri)
+        from fhir_hub.store.transaction import WriteGate
+
+        queue = JobQueue(client[db_name], WriteGate(False))
+        ids = []
+        for batch in range(10):
+            ids += await queue.enqueue([job(batch * 5 + n) for n in range(5)])
+        await client.close()
+        return ids
+
+    found.put(asyncio.run(run()))
+
+
+async def test_four_processes_queueing_at_once_get_distinct_arrival_numbers(hub: Hub, settings: Settings) -> None:
+    """The arrival counter (created by the first enqueue) is one atomic increment: never two jobs numbered
+    alike, whoever creates it."""
+    context = multiprocessing.get_context("spawn")
+    found = context.Queue()
+    senders = [context.Process(target=_enqueue_some, args=(hub.mongodb_uri, settings.db_name, f"s{i}", found))
+               for i in range(4)]
+    for sender in senders:
+        sender.start()
+    ids = [job_id for _ in senders for job_id in found.get(timeout=120)]
+    for sender in senders:
+        sender.join(timeout=30)
+        assert sender.exitcode == 0
+    seqs = [doc["seq"] async for doc in hub.store.db[QUEUE].find({}, {"seq": 1})]
+    assert len(ids) == len(set(ids)) == 200
+    assert sorted(seqs) == list(range(1, 201))  # each number once, none skipped
+
+
 async def test_an_expired_lease_is_claimed_again_and_counts_as_an_attempt(queue: JobQueue, clock: Clock) -> None:
     await queue.enqueue([job(1)])
     first = await queue.claim("crashed")
