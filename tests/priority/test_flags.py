@@ -76,3 +76,17 @@ async def test_a_flag_about_hiv_carries_the_hiv_label(hub: Hub) -> None:
     assert assessment.hits and flags
     labelled = [f for f in flags.values() if any("HIV" in label for label in f["_labels"])]
     assert labelled, flags
+
+
+async def test_refreshes_at_once_write_each_flag_once(hub: Hub) -> None:
+    """Two workers may store two records of one person at the same moment: their refreshes race on the same
+    Flag ids, and each Flag is still created once (version 1), none lost."""
+    import asyncio
+
+    await _write(hub, "Patient", "hoa", {"birthDate": "1948-02-03", "gender": "female"})
+    await _write(hub, "Condition", "dm", _condition("E11.9"))
+    assessments = await asyncio.gather(*(refresh(hub, "Patient/hoa") for _ in range(6)))
+    master = await hub.store.master_in_use("Patient/hoa") or "Patient/hoa"
+    flags = await _flags(hub, master)
+    assert len(flags) == len(assessments[0].hits) >= 2
+    assert all(f["_vid"] == 1 and f["status"] == "active" for f in flags.values()), flags
