@@ -84,6 +84,9 @@ class Settings:
     # Off queues every backfilled record at one priority, in arrival order (the risk tier is still recorded):
     # only to measure what priority buys (``python -m bench backfill``), never in production
     queue_by_risk: bool = True
+    # records committed together in one store transaction, by ``$ingest`` and by a worker (which claims up to
+    # this many jobs at once): each still stored all or nothing, as if alone; 1 commits them one by one
+    records_per_transaction: int = 8
     # how old a conditional or matching claim must be before another process takes it over (its holder
     # died: a killed worker's claims block those records' writes this long); longer than any request
     claim_stale_seconds: int = 120
@@ -147,7 +150,7 @@ class Settings:
         for name in ("max_body_bytes", "default_count", "max_count", "max_search_params", "max_chain_depth",
                      "max_bundle_entries", "request_budget_ms", "max_token_bytes", "max_token_lifetime_seconds",
                      "audit_flush_ms", "hl7v2_max_repetitions", "queue_lease_seconds", "queue_max_attempts",
-                     "queue_backoff_ms", "claim_stale_seconds"):
+                     "queue_backoff_ms", "claim_stale_seconds", "records_per_transaction"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be a positive integer")
         if self.validation_processes < 0:

@@ -32,7 +32,7 @@ again (up to three times).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl
@@ -62,6 +62,7 @@ from fhir_hub.services.update import update, update_matched
 from fhir_hub.store.claims import claim_key
 from fhir_hub.store.own_writes import DependsOnOwnWrites
 from fhir_hub.store.records import StoredVersion, VersionTaken
+from fhir_hub.store.transaction import Transaction
 
 _ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "PATCH": 2, "GET": 3, "HEAD": 3}
 _ATTEMPTS = 3
@@ -184,19 +185,89 @@ class _Planned:
     query: SearchQuery | None = None  # a GET entry's search
 
 
-async def _transaction(session: Session, entries: list[EntryRequest | EntryProblem]) -> list[EntryResult]:
+async def _transaction(session: Session, entries: Sequence[EntryRequest | EntryProblem]) -> list[EntryResult]:
+    items = _transaction_items(entries)
+    async with session.hub.store.claims.holding(_claims(items)):
+        for _attempt in range(_ATTEMPTS):
+            try:
+                async with session.hub.store.transaction() as tx:
+                    plans = await _commit_planned(session, tx, items)
+                return await _answered(session, plans)
+            except VersionTaken:
+                continue  # a resource changed between planning and commit: plan again from the new state
+    raise Conflict("The transaction's resources kept changing under it; send it again")
+
+
+def _transaction_items(entries: Sequence[EntryRequest | EntryProblem]) -> list[EntryRequest]:
     _refuse_duplicate_full_urls(entries)
     for item in entries:
         if isinstance(item, EntryProblem):
             raise in_entry(item.index, item.error)
-    items = [e for e in entries if isinstance(e, EntryRequest)]
-    async with session.hub.store.claims.holding(_claims(items)):
-        for _attempt in range(_ATTEMPTS):
+    return [e for e in entries if isinstance(e, EntryRequest)]
+
+
+# -------------------------------------------------------------------------------- several transactions at once
+async def transactions(session: Session, bundles: list[dict[str, Any]]) -> list[list[EntryResult] | HubError]:
+    """Several transaction Bundles, each all or nothing and answered exactly as if sent alone, committed in
+    as few server transactions as they allow: what a queue worker does with the records it claimed. Why: a
+    record's own writes cost the store far less than the transaction around them (its start, its commit,
+    its claims), so a backfill committing one record per transaction is bound by that fixed cost rather
+    than by the store's work. Each Bundle is planned inside the group's transaction, so its conditional
+    searches see the earlier Bundles' writes (``store/own_writes.py``), as they would once those were
+    committed; a Bundle writing a resource an earlier one of the group wrote starts the next group. A
+    Bundle the hub refuses rolls its group back: the Bundles before it are committed again without it, and
+    it answers its own error; a group the store refuses (a concurrent writer, a store error) is rolled
+    back and its Bundles committed one at a time, each with the retries a single transaction gets."""
+    outcomes: dict[int, list[EntryResult] | HubError] = {}
+    parsed: list[tuple[int, list[EntryRequest]]] = []
+    for index, raw in enumerate(bundles):
+        try:
+            parsed.append((index, _transaction_items(read_entries(raw, session.base_url))))
+        except HubError as error:
+            outcomes[index] = error
+    async with session.hub.store.claims.holding([key for _i, items in parsed for key in _claims(items)]):
+        while parsed:
+            parsed = parsed[await _transaction_group(session, parsed, outcomes):]
+    return [outcomes[index] for index in range(len(bundles))]
+
+
+async def _transaction_group(session: Session, parsed: list[tuple[int, list[EntryRequest]]],
+                             outcomes: dict[int, list[EntryResult] | HubError]) -> int:
+    """Commit the first Bundles of ``parsed`` in one server transaction; how many were answered."""
+    planned: list[tuple[int, list[_Planned]]] = []
+    mark = session.audit.mark() if session.audit is not None else None
+    try:
+        async with session.hub.store.transaction() as tx:
+            for index, items in parsed:
+                try:
+                    planned.append((index, await _commit_planned(session, tx, items)))
+                except DependsOnOwnWrites:
+                    if not planned:
+                        raise  # not expected (nothing written yet): run alone below
+                    break
+    except HubError as error:
+        _rewind(session, mark)
+        if not planned:  # the first Bundle of a group fails as it would alone
+            outcomes[parsed[0][0]] = error
+            return 1
+        return await _transaction_group(session, parsed[:len(planned)], outcomes)  # the ones before it, again
+    except (VersionTaken, PyMongoError, DependsOnOwnWrites):
+        _rewind(session, mark)
+        for index, items in parsed[:max(len(planned), 1)]:
             try:
-                return await _transaction_once(session, items)
-            except VersionTaken:
-                continue  # a resource changed between planning and commit: plan again from the new state
-    raise Conflict("The transaction's resources kept changing under it; send it again")
+                outcomes[index] = await _transaction(session, items)
+            except HubError as error:
+                outcomes[index] = error
+        return max(len(planned), 1)
+    for index, plans in planned:
+        outcomes[index] = await _answered(session, plans)
+    return len(planned)
+
+
+def _rewind(session: Session, mark: int | None) -> None:
+    """What a rolled-back group touched is no longer in the audit record."""
+    if session.audit is not None and mark is not None:
+        session.audit.rewind(mark)
 
 
 def _claims(items: list[EntryRequest]) -> list[str]:
@@ -215,31 +286,39 @@ def _claims(items: list[EntryRequest]) -> list[str]:
     return keys
 
 
-async def _transaction_once(session: Session, items: list[EntryRequest]) -> list[EntryResult]:
+async def _commit_planned(session: Session, tx: Transaction, items: list[EntryRequest]) -> list[_Planned]:
+    """Steps 1 to 4 of a transaction inside ``tx`` (which other transaction Bundles may share: ``transactions``).
+    Nothing is sent to the store before the writes: planning inside the block takes no lock."""
+    inside = session.within(tx)
     plans = [_Planned(item) for item in items]
-    await _run_each(plans, lambda p: _target(session, p))
+    await _run_each(plans, lambda p: _target(inside, p))
     _refuse_shared_targets(plans)
+    writes = sorted((p for p in plans if p.item.method in WRITES), key=lambda p: _ORDER[p.item.method])
+    if any(p.key in tx.changes for p in writes if not (p.item.method == "POST" and p.found is not None)):
+        raise DependsOnOwnWrites("a resource this transaction writes was written earlier in the same group")
     names = _local_names(plans)
     created_by = {(p.item.target.rtype, _criteria(p.item.if_none_exist)): p.key for p in plans
                   if p.item.method == "POST" and p.item.if_none_exist is not None}
     known: dict[str, str] = {}
-    writes = sorted((p for p in plans if p.item.method in WRITES), key=lambda p: _ORDER[p.item.method])
     # each resource goes to a validation worker once its references are rewritten: validated there while
     # the hub prepares the rest and stores the first ones (fhir/validation_ahead.py)
     with session.hub.writer.validation.ahead(len(writes)) as handover:
-        await _run_each(plans, lambda p: _rewrite(session, p, names, created_by, known, handover))
+        await _run_each(plans, lambda p: _rewrite(inside, p, names, created_by, known, handover))
         handover.flush()
         written = {p.key for p in writes}
         await _run_each([p for p in plans if p.item.method in ("GET", "HEAD")],
-                        lambda p: _prepare_get(session, p, written))
-        async with session.hub.store.transaction() as tx:
-            inside = session.within(tx)
-            await session.hub.writer.pipeline.plan_group(tx, _contents(writes))
-            for plan in writes:
-                try:
-                    plan.result = EntryResult.of_write(await _write_planned(inside, plan))
-                except HubError as error:
-                    raise in_entry(plan.item.index, error) from None
+                        lambda p: _prepare_get(inside, p, written))
+        await session.hub.writer.pipeline.plan_group(tx, _contents(writes))
+        for plan in writes:
+            try:
+                plan.result = EntryResult.of_write(await _write_planned(inside, plan))
+            except HubError as error:
+                raise in_entry(plan.item.index, error) from None
+    return plans
+
+
+async def _answered(session: Session, plans: list[_Planned]) -> list[EntryResult]:
+    """Step 5, once committed: the GET entries the writes could change, then every entry's result."""
     for plan in plans:
         if plan.result is None:
             try:
@@ -288,7 +367,7 @@ async def _target(session: Session, plan: _Planned) -> None:
             raise NotFound(f"Conditional patch: no {t.rtype} matches the criteria")
 
 
-def _refuse_duplicate_full_urls(items: list[EntryRequest | EntryProblem]) -> None:
+def _refuse_duplicate_full_urls(items: Sequence[EntryRequest | EntryProblem]) -> None:
     seen: dict[str, int] = {}
     for item in items:
         if item.full_url is None:

@@ -35,7 +35,7 @@ from adapters.base import AdapterError, Limits, MergeRequest, Problem, Record, S
 from adapters.hl7v2 import acknowledgements
 from adapters.normalize import FACILITY, HUB, tag, token_criteria
 from fhir_hub.auth.caller import Caller
-from fhir_hub.bundles.processor import process
+from fhir_hub.bundles.processor import transactions
 from fhir_hub.config import Settings
 from fhir_hub.errors import HubError, NotFound, UnprocessableResource, UnsupportedMediaType
 from fhir_hub.fhir.instant import to_instant
@@ -137,8 +137,9 @@ async def _ingest_archived(session: Session, archive: IngestArchive, archive_id:
                            media_type: str | None, filename: str | None, format_name: str | None) -> IngestReport:
     report, records, provenance = await _mapped(session, archive, archive_id, payload, digest, media_type, filename,
                                                 format_name)
-    for record in records:
-        await commit_record(session, provenance, record, report)
+    group = session.hub.settings.records_per_transaction
+    for start in range(0, len(records), group):
+        await commit_records(session, [Committing(provenance, r, report) for r in records[start:start + group]])
     await report.keep(archive)
     return report
 
@@ -171,26 +172,51 @@ async def _mapped(session: Session, archive: IngestArchive, archive_id: str, pay
 
 async def commit_record(session: Session, provenance: RecordProvenance, record: Record, report: IngestReport,
                         *, retry_later: bool = False) -> list[EntryResult]:
-    """Commit one record (its transaction Bundle with its Provenance), then the merges it asks for; what
-    happened goes to ``report``. The synchronous ``$ingest`` and the queue's workers both commit here.
-    ``retry_later`` (a worker): an error that says nothing about the record (409: claims held by another
-    writer, 5xx) is raised, so the job is tried again, rather than reported as a rejected record."""
+    """Commit one record (``commit_records``); with ``retry_later``, its retryable error is raised."""
+    outcome = (await commit_records(session, [Committing(provenance, record, report)], retry_later=retry_later))[0]
+    if isinstance(outcome, HubError):
+        raise outcome
+    return outcome
+
+
+@dataclass(frozen=True, slots=True)
+class Committing:
+    """A record to commit, with the Provenance it gets and the report that says what became of it."""
+
+    provenance: RecordProvenance
+    record: Record
+    report: IngestReport
+
+
+async def commit_records(session: Session, records: list[Committing], *, retry_later: bool = False
+                         ) -> list[list[EntryResult] | HubError]:
+    """Commit each record (its transaction Bundle with its Provenance: all of it or none), then the merges
+    it asks for; what happened goes to its report. The synchronous ``$ingest`` and the queue's workers both
+    commit here, several records per store transaction (``bundles.processor.transactions``: each answers as
+    if committed alone). ``retry_later`` (a worker): an error that says nothing about the record (409:
+    claims held by another writer, 5xx) is not reported as a rejected record but returned, so its job is
+    tried again; every other outcome is the record's entry results ([] when it was rejected)."""
     started = session.clock()
-    bundle = provenance.added_to(record, to_instant(started))
-    try:
-        results = await process(session, "transaction", bundle)
-    except HubError as error:
-        if retry_later and (error.status == 409 or error.status >= 500):
-            raise
-        issue = error.issues[0]
-        report.rejected.append(Problem(record.key, issue.expression[0] if issue.expression else None,
-                                       issue.diagnostics))
-        return []
-    report.accepted += 1
-    _count(report, bundle, results, started)
-    for request in record.merges:
-        await _merge(session, record.key, request, report)
-    return results
+    bundles = [c.provenance.added_to(c.record, to_instant(started)) for c in records]
+    outcomes = await transactions(session, bundles)
+    answered: list[list[EntryResult] | HubError] = []
+    for committing, bundle, outcome in zip(records, bundles, outcomes, strict=True):
+        record, report = committing.record, committing.report
+        if isinstance(outcome, HubError):
+            if retry_later and (outcome.status == 409 or outcome.status >= 500):
+                answered.append(outcome)
+                continue
+            issue = outcome.issues[0]
+            report.rejected.append(Problem(record.key, issue.expression[0] if issue.expression else None,
+                                           issue.diagnostics))
+            answered.append([])
+            continue
+        report.accepted += 1
+        _count(report, bundle, outcome, started)
+        for request in record.merges:
+            await _merge(session, record.key, request, report)
+        answered.append(outcome)
+    return answered
 
 
 async def _merge(session: Session, key: str, request: MergeRequest, report: IngestReport) -> None:

@@ -23,8 +23,9 @@ from adapters.base import MergeRequest, Record
 from adapters.normalize import BHXH, CCCD
 from fhir_hub.auth.caller import Caller
 from fhir_hub.auth.scopes import Scopes
-from fhir_hub.ingest.service import IngestReport, RecordProvenance, commit_record
-from fhir_hub.priority.record import refresh
+from fhir_hub.errors import HubError
+from fhir_hub.ingest.service import Committing, IngestReport, RecordProvenance, commit_records
+from fhir_hub.priority.record import PRIORITY, refresh
 from fhir_hub.queue.jobs import MAX_PRIORITY, Job, JobQueue, NewJob
 from fhir_hub.services.risk import city_day
 from fhir_hub.services.session import Session
@@ -105,21 +106,54 @@ async def _known(queue: JobQueue, people: set[str]) -> dict[str, tuple[int, str]
     return known
 
 
-async def run_record_job(session_for: Any, job: Job) -> dict[str, Any]:
-    """Commit one record's job in its sender's name; what happened (the counts and problems of a report)."""
-    body = job.body
-    caller = _caller_from(body["caller"])
-    session: Session = session_for(caller)
-    saved = body["record"]
+async def run_record_jobs(session_for: Any, jobs: list[Job]) -> list[dict[str, Any] | Exception]:
+    """Commit the records of these jobs, several per store transaction (``ingest.service.commit_records``),
+    each in its sender's name; then refresh the priority record of each person they are about, once however
+    many of the jobs name them. Per job: what happened (the counts and problems of a report), or the
+    exception that makes it be tried again (claims held by another writer, a store error)."""
+    outcomes: list[dict[str, Any] | Exception] = []
+    touched: dict[str, list[int]] = {}  # Patient key -> the jobs that wrote it
+    for same_sender in _by_sender(jobs):
+        session: Session = session_for(_caller_from(same_sender[0].body["caller"]))
+        committing = [_committing(job) for job in same_sender]
+        for job_results, done in zip(await commit_records(session, committing, retry_later=True), committing,
+                                     strict=True):
+            if isinstance(job_results, HubError):
+                outcomes.append(job_results)
+                continue
+            for patient in {r.version.key for r in job_results
+                            if r.version is not None and r.version.key.startswith("Patient/")}:
+                touched.setdefault(patient, []).append(len(outcomes))
+            outcomes.append(_result(done.report))
+    hub = session_for(PRIORITY).hub
+    for patient in sorted(touched):  # the priority record of each person the records are about
+        try:
+            await refresh(hub, patient)
+        except Exception as exc:  # noqa: BLE001 - the jobs that wrote this person run again (harmless twice)
+            for index in touched[patient]:
+                outcomes[index] = exc
+    return outcomes
+
+
+def _by_sender(jobs: list[Job]) -> list[list[Job]]:
+    """Consecutive jobs of one sender: one session (its facility, its scopes) commits them together."""
+    runs: list[list[Job]] = []
+    for job in jobs:
+        if runs and runs[-1][0].body["caller"] == job.body["caller"]:
+            runs[-1].append(job)
+        else:
+            runs.append([job])
+    return runs
+
+
+def _committing(job: Job) -> Committing:
+    saved, provenance = job.body["record"], RecordProvenance(**job.body["provenance"])
     record = Record(saved["key"], saved["bundle"], saved.get("facility"),
                     tuple(MergeRequest(m["keep"], tuple(m["merged"]), m["field"]) for m in saved.get("merges") or []))
-    provenance = RecordProvenance(**body["provenance"])
-    report = IngestReport(provenance.archive, provenance.format, None)
-    results = await commit_record(session, provenance, record, report, retry_later=True)
-    patients = sorted({r.version.key for r in results
-                       if r.version is not None and r.version.key.startswith("Patient/")})
-    for patient in patients:  # the priority record of each person the record is about
-        await refresh(session.hub, patient)
+    return Committing(provenance, record, IngestReport(provenance.archive, provenance.format, None))
+
+
+def _result(report: IngestReport) -> dict[str, Any]:
     return {"accepted": report.accepted, "created": report.created, "existing": report.existing,
             "updated": report.updated, "problems": [p.as_dict() for p in report.problems()]}
 

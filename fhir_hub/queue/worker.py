@@ -8,6 +8,10 @@ idempotent: a record's Bundle is conditional creates and updates keyed on busine
 Provenance found again by its tag, and a re-sent identical version stores nothing new, so a job done twice
 leaves the store as once.
 
+A worker claims up to ``FHIR_HUB_RECORDS_PER_TRANSACTION`` jobs at once, each the highest ready one at
+its claim, and its handler runs them together (a record job commits them several per store transaction):
+a high-risk job that arrives meanwhile waits for that one group, never behind the backlog.
+
 A job that raises is failed (``JobQueue.fail``: a back-off, then the dead letters, its errors kept). A
 record the hub refuses (a 4xx from the write path) is not a failure of the job: it is reported in the job's
 result, as the synchronous ``$ingest`` reports it, and not retried.
@@ -26,13 +30,14 @@ from typing import Any
 from fhir_hub.auth.caller import Caller
 from fhir_hub.hub import Hub
 from fhir_hub.queue.ingest_jobs import KIND as RECORD_JOB
-from fhir_hub.queue.ingest_jobs import run_record_job
+from fhir_hub.queue.ingest_jobs import run_record_jobs
 from fhir_hub.queue.jobs import Job
 from fhir_hub.services.session import Session
 
 log = logging.getLogger(__name__)
-Handler = Callable[[Callable[[Caller], Session], Job], Awaitable[dict[str, Any]]]
-HANDLERS: dict[str, Handler] = {RECORD_JOB: run_record_job}
+# runs a group of jobs of its kind: per job, its result or the exception that fails it
+Handler = Callable[[Callable[[Caller], Session], list[Job]], Awaitable[list[dict[str, Any] | Exception]]]
+HANDLERS: dict[str, Handler] = {RECORD_JOB: run_record_jobs}
 REQUEUE_EVERY_S = 1.0
 
 
@@ -42,12 +47,13 @@ def worker_name() -> str:
 
 class Worker:
     def __init__(self, hub: Hub, name: str | None = None, *, poll_s: float = 0.2,
-                 handlers: dict[str, Handler] | None = None) -> None:
+                 handlers: dict[str, Handler] | None = None, group: int | None = None) -> None:
         self.hub = hub
         self.queue = hub.queue
         self.name = name or worker_name()
         self.poll_s = poll_s
         self.handlers = handlers or HANDLERS
+        self.group = group or hub.settings.records_per_transaction
         self.done = 0
 
     def session_for(self, caller: Caller) -> Session:
@@ -60,8 +66,8 @@ class Worker:
             if time.monotonic() - requeued_at >= REQUEUE_EVERY_S:
                 await self.queue.requeue_due()
                 requeued_at = time.monotonic()
-            job = await self.queue.claim(self.name)
-            if job is None:
+            jobs = await self._claim()
+            if not jobs:
                 if until_empty:
                     break
                 try:
@@ -69,27 +75,53 @@ class Worker:
                 except TimeoutError:
                     pass
                 continue
-            await self.run_one(job)
+            await self.run_group(jobs)
         return self.done
 
-    async def run_one(self, job: Job) -> None:
-        beat = asyncio.create_task(self._heartbeat(job))
+    async def _claim(self) -> list[Job]:
+        """Up to ``group`` jobs, each the first in line when claimed; a job of another kind than the first ends
+        the group (it is run next, alone or with its own kind)."""
+        jobs: list[Job] = []
+        while len(jobs) < self.group:
+            job = await self.queue.claim(self.name)
+            if job is None:
+                break
+            jobs.append(job)
+            if job.kind != jobs[0].kind:
+                break
+        return jobs
+
+    async def run_group(self, jobs: list[Job]) -> None:
+        by_kind: dict[str, list[Job]] = {}
+        for job in jobs:
+            by_kind.setdefault(job.kind, []).append(job)
+        for kind, same in by_kind.items():
+            await self._run_kind(kind, same)
+
+    async def _run_kind(self, kind: str, jobs: list[Job]) -> None:
+        beats = [asyncio.create_task(self._heartbeat(job)) for job in jobs]
         try:
-            handler = self.handlers.get(job.kind)
-            if handler is None:
-                raise LookupError(f"no handler for jobs of kind {job.kind!r} in this worker")
-            result = await handler(self.session_for, job)
-        except Exception as exc:  # noqa: BLE001 - any failure of a job is recorded with it, the worker goes on
-            state = await self.queue.fail(job, f"{type(exc).__name__}: {exc}")
-            log.warning("job %s failed (%s): %s", job.id, state or "lease lost", exc)
-        else:
-            if await self.queue.complete(job, result):
-                self.done += 1
-            else:
-                log.warning("job %s: lease lost before it was marked done (it ran; running again is harmless)",
-                            job.id)
+            handler = self.handlers.get(kind)
+            try:
+                if handler is None:
+                    raise LookupError(f"no handler for jobs of kind {kind!r} in this worker")
+                outcomes = await handler(self.session_for, jobs)
+            except Exception as exc:  # noqa: BLE001 - any failure of a job is recorded with it, the worker goes on
+                outcomes = [exc for _ in jobs]
+            for job, outcome in zip(jobs, outcomes, strict=True):
+                await self._finish(job, outcome)
         finally:
-            beat.cancel()
+            for beat in beats:
+                beat.cancel()
+
+    async def _finish(self, job: Job, outcome: dict[str, Any] | Exception) -> None:
+        if isinstance(outcome, Exception):
+            state = await self.queue.fail(job, f"{type(outcome).__name__}: {outcome}")
+            log.warning("job %s failed (%s): %s", job.id, state or "lease lost", outcome)
+        elif await self.queue.complete(job, outcome):
+            self.done += 1
+        else:
+            log.warning("job %s: lease lost before it was marked done (it ran; running again is harmless)", job.id)
 
     async def _heartbeat(self, job: Job) -> None:
         every = max(self.queue.lease_ms / 3000, 0.05)

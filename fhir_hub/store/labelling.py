@@ -50,7 +50,9 @@ class Labelling:
         found = {key: read(resource, self.rules) for key, resource in resources.items()}
         wanted = frozenset().union(*(f.references for f in found.values())) - found.keys()
         outside = await self.labels_of(wanted, tx)
-        tx.notes[_PLAN] = {**outside, **group_labels(found, outside, self.rules)}
+        # a transaction shared by several Bundles (bundles/processor.py ``transactions``) plans each in turn:
+        # what the earlier ones planned stays known
+        tx.notes[_PLAN] = {**tx.notes.get(_PLAN, {}), **outside, **group_labels(found, outside, self.rules)}
 
     async def labels_of(self, keys: Iterable[Key], tx: Transaction | None) -> dict[Key, frozenset[Label]]:
         """The labels of each of these resources, as this write sees them (see the module's docstring); a
