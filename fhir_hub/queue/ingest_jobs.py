@@ -14,57 +14,27 @@ still waiting move up (``JobQueue.reprioritise``).
 
 from __future__ import annotations
 
-import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import date
 from typing import Any
 
 from adapters.base import MergeRequest, Record
-from adapters.normalize import BHXH, CCCD
 from fhir_hub.auth.caller import Caller
 from fhir_hub.auth.scopes import Scopes
 from fhir_hub.errors import HubError
 from fhir_hub.ingest.service import Committing, IngestReport, RecordProvenance, commit_records
 from fhir_hub.priority.record import PRIORITY, refresh
-from fhir_hub.queue.jobs import MAX_PRIORITY, Job, JobQueue, NewJob
-from fhir_hub.services.risk import city_day
+from fhir_hub.queue.jobs import Job, JobQueue, NewJob
+from fhir_hub.queue.urgency import Urgency, urgency_of
 from fhir_hub.services.session import Session
-from profiles.risk import assess, default_rules, facts_from_resources, priority
 
 KIND = "ingest-record"
 
 
-@dataclass(frozen=True)
-class Urgency:
-    priority: int
-    tier: str
-    who: str | None  # the person's strongest identifier key, if the record names one
-    score: int
-    rules: tuple[str, ...]  # the rules that held, for the job's explanation
-
-
 def urgency(record: Record, today: date | None = None) -> Urgency:
     """How urgent a record is, from what the record itself says (its Patient's age, its diagnoses)."""
-    resources = [e["resource"] for e in record.bundle.get("entry") or []
-                 if isinstance(e, dict) and isinstance(e.get("resource"), dict)]
-    rules = default_rules()
-    when = today or city_day(time.time_ns() // 1000)
-    assessment = assess(facts_from_resources(resources, rules), rules, when)
-    return Urgency(max(0, min(MAX_PRIORITY, priority(assessment))), assessment.tier, _who(resources),
-                   assessment.score, tuple(hit.rule.id for hit in assessment.hits))
-
-
-def _who(resources: list[dict[str, Any]]) -> str | None:
-    """The Patient's personal ID, else social-insurance number: the same key for every facility's record
-    of one person, so re-prioritisation finds all of their jobs."""
-    for system in (CCCD, BHXH):
-        for resource in resources:
-            if resource.get("resourceType") != "Patient":
-                continue
-            for identifier in resource.get("identifier") or []:
-                if isinstance(identifier, dict) and identifier.get("system") == system and identifier.get("value"):
-                    return f"{system}|{identifier['value']}"
-    return None
+    return urgency_of([e["resource"] for e in record.bundle.get("entry") or []
+                       if isinstance(e, dict) and isinstance(e.get("resource"), dict)], today)
 
 
 async def enqueue_records(queue: JobQueue, caller: Caller, report: IngestReport, records: list[Record],
@@ -87,13 +57,29 @@ async def enqueue_records(queue: JobQueue, caller: Caller, report: IngestReport,
         # a known diabetic waits with the rest of her record, not behind every low-risk person's
         priority, tier = max((own.priority, own.tier), known.get(own.who or "", (0, own.tier)))
         jobs.append(NewJob(KIND, body, priority if by_risk else 0, tier if by_risk else own.tier, who=own.who,
-                           batch=report.archive))
+                           batch=report.archive, changes_on=own.changes_on if by_risk else None))
         if by_risk and own.who is not None and own.priority > raised.get(own.who, (-1, ""))[0]:
             raised[own.who] = (own.priority, own.tier)
     ids = await queue.enqueue(jobs)
     for who, (priority, tier) in raised.items():
         await queue.reprioritise(who, priority, tier)
     return ids
+
+
+async def raise_on_their_day(queue: JobQueue, today: date) -> int:
+    """Waiting jobs whose person's score changes by ``today`` with no new data (a 60th birthday): the
+    person's jobs move up when the record now says more; each job keeps the next such day. Any worker runs
+    this now and then; running it twice, or in two workers at once, raises nothing twice (``reprioritise``
+    only raises, conditionally)."""
+    raised = 0
+    for job in await queue.changing(today.isoformat()):
+        if job.kind != KIND:
+            continue
+        now = urgency(_committing(job).record, today)
+        if now.who is not None and now.priority > job.priority:
+            raised += await queue.reprioritise(now.who, now.priority, now.tier)
+        await queue.changed(job, job.changes_on or "", now.changes_on)
+    return raised
 
 
 async def _known(queue: JobQueue, people: set[str]) -> dict[str, tuple[int, str]]:

@@ -62,6 +62,7 @@ class NewJob:
     tier: str  # the priority tier, for counting ("high", "medium", "low")
     who: str | None = None  # the person's strongest identifier key: re-prioritisation finds its jobs by it
     batch: str | None = None  # e.g. the archived payload the job came from: its status URL counts by it
+    changes_on: str | None = None  # ISO day its priority may rise with no new data (a 60th birthday)
 
 
 @dataclass(frozen=True)
@@ -76,11 +77,12 @@ class Job:
     token: str  # this claim's lease token
     who: str | None
     batch: str | None
+    changes_on: str | None = None
 
     @classmethod
     def from_doc(cls, doc: dict[str, Any]) -> Job:
         return cls(doc["_id"], doc["kind"], doc["body"], doc["p"], doc["tier"], doc["seq"], doc.get("n", 0),
-                   doc.get("token", ""), doc.get("who"), doc.get("b"))
+                   doc.get("token", ""), doc.get("who"), doc.get("b"), doc.get("nc"))
 
 
 @dataclass
@@ -120,6 +122,8 @@ class JobQueue:
                 doc["who"] = job.who
             if job.batch is not None:
                 doc["b"] = job.batch
+            if job.changes_on is not None:
+                doc["nc"] = job.changes_on
             docs.append(doc)
         async with self.gate.shared():
             for start in range(0, len(docs), 1000):
@@ -167,7 +171,7 @@ class JobQueue:
             updated = await self.collection.update_one(
                 {"_id": job.id, "token": job.token},
                 {"$set": {"st": f"done|{job.tier}", "done": now, "res": result or {}},
-                 "$unset": {"due": "", "owner": "", "token": ""}})
+                 "$unset": {"due": "", "owner": "", "token": "", "nc": ""}})
         return updated.matched_count == 1
 
     async def fail(self, job: Job, error: str) -> str | None:
@@ -258,6 +262,24 @@ class JobQueue:
                 result = await self.collection.update_one(condition, change)
             moved += result.modified_count
         return moved
+
+    async def changing(self, today: str, limit: int = 500) -> list[Job]:
+        """Waiting jobs whose priority may change by ``today`` (ISO day) with no new data: their ``changes_on``
+        has come. Done and dead jobs are left alone (their change day is dropped when they finish)."""
+        waiting = []
+        async for doc in self.collection.find({"nc": {"$lte": today}}).limit(limit):
+            if "rk" in doc or str(doc.get("st", "")).startswith("delayed"):
+                waiting.append(Job.from_doc(doc))
+            elif not str(doc.get("st", "")).startswith("leased"):  # dead: nothing left to raise
+                async with self.gate.shared():
+                    await self.collection.update_one({"_id": doc["_id"], "nc": doc["nc"]}, {"$unset": {"nc": ""}})
+        return waiting
+
+    async def changed(self, job: Job, was: str, changes_on: str | None) -> None:
+        """Record the next day the job's priority may change (None: never), if no one else did meanwhile."""
+        change: dict[str, Any] = {"$set": {"nc": changes_on}} if changes_on else {"$unset": {"nc": ""}}
+        async with self.gate.shared():
+            await self.collection.update_one({"_id": job.id, "nc": was}, change)
 
     # ------------------------------------------------------------------------------------------ reading
     async def highest(self, who: str) -> tuple[int, str] | None:

@@ -12,6 +12,9 @@ A worker claims up to ``FHIR_HUB_RECORDS_PER_TRANSACTION`` jobs at once, each th
 its claim, and its handler runs them together (a record job commits them several per store transaction):
 a high-risk job that arrives meanwhile waits for that one group, never behind the backlog.
 
+Now and then a worker also raises the waiting jobs of people whose score changed with the date (a 60th
+birthday: ``ingest_jobs.raise_on_their_day``).
+
 A job that raises is failed (``JobQueue.fail``: a back-off, then the dead letters, its errors kept). A
 record the hub refuses (a 4xx from the write path) is not a failure of the job: it is reported in the job's
 result, as the synchronous ``$ingest`` reports it, and not retried.
@@ -30,8 +33,9 @@ from typing import Any
 from fhir_hub.auth.caller import Caller
 from fhir_hub.hub import Hub
 from fhir_hub.queue.ingest_jobs import KIND as RECORD_JOB
-from fhir_hub.queue.ingest_jobs import run_record_jobs
+from fhir_hub.queue.ingest_jobs import raise_on_their_day, run_record_jobs
 from fhir_hub.queue.jobs import Job
+from fhir_hub.queue.urgency import city_day
 from fhir_hub.services.session import Session
 
 log = logging.getLogger(__name__)
@@ -39,6 +43,7 @@ log = logging.getLogger(__name__)
 Handler = Callable[[Callable[[Caller], Session], list[Job]], Awaitable[list[dict[str, Any] | Exception]]]
 HANDLERS: dict[str, Handler] = {RECORD_JOB: run_record_jobs}
 REQUEUE_EVERY_S = 1.0
+BIRTHDAYS_EVERY_S = 60.0  # how often a worker looks for jobs whose person's score changed with the date
 
 
 def worker_name() -> str:
@@ -61,11 +66,14 @@ class Worker:
 
     async def run(self, stop: asyncio.Event, *, until_empty: bool = False) -> int:
         """Claim and run jobs until ``stop`` is set (or, ``until_empty``, until none is ready); jobs done."""
-        requeued_at = 0.0
+        requeued_at = birthdays_at = 0.0
         while not stop.is_set():
             if time.monotonic() - requeued_at >= REQUEUE_EVERY_S:
                 await self.queue.requeue_due()
                 requeued_at = time.monotonic()
+            if time.monotonic() - birthdays_at >= BIRTHDAYS_EVERY_S:
+                await raise_on_their_day(self.queue, city_day(self.hub.writer.clock()))
+                birthdays_at = time.monotonic()
             jobs = await self._claim()
             if not jobs:
                 if until_empty:

@@ -9,17 +9,15 @@ same one the priority queue orders its jobs by.
 
 from __future__ import annotations
 
-from datetime import date, datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from fhir_hub.fhir.jsonio import loads
+from fhir_hub.queue.urgency import city_day
 from fhir_hub.services.read import read
 from fhir_hub.services.search import search
 from fhir_hub.services.session import Session
 from profiles.risk import Assessment, Rules, assess, default_rules, facts_from_resources
 
-CITY = ZoneInfo("Asia/Ho_Chi_Minh")
 _MOST = "1000"  # a person's diagnoses fit one page; more are counted from the first 1,000
 
 
@@ -40,11 +38,6 @@ async def person_resources(session: Session, rid: str, rules: Rules) -> list[dic
         found = await search(session, rtype, [("patient:mdm", person), *criteria, ("_count", _MOST)])
         resources += [loads(v.json) for v in found.outcome.page if v.json is not None]
     return resources
-
-
-def city_day(microseconds: int) -> date:
-    """The day in Ho Chi Minh City at that instant: a birthday (60, 6) starts at local midnight."""
-    return datetime.fromtimestamp(microseconds / 1_000_000, CITY).date()
 
 
 def parameters(assessment: Assessment) -> dict[str, Any]:

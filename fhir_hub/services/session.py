@@ -13,12 +13,14 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import partial
 
 from consent.decision import AccessDecision
 from fhir_hub.audit import AuditRecord
 from fhir_hub.auth.caller import Caller
 from fhir_hub.fhir.instant import Clock
 from fhir_hub.hub import Hub
+from fhir_hub.queue.urgency import RAISING, city_day, raise_after_write
 from fhir_hub.store.own_writes import OwnWritesView
 from fhir_hub.store.protocol import ReadStore
 from fhir_hub.store.reader import ScopedReader
@@ -78,4 +80,11 @@ class Session:
         result = await self.hub.writer.commit(op, caller=self.caller, tx=self.tx, noticed=noticed, reader=self.reader)
         if self.audit is not None and result.changed:
             self.audit.touch(result.version)
+        if result.changed and result.version.rtype in RAISING:  # the person's waiting backfill jobs move up
+            raising = partial(raise_after_write, self.hub.queue, self.hub.store, result.version,
+                              city_day(self.clock()))
+            if self.tx is None:
+                await raising()
+            else:  # what a transaction wrote counts once it is committed
+                self.tx.after_commit.append(raising)
         return result

@@ -200,7 +200,7 @@ class QueuedJob(me.DynamicDocument):
     meta = {"collection": QUEUE, "db_alias": ALIAS, "auto_create_index": False, "strict": False,
             "indexes": [{"fields": ["rk"], "sparse": True}, {"fields": ["due"], "sparse": True},
                         {"fields": ["who"], "sparse": True}, {"fields": ["b"], "sparse": True}, "st",
-                        {"fields": ["done"], "sparse": True}]}
+                        {"fields": ["done"], "sparse": True}, {"fields": ["nc"], "sparse": True}]}
 
     id = me.StringField(primary_key=True)
 

@@ -111,7 +111,7 @@ class Transaction:
     held: AsyncExitStack = field(default_factory=AsyncExitStack)  # the gate, held until commit or abort
     # run once the group is committed, outside the gate (a master Patient rebuilt from the sources the group
     # linked to it, see linking/linker.py); not run when the group fails
-    after_commit: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    after_commit: list[Callable[[], Awaitable[object]]] = field(default_factory=list)
     notes: dict[str, Any] = field(default_factory=dict)  # what a pipeline step remembers across the group's writes
 
     @property
