@@ -4,29 +4,35 @@ Read as the hub itself (the priority record is the hub's own derived data; who m
 when it is read, like any resource): every Patient record of the person, their Conditions and household
 Observations; scored by ``profiles.risk``; then one ``Flag`` per rule that holds is written through the
 commit pipeline (labelled, indexed, versioned like any write), and the person's Flags whose rule no longer
-holds are made inactive. Writing what is already stored stores nothing, so a refresh run twice is harmless.
+holds are made inactive; then the person's consolidated summary (``summary.py``: one ``Composition``).
+Writing what is already stored stores nothing, so a refresh run twice is harmless.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from fhir_hub.auth.caller import Caller
 from fhir_hub.fhir.jsonio import loads
 from fhir_hub.hub import Hub
 from fhir_hub.priority.flags import RISK_GROUP, active_flags, inactive
-from fhir_hub.services.risk import assess_patient
+from fhir_hub.priority.summary import TYPES as SUMMARISED
+from fhir_hub.priority.summary import composition, summary_id
+from fhir_hub.services.risk import person_assessment
 from fhir_hub.services.search import search
 from fhir_hub.services.session import Session
 from fhir_hub.store.writer import Update
 from profiles.risk import Assessment
 
 PRIORITY = Caller.hub("priority-record")
+_MOST = "1000"  # a person's entries of one type fit one page
 
 
 async def refresh(hub: Hub, record: str) -> Assessment:
     """The priority record of the person ``record`` (a Patient key) brought up to date; their assessment."""
     master = await hub.store.master_in_use(record) or record
     session = Session.open(hub, PRIORITY)
-    assessment = await assess_patient(session, master.removeprefix("Patient/"))
+    assessment, resources = await person_assessment(session, master.removeprefix("Patient/"))
     wanted = active_flags(master, assessment)
     existing = await search(session, "Flag", [("subject", master), ("code", f"{RISK_GROUP}|"), ("_count", "100")])
     for version in existing.outcome.page:
@@ -34,6 +40,22 @@ async def refresh(hub: Hub, record: str) -> Assessment:
             stored = loads(version.json)
             if stored.get("status") == "active":
                 await hub.writer.commit(Update("Flag", version.rid, inactive(stored)), caller=PRIORITY)
+    flags = []
     for rid, flag in wanted.items():
-        await hub.writer.commit(Update("Flag", rid, flag), caller=PRIORITY)
+        written = await hub.writer.commit(Update("Flag", rid, flag), caller=PRIORITY)
+        flags.append(loads(written.version.json or b"{}"))
+    if flags or await hub.store.current("Composition", summary_id(master)) is not None:
+        await _summarise(session, master, resources, flags)
     return assessment
+
+
+async def _summarise(session: Session, master: str, resources: list[dict[str, Any]],
+                     flags: list[dict[str, Any]]) -> None:
+    """The person's consolidated summary (``summary.py``), from every record linked to them; kept current
+    once written, also after the person leaves every risk group (its risk section is then empty)."""
+    found = list(resources)
+    for rtype in SUMMARISED:
+        searched = await search(session, rtype, [("patient:mdm", master), ("_count", _MOST)])
+        found += [loads(v.json) for v in searched.outcome.page if v.json is not None]
+    await session.hub.writer.commit(Update("Composition", summary_id(master), composition(master, found, flags)),
+                                    caller=PRIORITY)

@@ -22,9 +22,14 @@ _MOST = "1000"  # a person's diagnoses fit one page; more are counted from the f
 
 
 async def assess_patient(session: Session, rid: str) -> Assessment:
+    return (await person_assessment(session, rid))[0]
+
+
+async def person_assessment(session: Session, rid: str) -> tuple[Assessment, list[dict[str, Any]]]:
+    """The person's assessment, with the resources it was made from."""
     rules = default_rules()
     resources = await person_resources(session, rid, rules)
-    return assess(facts_from_resources(resources, rules), rules, city_day(session.clock()))
+    return assess(facts_from_resources(resources, rules), rules, city_day(session.clock())), resources
 
 
 async def person_resources(session: Session, rid: str, rules: Rules) -> list[dict[str, Any]]:
