@@ -34,6 +34,21 @@ FACILITY_TAGS = f"{HUB}/CodeSystem/source-facility"
 ICD10 = "http://hl7.org/fhir/sid/icd-10"
 LOINC = "http://loinc.org"
 
+# the Vietnam Core IG's administrative units of an address (province, district, ward or commune), coded
+ADMINISTRATIVE_ADDRESS = "http://fhir.ehealth.gov.vn/core/StructureDefinition/extension-administrative-address"
+ADMINISTRATIVE_UNITS = "http://fhir.ehealth.gov.vn/core/CodeSystem/vn-core-administrative-address"
+
+
+def administrative_address(*, state: str | None = None, district: str | None = None,
+                           ward: str | None = None) -> dict[str, Any] | None:
+    """The address's coded units as the Vietnam Core extension (None when none is given). The codes are kept
+    as the sender coded them: the 2025 reorganisation renumbered units, and only the sender knows which
+    numbering its record used (the address text stays beside them)."""
+    parts = [{"url": part, "valueCodeableConcept": {"coding": [{"system": ADMINISTRATIVE_UNITS, "code": code.strip()}]}}
+             for part, code in (("state", state), ("district", district), ("ward", ward)) if code and code.strip()]
+    return {"url": ADMINISTRATIVE_ADDRESS, "extension": parts} if parts else None
+
+
 _SYSTEM_ALIASES = {
     "cccd": CCCD, "cmnd": CMND, "passport": PASSPORT, "ho-chieu": PASSPORT, "bhyt": BHYT, "bhxh": BHXH,
     "ma-lk": MA_LK, "ma-cskcb": FACILITY, "urn:vn:cccd": CCCD, "urn:vn:cmnd": CMND, "urn:vn:bhyt": BHYT,

@@ -1,4 +1,4 @@
-"""The official R4 definitions the hub runs on, loaded once from the JSON files beside this module."""
+"""The official R4 definitions the hub runs on (and its own few), loaded once from the JSON files beside this module."""
 
 from __future__ import annotations
 
@@ -8,16 +8,17 @@ from importlib import resources
 from typing import Any
 
 
-def _load(name: str) -> dict[str, Any]:
-    data: dict[str, Any] = json.loads((resources.files("profiles") / "fhir-r4" / name).read_text(encoding="utf-8"))
+def _load(name: str, folder: str = "fhir-r4") -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((resources.files("profiles") / folder / name).read_text(encoding="utf-8"))
     return data
 
 
 @cache
 def search_parameters() -> dict[tuple[str, str], dict[str, Any]]:
-    """Every R4 SearchParameter, by (resource type it applies to, code)."""
+    """Every R4 SearchParameter, then the hub's own (``hub/search-parameters.json``: the address's
+    administrative units), by (resource type it applies to, code)."""
     params: dict[tuple[str, str], dict[str, Any]] = {}
-    for entry in _load("search-parameters.json")["entry"]:
+    for entry in [*_load("search-parameters.json")["entry"], *_load("search-parameters.json", "hub")["entry"]]:
         resource = entry["resource"]
         for base in resource.get("base", []):
             params[(base, resource["code"])] = resource

@@ -53,6 +53,12 @@ class GeneratedFile:
     broken: list[BrokenHoso] = field(default_factory=list)
 
 
+def synthetic_ward_code(ward: str) -> str:
+    """A 5-digit commune code for a ward of the synthetic pool (its place in the pool): made up, like the
+    rest of the generated data, in the shape of the real codes (HCMC's start at 26734)."""
+    return str(26734 + 3 * table("synthetic")["wards"].index(ward))
+
+
 class _Maker:
     """Draws one episode after another from one random stream, so a seed fixes the whole file."""
 
@@ -130,11 +136,12 @@ class _Maker:
         diagnoses = rng.sample(pools["icd10"], rng.randint(1, 5))
         discharge = rng.choices(["1", "2", "4", "5"], weights=[85, 7, 5, 3])[0] if end else ""
         phone = rng.choice(["09", "03", "07", "08"]) + self.digits(8) if rng.random() < 0.8 else ""
-        address = (f"{rng.randint(1, 450)} {rng.choice(pools['streets'])}, {rng.choice(pools['wards'])}, "
-                   "Thành phố Hồ Chí Minh")
+        number, street, ward = rng.randint(1, 450), rng.choice(pools["streets"]), rng.choice(pools["wards"])
+        address = f"{number} {street}, {ward}, Thành phố Hồ Chí Minh"
         return {
             "MA_LK": ma_lk, "STT": "1", "MA_BN": f"BN{self.digits(8)}", **person, "DIA_CHI": address,
-            "MATINH_CU_TRU": "79", "DIEN_THOAI": phone, **self._cards(age, start.year),
+            "MATINH_CU_TRU": "79", "MAXA_CU_TRU": synthetic_ward_code(ward), "DIEN_THOAI": phone,
+            **self._cards(age, start.year),
             "LY_DO_VV": rng.choice(pools["reasons"]), "CHAN_DOAN_VAO": diagnoses[0][1],
             "CHAN_DOAN_RV": "; ".join(name for _, name in diagnoses),
             "MA_BENH_CHINH": diagnoses[0][0], "MA_BENH_KT": ";".join(code for code, _ in diagnoses[1:]),

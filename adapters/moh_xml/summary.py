@@ -1,9 +1,12 @@
 """XML1 (TONG_HOP, the visit summary) -> Organization, Patient, Encounter, Conditions, Coverages.
 
-Not mapped (they stay in the archived payload): money fields (T_TONGCHI_BV, T_BHTT, T_BNTT...), the area
-codes MATINH/MAHUYEN/MAXA_CU_TRU (codes, not names, and renumbered by the 2025 reorganisation: the address
-is kept as the text DIA_CHI), ethnicity, nationality, occupation, traditional-medicine diagnoses
-(MA_BENH_YHCT), ICD-9-CM procedures (MA_PTTT_QT), weight and the department.
+The area codes MATINH/MAHUYEN/MAXA_CU_TRU go to the address as the Vietnam Core administrative-address
+extension, as sent (the 2025 reorganisation renumbered them; the text DIA_CHI stays beside them): a ward
+health station finds its residents by them (``Patient?address-ward=``).
+
+Not mapped (they stay in the archived payload): money fields (T_TONGCHI_BV, T_BHTT, T_BNTT...), ethnicity,
+nationality, occupation, traditional-medicine diagnoses (MA_BENH_YHCT), ICD-9-CM procedures (MA_PTTT_QT),
+weight and the department.
 
 The principal diagnosis is marked by ``Encounter.diagnosis.rank = 1`` (the R4 way, no extension needed);
 the other diagnoses follow with use "comorbidity".
@@ -23,6 +26,7 @@ from adapters.normalize import (
     CCCD,
     HUB,
     ICD10,
+    administrative_address,
     birth_year,
     facility_system,
     identifier,
@@ -79,7 +83,8 @@ def _patient(ep: Episode, row: Row, organization: str) -> str:
         "telecom": [{"system": "phone", "value": telecom, "use": "mobile"}] if telecom else None,
         "gender": sex,
         "birthDate": birth,
-        "address": [{"use": "home", "text": row.get("DIA_CHI")}],
+        "address": [{"use": "home", "text": row.get("DIA_CHI"), "extension": [administrative_address(
+            state=row.get("MATINH_CU_TRU"), district=row.get("MAHUYEN_CU_TRU"), ward=row.get("MAXA_CU_TRU"))]}],
         "managingOrganization": {"reference": organization},
     }, match)
 

@@ -37,6 +37,8 @@ PERMISSION = {
     "merge": "u", "unmerge": "u", "review": "u", "review-list": "s", "links": "r",
     "match": "s",  # Patient/$match: a search by content (services/match.py)
     "risk": "r",  # Patient/{id}/$risk: read through the reader (the Patient, the person's Conditions)
+    # cohorts and worklists (services/cohorts.py): searches of Patient, Flag and Encounter through the reader
+    "risk-cohort": "s", "priority-worklist": "s",
     "access-check": "r",  # $access-check: the operator asks why a caller may or may not read a resource
     # the audit trail read by who it concerns (services/access_log.py): a resident's access log, a facility's
     # emergency accesses; both are searches of AuditEvent

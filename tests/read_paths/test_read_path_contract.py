@@ -27,6 +27,7 @@ from fhir_hub.auth.caller import Caller
 from fhir_hub.config import Settings
 from fhir_hub.linking.elements import is_master_key, master_of
 from fhir_hub.main import create_app
+from fhir_hub.priority.record import refresh
 from fhir_hub.queue.worker import Worker
 from fhir_hub.services.pages import decode_page
 from tests.conftest import as_
@@ -175,6 +176,8 @@ def seeded_world(mongodb_uri: str, data_dir: Any, kind: str, role: str) -> Itera
     system = as_(writer_settings)
     with TestClient(create_app(writer_settings), raise_server_exceptions=False) as seeder:
         ids = _seed(seeder, system)
+        # P's priority record (issue 18): the Flags and summary the cohorts and worklists are made of
+        seeder.portal.call(refresh, seeder.app.state.hub, "Patient/pat-p")  # type: ignore[attr-defined]
         # another facility's clinician breaks the glass on P's record: flagged AuditEvents for P and 79002
         glass = {**as_(writer_settings, "clinician", facility=EMERGENCY_FACILITY, purpose="ETREAT"),
                  "X-Emergency-Reason": "unconscious, allergies needed"}
@@ -305,6 +308,23 @@ def risk(w: World) -> None:
     if shown.status_code == 200:
         assert shown.json() == seen.json()
     assert_unseen(shown.text, w.hidden_key)
+
+
+def cohorts(w: World) -> None:
+    """``Group/$risk-cohort`` and ``Patient/$priority-worklist`` (issue 18) are assembled per request from the
+    Flags, Patients and Encounters the reader lets through (tests/api/test_cohorts.py: consent decides
+    membership and scores): P (over 60) is a member wherever her master is visible; a hidden Patient record
+    or master is never named, and any other hidden resource changes nothing."""
+    for url in ("/Group/$risk-cohort?group=age-60-plus", "/Patient/$priority-worklist?ward=26734"):
+        seen, shown = w.open_.get(url), w.hidden.get(url)
+        assert seen.status_code == shown.status_code == 200, shown.text
+        assert_unseen(shown.text, w.hidden_key)
+        if not w.hidden_key.startswith("Patient/"):
+            assert {k: v for k, v in shown.json().items() if k not in ("id", "meta")} == {
+                k: v for k, v in seen.json().items() if k not in ("id", "meta")}
+    if w.role == "resident":  # her own priority record: she is in the cohort unless her person is hidden
+        members = w.open_.get("/Group/$risk-cohort?group=age-60-plus").json()["quantity"]
+        assert members == 1
 
 
 def vread(w: World) -> None:
@@ -544,7 +564,7 @@ def emergency_access(w: World) -> None:
 PATHS: list[Path] = [read, vread, instance_history, type_history, system_history, search_get, search_post,
                      search_by_id, system_search, summary_count, total_accurate, elements, paging, includes,
                      revincludes, iterate, chains_and_has, audit_events, provenance, patient_match, access_log,
-                     emergency_access, access_check, risk]
+                     emergency_access, access_check, risk, cohorts]
 
 
 @pytest.mark.parametrize("path", PATHS, ids=lambda p: p.__name__)
@@ -693,6 +713,7 @@ COVERED: dict[str, list[Callable[..., None]]] = {
     "links": [person_paths.links], "review-list": [person_paths.review_list], "merge": [person_paths.merge],
     "review": [person_paths.review], "unmerge": [person_paths.unmerge],
     "match": [patient_match], "access-check": [access_check], "risk": [risk],
+    "risk-cohort": [cohorts], "priority-worklist": [cohorts],  # the priority record (issue 18)
     # the audit trail for those it concerns (issue 17)
     "access-log": [access_log], "emergency-access": [emergency_access],
 }
