@@ -2,17 +2,19 @@
 
 The backlog (``bench/backlog.py``): ``--payloads`` one-episode MoH XML files for ``--people`` people, about
 20% high-risk (60 and over, or a chronic diagnosis the risk rules name), shuffled so both tiers arrive
-interleaved. It is run twice in one invocation, each time on a fresh database of the same embedded store:
+interleaved. It is run three times in one invocation, each time on a fresh database of the same embedded store:
 
 - priority: the hub (``fhir-hub serve``, as deployed, no worker of its own) takes every payload with
   ``Prefer: respond-async`` from ``--senders`` client threads, so each record becomes a job whose priority
   is its risk; ``--workers`` ``fhir-hub worker`` processes run from the start;
 - arrival: the same, with ``FHIR_HUB_QUEUE_BY_RISK=false``: every job at one priority, claimed in arrival
-  order (the jobs still record their tier, so the same figures can be read).
+  order (the jobs still record their tier, so the same figures can be read);
+- one-per-transaction: the priority run with ``FHIR_HUB_RECORDS_PER_TRANSACTION=1`` (each worker commits one
+  record per store transaction): what committing several together buys.
 
 A person is complete when every job carrying one of their records is done (the job's ``who`` is their CCCD
-key). The priority record of issue 18 (Flag, Group, Composition) is not built yet: when it is, its
-completion replaces this. Each job's completion time is the queue's own ``done`` stamp, so the curves of
+key); each job ends by writing the person's priority record (Flags and summary; cohort Groups and worklists
+are read from those per request). Each job's completion time is the queue's own ``done`` stamp, so the curves of
 people complete over time are exact; a poll of the queue's counts every ``--sample`` seconds during the run
 is kept beside them (and says when the run is over). Per run: when the last high-risk person was complete
 and the share of all jobs (and of all resources stored) done by then (target: under 35%), when the whole
@@ -47,7 +49,12 @@ from fhir_hub.store.schema import QUEUE
 RESULTS = Path(__file__).resolve().parent / "results"
 TARGET_SHARE = 0.35
 TARGET_RESOURCES_PER_S = 1000
-MODES = {"priority": "true", "arrival": "false"}  # FHIR_HUB_QUEUE_BY_RISK
+MODES = {  # the settings each run's hub and workers get
+    "priority": {"FHIR_HUB_QUEUE_BY_RISK": "true"},
+    "arrival": {"FHIR_HUB_QUEUE_BY_RISK": "false"},
+    # what committing several records per store transaction buys: the priority run, one record at a time
+    "one-per-transaction": {"FHIR_HUB_QUEUE_BY_RISK": "true", "FHIR_HUB_RECORDS_PER_TRANSACTION": "1"},
+}
 TIERS = ("high", "low")
 PENDING = ("ready", "leased", "delayed")
 
@@ -153,9 +160,9 @@ def figures(done: Finished, people: list[Person], start: int, sent: int) -> dict
 
 
 # ------------------------------------------------------------------------------------------ one run
-def _worker(uri: str, db_name: str, data_dir: Path, log: Path) -> subprocess.Popen[bytes]:
+def _worker(uri: str, db_name: str, data_dir: Path, log: Path, settings: dict[str, str]) -> subprocess.Popen[bytes]:
     env = {**os.environ, "FHIR_HUB_MONGODB_URI": uri, "FHIR_HUB_DB_NAME": db_name, "FHIR_HUB_DATA_DIR": str(data_dir),
-           "FHIR_HUB_LOG_LEVEL": "info"}
+           "FHIR_HUB_LOG_LEVEL": "info", **settings}
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("wb") as out:
         return subprocess.Popen([sys.executable, "-m", "fhir_hub", "worker"], env=env, stdout=subprocess.DEVNULL,
@@ -203,9 +210,9 @@ def run(mode: str, backlog: Backlog, uri: str, data_dir: Path, *, workers: int, 
         sample_s: float) -> dict[str, Any]:
     db_name = f"bench_backfill_{mode}"
     hub = Hub(uri, data_dir, db_name=db_name,
-              env={"FHIR_HUB_QUEUE_WORKERS": "0", "FHIR_HUB_QUEUE_BY_RISK": MODES[mode]})
+              env={"FHIR_HUB_QUEUE_WORKERS": "0", **MODES[mode]})
     logs = [data_dir / f"worker-{n}.log" for n in range(workers)]
-    procs = [_worker(uri, db_name, data_dir, log) for log in logs]
+    procs = [_worker(uri, db_name, data_dir, log, MODES[mode]) for log in logs]
     _wait_until_claiming(logs)
     client: MongoClient[dict[str, Any]] = MongoClient(uri)
     jobs = client[db_name][QUEUE]
@@ -313,8 +320,9 @@ def main(argv: list[str] | None = None) -> int:
             runs.append(run(mode, backlog, uri, Path(tmp) / f"hub-{mode}", workers=args.workers,
                             senders=args.senders, sample_s=args.sample))
     result = {**results_header(__doc__.splitlines()[0]),
-              "complete_means": "every job carrying one of the person's records is done (the priority record "
-                                "itself, Flag/Group/Composition, is not built yet)",
+              "complete_means": "every job carrying one of the person's records is done (each job ends by writing "
+                                "the person's priority record: their Flags and summary Composition; cohort Groups "
+                                "and worklists are read from those)",
               "backlog": {"people": len(backlog.people), "payloads": len(backlog.payloads), "format": "moh-xml",
                           "records_per_payload": 1, "high_risk_people": people["high"],
                           "high_risk_by_age": sum(p.why == "age" for p in backlog.people),

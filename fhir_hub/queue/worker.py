@@ -23,6 +23,7 @@ result, as the synchronous ``$ingest`` reports it, and not retried.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import socket
@@ -62,7 +63,8 @@ class Worker:
         self.done = 0
 
     def session_for(self, caller: Caller) -> Session:
-        return Session.open(self.hub, caller)
+        """The sender's session, without raising jobs on its writes: queuing the record raised them already."""
+        return dataclasses.replace(Session.open(self.hub, caller), raises_jobs=False)
 
     async def run(self, stop: asyncio.Event, *, until_empty: bool = False) -> int:
         """Claim and run jobs until ``stop`` is set (or, ``until_empty``, until none is ready); jobs done."""

@@ -42,6 +42,9 @@ class Session:
     audit: AuditRecord | None = None  # notes what is read and written; None: not audited (the hub's own jobs)
     prefer: Mapping[str, str] = field(default_factory=dict)  # ``Prefer`` (return=..., handling=...), lower case
     tx: Transaction | None = None  # set while the entries of a Bundle group are written
+    # whether a write raises the person's waiting backfill jobs (``queue/urgency.py``); a worker storing a
+    # queued record does not: the queue raised them when the record was queued, from the same record
+    raises_jobs: bool = True
 
     @classmethod
     def open(cls, hub: Hub, caller: Caller, *, audit: AuditRecord | None = None, base_url: str | None = None,
@@ -80,7 +83,7 @@ class Session:
         result = await self.hub.writer.commit(op, caller=self.caller, tx=self.tx, noticed=noticed, reader=self.reader)
         if self.audit is not None and result.changed:
             self.audit.touch(result.version)
-        if result.changed and result.version.rtype in RAISING:  # the person's waiting backfill jobs move up
+        if self.raises_jobs and result.changed and result.version.rtype in RAISING:  # their waiting jobs move up
             raising = partial(raise_after_write, self.hub.queue, self.hub.store, result.version,
                               city_day(self.clock()))
             if self.tx is None:
