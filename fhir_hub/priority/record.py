@@ -10,6 +10,7 @@ Writing what is already stored stores nothing, so a refresh run twice is harmles
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from fhir_hub.auth.caller import Caller
@@ -21,7 +22,7 @@ from fhir_hub.priority.summary import composition, summary_id
 from fhir_hub.services.risk import person_assessment
 from fhir_hub.services.search import search
 from fhir_hub.services.session import Session
-from fhir_hub.store.writer import Update
+from fhir_hub.store.writer import Delete, Update
 from profiles.risk import Assessment
 
 PRIORITY = Caller.hub("priority-record")
@@ -44,9 +45,45 @@ async def refresh(hub: Hub, record: str) -> Assessment:
     for rid, flag in wanted.items():
         written = await hub.writer.commit(Update("Flag", rid, flag), caller=PRIORITY)
         flags.append(loads(written.version.json or b"{}"))
-    if flags or await hub.store.current("Composition", summary_id(master)) is not None:
+    if flags or await _has_summary(hub, master):
         await _summarise(session, master, resources, flags)
+    for replaced in _replaced(resources):  # persons merged into this one: their priority record is this one now
+        await retire(hub, replaced)
     return assessment
+
+
+async def refresh_persons(hub: Hub, records: Iterable[str]) -> None:
+    """After a merge, an unmerge or a review moved records between persons: each person's priority record
+    rebuilt (the one merged away retired by its successor's refresh)."""
+    for record in sorted(set(records)):
+        await refresh(hub, record)
+
+
+async def retire(hub: Hub, master: str) -> None:
+    """A master merged into another: its active Flags made inactive and its summary deleted (its successor's
+    refresh writes the person's), so a cohort or a search by subject never finds the person twice."""
+    session = Session.open(hub, PRIORITY)
+    existing = await search(session, "Flag", [("subject", master), ("code", f"{RISK_GROUP}|"), ("status", "active"),
+                                              ("_count", "100")])
+    for version in existing.outcome.page:
+        flag = loads(version.json) if version.json is not None else {}
+        # a search by subject finds the whole person (the master it was merged into too): only this master's
+        if (flag.get("subject") or {}).get("reference") == master:
+            await hub.writer.commit(Update("Flag", version.rid, inactive(flag)), caller=PRIORITY)
+    if await _has_summary(hub, master):
+        await hub.writer.commit(Delete("Composition", summary_id(master)), caller=PRIORITY)
+
+
+async def _has_summary(hub: Hub, master: str) -> bool:
+    current = await hub.store.current("Composition", summary_id(master))
+    return current is not None and not current.deleted
+
+
+def _replaced(resources: list[dict[str, Any]]) -> list[str]:
+    """The masters the person's master replaces (``golden.py``: a ``replaces`` link per merged master)."""
+    master = next((r for r in resources if r.get("resourceType") == "Patient"), {})
+    return [str(link["other"]["reference"]) for link in master.get("link") or []
+            if link.get("type") == "replaces" and isinstance((link.get("other") or {}).get("reference"), str)]
 
 
 async def _summarise(session: Session, master: str, resources: list[dict[str, Any]],

@@ -20,6 +20,7 @@ from fhir_hub.linking import manual
 from fhir_hub.linking.elements import Decision
 from fhir_hub.linking.golden import SourceRecord, golden_record
 from fhir_hub.linking.linker import Linker, link_of
+from fhir_hub.priority.record import refresh_persons
 from fhir_hub.services.session import Session
 from fhir_hub.store.records import StoredVersion
 
@@ -64,6 +65,7 @@ async def merge(session: Session, source: str, target: str, reason: str | None) 
     await session.reader.read("Patient", _rid(source))  # 404 for a record the caller may not see
     await session.reader.read("Patient", _rid(target))
     result = await manual.merge(linker, source, target, author=author, reason=reason)
+    await refresh_persons(session.hub, [result.kept])
     return await _answer(session, result.kept, target)
 
 
@@ -72,6 +74,7 @@ async def unmerge(session: Session, merged_master: str, reason: str | None) -> S
     linker, author = _steward(session)
     await session.reader.read("Patient", _rid(merged_master))
     result = await manual.unmerge(linker, merged_master, author=author, reason=reason)
+    await refresh_persons(session.hub, [result.kept, result.merged])
     return await _answer(session, result.merged, merged_master)
 
 
@@ -83,6 +86,7 @@ async def review(session: Session, record: str, candidate: str, same: bool, reas
     await session.reader.read("Patient", _rid(candidate))
     await manual.review(linker, record, candidate, same=same, author=author, reason=reason)
     kept = await session.hub.store.master_in_use(record) or record
+    await refresh_persons(session.hub, [record, candidate])
     return await _answer(session, kept, record)
 
 

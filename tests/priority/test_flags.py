@@ -90,3 +90,40 @@ async def test_refreshes_at_once_write_each_flag_once(hub: Hub) -> None:
     flags = await _flags(hub, master)
     assert len(flags) == len(assessments[0].hits) >= 2
     assert all(f["_vid"] == 1 and f["status"] == "active" for f in flags.values()), flags
+
+
+async def _summary_of(hub: Hub, master: str) -> bool:
+    from fhir_hub.priority.summary import summary_id
+
+    current = await hub.store.current("Composition", summary_id(master))
+    return current is not None and not current.deleted
+
+
+async def test_a_merge_leaves_one_priority_record_and_an_unmerge_two(hub: Hub) -> None:
+    from fhir_hub.auth.caller import Caller
+    from fhir_hub.services import linking
+    from fhir_hub.services.session import Session
+
+    await _write(hub, "Patient", "hoa", {"birthDate": "1948-02-03", "gender": "female",
+                                         "name": [{"family": "Phạm", "given": ["Thị", "Hoa"]}]})
+    await _write(hub, "Condition", "dm", _condition("E11.9"))
+    await _write(hub, "Patient", "lan", {"birthDate": "1950-07-09", "gender": "female",
+                                         "name": [{"family": "Trần", "given": ["Lan"]}]})
+    kept, away = (await hub.store.master_in_use("Patient/hoa")), (await hub.store.master_in_use("Patient/lan"))
+    assert kept is not None and away is not None and kept != away
+    for record in ("Patient/hoa", "Patient/lan"):
+        await refresh(hub, record)
+    assert await _summary_of(hub, away)
+
+    def active(flags: dict[str, dict[str, Any]]) -> set[str]:
+        return {rule for rule, flag in flags.items() if flag["status"] == "active"}
+
+    session = Session.open(hub, Caller.hub("data-steward"))
+    await linking.merge(session, "Patient/lan", "Patient/hoa", "the same woman")
+    assert active(await _flags(hub, away)) == set()  # the merged-away person's record is retired
+    assert not await _summary_of(hub, away)
+    assert {"age-60-plus", "diabetes"} <= active(await _flags(hub, kept))
+    await linking.unmerge(session, away, "two women after all")
+    assert active(await _flags(hub, away)) == {"age-60-plus"}
+    assert await _summary_of(hub, away)
+    assert {"age-60-plus", "diabetes"} <= active(await _flags(hub, kept))
