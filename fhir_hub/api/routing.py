@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 from fastapi import Path
 
+from fhir_hub.api.documented import documented_responses
 from fhir_hub.errors import MethodNotAllowed, NotFound
 from fhir_hub.fhir.ids import check_id
 from fhir_hub.fhir.registry import is_resource_type, resource_types
@@ -107,7 +108,8 @@ def fhir_route(
                 "application/json": {"schema": _FHIR_JSON_SCHEMA},
             },
         }
-    return {"summary": summary, "openapi_extra": extra, "operation_id": f"{level}-{code}"}
+    return {"summary": summary, "openapi_extra": extra, "operation_id": f"{level}-{code}",
+            **documented_responses(code)}
 
 
 _PARAM_DOCS = {

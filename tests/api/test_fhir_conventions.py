@@ -11,6 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from fhir_hub.config import Settings
+from fhir_hub.fhir.registry import r4_resource_types
 from fhir_hub.fhir.subset import SUBSETTED
 from tests.conftest import as_, assert_outcome
 
@@ -192,3 +193,33 @@ def test_a_json_patch_sent_as_plain_json_is_told_the_accepted_formats(client: Te
         message = answer["issue"][0]["diagnostics"]
         assert "application/json-patch+json" in message and "FHIRPath Patch" in message, message
     assert client.get("/Patient/pat-p").json()["meta"]["versionId"] == "1"
+
+
+# --------------------------------------------------------------------------------- CapabilityStatement
+def test_the_capability_statement_lists_r4_types_and_every_include_that_works(client: TestClient) -> None:
+    rest = client.get("/metadata").json()["rest"][0]
+    types = {r["type"] for r in rest["resource"]}
+    assert types == r4_resource_types() - {"Parameters", "MedicinalProduct", "MedicinalProductAuthorization",
+                                           "MedicinalProductContraindication", "MedicinalProductIndication",
+                                           "MedicinalProductIngredient", "MedicinalProductInteraction",
+                                           "MedicinalProductManufactured", "MedicinalProductPackaged",
+                                           "MedicinalProductPharmaceutical", "MedicinalProductUndesirableEffect",
+                                           "EffectEvidenceSynthesis", "RiskEvidenceSynthesis", "SubstanceNucleicAcid",
+                                           "SubstancePolymer", "SubstanceProtein", "SubstanceReferenceInformation",
+                                           "SubstanceSourceMaterial", "SubstanceSpecification"}
+    for r4b_only in ("Citation", "Ingredient", "SubscriptionTopic", "NutritionProduct"):
+        assert r4b_only not in types
+        assert_outcome(client.get(f"/{r4b_only}"), 404, "not-supported")
+    assert rest["security"]["cors"] is True
+    by_type = {r["type"]: r for r in rest["resource"]}
+    assert "Observation:subject" in by_type["Observation"]["searchInclude"]
+    assert {"Observation:subject", "Encounter:subject", "Provenance:target"} <= set(
+        by_type["Patient"]["searchRevInclude"])
+    assert "Observation:subject" not in by_type["Practitioner"]["searchRevInclude"]  # subject never names one
+    for rtype, resource in by_type.items():  # every claim is accepted by a search
+        for key in ("searchInclude", "searchRevInclude"):
+            claimed = resource.get(key, [])
+            for start in range(0, len(claimed), 25):
+                param = "_include" if key == "searchInclude" else "_revinclude"
+                answer = client.get(f"/{rtype}", params=[(param, v) for v in claimed[start:start + 25]])
+                assert answer.status_code == 200, (rtype, answer.text[:300])

@@ -558,10 +558,10 @@ def emergency_access(w: World) -> None:
     assert mine.json()["total"] == 0  # 79001's staff broke no glass
 
 
-PATHS: list[Path] = [read, read_head, read_subset, vread, instance_history, type_history, system_history, search_get, search_post,
-                     search_by_id, system_search, summary_count, total_accurate, elements, paging, includes,
-                     revincludes, iterate, chains_and_has, audit_events, provenance, patient_match, access_log,
-                     emergency_access, access_check, risk]
+PATHS: list[Path] = [read, read_head, read_subset, vread, instance_history, type_history, system_history,
+                     search_get, search_post, search_by_id, system_search, summary_count, total_accurate, elements,
+                     paging, includes, revincludes, iterate, chains_and_has, audit_events, provenance, patient_match,
+                     access_log, emergency_access, access_check, risk]
 
 
 @pytest.mark.parametrize("path", PATHS, ids=lambda p: p.__name__)
@@ -693,14 +693,15 @@ def delete_by_id(c: TestClient, _ident: str, rid: str) -> Any:
     return c.delete(f"/Observation/{rid}")
 
 
-CONDITIONAL: list[Send] = [conditional_create, conditional_create_in_url, conditional_update, conditional_patch, conditional_delete,
-                           patch_by_id, delete_by_id, batch_reads, transaction_if_none_exist,
+CONDITIONAL: list[Send] = [conditional_create, conditional_create_in_url, conditional_update, conditional_patch,
+                           conditional_delete, patch_by_id, delete_by_id, batch_reads, transaction_if_none_exist,
                            transaction_conditional_update, transaction_conditional_reference, ingest, ingest_later]
 
 # Every interaction a route serves, and the paths of this suite that cover it. A new route's interaction
 # code fails test_every_interaction_is_covered until it joins the suite (or is listed as reading nothing).
 COVERED: dict[str, list[Callable[..., None]]] = {
-    "read": [read, read_head, read_subset], "vread": [vread, read_head, read_subset], "history-instance": [instance_history], "history-type": [type_history],
+    "read": [read, read_head, read_subset], "vread": [vread, read_head, read_subset],
+    "history-instance": [instance_history], "history-type": [type_history],
     "history-system": [system_history], "search-type": [search_get, search_by_id, summary_count, total_accurate,
                                                         elements, paging, includes, revincludes, iterate,
                                                         chains_and_has, audit_events, provenance],
