@@ -30,7 +30,8 @@ def installed_module() -> Path:
     module = CACHE / "node_modules" / "fhir-kit-client"
     if not (module / "dist" / "index.js").exists():
         try:
-            subprocess.run([npm, "install", "--prefix", str(CACHE), "--no-audit", "--no-fund", "--silent", PACKAGE],
+            subprocess.run([npm, "install", "--prefix", str(CACHE), "--no-audit", "--no-fund", "--silent",
+                            "--fetch-retries=0", "--fetch-timeout=15000", PACKAGE],
                            check=True, timeout=180, capture_output=True)
         except (OSError, subprocess.SubprocessError) as exc:
             pytest.skip(f"could not install {PACKAGE} with npm (offline?): {exc}")
