@@ -9,6 +9,7 @@ tests free to run several differently configured apps in one process.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -20,6 +21,7 @@ from fhir_hub.search.limits import SearchLimits
 ENV_PREFIX = "FHIR_HUB_"
 DEV_ISSUER = "urn:fhir-hub:development"
 DEV_AUDIENCE = "urn:fhir-hub"
+_ORIGIN = re.compile(r"https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?")
 
 
 class ConfigError(ValueError):
@@ -36,6 +38,9 @@ class Settings:
     host: str = "127.0.0.1"
     port: int = 8080
     base_url: str | None = None  # public base URL when behind a proxy; otherwise taken from the request
+    # Browser apps' origins allowed to call the hub (CORS): * (any: tokens, never cookies, carry the
+    # access), none (off), or origins separated by commas (https://app.example.vn)
+    cors_origins: str = "*"
     # Limits against accidental or hostile input
     max_body_bytes: int = 10 * 1024 * 1024
     default_count: int = 20
@@ -116,6 +121,21 @@ class Settings:
         return (self.base_url or f"http://{self.host}:{self.port}").rstrip("/")
 
     @property
+    def cors_origin_list(self) -> tuple[str, ...]:
+        """``FHIR_HUB_CORS_ORIGINS`` read: ("*",) any origin, () CORS off, else the origins named."""
+        value = self.cors_origins.strip()
+        if value == "*":
+            return ("*",)
+        if value.lower() == "none":
+            return ()
+        origins = tuple(o.strip().rstrip("/") for o in value.split(",") if o.strip())
+        for origin in origins:
+            if not _ORIGIN.fullmatch(origin):
+                raise ConfigError(f"{ENV_PREFIX}CORS_ORIGINS: {origin!r} is not an origin (scheme://host[:port]); "
+                                  "use *, none, or origins separated by commas")
+        return origins
+
+    @property
     def production(self) -> bool:
         return self.env == "production"
 
@@ -160,6 +180,7 @@ class Settings:
         if self.queue_workers < 0:
             raise ConfigError(f"{ENV_PREFIX}QUEUE_WORKERS must not be negative")
         _facility_delegations(self.ingest_on_behalf_of)  # a value it cannot read stops start-up, named
+        _ = self.cors_origin_list  # likewise
         upper, lower = self.match_model_thresholds
         if lower > upper:
             raise ConfigError(f"{ENV_PREFIX}MATCH_LOWER ({lower}) must not be above {ENV_PREFIX}MATCH_UPPER ({upper})")

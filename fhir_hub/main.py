@@ -33,6 +33,7 @@ from fhir_hub.api import (
     update,
 )
 from fhir_hub.api.budget import RequestBudget
+from fhir_hub.api.conventions import HttpConventions
 from fhir_hub.api.errors import install_error_handlers
 from fhir_hub.api.middleware import AuditMiddleware
 from fhir_hub.config import Settings
@@ -108,6 +109,7 @@ def create_app(
     )
     install_error_handlers(app)
     app.add_middleware(RequestBudget, budget_ms=settings.request_budget_ms)  # inside the audit: it sees the 503
+    app.add_middleware(HttpConventions, settings=settings)  # outside the budget: a HEAD is a GET there
     app.add_middleware(AuditMiddleware)
     for router in ROUTERS:
         # The routers have no prefix, tags or dependencies, so their routes are mounted as they are:

@@ -7,6 +7,7 @@ Real parallel requests on loopback, each loop bounded; nothing is timed.
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -109,3 +110,20 @@ def test_one_hl7_message_ingested_twenty_times_at_once_stores_one_of_each(server
         assert values["recordsAccepted"] == 1 and values["recordsRejected"] == 0, answer.text[:500]
     for rtype in ("Patient", "Encounter", "Provenance"):
         assert count(servers, settings, rtype) == 1, rtype
+
+
+def test_simultaneous_conditional_creates_with_criteria_in_the_url_make_one_resource(servers: list[str],
+                                                                                     settings: Settings) -> None:
+    """``POST /Patient?identifier=...`` (fhirpy's ``get_or_create``) takes the same claim as ``If-None-Exist``:
+    half the requests send the criteria in the URL, half in the header, and one Patient is created."""
+    turns = itertools.count()
+
+    def send(client: httpx.Client) -> httpx.Response:
+        if next(turns) % 2:
+            return client.post(f"/Patient?{CRITERIA}", json=patient(), headers=FHIR)
+        return client.post("/Patient", json=patient(), headers={**FHIR, "If-None-Exist": CRITERIA})
+
+    answers = all_at_once(servers, settings, send)
+    assert statuses(answers) == [200] * (PARALLEL - 1) + [201], [a.text[:200] for a in answers]
+    assert len({a.json()["id"] for a in answers}) == 1
+    assert count(servers, settings, "Patient") == 1

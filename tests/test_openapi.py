@@ -25,3 +25,27 @@ def test_every_fhir_route_declares_its_interaction() -> None:
     assert operations
     assert all("x-fhir-interaction" in op for op in operations)
     assert all(op["operationId"] for op in operations)
+
+
+def test_the_document_states_the_real_statuses_and_media_type() -> None:
+    """Issue 21: no FastAPI 422 HTTPValidationError (the hub answers 400 OperationOutcomes), FHIR JSON, and
+    the statuses each interaction really answers."""
+    text = COMMITTED.read_text(encoding="utf-8")
+    assert "HTTPValidationError" not in text and "ValidationError" not in text
+    document = orjson.loads(text)
+    for url, path in document["paths"].items():
+        if url.startswith("/.well-known/"):  # SMART discovery is plain JSON, as SMART says
+            continue
+        for method, op in path.items():
+            responses = op["responses"]
+            assert "422" not in responses or op["x-fhir-interaction"]["code"] in ("patch", "conditional-patch"), url
+            assert {"4XX", "5XX"} <= set(responses), (url, method)
+            for status, answer in responses.items():
+                assert set(answer.get("content", {})) <= {"application/fhir+json"}, (url, method, status)
+    paths = document["paths"]
+    assert {"201", "200", "412"} <= set(paths["/{rtype}"]["post"]["responses"])
+    assert {"200", "304", "404", "410"} <= set(paths["/{rtype}/{rid}"]["get"]["responses"])
+    assert "content" not in paths["/{rtype}/{rid}"]["delete"]["responses"]["204"]
+    assert {"200", "201", "412"} <= set(paths["/{rtype}/{rid}"]["put"]["responses"])
+    outcome = paths["/{rtype}/{rid}"]["get"]["responses"]["404"]["content"]["application/fhir+json"]["schema"]
+    assert outcome["properties"]["resourceType"]["enum"] == ["OperationOutcome"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import httpx
 import pytest
+import requests
 from fhirpy import SyncFHIRClient
 from fhirpy.base.exceptions import ResourceNotFound
 
@@ -108,3 +109,69 @@ def test_fhirclient_pages_through_every_result(live_server: str, settings: Setti
     assert pages[0].total == 230
     assert len(seen) == len(set(seen)) == 230
     assert set(seen) == expected
+
+
+# ------------------------------------------------------------------ the conventions of issue 21, as clients use them
+CCCD = "http://fhir.hl7.org.vn/core/sid/cccd"
+
+
+def test_fhirpy_uses_get_or_create_elements_history_totals_gzip_and_cors(live_server: str, settings: Settings) -> None:
+    """fhirpy as a browser-side or integration client would: its ``get_or_create`` (criteria in the URL of a
+    POST), ``_elements`` on a read, a history total; every answer it received recorded (requests' response
+    hook): bundles came gzipped (requests asks for gzip) and carried the CORS header for its Origin."""
+    seen: list[requests.Response] = []
+    client = SyncFHIRClient(live_server, authorization=f"Bearer {token_for(settings)}",
+                            extra_headers={"Origin": "https://app.clinic.example"},
+                            requests_config={"hooks": {"response": [lambda r, *_a, **_k: seen.append(r)]}})
+    wanted = client.resources("Patient").search(identifier=f"{CCCD}|079160000999")
+    body = client.resource("Patient", identifier=[{"system": CCCD, "value": "079160000999"}],
+                           name=[{"family": "Đỗ", "given": ["Thị", "Lan"]}], birthDate="1960-05-06")
+    first, created = wanted.get_or_create(body)
+    again, created_again = wanted.get_or_create(body)
+    assert (created, created_again) == (True, False) and first.id == again.id
+    assert [p.id for p in wanted.fetch_all()] == [first.id]
+
+    again["active"] = True
+    again.save()
+    subset = client.execute(f"Patient/{first.id}", method="get", params={"_elements": "name"})
+    assert set(subset) == {"resourceType", "id", "meta", "name"}
+    assert any(tag["code"] == "SUBSETTED" for tag in subset["meta"]["tag"])
+    history = client.execute(f"Patient/{first.id}/_history", method="get", params={"_count": "1"})
+    assert history["total"] == 2 and len(history["entry"]) == 1
+
+    for i in range(12):  # a searchset large enough to be compressed
+        client.resource("Organization", name=f"Phòng khám đa khoa số {i}", alias=["x" * 40]).save()
+    assert len(client.resources("Organization").limit(12).fetch()) == 12
+    assert any(r.headers.get("Content-Encoding") == "gzip" for r in seen)
+    assert all(r.headers.get("Access-Control-Allow-Origin") == "*" for r in seen)
+
+
+def test_fhirclient_reads_heads_subsets_and_totals_history(live_server: str, settings: Settings) -> None:
+    """fhirclient: a subsetted read and a history Bundle parsed by its R4 models; HEAD through its own
+    requests session (the library has no HEAD call of its own)."""
+    from fhirclient.models.bundle import Bundle
+    from fhirclient.models.patient import Patient
+    from fhirclient.server import FHIRServer
+
+    token = token_for(settings)
+    server = FHIRServer(None, base_uri=live_server)
+    server.session.headers["Authorization"] = f"Bearer {token}"
+    patient = Patient({"name": [{"family": "Huỳnh", "given": ["Văn", "Bảy"]}], "gender": "male",
+                       "birthDate": "1950-07-08"})
+    pid = patient.create(server)["id"]
+    for active in (True, False):
+        fetched = Patient.read(pid, server)
+        fetched.active = active
+        fetched.update(server)
+
+    subset = Patient(server.request_json(f"Patient/{pid}?_elements=birthDate"))
+    assert subset.birthDate.isostring == "1950-07-08" and subset.name is None
+    assert [t.code for t in subset.meta.tag] == ["SUBSETTED"]
+    history = Bundle(server.request_json(f"Patient/{pid}/_history?_count=2"))
+    assert history.total == 3 and len(history.entry) == 2
+
+    read = server._get(f"Patient/{pid}")
+    head = server.session.head(f"{live_server}/Patient/{pid}", headers={"Accept": "application/fhir+json"})
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["ETag"] == read.headers["ETag"] == 'W/"3"'
+    assert head.headers["Content-Type"] == read.headers["Content-Type"]

@@ -17,6 +17,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, Request
 
+from fhir_hub.api.methods import request_method
 from fhir_hub.api.negotiation import response_media_type
 from fhir_hub.api.routing import INTERACTION_KEY, check_type
 from fhir_hub.auth.caller import Caller, InvalidClaims
@@ -154,7 +155,7 @@ async def fhir_context(request: Request) -> FhirContext:
     caller = await authenticate(request, hub)
     interaction = request.scope["route"].openapi_extra[INTERACTION_KEY]["code"]
     scope = request.scope
-    audit = hub.audit.begin(interaction=interaction, caller=caller, method=request.method, path=scope["path"],
+    audit = hub.audit.begin(interaction=interaction, caller=caller, method=request_method(scope), path=scope["path"],
                             query=scope["query_string"].decode("latin-1"),
                             client=request.client.host if request.client else None)
     request.state.audit = audit  # finished with the response status by AuditMiddleware

@@ -15,9 +15,12 @@ from fastapi.exceptions import RequestValidationError
 from pymongo.errors import ConnectionFailure
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from fhir_hub.api.methods import allow_header, allowed_methods, operation_in, request_method
 from fhir_hub.api.negotiation import FHIR_JSON
 from fhir_hub.api.responses import outcome_json
-from fhir_hub.errors import HubError, Issue
+from fhir_hub.api.routing import UnknownOperation, unsupported_operation
+from fhir_hub.errors import HubError, Issue, MethodNotAllowed
+from fhir_hub.fhir.registry import is_resource_type
 
 log = logging.getLogger(__name__)
 
@@ -29,21 +32,35 @@ def error_response(status: int, issues: tuple[Issue, ...], headers: dict[str, st
                     media_type=f"{FHIR_JSON}; charset=utf-8")
 
 
-async def _hub_error(_request: Request, exc: Exception) -> Response:
+async def _hub_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HubError)
-    return error_response(exc.status, exc.issues, exc.headers)
+    headers = exc.headers
+    if isinstance(exc, UnknownOperation) and allowed_methods(request.app.routes, request.url.path):
+        exc = MethodNotAllowed(f"{request_method(request.scope)} is not allowed on {request.url.path[:200]}")
+    if exc.status == 405 and "Allow" not in headers:
+        headers = {**headers, "Allow": allow_header(allowed_methods(request.app.routes, request.url.path))}
+    return error_response(exc.status, exc.issues, headers)
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's routing errors. Its 405 names the methods of one route only: the Allow header is
+    recomputed over every route (``api/methods.py``), and a URL no route serves, 404 or 405 alike, is a
+    404; an unknown ``$operation`` is named as such rather than as a missing endpoint."""
     assert isinstance(exc, StarletteHTTPException)
-    if exc.status_code == 404:
-        message = f"No FHIR endpoint at {request.url.path[:200]}"
-    elif exc.status_code == 405:
-        message = f"{request.method} is not allowed on {request.url.path[:200]}"
-    else:
-        message = str(exc.detail)
-    code = _STATUS_CODES.get(exc.status_code, "processing")
-    return error_response(exc.status_code, (Issue(code, message),), dict(exc.headers or {}))
+    status, headers, message, path = exc.status_code, dict(exc.headers or {}), str(exc.detail), request.url.path
+    if status in (404, 405):
+        allowed = allowed_methods(request.app.routes, path)
+        operation = operation_in(path)
+        if not allowed and operation is not None:
+            rtype = path.strip("/").split("/", 1)[0]
+            return await _hub_error(request, unsupported_operation(
+                operation, rtype if is_resource_type(rtype) else None, instance=path.strip("/").count("/") > 1))
+        if allowed:
+            status, headers = 405, {"Allow": allow_header(allowed)}
+            message = f"{request_method(request.scope)} is not allowed on {path[:200]} (allowed: {headers['Allow']})"
+        else:
+            status, message = 404, f"No FHIR endpoint at {path[:200]}"
+    return error_response(status, (Issue(_STATUS_CODES.get(status, "processing"), message),), headers)
 
 
 async def _validation_error(_request: Request, exc: Exception) -> Response:

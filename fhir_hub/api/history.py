@@ -1,9 +1,11 @@
 """history at instance, type and system level (FHIR R4 http.html#history).
 
-Newest first, deletions included. Pages are keyset pages: the ``next`` link carries the position of the
-last entry shown (its lastUpdated and version key), so versions written while a client pages never shift
-or repeat what it sees; they appear only before the first page. ``_since`` keeps versions created at or
-after an instant. Unknown parameters are ignored, or refused with ``Prefer: handling=strict``.
+Newest first, deletions included; ``total`` counts the versions over all pages that the caller may see,
+and is left out when only judging every version would tell (``ScopedReader.history``). Pages are keyset
+pages: the ``next`` link carries the position of the last entry shown (its lastUpdated and version key),
+so versions written while a client pages never shift or repeat what it sees; they appear only before the
+first page. ``_since`` keeps versions created at or after an instant. Unknown parameters are ignored, or
+refused with ``Prefer: handling=strict``.
 """
 
 from __future__ import annotations
@@ -70,7 +72,7 @@ async def _history(ctx: FhirContext, rtype: str | None, rid: str | None) -> Resp
     if page.next_before is not None:
         links.append(("next", _link(ctx, path, [*kept, ("_page", encode_page(list(page.next_before)))])))
     entries = [_entry(ctx, v) for v in page.versions]
-    return fhir_response(ctx, bundle("history", entries=entries, links=links))
+    return fhir_response(ctx, bundle("history", entries=entries, links=links, total=page.total))
 
 
 def _page_position(token: str | None) -> HistoryPosition | None:

@@ -1,8 +1,9 @@
 """capabilities (FHIR R4 http.html#capabilities): ``GET /metadata``.
 
 The CapabilityStatement is generated from the operations the app has mounted (each carries an
-``x-fhir-interaction`` tag, read back from the app's OpenAPI document) and from the resource types the
-models know, so it can never claim an interaction the server lacks or miss one it has.
+``x-fhir-interaction`` tag, read back from the app's OpenAPI document), from the resource types the hub
+serves (``fhir/registry.py``: R4's) and from their search parameters, so it can never claim an interaction,
+a parameter or an ``_include`` the server lacks or miss one it has.
 """
 
 from __future__ import annotations
@@ -40,12 +41,12 @@ _NOT_FLAGS = frozenset({"code", "level", "interactions", "operation", "resource"
 
 @router.get("/metadata", **fhir_route("capabilities", "system", summary="The server's CapabilityStatement"))
 async def metadata(ctx: PublicFhir) -> Response:
-    body = capability_statement_json(ctx.request.app, ctx.base_url)
+    body = capability_statement_json(ctx.request.app, ctx.base_url, cors=bool(ctx.hub.settings.cors_origin_list))
     return fhir_response(ctx, body)
 
 
-def capability_statement_json(app: FastAPI, base_url: str) -> bytes:
-    return dumps(_statement(tuple(_tags(app)), base_url))
+def capability_statement_json(app: FastAPI, base_url: str, *, cors: bool) -> bytes:
+    return dumps(_statement(tuple(_tags(app)), base_url, cors))
 
 
 def _tags(app: FastAPI) -> list[dict[str, Any]]:
@@ -70,13 +71,33 @@ def _search_params(rtype: str) -> list[dict[str, str]]:
 
 
 @cache
+def _includes() -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """``searchInclude`` and ``searchRevInclude`` of every type: ``Source:param`` for each reference
+    parameter (what ``_include``/``_revinclude`` accept), listed under the source type, and under every type
+    it may point to (a parameter naming no target type, under all). AuditEvents, kept in the audit log and
+    searched by ``_id`` and ``patient`` only, have none."""
+    types = [t for t in resource_types() if t != AUDIT_TYPE]
+    include: dict[str, list[str]] = {t: [] for t in types}
+    revinclude: dict[str, list[str]] = {t: [] for t in types}
+    for source in types:
+        for code, param in sorted(params_for(source).items()):
+            if param.type != "reference":
+                continue
+            include[source].append(f"{source}:{code}")
+            for target in (param.targets or types):
+                if target in revinclude:
+                    revinclude[target].append(f"{source}:{code}")
+    return include, revinclude
+
+
+@cache
 def _system_search_params() -> list[dict[str, str]]:
     """Across types: the parameters every type has (``Resource``'s), and ``_type``."""
     common = [p for p in _search_params("Patient") if p["definition"].startswith(_RESOURCE_PARAM)]
     return [*common, {"name": "_type", "type": "token", "documentation": "Resource types to search, comma separated"}]
 
 
-def _statement(tags: tuple[dict[str, Any], ...], base_url: str) -> dict[str, Any]:
+def _statement(tags: tuple[dict[str, Any], ...], base_url: str, cors: bool) -> dict[str, Any]:
     codes = {t["code"] for t in tags} | {c for t in tags for c in t.get("interactions", ())}
     flags: dict[str, Any] = {}
     for tag in tags:
@@ -97,6 +118,11 @@ def _statement(tags: tuple[dict[str, Any], ...], base_url: str) -> dict[str, Any
             "interaction": [{"code": c} for c in _TYPE_INTERACTIONS if c in codes and not (hub_only and c in _WRITES)],
         }
         entry.update({k: v for k, v in flags.items() if not (hub_only and k in _WRITE_FLAGS)})
+        include, revinclude = (by_type.get(rtype) for by_type in _includes())
+        if include:
+            entry["searchInclude"] = include
+        if revinclude:
+            entry["searchRevInclude"] = revinclude
         entry["searchParam"] = _search_params(rtype)
         if rtype in type_operations:
             entry["operation"] = sorted(type_operations[rtype], key=lambda o: o["name"])
@@ -117,7 +143,7 @@ def _statement(tags: tuple[dict[str, Any], ...], base_url: str) -> dict[str, Any
         "rest": [{
             "mode": "server",
             "security": {
-                "cors": False,
+                "cors": cors,
                 "service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
                                          "code": "SMART-on-FHIR"}]}],
                 "description": "Every endpoint but /metadata and /.well-known/smart-configuration needs a bearer "

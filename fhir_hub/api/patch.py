@@ -15,6 +15,7 @@ from fhir_hub.api.negotiation import FHIR_JSON, JSON, check_body_media_type
 from fhir_hub.api.responses import write_response
 from fhir_hub.api.routing import IdPath, ResourceTypePath, check_instance, check_type, fhir_route
 from fhir_hub.api.update import if_match_header
+from fhir_hub.errors import BadRequest, UnsupportedMediaType
 from fhir_hub.fhir.fhirpath_patch import fhirpath_patch
 from fhir_hub.fhir.jsonio import parse_json
 from fhir_hub.fhir.patch import JSON_PATCH, Applier, json_patch
@@ -51,10 +52,25 @@ async def conditional_patch(rtype: ResourceTypePath, ctx: Fhir) -> Response:
     return write_response(ctx, written)
 
 
+_FORMATS = (f"a JSON Patch as {JSON_PATCH}, or a FHIRPath Patch (a Parameters resource) as {FHIR_JSON}")
+
+
 async def _read_patch(ctx: FhirContext) -> Applier:
-    media = check_body_media_type(ctx.request.headers.get("content-type") or "none",
-                                  allowed=(JSON_PATCH, FHIR_JSON, JSON))
+    """The patch in the body. Plain ``application/json`` is FHIR JSON here as on every route, so it can carry
+    a FHIRPath Patch; anything but a Parameters in it (most often a JSON Patch array sent with the wrong
+    media type) is refused with a message naming both accepted formats."""
+    content_type = ctx.request.headers.get("content-type") or "none"
+    try:
+        media = check_body_media_type(content_type, allowed=(JSON_PATCH, FHIR_JSON, JSON))
+    except UnsupportedMediaType:
+        raise UnsupportedMediaType(f"Content-Type {content_type[:80]!r} is not a patch format; send {_FORMATS} "
+                                   "(XML is not supported)") from None
     body = await read_body(ctx.request, ctx.hub.settings.max_body_bytes)
     if media == JSON_PATCH:
         return json_patch(parse_json(body, what="JSON Patch body"))
-    return fhirpath_patch(parse_json(body, what="FHIRPath Patch body"), where="Parameters")
+    parameters = parse_json(body, what="FHIRPath Patch body")
+    if not isinstance(parameters, dict) or parameters.get("resourceType") != "Parameters":
+        shape = "a JSON array (a JSON Patch?)" if isinstance(parameters, list) else "not a Parameters resource"
+        raise BadRequest(f"A PATCH body sent as {media} must be a FHIRPath Patch Parameters resource; this one is "
+                         f"{shape}. Send {_FORMATS}", expression=["Parameters"])
+    return fhirpath_patch(parameters, where="Parameters")

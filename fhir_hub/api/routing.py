@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 from fastapi import Path
 
+from fhir_hub.api.documented import documented_responses
 from fhir_hub.errors import MethodNotAllowed, NotFound
 from fhir_hub.fhir.ids import check_id
 from fhir_hub.fhir.registry import is_resource_type, resource_types
@@ -37,18 +38,41 @@ _FHIR_JSON_SCHEMA = {
 
 # System-level paths that the type-level patterns also match for other methods (DELETE /metadata ...).
 _SYSTEM_PATHS = frozenset({"metadata", "_history", "_search"})
+_TYPE_PATHS = frozenset({"_history", "_search"})  # likewise under a type, for the instance-level patterns
 
 
 def check_type(rtype: str) -> str:
     if rtype in _SYSTEM_PATHS:
         raise MethodNotAllowed(f"This method is not allowed on /{rtype}")
+    if rtype.startswith("$"):
+        raise unsupported_operation(rtype, None)
     if not is_resource_type(rtype):
         raise NotFound(f"Resource type {rtype[:80]!r} is not supported by this server", code="not-supported")
     return rtype
 
 
 def check_instance(rtype: str, rid: str) -> tuple[str, str]:
-    return check_type(rtype), check_id(rid)
+    check_type(rtype)
+    if rid in _TYPE_PATHS:  # ``PUT /Patient/_history``: a type-level path, not an id
+        raise MethodNotAllowed(f"This method is not allowed on /{rtype}/{rid}")
+    if rid.startswith("$"):  # ``GET /Patient/$lastn`` asks for an operation, not for the id "$lastn"
+        raise unsupported_operation(rid, rtype)
+    return rtype, check_id(rid)
+
+
+class UnknownOperation(NotFound):
+    """An operation this server does not have: 404 ``not-supported``, as for a resource type it does not
+    serve (R4 http.html: 404 "resource type not supported, or not a FHIR end-point"); the operations it has
+    are in the CapabilityStatement. The error handler answers 405 instead when the operation exists with
+    another method (``PUT /Patient/$match``)."""
+
+    code = "not-supported"
+
+
+def unsupported_operation(name: str, rtype: str | None, *, instance: bool = False) -> UnknownOperation:
+    where = f"on {rtype} instances" if instance else f"on {rtype}" if rtype else "at the system level"
+    return UnknownOperation(f"The operation {name[:80]!r} is not supported {where} by this server (see GET "
+                            "/metadata for the operations it has)")
 
 
 def parse_version(vid: str) -> int | None:
@@ -84,7 +108,8 @@ def fhir_route(
                 "application/json": {"schema": _FHIR_JSON_SCHEMA},
             },
         }
-    return {"summary": summary, "openapi_extra": extra, "operation_id": f"{level}-{code}"}
+    return {"summary": summary, "openapi_extra": extra, "operation_id": f"{level}-{code}",
+            **documented_responses(code)}
 
 
 _PARAM_DOCS = {

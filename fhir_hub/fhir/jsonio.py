@@ -2,9 +2,9 @@
 
 Bodies are read strictly (``strict_json``: no escaped control characters, no key twice, no number a double
 cannot hold), decimals kept exactly as written; stored JSON, the hub's own, is read fast (``loads``). A
-UTF-8 byte-order mark is refused rather than skipped: RFC 8259 says a networked JSON text must not carry
-one, and a clear 400 tells the integrator exactly what to fix, where a silent skip would hide a sender that
-may also mangle other bytes.
+UTF-8 byte-order mark at the start is skipped: RFC 8259 (section 8.1) says a networked JSON text must not
+carry one but lets a parser ignore it, and clinic systems on Windows send it (issue 21; it was refused
+with a 400 before, which only made integrators strip three bytes by hand).
 """
 
 from __future__ import annotations
@@ -32,13 +32,9 @@ def parse_json_object(body: bytes, *, what: str = "request body") -> dict[str, A
 
 def parse_json(body: bytes, *, what: str = "request body") -> Any:
     """Any JSON value, or a 400 that says what is wrong and where."""
+    body = body.removeprefix(BOM)
     if not body.strip():
         raise BadRequest(f"The {what} is empty; a FHIR JSON resource was expected")
-    if body.startswith(BOM):
-        raise BadRequest(
-            f"The {what} starts with a UTF-8 byte-order mark (EF BB BF); JSON sent over HTTP must not "
-            "carry one (RFC 8259 section 8.1). Remove the first three bytes and send it again."
-        )
     try:
         return strict_loads(body)
     except JsonRefused as exc:

@@ -1,14 +1,17 @@
-"""Which resource types the hub serves, read off the ``fhir.resources.R4B`` models themselves.
+"""Which resource types the hub serves: those of FHIR R4 that the ``fhir.resources.R4B`` models know.
 
 The list is derived, never typed in, so the REST routes, the validation and the CapabilityStatement cannot
 disagree about it. R4B models are used because fhir.resources ships no R4 (4.0.1) package; the handful of
 R4-only types (the ``MedicinalProduct*`` family, ``EffectEvidenceSynthesis`` ...) are therefore answered as
-unknown types.
+unknown types, and so are the R4B-only ones (``Citation``, ``Ingredient``, ``SubscriptionTopic`` ...): the
+hub speaks R4, which has none of them (issue 21: its CapabilityStatement listed them).
 """
 
 from __future__ import annotations
 
+import json
 from functools import cache
+from importlib import resources
 
 from fhir.resources.R4B import fhirtypes, get_fhir_model_class
 from fhir_core.fhirabstractmodel import FHIRAbstractModel
@@ -18,16 +21,25 @@ NOT_STORABLE = frozenset({"Parameters"})
 
 
 @cache
+def r4_resource_types() -> frozenset[str]:
+    """FHIR R4's resource types, from the official definitions in ``profiles/fhir-r4``: the Patient
+    CompartmentDefinition names every one (in the compartment or not), all but Parameters."""
+    path = resources.files("profiles") / "fhir-r4" / "compartmentdefinition-patient.json"
+    return frozenset(item["code"] for item in json.loads(path.read_text(encoding="utf-8"))["resource"])
+
+
+@cache
 def resource_types() -> tuple[str, ...]:
-    """Every concrete R4B resource type that can be stored, sorted."""
+    """Every concrete resource type that R4 has, the R4B models know and can be stored, sorted."""
     from fhir.resources.R4B.resource import Resource
 
+    r4 = r4_resource_types()
     names = []
     for attr in dir(fhirtypes):
         if not attr.endswith("Type") or not attr[:1].isupper():
             continue
         name = attr[: -len("Type")]
-        if name in ("Resource", "DomainResource") or name in NOT_STORABLE:
+        if name in ("Resource", "DomainResource") or name in NOT_STORABLE or name not in r4:
             continue
         try:
             cls = get_fhir_model_class(name)

@@ -299,6 +299,47 @@ class MongoStore:
         more = len(ordered) > limit and limit > 0
         return HistoryPage(ordered[:limit], ordered[limit - 1].position if more else None)
 
+    async def count_history(self, *, rtype: str | None = None, rid: str | None = None,
+                            since: int | None = None) -> int:
+        """How many versions ``history`` pages through (``Bundle.total`` of a history), from two counts.
+
+        Of one resource: its older versions are those below the current version number, so a copy of the
+        current version left in history by a write that died between its two steps is not counted. Of a
+        type or all: current and older versions counted apart; such a copy (rare: only a process dying
+        mid-write on a server without transactions leaves one) is counted twice until the resource is next
+        written, which makes the copy a true older version."""
+        if rid is not None and rtype is not None:
+            current = await self.current(rtype, rid)
+            if current is None:
+                return 0
+            older = _history_filter(None, since, None) | {"key": current.key, "vid": {"$lt": current.vid}}
+            in_range = since is None or current.ts >= since
+            return int(in_range) + await count(self.history_docs, older, self.gate)
+        query = _history_filter(rtype, since, None)
+        return await count(self.current_docs, query, self.gate) + await count(self.history_docs, query, self.gate)
+
+    async def history_facts(self, *, rtype: str | None, since: int | None) -> list[StoredVersion]:
+        """Every version ``history`` pages through for a type (or all), without content: what the access
+        decision judges each by, to count what a consent-judged caller may see (as ``live_facts_of`` for a
+        search). One version once, should a copy of the current one also be in history."""
+        query = _history_filter(rtype, since, None)
+        found: dict[tuple[str, int], StoredVersion] = {}
+        for collection in (self.current_docs, self.history_docs):
+            async for doc in collection.find(query, {"json": 0}):
+                version = StoredVersion.from_doc(doc)
+                found[(version.key, version.vid)] = version
+        return list(found.values())
+
+    async def count_history_of(self, keys: Iterable[str], *, since: int | None) -> int:
+        """How many versions ``history_of`` pages through for these resources (same caveat as
+        ``count_history`` of a type)."""
+        wanted = sorted(set(keys))
+        if not wanted:
+            return 0
+        bound = _history_filter(None, since, None)
+        return (await count(self.current_docs, bound | {"_id": {"$in": wanted}}, self.gate)
+                + await count(self.history_docs, bound | {"key": {"$in": wanted}}, self.gate))
+
     async def history_of(self, keys: Iterable[str], *, since: int | None, before: HistoryPosition | None,
                          limit: int) -> HistoryPage:
         """Versions of the given resources only, newest first: a resident's history (their compartment's

@@ -165,6 +165,16 @@ class OwnWritesView:
                          limit: int) -> HistoryPage:
         raise _unseen("history_of")
 
+    async def count_history(self, *, rtype: str | None = None, rid: str | None = None,
+                            since: int | None = None) -> int:
+        raise _unseen("count_history")
+
+    async def history_facts(self, *, rtype: str | None, since: int | None) -> list[StoredVersion]:
+        raise _unseen("history_facts")
+
+    async def count_history_of(self, keys: Iterable[str], *, since: int | None) -> int:
+        raise _unseen("count_history_of")
+
 
 def _unseen(read: str) -> DependsOnOwnWrites:
     return DependsOnOwnWrites(f"{read} does not see this transaction's own writes")

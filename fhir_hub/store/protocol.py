@@ -97,3 +97,16 @@ class ReadStore(Protocol):
                          limit: int) -> HistoryPage:
         """The versions of these resources only, newest first (a resident's history)."""
         ...
+
+    async def count_history(self, *, rtype: str | None = None, rid: str | None = None,
+                            since: int | None = None) -> int:
+        """How many versions ``history`` pages through (a history Bundle's total)."""
+        ...
+
+    async def history_facts(self, *, rtype: str | None, since: int | None) -> list[StoredVersion]:
+        """Every version of a type (or all) since an instant, without content (to count what may be seen)."""
+        ...
+
+    async def count_history_of(self, keys: Iterable[str], *, since: int | None) -> int:
+        """How many versions ``history_of`` pages through."""
+        ...

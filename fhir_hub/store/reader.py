@@ -13,6 +13,7 @@ never 403 or 410). It notes every resource it hands out in the request's audit r
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import replace
 
 from consent.decision import AccessDecision, Narrowing, ResourceFacts, Verdict
 from consent.engine import Outcome, Requester
@@ -32,6 +33,9 @@ from fhir_hub.store.protocol import ReadStore
 from fhir_hub.store.records import EntryMatch, HistoryPage, HistoryPosition, StoredVersion, deletion_key
 
 _MAX_SCANNED = 5_000  # history versions examined for one page of a caller limited to some types
+# versions judged one by one to count a history's total for a consent-judged caller; beyond, the total is
+# left out (a page must not cost reading the facts of a whole store's history)
+_MAX_JUDGED = 50_000
 
 
 _NAMES = {"r": "read", "s": "search", "c": "create", "u": "update", "d": "delete"}
@@ -122,6 +126,8 @@ class ScopedReader:
             version = await self._current(rtype, rid) if vid == 1 else None
         else:
             version = await self.store.version(rtype, rid, vid) if vid is not None else None
+        if version is None:
+            await self._no_such_version(rtype, rid, vid)
         patients = version.patients if version is not None else frozenset()
         if version is not None and narrowing.patients is not None and rtype != AUDIT_TYPE:
             # every version is in the compartment its resource's current version is in: after a facility
@@ -129,6 +135,15 @@ class ScopedReader:
             current = await self._current(rtype, rid)
             patients = current.patients if current is not None else frozenset()
         return await self._visible_or_raise(rtype, rid, version, patients)
+
+    async def _no_such_version(self, rtype: str, rid: str, vid: int | None) -> None:
+        """A version the store lacks of a resource the caller sees: the 404 says the version is unknown, not
+        the resource. For a resource the caller may not see, it returns and the caller answers as for an id
+        never created (the same words, nothing revealed)."""
+        current = await self._current(rtype, rid)
+        if current is not None and await self.permits(current, "r"):
+            which = f"version {vid}" if vid is not None else "the version asked for"
+            raise NotFound(f"{rtype}/{rid} has no {which} (its current version is {current.vid})")
 
     async def explain(self, rtype: str, rid: str, asking: Requester) -> Outcome:
         """Whether ``asking`` may read a resource under consent, and why (the policy rule, the provisions
@@ -168,7 +183,14 @@ class ScopedReader:
                       before: HistoryPosition | None, limit: int) -> HistoryPage:
         """Instance history once the current version is visible (its versions follow it); a resident's type
         and system history from their compartment's resources alone (``MongoStore.history_of``), never by
-        filtering everyone's versions."""
+        filtering everyone's versions.
+
+        The page's ``total`` counts exactly what the pages list, so never a version the caller may not see
+        (as a search's total, ``search/execute.py``): counted by the store where the narrowing is a query
+        (one resource, a compartment's resources, a type nothing is withheld from); where each version is
+        judged on its own facts (a consent gate, a withheld resource), by the same verdict on the facts of
+        every version (content left out), as a search without criteria counts under a gate, or left out
+        when that would mean judging more than ``_MAX_JUDGED`` versions."""
         if rid is not None and rtype is not None:
             self.narrowing(rtype, "r")
             current = await self._current(rtype, rid)
@@ -176,8 +198,10 @@ class ScopedReader:
                 raise NotFound(f"{rtype}/{rid} is not known to this server")
             if rtype == AUDIT_TYPE:
                 in_range = (since is None or current.ts >= since) and (before is None or current.position < before)
-                return HistoryPage([self._hand_out(current)] if in_range and limit else [], None)
+                shown = [self._hand_out(current)] if in_range and limit else []
+                return HistoryPage(shown, None, int(since is None or current.ts >= since))
             page = await self.store.history(rtype=rtype, rid=rid, since=since, before=before, limit=limit)
+            page = replace(page, total=await self.store.count_history(rtype=rtype, rid=rid, since=since))
         elif rtype == AUDIT_TYPE:
             return await self._audit_history(self.narrowing(rtype, "s"), since, before, limit)
         else:
@@ -210,17 +234,26 @@ class ScopedReader:
         pages = []
         for patients, types in limited.items():
             members = [key for key in await self._members(patients, types) if key not in withheld]
-            pages.append(await self.store.history_of(members, since=since, before=before, limit=limit))
+            page = await self.store.history_of(members, since=since, before=before, limit=limit)
+            pages.append(replace(page, total=await self.store.count_history_of(members, since=since)))
         gated = any(narrowings[t].gate is not None for t in open_types)
         if not withheld and not gated and (len(open_types) == 1 or (open_types and every_type and not limited)):
             only = next(iter(open_types)) if len(open_types) == 1 else None
-            pages.append(await self.store.history(rtype=only, since=since, before=before, limit=limit))
+            page = await self.store.history(rtype=only, since=since, before=before, limit=limit)
+            pages.append(replace(page, total=await self.store.count_history(rtype=only, since=since)))
         elif open_types:
             async def visible(versions: list[StoredVersion]) -> list[StoredVersion]:
                 return await self.permitted((v for v in versions if v.rtype in open_types), "s")
 
             only = next(iter(open_types)) if len(open_types) == 1 else None
-            pages.append(await self._filtered_history(only, since, before, limit, visible))
+            page = await self._filtered_history(only, since, before, limit, visible)
+            total: int | None = None
+            if before is None and page.next_before is None:  # the first page holds every visible version
+                total = len(page.versions)
+            elif await self.store.count_history(rtype=only, since=since) <= _MAX_JUDGED:
+                # the same verdict on every version's facts, as a search counts under a consent gate
+                total = len(await visible(await self.store.history_facts(rtype=only, since=since)))
+            pages.append(replace(page, total=total))
         return _merged(pages, limit)
 
     async def _members(self, patients: frozenset[str], types: set[str]) -> list[str]:
@@ -258,15 +291,19 @@ class ScopedReader:
 
     async def _audit_history(self, narrowing: Narrowing, since: int | None, before: HistoryPosition | None,
                              limit: int) -> HistoryPage:
-        """Type-level history of AuditEvent: every event, newest first (each has exactly one version)."""
+        """Type-level history of AuditEvent: every event, newest first (each has exactly one version). Its
+        total is the audit log's count under the same narrowing, without ``_since`` (which it cannot count)."""
         patients = sorted(narrowing.patients) if narrowing.patients is not None else None
         position = (before[0], before[1].removeprefix(f"{AUDIT_TYPE}/")) if before is not None else None
+        withheld = withheld_events(narrowing)
         entries = await self.store.audit_log.page(patients=patients, ids=None, before=position, limit=limit + 1,
-                                                  since=since, withheld=withheld_events(narrowing))
+                                                  since=since, withheld=withheld)
         versions = [as_version(e) for e in entries]
         page = [self._hand_out(v) for v in versions[:limit]]
         more = len(versions) > limit and bool(page)
-        return HistoryPage(page, page[-1].position if more else None)
+        total = await self.store.audit_log.count(patients=patients, ids=None, withheld=withheld) \
+            if since is None else None
+        return HistoryPage(page, page[-1].position if more else None, total)
 
     async def access_log(self, patients: frozenset[str], *, after: Position | None, limit: int) -> SearchOutcome:
         """Who accessed these patients' records (``Patient/$access-log``): their AuditEvents the caller may
@@ -357,10 +394,12 @@ def facility_of(source: str | None) -> str | None:
 
 def _merged(pages: list[HistoryPage], limit: int) -> HistoryPage:
     """One page from pages of the same history order: the newest ``limit`` versions, and a next position
-    when any of them has more beyond what is shown."""
+    when any of them has more beyond what is shown; a total when every page has one."""
     if len(pages) == 1:
         return pages[0]
     versions = sorted((v for page in pages for v in page.versions), key=lambda v: v.position, reverse=True)
     shown = versions[:limit]
     more = len(versions) > limit or any(page.next_before is not None for page in pages)
-    return HistoryPage(shown, shown[-1].position if more and shown else None)
+    totals = [page.total for page in pages]
+    total = sum(t for t in totals if t is not None) if None not in totals else None
+    return HistoryPage(shown, shown[-1].position if more and shown else None, total)

@@ -115,6 +115,7 @@ HistoryPosition = tuple[int, str, int]  # ``StoredVersion.position``
 class HistoryPage:
     versions: list[StoredVersion]
     next_before: HistoryPosition | None  # where the next page starts; None on the last page
+    total: int | None = None  # versions over all pages (what the caller may see), when known
 
 
 @dataclass(frozen=True, slots=True)

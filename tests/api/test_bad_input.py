@@ -43,7 +43,8 @@ def nothing_stored(client: TestClient) -> None:
     ("body", "status", "code", "mentions", "expression"),
     [
         (b'{"resourceType": "Patient",', 400, "invalid", "not valid JSON", None),
-        (b"\xef\xbb\xbf" + b'{"resourceType":"Patient"}', 400, "invalid", "byte-order mark", None),
+        # a byte-order mark is skipped (issue 21; tests/api/test_http_conventions.py), what follows still judged
+        (b"\xef\xbb\xbf" + b'{"resourceType": "Patient",', 400, "invalid", "not valid JSON", None),
         (b"", 400, "invalid", "empty", None),
         (b"[1, 2]", 400, "invalid", "JSON object", None),
         (b'{"name": []}', 400, "structure", "resourceType", "resourceType"),
@@ -76,7 +77,7 @@ def nothing_stored(client: TestClient) -> None:
         (b'{"resourceType": "Patient", "multipleBirthInteger": 99999999999999999999}', 400, "value", "out of range",
          "Patient.multipleBirthInteger"),
     ],
-    ids=["truncated", "bom", "empty", "array", "no-type", "wrong-type", "unknown-element", "dollar-key",
+    ids=["truncated", "bom-then-truncated", "empty", "array", "no-type", "wrong-type", "unknown-element", "dollar-key",
          "bad-date", "bool-as-string", "int-as-string", "list-expected", "empty-array", "empty-object", "null",
          "unknown-nested-type", "nested-missing-required", "nul-in-a-string", "backspace-in-a-string",
          "key-twice", "number-underflows", "number-overflows", "integer-past-64-bits"],

@@ -98,6 +98,32 @@ def _history(collection: str, scope: str, since: bool, before: bool) -> Shape:
     return Shape(name, collection, "find", build)
 
 
+def _history_total(collection: str, scope: str, since: bool, kind: str) -> Shape:
+    """A history's total: counted (``count``), or every version's facts read to judge each (``find``)."""
+    def build(d: dict[str, Any]) -> dict[str, Any]:
+        query: Doc = {"type": _some(d, "type", "Patient")} if scope == "type" else {}
+        if since:
+            query["ts"] = {"$gte": d["ts"]}
+        return {"query": query}
+
+    return Shape(f"{collection} history {scope}{' since' if since else ''} {kind}", collection, kind, build)
+
+
+def _versions_of(collection: str, since: bool, *, older_than: bool = False) -> Shape:
+    """Counting the versions of some resources (a compartment's), or a resource's older versions."""
+    def build(d: dict[str, Any]) -> dict[str, Any]:
+        if older_than:
+            query: Doc = {"key": _some(d, "key", "Patient/a"), "vid": {"$lt": d["vid"]}}
+        else:
+            query = {"_id" if collection == "current" else "key": {"$in": d["keys"]}}
+        if since:
+            query["ts"] = {"$gte": d["ts"]}
+        return {"query": query}
+
+    name = "older versions of a resource" if older_than else "versions of resources"
+    return Shape(f"count {collection} {name}{' since' if since else ''}", collection, "count", build)
+
+
 def _version_variant(d: dict[str, Any], *, deleted: bool, in_compartment: bool) -> Doc:
     new = dict(d["new_version"])
     if deleted:
@@ -251,6 +277,10 @@ SHAPES: tuple[Shape, ...] = (
     *(_history(coll, scope, since, before)
       for coll, scopes in (("current", ("system", "type")), ("history", ("system", "type", "instance")))
       for scope in scopes for since in (False, True) for before in (False, True)),
+    *(_history_total(coll, scope, since, kind) for coll in ("current", "history") for scope in ("system", "type")
+      for since in (False, True) for kind in ("count", "find")),
+    *(_versions_of(coll, since) for coll in ("current", "history") for since in (False, True)),
+    *(_versions_of("history", since, older_than=True) for since in (False, True)),
     *(_replace_current(deleted, pending, in_compartment)
       for deleted in (False, True) for pending in (False, True) for in_compartment in (False, True)),
     *(_copy_to_history(deleted, in_compartment) for deleted in (False, True) for in_compartment in (False, True)),
