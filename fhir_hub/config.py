@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from adapters.normalize import is_facility_code
+from fhir_hub.fhir.instant import DEFAULT_TIME_ZONE, load_time_zone
 from fhir_hub.matching.model import Model
 from fhir_hub.search.limits import SearchLimits
 
@@ -87,6 +88,9 @@ class Settings:
     # how old a conditional or matching claim must be before another process takes it over (its holder
     # died: a killed worker's claims block those records' writes this long); longer than any request
     claim_stale_seconds: int = 120
+    # The zone dates and times without one are read in, in stored resources and in search values (an IANA
+    # name; fhir/instant.py). Changing it makes the next start recompute the search index.
+    time_zone: str = DEFAULT_TIME_ZONE
     # Operations
     log_level: str = "info"
     audit_flush_ms: int = 50
@@ -175,6 +179,10 @@ class Settings:
                 raise ConfigError(f"production refuses {ENV_PREFIX}ENFORCE_CONSENT=false: every read must obey consent")
             if not self.queue_by_risk:
                 raise ConfigError(f"production refuses {ENV_PREFIX}QUEUE_BY_RISK=false: the most at risk come first")
+        try:
+            load_time_zone(self.time_zone)
+        except ValueError as error:
+            raise ConfigError(f"{ENV_PREFIX}TIME_ZONE: {error}") from None
         if self.default_count > self.max_count:
             raise ConfigError(f"{ENV_PREFIX}DEFAULT_COUNT must not exceed {ENV_PREFIX}MAX_COUNT")
         if not 0 < self.port < 65536:

@@ -28,11 +28,11 @@ from fhir_hub.auth.policy import access_decision, requester
 from fhir_hub.auth.tokens import TokenVerifier
 from fhir_hub.config import Settings
 from fhir_hub.fhir.ids import IdFactory, new_uuid_id
-from fhir_hub.fhir.instant import Clock, system_clock
+from fhir_hub.fhir.instant import Clock, system_clock, use_time_zone
 from fhir_hub.fhir.validation_ahead import ValidationAhead
 from fhir_hub.ingest.mapper import MappingWorkers
 from fhir_hub.queue.jobs import JobQueue
-from fhir_hub.search.indexing import INDEX_FORMAT
+from fhir_hub.search.indexing import index_format
 from fhir_hub.store.consent_subjects import people_consents
 from fhir_hub.store.derivers import DERIVERS, Deriver
 from fhir_hub.store.embedded import EmbeddedStore
@@ -91,22 +91,23 @@ def token_verifier(settings: Settings) -> TokenVerifier:
                          max_lifetime_seconds=settings.max_token_lifetime_seconds)
 
 
-async def _upgrade_index(store: MongoStore) -> None:
-    """Entries written by an older version of the indexer are recomputed before the hub serves a search."""
+async def _upgrade_index(store: MongoStore, time_zone: str) -> None:
+    """Entries written by an older version of the indexer, or in another zone, are recomputed before the hub
+    serves a search."""
+    wanted = index_format(time_zone)
     found = await store.index_format()
-    if found == INDEX_FORMAT:
+    if found == wanted:
         return
     was = "unrecorded" if found is None else str(found)
 
     def progress(done: int) -> None:
         if done % 5000 == 0:
-            log.info("search index format %s -> %d: %d resources recomputed so far", was, INDEX_FORMAT, done)
+            log.info("search index format %s -> %s: %d resources recomputed so far", was, wanted, done)
 
     visited = await store.reindex_all(progress)
-    await store.set_index_format(INDEX_FORMAT)
+    await store.set_index_format(wanted)
     if visited:
-        log.warning("search index format %s -> %d: recomputed the entries of %d resources", was, INDEX_FORMAT,
-                    visited)
+        log.warning("search index format %s -> %s: recomputed the entries of %d resources", was, wanted, visited)
 
 
 @asynccontextmanager
@@ -114,6 +115,7 @@ async def running_hub(
     settings: Settings, *, clock: Clock = system_clock, new_id: IdFactory = new_uuid_id,
     derivers: tuple[Deriver, ...] = DERIVERS,
 ) -> AsyncIterator[Hub]:
+    use_time_zone(settings.time_zone)  # before anything is indexed or searched (fhir/instant.py)
     authenticator = Authenticator(await asyncio.to_thread(token_verifier, settings))
     embedded: EmbeddedStore | None = None
     uri = settings.mongodb_uri
@@ -133,7 +135,7 @@ async def running_hub(
         repaired = await store.reconcile_pending()
         if repaired:
             log.warning("finished %d write(s) left incomplete by an earlier stop", repaired)
-        await _upgrade_index(store)
+        await _upgrade_index(store, settings.time_zone)
         writer = Writer(store, clock=clock, new_id=new_id, source_prefix=settings.source_prefix, validation=validation,
                         link_patients=settings.link_patients, match_model=settings.match_model())
         audit = AuditTrail(store.audit_log, clock=clock, flush_ms=settings.audit_flush_ms)

@@ -565,12 +565,13 @@ class MongoStore:
             await self.current_docs.update_one({"_id": current.key, "vid": current.vid},
                                                set_document(fresh.current_doc(), optional=_OPTIONAL_FIELDS))
 
-    async def index_format(self) -> int | None:
-        """The format of the stored search entries (``indexing.INDEX_FORMAT`` when they were written)."""
+    async def index_format(self) -> str | int | None:
+        """The format of the stored search entries (``indexing.index_format`` when they were written; a
+        number before the zone was part of it)."""
         doc = await self.meta.find_one({"_id": _INDEX_FORMAT_ID})
         return doc.get("format") if doc else None
 
-    async def set_index_format(self, value: int) -> None:
+    async def set_index_format(self, value: str) -> None:
         await self.meta.update_one({"_id": _INDEX_FORMAT_ID}, {"$set": {"format": value}}, upsert=True)
 
     async def reindex_all(self, progress: Callable[[int], None] | None = None) -> int:
