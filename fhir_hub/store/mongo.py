@@ -36,6 +36,7 @@ from fhir_hub.fhir.access_facts import clinical_time, codes, security_labels
 from fhir_hub.fhir.jsonio import loads
 from fhir_hub.store import match_blocks, patient_links
 from fhir_hub.store.audit_log import AuditLog
+from fhir_hub.store.backend_clients import BackendClientDocs
 from fhir_hub.store.claims import Claims
 from fhir_hub.store.count import count
 from fhir_hub.store.derivers import Deriver
@@ -64,6 +65,7 @@ from fhir_hub.store.records import (
 )
 from fhir_hub.store.schema import HISTORY, MATCH_BLOCKS, META, PATIENT_LINKS, RESOURCES, SEARCH_INDEX
 from fhir_hub.store.transaction import CHUNK_STEPS, Transaction, WriteGate
+from fhir_hub.store.used_assertions import UsedAssertions
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +130,8 @@ class MongoStore:
         self.audit_log = AuditLog(self.db, self.gate)
         self.claims = Claims(self.db, self.gate)
         self.link_decisions = LinkDecisions(self.db, self.gate)
+        self.used_assertions = UsedAssertions(self.db, self.gate)
+        self.backend_clients = BackendClientDocs(self.db, self.gate)
 
     # ----------------------------------------------------------------- reads
     async def current(self, rtype: str, rid: str) -> StoredVersion | None:
