@@ -236,3 +236,18 @@ def issuing_key(settings: Settings) -> IssuingKey | None:
         return None
     pem, _keys = development_key(settings.data_dir)
     return IssuingKey(DEV_KID, "ES256", pem, settings.issuer)
+
+
+def new_client_key(algorithm: str, kid: str) -> tuple[str, dict[str, Any]]:
+    """A key pair for a backend client (``fhir-hub client keygen``): the private PEM the client keeps and the
+    public JWK it registers. ES384 (P-384) or RS384 (RSA 3072), the algorithms SMART requires servers to accept."""
+    if algorithm == "ES384":
+        private: Any = ec.generate_private_key(ec.SECP384R1())
+    elif algorithm == "RS384":
+        private = rsa.generate_private_key(public_exponent=65537, key_size=3072)
+    else:
+        raise ValueError("the algorithm must be ES384 or RS384")
+    pem = private.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption()).decode()
+    public = jwk.construct(pem, algorithm).public_key().to_dict()
+    return pem, {**public, "kid": kid, "alg": algorithm, "use": "sig"}

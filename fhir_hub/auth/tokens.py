@@ -169,3 +169,13 @@ def sign_token(key: IssuingKey, claims: dict[str, Any]) -> str:
 def mint_development_token(private_pem: str, claims: dict[str, Any]) -> str:
     """A token with exactly these claims, signed with the development key (tests of the verifier)."""
     return sign_token(IssuingKey(DEV_KID, "ES256", private_pem, str(claims.get("iss"))), claims)
+
+
+def client_assertion(private_pem: str, *, algorithm: str, kid: str, client_id: str, token_url: str,
+                     lifetime_seconds: int = 300) -> str:
+    """What a backend client sends to a token endpoint (``fhir-hub client assertion``, for trying the flow by
+    hand): iss and sub its client_id, aud the endpoint, a fresh jti, exp at most five minutes ahead."""
+    now = int(time.time())
+    claims = {"iss": client_id, "sub": client_id, "aud": token_url, "exp": now + min(lifetime_seconds, 300),
+              "iat": now, "jti": uuid.uuid4().hex}
+    return jwt.encode(claims, private_pem, algorithm=algorithm, headers={"kid": kid, "typ": "JWT"})

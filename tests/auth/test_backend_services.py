@@ -272,3 +272,32 @@ def test_hub_tokens_beside_an_authorization_server_carry_the_hubs_issuer(
         forged = jwt.encode({**jwt.get_unverified_claims(token), "iss": "https://auth.example"}, issuing.private_pem,
                             algorithm=issuing.algorithm, headers={"kid": issuing.kid})
         assert client.get("/Patient", headers=auth(forged)).status_code == 401
+
+
+# ------------------------------------------------------------------------------------------ command line
+def test_a_client_made_and_registered_with_the_command_line_gets_a_token(
+        settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What the README tells an integrator to do: keygen, register (in the store), sign an assertion, ask."""
+    from fhir_hub.cli import main
+
+    key, jwks = tmp_path / "his.pem", tmp_path / "his.jwks.json"
+    assert main(["client", "keygen", "--kid", "his-2026", "--out", str(key)]) == 0
+    jwks.write_text(capsys.readouterr().out)
+    assert oct(key.stat().st_mode & 0o777) == "0o600"
+    assert main(["client", "keygen", "--kid", "again", "--out", str(key)]) == 2  # a key is never overwritten
+    monkeypatch.setenv("FHIR_HUB_MONGODB_URI", str(settings.mongodb_uri))
+    monkeypatch.setenv("FHIR_HUB_DB_NAME", settings.db_name)
+    monkeypatch.setenv("FHIR_HUB_DATA_DIR", str(tmp_path / "var"))
+    assert main(["client", "register", "his-79002", "--scope", "system/*.rs", "--facility", "79002",
+                 "--jwks", str(jwks)]) == 0
+    assert "registered" in capsys.readouterr().out
+    assert main(["client", "register", "bad", "--scope", "patient/*.rs", "--jwks", str(jwks)]) == 2
+    assert main(["client", "assertion", "his-79002", "--key", str(key), "--kid", "his-2026", "--aud", TOKEN_URL]) == 0
+    assertion = capsys.readouterr().out.strip()
+    with TestClient(create_app(settings.with_(base_url=BASE)), raise_server_exceptions=False) as client:
+        answer = ask(client, assertion)
+        assert answer.status_code == 200, answer.text
+        assert jwt.get_unverified_claims(answer.json()["access_token"])["facility"] == "79002"
+    assert main(["client", "remove", "his-79002"]) == 0
+    assert "removed" in capsys.readouterr().out
