@@ -142,6 +142,7 @@ class KeySet:
         are: cached, refetched for an unknown ``kid`` at most once a minute). A URL is fetched on first use."""
         keys = _keys_from_jwks(jwks or {}, client_algorithm)
         found = cls(keys, url=url, choose=client_algorithm)
+        found._pinned = dict(keys)  # the inline keys stay beside what the URL gives
         found._fetched = 0.0 if url else found._fetched  # never fetched yet
         return found
 

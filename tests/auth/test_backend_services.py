@@ -20,10 +20,11 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from fastapi.testclient import TestClient
 from jose import jwk, jwt
 
-from fhir_hub.auth.backend import ASSERTION_TYPE
+from fhir_hub.auth.backend import ASSERTION_TYPE, client_from_registration
 from fhir_hub.auth.keys import signing_key_from_file
 from fhir_hub.config import ConfigError, Settings
 from fhir_hub.main import create_app
+from tests.auth.test_tokens import jwks_server  # noqa: F401 (a fixture: a JWKS served on loopback)
 from tests.conftest import auth, serving
 
 BASE = "http://hub.example"
@@ -301,3 +302,16 @@ def test_a_client_made_and_registered_with_the_command_line_gets_a_token(
         assert jwt.get_unverified_claims(answer.json()["access_token"])["facility"] == "79002"
     assert main(["client", "remove", "his-79002"]) == 0
     assert "removed" in capsys.readouterr().out
+
+
+@pytest.mark.anyio
+async def test_a_clients_jwks_url_adds_to_its_inline_keys(
+        jwks_server: tuple[str, dict[str, Any], list[int]],  # noqa: F811 (the fixture imported above)
+        ec_key: ClientKey, rsa_key: ClientKey) -> None:
+    url, document, _hits = jwks_server
+    document["keys"] = [ec_key.public_jwk()]
+    client = client_from_registration({"client_id": "c", "scope": "system/*.rs", "jwks_url": url,
+                                       "jwks": {"keys": [rsa_key.public_jwk()]}})
+    assert (await client.keys.get(ec_key.kid)) is not None  # fetched from the registered URL on first use
+    assert (await client.keys.get(rsa_key.kid)) is not None  # the inline key stays
+    assert (await client.keys.get(ec_key.kid)).algorithm == "ES384"  # type: ignore[union-attr]
