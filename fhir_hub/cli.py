@@ -204,6 +204,63 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return exit_code(results)
 
 
+def cmd_client_register(args: argparse.Namespace) -> int:
+    """Register (or re-register) a backend client in the store: checked exactly as the token endpoint will."""
+    from fhir_hub.auth.backend import RegistrationError, client_from_registration
+
+    registration: dict[str, object] = {"client_id": args.client_id, "scope": args.scope}
+    if args.facility:
+        registration["facility"] = args.facility
+    if args.jwks:
+        try:
+            registration["jwks"] = orjson.loads(Path(args.jwks).read_bytes())
+        except (OSError, orjson.JSONDecodeError) as exc:
+            raise ConfigError(f"--jwks {args.jwks}: {exc}") from None
+    if args.jwks_url:
+        registration["jwks_url"] = args.jwks_url
+    try:
+        client = client_from_registration(registration)
+    except RegistrationError as exc:
+        raise ConfigError(str(exc)) from None
+
+    async def job(hub: Hub) -> str:
+        await hub.store.backend_clients.put(registration)
+        return (f"client {client.client_id}: registered (scopes {client.scopes}, facility "
+                f"{client.facility or 'none: the hub operator'})")
+
+    return _on_hub(args, job)
+
+
+def cmd_client_remove(args: argparse.Namespace) -> int:
+    async def job(hub: Hub) -> str:
+        removed = await hub.store.backend_clients.remove(args.client_id)
+        return f"client {args.client_id}: " + ("removed" if removed else "not registered in the store")
+
+    return _on_hub(args, job)
+
+
+def cmd_client_keygen(args: argparse.Namespace) -> int:
+    from fhir_hub.auth.keys import new_client_key
+
+    pem, public = new_client_key(args.alg, args.kid)
+    try:
+        fd = os.open(args.out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise ConfigError(f"{args.out} exists: a key is never overwritten") from None
+    with os.fdopen(fd, "w") as out:
+        out.write(pem)
+    print(orjson.dumps({"keys": [public]}, option=orjson.OPT_INDENT_2).decode())
+    return 0
+
+
+def cmd_client_assertion(args: argparse.Namespace) -> int:
+    from fhir_hub.auth.tokens import client_assertion
+
+    print(client_assertion(Path(args.key).read_text(), algorithm=args.alg, kid=args.kid, client_id=args.client_id,
+                           token_url=args.aud))
+    return 0
+
+
 def _client_options(command: argparse.ArgumentParser) -> None:
     from fhir_hub.ingest.client import DEFAULT_URL
 
@@ -308,6 +365,36 @@ def build_parser() -> argparse.ArgumentParser:
     retry.add_argument("jobs", nargs="*", metavar="JOB_ID", help="the jobs to retry (default: every dead job)")
     retry.add_argument("--data-dir", type=Path, help="embedded store directory (FHIR_HUB_DATA_DIR)")
     retry.set_defaults(func=cmd_queue_retry)
+
+    client = sub.add_parser("client", help="backend clients (SMART Backend Services): register, keys, assertions",
+                            description="Hospital systems get tokens from POST /auth/token with an assertion "
+                                        "signed by their key. Register a client in the store (or list it in "
+                                        "FHIR_HUB_BACKEND_CLIENTS), make its key pair, sign a test assertion.")
+    client_sub = client.add_subparsers(dest="client_command", required=True, metavar="ACTION")
+    register = client_sub.add_parser("register", help="register or update a client in the store")
+    register.add_argument("client_id", help="the client's id (the iss and sub of its assertions)")
+    register.add_argument("--scope", required=True, help="the system/ scopes it may be granted, e.g. 'system/*.rs'")
+    register.add_argument("--facility", help="its 5-character MoH facility code (none: the hub's operator)")
+    register.add_argument("--jwks", type=Path, help="a file with its public keys (JWK Set), e.g. from keygen")
+    register.add_argument("--jwks-url", help="an https URL where it publishes its public keys")
+    register.add_argument("--data-dir", type=Path, help="embedded store directory (FHIR_HUB_DATA_DIR)")
+    register.set_defaults(func=cmd_client_register)
+    remove = client_sub.add_parser("remove", help="remove a client registered in the store")
+    remove.add_argument("client_id")
+    remove.add_argument("--data-dir", type=Path, help="embedded store directory (FHIR_HUB_DATA_DIR)")
+    remove.set_defaults(func=cmd_client_remove)
+    keygen = client_sub.add_parser("keygen", help="make a client key pair: private PEM to --out, public JWKS printed")
+    keygen.add_argument("--alg", choices=("ES384", "RS384"), default="ES384")
+    keygen.add_argument("--kid", required=True, help="the key's id, named in the assertions' header")
+    keygen.add_argument("--out", type=Path, required=True, help="where to write the private key (never overwritten)")
+    keygen.set_defaults(func=cmd_client_keygen)
+    assertion = client_sub.add_parser("assertion", help="print a client assertion (to try the flow with curl)")
+    assertion.add_argument("client_id")
+    assertion.add_argument("--key", type=Path, required=True, help="the client's private key (PEM)")
+    assertion.add_argument("--kid", required=True)
+    assertion.add_argument("--alg", choices=("ES384", "RS384", "ES256", "RS256"), default="ES384")
+    assertion.add_argument("--aud", required=True, help="the token endpoint, e.g. https://hub.example/auth/token")
+    assertion.set_defaults(func=cmd_client_assertion)
 
     spec = sub.add_parser("openapi", help="print or write the OpenAPI document of the REST API",
                           description="Generate the OpenAPI document from the application's routes.")

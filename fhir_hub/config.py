@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from adapters.normalize import is_facility_code
+from fhir_hub.fhir.instant import DEFAULT_TIME_ZONE, load_time_zone
 from fhir_hub.matching.model import Model
 from fhir_hub.search.limits import SearchLimits
 
@@ -62,6 +63,14 @@ class Settings:
     max_token_bytes: int = 8192
     max_token_lifetime_seconds: int = 3600  # exp - iat and exp - now; a stolen token is usable this long
     source_prefix: str = "urn:fhir-hub"  # meta.source of a facility's records: <prefix>:facility:<code>
+    # Tokens for hospital systems (SMART Backend Services, auth/backend.py): the token endpoint discovery
+    # advertises (unset: the hub's own /auth/token), the JSON file registering backend clients and their
+    # public keys, the PEM key the hub signs its own access tokens with (development: its generated key),
+    # and how long those tokens live
+    token_endpoint: str | None = None
+    backend_clients: Path | None = None
+    token_signing_key: Path | None = None
+    issued_token_seconds: int = 300
     # Ingestion: a folder of CSV mapping files (*.toml), one per onboarded clinic (adapters/csv/LAYOUT.md)
     csv_mappings: Path | None = None
     # Ingestion limits: repetitions of one HL7 v2 field (more rejects that message, naming the field), and
@@ -95,6 +104,9 @@ class Settings:
     # how old a conditional or matching claim must be before another process takes it over (its holder
     # died: a killed worker's claims block those records' writes this long); longer than any request
     claim_stale_seconds: int = 120
+    # The zone dates and times without one are read in, in stored resources and in search values (an IANA
+    # name; fhir/instant.py). Changing it makes the next start recompute the search index.
+    time_zone: str = DEFAULT_TIME_ZONE
     # Operations
     log_level: str = "info"
     audit_flush_ms: int = 50
@@ -166,11 +178,22 @@ class Settings:
     def audience(self) -> str:
         return self.token_audience or DEV_AUDIENCE
 
+    @property
+    def external_keys(self) -> bool:
+        """Whether tokens come from an authorization server of its own (a JWKS is configured)."""
+        return self.jwks_file is not None or self.jwks_url is not None
+
+    @property
+    def own_issuer(self) -> str:
+        """The ``iss`` of tokens the hub signs itself: the configured issuer when the hub is the only one;
+        beside an authorization server, the hub's base URL, so that neither can pass for the other."""
+        return self.served_base_url if self.external_keys else self.issuer
+
     def check(self) -> None:
         for name in ("max_body_bytes", "default_count", "max_count", "max_search_params", "max_chain_depth",
                      "max_bundle_entries", "request_budget_ms", "max_token_bytes", "max_token_lifetime_seconds",
                      "audit_flush_ms", "hl7v2_max_repetitions", "queue_lease_seconds", "queue_max_attempts",
-                     "queue_backoff_ms", "claim_stale_seconds", "records_per_transaction"):
+                     "queue_backoff_ms", "claim_stale_seconds", "records_per_transaction", "issued_token_seconds"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{ENV_PREFIX}{name.upper()} must be a positive integer")
         if self.validation_processes < 0:
@@ -188,8 +211,17 @@ class Settings:
             raise ConfigError(f"{ENV_PREFIX}CLOCK_SKEW_SECONDS must not be negative")
         if self.env not in ("development", "production"):
             raise ConfigError(f"{ENV_PREFIX}ENV must be development or production, not {self.env!r}")
+        if self.issued_token_seconds > self.max_token_lifetime_seconds:
+            raise ConfigError(f"{ENV_PREFIX}ISSUED_TOKEN_SECONDS must not exceed "
+                              f"{ENV_PREFIX}MAX_TOKEN_LIFETIME_SECONDS")
+        if self.token_endpoint is not None and not self.token_endpoint.startswith("https://") and self.production:
+            raise ConfigError(f"{ENV_PREFIX}TOKEN_ENDPOINT must be an https URL in production")
         if self.production:
-            missing = [name for name, value in (("JWKS_FILE or JWKS_URL", self.jwks_file or self.jwks_url),
+            if self.backend_clients is not None and self.token_signing_key is None:
+                raise ConfigError(f"production refuses {ENV_PREFIX}BACKEND_CLIENTS without "
+                                  f"{ENV_PREFIX}TOKEN_SIGNING_KEY (the key the hub signs its tokens with)")
+            missing = [name for name, value in (("JWKS_FILE or JWKS_URL or TOKEN_SIGNING_KEY",
+                                                 self.jwks_file or self.jwks_url or self.token_signing_key),
                                                 ("TOKEN_ISSUER", self.token_issuer),
                                                 ("TOKEN_AUDIENCE", self.token_audience)) if not value]
             if missing:
@@ -199,6 +231,10 @@ class Settings:
                 raise ConfigError(f"production refuses {ENV_PREFIX}ENFORCE_CONSENT=false: every read must obey consent")
             if not self.queue_by_risk:
                 raise ConfigError(f"production refuses {ENV_PREFIX}QUEUE_BY_RISK=false: the most at risk come first")
+        try:
+            load_time_zone(self.time_zone)
+        except ValueError as error:
+            raise ConfigError(f"{ENV_PREFIX}TIME_ZONE: {error}") from None
         if self.default_count > self.max_count:
             raise ConfigError(f"{ENV_PREFIX}DEFAULT_COUNT must not exceed {ENV_PREFIX}MAX_COUNT")
         if not 0 < self.port < 65536:

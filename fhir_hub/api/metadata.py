@@ -17,6 +17,7 @@ from fhir_hub import __version__
 from fhir_hub.api.context import PublicFhir
 from fhir_hub.api.responses import fhir_response
 from fhir_hub.api.routing import INTERACTION_KEY, fhir_route
+from fhir_hub.api.smart import token_endpoint_url
 from fhir_hub.audit import AUDIT_TYPE
 from fhir_hub.auth.policy import HUB_ONLY_TYPES
 from fhir_hub.fhir.instant import system_clock, to_instant
@@ -37,16 +38,18 @@ _WRITES = frozenset({"create", "update", "patch", "delete"})
 _WRITE_FLAGS = frozenset({"conditionalCreate", "conditionalUpdate", "conditionalDelete", "updateCreate"})
 # tag keys that are not CapabilityStatement flags: an operation, the type it is on, the permission it needs
 _NOT_FLAGS = frozenset({"code", "level", "interactions", "operation", "resource"})
+_OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
 
 
 @router.get("/metadata", **fhir_route("capabilities", "system", summary="The server's CapabilityStatement"))
 async def metadata(ctx: PublicFhir) -> Response:
-    body = capability_statement_json(ctx.request.app, ctx.base_url, cors=bool(ctx.hub.settings.cors_origin_list))
+    body = capability_statement_json(ctx.request.app, ctx.base_url, token_endpoint_url(ctx),
+                                     cors=bool(ctx.hub.settings.cors_origin_list))
     return fhir_response(ctx, body)
 
 
-def capability_statement_json(app: FastAPI, base_url: str, *, cors: bool) -> bytes:
-    return dumps(_statement(tuple(_tags(app)), base_url, cors))
+def capability_statement_json(app: FastAPI, base_url: str, token_url: str, *, cors: bool) -> bytes:
+    return dumps(_statement(tuple(_tags(app)), base_url, token_url, cors))
 
 
 def _tags(app: FastAPI) -> list[dict[str, Any]]:
@@ -97,7 +100,7 @@ def _system_search_params() -> list[dict[str, str]]:
     return [*common, {"name": "_type", "type": "token", "documentation": "Resource types to search, comma separated"}]
 
 
-def _statement(tags: tuple[dict[str, Any], ...], base_url: str, cors: bool) -> dict[str, Any]:
+def _statement(tags: tuple[dict[str, Any], ...], base_url: str, token_url: str, cors: bool) -> dict[str, Any]:
     codes = {t["code"] for t in tags} | {c for t in tags for c in t.get("interactions", ())}
     flags: dict[str, Any] = {}
     for tag in tags:
@@ -143,11 +146,14 @@ def _statement(tags: tuple[dict[str, Any], ...], base_url: str, cors: bool) -> d
         "rest": [{
             "mode": "server",
             "security": {
+                "extension": [{"url": _OAUTH_URIS, "extension": [{"url": "token", "valueUri": token_url}]}],
                 "cors": cors,
                 "service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
                                          "code": "SMART-on-FHIR"}]}],
-                "description": "Every endpoint but /metadata and /.well-known/smart-configuration needs a bearer "
-                               "token (JWT, RS256 or ES256) with SMART v1/v2 scopes: system/ for hospital "
+                "description": "Every endpoint but /metadata, /.well-known/smart-configuration and the token "
+                               "endpoint (SMART Backend Services: client credentials with a private_key_jwt "
+                               "assertion) needs a bearer token (JWT, RS256 or ES256) with SMART v1/v2 scopes: "
+                               "system/ for hospital "
                                "systems, user/ for clinicians, patient/ for residents (their own compartment "
                                "only). The facility claim sets the source of what a caller writes.",
             },

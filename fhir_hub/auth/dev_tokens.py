@@ -6,12 +6,11 @@ suite exercises. Refused in production, where tokens come from the city's author
 
 from __future__ import annotations
 
-import time
 import uuid
 from typing import Any
 
-from fhir_hub.auth.keys import development_key
-from fhir_hub.auth.tokens import mint_development_token
+from fhir_hub.auth.keys import issuing_key
+from fhir_hub.auth.tokens import issue_access_token
 from fhir_hub.config import ConfigError, Settings
 
 DEFAULT_TTL_SECONDS = 3600
@@ -26,7 +25,7 @@ def development_token(settings: Settings, *, role: str, facility: str | None = N
     for its lifetime is refused here, where the developer sees why."""
     if settings.production:
         raise ConfigError("development tokens are refused in production; use the authorization server")
-    if settings.jwks_file is not None or settings.jwks_url is not None:
+    if settings.external_keys:
         raise ConfigError("a JWKS is configured, so the hub does not accept its development key")
     if role not in DEFAULT_SCOPES:
         raise ConfigError(f"role must be one of {', '.join(DEFAULT_SCOPES)}")
@@ -35,16 +34,8 @@ def development_token(settings: Settings, *, role: str, facility: str | None = N
     if ttl_seconds > settings.max_token_lifetime_seconds:
         raise ConfigError(f"a token lifetime of {ttl_seconds} s (--ttl) is longer than the hub accepts: "
                           f"FHIR_HUB_MAX_TOKEN_LIFETIME_SECONDS is {settings.max_token_lifetime_seconds}")
-    pem, _keys = development_key(settings.data_dir)
-    now = int(time.time())
-    claims: dict[str, Any] = {
-        "iss": settings.issuer, "aud": settings.audience, "iat": now, "nbf": now, "exp": now + ttl_seconds,
-        "sub": subject or f"{role}-{uuid.uuid4().hex[:8]}", "jti": uuid.uuid4().hex,
-        "scope": scope or DEFAULT_SCOPES[role],
-    }
-    for name, value in (("facility", facility), ("patient", patient), ("purpose_of_use", purpose),
-                        ("fhirUser", fhir_user)):
-        if value is not None:
-            claims[name] = value
-    claims.update(extra)
-    return mint_development_token(pem, claims)
+    key = issuing_key(settings)
+    assert key is not None, "development without a JWKS always has a signing key"
+    return issue_access_token(key, audience=settings.audience, subject=subject or f"{role}-{uuid.uuid4().hex[:8]}",
+                              scope=scope or DEFAULT_SCOPES[role], ttl_seconds=ttl_seconds, facility=facility,
+                              patient=patient, purpose_of_use=purpose, fhirUser=fhir_user, **extra)

@@ -68,6 +68,21 @@ class Scopes:
     def any_allowing(self, permission: str) -> bool:
         return any(permission in s.permissions for s in self.granted)
 
+    def within(self, allowed: Scopes) -> Scopes:
+        """What of these scopes ``allowed`` also grants, scope by scope: ``system/*.rs`` asked by a client
+        allowed ``system/Observation.cruds`` becomes ``system/Observation.rs``; nothing is ever widened."""
+        granted: dict[tuple[str, str], set[str]] = {}
+        for asked in self.granted:
+            for allows in allowed.granted:
+                if asked.context != allows.context or "*" not in (asked.rtype, allows.rtype) \
+                        and asked.rtype != allows.rtype:
+                    continue
+                permissions = asked.permissions & allows.permissions
+                if permissions:
+                    rtype = allows.rtype if asked.rtype == "*" else asked.rtype
+                    granted.setdefault((asked.context, rtype), set()).update(permissions)
+        return Scopes(tuple(Scope(context, rtype, frozenset(perms)) for (context, rtype), perms in granted.items()))
+
     @property
     def contexts(self) -> frozenset[str]:
         return reduce(lambda acc, s: acc | {s.context}, self.granted, frozenset())

@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
+from decimal import Decimal
 from typing import Any
 
 from consent.decision import Narrowing
@@ -22,7 +23,7 @@ from fhir_hub.errors import BadRequest
 from fhir_hub.fhir.compartment import covers_compartment, scoping_params
 from fhir_hub.fhir.ids import is_valid_id
 from fhir_hub.search import keys
-from fhir_hub.search.normalize import date_range, decimal_range, normalize_text, sortable_time
+from fhir_hub.search.normalize import date_range, decimal_of_range, decimal_range, normalize_text, sortable_time
 from fhir_hub.search.params import params_for
 from fhir_hub.search.query import (
     Criterion,
@@ -452,7 +453,7 @@ def _quantity_test(name: str, prefix: str, text: str, system: str | None, code: 
     low, high = found
     if prefix == "ap":  # the spec suggests 10%
         low, high = low - abs(low) * 0.1, high + abs(high) * 0.1
-    in_range = _range_test(prefix, low, high, closed=False)
+    in_range = _exact_test(prefix, Decimal(text)) if prefix in _EXACT else _range_test(prefix, low, high, closed=False)
 
     def test(entry: dict[str, Any]) -> bool:
         if system is not None and entry.get("s") != f"{system}|{code or ''}":
@@ -463,6 +464,24 @@ def _quantity_test(name: str, prefix: str, text: str, system: str | None, code: 
                 return False
         return in_range(entry)
 
+    return test
+
+
+# R4 search.html#number: "gt100: values that are greater than exactly 100"; only eq, ne and ap (and sa, eb,
+# which compare ranges by definition) use the implicit precision range. A stored value compares as written.
+_EXACT: dict[str, Callable[[Decimal, Decimal], bool]] = {
+    "gt": lambda stored, searched: stored > searched, "lt": lambda stored, searched: stored < searched,
+    "ge": lambda stored, searched: stored >= searched, "le": lambda stored, searched: stored <= searched,
+}
+
+
+def _exact_test(prefix: str, searched: Decimal) -> EntryTest:
+    compare = _EXACT[prefix]
+
+    def test(entry: dict[str, Any]) -> bool:
+        lo, hi = entry.get("lo"), entry.get("hi")
+        stored = None if lo is None or hi is None else decimal_of_range(lo, hi)
+        return stored is not None and compare(stored, searched)
     return test
 
 

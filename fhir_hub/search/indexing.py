@@ -28,9 +28,16 @@ NOT_INDEXED = frozenset({"_id", "_lastUpdated"})
 # packed several to a document, see store/index_docs.py; 4: every deriver's documents, the Patients' match
 # blocks added, see store/match_blocks.py; 5: the Patients' links to their masters, store/patient_links.py,
 # masters no longer filed in match blocks; 6: each current version's access facts, fhir/access_facts.py;
-# 7: the hub's own search parameters, profiles/hub/search-parameters.json: the address's ward and district).
-INDEX_FORMAT = 7
+# 7: dates without a zone read in the hub's zone, not UTC, fhir/instant.py; 8: the hub's own search
+# parameters, profiles/hub/search-parameters.json: the address's ward and district, a Flag's code and status).
+INDEX_FORMAT = 8
 _LONG_SPAN = 86_400_000_000  # a date range longer than a day also gets an entry keyed by its end
+
+
+def index_format(time_zone: str) -> str:
+    """What the stored entries' meaning depends on, as the store records it: the indexer's format and the zone
+    zone-less dates were read in (a changed ``FHIR_HUB_TIME_ZONE`` moves every local date's range)."""
+    return f"{INDEX_FORMAT} {time_zone}"
 
 
 def index_keys(rtype: str, resource: dict[str, Any]) -> frozenset[SearchEntry]:

@@ -4,10 +4,11 @@
   collapsed, and Vietnamese ``đ``/``Đ`` (which has no decomposition) mapped to ``d``: ``Nguyễn`` and
   ``NGUYEN`` both become ``nguyen``.
 - Dates: every FHIR date, dateTime, instant or Period becomes the range of microseconds it denotes at its
-  own precision (``2024`` is the whole year); a value without a time zone is read as UTC. Open Period ends
-  are unbounded.
+  own precision (``2024`` is the whole year); a value without a time zone is read in the hub's zone
+  (``fhir/instant.py``: ``2025-01-02`` is that local day, +07:00 by default). Open Period ends are unbounded.
 - Numbers: a decimal denotes the half-open range of its implied precision (``100`` is 99.5 up to 100.5,
-  ``5.4`` is 5.35 up to 5.45), as the search specification's prefixes require.
+  ``5.4`` is 5.35 up to 5.45), as ``eq``, ``ne`` and ``ap`` require; ``decimal_of_range`` gives the value
+  back for the prefixes that compare with it exactly (``gt100``: "greater than exactly 100").
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import re
 import unicodedata
 from decimal import Decimal, InvalidOperation
 
-from fhir_hub.fhir.instant import parse_instant_lower_bound
+from fhir_hub.fhir.instant import local_offset, parse_wall_clock
 
 MIN_TIME = -(2**62)
 MAX_TIME = 2**62
@@ -39,9 +40,10 @@ def normalize_text(text: str) -> str:
 def date_range(text: str) -> tuple[int, int] | None:
     """[first, last] microsecond of a FHIR date/dateTime/instant at its precision; None if it is not one."""
     match = _DATE.fullmatch(text.strip())
-    low = parse_instant_lower_bound(text) if match else None
-    if match is None or low is None:
+    parsed = parse_wall_clock(text) if match else None
+    if match is None or parsed is None:
         return None
+    low, zoned = parsed
     if match["f"]:
         digits = len(match["f"]) - 1
         span = 10 ** max(0, 6 - digits)
@@ -57,7 +59,10 @@ def date_range(text: str) -> tuple[int, int] | None:
         year = int(match["y"])
         days = calendar.monthrange(year, int(match["m"]))[1] if match["m"] else 365 + calendar.isleap(year)
         span = days * 86_400_000_000
-    return low, low + span - 1
+    if zoned:
+        return low, low + span - 1
+    # local time: each end at the zone's offset then (a day across a DST change is 23 or 25 hours long)
+    return low - local_offset(low), low + span - 1 - local_offset(low + span - 1)
 
 
 def decimal_range(value: float | int | str | Decimal) -> tuple[float, float] | None:
@@ -78,6 +83,20 @@ def decimal_range(value: float | int | str | Decimal) -> tuple[float, float] | N
     if not (math.isfinite(low) and math.isfinite(high)):
         return None
     return low, high
+
+
+def decimal_of_range(low: float, high: float) -> Decimal | None:
+    """The decimal whose ``decimal_range`` is [low, high): the value as written (``5.40``), given back from the
+    index entry that stores only its range. Exact for decimals of up to 15 significant digits, which is what
+    a double, and so the range itself, holds; None for a range no decimal gives."""
+    width = high - low
+    if not (math.isfinite(low) and math.isfinite(high)) or width <= 0:
+        return None
+    exponent = round(math.log10(width))
+    try:
+        return Decimal(repr((low + high) / 2)).quantize(Decimal(1).scaleb(exponent))
+    except InvalidOperation:
+        return None
 
 
 def sortable_time(micros: int) -> str:

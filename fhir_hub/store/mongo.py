@@ -36,6 +36,7 @@ from fhir_hub.fhir.access_facts import clinical_time, codes, security_labels
 from fhir_hub.fhir.jsonio import loads
 from fhir_hub.store import match_blocks, patient_links
 from fhir_hub.store.audit_log import AuditLog
+from fhir_hub.store.backend_clients import BackendClientDocs
 from fhir_hub.store.claims import Claims
 from fhir_hub.store.count import count
 from fhir_hub.store.derivers import Deriver
@@ -64,6 +65,7 @@ from fhir_hub.store.records import (
 )
 from fhir_hub.store.schema import HISTORY, MATCH_BLOCKS, META, PATIENT_LINKS, RESOURCES, SEARCH_INDEX
 from fhir_hub.store.transaction import CHUNK_STEPS, Transaction, WriteGate
+from fhir_hub.store.used_assertions import UsedAssertions
 
 log = logging.getLogger(__name__)
 
@@ -128,6 +130,8 @@ class MongoStore:
         self.audit_log = AuditLog(self.db, self.gate)
         self.claims = Claims(self.db, self.gate)
         self.link_decisions = LinkDecisions(self.db, self.gate)
+        self.used_assertions = UsedAssertions(self.db, self.gate)
+        self.backend_clients = BackendClientDocs(self.db, self.gate)
 
     # ----------------------------------------------------------------- reads
     async def current(self, rtype: str, rid: str) -> StoredVersion | None:
@@ -606,12 +610,13 @@ class MongoStore:
             await self.current_docs.update_one({"_id": current.key, "vid": current.vid},
                                                set_document(fresh.current_doc(), optional=_OPTIONAL_FIELDS))
 
-    async def index_format(self) -> int | None:
-        """The format of the stored search entries (``indexing.INDEX_FORMAT`` when they were written)."""
+    async def index_format(self) -> str | int | None:
+        """The format of the stored search entries (``indexing.index_format`` when they were written; a
+        number before the zone was part of it)."""
         doc = await self.meta.find_one({"_id": _INDEX_FORMAT_ID})
         return doc.get("format") if doc else None
 
-    async def set_index_format(self, value: int) -> None:
+    async def set_index_format(self, value: str) -> None:
         await self.meta.update_one({"_id": _INDEX_FORMAT_ID}, {"$set": {"format": value}}, upsert=True)
 
     async def reindex_all(self, progress: Callable[[int], None] | None = None) -> int:

@@ -45,6 +45,8 @@ PATIENT_LINKS = "patient_links"  # each source Patient's master, each merged mas
 CONSENT_SUBJECTS = "consent_subjects"  # the Patient each Consent is about (store/consent_subjects.py)
 LINK_DECISIONS = "link_decisions"  # people's decisions about links: distinct pairs, the log (store/link_decisions.py)
 QUEUE = "queue_jobs"  # the priority queue's jobs (queue/jobs.py)
+USED_ASSERTIONS = "used_client_assertions"  # each backend client's assertion jti, until it expires (used_assertions.py)
+BACKEND_CLIENTS = "backend_clients"  # backend clients registered as data (auth/backend.py, store/backend_clients.py)
 
 
 class _VersionFields(me.Document):
@@ -205,9 +207,20 @@ class QueuedJob(me.DynamicDocument):
     id = me.StringField(primary_key=True)
 
 
+class UsedAssertion(me.Document):
+    """A client assertion's ``jti`` (``_id`` = ``client|jti``: the unique ``_id`` refuses its second use), kept
+    until ``exp``, when the assertion would be refused as expired anyway (``store/used_assertions.py``)."""
+
+    meta = {"collection": USED_ASSERTIONS, "db_alias": ALIAS, "auto_create_index": False, "strict": False,
+            "indexes": ["exp"]}
+
+    id = me.StringField(primary_key=True)
+    exp = me.FloatField(required=True)  # the assertion's exp, seconds since the epoch
+
+
 DOCUMENTS: tuple[type[me.Document], ...] = (CurrentResource, HistoricVersion, SearchIndexEntry, AuditEntry,
                                             ArchivedPayload, MatchBlock, PatientLink, LinkDecision, ConsentSubject,
-                                            QueuedJob)
+                                            QueuedJob, UsedAssertion)
 
 
 def ensure_schema(uri: str, db_name: str) -> None:

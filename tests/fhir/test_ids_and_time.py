@@ -55,10 +55,11 @@ def test_instant_round_trip(moment: datetime) -> None:
     assert from_http_date(to_http_date(micros)) == micros - micros % 1_000_000
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("2024", datetime(2024, 1, 1, tzinfo=UTC)),
-    ("2024-03", datetime(2024, 3, 1, tzinfo=UTC)),
-    ("2024-03-09", datetime(2024, 3, 9, tzinfo=UTC)),
+@pytest.mark.parametrize(("text", "expected"), [  # without a zone: the hub's, Asia/Ho_Chi_Minh (+07:00)
+    ("2024", datetime(2023, 12, 31, 17, tzinfo=UTC)),
+    ("2024-03", datetime(2024, 2, 29, 17, tzinfo=UTC)),
+    ("2024-03-09", datetime(2024, 3, 8, 17, tzinfo=UTC)),
+    ("2024-03-09T10:15:00", datetime(2024, 3, 9, 3, 15, tzinfo=UTC)),
     ("2024-03-09T10:15:00+07:00", datetime(2024, 3, 9, 3, 15, tzinfo=UTC)),
     ("2024-03-09T10:15:00.5Z", datetime(2024, 3, 9, 10, 15, 0, 500000, tzinfo=UTC)),
 ])

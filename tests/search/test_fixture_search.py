@@ -34,10 +34,11 @@ import time
 import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from decimal import Decimal
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
+from zoneinfo import ZoneInfo
 
 import pytest
 from fastapi.testclient import TestClient
@@ -264,24 +265,25 @@ def refers(value: Any, target: str) -> bool:
 
 _DATE = re.compile(r"(?P<y>\d{4})(?:-(?P<m>\d{2})(?:-(?P<d>\d{2})(?:T(?P<H>\d{2}):(?P<M>\d{2})"
                    r"(?::(?P<S>\d{2})(?P<f>\.\d+)?)?(?P<tz>Z|[+-]\d{2}:\d{2})?)?)?)?")
+LOCAL = ZoneInfo("Asia/Ho_Chi_Minh")  # the hub's zone for values without one (FHIR_HUB_TIME_ZONE's default)
 EARLIEST = datetime.min.replace(tzinfo=UTC)
 LATEST = datetime.max.replace(tzinfo=UTC)
 
 
 def date_range(text: str) -> tuple[datetime, datetime]:
-    """[start, end) of a FHIR date, dateTime or instant at its own precision; no zone means UTC."""
+    """[start, end) of a FHIR date, dateTime or instant at its own precision; no zone means the hub's zone."""
     m = _DATE.fullmatch(text)
     assert m is not None, text
     year = int(m["y"])
     if m["m"] is None:
-        return datetime(year, 1, 1, tzinfo=UTC), datetime(year + 1, 1, 1, tzinfo=UTC)
+        return datetime(year, 1, 1, tzinfo=LOCAL), datetime(year + 1, 1, 1, tzinfo=LOCAL)
     month = int(m["m"])
     if m["d"] is None:
-        return datetime(year, month, 1, tzinfo=UTC), datetime(year + month // 12, month % 12 + 1, 1, tzinfo=UTC)
+        return datetime(year, month, 1, tzinfo=LOCAL), datetime(year + month // 12, month % 12 + 1, 1, tzinfo=LOCAL)
     if m["H"] is None:
-        day = datetime(year, month, int(m["d"]), tzinfo=UTC)
+        day = datetime(year, month, int(m["d"]), tzinfo=LOCAL)
         return day, day + timedelta(days=1)
-    zone: timezone = UTC
+    zone: tzinfo = LOCAL if m["tz"] is None else UTC
     if m["tz"] not in (None, "Z"):
         offset = timedelta(hours=int(m["tz"][1:3]), minutes=int(m["tz"][4:6]))
         zone = timezone(offset if m["tz"][0] == "+" else -offset)
@@ -342,8 +344,9 @@ def quantity_matches(quantity: Any, query: str) -> bool:
     low, high = decimal_range(text)
     start, end = decimal_range(quantity["value"])
     eq = low <= start and end <= high
-    return {"eq": eq, "ne": not eq, "gt": end > high, "lt": start < low, "ge": end > high or eq,
-            "le": start < low or eq, "sa": start > high, "eb": end < low}[prefix]
+    value, searched = Decimal(str(quantity["value"])), Decimal(text)  # gt, lt, ge, le: "than exactly" the value
+    return {"eq": eq, "ne": not eq, "gt": value > searched, "lt": value < searched, "ge": value >= searched,
+            "le": value <= searched, "sa": start > high, "eb": end < low}[prefix]
 
 
 def code_value_quantity(items: Iterable[Resource], query: str) -> bool:

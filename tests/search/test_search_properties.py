@@ -82,6 +82,7 @@ _DATE = re.compile(r"(\d{4})(?:-(\d{2})(?:-(\d{2})(?:T(\d{2}):(\d{2})(?::(\d{2})
 _EPOCH_DAY = date(1970, 1, 1).toordinal()
 SECOND = 1_000_000
 DAY = 86_400 * SECOND
+LOCAL_OFFSET = 7 * 3600 * SECOND  # the hub's zone for values without one (FHIR_HUB_TIME_ZONE's default)
 Span = tuple[float, float]  # [start, end) in microseconds since 1970 UTC; +-inf for an open Period end
 
 
@@ -89,7 +90,8 @@ def date_span(text: str) -> Span:
     """The half-open range a FHIR date, dateTime or search date denotes at its precision (search.html#date).
 
     ``2020`` is the whole year, ``2020-02`` the whole month, ``...T10:00`` the whole minute; a value without a
-    zone is read as UTC (this server's documented choice for zone-less values).
+    zone is local time in the hub's zone, Asia/Ho_Chi_Minh, which has been +07:00 since 1975 (for the pool's
+    years; the tests of far years compare a value only with itself, where any offset cancels out).
     """
     m = _DATE.fullmatch(text)
     assert m is not None, text
@@ -97,14 +99,16 @@ def date_span(text: str) -> Span:
     start = (date(year, month, day).toordinal() - _EPOCH_DAY) * DAY
     if m[4] is None:
         days = 1 if m[3] else calendar.monthrange(year, month)[1] if m[2] else 366 if calendar.isleap(year) else 365
-        return start, start + days * DAY
+        return start - LOCAL_OFFSET, start + days * DAY - LOCAL_OFFSET
     start += (int(m[4]) * 3600 + int(m[5]) * 60 + int(m[6] or 0)) * SECOND
     if m[7]:
         start += int(m[7].ljust(6, "0"))
         length = 10 ** (6 - len(m[7]))
     else:
         length = SECOND if m[6] else 60 * SECOND
-    if m[8] and m[8] != "Z":
+    if m[8] is None:
+        start -= LOCAL_OFFSET
+    elif m[8] != "Z":
         offset = (int(m[8][1:3]) * 60 + int(m[8][4:6])) * 60 * SECOND
         start -= offset if m[8][0] == "+" else -offset
     return start, start + length
@@ -562,8 +566,17 @@ def quantity_expected(pool: dict[str, StoredQuantity], values: list[str]) -> Ids
         prefix, text = split_prefix(number)
         searched, unit_query = decimal_span(text), unit and "|" + unit
         found |= {rid for rid, q in pool.items()
-                  if unit_matches(unit_query, q.unit) and prefix_matches(prefix, decimal_span(q.value), searched)}
+                  if unit_matches(unit_query, q.unit) and number_matches(prefix, q.value, text, searched)}
     return found
+
+
+def number_matches(prefix: str, stored: str, text: str, searched: tuple[Decimal, Decimal]) -> bool:
+    """search.html#number: ``gt100`` is "greater than exactly 100" (and lt, ge, le alike); the others compare
+    the ranges of implied precision."""
+    exact = {"gt": Decimal.__gt__, "lt": Decimal.__lt__, "ge": Decimal.__ge__, "le": Decimal.__le__}.get(prefix)
+    if exact is not None:
+        return bool(exact(Decimal(stored), Decimal(text)))
+    return prefix_matches(prefix, decimal_span(stored), searched)
 
 
 def quantity_values(near_values: tuple[str, ...]) -> st.SearchStrategy[str]:
@@ -574,7 +587,8 @@ def quantity_values(near_values: tuple[str, ...]) -> st.SearchStrategy[str]:
 @settings(max_examples=250, deadline=None)
 @given(values=st.lists(quantity_values(CANONICAL_VALUES), min_size=1, max_size=2))
 def test_quantities(module_client: TestClient, quantity_pool: dict[str, StoredQuantity], values: list[str]) -> None:
-    """Prefixes on decimal ranges (both sides at their implied precision), with and without units, OR'd."""
+    """Prefixes on decimals (eq, ne, sa, eb on both sides' implied precision; gt, lt, ge, le exactly), with and
+    without units, OR'd."""
     got = search(module_client, "Observation", "quantities", [("value-quantity", ",".join(values))])
     expected = quantity_expected(quantity_pool, values)
     assert got == expected, f"value-quantity={','.join(values)}: {differences(got, expected, quantity_pool)}"

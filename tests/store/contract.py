@@ -66,7 +66,8 @@ class Shape:
     """One request kind: ``build(params)`` gives its arguments, drawn from the generated documents."""
 
     name: str
-    collection: str  # current, history, index, audit, meta, claims, blocks, links, decisions, subjects
+    collection: str  # current, history, index, audit, meta, claims, blocks, links, decisions, subjects, assertions,
+    # clients
     kind: str  # find | count | update_one | delete_many
     build: Build
     upsert: bool = False
@@ -272,7 +273,8 @@ SHAPES: tuple[Shape, ...] = (
     Shape("store fact by _id", "meta", "find", lambda d: {"query": {"_id": _some(d, "_id", "search_index")},
                                                           "limit": 1}),
     Shape("set a store fact", "meta", "update_one",
-          lambda d: {"query": {"_id": _some(d, "_id", "search_index")}, "update": {"$set": {"format": d["vid"]}}},
+          lambda d: {"query": {"_id": _some(d, "_id", "search_index")},
+                     "update": {"$set": {"format": f"{d['vid']} Asia/Ho_Chi_Minh"}}},
           upsert=True),
     *(_history(coll, scope, since, before)
       for coll, scopes in (("current", ("system", "type")), ("history", ("system", "type", "instance")))
@@ -343,4 +345,12 @@ SHAPES: tuple[Shape, ...] = (
           lambda d: {"query": {"_id": {"$in": d["claim_keys"]}, "o": _some(d, "o", "t1")}}),
     Shape("take over a stale claim", "claims", "delete_many",
           lambda d: {"query": {"_id": _some(d, "_id", "Patient?absent"), "o": _some(d, "o", "t1")}}),
+    Shape("forget expired client assertions", "assertions", "delete_many",
+          lambda d: {"query": {"exp": {"$lt": d["expiry"]}}}),
+    Shape("a backend client's registration", "clients", "find",
+          lambda d: {"query": {"_id": _some(d, "_id", "c9")}, "limit": 1}),
+    Shape("register a backend client", "clients", "update_one",
+          lambda d: {"query": {"_id": _some(d, "_id", "c9")}, "update": {"$set": {"reg": '{"scope": "x"}'}}},
+          upsert=True),
+    Shape("remove a backend client", "clients", "delete_many", lambda d: {"query": {"_id": _some(d, "_id", "c9")}}),
 )

@@ -47,10 +47,11 @@ PREFIXES = ["Patient|identifier|", "Patient|", "Patient|name|ễ", "Patient|name
 COLLECTIONS = {"current": "contract_current", "history": "contract_history", "index": "contract_index",
                "audit": "contract_audit", "meta": "contract_meta", "claims": "contract_claims",
                "blocks": "contract_blocks", "links": "contract_links", "decisions": "contract_decisions",
-               "subjects": "contract_subjects"}
+               "subjects": "contract_subjects", "assertions": "contract_assertions", "clients": "contract_clients"}
 INDEXES = {"current": ("type", "ts", "live", "pending"), "history": ("key", "type", "ts"), "index": ("r", *INDEXED),
            "audit": ("p", "ts", "e", "ef"), "meta": (), "claims": (), "blocks": ("r", *BLOCK_FIELDS),
-           "links": ("r", "m", "review"), "decisions": ("a", "b"), "subjects": ("r", "p")}
+           "links": ("r", "m", "review"), "decisions": ("a", "b"), "subjects": ("r", "p"), "assertions": ("exp",),
+           "clients": ()}
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +105,8 @@ def datasets(draw: st.DrawFn) -> dict[str, list[Doc]]:
               **({"p": p} if (p := draw(st.sampled_from([None, "a", "b", "c"]))) else {}),
               **_emergency(draw, p)}
              for i in range(draw(st.integers(0, 8)))]
-    meta = [{"_id": "search_index", "format": draw(st.integers(1, 3))}] if draw(st.booleans()) else []
+    formats = st.integers(1, 3) | st.sampled_from(["7 Asia/Ho_Chi_Minh", "7 UTC"])  # a number before the zone
+    meta = [{"_id": "search_index", "format": draw(formats)}] if draw(st.booleans()) else []
     claims = [{"_id": key, "o": draw(st.sampled_from(["t1", "t2"])), "at": float(draw(st.integers(0, 12)))}
               for key in draw(st.lists(st.sampled_from(CLAIM_KEYS), max_size=4, unique=True))]
     blocks = [doc for r in draw(st.lists(st.sampled_from(KEYS), max_size=4, unique=True))
@@ -121,8 +123,14 @@ def datasets(draw: st.DrawFn) -> dict[str, list[Doc]]:
                 for doc in ConsentSubjects().derive(
                     StoredVersion("Consent", rid, 1, 0, "PUT", deleted=False, json=b"{}"),
                     {"resourceType": "Consent", "patient": {"reference": f"Patient/{draw(st.sampled_from('abc'))}"}})]
+    assertions = [{"_id": f"{client}|{jti}", "exp": float(draw(st.integers(0, 12))) + draw(st.sampled_from([0, 0.5]))}
+                  for client, jti in draw(st.lists(st.tuples(st.sampled_from(["c1", "c2"]), st.sampled_from("jkl")),
+                                                   max_size=4, unique=True))]
+    clients = [{"_id": cid, "reg": '{"scope": "system/*.rs"}'}
+               for cid in draw(st.lists(st.sampled_from(["c1", "c2", "c3"]), max_size=2, unique=True))]
     return {"current": current, "history": history, "index": index, "audit": audit, "meta": meta, "claims": claims,
-            "blocks": blocks, "links": links, "decisions": decisions, "subjects": subjects}
+            "blocks": blocks, "links": links, "decisions": decisions, "subjects": subjects, "assertions": assertions,
+            "clients": clients}
 
 
 def _emergency(draw: st.DrawFn, patient: str | None) -> dict[str, Any]:
@@ -186,6 +194,7 @@ def params_for(data: st.DataObject, docs: dict[str, list[Doc]]) -> Params:
                                           min_size=1, max_size=3)),
         limit=data.draw(st.integers(1, 6)),
         ts=data.draw(st.integers(0, 12)),
+        expiry=data.draw(st.integers(0, 12)) + data.draw(st.sampled_from([0.0, 0.5])),
         vid=data.draw(st.integers(1, 5)),
         entry_ids=data.draw(st.lists(st.sampled_from([*entry_ids, "absent"]), max_size=4)),
         block_key=data.draw(st.sampled_from(BLOCK_KEYS)),

@@ -23,6 +23,7 @@ from fhir_hub.main import create_app
 from fhir_hub.store.count import count_pipeline
 from fhir_hub.store.schema import (
     AUDIT,
+    BACKEND_CLIENTS,
     CLAIMS,
     CONSENT_SUBJECTS,
     HISTORY,
@@ -32,6 +33,7 @@ from fhir_hub.store.schema import (
     PATIENT_LINKS,
     RESOURCES,
     SEARCH_INDEX,
+    USED_ASSERTIONS,
 )
 from tests.conftest import auth, token_for
 from tests.consent.test_consent_reads import consent, give
@@ -39,9 +41,9 @@ from tests.store.contract import SHAPES, shape
 
 _COLLECTIONS = {RESOURCES: "current", HISTORY: "history", SEARCH_INDEX: "index", AUDIT: "audit", META: "meta",
                 CLAIMS: "claims", MATCH_BLOCKS: "blocks", PATIENT_LINKS: "links", LINK_DECISIONS: "decisions",
-                CONSENT_SUBJECTS: "subjects"}
+                CONSENT_SUBJECTS: "subjects", USED_ASSERTIONS: "assertions", BACKEND_CLIENTS: "clients"}
 _DUMMY = {"pick": lambda field, default: default, "keys": ["Patient/a"], "claim_keys": ["Patient?a"],
-          "prefix": "k", "limit": 3, "ts": 5,
+          "prefix": "k", "limit": 3, "ts": 5, "expiry": 5.0,
           "audit_patients": ["a"], "audit_ids": ["e"], "audit_withheld": ["w"],
           "block_ids": ["b"], "block_key": "cccd:1", "link_ids": ["Patient/a"], "masters": ["Patient/m"],
           "subject_ids": ["Consent/c"], "patients": ["a"],
@@ -298,6 +300,17 @@ def _consent_workload(client: TestClient, settings: Settings) -> None:
     client.get("/Observation/_history?_count=2", headers=other)
 
 
+def _token_workload(client: TestClient) -> None:
+    """SMART Backend Services' store requests: a client registered as data, read, removed; a jti recorded
+    twice (the second is refused by the unique _id) and the sweep of expired ones."""
+    store = client.app.state.hub.store  # type: ignore[attr-defined]
+    client.portal.call(store.backend_clients.put, {"client_id": "c1", "scope": "system/*.rs", "jwks": {"keys": []}})
+    client.portal.call(store.backend_clients.get, "c1")
+    client.portal.call(store.backend_clients.remove, "c1")
+    for _ in range(2):
+        client.portal.call(store.used_assertions.first_use, "c1", "j1", 4e9)
+
+
 def test_every_store_request_is_covered_by_the_contract(settings: Settings) -> None:
     recorder = Recorder(settings.db_name)
     monitoring.register(recorder)  # applies to clients created from now on
@@ -310,6 +323,7 @@ def test_every_store_request_is_covered_by_the_contract(settings: Settings) -> N
             _audit_workload(client, settings)
             _linking_workload(client)
             _consent_workload(client, settings)
+            _token_workload(client)
             client.portal.call(hub.store.reconcile, "Patient", "any")  # repair paths
             client.portal.call(hub.store.match_candidates, ["cccd:079085001234", "phone:0903123456"])
             client.portal.call(hub.store.reconcile_pending)

@@ -13,7 +13,7 @@ from fhir_hub.auth.caller import Caller
 from fhir_hub.config import Settings
 from fhir_hub.errors import BadRequest, HubError, PreconditionFailed
 from fhir_hub.hub import Hub, running_hub
-from fhir_hub.search.indexing import INDEX_FORMAT, index_keys
+from fhir_hub.search.indexing import index_format, index_keys
 from fhir_hub.search.keys import token_match
 from fhir_hub.store.index_docs import entries_in, pack
 from fhir_hub.store.plan import set_document
@@ -220,15 +220,15 @@ async def test_entries_of_an_older_index_format_are_recomputed_at_start(settings
         await hub.writer.commit(Update("Patient", "gone", patient("gone")), caller=HUB)
         await hub.writer.commit(Delete("Patient", "gone"), caller=HUB)
         wanted = {e async for d in hub.store.index.find({"r": "Patient/old"}) for e in entries_in(d)}
-        assert await hub.store.index_format() == INDEX_FORMAT
+        assert await hub.store.index_format() == index_format(settings.time_zone)
         await hub.store.index.delete_many({"r": "Patient/old"})
         # an entry in the layout of format 2 (one document per entry, under an index on ``k``)
         await hub.store.index.insert_one({"_id": "0" * 40, "r": "Patient/gone", "k": "Patient|identifier|stale",
                                           "s": ""})
         await hub.store.index.create_index("k")
-        await hub.store.set_index_format(1)
+        await hub.store.set_index_format("1")
     async with running_hub(settings) as hub:
-        assert await hub.store.index_format() == INDEX_FORMAT
+        assert await hub.store.index_format() == index_format(settings.time_zone)
         assert {e async for d in hub.store.index.find({"r": "Patient/old"}) for e in entries_in(d)} == wanted
         gone = {e async for d in hub.store.index.find({"r": "Patient/gone"}) for e in entries_in(d)}
         assert gone == deletion_entries("Patient", frozenset({"gone"}))  # the stale entry removed, only these left
