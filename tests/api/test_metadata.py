@@ -28,10 +28,12 @@ def test_capability_statement_is_valid_r4(client: TestClient) -> None:
         "queue-status": "queue-status"}
     (patient,) = [r for r in rest["resource"] if r["type"] == "Patient"]
     assert sorted(o["name"] for o in patient["operation"]) == sorted(  # each once: $access-log has two levels
-        {"match", "merge", "unmerge", "review", "review-list", "links", "access-log", "risk"})
+        {"match", "merge", "unmerge", "review", "review-list", "links", "access-log", "risk", "priority-worklist"})
     (audit,) = [r for r in rest["resource"] if r["type"] == "AuditEvent"]
     assert [o["name"] for o in audit["operation"]] == ["emergency-access"]
-    assert all("operation" not in r for r in rest["resource"] if r["type"] not in ("Patient", "AuditEvent"))
+    (group,) = [r for r in rest["resource"] if r["type"] == "Group"]
+    assert [o["name"] for o in group["operation"]] == ["risk-cohort"]
+    assert all("operation" not in r for r in rest["resource"] if r["type"] not in ("Patient", "AuditEvent", "Group"))
 
 
 def test_every_claimed_interaction_works(client: TestClient) -> None:
