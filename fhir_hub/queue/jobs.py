@@ -28,16 +28,19 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from pymongo import ReturnDocument
+from pymongo.errors import OperationFailure
 
 from fhir_hub.store.schema import META, QUEUE
 from fhir_hub.store.transaction import WriteGate
 
 MAX_PRIORITY = 9999
+_ONCE_REMEMBERED = 10_000  # enqueue_once keys remembered per process
 STATES = ("ready", "leased", "delayed", "done", "dead")
 TIERS = ("high", "medium", "low")  # the risk rules' tiers (profiles/risk), highest first
 Clock = Callable[[], int]  # milliseconds since the epoch
@@ -104,6 +107,7 @@ class JobQueue:
         self.lease_ms = lease_ms
         self.max_attempts = max_attempts
         self.backoff_ms = backoff_ms
+        self._queued_once: OrderedDict[str, None] = OrderedDict()  # enqueue_once's keys, oldest first
 
     # ------------------------------------------------------------------------------------------ in
     async def enqueue(self, jobs: Sequence[NewJob]) -> list[str]:
@@ -112,23 +116,54 @@ class JobQueue:
             return []
         first = await self._numbers(len(jobs))
         now = self.clock()
-        docs = []
-        for n, job in enumerate(jobs):
-            seq = first + n
-            doc: dict[str, Any] = {"_id": f"job-{seq:016d}-{secrets.token_hex(4)}", "kind": job.kind,
-                                   "body": job.body, "p": job.priority, "tier": job.tier, "seq": seq,
-                                   "rk": ready_key(job.priority, seq), "st": f"ready|{job.tier}", "n": 0, "at": now}
-            if job.who is not None:
-                doc["who"] = job.who
-            if job.batch is not None:
-                doc["b"] = job.batch
-            if job.changes_on is not None:
-                doc["nc"] = job.changes_on
-            docs.append(doc)
+        docs = [self._doc(job, first + n, now) for n, job in enumerate(jobs)]
         async with self.gate.shared():
             for start in range(0, len(docs), 1000):
                 await self.collection.insert_many(docs[start:start + 1000], ordered=False)
         return [d["_id"] for d in docs]
+
+    async def enqueue_once(self, job: NewJob, key: str) -> bool:
+        """Queue ``job`` under the id ``key`` unless a job has it already (in any state): whether it was
+        queued. The unique ``_id`` makes it race-free across processes (the same write seen by two hubs); the
+        keys this process queued lately are remembered, so a person's tenth write in a window costs nothing."""
+        if self.queued_lately(key):
+            return False
+        now = self.clock()
+        # numbered by the clock, not the shared counter (one request less on a write's path): it waits behind
+        # the counted jobs of its priority, which arrived earlier anyway
+        doc = self._doc(job, now * 1000 + secrets.randbelow(1000), now, key)
+        try:
+            async with self.gate.shared():
+                await self.collection.insert_one(doc)
+        except OperationFailure:  # a duplicate key (nx-27017 may report another code): there already?
+            if await self.collection.find_one({"_id": key}, {"_id": 1}) is None:
+                raise
+            self._remember(key)
+            return False
+        self._remember(key)
+        return True
+
+    def queued_lately(self, key: str) -> bool:
+        """Whether this process queued (or found queued) ``key`` lately: no need to ask the store."""
+        return key in self._queued_once
+
+    def _remember(self, key: str) -> None:
+        self._queued_once[key] = None
+        if len(self._queued_once) > _ONCE_REMEMBERED:
+            self._queued_once.popitem(last=False)
+
+    @staticmethod
+    def _doc(job: NewJob, seq: int, now: int, job_id: str | None = None) -> dict[str, Any]:
+        doc: dict[str, Any] = {"_id": job_id or f"job-{seq:016d}-{secrets.token_hex(4)}", "kind": job.kind,
+                               "body": job.body, "p": job.priority, "tier": job.tier, "seq": seq,
+                               "rk": ready_key(job.priority, seq), "st": f"ready|{job.tier}", "n": 0, "at": now}
+        if job.who is not None:
+            doc["who"] = job.who
+        if job.batch is not None:
+            doc["b"] = job.batch
+        if job.changes_on is not None:
+            doc["nc"] = job.changes_on
+        return doc
 
     async def _numbers(self, count: int) -> int:
         """The first of ``count`` consecutive arrival numbers, reserved atomically (one counter for every

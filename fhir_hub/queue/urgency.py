@@ -7,10 +7,11 @@ insurance number: the same key in every facility's record of them).
 
 New data raise a person's waiting jobs wherever they come from: a backfill's record
 (``ingest_jobs.enqueue_records``), the date itself (a 60th birthday: ``ingest_jobs.raise_on_their_day``),
-and every write through the one write path (``raise_after_write``, called by ``Session.commit``): a
-clinician's REST Condition of heart failure, a transaction Bundle, an HL7 message. Only the written resource
-is scored, with the person's Patient for a clinical one, so the check costs nothing for the writes that say
-nothing urgent (most of them), and a few look-ups for those that do.
+and every write through the one write path (``after_write``, called by ``Session.commit``): a clinician's
+REST Condition of heart failure, a transaction Bundle, an HL7 message. Only the written resource is scored,
+with the person's Patient for a clinical one. The same hook queues a refresh of the person's priority
+record, so Flags and summary follow data however they arrive (a worker's own writes excepted: it refreshes
+the records it stores itself).
 """
 
 from __future__ import annotations
@@ -24,13 +25,18 @@ from zoneinfo import ZoneInfo
 
 from adapters.normalize import BHXH, CCCD
 from fhir_hub.fhir.jsonio import loads
-from fhir_hub.queue.jobs import MAX_PRIORITY, JobQueue
+from fhir_hub.linking.elements import MASTER_ID_PREFIX
+from fhir_hub.queue.jobs import MAX_PRIORITY, JobQueue, NewJob
 from fhir_hub.store.records import StoredVersion
 from profiles.risk import assess, default_rules, facts_from_resources, next_change, priority
 
 log = logging.getLogger(__name__)
 CITY = ZoneInfo("Asia/Ho_Chi_Minh")
 RAISING = frozenset({"Patient", "Condition"})  # what alone can make a person more urgent (age, a diagnosis)
+# what the priority record is built from (the risk rules' facts and the summary's sections)
+WATCHED = RAISING | {"Observation", "MedicationRequest", "MedicationStatement", "AllergyIntolerance", "Immunization"}
+REFRESH = "priority-refresh"  # the job kind that rebuilds a person's priority record (refresh_jobs.py)
+REFRESH_WINDOW_MS = 10_000  # writes to one person within this window queue one refresh
 
 
 def city_day(microseconds: int) -> date:
@@ -73,34 +79,42 @@ def who_of(resources: list[dict[str, Any]]) -> str | None:
     return None
 
 
-async def raise_after_write(queue: JobQueue, store: Any, version: StoredVersion, today: date) -> int:
-    """Raise the waiting jobs of the person a just-written resource is about, when it makes them more urgent;
-    how many jobs moved. ``store``: where the subject's Patient is read (``MongoStore.current``). It never
-    fails the write it follows (already stored): a store error here is logged, and the jobs keep their
-    priority until the person's next record or write."""
-    if version.rtype not in RAISING or version.deleted or version.json is None:
+async def after_write(queue: JobQueue, store: Any, version: StoredVersion, today: date, noted: set[str]) -> int:
+    """What a write through the one write path does to the queue: a Patient or Condition that makes its
+    person more urgent raises their waiting jobs; any resource the priority record is built from queues a
+    refresh of its person's priority record (``refresh_jobs.py``: one per person per ``REFRESH_WINDOW_MS``,
+    as urgent as the write makes the person). ``noted``: the persons a transaction already queued (a
+    record's twenty resources queue one refresh). How many jobs moved up. It never fails the write it
+    follows (already stored): a store error here is logged; the person's next write queues it again."""
+    if version.rtype not in WATCHED or version.deleted or version.json is None:
         return 0
     try:
-        return await _raise_after_write(queue, store, version, today)
+        return await _after_write(queue, store, version, today, noted)
     except Exception as error:  # noqa: BLE001 - see the docstring
-        log.warning("re-prioritising after %s failed: %s", version.key, error)
+        log.warning("queueing after the write of %s failed: %s", version.key, error)
         return 0
 
 
-async def _raise_after_write(queue: JobQueue, store: Any, version: StoredVersion, today: date) -> int:
+async def _after_write(queue: JobQueue, store: Any, version: StoredVersion, today: date, noted: set[str]) -> int:
     assert version.json is not None
-    resource = loads(version.json)
-    resources = [resource]
+    # the person's records, not their master (a record's compartment holds its master too: one refresh)
+    records = [p for p in sorted(version.patients) if not p.startswith(MASTER_ID_PREFIX)]
+    window = queue.clock() // REFRESH_WINDOW_MS
+    waiting = {p: f"refresh|{p}|{window}" for p in records if p not in noted}
+    waiting = {p: key for p, key in waiting.items() if not queue.queued_lately(key)}
+    if version.rtype not in RAISING and not waiting:
+        return 0  # a person written again in the window: nothing to read or queue
+    resources = [loads(version.json)]
     if version.rtype != "Patient":
-        subject = (resource.get("subject") or {}).get("reference")
-        if not isinstance(subject, str) or not subject.startswith("Patient/"):
-            return 0
-        patient = await store.current("Patient", subject.removeprefix("Patient/"))
-        if patient is None or patient.json is None:
-            return 0
-        resources.append(loads(patient.json))
+        patient = await store.current("Patient", records[0]) if records else None
+        if patient is not None and patient.json is not None:
+            resources.append(loads(patient.json))
     found = urgency_of(resources, today)
-    if found.priority == 0 or found.who is None:
-        return 0
-    moved: int = await queue.reprioritise(found.who, found.priority, found.tier)
+    moved = 0
+    if version.rtype in RAISING and found.priority > 0 and found.who is not None:
+        moved = await queue.reprioritise(found.who, found.priority, found.tier)
+    for patient, key in waiting.items():
+        noted.add(patient)
+        await queue.enqueue_once(NewJob(REFRESH, {"patient": f"Patient/{patient}"}, found.priority, found.tier,
+                                        who=found.who), key=key)
     return moved

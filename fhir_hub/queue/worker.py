@@ -36,13 +36,14 @@ from fhir_hub.hub import Hub
 from fhir_hub.queue.ingest_jobs import KIND as RECORD_JOB
 from fhir_hub.queue.ingest_jobs import raise_on_their_day, run_record_jobs
 from fhir_hub.queue.jobs import Job
-from fhir_hub.queue.urgency import city_day
+from fhir_hub.queue.refresh_jobs import run_refresh_jobs
+from fhir_hub.queue.urgency import REFRESH, city_day
 from fhir_hub.services.session import Session
 
 log = logging.getLogger(__name__)
 # runs a group of jobs of its kind: per job, its result or the exception that fails it
 Handler = Callable[[Callable[[Caller], Session], list[Job]], Awaitable[list[dict[str, Any] | Exception]]]
-HANDLERS: dict[str, Handler] = {RECORD_JOB: run_record_jobs}
+HANDLERS: dict[str, Handler] = {RECORD_JOB: run_record_jobs, REFRESH: run_refresh_jobs}
 REQUEUE_EVERY_S = 1.0
 BIRTHDAYS_EVERY_S = 60.0  # how often a worker looks for jobs whose person's score changed with the date
 

@@ -20,12 +20,14 @@ from fhir_hub.audit import AuditRecord
 from fhir_hub.auth.caller import Caller
 from fhir_hub.fhir.instant import Clock
 from fhir_hub.hub import Hub
-from fhir_hub.queue.urgency import RAISING, city_day, raise_after_write
+from fhir_hub.queue.urgency import WATCHED, after_write, city_day
 from fhir_hub.store.own_writes import OwnWritesView
 from fhir_hub.store.protocol import ReadStore
 from fhir_hub.store.reader import ScopedReader
 from fhir_hub.store.transaction import Transaction
 from fhir_hub.store.writer import WriteOp, WriteResult
+
+_QUEUED = "queued-refreshes"  # a transaction's notes: the persons whose priority-record refresh it queued
 
 
 @dataclass(slots=True)
@@ -42,8 +44,9 @@ class Session:
     audit: AuditRecord | None = None  # notes what is read and written; None: not audited (the hub's own jobs)
     prefer: Mapping[str, str] = field(default_factory=dict)  # ``Prefer`` (return=..., handling=...), lower case
     tx: Transaction | None = None  # set while the entries of a Bundle group are written
-    # whether a write raises the person's waiting backfill jobs (``queue/urgency.py``); a worker storing a
-    # queued record does not: the queue raised them when the record was queued, from the same record
+    # whether a write raises the person's waiting jobs and queues a refresh of their priority record
+    # (``queue/urgency.py``); a worker storing a queued record does not: the queue raised them when the record
+    # was queued, from the same record, and the worker refreshes the priority record itself
     raises_jobs: bool = True
 
     @classmethod
@@ -83,11 +86,12 @@ class Session:
         result = await self.hub.writer.commit(op, caller=self.caller, tx=self.tx, noticed=noticed, reader=self.reader)
         if self.audit is not None and result.changed:
             self.audit.touch(result.version)
-        if self.raises_jobs and result.changed and result.version.rtype in RAISING:  # their waiting jobs move up
-            raising = partial(raise_after_write, self.hub.queue, self.hub.store, result.version,
-                              city_day(self.clock()))
+        if self.raises_jobs and result.changed and result.version.rtype in WATCHED:  # the person's jobs follow
+            noted: set[str] = set() if self.tx is None else self.tx.notes.setdefault(_QUEUED, set())
+            queueing = partial(after_write, self.hub.queue, self.hub.store, result.version, city_day(self.clock()),
+                               noted)
             if self.tx is None:
-                await raising()
+                await queueing()
             else:  # what a transaction wrote counts once it is committed
-                self.tx.after_commit.append(raising)
+                self.tx.after_commit.append(queueing)
         return result

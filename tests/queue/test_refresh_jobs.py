@@ -1,0 +1,84 @@
+"""The priority record follows data however they arrive: a REST write or a synchronous ``$ingest`` queues a
+refresh of the person's priority record (one per person per window, however many resources), and a worker
+rebuilds it."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from adapters.moh_xml.generator import generate_file
+from fhir_hub.config import Settings
+from fhir_hub.fhir.jsonio import loads
+from fhir_hub.hub import Hub, running_hub
+from fhir_hub.main import create_app
+from fhir_hub.priority.flags import flag_id
+from fhir_hub.priority.summary import summary_id
+from fhir_hub.queue.jobs import JobQueue, NewJob
+from fhir_hub.queue.urgency import REFRESH
+from fhir_hub.queue.worker import Worker
+from tests.conftest import auth, token_for
+
+FHIR = {"Content-Type": "application/fhir+json"}
+ICD10 = "http://hl7.org/fhir/sid/icd-10"
+
+
+async def _refresh_jobs(settings: Settings) -> list[dict[str, Any]]:
+    async with running_hub(settings) as hub:
+        return [doc async for doc in hub.queue.collection.find({"kind": REFRESH})]
+
+
+async def _work_then_read(settings: Settings, record: str) -> tuple[str, dict[str, str], bool]:
+    """Run the queue dry, then: the person's master, their Flags' statuses by rule, whether a summary exists."""
+    async with running_hub(settings) as hub:
+        await Worker(hub, "test").run(asyncio.Event(), until_empty=True)
+        master = await hub.store.master_in_use(record) or record
+        flags = {}
+        for rule in ("age-60-plus", "diabetes"):
+            version = await hub.store.current("Flag", flag_id(master, rule))
+            if version is not None and version.json is not None:
+                flags[rule] = loads(version.json)["status"]
+        summary = await hub.store.current("Composition", summary_id(master))
+        return master, flags, summary is not None and not summary.deleted
+
+
+def test_rest_writes_queue_one_refresh_and_the_worker_builds_the_priority_record(settings: Settings) -> None:
+    with TestClient(create_app(settings), headers=auth(token_for(settings))) as client:
+        made = client.post("/Patient", headers=FHIR, json={"resourceType": "Patient", "birthDate": "1950-03-04",
+                                                            "name": [{"family": "Võ"}]})
+        assert made.status_code == 201, made.text
+        pid = made.json()["id"]
+        for code in ("E11.9", "E11.9"):  # a second write within the window queues nothing more
+            assert client.post("/Condition", headers=FHIR, json={
+                "resourceType": "Condition", "subject": {"reference": f"Patient/{pid}"},
+                "code": {"coding": [{"system": ICD10, "code": code}]}}).status_code == 201
+    jobs = asyncio.run(_refresh_jobs(settings))
+    assert [job["body"]["patient"] for job in jobs] == [f"Patient/{pid}"]
+    assert jobs[0]["tier"] == "high"  # as urgent as the write makes her
+    _master, flags, summary = asyncio.run(_work_then_read(settings, f"Patient/{pid}"))
+    assert flags == {"age-60-plus": "active", "diabetes": "active"} and summary
+
+
+def test_a_synchronous_ingest_queues_one_refresh_per_person(settings: Settings) -> None:
+    payload = generate_file(11, episodes=3, facility="79001").payload
+    with TestClient(create_app(settings), headers=auth(token_for(settings))) as client:
+        answer = client.post("/$ingest", content=payload, params={"filename": "xml130.xml"},
+                             headers={"Content-Type": "application/xml", "Accept": "application/fhir+json"})
+        assert answer.status_code == 200, answer.text
+        patients = client.get("/Patient", params={"_count": "50"}).json()["entry"]
+    jobs = asyncio.run(_refresh_jobs(settings))
+    assert sorted(job["body"]["patient"] for job in jobs) == sorted(f"Patient/{e['resource']['id']}" for e in patients)
+
+
+@pytest.mark.anyio
+async def test_processes_queueing_the_same_refresh_at_once_queue_it_once(hub: Hub) -> None:
+    """Each queue object stands for a hub process (its own memory of what it queued): the unique id decides."""
+    queues = [JobQueue(hub.store.db, hub.store.gate) for _ in range(6)]
+    job = NewJob(REFRESH, {"patient": "Patient/p"}, 10, "high")
+    queued = await asyncio.gather(*(q.enqueue_once(job, "refresh|p|1") for q in queues))
+    assert sorted(queued) == [False] * 5 + [True]
+    assert await hub.queue.collection.count_documents({"kind": REFRESH}) == 1
+    assert not await queues[0].enqueue_once(job, "refresh|p|1")  # asked again: nothing more
