@@ -19,6 +19,7 @@ from tqdm import tqdm
 from fhir_hub.auth.caller import Caller
 from fhir_hub.auth.scopes import Scopes
 from fhir_hub.hub import Hub
+from fhir_hub.services.session import Session
 from fhir_hub.store.writer import Update
 
 # Referenced resources first, so a reader following references always finds them.
@@ -50,6 +51,7 @@ async def load_demo(hub: Hub, *, progress: bool = False) -> DemoReport:
     created = present = 0
     patients = []
     items = list(demo_resources())
+    session = Session.open(hub, LOADER)  # as a client's writes: the residents' priority records get queued too
     for resource in tqdm(items, desc="demo data", unit="resource", disable=not progress):
         rtype, rid = resource["resourceType"], resource["id"]
         if rtype == "Patient":
@@ -58,6 +60,6 @@ async def load_demo(hub: Hub, *, progress: bool = False) -> DemoReport:
         if current is not None and not current.deleted:
             present += 1
             continue
-        await hub.writer.commit(Update(rtype, rid, resource), caller=LOADER)
+        await session.commit(Update(rtype, rid, resource))
         created += 1
     return DemoReport(created, present, tuple(patients))
