@@ -33,7 +33,7 @@ from fhir_hub.store.records import StoredVersion
 from profiles.risk import default_rules
 
 PAGE = "200"
-MAX_MEMBERS = 5000  # a cohort larger than this is asked per ward (Group.quantity still counts them all)
+MAX_MEMBERS = 5000  # a larger cohort lists its first 5,000 without a quantity: ask it per ward
 SCORE = "https://fhir.hub.hcmc.vn/StructureDefinition/risk-score"
 LAST_VISIT = "https://fhir.hub.hcmc.vn/StructureDefinition/last-visit"
 
@@ -51,10 +51,12 @@ def rule_ids() -> set[str]:
     return {rule.id for rule in default_rules().rules}
 
 
-async def members(session: Session, *, group: str | None, ward: str | None, limit: int = MAX_MEMBERS
-                  ) -> tuple[list[Member], int]:
+async def members(session: Session, *, group: str | None, ward: str | None, limit: int | None = None
+                  ) -> tuple[list[Member], int | None]:
     """The persons in risk group ``group`` (any risk group: None), living in ``ward`` when given, as far as the
-    caller may see them; at most ``limit`` of them, with how many there are."""
+    caller may see them; at most ``limit`` of them, with how many there are (None: more than ``limit``, not
+    counted: counting costs a look at every one, which a city-wide cohort cannot afford per request)."""
+    limit = MAX_MEMBERS if limit is None else limit
     if group is not None and group not in rule_ids():
         known = ", ".join(sorted(rule_ids()))
         raise BadRequest(f"group: {group[:80]!r} is not a risk group of the rules in force ({known})",
@@ -70,9 +72,10 @@ async def members(session: Session, *, group: str | None, ward: str | None, limi
         if not flags or (group is not None and not any(_rule(f) == group for f in flags)):
             continue  # the caller may not see this Flag (consent), or it is no longer active
         count += 1
-        if len(found) < limit:
-            score = sum(_weight(f) for f in flags)
-            found.append(Member(person, flags, score, default_rules().tier(score)))
+        if count > limit:
+            return found, None
+        score = sum(_weight(f) for f in flags)
+        found.append(Member(person, flags, score, default_rules().tier(score)))
     return found, count
 
 
@@ -131,15 +134,16 @@ async def worklist(session: Session, ward: str, months: int) -> list[Member]:
     return sorted(listed, key=lambda m: (-m.score, m.last_visit or "", m.patient.key))
 
 
-def cohort_group(group: str, ward: str | None, found: list[Member], count: int) -> dict[str, Any]:
+def cohort_group(group: str, ward: str | None, found: list[Member], count: int | None) -> dict[str, Any]:
     rule = next(r for r in default_rules().rules if r.id == group)
     resource: dict[str, Any] = {
         "resourceType": "Group", "id": f"risk-{group}" + (f"-{ward}" if ward else ""), "type": "person",
         "actual": True, "name": f"{rule.label_vi} ({rule.label_en})" + (f", ward {ward}" if ward else ""),
         "code": {"coding": [{"system": RISK_GROUP, "code": group, "display": rule.label_en}]},
-        "quantity": count,
         "member": [{"entity": {"reference": m.patient.key},
                     "extension": [{"url": SCORE, "valueInteger": m.score}]} for m in found]}
+    if count is not None:  # left out when the members listed are only the first ``MAX_MEMBERS``
+        resource["quantity"] = count
     if ward is not None:
         resource["characteristic"] = [{"code": {"text": "address-ward"}, "exclude": False,
                                        "valueCodeableConcept": {"coding": [{"code": ward}]}}]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 from typing import Any
+from unittest import mock
 
 import pytest
 from fastapi.testclient import TestClient
@@ -13,6 +14,7 @@ from adapters.normalize import administrative_address
 from fhir_hub.config import Settings
 from fhir_hub.main import create_app
 from fhir_hub.priority.record import refresh
+from fhir_hub.services import cohorts
 from tests.conftest import as_
 
 FHIR = {"Content-Type": "application/fhir+json"}
@@ -123,3 +125,11 @@ def test_a_cohort_group_lists_its_members_with_their_score_and_hides_what_consen
     assert resident.json()["quantity"] == 1  # her own
     assert ward.get("/Group/$risk-cohort", params={"group": "nope"}, headers=clinician).status_code == 400
     assert ward.get("/Patient/$priority-worklist", headers=clinician).status_code == 400
+
+
+def test_a_cohort_too_large_to_count_lists_its_first_members_without_a_quantity(ward: TestClient,
+                                                                              settings: Settings) -> None:
+    clinician = as_(settings, "clinician", facility="79001")
+    with mock.patch.object(cohorts, "MAX_MEMBERS", 1):
+        elderly = ward.get("/Group/$risk-cohort", params={"group": "age-60-plus"}, headers=clinician).json()
+    assert len(elderly["member"]) == 1 and "quantity" not in elderly
