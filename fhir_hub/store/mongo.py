@@ -211,6 +211,10 @@ class MongoStore:
         """Every record of each key's person (``store/patient_links.py``)."""
         return await patient_links.people(self.db[PATIENT_LINKS], keys)
 
+    async def people_born(self, keys: list[str]) -> tuple[dict[str, frozenset[str]], dict[str, str | None]]:
+        """``people``, and the birth date each record below a master states (``store/patient_links.py``)."""
+        return await patient_links.people_born(self.db[PATIENT_LINKS], keys)
+
     async def facility_codes(self, organizations: list[str]) -> dict[str, str]:
         """The MoH facility code of each of these Organizations (``Organization/x``) that carries one."""
         found: dict[str, str] = {}

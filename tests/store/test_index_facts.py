@@ -1,5 +1,6 @@
 """What consent-judged searches read beside the entries: each live version's access facts on its index
-documents (a search judges its matches by them instead of reading every match's version again)."""
+documents (a search judges its matches by them instead of reading every match's version again), and each
+linked record's birth date on its link (a child's consent is judged without reading every record)."""
 
 from __future__ import annotations
 
@@ -73,3 +74,15 @@ async def test_a_consent_judged_search_reads_no_version_for_the_matches_its_entr
     # the facility's own Observation by the policy; the other's needs a consent its resident never gave
     assert [v.key for v in found.outcome.page] == ["Observation/o0"] and found.outcome.total == 1
     assert not [key for key in read if key.startswith("Observation/")]
+
+
+async def test_links_state_the_birth_dates_a_childs_consent_is_judged_by(hub: Hub) -> None:
+    cccd = {"system": "http://fhir.hl7.org.vn/core/sid/cccd", "value": "079320000001"}
+    for rid, code in (("k1", "79001"), ("k2", "79002")):
+        child = {"resourceType": "Patient", "id": rid, "birthDate": "2020-05-04",
+                 "gender": "female", "name": [{"family": "Lê", "given": ["An"]}], "identifier": [cccd]}
+        await hub.writer.commit(Update("Patient", rid, child), caller=facility(code))
+    people, births = await hub.store.people_born(["Patient/k1"])
+    assert {"Patient/k1", "Patient/k2"} < people["Patient/k1"]  # and their master
+    assert {key: births[key] for key in people["Patient/k1"] if key in births} == {
+        "Patient/k1": "2020-05-04", "Patient/k2": "2020-05-04"}  # a master has no link to state it
