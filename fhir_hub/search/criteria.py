@@ -13,7 +13,7 @@ narrowed here, before anything is counted or paged (``matching``).
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
@@ -34,7 +34,7 @@ from fhir_hub.search.query import (
     split_token,
     unescape,
 )
-from fhir_hub.store.index_docs import entry_key
+from fhir_hub.store.index_docs import FACTS, entry_key
 from fhir_hub.store.protocol import ReadStore
 from fhir_hub.store.records import EntryMatch, resource_key
 
@@ -42,8 +42,9 @@ PROBE = 1000  # entries fetched to learn whether a criterion is selective
 _DAY = 86_400_000_000
 EntryTest = Callable[[dict[str, Any]], bool]
 NarrowingFor = Callable[[str], Narrowing]  # a type's narrowing for a search (403 when not allowed)
-# keys a gated narrowing admits among some resources of a type (None: all of them)
-Admitted = Callable[[str, set[str] | None, Narrowing], Awaitable[set[str]]]
+# keys a gated narrowing admits among some resources of a type (None: all of them), given the access facts
+# of those already met in index entries (by key)
+Admitted = Callable[[str, set[str] | None, Narrowing, Mapping[str, bytes]], Awaitable[set[str]]]
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,9 @@ class Evaluator:
         self.narrowing_for = narrowing_for
         self.live_keys = live_keys
         self.admitted = admitted
+        # the access facts of the resources whose index entries this request has read (``index_docs.FACTS``):
+        # a consent gate judges matches by them instead of reading every match's version document again
+        self.facts: dict[str, bytes] = {}
 
     def scope(self, rtype: str, criteria: tuple[Criterion, ...], narrowing: Narrowing) -> str | None:
         """The patient whose compartment holds every result, when the narrowing or a criterion says so."""
@@ -99,7 +103,7 @@ class Evaluator:
         if found is not None and withheld:
             found = found - withheld
         if narrowing.gate is not None:  # consents judge each match: from its stored facts, before counting
-            return await self.admitted(rtype, found, narrowing)
+            return await self.admitted(rtype, found, narrowing, self.facts)
         return found
 
     async def _narrowed(self, rtype: str, criteria: tuple[Criterion, ...], narrowing: Narrowing) -> set[str] | None:
@@ -168,7 +172,7 @@ class Evaluator:
             entries = await self.store.entries(match, limit=PROBE + 1)
             if len(entries) > PROBE:
                 return None
-            hits |= {e["r"] for e in entries if plan.test is None or plan.test(e)}
+            hits |= self._hits_of(entries, plan.test)
         return hits
 
     async def _run(self, plan: Plan, within: set[str] | None) -> set[str]:
@@ -176,8 +180,19 @@ class Evaluator:
         for match in plan.matches:
             if within is not None:
                 match = _within(match, within)
-            entries = await self.store.entries(match)
-            hits |= {e["r"] for e in entries if plan.test is None or plan.test(e)}
+            hits |= self._hits_of(await self.store.entries(match), plan.test)
+        return hits
+
+    def _hits_of(self, entries: Iterable[dict[str, Any]], test: EntryTest | None) -> set[str]:
+        """The resources of the entries that pass ``test``, their access facts noted on the way."""
+        hits: set[str] = set()
+        facts = self.facts
+        for entry in entries:
+            if test is None or test(entry):
+                key = entry["r"]
+                hits.add(key)
+                if FACTS in entry:
+                    facts[key] = entry[FACTS]
         return hits
 
     async def _keys(self, matches: list[EntryMatch], within: set[str] | None) -> set[str]:

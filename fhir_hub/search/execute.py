@@ -9,7 +9,7 @@ a keyset, stable while others write. Conditional interactions use the same match
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cmp_to_key
 from typing import Any, Protocol
@@ -42,9 +42,10 @@ class Access(Protocol):
     async def permitted(self, versions: Iterable[StoredVersion], permission: str) -> list[StoredVersion]:
         """The versions the verdict lets the caller see, in their order."""
 
-    async def admitted(self, rtype: str, keys: set[str] | None, narrowing: Narrowing) -> set[str]:
+    async def admitted(self, rtype: str, keys: set[str] | None, narrowing: Narrowing,
+                       known: Mapping[str, bytes]) -> set[str]:
         """Which of these live resources of ``rtype`` (None: all) a narrowing that judges each one (a consent
-        gate) admits."""
+        gate) admits; ``known``: the access facts of some of them, from their index entries."""
 
 
 @dataclass(frozen=True)

@@ -29,8 +29,10 @@ NOT_INDEXED = frozenset({"_id", "_lastUpdated"})
 # blocks added, see store/match_blocks.py; 5: the Patients' links to their masters, store/patient_links.py,
 # masters no longer filed in match blocks; 6: each current version's access facts, fhir/access_facts.py;
 # 7: dates without a zone read in the hub's zone, not UTC, fhir/instant.py; 8: the hub's own search
-# parameters, profiles/hub/search-parameters.json: the address's ward and district, a Flag's code and status).
-INDEX_FORMAT = 8
+# parameters, profiles/hub/search-parameters.json: the address's ward and district, a Flag's code and status;
+# 9: each live version's access facts on its index documents, store/index_docs.py, read by consent-judged searches,
+# and each linked Patient's birth date on its link, store/patient_links.py, read by consent look-ups).
+INDEX_FORMAT = 9
 _LONG_SPAN = 86_400_000_000  # a date range longer than a day also gets an entry keyed by its end
 
 

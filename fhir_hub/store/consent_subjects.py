@@ -18,6 +18,7 @@ from typing import Any
 from consent.gate import PersonConsents
 from consent.model import Actor, ConsentProblem, ConsentRecord, Provision, parse_consent
 from fhir_hub.fhir.jsonio import loads
+from fhir_hub.linking.elements import is_master_key
 from fhir_hub.store.patient_links import find_among
 from fhir_hub.store.records import StoredVersion
 from fhir_hub.store.schema import CONSENT_SUBJECTS
@@ -39,36 +40,49 @@ class ConsentSubjects:
 
 async def people_consents(store: Any, patients: frozenset[str]) -> dict[str, PersonConsents]:
     """For each Patient id, its person's records and their consents (every status: the engine decides)."""
-    people = await store.people(sorted(f"Patient/{p}" for p in patients))
+    people, linked_births = await store.people_born(sorted(f"Patient/{p}" for p in patients))
     records = {p: frozenset(k.removeprefix("Patient/") for k in people[f"Patient/{p}"]) for p in patients}
     everyone = frozenset().union(*records.values()) if records else frozenset()
     found: dict[str, list[str]] = {}
     for doc in await find_among(store.db[CONSENT_SUBJECTS], "p", everyone, {"p": 1}):
         found.setdefault(doc["p"], []).append(doc["_id"])
     keys = sorted({key for each in found.values() for key in each})
-    # the Consents and the records of the people who have any (their birth dates): one request
+    # the Consents, and the records of the people who have any whose birth date no link stated: one request
     holders = {records[p] for p in patients if any(r in found for r in records[p])}
-    versions = await store.live_versions(keys + sorted(f"Patient/{r}" for person in holders for r in person))
+    births = {k.removeprefix("Patient/"): d for k, d in linked_births.items()}
+    unstated = sorted(f"Patient/{r}" for person in holders for r in person if _unstated(r, person, births))
+    versions = await store.live_versions(keys + unstated)
     consents: dict[str, ConsentRecord] = {}
     for version in versions:
-        record = _parsed(version) if version.rtype == "Consent" else None
-        if record is not None:
-            consents[version.key] = record
+        if version.rtype == "Consent":
+            record = _parsed(version)
+            if record is not None:
+                consents[version.key] = record
+        else:
+            births[version.rid] = loads(version.json or b"{}").get("birthDate")
     facilities = await store.facility_codes(sorted({a.reference for c in consents.values()
                                                      for a in _actors(c.root)
                                                      if a.reference and a.reference.startswith("Organization/")}))
-    consents = {key: replace(c, root=_resolved(c.root, facilities)) for key, c in consents.items()}
+    consents = {key: replace(c, root=_resolved(c.root, facilities))
+                if any(a.reference in facilities for a in _actors(c.root)) else c for key, c in consents.items()}
     theirs = {p: tuple(consents[k] for r in sorted(records[p]) for k in sorted(found.get(r, ())) if k in consents)
               for p in patients}
-    born = _birth_dates([v for v in versions if v.rtype == "Patient"], {records[p] for p in patients if theirs[p]})
+    born = _birth_dates(births, {records[p] for p in patients if theirs[p]})
     return {p: PersonConsents(records[p], theirs[p], born.get(records[p])) for p in patients}
 
 
-def _birth_dates(versions: list[StoredVersion], people: set[frozenset[str]]) -> dict[frozenset[str], str]:
+def _unstated(record: str, person: frozenset[str], births: dict[str, str | None]) -> bool:
+    """Whether a record's birth date must be read from the record: none of its links stated it, and it is
+    not a master whose records below it did (a master's birth date is the most precise of theirs,
+    ``linking/golden.py``, so it adds none)."""
+    if record in births:
+        return False
+    return not (is_master_key(f"Patient/{record}") and any(births.get(r) for r in person))
+
+
+def _birth_dates(stated: dict[str, str | None], people: set[frozenset[str]]) -> dict[frozenset[str], str]:
     """The most precise birth date any record of each person states (a child's consent needs guardians):
-    read only for people who have consents."""
-    wanted = frozenset().union(*people)
-    stated = {v.rid: loads(v.json or b"{}").get("birthDate") for v in versions if v.rid in wanted}
+    for people who have consents."""
     found: dict[frozenset[str], str] = {}
     for person in people:
         dates = [d for r in person if isinstance(d := stated.get(r), str)]

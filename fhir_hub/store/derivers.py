@@ -32,7 +32,7 @@ from fhir_hub.store.consent_subjects import ConsentSubjects
 from fhir_hub.store.index_docs import pack
 from fhir_hub.store.match_blocks import MatchBlocks
 from fhir_hub.store.patient_links import PatientLinks
-from fhir_hub.store.records import SearchEntry, StoredVersion, deletion_entries
+from fhir_hub.store.records import SearchEntry, StoredVersion, deletion_entries, index_facts
 from fhir_hub.store.schema import SEARCH_INDEX
 
 Indexer = Callable[[str, dict[str, Any]], frozenset[SearchEntry]]
@@ -68,7 +68,7 @@ class SearchIndex:
             return pack(version.key, deletion_entries(version.rtype, version.patients))
         if resource is None:
             return []
-        return pack(version.key, self.indexer(version.rtype, resource))
+        return pack(version.key, self.indexer(version.rtype, resource), index_facts(version))
 
 
 # Every deriver the hub runs, in the order their documents are written. The search index comes first: a

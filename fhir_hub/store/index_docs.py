@@ -55,14 +55,21 @@ def doc_id(resource: str, n: int) -> str:
     return f"{resource}|{n}"
 
 
-def pack(resource: str, entries: Iterable[SearchEntry]) -> list[dict[str, Any]]:
-    """The documents holding a resource's entries: document ``n`` holds the ``n``-th entry of each slot."""
+FACTS = "a"  # a live version's access facts (``records.index_facts``), on each of its documents
+
+
+def pack(resource: str, entries: Iterable[SearchEntry], facts: bytes | None = None) -> list[dict[str, Any]]:
+    """The documents holding a resource's entries: document ``n`` holds the ``n``-th entry of each slot.
+    ``facts``: the live version's access facts, copied onto every document (a match is found through any
+    of them); a deletion's documents have none."""
     columns: list[list[SearchEntry]] = [[] for _ in range(SLOTS)]
     for entry in sorted(entries, key=lambda e: e.order):
         columns[slot_of(entry.key)].append(entry)
     docs = []
     for n in range(max(len(c) for c in columns)):
         doc: dict[str, Any] = {"_id": doc_id(resource, n), "r": resource}
+        if facts is not None:
+            doc[FACTS] = facts
         for j, column in enumerate(columns):
             if n < len(column):
                 _put(doc, NAMES[j], column[n])
@@ -87,8 +94,11 @@ def _put(doc: dict[str, Any], names: tuple[str, ...], e: SearchEntry) -> None:
 
 
 def view(doc: dict[str, Any], slot: int) -> dict[str, Any]:
-    """One slot of a document as a flat entry: ``r``, ``k`` and/or ``c``, ``s``, ``lo``, ``hi``, ``v``."""
+    """One slot of a document as a flat entry: ``r``, ``k`` and/or ``c``, ``s``, ``lo``, ``hi``, ``v``, and
+    ``a``, the resource's access facts, when the document has them."""
     flat = {"r": doc["r"]}
+    if FACTS in doc:
+        flat[FACTS] = doc[FACTS]
     for name, packed in zip(_FLAT, NAMES[slot], strict=True):
         if packed in doc:
             flat[name] = doc[packed]
@@ -162,5 +172,5 @@ def match_filter(match: EntryMatch) -> dict[str, Any]:
 
 
 def match_projection(match: EntryMatch) -> dict[str, Any]:
-    """Only the matched slot's fields come back."""
-    return {"_id": 0, "r": 1, **dict.fromkeys(NAMES[match_slot(match)], 1)}
+    """Only the matched slot's fields come back, and the resource's access facts."""
+    return {"_id": 0, "r": 1, FACTS: 1, **dict.fromkeys(NAMES[match_slot(match)], 1)}

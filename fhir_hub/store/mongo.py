@@ -211,6 +211,10 @@ class MongoStore:
         """Every record of each key's person (``store/patient_links.py``)."""
         return await patient_links.people(self.db[PATIENT_LINKS], keys)
 
+    async def people_born(self, keys: list[str]) -> tuple[dict[str, frozenset[str]], dict[str, str | None]]:
+        """``people``, and the birth date each record below a master states (``store/patient_links.py``)."""
+        return await patient_links.people_born(self.db[PATIENT_LINKS], keys)
+
     async def facility_codes(self, organizations: list[str]) -> dict[str, str]:
         """The MoH facility code of each of these Organizations (``Organization/x``) that carries one."""
         found: dict[str, str] = {}
@@ -590,6 +594,8 @@ class MongoStore:
         current = await self.current(rtype, rid)
         key = resource_key(rtype, rid)
         resource = loads(current.json) if current is not None and current.json is not None else None
+        if current is not None and resource is not None:  # first: the index documents carry the facts too
+            current = await self._refresh_facts(current, resource)
         changes: list[Step] = []
         for deriver in self.derivers:
             wanted = deriver.derive(current, resource) if current is not None else []
@@ -597,18 +603,18 @@ class MongoStore:
             changes += derived_doc_changes(deriver.collection, {doc["_id"]: doc async for doc in stored}, wanted)
         if changes:
             await self._send(changes)
-        if current is not None and resource is not None:
-            await self._refresh_facts(current, resource)
         if current is not None and current.pending:
             await self.current_docs.update_one({"_id": key, "vid": current.vid}, {"$unset": {"pending": ""}})
 
-    async def _refresh_facts(self, current: StoredVersion, resource: dict[str, Any]) -> None:
-        """The access facts a version stored before they existed (or by an older extractor) lacks."""
+    async def _refresh_facts(self, current: StoredVersion, resource: dict[str, Any]) -> StoredVersion:
+        """The access facts a version stored before they existed (or by an older extractor) lacks; returns
+        the version with them."""
         fresh = replace(current, labels=security_labels(resource), codes=codes(resource),
                         when=clinical_time(resource))
         if fresh != current:
             await self.current_docs.update_one({"_id": current.key, "vid": current.vid},
                                                set_document(fresh.current_doc(), optional=_OPTIONAL_FIELDS))
+        return fresh
 
     async def index_format(self) -> str | int | None:
         """The format of the stored search entries (``indexing.index_format`` when they were written; a

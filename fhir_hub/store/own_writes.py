@@ -123,6 +123,9 @@ class OwnWritesView:
     async def people(self, keys: list[str]) -> dict[str, frozenset[str]]:
         return await self.store.people(keys)  # as committed, like ``person``
 
+    async def people_born(self, keys: list[str]) -> tuple[dict[str, frozenset[str]], dict[str, str | None]]:
+        return await self.store.people_born(keys)
+
     async def live_facts(self, keys: Iterable[str]) -> list[StoredVersion]:
         return await self.live_versions(keys)  # the transaction's own versions are in memory, content and all
 

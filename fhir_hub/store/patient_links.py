@@ -36,15 +36,19 @@ class PatientLinks:
     def derive(self, version: StoredVersion, resource: dict[str, Any] | None) -> list[dict[str, Any]]:
         if version.rtype != "Patient" or version.deleted or resource is None:
             return []  # a deleted record belongs to no one: its master is rebuilt without it
+        # the record's birth date, which a consent decision needs for a child (``consent_subjects.py``): found
+        # with the person's records instead of reading every record of every person with consents
+        born = {"b": resource["birthDate"]} if isinstance(resource.get("birthDate"), str) else {}
         redirect = redirect_of(resource)
         if redirect is not None:
-            return [{"_id": version.key, "r": version.key, "m": redirect, "k": "redirect"}]
+            return [{"_id": version.key, "r": version.key, "m": redirect, "k": "redirect", **born}]
         linked = master_of(resource)
         if linked is None:
             return []
         master, decision = linked
         review = {"review": 1} if decision.reviews else {}  # on the review list (``Patient/$review-list``)
-        return [{"_id": version.key, "r": version.key, "m": master, "k": "source", "rule": decision.rule, **review}]
+        return [{"_id": version.key, "r": version.key, "m": master, "k": "source", "rule": decision.rule, **review,
+                 **born}]
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,10 +122,17 @@ async def find_among(collection: Any, field: str, values: Iterable[str], project
 async def people(collection: Any, keys: list[str]) -> dict[str, frozenset[str]]:
     """Every record of the person of each of ``keys`` (itself alone when it is linked to nothing): the
     masters in one request, then what is below all of them at once."""
+    return (await people_born(collection, keys))[0]
+
+
+async def people_born(collection: Any, keys: list[str]) -> tuple[dict[str, frozenset[str]], dict[str, str | None]]:
+    """``people``, and the birth date each record below a master states (None: it states none); a record
+    missing there has no link below a master (a master, a record linked to nothing)."""
     masters = await masters_in_use(collection, keys)
     tops = {key: masters[key] or key for key in keys}
-    found = await _below_all(collection, set(tops.values()))
-    return {key: found[tops[key]].records for key in keys}
+    births: dict[str, str | None] = {}
+    found = await _below_all(collection, set(tops.values()), births)
+    return {key: found[tops[key]].records for key in keys}, births
 
 
 async def below(collection: Any, master: str) -> Person:
@@ -129,9 +140,11 @@ async def below(collection: Any, master: str) -> Person:
     return (await _below_all(collection, {master}))[master]
 
 
-async def _below_all(collection: Any, masters: set[str]) -> dict[str, Person]:
+async def _below_all(collection: Any, masters: set[str], births: dict[str, str | None] | None = None
+                     ) -> dict[str, Person]:
     """Each master's person, walked one level of merges at a time for all of them together (a level is one
-    ``find_among`` on the indexed ``m``); a record met twice is not walked again, so a cycle ends."""
+    ``find_among`` on the indexed ``m``); a record met twice is not walked again, so a cycle ends.
+    ``births``: filled with the birth date of each record met below a master."""
     merged: dict[str, set[str]] = {m: set() for m in masters}
     sources: dict[str, set[str]] = {m: set() for m in masters}
     frontier = {m: m for m in masters}  # node -> the master it belongs to
@@ -139,8 +152,10 @@ async def _below_all(collection: Any, masters: set[str]) -> dict[str, Person]:
         if not frontier:
             break
         deeper: dict[str, str] = {}
-        for doc in await find_among(collection, "m", frontier, {"m": 1, "k": 1}):
+        for doc in await find_among(collection, "m", frontier, {"m": 1, "k": 1, "b": 1}):
             top = frontier[doc["m"]]
+            if births is not None:
+                births[doc["_id"]] = doc.get("b")
             if doc["_id"] == top or doc["_id"] in merged[top] or doc["_id"] in sources[top]:
                 continue
             if doc.get("k") == "redirect":

@@ -51,6 +51,10 @@ class ReadStore(Protocol):
         """Every record of each key's person (``patient_links.people``)."""
         ...
 
+    async def people_born(self, keys: list[str]) -> tuple[dict[str, frozenset[str]], dict[str, str | None]]:
+        """``people``, and the birth dates their links state (``patient_links.people_born``)."""
+        ...
+
     async def live_facts(self, keys: Iterable[str]) -> list[StoredVersion]:
         """Like ``live_versions``, without the content: what the access decision judges a resource by."""
         ...

@@ -12,7 +12,7 @@ never 403 or 410). It notes every resource it hands out in the request's audit r
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import replace
 
 from consent.decision import AccessDecision, Narrowing, ResourceFacts, Verdict
@@ -23,6 +23,7 @@ from fhir_hub.auth.caller import Caller
 from fhir_hub.auth.policy import access_decision, insufficient_scope, require_any, require_operator
 from fhir_hub.errors import Gone, NotFound
 from fhir_hub.fhir.compartment import compartment_types
+from fhir_hub.fhir.jsonio import loads
 from fhir_hub.fhir.registry import resource_types
 from fhir_hub.linking.elements import is_master_key
 from fhir_hub.search.execute import Position, Searcher, SearchOutcome, withheld_events
@@ -82,11 +83,18 @@ class ScopedReader:
         whole = await self._masters_whole(masters, narrowing) if narrowing is not None else set()
         return [ok and (not is_master_key(f.key) or f.key in whole) for f, ok in zip(facts, verdicts, strict=True)]
 
-    async def admitted(self, rtype: str, keys: set[str] | None, narrowing: Narrowing) -> set[str]:
+    async def admitted(self, rtype: str, keys: set[str] | None, narrowing: Narrowing,
+                       known: Mapping[str, bytes] | None = None) -> set[str]:
         """Which of these resources of ``rtype`` (live ones; None: every one) a narrowing with a consent gate
-        admits: their facts read without their content, in one pass, their people's consents looked up once."""
-        found = await self.store.live_facts(keys) if keys is not None else await self.store.live_facts_of(rtype)
-        facts = [facts_of(v) for v in found]
+        admits, their people's consents looked up once. Their facts: from ``known`` (what the index entries
+        the search read carry: only a live version's documents have them), the others' read without their
+        content in one pass."""
+        if keys is None:
+            facts = [facts_of(v) for v in await self.store.live_facts_of(rtype)]
+        else:
+            given = known or {}
+            facts = [facts_from_index(k, given[k]) for k in keys if k in given]
+            facts += [facts_of(v) for v in await self.store.live_facts(k for k in keys if k not in given)]
         await narrowing.prepare(facts)
         shown = [f for f in facts if narrowing.admits(f)]
         whole = await self._masters_whole(shown, narrowing)
@@ -382,6 +390,15 @@ def facts_of(version: StoredVersion, patients: frozenset[str] | None = None) -> 
     """What the access decision may know of a version: the facts stored beside it, never its content."""
     return ResourceFacts(version.rtype, version.rid, version.patients if patients is None else patients,
                          version.labels, facility_of(version.source), frozenset(version.codes), version.when)
+
+
+def facts_from_index(key: str, packed: bytes) -> ResourceFacts:
+    """The facts a live version's index documents carry (``records.index_facts``), as ``facts_of`` gives
+    them from the version."""
+    patients, source, labels, codes, when = loads(packed)
+    rtype, _, rid = key.partition("/")
+    return ResourceFacts(rtype, rid, frozenset(patients), frozenset(labels), facility_of(source), frozenset(codes),
+                         (when[0], when[1]) if when else None)
 
 
 def facility_of(source: str | None) -> str | None:

@@ -29,6 +29,14 @@ def _facts(packed: bytes | None) -> dict[str, Any]:
             "when": (when[0], when[1]) if when else None}
 
 
+def index_facts(version: StoredVersion) -> bytes:
+    """A live version's access facts as every one of its search-index documents carries them (``a``), so a
+    search judges its matches from the entries it read anyway: reading each match's version document
+    for its facts cost ~56 µs a document on nx-27017, whatever the projection (113 ms for 2,000 matches)."""
+    return orjson.dumps([sorted(version.patients), version.source, sorted(version.labels), list(version.codes),
+                         version.when])
+
+
 @dataclass(frozen=True, slots=True)
 class StoredVersion:
     rtype: str
