@@ -170,15 +170,6 @@ async def _mapped(session: Session, archive: IngestArchive, archive_id: str, pay
                                                            caller.subject)
 
 
-async def commit_record(session: Session, provenance: RecordProvenance, record: Record, report: IngestReport,
-                        *, retry_later: bool = False) -> list[EntryResult]:
-    """Commit one record (``commit_records``); with ``retry_later``, its retryable error is raised."""
-    outcome = (await commit_records(session, [Committing(provenance, record, report)], retry_later=retry_later))[0]
-    if isinstance(outcome, HubError):
-        raise outcome
-    return outcome
-
-
 @dataclass(frozen=True, slots=True)
 class Committing:
     """A record to commit, with the Provenance it gets and the report that says what became of it."""
