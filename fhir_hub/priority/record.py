@@ -4,7 +4,8 @@ Read as the hub itself (the priority record is the hub's own derived data; who m
 when it is read, like any resource): every Patient record of the person, their Conditions and household
 Observations; scored by ``profiles.risk``; then one ``Flag`` per rule that holds is written through the
 commit pipeline (labelled, indexed, versioned like any write), and the person's Flags whose rule no longer
-holds are made inactive; then the person's consolidated summary (``summary.py``: one ``Composition``).
+holds (or a master merged into this one had) are made inactive; then the person's consolidated summary
+(``summary.py``: one ``Composition``), the summaries of merged-away masters deleted.
 Writing what is already stored stores nothing, so a refresh run twice is harmless.
 """
 
@@ -35,6 +36,8 @@ async def refresh(hub: Hub, record: str) -> Assessment:
     session = Session.open(hub, PRIORITY)
     assessment, resources = await person_assessment(session, master.removeprefix("Patient/"))
     wanted = active_flags(master, assessment)
+    # a search by subject finds the whole person's Flags, those of the masters merged into this one too:
+    # any of them not wanted now (a merged-away master's among them) is made inactive here
     existing = await search(session, "Flag", [("subject", master), ("code", f"{RISK_GROUP}|"), ("_count", "100")])
     for version in existing.outcome.page:
         if version.rid not in wanted and version.json is not None:
@@ -47,9 +50,21 @@ async def refresh(hub: Hub, record: str) -> Assessment:
         flags.append(loads(written.version.json or b"{}"))
     if flags or await _has_summary(hub, master):
         await _summarise(session, master, resources, flags)
-    for replaced in _replaced(resources):  # persons merged into this one: their priority record is this one now
-        await retire(hub, replaced)
+    for replaced in _replaced(resources):  # persons merged into this one: their summary is this one now
+        await _retire_summary(hub, replaced)
     return assessment
+
+
+async def refresh_each(hub: Hub, records: Iterable[str]) -> dict[str, Assessment | Exception]:
+    """Each record's person refreshed once, however often it is named; per record, the assessment or the error
+    (a queue job that named it fails and runs again: refreshing twice is harmless)."""
+    done: dict[str, Assessment | Exception] = {}
+    for record in sorted(set(records)):
+        try:
+            done[record] = await refresh(hub, record)
+        except Exception as exc:  # noqa: BLE001 - returned to the caller, who fails the jobs that named it
+            done[record] = exc
+    return done
 
 
 async def refresh_persons(hub: Hub, records: Iterable[str]) -> None:
@@ -59,17 +74,9 @@ async def refresh_persons(hub: Hub, records: Iterable[str]) -> None:
         await refresh(hub, record)
 
 
-async def retire(hub: Hub, master: str) -> None:
-    """A master merged into another: its active Flags made inactive and its summary deleted (its successor's
-    refresh writes the person's), so a cohort or a search by subject never finds the person twice."""
-    session = Session.open(hub, PRIORITY)
-    existing = await search(session, "Flag", [("subject", master), ("code", f"{RISK_GROUP}|"), ("status", "active"),
-                                              ("_count", "100")])
-    for version in existing.outcome.page:
-        flag = loads(version.json) if version.json is not None else {}
-        # a search by subject finds the whole person (the master it was merged into too): only this master's
-        if (flag.get("subject") or {}).get("reference") == master:
-            await hub.writer.commit(Update("Flag", version.rid, inactive(flag)), caller=PRIORITY)
+async def _retire_summary(hub: Hub, master: str) -> None:
+    """A master merged into another: its summary deleted (its successor's refresh writes the person's; its
+    Flags were made inactive by the same refresh), so a search never finds the person's summary twice."""
     if await _has_summary(hub, master):
         await hub.writer.commit(Delete("Composition", summary_id(master)), caller=PRIORITY)
 

@@ -23,7 +23,7 @@ from fhir_hub.auth.caller import Caller
 from fhir_hub.auth.scopes import Scopes
 from fhir_hub.errors import HubError
 from fhir_hub.ingest.service import Committing, IngestReport, RecordProvenance, commit_records
-from fhir_hub.priority.record import PRIORITY, refresh
+from fhir_hub.priority.record import PRIORITY, refresh_each
 from fhir_hub.queue.jobs import Job, JobQueue, NewJob
 from fhir_hub.queue.urgency import Urgency, urgency_of
 from fhir_hub.services.session import Session
@@ -111,13 +111,11 @@ async def run_record_jobs(session_for: Any, jobs: list[Job]) -> list[dict[str, A
                             if r.version is not None and r.version.key.startswith("Patient/")}:
                 touched.setdefault(patient, []).append(len(outcomes))
             outcomes.append(_result(done.report))
-    hub = session_for(PRIORITY).hub
-    for patient in sorted(touched):  # the priority record of each person the records are about
-        try:
-            await refresh(hub, patient)
-        except Exception as exc:  # noqa: BLE001 - the jobs that wrote this person run again (harmless twice)
+    refreshed = await refresh_each(session_for(PRIORITY).hub, touched)  # each person the records are about
+    for patient, outcome in refreshed.items():
+        if isinstance(outcome, Exception):  # the jobs that wrote this person run again
             for index in touched[patient]:
-                outcomes[index] = exc
+                outcomes[index] = outcome
     return outcomes
 
 

@@ -11,19 +11,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from fhir_hub.priority.record import PRIORITY, refresh
+from fhir_hub.priority.record import PRIORITY, refresh_each
 from fhir_hub.queue.jobs import Job
+from profiles.risk import Assessment
 
 
 async def run_refresh_jobs(session_for: Any, jobs: list[Job]) -> list[dict[str, Any] | Exception]:
     """Each person's priority record refreshed once however many of the jobs name them."""
-    hub = session_for(PRIORITY).hub
-    done: dict[str, dict[str, Any] | Exception] = {}
-    for patient in sorted({str(job.body["patient"]) for job in jobs}):
-        try:
-            assessment = await refresh(hub, patient)
-        except Exception as exc:  # noqa: BLE001 - the job fails and is tried again (harmless twice)
-            done[patient] = exc
-        else:
-            done[patient] = {"refreshed": patient, "score": assessment.score, "tier": assessment.tier}
-    return [done[str(job.body["patient"])] for job in jobs]
+    done = await refresh_each(session_for(PRIORITY).hub, (str(job.body["patient"]) for job in jobs))
+    return [_outcome(str(job.body["patient"]), done[str(job.body["patient"])]) for job in jobs]
+
+
+def _outcome(patient: str, refreshed: Assessment | Exception) -> dict[str, Any] | Exception:
+    if isinstance(refreshed, Exception):
+        return refreshed
+    return {"refreshed": patient, "score": refreshed.score, "tier": refreshed.tier}
