@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -73,32 +73,44 @@ async def test_a_high_priority_job_behind_100_000_low_ones_is_claimed_next(hub: 
 
 def _claim_all(uri: str, db_name: str, worker: str, found: Any) -> None:
     """One process claiming until the queue is empty (its own event loop, its own connection)."""
-    async def run() -> list[str]:
-        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(uri)
-        from fhir_hub.store.transaction import WriteGate
-
-        queue = JobQueue(client[db_name], WriteGate(False))
+    async def run(queue: JobQueue) -> list[str]:
         mine = []
         while (claimed := await queue.claim(worker)) is not None:
             mine.append(claimed.id)
-        await client.close()
         return mine
 
-    found.put(asyncio.run(run()))
+    found.put(asyncio.run(_with_own_queue(uri, db_name, run)))
+
+
+async def _with_own_queue(uri: str, db_name: str, work: Callable[[JobQueue], Awaitable[list[str]]]) -> list[str]:
+    """``work`` on a queue of this process's own connection, as another machine's worker or hub would have."""
+    from fhir_hub.store.transaction import WriteGate
+
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(uri)
+    try:
+        return await work(JobQueue(client[db_name], WriteGate(False)))
+    finally:
+        await client.close()
+
+
+def _in_processes(target: Callable[..., None], uri: str, db_name: str, names: list[str]) -> list[list[str]]:
+    """``target(uri, db_name, name, found)`` in one spawned process per name, all at once; what each put."""
+    context = multiprocessing.get_context("spawn")
+    found = context.Queue()
+    processes = [context.Process(target=target, args=(uri, db_name, name, found)) for name in names]
+    for process in processes:
+        process.start()
+    results = [found.get(timeout=120) for _ in processes]
+    for process in processes:
+        process.join(timeout=30)
+        assert process.exitcode == 0
+    return results
 
 
 async def test_workers_in_four_processes_claim_each_job_exactly_once(hub: Hub, queue: JobQueue,
                                                                      settings: Settings) -> None:
     ids = await queue.enqueue([job(n, n % 7) for n in range(400)])
-    context = multiprocessing.get_context("spawn")
-    found = context.Queue()
-    workers = [context.Process(target=_claim_all, args=(hub.mongodb_uri, settings.db_name, f"w{i}", found))
-               for i in range(4)]
-    for worker in workers:
-        worker.start()
-    claimed = [found.get(timeout=120) for _ in workers]
-    for worker in workers:
-        worker.join(timeout=30)
+    claimed = _in_processes(_claim_all, hub.mongodb_uri, settings.db_name, [f"w{i}" for i in range(4)])
     every = [job_id for mine in claimed for job_id in mine]
     assert sorted(every) == sorted(ids)  # each once: none lost, none claimed twice
     assert sum(1 for mine in claimed if mine) >= 2  # they did run at the same time
@@ -106,33 +118,20 @@ async def test_workers_in_four_processes_claim_each_job_exactly_once(hub: Hub, q
 
 def _enqueue_some(uri: str, db_name: str, worker: str, found: Any) -> None:
     """One process queueing 10 batches of 5 jobs, its own event loop and connection; the ids it got."""
-    async def run() -> list[str]:
-        client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(uri)
-        from fhir_hub.store.transaction import WriteGate
-
-        queue = JobQueue(client[db_name], WriteGate(False))
+    async def run(queue: JobQueue) -> list[str]:
         ids = []
         for batch in range(10):
             ids += await queue.enqueue([job(batch * 5 + n) for n in range(5)])
-        await client.close()
         return ids
 
-    found.put(asyncio.run(run()))
+    found.put(asyncio.run(_with_own_queue(uri, db_name, run)))
 
 
 async def test_four_processes_queueing_at_once_get_distinct_arrival_numbers(hub: Hub, settings: Settings) -> None:
     """The arrival counter (created by the first enqueue) is one atomic increment: never two jobs numbered
     alike, whoever creates it."""
-    context = multiprocessing.get_context("spawn")
-    found = context.Queue()
-    senders = [context.Process(target=_enqueue_some, args=(hub.mongodb_uri, settings.db_name, f"s{i}", found))
-               for i in range(4)]
-    for sender in senders:
-        sender.start()
-    ids = [job_id for _ in senders for job_id in found.get(timeout=120)]
-    for sender in senders:
-        sender.join(timeout=30)
-        assert sender.exitcode == 0
+    queued = _in_processes(_enqueue_some, hub.mongodb_uri, settings.db_name, [f"s{i}" for i in range(4)])
+    ids = [job_id for mine in queued for job_id in mine]
     seqs = [doc["seq"] async for doc in hub.store.db[QUEUE].find({}, {"seq": 1})]
     assert len(ids) == len(set(ids)) == 200
     assert sorted(seqs) == list(range(1, 201))  # each number once, none skipped
