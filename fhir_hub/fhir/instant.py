@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from email.utils import formatdate, parsedate_to_datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -76,6 +76,12 @@ def use_time_zone(name: str) -> None:
 
 def time_zone_name() -> str:
     return str(_local[0])
+
+
+def local_day(micros: int) -> date:
+    """The day it is in the hub's zone at that instant: a birthday (60, 6) starts at local midnight, in the
+    same zone the hub reads every zone-less date in."""
+    return datetime.fromtimestamp(micros / 1_000_000, _local[0]).date()
 
 
 def local_offset(wall_micros: int) -> int:

@@ -19,11 +19,11 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from adapters.normalize import BHXH, CCCD
+from fhir_hub.fhir.instant import local_day
 from fhir_hub.fhir.jsonio import loads
 from fhir_hub.linking.elements import MASTER_ID_PREFIX
 from fhir_hub.queue.jobs import MAX_PRIORITY, JobQueue, NewJob
@@ -31,17 +31,11 @@ from fhir_hub.store.records import StoredVersion
 from profiles.risk import assess, default_rules, facts_from_resources, next_change, priority
 
 log = logging.getLogger(__name__)
-CITY = ZoneInfo("Asia/Ho_Chi_Minh")
 RAISING = frozenset({"Patient", "Condition"})  # what alone can make a person more urgent (age, a diagnosis)
 # what the priority record is built from (the risk rules' facts and the summary's sections)
 WATCHED = RAISING | {"Observation", "MedicationRequest", "MedicationStatement", "AllergyIntolerance", "Immunization"}
 REFRESH = "priority-refresh"  # the job kind that rebuilds a person's priority record (refresh_jobs.py)
 REFRESH_WINDOW_MS = 10_000  # writes to one person within this window queue one refresh
-
-
-def city_day(microseconds: int) -> date:
-    """The day in Ho Chi Minh City at that instant: a birthday (60, 6) starts at local midnight."""
-    return datetime.fromtimestamp(microseconds / 1_000_000, CITY).date()
 
 
 @dataclass(frozen=True)
@@ -57,7 +51,7 @@ class Urgency:
 def urgency_of(resources: list[dict[str, Any]], today: date | None = None) -> Urgency:
     """How urgent these resources of one person make them (their Patient's age, their diagnoses)."""
     rules = default_rules()
-    when = today or city_day(time.time_ns() // 1000)
+    when = today or local_day(time.time_ns() // 1000)
     facts = facts_from_resources(resources, rules)
     assessment = assess(facts, rules, when)
     changes = next_change(facts, rules, when)

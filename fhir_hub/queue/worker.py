@@ -32,12 +32,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fhir_hub.auth.caller import Caller
+from fhir_hub.fhir.instant import local_day
 from fhir_hub.hub import Hub
 from fhir_hub.queue.ingest_jobs import KIND as RECORD_JOB
 from fhir_hub.queue.ingest_jobs import raise_on_their_day, run_record_jobs
 from fhir_hub.queue.jobs import Job
 from fhir_hub.queue.refresh_jobs import run_refresh_jobs
-from fhir_hub.queue.urgency import REFRESH, city_day
+from fhir_hub.queue.urgency import REFRESH
 from fhir_hub.services.session import Session
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,7 @@ class Worker:
                 await self.queue.requeue_due()
                 requeued_at = time.monotonic()
             if time.monotonic() - birthdays_at >= BIRTHDAYS_EVERY_S:
-                await raise_on_their_day(self.queue, city_day(self.hub.writer.clock()))
+                await raise_on_their_day(self.queue, local_day(self.hub.writer.clock()))
                 birthdays_at = time.monotonic()
             jobs = await self._claim()
             if not jobs:

@@ -21,10 +21,10 @@ from typing import Any
 
 from adapters.normalize import ADMINISTRATIVE_ADDRESS
 from fhir_hub.errors import BadRequest, HubError
+from fhir_hub.fhir.instant import local_day
 from fhir_hub.fhir.jsonio import loads
 from fhir_hub.linking.elements import master_of, redirect_of
 from fhir_hub.priority.flags import EVIDENCE, RISK_GROUP
-from fhir_hub.queue.urgency import city_day
 from fhir_hub.services.pages import encode_page
 from fhir_hub.services.read import read
 from fhir_hub.services.search import search
@@ -123,7 +123,7 @@ def _wards(patient: StoredVersion) -> set[str]:
 
 async def worklist(session: Session, ward: str, months: int) -> list[Member]:
     """The ward's high-risk residents with no visit in the last ``months`` months, most at risk first."""
-    since = _months_before(city_day(session.clock()), months).isoformat()
+    since = _months_before(local_day(session.clock()), months).isoformat()
     listed = []
     for member in (await members(session, group=None, ward=ward))[0]:
         if member.tier != "high":

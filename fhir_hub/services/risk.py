@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from fhir_hub.fhir.instant import local_day
 from fhir_hub.fhir.jsonio import loads
-from fhir_hub.queue.urgency import city_day
 from fhir_hub.services.read import read
 from fhir_hub.services.search import search
 from fhir_hub.services.session import Session
@@ -29,7 +29,7 @@ async def person_assessment(session: Session, rid: str) -> tuple[Assessment, lis
     """The person's assessment, with the resources it was made from."""
     rules = default_rules()
     resources = await person_resources(session, rid, rules)
-    return assess(facts_from_resources(resources, rules), rules, city_day(session.clock())), resources
+    return assess(facts_from_resources(resources, rules), rules, local_day(session.clock())), resources
 
 
 async def person_resources(session: Session, rid: str, rules: Rules) -> list[dict[str, Any]]:

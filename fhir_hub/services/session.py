@@ -18,9 +18,9 @@ from functools import partial
 from consent.decision import AccessDecision
 from fhir_hub.audit import AuditRecord
 from fhir_hub.auth.caller import Caller
-from fhir_hub.fhir.instant import Clock
+from fhir_hub.fhir.instant import Clock, local_day
 from fhir_hub.hub import Hub
-from fhir_hub.queue.urgency import WATCHED, after_write, city_day
+from fhir_hub.queue.urgency import WATCHED, after_write
 from fhir_hub.store.own_writes import OwnWritesView
 from fhir_hub.store.protocol import ReadStore
 from fhir_hub.store.reader import ScopedReader
@@ -88,7 +88,7 @@ class Session:
             self.audit.touch(result.version)
         if self.raises_jobs and result.changed and result.version.rtype in WATCHED:  # the person's jobs follow
             noted: set[str] = set() if self.tx is None else self.tx.notes.setdefault(_QUEUED, set())
-            queueing = partial(after_write, self.hub.queue, self.hub.store, result.version, city_day(self.clock()),
+            queueing = partial(after_write, self.hub.queue, self.hub.store, result.version, local_day(self.clock()),
                                noted)
             if self.tx is None:
                 await queueing()

@@ -12,11 +12,11 @@ from fastapi.testclient import TestClient
 
 from fhir_hub.auth.caller import Caller
 from fhir_hub.config import Settings
+from fhir_hub.fhir.instant import local_day
 from fhir_hub.hub import Hub, running_hub
 from fhir_hub.ingest.service import IngestReport, RecordProvenance
 from fhir_hub.main import create_app
 from fhir_hub.queue.ingest_jobs import KIND, enqueue_records, raise_on_their_day
-from fhir_hub.queue.urgency import city_day
 from tests.conftest import auth, token_for
 from tests.queue.test_backfill import _record
 
@@ -73,7 +73,7 @@ def test_a_diagnosis_written_over_rest_moves_the_person_s_waiting_jobs_up(settin
 
 @pytest.mark.anyio
 async def test_a_sixtieth_birthday_moves_the_person_s_waiting_jobs_up_on_the_day(hub: Hub) -> None:
-    today = city_day(hub.writer.clock())
+    today = local_day(hub.writer.clock())
     tomorrow = today + timedelta(days=1)
     sixty = date(tomorrow.year - 60, tomorrow.month, tomorrow.day if (tomorrow.month, tomorrow.day) != (2, 29) else 28)
     await _queue(hub, _person("079095000011"), _person("079095000012", born=sixty.isoformat()))
