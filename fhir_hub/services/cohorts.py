@@ -170,10 +170,10 @@ async def _active_flags(session: Session, patient: str) -> list[dict[str, Any]]:
 
 async def _last_visit(session: Session, patient: str) -> str | None:
     searched = await search(session, "Encounter", [("patient:mdm", patient), ("_sort", "-date"), ("_count", "1")])
-    for version in searched.outcome.page:
-        period = (loads(version.json) if version.json is not None else {}).get("period") or {}
-        return str(period.get("end") or period.get("start")) if (period.get("end") or period.get("start")) else None
-    return None
+    latest = next((v for v in searched.outcome.page if v.json is not None), None)
+    period = loads(latest.json).get("period") or {} if latest is not None and latest.json is not None else {}
+    when = period.get("end") or period.get("start")
+    return str(when) if when else None
 
 
 def _rule(flag: dict[str, Any]) -> str | None:
