@@ -53,6 +53,7 @@ from fhir_hub.store.plan import (
     plan_write,
     set_document,
 )
+from fhir_hub.store.point_reads import PointReads
 from fhir_hub.store.records import (
     EntryMatch,
     HistoryPage,
@@ -118,6 +119,7 @@ class MongoStore:
         self.capabilities = capabilities
         self.current_docs = self.db[RESOURCES]
         self.history_docs = self.db[HISTORY]
+        self.point_reads = PointReads(self.current_docs)
         self.index = self.db[SEARCH_INDEX]
         self.meta = self.db[META]
         self.derivers = derivers  # what each version's derived documents are (derivers.DERIVERS in the hub)
@@ -136,7 +138,7 @@ class MongoStore:
     # ----------------------------------------------------------------- reads
     async def current(self, rtype: str, rid: str) -> StoredVersion | None:
         """The current version (possibly a deletion), or None for a resource never stored."""
-        doc = await self.current_docs.find_one({"_id": resource_key(rtype, rid)})
+        doc = await self.point_reads.get(resource_key(rtype, rid))
         return StoredVersion.from_doc(doc) if doc else None
 
     async def version(self, rtype: str, rid: str, vid: int) -> StoredVersion | None:
