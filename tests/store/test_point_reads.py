@@ -18,6 +18,11 @@ pytestmark = pytest.mark.anyio
 Doc = dict[str, Any]
 
 
+def _field(doc: Doc | None, name: str) -> Any:
+    assert doc is not None
+    return doc[name]
+
+
 class Commands(monitoring.CommandListener):
     def __init__(self) -> None:
         self.finds: list[Doc] = []
@@ -108,11 +113,11 @@ async def test_a_read_asked_after_a_write_never_gets_an_answer_sent_before_it(
     late = asyncio.create_task(reads.get("k1"))  # asked after the write: must see v 2
     await asyncio.sleep(0.01)
     held.release.set()
-    assert (await early)["v"] == 1
-    assert (await late)["v"] == 2
+    assert _field(await early, "v") == 1
+    assert _field(await late, "v") == 2
     assert held.sent == 2
     await collection.update_one({"_id": "k1"}, {"$set": {"v": 3}})
-    assert (await reads.get("k1"))["v"] == 3  # and nothing answered is kept for a later read
+    assert _field(await reads.get("k1"), "v") == 3  # and nothing answered is kept for a later read
 
 
 async def test_a_failed_command_fails_its_reads_only(store: tuple[AsyncCollection[Doc], Commands]) -> None:
@@ -126,11 +131,11 @@ async def test_a_failed_command_fails_its_reads_only(store: tuple[AsyncCollectio
     batch = [asyncio.create_task(reads.get(key)) for key in ("k2", "k3")]
     await asyncio.sleep(0.01)
     held.release.set()
-    assert (await first)["_id"] == "k1"
+    assert _field(await first, "_id") == "k1"
     for task in batch:
         with pytest.raises(RuntimeError, match="went away"):
             await task
-    assert (await reads.get("k4"))["_id"] == "k4"
+    assert _field(await reads.get("k4"), "_id") == "k4"
 
 
 async def test_a_cancelled_read_leaves_the_others_their_answers(
@@ -145,9 +150,9 @@ async def test_a_cancelled_read_leaves_the_others_their_answers(
     await asyncio.sleep(0.01)
     gone.cancel()
     held.release.set()
-    assert (await first)["_id"] == "k1"
-    assert (await kept)["_id"] == "k2"
+    assert _field(await first, "_id") == "k1"
+    assert _field(await kept, "_id") == "k2"
     assert gone.cancelled()
     # the next lone read still goes at once: nothing is left counted as in flight
-    assert (await reads.get("k5"))["_id"] == "k5"
+    assert _field(await reads.get("k5"), "_id") == "k5"
     assert reads._in_flight == 0
