@@ -122,16 +122,21 @@ class JobQueue:
                 await self.collection.insert_many(docs[start:start + 1000], ordered=False)
         return [d["_id"] for d in docs]
 
-    async def enqueue_once(self, job: NewJob, key: str) -> bool:
+    async def enqueue_once(self, job: NewJob, key: str, *, due: int | None = None) -> bool:
         """Queue ``job`` under the id ``key`` unless a job has it already (in any state): whether it was
         queued. The unique ``_id`` makes it race-free across processes (the same write seen by two hubs); the
-        keys this process queued lately are remembered, so a person's tenth write in a window costs nothing."""
+        keys this process queued lately are remembered, so a person's tenth write in a window costs nothing.
+        ``due`` (ms): not claimable before then; it waits as a delayed job, raised like one, until a worker's
+        ``requeue_due`` makes it ready."""
         if self.queued_lately(key):
             return False
         now = self.clock()
         # numbered by the clock, not the shared counter (one request less on a write's path): it waits behind
         # the counted jobs of its priority, which arrived earlier anyway
         doc = self._doc(job, now * 1000 + secrets.randbelow(1000), now, key)
+        if due is not None and due > now:
+            del doc["rk"]
+            doc.update(st=f"delayed|{job.tier}", due=due)
         try:
             async with self.gate.shared():
                 await self.collection.insert_one(doc)

@@ -35,7 +35,9 @@ RAISING = frozenset({"Patient", "Condition"})  # what alone can make a person mo
 # what the priority record is built from (the risk rules' facts and the summary's sections)
 WATCHED = RAISING | {"Observation", "MedicationRequest", "MedicationStatement", "AllergyIntolerance", "Immunization"}
 REFRESH = "priority-refresh"  # the job kind that rebuilds a person's priority record (refresh_jobs.py)
-REFRESH_WINDOW_MS = 10_000  # writes to one person within this window queue one refresh
+REFRESH_WINDOW_MS = 10_000  # writes to one person within this window queue one refresh, run once it has closed
+# how far behind another hub process's clock may be: its writes in a window still come before the refresh
+CLOCK_SKEW_MS = 2_000
 
 
 @dataclass(frozen=True)
@@ -77,9 +79,11 @@ async def after_write(queue: JobQueue, store: Any, version: StoredVersion, today
     """What a write through the one write path does to the queue: a Patient or Condition that makes its
     person more urgent raises their waiting jobs; any resource the priority record is built from queues a
     refresh of its person's priority record (``refresh_jobs.py``: one per person per ``REFRESH_WINDOW_MS``,
-    as urgent as the write makes the person). ``noted``: the persons a transaction already queued (a
-    record's twenty resources queue one refresh). How many jobs moved up. It never fails the write it
-    follows (already stored): a store error here is logged; the person's next write queues it again."""
+    as urgent as the write makes the person, claimable only once the window has closed: a refresh that ran
+    while its window was open would miss the window's later writes, which queue nothing more). ``noted``:
+    the persons a transaction already queued (a record's twenty resources queue one refresh). How many
+    jobs moved up. It never fails the write it follows (already stored): a store error here is logged; the
+    person's next write queues it again."""
     if version.rtype not in WATCHED or version.deleted or version.json is None:
         return 0
     try:
@@ -110,5 +114,6 @@ async def _after_write(queue: JobQueue, store: Any, version: StoredVersion, toda
     for patient, key in waiting.items():
         noted.add(patient)
         await queue.enqueue_once(NewJob(REFRESH, {"patient": f"Patient/{patient}"}, found.priority, found.tier,
-                                        who=found.who), key=key)
+                                        who=found.who), key=key,
+                                 due=(window + 1) * REFRESH_WINDOW_MS + CLOCK_SKEW_MS)
     return moved

@@ -5,6 +5,7 @@ rebuilds it."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -17,8 +18,8 @@ from fhir_hub.hub import Hub, running_hub
 from fhir_hub.main import create_app
 from fhir_hub.priority.flags import flag_id
 from fhir_hub.priority.summary import summary_id
-from fhir_hub.queue.jobs import JobQueue, NewJob
-from fhir_hub.queue.urgency import REFRESH
+from fhir_hub.queue.jobs import JobQueue, NewJob, wall_clock_ms
+from fhir_hub.queue.urgency import CLOCK_SKEW_MS, REFRESH, REFRESH_WINDOW_MS
 from fhir_hub.queue.worker import Worker
 from tests.conftest import auth, token_for
 
@@ -31,9 +32,17 @@ async def _refresh_jobs(settings: Settings) -> list[dict[str, Any]]:
         return [doc async for doc in hub.queue.collection.find({"kind": REFRESH})]
 
 
-async def _work_then_read(settings: Settings, record: str) -> tuple[str, dict[str, str], bool]:
-    """Run the queue dry, then: the person's master, their Flags' statuses by rule, whether a summary exists."""
+def after_the_window() -> int:
+    """A queue clock at which every refresh queued now is due (its window closed, the skew allowance passed)."""
+    return wall_clock_ms() + REFRESH_WINDOW_MS + CLOCK_SKEW_MS + 1
+
+
+async def _work_then_read(settings: Settings, record: str, *, at: Callable[[], int] = after_the_window,
+                          ) -> tuple[str, dict[str, str], bool]:
+    """Run the queue dry (its clock at ``at``), then: the person's master, their Flags' statuses by rule,
+    whether a summary exists."""
     async with running_hub(settings) as hub:
+        hub.queue.clock = at
         await Worker(hub, "test").run(asyncio.Event(), until_empty=True)
         master = await hub.store.master_in_use(record) or record
         flags = {}
@@ -82,3 +91,21 @@ async def test_processes_queueing_the_same_refresh_at_once_queue_it_once(hub: Hu
     assert sorted(queued) == [False] * 5 + [True]
     assert await hub.queue.collection.count_documents({"kind": REFRESH}) == 1
     assert not await queues[0].enqueue_once(job, "refresh|p|1")  # asked again: nothing more
+
+
+def test_a_refresh_waits_for_its_window_to_close_so_it_sees_the_windows_later_writes(settings: Settings) -> None:
+    """A refresh that ran at the window's first write would miss a diagnosis written later in the window:
+    that write queues nothing more (the window's job exists), so it must not have run yet."""
+    with TestClient(create_app(settings), headers=auth(token_for(settings))) as client:
+        made = client.post("/Patient", headers=FHIR, json={"resourceType": "Patient", "birthDate": "1950-03-04",
+                                                            "name": [{"family": "Võ"}]})
+        assert made.status_code == 201, made.text
+        pid = made.json()["id"]
+    _master, flags, summary = asyncio.run(_work_then_read(settings, f"Patient/{pid}", at=wall_clock_ms))
+    assert flags == {} and not summary  # the window is still open: nothing was claimable
+    with TestClient(create_app(settings), headers=auth(token_for(settings))) as client:
+        assert client.post("/Condition", headers=FHIR, json={
+            "resourceType": "Condition", "subject": {"reference": f"Patient/{pid}"},
+            "code": {"coding": [{"system": ICD10, "code": "E11.9"}]}}).status_code == 201
+    _master, flags, summary = asyncio.run(_work_then_read(settings, f"Patient/{pid}"))
+    assert flags == {"age-60-plus": "active", "diabetes": "active"} and summary
