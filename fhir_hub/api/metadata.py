@@ -37,6 +37,7 @@ _ID_DEFINITION = _RESOURCE_PARAM + "id"
 _WRITES = frozenset({"create", "update", "patch", "delete"})
 _WRITE_FLAGS = frozenset({"conditionalCreate", "conditionalUpdate", "conditionalDelete", "updateCreate"})
 # tag keys that are not CapabilityStatement flags: an operation, the type it is on, the permission it needs
+PATIENT_COMPARTMENT = "http://hl7.org/fhir/CompartmentDefinition/patient"
 _NOT_FLAGS = frozenset({"code", "level", "interactions", "operation", "resource"})
 _OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
 
@@ -159,6 +160,8 @@ def _statement(tags: tuple[dict[str, Any], ...], base_url: str, token_url: str, 
             },
             "resource": resources,
             "interaction": [{"code": c} for c in _SYSTEM_INTERACTIONS if c in codes],
+            # R4 declares compartment searches by the compartments supported, not as an interaction code
+            **({"compartment": [PATIENT_COMPARTMENT]} if "search-compartment" in codes else {}),
             **({"searchParam": _system_search_params()} if "search-system" in codes else {}),
             **({"operation": operations} if operations else {}),
         }],

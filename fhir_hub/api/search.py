@@ -1,5 +1,5 @@
-"""search-type and search-system (FHIR R4 search.html) over HTTP, by GET and by ``POST [type]/_search``
-(a form body whose parameters count with the URL's).
+"""search-type, search-system and compartment search (FHIR R4 search.html) over HTTP, by GET and by
+``POST [type]/_search`` (a form body whose parameters count with the URL's).
 
 The parameters, ``_sort``, ``_total``, ``_summary``, ``_elements``, ``_include``/``_revinclude`` and
 keyset paging are ``fhir_hub.services.search``'s; the searchset Bundle with its ``self``, ``next`` and
@@ -16,7 +16,7 @@ from fhir_hub.api.body import read_body
 from fhir_hub.api.context import Fhir, FhirContext
 from fhir_hub.api.negotiation import check_body_media_type
 from fhir_hub.api.responses import fhir_response
-from fhir_hub.api.routing import ResourceTypePath, check_type, fhir_route
+from fhir_hub.api.routing import IdPath, ResourceTypePath, check_type, fhir_route
 from fhir_hub.api.searchset import searchset_json
 from fhir_hub.errors import BadRequest
 from fhir_hub.services import search as service
@@ -53,6 +53,23 @@ async def search(rtype: ResourceTypePath, ctx: Fhir) -> Response:
 async def search_post(rtype: ResourceTypePath, ctx: Fhir) -> Response:
     check_type(rtype)
     return _answer(ctx, await service.search(ctx.session, rtype, await _with_form(ctx)))
+
+
+@router.get("/{ctype}/{cid}/{rtype}", **fhir_route("search-compartment", "type",
+                                                   summary="Search a type within a patient's compartment",
+                                                   query=_QUERY, headers=("Prefer",)))
+async def search_compartment(ctype: str, cid: IdPath, rtype: ResourceTypePath, ctx: Fhir) -> Response:
+    check_type(ctype)
+    return _answer(ctx, await service.search_compartment(ctx.session, ctype, cid, rtype,
+                                                         ctx.request.query_params.multi_items()))
+
+
+@router.post("/{ctype}/{cid}/{rtype}/_search", **fhir_route("search-compartment-post", "type",
+                                                            summary="Search within a compartment with a form body",
+                                                            headers=("Prefer",)))
+async def search_compartment_post(ctype: str, cid: IdPath, rtype: ResourceTypePath, ctx: Fhir) -> Response:
+    check_type(ctype)
+    return _answer(ctx, await service.search_compartment(ctx.session, ctype, cid, rtype, await _with_form(ctx)))
 
 
 def _answer(ctx: FhirContext, searched: Searched) -> Response:

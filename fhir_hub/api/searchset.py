@@ -18,6 +18,8 @@ from fhir_hub.store.records import StoredVersion
 def searchset_json(base_url: str, searched: Searched) -> bytes:
     query, outcome = searched.query, searched.outcome
     path = "" if searched.system else query.rtype
+    if searched.compartment is not None:
+        path = f"Patient/{searched.compartment}/{query.rtype}"
     extra = [("_type", ",".join(searched.types))] if searched.system and searched.types else []
     links = [("self", _link(base_url, path, extra, query, None))]
     if outcome.previous is not None:

@@ -26,6 +26,7 @@ from fhir_hub.fhir.compartment import compartment_types
 PERMISSION = {
     "read": "r", "vread": "r", "history-instance": "r",
     "search-type": "s", "search-type-post": "s", "search-system": "s", "search-system-post": "s",
+    "search-compartment": "s", "search-compartment-post": "s",  # the searched type's permission
     "history-type": "s", "history-system": "s",
     "create": "c", "update": "u", "conditional-update": "u", "delete": "d", "conditional-delete": "d",
     "patch": "u", "conditional-patch": "u",

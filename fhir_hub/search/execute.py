@@ -65,14 +65,15 @@ class Searcher:
                                    narrowing_for=lambda rtype: access.narrowing(rtype, "s"), admitted=access.admitted)
 
     async def search(self, query: SearchQuery, *, after: Position | None = None,
-                     before: Position | None = None) -> SearchOutcome:
-        """A type-level search."""
+                     before: Position | None = None, compartment: str | None = None) -> SearchOutcome:
+        """A type-level search; ``compartment``: only within that Patient's compartment (R4 compartment
+        search, ``GET /Patient/{id}/{type}``)."""
         if query.rtype == AUDIT_TYPE:
             return await self._audit(query, self.access.narrowing(query.rtype, "s"), after)
-        return await self.search_types([query], after=after, before=before)
+        return await self.search_types([query], after=after, before=before, compartment=compartment)
 
     async def search_types(self, queries: Sequence[SearchQuery], *, after: Position | None = None,
-                           before: Position | None = None) -> SearchOutcome:
+                           before: Position | None = None, compartment: str | None = None) -> SearchOutcome:
         """One result list over several types (system-level search): the same order, paging and includes.
 
         Every query carries the same result parameters; only its type (and so its criteria) differ. Each
@@ -82,7 +83,8 @@ class Searcher:
         """
         queries = [await expand_persons(q, self.store.person) for q in queries]
         query = queries[0]
-        narrowings = {q.rtype: self.access.narrowing(q.rtype, "s") for q in queries}
+        within = await self._compartment(compartment)
+        narrowings = {q.rtype: _within(self.access.narrowing(q.rtype, "s"), within) for q in queries}
         scopes = {q.rtype: self.evaluator.scope(q.rtype, q.criteria, narrowings[q.rtype]) for q in queries}
         found: set[str] = set()
         for each in queries:
@@ -101,6 +103,16 @@ class Searcher:
         total = len(found) if len(results) == len(live) else None
         included = await self._includes(query, results) if results else []
         return SearchOutcome(total, results, next_position, previous_position, included)
+
+    async def _compartment(self, patient: str | None) -> frozenset[str] | None:
+        """The patients whose compartments a compartment search covers: the one asked for, or for a person's
+        golden record every record linked to it (what a facility sends refers to its own records)."""
+        if patient is None:
+            return None
+        key = f"Patient/{patient}"
+        person = await self.store.person(key) if is_master_key(key) else None
+        records = person.records | {key} if person is not None else {key}
+        return frozenset(record.removeprefix("Patient/") for record in records)
 
     async def _listing(self, query: SearchQuery, after: Position | None, skip: tuple[str, str] | None
                        ) -> SearchOutcome:
@@ -320,3 +332,11 @@ def _slice(ordered: list[Position], order_key: Callable[[Any], Any], count: int,
     next_position = page[-1] if end < len(ordered) and page else None
     previous_position = page[0] if start > 0 and page else None
     return page, next_position, previous_position
+
+
+def _within(narrowing: Narrowing, patients: frozenset[str] | None) -> Narrowing:
+    """A compartment search narrows as a resident's token does, by the same compartment index entries; a
+    resident searching another patient's compartment than their own finds nothing there."""
+    if patients is None:
+        return narrowing
+    return replace(narrowing, patients=patients if narrowing.patients is None else narrowing.patients & patients)

@@ -36,6 +36,7 @@ class Searched:
     outcome: SearchOutcome
     system: bool = False
     types: tuple[str, ...] | None = None
+    compartment: str | None = None  # the Patient id of a compartment search (its links keep the path)
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,8 @@ from typing import Any
 
 from fhir_hub.audit import AUDIT_TYPE
 from fhir_hub.errors import BadRequest
+from fhir_hub.fhir.compartment import compartment_types
+from fhir_hub.fhir.ids import is_valid_id
 from fhir_hub.fhir.registry import is_resource_type
 from fhir_hub.search.execute import position_fits
 from fhir_hub.search.query import SearchQuery, parse_search, parse_system_search
@@ -30,12 +32,31 @@ async def search(session: Session, rtype: str, params: list[tuple[str, str]]) ->
     return await run(session, parse_query(session, rtype, params))
 
 
-async def run(session: Session, query: SearchQuery) -> Searched:
-    """One page of a type-level search already parsed (a transaction parses its GET entries ahead)."""
+async def run(session: Session, query: SearchQuery, *, compartment: str | None = None) -> Searched:
+    """One page of a type-level search already parsed (a transaction parses its GET entries ahead);
+    ``compartment``: within that Patient's compartment only."""
     direction, position = _page_position(query.page, [query])
     outcome = await session.reader.search(query, after=position if direction == "after" else None,
-                                          before=position if direction == "before" else None)
-    return Searched(query, outcome)
+                                          before=position if direction == "before" else None,
+                                          compartment=compartment)
+    return Searched(query, outcome, compartment=compartment)
+
+
+async def search_compartment(session: Session, ctype: str, cid: str, rtype: str,
+                             params: list[tuple[str, str]]) -> Searched:
+    """R4 compartment search (search.html#compartments, ``GET /Patient/{id}/{type}``): the type's search,
+    limited to the resources in that patient's compartment (the CompartmentDefinition's parameters, as
+    indexed), with the same parameters, paging, includes and access decision. Only the Patient compartment
+    is defined here; a patient that does not exist, or is hidden from the caller, has an empty compartment."""
+    if ctype != "Patient":
+        raise BadRequest(f"{ctype}: compartment searches are supported for the Patient compartment only",
+                         expression=[ctype], code="not-supported")
+    if not is_valid_id(cid):
+        raise BadRequest(f"Patient/{cid[:80]}: not a valid resource id", expression=["id"])
+    if rtype not in compartment_types():
+        raise BadRequest(f"{rtype}: not a resource type of the Patient compartment (R4 CompartmentDefinition "
+                         "patient)", expression=[rtype], code="not-supported")
+    return await run(session, parse_query(session, rtype, params), compartment=cid)
 
 
 async def search_system(session: Session, params: list[tuple[str, str]]) -> Searched:

@@ -355,8 +355,22 @@ class ScopedReader:
         return SearchOutcome(total, page, [page[-1].ts, page[-1].rid] if more else None, None, [])
 
     async def search(self, query: SearchQuery, *, after: Position | None = None,
-                     before: Position | None = None) -> SearchOutcome:
-        return self._hand_out_all(await self.searcher.search(query, after=after, before=before))
+                     before: Position | None = None, compartment: str | None = None) -> SearchOutcome:
+        """``compartment``: a Patient id, for a compartment search (``GET /Patient/{id}/{type}``). A person's
+        golden record's compartment spans their linked records, which says which records are one person:
+        it is searched only by a caller who may read that golden record (a facility never sees one); for
+        anyone else it is empty, as an unknown patient's is."""
+        if compartment is not None and is_master_key(f"Patient/{compartment}") and not await self._sees_master(
+                compartment):
+            return SearchOutcome(0, [], None, None, [])
+        return self._hand_out_all(await self.searcher.search(query, after=after, before=before,
+                                                             compartment=compartment))
+
+    async def _sees_master(self, rid: str) -> bool:
+        if self.decision.narrow("Patient", "r") is None:
+            return False
+        version = await self.store.current("Patient", rid)
+        return version is not None and not version.deleted and await self.permits(version, "r")
 
     def searchable_types(self, named: tuple[str, ...] | None) -> tuple[str, ...]:
         """The types a system-level search covers: those named in ``_type`` (each must be allowed), or

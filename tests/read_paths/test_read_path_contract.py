@@ -390,6 +390,29 @@ def search_post(w: World) -> None:
           headers={"Content-Type": "application/x-www-form-urlencoded"})
 
 
+def compartment_search(w: World) -> None:
+    """``GET /Patient/{id}/{type}``: P's compartment, then her golden record's (which spans her linked
+    records), one per page too; AuditEvents are not in a compartment. The golden record's compartment is
+    searched through the golden record itself: when that is the hidden resource, the compartment is empty
+    (as an unknown patient's), so there the hidden world's results are only a subset."""
+    if _type(w) == "AuditEvent":
+        return
+    master = _master_of(w.open_, {}, "pat-p")
+    for patient in ("pat-p", master):
+        exact = w.hidden_key != f"Patient/{patient}" or patient != master
+        _both(w, f"/Patient/{patient}/{_type(w)}?_count=100", exact=exact)
+        _both(w, f"/Patient/{patient}/{_type(w)}/_search", "POST", content="_count=100", exact=exact,
+              headers={"Content-Type": "application/x-www-form-urlencoded"})
+        seen, _, _ = _all_pages(w.open_, f"/Patient/{patient}/{_type(w)}?_count=1")
+        shown, positions, texts = _all_pages(w.hidden, f"/Patient/{patient}/{_type(w)}?_count=1")
+        if exact:
+            assert shown == [k for k in seen if k != w.hidden_key]
+        else:
+            assert set(shown) <= set(seen) - {w.hidden_key}
+        asked = f"/Patient/{patient}/{_type(w)}"  # the client's own path, kept in every page link
+        assert_unseen(texts.replace(asked, "") + orjson.dumps(positions).decode(), w.hidden_key)
+
+
 def search_by_id(w: World) -> None:
     _both(w, f"/{_type(w)}?_id={w.hidden_key.split('/', 1)[1]}")
 
@@ -579,9 +602,9 @@ def emergency_access(w: World) -> None:
 
 
 PATHS: list[Path] = [read, read_head, read_subset, vread, instance_history, type_history, system_history,
-                     search_get, search_post, search_by_id, system_search, summary_count, total_accurate, elements,
-                     paging, includes, revincludes, iterate, chains_and_has, audit_events, provenance, patient_match,
-                     access_log, emergency_access, access_check, risk, cohorts]
+                     search_get, search_post, compartment_search, search_by_id, system_search, summary_count,
+                     total_accurate, elements, paging, includes, revincludes, iterate, chains_and_has, audit_events,
+                     provenance, patient_match, access_log, emergency_access, access_check, risk, cohorts]
 
 
 @pytest.mark.parametrize("path", PATHS, ids=lambda p: p.__name__)
@@ -726,6 +749,7 @@ COVERED: dict[str, list[Callable[..., None]]] = {
                                                         elements, paging, includes, revincludes, iterate,
                                                         chains_and_has, audit_events, provenance],
     "search-type-post": [search_post], "search-system": [system_search], "search-system-post": [system_search],
+    "search-compartment": [compartment_search], "search-compartment-post": [compartment_search],
     "create": [conditional_create, conditional_create_in_url], "conditional-update": [conditional_update],
     "conditional-patch": [conditional_patch], "conditional-delete": [conditional_delete], "patch": [patch_by_id],
     "delete": [delete_by_id], "ingest": [ingest, ingest_later], "ingest-status": [ingest_later],
