@@ -20,6 +20,7 @@ from fhir_hub.api import (
     bundle,
     create,
     delete,
+    everything,
     history,
     ingest,
     linking,
@@ -47,8 +48,8 @@ StartupHook = Callable[[Hub], Awaitable[None]]
 # linking's, match's and access_log's /Type/$... routes before read's /{rtype}/{rid}, which would take them
 # for ids
 ROUTERS = (metadata.router, smart.router, ingest.router, linking.router, match.router, access_log.router,
-           access_check.router, risk.router, history.router, read.router, search.router, bundle.router,
-           create.router, update.router, patch.router, delete.router)
+           access_check.router, risk.router, everything.router, history.router, read.router, search.router,
+           bundle.router, create.router, update.router, patch.router, delete.router)
 
 
 def freeze_startup_heap() -> None:

@@ -17,15 +17,14 @@ from fhir_hub.store.records import StoredVersion
 
 def searchset_json(base_url: str, searched: Searched) -> bytes:
     query, outcome = searched.query, searched.outcome
-    path = "" if searched.system else query.rtype
-    if searched.compartment is not None:
-        path = f"Patient/{searched.compartment}/{query.rtype}"
+    path = searched.path if searched.path is not None else "" if searched.system else query.rtype
     extra = [("_type", ",".join(searched.types))] if searched.system and searched.types else []
-    links = [("self", _link(base_url, path, extra, query, None))]
+    params = [*extra, *query.link_params()] if searched.link_params is None else list(searched.link_params)
+    links = [("self", _link(base_url, path, params, query, None))]
     if outcome.previous is not None:
-        links.append(("previous", _link(base_url, path, extra, query, encode_page(["before", outcome.previous]))))
+        links.append(("previous", _link(base_url, path, params, query, encode_page(["before", outcome.previous]))))
     if outcome.next is not None:
-        links.append(("next", _link(base_url, path, extra, query, encode_page(["after", outcome.next]))))
+        links.append(("next", _link(base_url, path, params, query, encode_page(["after", outcome.next]))))
     entries: list[bytes] = []
     if query.summary != "count":
         entries += [_entry(base_url, query, v, "match") for v in outcome.page]
@@ -36,8 +35,8 @@ def searchset_json(base_url: str, searched: Searched) -> bytes:
     return bundle("searchset", entries=entries, links=links, total=total)
 
 
-def _link(base_url: str, path: str, extra: list[tuple[str, str]], query: SearchQuery, page: str | None) -> str:
-    params = [*extra, *query.link_params(), ("_count", str(query.count))]
+def _link(base_url: str, path: str, kept: list[tuple[str, str]], query: SearchQuery, page: str | None) -> str:
+    params = [*kept, ("_count", str(query.count))]
     if page is not None:
         params.append(("_page", page))
     return f"{base_url}/{path}?{urlencode(params)}" if path else f"{base_url}?{urlencode(params)}"

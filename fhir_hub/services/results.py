@@ -36,7 +36,10 @@ class Searched:
     outcome: SearchOutcome
     system: bool = False
     types: tuple[str, ...] | None = None
-    compartment: str | None = None  # the Patient id of a compartment search (its links keep the path)
+    # the path its links keep when not the type's or the base's (a compartment search, ``$everything``), and
+    # the parameters they carry when not the query's own (``$everything``'s ``_since`` and ``_type``)
+    path: str | None = None
+    link_params: tuple[tuple[str, str], ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)

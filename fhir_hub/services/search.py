@@ -35,11 +35,11 @@ async def search(session: Session, rtype: str, params: list[tuple[str, str]]) ->
 async def run(session: Session, query: SearchQuery, *, compartment: str | None = None) -> Searched:
     """One page of a type-level search already parsed (a transaction parses its GET entries ahead);
     ``compartment``: within that Patient's compartment only."""
-    direction, position = _page_position(query.page, [query])
+    direction, position = page_position(query.page, [query])
     outcome = await session.reader.search(query, after=position if direction == "after" else None,
                                           before=position if direction == "before" else None,
                                           compartment=compartment)
-    return Searched(query, outcome, compartment=compartment)
+    return Searched(query, outcome, path=f"Patient/{compartment}/{query.rtype}" if compartment else None)
 
 
 async def search_compartment(session: Session, ctype: str, cid: str, rtype: str,
@@ -71,7 +71,7 @@ async def search_system(session: Session, params: list[tuple[str, str]]) -> Sear
     reader = session.reader
     types = reader.searchable_types(named)
     queries = parse_system_search(types, rest, strict=session.strict, limits=session.hub.settings.search_limits)
-    direction, position = _page_position(queries[0].page, queries)
+    direction, position = page_position(queries[0].page, queries)
     outcome = await reader.search_system(queries, after=position if direction == "after" else None,
                                          before=position if direction == "before" else None)
     return Searched(queries[0], outcome, system=True, types=named)
@@ -85,7 +85,8 @@ def _types(params: list[tuple[str, str]]) -> tuple[str, ...] | None:
     return tuple(dict.fromkeys(names)) or None
 
 
-def _page_position(token: str | None, queries: Sequence[SearchQuery]) -> tuple[str | None, list[Any] | None]:
+def page_position(token: str | None, queries: Sequence[SearchQuery]) -> tuple[str | None, list[Any] | None]:
+    """Which way a ``_page`` token pages and from where; a 400 for a token of another search."""
     if token is None:
         return None, None
     position = decode_page(token)

@@ -360,16 +360,19 @@ class ScopedReader:
         golden record's compartment spans their linked records, which says which records are one person:
         it is searched only by a caller who may read that golden record (a facility never sees one); for
         anyone else it is empty, as an unknown patient's is."""
-        if compartment is not None and is_master_key(f"Patient/{compartment}") and not await self._sees_master(
-                compartment):
+        if compartment is not None and not await self._compartment_open(compartment):
             return SearchOutcome(0, [], None, None, [])
         return self._hand_out_all(await self.searcher.search(query, after=after, before=before,
                                                              compartment=compartment))
 
-    async def _sees_master(self, rid: str) -> bool:
+    async def _compartment_open(self, patient: str) -> bool:
+        """Whether this caller may search ``patient``'s compartment: anyone, unless it is a golden record
+        the caller may not read."""
+        if not is_master_key(f"Patient/{patient}"):
+            return True
         if self.decision.narrow("Patient", "r") is None:
             return False
-        version = await self.store.current("Patient", rid)
+        version = await self.store.current("Patient", patient)
         return version is not None and not version.deleted and await self.permits(version, "r")
 
     def searchable_types(self, named: tuple[str, ...] | None) -> tuple[str, ...]:
@@ -384,8 +387,12 @@ class ScopedReader:
                      if t != AUDIT_TYPE and self.decision.narrow(t, "s") is not None)
 
     async def search_system(self, queries: list[SearchQuery], *, after: Position | None = None,
-                            before: Position | None = None) -> SearchOutcome:
-        return self._hand_out_all(await self.searcher.search_types(queries, after=after, before=before))
+                            before: Position | None = None, compartment: str | None = None) -> SearchOutcome:
+        """``compartment``: within that Patient's compartment (``$everything``), as ``search`` says."""
+        if compartment is not None and not await self._compartment_open(compartment):
+            return SearchOutcome(0, [], None, None, [])
+        return self._hand_out_all(await self.searcher.search_types(queries, after=after, before=before,
+                                                                   compartment=compartment))
 
     def _hand_out_all(self, outcome: SearchOutcome) -> SearchOutcome:
         for version in (*outcome.page, *outcome.included):

@@ -28,7 +28,8 @@ def test_capability_statement_is_valid_r4(client: TestClient) -> None:
         "queue-status": "queue-status"}
     (patient,) = [r for r in rest["resource"] if r["type"] == "Patient"]
     assert sorted(o["name"] for o in patient["operation"]) == sorted(  # each once: $access-log has two levels
-        {"match", "merge", "unmerge", "review", "review-list", "links", "access-log", "risk", "priority-worklist"})
+        {"match", "merge", "unmerge", "review", "review-list", "links", "access-log", "risk", "priority-worklist",
+         "everything"})
     (audit,) = [r for r in rest["resource"] if r["type"] == "AuditEvent"]
     assert [o["name"] for o in audit["operation"]] == ["emergency-access"]
     (group,) = [r for r in rest["resource"] if r["type"] == "Group"]

@@ -413,6 +413,26 @@ def compartment_search(w: World) -> None:
         assert_unseen(texts.replace(asked, "") + orjson.dumps(positions).decode(), w.hidden_key)
 
 
+def everything(w: World) -> None:
+    """``Patient/{id}/$everything``: P's and her golden record's, whole and one per page (the hidden
+    resource is neither a match nor an include); under the same rule as ``compartment_search`` for the
+    golden record's."""
+    if _type(w) == "AuditEvent":
+        return
+    master = _master_of(w.open_, {}, "pat-p")
+    for patient in ("pat-p", master):
+        exact = w.hidden_key != f"Patient/{patient}" or patient != master
+        _both(w, f"/Patient/{patient}/$everything?_count=500", exact=exact)
+        seen, _, _ = _all_pages(w.open_, f"/Patient/{patient}/$everything?_count=2")
+        shown, positions, texts = _all_pages(w.hidden, f"/Patient/{patient}/$everything?_count=2")
+        if exact:
+            assert shown == [k for k in seen if k != w.hidden_key]
+        else:
+            assert set(shown) <= set(seen) - {w.hidden_key}
+        asked = f"/Patient/{patient}/$everything"
+        assert_unseen(texts.replace(asked, "") + orjson.dumps(positions).decode(), w.hidden_key)
+
+
 def search_by_id(w: World) -> None:
     _both(w, f"/{_type(w)}?_id={w.hidden_key.split('/', 1)[1]}")
 
@@ -602,9 +622,10 @@ def emergency_access(w: World) -> None:
 
 
 PATHS: list[Path] = [read, read_head, read_subset, vread, instance_history, type_history, system_history,
-                     search_get, search_post, compartment_search, search_by_id, system_search, summary_count,
-                     total_accurate, elements, paging, includes, revincludes, iterate, chains_and_has, audit_events,
-                     provenance, patient_match, access_log, emergency_access, access_check, risk, cohorts]
+                     search_get, search_post, compartment_search, everything, search_by_id, system_search,
+                     summary_count, total_accurate, elements, paging, includes, revincludes, iterate, chains_and_has,
+                     audit_events, provenance, patient_match, access_log, emergency_access, access_check, risk,
+                     cohorts]
 
 
 @pytest.mark.parametrize("path", PATHS, ids=lambda p: p.__name__)
@@ -750,6 +771,7 @@ COVERED: dict[str, list[Callable[..., None]]] = {
                                                         chains_and_has, audit_events, provenance],
     "search-type-post": [search_post], "search-system": [system_search], "search-system-post": [system_search],
     "search-compartment": [compartment_search], "search-compartment-post": [compartment_search],
+    "everything": [everything],
     "create": [conditional_create, conditional_create_in_url], "conditional-update": [conditional_update],
     "conditional-patch": [conditional_patch], "conditional-delete": [conditional_delete], "patch": [patch_by_id],
     "delete": [delete_by_id], "ingest": [ingest, ingest_later], "ingest-status": [ingest_later],
