@@ -48,6 +48,22 @@ def _seed(client: TestClient, settings: Settings) -> None:
          **{"class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"}})
 
 
+def linked_person(client: TestClient, settings: Settings) -> str:
+    """Bà Lan's records at 79001 (lan-1, Observation lan-o1) and 79002 (lan-2, lan-o2), one personal ID, so
+    linked under one golden record: its id."""
+    person = {"name": [{"family": "Lan"}], "birthDate": "1956-04-12", "gender": "female",
+              "identifier": [{"system": CCCD, "value": "079156001234"}]}
+    first, second = as_(settings, facility="79001"), as_(settings, facility="79002")
+    _put(client, first, "Patient", "lan-1", **person)
+    _put(client, second, "Patient", "lan-2", **person)
+    _put(client, first, "Observation", "lan-o1", **_obs("lan-1", "bp"))
+    _put(client, second, "Observation", "lan-o2", **_obs("lan-2", "bp"))
+    masters = [master_of(client.get(f"/Patient/{record}", headers=operator(settings)).json())
+               for record in ("lan-1", "lan-2")]
+    assert masters[0] is not None and masters[1] is not None and masters[0][0] == masters[1][0]  # one person
+    return masters[0][0].split("/", 1)[1]
+
+
 def test_a_compartment_search_finds_the_types_resources_in_that_patients_compartment(settings: Settings) -> None:
     with TestClient(create_app(settings)) as client:
         _seed(client, settings)
@@ -112,19 +128,8 @@ def test_a_golden_records_compartment_spans_the_persons_linked_records(settings:
     compartment holds both records' data. A facility never sees a golden record, so for it that
     compartment is empty, as an unknown patient's; the hub's operator may search it."""
     with TestClient(create_app(settings)) as client:
-        person = {"name": [{"family": "Lan"}], "birthDate": "1956-04-12", "gender": "female",
-                  "identifier": [{"system": CCCD, "value": "079156001234"}]}
-        first, second = as_(settings, facility="79001"), as_(settings, facility="79002")
-        _put(client, first, "Patient", "lan-1", **person)
-        _put(client, second, "Patient", "lan-2", **person)
-        _put(client, first, "Observation", "lan-o1", **_obs("lan-1", "bp"))
-        _put(client, second, "Observation", "lan-o2", **_obs("lan-2", "bp"))
-        record = client.get("/Patient/lan-1", headers=operator(settings)).json()
-        linked = master_of(record)
-        assert linked is not None
-        master = linked[0].split("/", 1)[1]
-        other = master_of(client.get("/Patient/lan-2", headers=operator(settings)).json())
-        assert other is not None and other[0] == linked[0]  # one person
+        master = linked_person(client, settings)
+        first = as_(settings, facility="79001")
         resident = as_(settings, "resident", patient=master)
         assert _ids(client.get(f"/Patient/{master}/Observation", headers=resident).json()) == [
             "Observation/lan-o1", "Observation/lan-o2"]

@@ -10,9 +10,8 @@ from fastapi.testclient import TestClient
 
 from fhir_hub.config import Settings
 from fhir_hub.main import create_app
-from tests.api.test_compartment_search import CCCD, _ids, _obs, _put, _seed
+from tests.api.test_compartment_search import _ids, _obs, _put, _seed, linked_person
 from tests.conftest import as_, assert_outcome
-from tests.linking.callers import operator
 
 
 def _entries(bundle: dict[str, Any], mode: str) -> list[str]:
@@ -86,15 +85,8 @@ def test_a_residents_everything_and_a_golden_records(settings: Settings) -> None
         mine = client.get("/Patient/pa/$everything", headers=resident).json()
         assert "Observation/oa1" in _entries(mine, "match")
         assert _ids(client.get("/Patient/pb/$everything", headers=resident).json()) == []
-        person = {"name": [{"family": "Lan"}], "birthDate": "1956-04-12", "gender": "female",
-                  "identifier": [{"system": CCCD, "value": "079156001234"}]}
-        first, second = as_(settings, facility="79001"), as_(settings, facility="79002")
-        _put(client, first, "Patient", "lan-1", **person)
-        _put(client, second, "Patient", "lan-2", **person)
-        _put(client, first, "Observation", "lan-o1", **_obs("lan-1", "bp"))
-        _put(client, second, "Observation", "lan-o2", **_obs("lan-2", "bp"))
-        links = client.get("/Patient/lan-1", headers=operator(settings)).json()["link"]
-        master = next(link["other"]["reference"] for link in links).split("/", 1)[1]
+        master = linked_person(client, settings)
+        first = as_(settings, facility="79001")
         lan = as_(settings, "resident", patient=master)
         everything = client.get(f"/Patient/{master}/$everything?_type=Observation", headers=lan).json()
         assert _entries(everything, "match") == ["Observation/lan-o1", "Observation/lan-o2"]

@@ -391,46 +391,38 @@ def search_post(w: World) -> None:
 
 
 def compartment_search(w: World) -> None:
-    """``GET /Patient/{id}/{type}``: P's compartment, then her golden record's (which spans her linked
-    records), one per page too; AuditEvents are not in a compartment. The golden record's compartment is
-    searched through the golden record itself: when that is the hidden resource, the compartment is empty
-    (as an unknown patient's), so there the hidden world's results are only a subset."""
-    if _type(w) == "AuditEvent":
-        return
-    master = _master_of(w.open_, {}, "pat-p")
-    for patient in ("pat-p", master):
-        exact = w.hidden_key != f"Patient/{patient}" or patient != master
-        _both(w, f"/Patient/{patient}/{_type(w)}?_count=100", exact=exact)
-        _both(w, f"/Patient/{patient}/{_type(w)}/_search", "POST", content="_count=100", exact=exact,
-              headers={"Content-Type": "application/x-www-form-urlencoded"})
-        seen, _, _ = _all_pages(w.open_, f"/Patient/{patient}/{_type(w)}?_count=1")
-        shown, positions, texts = _all_pages(w.hidden, f"/Patient/{patient}/{_type(w)}?_count=1")
-        if exact:
-            assert shown == [k for k in seen if k != w.hidden_key]
-        else:
-            assert set(shown) <= set(seen) - {w.hidden_key}
-        asked = f"/Patient/{patient}/{_type(w)}"  # the client's own path, kept in every page link
-        assert_unseen(texts.replace(asked, "") + orjson.dumps(positions).decode(), w.hidden_key)
+    """``GET /Patient/{id}/{type}`` (and its ``_search`` form) for P's compartment and her golden record's."""
+    _by_compartment(w, lambda patient: f"/Patient/{patient}/{_type(w)}", post=True)
 
 
 def everything(w: World) -> None:
-    """``Patient/{id}/$everything``: P's and her golden record's, whole and one per page (the hidden
-    resource is neither a match nor an include); under the same rule as ``compartment_search`` for the
-    golden record's."""
+    """``Patient/{id}/$everything``: the hidden resource is neither a match nor an include."""
+    _by_compartment(w, lambda patient: f"/Patient/{patient}/$everything")
+
+
+def _by_compartment(w: World, path_of: Callable[[str], str], *, post: bool = False) -> None:
+    """A read path over a patient's compartment, for P and for her golden record (which spans her linked
+    records), whole and one per page; AuditEvents are in no compartment. The golden record's is searched
+    through the golden record itself: when that is the hidden resource, the compartment is empty (as an
+    unknown patient's), so there the hidden world's results are only a subset."""
     if _type(w) == "AuditEvent":
         return
     master = _master_of(w.open_, {}, "pat-p")
     for patient in ("pat-p", master):
         exact = w.hidden_key != f"Patient/{patient}" or patient != master
-        _both(w, f"/Patient/{patient}/$everything?_count=500", exact=exact)
-        seen, _, _ = _all_pages(w.open_, f"/Patient/{patient}/$everything?_count=2")
-        shown, positions, texts = _all_pages(w.hidden, f"/Patient/{patient}/$everything?_count=2")
+        path = path_of(patient)
+        _both(w, f"{path}?_count=500", exact=exact)
+        if post:
+            _both(w, f"{path}/_search", "POST", content="_count=500", exact=exact,
+                  headers={"Content-Type": "application/x-www-form-urlencoded"})
+        seen, _, _ = _all_pages(w.open_, f"{path}?_count=2")
+        shown, positions, texts = _all_pages(w.hidden, f"{path}?_count=2")
         if exact:
             assert shown == [k for k in seen if k != w.hidden_key]
         else:
             assert set(shown) <= set(seen) - {w.hidden_key}
-        asked = f"/Patient/{patient}/$everything"
-        assert_unseen(texts.replace(asked, "") + orjson.dumps(positions).decode(), w.hidden_key)
+        # the client's own path is in every page link
+        assert_unseen(texts.replace(path, "") + orjson.dumps(positions).decode(), w.hidden_key)
 
 
 def search_by_id(w: World) -> None:

@@ -81,6 +81,16 @@ class HeldAnswers:
             yield doc
 
 
+async def _one_in_flight(collection: AsyncCollection[Doc]) -> tuple[HeldAnswers, PointReads, asyncio.Task[Any]]:
+    """Reads whose answers are held, and a read of k1 sent (answered by the store) but not handed back."""
+    held = HeldAnswers(collection)
+    reads = PointReads(held)  # type: ignore[arg-type]  # the same two methods, answers held
+    first = asyncio.create_task(reads.get("k1"))
+    while held.sent < 1:
+        await asyncio.sleep(0.001)
+    return held, reads, first
+
+
 async def test_reads_in_flight_together_share_one_command(store: tuple[AsyncCollection[Doc], Commands]) -> None:
     collection, commands = store
     reads = PointReads(collection)
@@ -104,11 +114,7 @@ async def test_a_lone_read_is_sent_at_once_each_time(store: tuple[AsyncCollectio
 async def test_a_read_asked_after_a_write_never_gets_an_answer_sent_before_it(
         store: tuple[AsyncCollection[Doc], Commands]) -> None:
     collection, _ = store
-    held = HeldAnswers(collection)
-    reads = PointReads(held)  # type: ignore[arg-type]  # the same two methods, answers held
-    early = asyncio.create_task(reads.get("k1"))
-    while held.sent < 1:  # sent and answered by the store (v 1), but not yet handed back
-        await asyncio.sleep(0.001)
+    held, reads, early = await _one_in_flight(collection)  # answered by the store with v 1
     await collection.update_one({"_id": "k1"}, {"$set": {"v": 2}})
     late = asyncio.create_task(reads.get("k1"))  # asked after the write: must see v 2
     await asyncio.sleep(0.01)
@@ -121,12 +127,7 @@ async def test_a_read_asked_after_a_write_never_gets_an_answer_sent_before_it(
 
 
 async def test_a_failed_command_fails_its_reads_only(store: tuple[AsyncCollection[Doc], Commands]) -> None:
-    collection, _ = store
-    held = HeldAnswers(collection)
-    reads = PointReads(held)  # type: ignore[arg-type]
-    first = asyncio.create_task(reads.get("k1"))
-    while held.sent < 1:
-        await asyncio.sleep(0.001)
+    held, reads, first = await _one_in_flight(store[0])
     held.fail_next = True
     batch = [asyncio.create_task(reads.get(key)) for key in ("k2", "k3")]
     await asyncio.sleep(0.01)
@@ -140,12 +141,7 @@ async def test_a_failed_command_fails_its_reads_only(store: tuple[AsyncCollectio
 
 async def test_a_cancelled_read_leaves_the_others_their_answers(
         store: tuple[AsyncCollection[Doc], Commands]) -> None:
-    collection, _ = store
-    held = HeldAnswers(collection)
-    reads = PointReads(held)  # type: ignore[arg-type]
-    first = asyncio.create_task(reads.get("k1"))
-    while held.sent < 1:
-        await asyncio.sleep(0.001)
+    held, reads, first = await _one_in_flight(store[0])
     gone, kept = asyncio.create_task(reads.get("k2")), asyncio.create_task(reads.get("k2"))
     await asyncio.sleep(0.01)
     gone.cancel()
