@@ -38,6 +38,7 @@ from fhir_hub.store import match_blocks, patient_links
 from fhir_hub.store.audit_log import AuditLog
 from fhir_hub.store.backend_clients import BackendClientDocs
 from fhir_hub.store.claims import Claims
+from fhir_hub.store.consent_epoch import changes_lookups, read_epoch
 from fhir_hub.store.count import count
 from fhir_hub.store.derivers import Deriver
 from fhir_hub.store.index_docs import each_key, match_filter, match_projection, match_slot, view
@@ -50,6 +51,7 @@ from fhir_hub.store.plan import (
     Step,
     WritePlan,
     derived_doc_changes,
+    epoch_step,
     plan_write,
     set_document,
 )
@@ -122,7 +124,7 @@ class MongoStore:
         self.meta = self.db[META]
         self.derivers = derivers  # what each version's derived documents are (derivers.DERIVERS in the hub)
         # pymongo builds a Collection object per ``db[name]`` (measured: 7 µs, as much as sending a step)
-        self._collections = {c.name: c for c in (self.current_docs, self.history_docs, self.index)}
+        self._collections = {c.name: c for c in (self.current_docs, self.history_docs, self.index, self.meta)}
         self._collections.update((d.collection, self.db[d.collection]) for d in derivers
                                  if d.collection not in self._collections)
         # Open on MongoDB; on nx-27017 a transaction must not share the server with any other write.
@@ -214,6 +216,10 @@ class MongoStore:
     async def people_born(self, keys: list[str]) -> tuple[dict[str, frozenset[str]], dict[str, str | None]]:
         """``people``, and the birth date each record below a master states (``store/patient_links.py``)."""
         return await patient_links.people_born(self.db[PATIENT_LINKS], keys)
+
+    async def consent_epoch(self) -> str | None:
+        """The token of the last write that could change a consent look-up (``consent_epoch.py``)."""
+        return await read_epoch(self.meta)
 
     async def facility_codes(self, organizations: list[str]) -> dict[str, str]:
         """The MoH facility code of each of these Organizations (``Organization/x``) that carries one."""
@@ -410,6 +416,7 @@ class MongoStore:
         plan = plan_write(change, token)
         if tx is not None and tx.session is not None:
             tx.add(plan)
+            tx.epoch = tx.epoch or plan.epoch is not None
             tx.changes[change.version.key] = change
             if tx.in_flight is not None:
                 await asyncio.sleep(0)  # let the chunk under way reach the server while this task computes
@@ -424,16 +431,17 @@ class MongoStore:
 
     async def _write_now(self, change: VersionChange, plan: WritePlan, token: str) -> None:
         v = change.version
+        commit, derived = plan.requests()
         try:
-            matched = await self._send(plan.commit)
+            matched = await self._send(commit)
             if plan.condition is not None and not matched.get(plan.condition):
                 raise VersionTaken(v.key)  # the document was no longer the version this writer read
         except (ClientBulkWriteException, PyMongoError) as failure:
             await self._settle_failed_commit(change, token, failure)
             return
-        if plan.derived:
+        if derived:
             try:
-                await self._send(plan.derived)
+                await self._send(derived)
             except PyMongoError as failure:
                 log.warning("derived documents of %s/_history/%s not applied (%s); reconciling", v.key, v.vid, failure)
                 await self.reconcile(v.rtype, v.rid)
@@ -502,22 +510,28 @@ class MongoStore:
         else:
             async with self.client.start_session() as session:
                 tx = Transaction(session=session)
-                async with tx.held:
-                    try:
-                        yield tx
-                        if tx.unsent:
-                            await self._send_chunk(tx, last=True)
-                        await self._settle_chunk(tx)
-                        for index, key in tx.conditions:
-                            if not tx.matched.get(index):
-                                raise VersionTaken(key)
-                    except BaseException:
+                try:
+                    async with tx.held:
+                        try:
+                            yield tx
+                            if tx.unsent:
+                                await self._send_chunk(tx, last=True)
+                            await self._settle_chunk(tx)
+                            for index, key in tx.conditions:
+                                if not tx.matched.get(index):
+                                    raise VersionTaken(key)
+                        except BaseException:
+                            if tx.started:
+                                await self._settle_chunk(tx, failed=True)
+                                await session.abort_transaction()
+                            raise
                         if tx.started:
-                            await self._settle_chunk(tx, failed=True)
-                            await session.abort_transaction()
-                        raise
-                    if tx.started:
-                        await session.commit_transaction()
+                            await session.commit_transaction()
+                finally:
+                    # outside the group and its gate: inside, concurrent groups on MongoDB would conflict on
+                    # the one epoch document; after an abort too, as nx-27017 shows uncommitted writes
+                    if tx.epoch:
+                        await self._send([epoch_step(secrets.token_hex(8))])
         for step in tx.after_commit:
             await step()
 
@@ -601,6 +615,8 @@ class MongoStore:
             wanted = deriver.derive(current, resource) if current is not None else []
             stored = self._collections[deriver.collection].find({"r": key})
             changes += derived_doc_changes(deriver.collection, {doc["_id"]: doc async for doc in stored}, wanted)
+        if changes_lookups(rtype):  # the version itself may be what changed (a consent withdrawn, then a crash)
+            changes.append(epoch_step(secrets.token_hex(8)))
         if changes:
             await self._send(changes)
         if current is not None and current.pending:

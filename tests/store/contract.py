@@ -276,6 +276,9 @@ SHAPES: tuple[Shape, ...] = (
           lambda d: {"query": {"_id": _some(d, "_id", "search_index")},
                      "update": {"$set": {"format": f"{d['vid']} Asia/Ho_Chi_Minh"}}},
           upsert=True),
+    Shape("move the consent epoch on", "meta", "update_one",
+          lambda d: {"query": {"_id": _some(d, "_id", "consent-epoch")}, "update": {"$set": {"w": f"t{d['vid']}"}}},
+          upsert=True),
     *(_history(coll, scope, since, before)
       for coll, scopes in (("current", ("system", "type")), ("history", ("system", "type", "instance")))
       for scope in scopes for since in (False, True) for before in (False, True)),
