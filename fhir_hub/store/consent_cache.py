@@ -3,11 +3,11 @@
 A request's consent gate asks for the consents of the people it judges (``consent_subjects.people_consents``:
 5 to 7 requests for one resource, ~90 ms for the 1,300 records of one ``Observation?code=`` search). The
 answer depends only on documents whose every change also replaces the consent epoch (``consent_epoch.py``),
-so a look-up is kept under the epoch read at the start of the request that made it, and served only to
-requests that read that same epoch: one ``_id`` read per request instead of the look-ups. A request that
-reads a new epoch starts an empty generation; one still running under the old epoch keeps adding to the old
-generation, which nobody reads any more. Every hub process has its own cache and reads the one epoch, so a
-consent withdrawn through one process is obeyed by the next request any process serves.
+so a look-up is kept under the epoch read just before it, and served only to look-ups that read that same
+epoch: one ``_id`` read instead of the look-up's requests. A look-up that reads a new epoch starts an empty
+generation; one still running under the old epoch adds to the old generation, which nobody reads any more.
+Every hub process has its own cache and reads the one epoch, so a consent withdrawn through one process
+is obeyed by the next request any process serves.
 
 What is kept is the consents themselves, never a verdict: periods, expiry and a child's age are judged at
 each request's moment by the engine.
@@ -41,14 +41,12 @@ class ConsentCache:
         self._current = _Generation(None)
 
     def lookup(self) -> ConsentLookup:
-        """One request's look-up: it reads the epoch at its first use (not at all when the request judges
-        nothing consents decide), then answers from the generation of that epoch, fetching what it lacks."""
-        generation: _Generation | None = None
+        """One request's look-up. Each use reads the epoch first (a request may itself have written in
+        between: a Bundle's entries), then answers from the generation of that epoch, fetching and keeping
+        what it lacks. The request's gate asks once per batch of resources, never per resource."""
 
         async def lookup(patients: frozenset[str]) -> Mapping[str, PersonConsents]:
-            nonlocal generation
-            if generation is None:
-                generation = self._generation(await self.epoch())
+            generation = self._generation(await self.epoch())
             kept = generation.people
             found = {p: kept[p] for p in patients if p in kept}
             missing = patients - found.keys()
