@@ -158,6 +158,7 @@ async def running_hub(
         repaired = await store.reconcile_pending()
         if repaired:
             log.warning("finished %d write(s) left incomplete by an earlier stop", repaired)
+        await store.new_consent_epoch()  # whatever any process kept of consents is from before this start
         await _upgrade_index(store, settings.time_zone)
         tokens = await asyncio.to_thread(token_endpoint, settings, store)
         writer = Writer(store, clock=clock, new_id=new_id, source_prefix=settings.source_prefix, validation=validation,

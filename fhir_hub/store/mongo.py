@@ -221,6 +221,12 @@ class MongoStore:
         """The token of the last write that could change a consent look-up (``consent_epoch.py``)."""
         return await read_epoch(self.meta)
 
+    async def new_consent_epoch(self) -> None:
+        """Move the consent epoch on outside any write of a version: after a transaction's group, and at
+        start-up (a group that stopped between its commit and this step left every cache stale)."""
+        async with self.gate.shared():
+            await self._send([epoch_step(secrets.token_hex(8))])
+
     async def facility_codes(self, organizations: list[str]) -> dict[str, str]:
         """The MoH facility code of each of these Organizations (``Organization/x``) that carries one."""
         found: dict[str, str] = {}
@@ -531,7 +537,7 @@ class MongoStore:
                     # outside the group and its gate: inside, concurrent groups on MongoDB would conflict on
                     # the one epoch document; after an abort too, as nx-27017 shows uncommitted writes
                     if tx.epoch:
-                        await self._send([epoch_step(secrets.token_hex(8))])
+                        await self.new_consent_epoch()
         for step in tx.after_commit:
             await step()
 

@@ -135,7 +135,7 @@ async def test_writes_that_change_lookups_move_the_epoch_on_and_others_do_not(hu
     epochs.append(await hub.store.consent_epoch())
     await hub.store.reconcile("Consent", "lan-consent")  # crash repair: the version may be what changed
     epochs.append(await hub.store.consent_epoch())
-    assert epochs[0] is None and None not in epochs[1:]
+    assert None not in epochs  # a hub's start moves it on too
     assert len(set(epochs)) == len(epochs), epochs
 
 
