@@ -65,7 +65,15 @@ from fhir_hub.store.records import (
     resource_key,
     version_doc_id,
 )
-from fhir_hub.store.schema import HISTORY, MATCH_BLOCKS, META, PATIENT_LINKS, RESOURCES, SEARCH_INDEX
+from fhir_hub.store.schema import (
+    CONSENT_EPOCH,
+    HISTORY,
+    MATCH_BLOCKS,
+    META,
+    PATIENT_LINKS,
+    RESOURCES,
+    SEARCH_INDEX,
+)
 from fhir_hub.store.transaction import CHUNK_STEPS, Transaction, WriteGate
 from fhir_hub.store.used_assertions import UsedAssertions
 
@@ -124,7 +132,8 @@ class MongoStore:
         self.meta = self.db[META]
         self.derivers = derivers  # what each version's derived documents are (derivers.DERIVERS in the hub)
         # pymongo builds a Collection object per ``db[name]`` (measured: 7 µs, as much as sending a step)
-        self._collections = {c.name: c for c in (self.current_docs, self.history_docs, self.index, self.meta)}
+        self.epoch = self.db[CONSENT_EPOCH]
+        self._collections = {c.name: c for c in (self.current_docs, self.history_docs, self.index, self.epoch)}
         self._collections.update((d.collection, self.db[d.collection]) for d in derivers
                                  if d.collection not in self._collections)
         # Open on MongoDB; on nx-27017 a transaction must not share the server with any other write.
@@ -219,7 +228,7 @@ class MongoStore:
 
     async def consent_epoch(self) -> str | None:
         """The token of the last write that could change a consent look-up (``consent_epoch.py``)."""
-        return await read_epoch(self.meta)
+        return await read_epoch(self.epoch)
 
     async def new_consent_epoch(self) -> None:
         """Move the consent epoch on outside any write of a version: after a transaction's group, and at
@@ -535,8 +544,9 @@ class MongoStore:
                             await session.commit_transaction()
                 finally:
                     # outside the group and its gate: inside, concurrent groups on MongoDB would conflict on
-                    # the one epoch document; after an abort too, as nx-27017 shows uncommitted writes
-                    if tx.epoch:
+                    # the one epoch document; after an abort too, as nx-27017 shows uncommitted writes (a
+                    # group refused before it sent anything leaves the store, epoch included, as it was)
+                    if tx.epoch and tx.started:
                         await self.new_consent_epoch()
         for step in tx.after_commit:
             await step()

@@ -20,7 +20,7 @@ from typing import Any
 
 from fhir_hub.store.consent_epoch import bump, changes_lookups
 from fhir_hub.store.records import VersionChange
-from fhir_hub.store.schema import HISTORY, META, RESOURCES
+from fhir_hub.store.schema import CONSENT_EPOCH, HISTORY, RESOURCES
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +72,7 @@ class WritePlan:
 
 def epoch_step(token: str) -> Step:
     query, update = bump(token)
-    return Step("update", META, query, update, upsert=True)
+    return Step("update", CONSENT_EPOCH, query, update, upsert=True)
 
 
 def plan_write(change: VersionChange, token: str) -> WritePlan:
