@@ -24,7 +24,7 @@ has no clinical time at all). Pure: no FastAPI, no pymongo, no hub imports.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from consent.model import READ_ACTIONS, ConsentProblem, ConsentRecord, Provision, moment
@@ -78,11 +78,24 @@ class Person:
 
     consents: tuple[ConsentRecord, ...] = ()
     birth_date: str | None = None
+    # whether any consent is active: without one, rules 5 and 6 deny unless the glass is broken
+    active: bool = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "active", any(c.active for c in self.consents))
+
+
+def policy_key(subject: Subject, requester: Requester) -> tuple[str, bool, bool]:
+    """All of a subject ``by_policy`` looks at: its type, whether it is anyone's personal data, and whether
+    the requester's facility created it. A gate judging thousands of resources decides each key once."""
+    own = requester.facility is not None and subject.facility == requester.facility
+    return subject.rtype, bool(subject.patients), own
 
 
 def by_policy(subject: Subject, requester: Requester, policy: Policy) -> Outcome | None:
     """The decision when the policy alone makes it (rules 1 to 4), without looking at anyone's consents;
-    None when the person's consents decide. A facility reading its own records costs no consent look-up."""
+    None when the person's consents decide. A facility reading its own records costs no consent look-up.
+    Reads nothing of the subject but what ``policy_key`` gives."""
     if requester.kind == "hub":
         return Outcome(True, "hub", "the hub acting on its own behalf")
     if not subject.patients:
@@ -110,8 +123,7 @@ def beyond_policy(subject: Subject, requester: Requester, consents: Sequence[Per
     """Rules 5 and 6, for what ``by_policy`` leaves open: the people's consents, then breaking the glass."""
     purpose = requester.purpose
     emergency = policy.emergency
-    breaking_glass = (purpose in emergency.purposes and requester.emergency_reason is not None
-                      and requester.role in emergency.roles)
+    breaking_glass = breaks_glass(requester, policy)
     asked = "TREAT" if breaking_glass else purpose  # an emergency reads what treatment would need
     by_consent = _by_consents(subject, requester, asked, consents, policy)
     if by_consent.permitted or not breaking_glass:
@@ -122,6 +134,22 @@ def beyond_policy(subject: Subject, requester: Requester, consents: Sequence[Per
                        + ", ".join(sorted(hidden)), by_consent.provisions)
     return Outcome(True, emergency.id, f"emergency access: {requester.emergency_reason}", by_consent.provisions,
                    emergency=True)
+
+
+def breaks_glass(requester: Requester, policy: Policy) -> bool:
+    """Emergency access: a clinician with purpose ETREAT and a reason (rule 6)."""
+    emergency = policy.emergency
+    return (requester.purpose in emergency.purposes and requester.emergency_reason is not None
+            and requester.role in emergency.roles)
+
+
+def permitted_beyond_policy(subject: Subject, requester: Requester, consents: Sequence[Person], policy: Policy,
+                            *, breaking_glass: bool) -> bool:
+    """``beyond_policy(...).permitted`` without composing the explanation for the common case: someone
+    without an active consent, when the glass is not broken, is denied (``_by_consents``)."""
+    if not breaking_glass and not all(person.active for person in consents):
+        return False
+    return beyond_policy(subject, requester, consents, policy).permitted
 
 
 def _by_consents(subject: Subject, requester: Requester, purpose: str, consents: Sequence[Person],

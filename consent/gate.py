@@ -11,9 +11,19 @@ Pure: the look-up is handed in (the hub's reads patient links and Consents throu
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from consent.engine import Outcome, Person, Requester, Subject, beyond_policy, by_policy
+from consent.engine import (
+    Outcome,
+    Person,
+    Requester,
+    Subject,
+    beyond_policy,
+    breaks_glass,
+    by_policy,
+    permitted_beyond_policy,
+    policy_key,
+)
 from consent.model import ConsentRecord
 from consent.policy import Policy
 
@@ -26,6 +36,10 @@ class PersonConsents:
     records: frozenset[str]  # the person's Patient ids
     consents: tuple[ConsentRecord, ...]
     birth_date: str | None = None  # from their records, when they have consents (a child's need guardians)
+    person: Person = field(init=False, repr=False, compare=False)  # as the engine takes them, made once
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "person", Person(self.consents, self.birth_date))
 
 
 # patient ids -> for each, their person's consents
@@ -43,6 +57,8 @@ class ConsentGate:
         self.policy = policy
         self.lookup = lookup
         self._people: dict[str, PersonConsents] = {}
+        self._by_policy: dict[tuple[str, bool, bool], Outcome | None] = {}  # by ``policy_key``
+        self._glass = breaks_glass(requester, policy)
 
     @property
     def needs_consents(self) -> bool:
@@ -53,7 +69,7 @@ class ConsentGate:
         """Look up the consents of the people of those resources the policy alone does not decide."""
         if not self.needs_consents:
             return
-        wanted = {p for s in subjects if by_policy(s, self.requester, self.policy) is None for p in s.patients}
+        wanted = {p for s in subjects if self._policy(s) is None for p in s.patients}
         missing = frozenset(wanted - self._people.keys())
         if missing:
             found = await self.lookup(missing)
@@ -61,16 +77,33 @@ class ConsentGate:
                 self._people[patient] = found.get(patient) or PersonConsents(frozenset({patient}), ())
 
     def outcome(self, subject: Subject) -> Outcome:
-        decided = by_policy(subject, self.requester, self.policy)  # for the hub and residents, always
+        decided = self._policy(subject)  # for the hub and residents, always
         if decided is not None:
             return decided
+        return beyond_policy(subject, self.requester, self._persons(subject), self.policy)
+
+    def permits(self, subject: Subject) -> bool:
+        """``outcome(subject).permitted``, without the explanation (a search judges thousands)."""
+        decided = self._policy(subject)
+        if decided is not None:
+            return decided.permitted
+        return permitted_beyond_policy(subject, self.requester, self._persons(subject), self.policy,
+                                       breaking_glass=self._glass)
+
+    def _policy(self, subject: Subject) -> Outcome | None:
+        key = policy_key(subject, self.requester)
+        try:
+            return self._by_policy[key]
+        except KeyError:
+            found = self._by_policy[key] = by_policy(subject, self.requester, self.policy)
+            return found
+
+    def _persons(self, subject: Subject) -> list[Person]:
+        """The people whose compartments hold the subject, each once (two records of one person count once)."""
         people: dict[frozenset[str], Person] = {}
         for patient in subject.patients:
             found = self._people.get(patient)
             if found is None:
                 raise NotPrepared(f"consents of Patient/{patient} were not looked up")
-            people[found.records] = Person(found.consents, found.birth_date)
-        return beyond_policy(subject, self.requester, list(people.values()), self.policy)
-
-    def permits(self, subject: Subject) -> bool:
-        return self.outcome(subject).permitted
+            people[found.records] = found.person
+        return list(people.values())

@@ -34,6 +34,7 @@ from fhir_hub.fhir.validation_ahead import ValidationAhead
 from fhir_hub.ingest.mapper import MappingWorkers
 from fhir_hub.queue.jobs import JobQueue
 from fhir_hub.search.indexing import index_format
+from fhir_hub.store.consent_cache import ConsentCache
 from fhir_hub.store.consent_subjects import people_consents
 from fhir_hub.store.derivers import DERIVERS, Deriver
 from fhir_hub.store.embedded import EmbeddedStore
@@ -62,14 +63,17 @@ class Hub:
 def consent_access(store: MongoStore, clock: Clock, policy: Policy | None = None
                    ) -> Callable[[Caller], AccessDecision]:
     """Each request's decision with its consent gate: the policy, the caller as the engine sees it at this
-    moment, and a look-up of the consents of the people its resources belong to (made for that request)."""
+    moment, and a look-up of the consents of the people its resources belong to (for that request, from
+    the hub's look-ups kept under the store's current consent epoch, ``store/consent_cache.py``)."""
     chosen = policy or default_policy()
 
-    def lookup(patients: frozenset[str]) -> Awaitable[Mapping[str, PersonConsents]]:
+    def fetch(patients: frozenset[str]) -> Awaitable[Mapping[str, PersonConsents]]:
         return people_consents(store, patients)
 
+    cache = ConsentCache(fetch, store.consent_epoch)
+
     def access(caller: Caller) -> AccessDecision:
-        return access_decision(caller, ConsentGate(requester(caller, clock()), chosen, lookup))
+        return access_decision(caller, ConsentGate(requester(caller, clock()), chosen, cache.lookup()))
 
     return access
 
@@ -154,6 +158,7 @@ async def running_hub(
         repaired = await store.reconcile_pending()
         if repaired:
             log.warning("finished %d write(s) left incomplete by an earlier stop", repaired)
+        await store.new_consent_epoch()  # whatever any process kept of consents is from before this start
         await _upgrade_index(store, settings.time_zone)
         tokens = await asyncio.to_thread(token_endpoint, settings, store)
         writer = Writer(store, clock=clock, new_id=new_id, source_prefix=settings.source_prefix, validation=validation,

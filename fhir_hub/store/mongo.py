@@ -38,6 +38,7 @@ from fhir_hub.store import match_blocks, patient_links
 from fhir_hub.store.audit_log import AuditLog
 from fhir_hub.store.backend_clients import BackendClientDocs
 from fhir_hub.store.claims import Claims
+from fhir_hub.store.consent_epoch import changes_lookups, read_epoch
 from fhir_hub.store.count import count
 from fhir_hub.store.derivers import Deriver
 from fhir_hub.store.index_docs import each_key, match_filter, match_projection, match_slot, view
@@ -50,6 +51,7 @@ from fhir_hub.store.plan import (
     Step,
     WritePlan,
     derived_doc_changes,
+    epoch_step,
     plan_write,
     set_document,
 )
@@ -64,7 +66,15 @@ from fhir_hub.store.records import (
     resource_key,
     version_doc_id,
 )
-from fhir_hub.store.schema import HISTORY, MATCH_BLOCKS, META, PATIENT_LINKS, RESOURCES, SEARCH_INDEX
+from fhir_hub.store.schema import (
+    CONSENT_EPOCH,
+    HISTORY,
+    MATCH_BLOCKS,
+    META,
+    PATIENT_LINKS,
+    RESOURCES,
+    SEARCH_INDEX,
+)
 from fhir_hub.store.transaction import CHUNK_STEPS, Transaction, WriteGate
 from fhir_hub.store.used_assertions import UsedAssertions
 
@@ -124,7 +134,8 @@ class MongoStore:
         self.meta = self.db[META]
         self.derivers = derivers  # what each version's derived documents are (derivers.DERIVERS in the hub)
         # pymongo builds a Collection object per ``db[name]`` (measured: 7 µs, as much as sending a step)
-        self._collections = {c.name: c for c in (self.current_docs, self.history_docs, self.index)}
+        self.epoch = self.db[CONSENT_EPOCH]
+        self._collections = {c.name: c for c in (self.current_docs, self.history_docs, self.index, self.epoch)}
         self._collections.update((d.collection, self.db[d.collection]) for d in derivers
                                  if d.collection not in self._collections)
         # Open on MongoDB; on nx-27017 a transaction must not share the server with any other write.
@@ -216,6 +227,16 @@ class MongoStore:
     async def people_born(self, keys: list[str]) -> tuple[dict[str, frozenset[str]], dict[str, str | None]]:
         """``people``, and the birth date each record below a master states (``store/patient_links.py``)."""
         return await patient_links.people_born(self.db[PATIENT_LINKS], keys)
+
+    async def consent_epoch(self) -> str | None:
+        """The token of the last write that could change a consent look-up (``consent_epoch.py``)."""
+        return await read_epoch(self.epoch)
+
+    async def new_consent_epoch(self) -> None:
+        """Move the consent epoch on outside any write of a version: after a transaction's group, and at
+        start-up (a group that stopped between its commit and this step left every cache stale)."""
+        async with self.gate.shared():
+            await self._send([epoch_step(secrets.token_hex(8))])
 
     async def facility_codes(self, organizations: list[str]) -> dict[str, str]:
         """The MoH facility code of each of these Organizations (``Organization/x``) that carries one."""
@@ -412,6 +433,7 @@ class MongoStore:
         plan = plan_write(change, token)
         if tx is not None and tx.session is not None:
             tx.add(plan)
+            tx.epoch = tx.epoch or plan.epoch is not None
             tx.changes[change.version.key] = change
             if tx.in_flight is not None:
                 await asyncio.sleep(0)  # let the chunk under way reach the server while this task computes
@@ -426,16 +448,17 @@ class MongoStore:
 
     async def _write_now(self, change: VersionChange, plan: WritePlan, token: str) -> None:
         v = change.version
+        commit, derived = plan.requests()
         try:
-            matched = await self._send(plan.commit)
+            matched = await self._send(commit)
             if plan.condition is not None and not matched.get(plan.condition):
                 raise VersionTaken(v.key)  # the document was no longer the version this writer read
         except (ClientBulkWriteException, PyMongoError) as failure:
             await self._settle_failed_commit(change, token, failure)
             return
-        if plan.derived:
+        if derived:
             try:
-                await self._send(plan.derived)
+                await self._send(derived)
             except PyMongoError as failure:
                 log.warning("derived documents of %s/_history/%s not applied (%s); reconciling", v.key, v.vid, failure)
                 await self.reconcile(v.rtype, v.rid)
@@ -504,22 +527,29 @@ class MongoStore:
         else:
             async with self.client.start_session() as session:
                 tx = Transaction(session=session)
-                async with tx.held:
-                    try:
-                        yield tx
-                        if tx.unsent:
-                            await self._send_chunk(tx, last=True)
-                        await self._settle_chunk(tx)
-                        for index, key in tx.conditions:
-                            if not tx.matched.get(index):
-                                raise VersionTaken(key)
-                    except BaseException:
+                try:
+                    async with tx.held:
+                        try:
+                            yield tx
+                            if tx.unsent:
+                                await self._send_chunk(tx, last=True)
+                            await self._settle_chunk(tx)
+                            for index, key in tx.conditions:
+                                if not tx.matched.get(index):
+                                    raise VersionTaken(key)
+                        except BaseException:
+                            if tx.started:
+                                await self._settle_chunk(tx, failed=True)
+                                await session.abort_transaction()
+                            raise
                         if tx.started:
-                            await self._settle_chunk(tx, failed=True)
-                            await session.abort_transaction()
-                        raise
-                    if tx.started:
-                        await session.commit_transaction()
+                            await session.commit_transaction()
+                finally:
+                    # outside the group and its gate: inside, concurrent groups on MongoDB would conflict on
+                    # the one epoch document; after an abort too, as nx-27017 shows uncommitted writes (a
+                    # group refused before it sent anything leaves the store, epoch included, as it was)
+                    if tx.epoch and tx.started:
+                        await self.new_consent_epoch()
         for step in tx.after_commit:
             await step()
 
@@ -603,6 +633,8 @@ class MongoStore:
             wanted = deriver.derive(current, resource) if current is not None else []
             stored = self._collections[deriver.collection].find({"r": key})
             changes += derived_doc_changes(deriver.collection, {doc["_id"]: doc async for doc in stored}, wanted)
+        if changes_lookups(rtype):  # the version itself may be what changed (a consent withdrawn, then a crash)
+            changes.append(epoch_step(secrets.token_hex(8)))
         if changes:
             await self._send(changes)
         if current is not None and current.pending:

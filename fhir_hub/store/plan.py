@@ -18,8 +18,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from fhir_hub.store.consent_epoch import bump, changes_lookups
 from fhir_hub.store.records import VersionChange
-from fhir_hub.store.schema import HISTORY, RESOURCES
+from fhir_hub.store.schema import CONSENT_EPOCH, HISTORY, RESOURCES
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,9 +56,33 @@ class WritePlan:
     commit: list[Step]  # sent as one ordered request
     derived: list[Step] = field(default_factory=list)  # sent after the commit succeeded
     condition: int | None = None  # index in ``commit`` of the conditional replace that must match
+    # the consent epoch's step (``consent_epoch.py``), for a type consent look-ups read: sent after every
+    # other step, in the last request (a transaction's group: once it is committed or aborted)
+    epoch: Step | None = None
+
+    def requests(self) -> tuple[list[Step], list[Step]]:
+        """The two requests a write outside a transaction sends: the commit, then the derived documents
+        (empty: none), the epoch's step at the end of the last one."""
+        if self.epoch is None:
+            return self.commit, self.derived
+        if self.derived:
+            return self.commit, [*self.derived, self.epoch]
+        return [*self.commit, self.epoch], []
+
+
+def epoch_step(token: str) -> Step:
+    query, update = bump(token)
+    return Step("update", CONSENT_EPOCH, query, update, upsert=True)
 
 
 def plan_write(change: VersionChange, token: str) -> WritePlan:
+    plan = _plan_write(change, token)
+    if changes_lookups(change.version.rtype):
+        plan = WritePlan(plan.commit, plan.derived, plan.condition, epoch_step(token))
+    return plan
+
+
+def _plan_write(change: VersionChange, token: str) -> WritePlan:
     v = change.version
     if change.fresh:
         return WritePlan([*_inserted(change), Step("insert", RESOURCES, v.current_doc() | {"w": token})])

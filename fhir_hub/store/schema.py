@@ -43,6 +43,8 @@ CLAIMS = "conditional_claims"  # conditional criteria being acted on, one docume
 MATCH_BLOCKS = "match_blocks"  # each Patient's blocking keys for patient matching (store/match_blocks.py)
 PATIENT_LINKS = "patient_links"  # each source Patient's master, each merged master's (store/patient_links.py)
 CONSENT_SUBJECTS = "consent_subjects"  # the Patient each Consent is about (store/consent_subjects.py)
+# one document: the token of the last write that could change a consent look-up (store/consent_epoch.py)
+CONSENT_EPOCH = "consent_epoch"
 LINK_DECISIONS = "link_decisions"  # people's decisions about links: distinct pairs, the log (store/link_decisions.py)
 QUEUE = "queue_jobs"  # the priority queue's jobs (queue/jobs.py)
 USED_ASSERTIONS = "used_client_assertions"  # each backend client's assertion jti, until it expires (used_assertions.py)

@@ -113,6 +113,7 @@ class Transaction:
     # linked to it, see linking/linker.py); not run when the group fails
     after_commit: list[Callable[[], Awaitable[object]]] = field(default_factory=list)
     notes: dict[str, Any] = field(default_factory=dict)  # what a pipeline step remembers across the group's writes
+    epoch: bool = False  # a write of the group changes consent look-ups: the epoch moves on at the end (mongo.py)
 
     @property
     def unsent(self) -> int:

@@ -5,9 +5,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from consent.engine import Requester, Subject
+from consent.engine import Person, Requester, Subject, decide
 from consent.gate import ConsentGate, NotPrepared, PersonConsents
+from consent.model import ConsentRecord, parse_consent
 from consent.policy import default_policy
 
 pytestmark = pytest.mark.anyio
@@ -44,3 +47,57 @@ async def test_a_verdict_on_someone_never_looked_up_is_refused_loudly() -> None:
     gate = ConsentGate(CLINICIAN, default_policy(), Lookups())
     with pytest.raises(NotPrepared):
         gate.permits(subject("1", "a", "79002"))
+
+
+# ----------------------------------------------------------------- the short verdict agrees with the outcome
+ACT = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
+requesters = st.builds(Requester, kind=st.sampled_from(("facility", "facility", "resident", "hub")),
+                       role=st.sampled_from(("clinician", "clinician", "system", "operator", "resident")),
+                       facility=st.sampled_from(("79001", "79002", None)),
+                       purpose=st.sampled_from(("TREAT", "ETREAT", "ETREAT", "HRESCH", "PUBHLTH", "HPAYMT")),
+                       emergency_reason=st.sampled_from((None, "unconscious")), now=st.just(1_700_000_000_000_000))
+subjects = st.builds(Subject, st.sampled_from(("Observation", "Patient", "Condition")), st.just("1"),
+                     st.frozensets(st.sampled_from(("a", "b")), max_size=2),
+                     st.frozensets(st.sampled_from((f"{ACT}|HIV", f"{ACT}|TREAT")), max_size=1),
+                     st.sampled_from(("79001", "79002", None)))
+
+
+@st.composite
+def consents(draw: st.DrawFn, patient: str) -> ConsentRecord:
+    provision: dict[str, object] = {"type": draw(st.sampled_from(("permit", "deny")))}
+    if draw(st.booleans()):
+        provision["securityLabel"] = [{"system": ACT, "code": "HIV"}]
+    if draw(st.booleans()):
+        provision["purpose"] = [{"system": ACT, "code": draw(st.sampled_from(("TREAT", "HRESCH")))}]
+    if draw(st.booleans()):
+        provision["provision"] = [{"type": "deny", "class": [{"system": "http://hl7.org/fhir/resource-types",
+                                                              "code": "Condition"}]}]
+    return parse_consent({
+        "resourceType": "Consent", "id": f"c-{patient}-{draw(st.integers(0, 9))}",
+        "status": draw(st.sampled_from(("active", "inactive"))),
+        "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope",
+                              "code": "patient-privacy"}]},
+        "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
+        "patient": {"reference": f"Patient/{patient}"}, "provision": provision,
+        "verification": [{"verified": True, "verifiedWith": {"reference": f"Patient/{patient}"}}]})
+
+
+@settings(max_examples=400, deadline=None)
+@given(requesters, st.lists(subjects, min_size=1, max_size=4), st.lists(consents("a"), max_size=2),
+       st.lists(consents("b"), max_size=2), st.booleans())
+async def test_the_verdict_is_the_outcome_and_the_engine_decision(
+        asking: Requester, judged: list[Subject], of_a: list[ConsentRecord], of_b: list[ConsentRecord],
+        one_person: bool) -> None:
+    records = frozenset({"a", "b"}) if one_person else None
+    people = {"a": PersonConsents(records or frozenset({"a"}), tuple(of_a + (of_b if one_person else []))),
+              "b": PersonConsents(records or frozenset({"b"}), tuple((of_a if one_person else []) + of_b))}
+
+    async def lookup(patients: frozenset[str]) -> Mapping[str, PersonConsents]:
+        return {p: people[p] for p in patients}
+
+    gate = ConsentGate(asking, default_policy(), lookup)
+    await gate.prepare(judged)
+    for each in judged:
+        persons = list({people[p].records: Person(people[p].consents) for p in each.patients}.values())
+        expected = decide(each, asking, persons, default_policy()).permitted
+        assert gate.permits(each) == gate.outcome(each).permitted == expected

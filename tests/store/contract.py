@@ -67,7 +67,7 @@ class Shape:
 
     name: str
     collection: str  # current, history, index, audit, meta, claims, blocks, links, decisions, subjects, assertions,
-    # clients
+    # clients, epoch
     kind: str  # find | count | update_one | delete_many
     build: Build
     upsert: bool = False
@@ -275,6 +275,11 @@ SHAPES: tuple[Shape, ...] = (
     Shape("set a store fact", "meta", "update_one",
           lambda d: {"query": {"_id": _some(d, "_id", "search_index")},
                      "update": {"$set": {"format": f"{d['vid']} Asia/Ho_Chi_Minh"}}},
+          upsert=True),
+    Shape("consent epoch by _id", "epoch", "find", lambda d: {"query": {"_id": _some(d, "_id", "epoch")},
+                                                              "limit": 1}),
+    Shape("move the consent epoch on", "epoch", "update_one",
+          lambda d: {"query": {"_id": _some(d, "_id", "epoch")}, "update": {"$set": {"w": f"t{d['vid']}"}}},
           upsert=True),
     *(_history(coll, scope, since, before)
       for coll, scopes in (("current", ("system", "type")), ("history", ("system", "type", "instance")))

@@ -47,11 +47,12 @@ PREFIXES = ["Patient|identifier|", "Patient|", "Patient|name|ễ", "Patient|name
 COLLECTIONS = {"current": "contract_current", "history": "contract_history", "index": "contract_index",
                "audit": "contract_audit", "meta": "contract_meta", "claims": "contract_claims",
                "blocks": "contract_blocks", "links": "contract_links", "decisions": "contract_decisions",
-               "subjects": "contract_subjects", "assertions": "contract_assertions", "clients": "contract_clients"}
+               "subjects": "contract_subjects", "assertions": "contract_assertions", "clients": "contract_clients",
+               "epoch": "contract_epoch"}
 INDEXES = {"current": ("type", "ts", "live", "pending"), "history": ("key", "type", "ts"), "index": ("r", *INDEXED),
            "audit": ("p", "ts", "e", "ef"), "meta": (), "claims": (), "blocks": ("r", *BLOCK_FIELDS),
            "links": ("r", "m", "review"), "decisions": ("a", "b"), "subjects": ("r", "p"), "assertions": ("exp",),
-           "clients": ()}
+           "clients": (), "epoch": ()}
 
 
 @pytest.fixture(scope="module")
@@ -128,9 +129,10 @@ def datasets(draw: st.DrawFn) -> dict[str, list[Doc]]:
                                                    max_size=4, unique=True))]
     clients = [{"_id": cid, "reg": '{"scope": "system/*.rs"}'}
                for cid in draw(st.lists(st.sampled_from(["c1", "c2", "c3"]), max_size=2, unique=True))]
+    epoch = [{"_id": "epoch", "w": draw(st.sampled_from(["t1", "t2"]))}] if draw(st.booleans()) else []
     return {"current": current, "history": history, "index": index, "audit": audit, "meta": meta, "claims": claims,
             "blocks": blocks, "links": links, "decisions": decisions, "subjects": subjects, "assertions": assertions,
-            "clients": clients}
+            "clients": clients, "epoch": epoch}
 
 
 def _emergency(draw: st.DrawFn, patient: str | None) -> dict[str, Any]:

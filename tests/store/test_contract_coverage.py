@@ -25,6 +25,7 @@ from fhir_hub.store.schema import (
     AUDIT,
     BACKEND_CLIENTS,
     CLAIMS,
+    CONSENT_EPOCH,
     CONSENT_SUBJECTS,
     HISTORY,
     LINK_DECISIONS,
@@ -41,7 +42,8 @@ from tests.store.contract import SHAPES, shape
 
 _COLLECTIONS = {RESOURCES: "current", HISTORY: "history", SEARCH_INDEX: "index", AUDIT: "audit", META: "meta",
                 CLAIMS: "claims", MATCH_BLOCKS: "blocks", PATIENT_LINKS: "links", LINK_DECISIONS: "decisions",
-                CONSENT_SUBJECTS: "subjects", USED_ASSERTIONS: "assertions", BACKEND_CLIENTS: "clients"}
+                CONSENT_SUBJECTS: "subjects", USED_ASSERTIONS: "assertions", BACKEND_CLIENTS: "clients",
+                CONSENT_EPOCH: "epoch"}
 _DUMMY = {"pick": lambda field, default: default, "keys": ["Patient/a"], "claim_keys": ["Patient?a"],
           "prefix": "k", "limit": 3, "ts": 5, "expiry": 5.0,
           "audit_patients": ["a"], "audit_ids": ["e"], "audit_withheld": ["w"],
