@@ -1,0 +1,141 @@
+"""The base checks (``profiles.validation``) on their own: bindings by type, invariants, the skip lists kept
+honest, and no crash on any mutation of a valid resource."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fhir_hub.fhir.registry import is_resource_type, model_class
+from profiles.validation import validate
+from profiles.validation.definitions import constraints, not_enumerable, type_definition, value_set
+from profiles.validation.invariants import compiled, unsupported
+from tests.api.test_examples import EXAMPLES, R4_DIR
+
+CONDITION_CLINICAL = "http://terminology.hl7.org/CodeSystem/condition-clinical"
+
+
+def _errors(resource: dict[str, Any]) -> list[str]:
+    return [f"{i.expression}: {i.message}" for i in validate(resource) if i.is_error]
+
+
+def condition(clinical: dict[str, Any]) -> dict[str, Any]:
+    return {"resourceType": "Condition", "subject": {"reference": "Patient/1"}, "clinicalStatus": clinical}
+
+
+def test_a_codeable_concept_passes_when_one_coding_is_in_the_set() -> None:
+    good = {"system": CONDITION_CLINICAL, "code": "active"}
+    local = {"system": "http://hospital.example/status", "code": "A"}
+    assert _errors(condition({"coding": [local, good]})) == []
+    assert "Condition.clinicalStatus" in _errors(condition({"coding": [local]}))[0]
+    assert _errors(condition({"text": "active"}))  # no coding at all: not from the value set
+    assert _errors(condition({"coding": [{"system": "http://other.example", "code": "active"}]}))
+
+
+def test_a_coding_is_checked_with_its_system() -> None:
+    message = {"resourceType": "MessageHeader", "source": {"endpoint": "http://x"},
+               "eventCoding": {"system": "http://x", "code": "y"},
+               "response": {"identifier": "abc", "code": "fine"}}
+    assert [e.split(":")[0] for e in _errors(message)] == ["MessageHeader.response.code"]
+
+
+def test_a_value_set_the_data_cannot_enumerate_is_skipped_not_guessed() -> None:
+    assert "http://hl7.org/fhir/ValueSet/mimetypes" in not_enumerable()
+    assert value_set("http://hl7.org/fhir/ValueSet/mimetypes") is None
+    photo = {"resourceType": "Patient", "photo": [{"contentType": "image/not-a-real-type", "data": "AAAA"}]}
+    assert _errors(photo) == []
+
+
+def test_an_element_with_only_an_id_breaks_ele_1() -> None:
+    assert any("ele-1" in e for e in _errors({"resourceType": "Patient", "maritalStatus": {"id": "x"}}))
+
+
+def test_datatype_invariants_apply_inside_resources() -> None:
+    extension = {"url": "http://x", "valueString": "a", "extension": [{"url": "y", "valueString": "b"}]}
+    found = _errors({"resourceType": "Patient", "name": [{"extension": [extension]}]})
+    assert found and "Patient.name[0].extension[0]" in found[0] and "ext-1" in found[0]
+
+
+def test_nested_resources_are_checked_as_their_type() -> None:
+    bundle = {"resourceType": "Bundle", "type": "collection",
+              "entry": [{"resource": {"resourceType": "Patient", "gender": "robot"}}]}
+    assert _errors(bundle)[0].startswith("Bundle.entry[0].resource.gender")
+
+
+def test_every_invariant_compiles_once_and_the_skip_list_names_real_ones() -> None:
+    assert set(unsupported()) <= set(constraints())
+    for cid in constraints():
+        assert compiled(cid) is compiled(cid)  # cached: compiled once
+    assert all(reason for reason in unsupported().values())
+
+
+def test_unknown_claimed_profiles_are_a_warning() -> None:
+    found = validate({"resourceType": "Patient", "meta": {"profile": [
+        "http://hl7.org/fhir/StructureDefinition/Patient", "http://example.org/StructureDefinition/vn-patient"]}})
+    claimed = [i for i in found if i.expression.startswith("Patient.meta.profile")]
+    assert [(i.severity, i.expression) for i in claimed] == [("warning", "Patient.meta.profile[1]")]
+
+
+def _examples() -> list[dict[str, Any]]:
+    return [orjson.loads((R4_DIR / name).read_bytes().removeprefix(b"\xef\xbb\xbf")) for name in EXAMPLES]
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_every_hl7_example_the_hub_accepts_passes_the_base_checks(name: str) -> None:
+    resource = orjson.loads((R4_DIR / name).read_bytes().removeprefix(b"\xef\xbb\xbf"))
+    found = validate(resource)
+    assert [i.message for i in found if i.is_error or i.code == "not-supported" and "invariant" in i.message] == []
+
+
+def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    found = [prefix] if prefix else []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            found += _paths(value, (*prefix, key))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            found += _paths(value, (*prefix, i))
+    return found
+
+
+_VALUES = st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=8), st.just({}), st.just([]),
+                    st.just({"id": "x"}), st.dictionaries(st.sampled_from(["code", "system", "value", "url"]),
+                                                          st.text(max_size=5), max_size=2))
+_SAMPLES = [r for r in _examples() if is_resource_type(r["resourceType"])][:40]
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(_SAMPLES), st.data())
+def test_a_mutated_resource_never_crashes_the_validator(resource: dict[str, Any], data: st.DataObject) -> None:
+    mutated = copy.deepcopy(resource)
+    paths = _paths(mutated)
+    for _ in range(data.draw(st.integers(1, 3))):
+        path = data.draw(st.sampled_from(paths))
+        parent = mutated
+        for step in path[:-1]:
+            parent = parent[step]
+        if isinstance(parent, dict | list):
+            parent[path[-1]] = data.draw(_VALUES)
+        paths = _paths(mutated) or [("id",)]
+    for issue in validate(mutated):  # issues only, whatever the data
+        assert issue.severity in ("error", "warning", "information") and issue.expression
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from(_SAMPLES))
+def test_an_unchanged_valid_resource_passes(resource: dict[str, Any]) -> None:
+    model_class(resource["resourceType"]).model_validate(resource)
+    assert _errors(resource) == []
+
+
+def test_type_definitions_expand_choices_and_content_references() -> None:
+    observation = type_definition("Observation")
+    assert observation is not None and observation.properties["Observation"]["valueQuantity"].type == "Quantity"
+    questionnaire = type_definition("Questionnaire")
+    assert questionnaire is not None
+    assert questionnaire.properties["Questionnaire.item"]["item"].children == "Questionnaire.item"
