@@ -10,6 +10,7 @@ swallowed and never turned into a rejection the specification does not make.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from functools import cache
 from importlib import resources
@@ -56,20 +57,75 @@ def _no_trace(*_: Any) -> None:
     """dom-3 ends in ``trace('unmatched', id)``, which fhirpathpy prints to stdout without a trace function."""
 
 
+_STRING = re.compile(r"'(?:[^'\\]|\\.)*'")
+_FOCUS_FUNCTION = re.compile(r"(?<![.\w$%])[A-Za-z_]\w*\s*\(")  # ``hasValue()``, ``iif(``: a call on the focus itself
+_FIRST_STEP = re.compile(r"(?<![.\w$%])([A-Za-z_]\w*)(?!\w|\s*\()")
+_KEYWORDS = frozenset({"and", "or", "xor", "implies", "true", "false", "div", "mod", "in", "contains", "is", "as"})
+
+
+@cache
+def focus_properties(cid: str) -> frozenset[str] | None:
+    """The properties of its focus an invariant can read (every identifier that starts a path; those inside
+    ``where(...)`` too, which only widens the set), or None when it may read more: a ``%`` variable, ``$this``,
+    or a function called on the focus itself (``hasValue()``, ``children()``...)."""
+    text = _STRING.sub("''", constraints()[cid].expression).replace("`", "")
+    if "%" in text or "$" in text or _FOCUS_FUNCTION.search(text):
+        return None
+    return frozenset(m for m in _FIRST_STEP.findall(text) if m not in _KEYWORDS)
+
+
+def _reads_nothing_of(node: Any, properties: frozenset[str]) -> bool:
+    """No JSON property of ``node`` is one of ``properties`` (a choice ``valueQuantity`` counts as ``value``)."""
+    if not isinstance(node, dict):
+        return False
+    for key in node:
+        name = key.lstrip("_")
+        if name in properties or any(name.startswith(p) and name[len(p):][:1].isupper() for p in properties):
+            return False
+    return True
+
+
+# (constraint, type path) -> whether it fails on a node that has none of the properties it reads: such a node
+# gives the same answer as any other (``contained.contained.empty()`` on a resource with no ``contained``)
+_ON_ABSENT: dict[tuple[str, str], bool] = {}
+
+
+def _ref_1_holds(node: Any) -> bool:
+    """ref-1 is on every Reference (measured: 65% of the base checks' time on the Synthea transactions, 287 µs
+    an evaluation); its first disjunct ``reference.startsWith('#').not()`` read directly, exactly."""
+    reference = node.get("reference") if isinstance(node, dict) else None
+    return not (isinstance(reference, str) and reference.startswith("#"))
+
+
+_HOLDS: dict[str, Callable[[Any], bool]] = {"ref-1": _ref_1_holds}
+
+
 def check_invariant(cid: str, node: Any, type_path: str, expression: str,
                     resource: dict[str, Any], root: dict[str, Any]) -> ValidationIssue | None:
     evaluate = compiled(cid)
     if evaluate is None:
         return None
-    constraint = constraints()[cid]
-    try:
-        result = evaluate(ResourceNode.create_node(node, type_path), {"resource": resource, "rootResource": root})
-    except Exception as exc:  # fhirpathpy raises bare Exceptions for what it does not implement
-        return ValidationIssue(WARNING, "not-supported", expression,
-                               f"{expression}: the invariant {constraint.key} could not be evaluated "
-                               f"({type(exc).__name__}: {str(exc)[:80]}); add it to unsupported-invariants.json")
-    if result != [False]:
+    holds = _HOLDS.get(cid)
+    if holds is not None and holds(node):
         return None
+    properties = focus_properties(cid)
+    absent = properties is not None and _reads_nothing_of(node, properties)
+    if absent and (cid, type_path) in _ON_ABSENT:
+        fails = _ON_ABSENT[cid, type_path]
+    else:
+        constraint = constraints()[cid]
+        try:
+            result = evaluate(ResourceNode.create_node(node, type_path), {"resource": resource, "rootResource": root})
+        except Exception as exc:  # fhirpathpy raises bare Exceptions for what it does not implement
+            return ValidationIssue(WARNING, "not-supported", expression,
+                                   f"{expression}: the invariant {constraint.key} could not be evaluated "
+                                   f"({type(exc).__name__}: {str(exc)[:80]}); add it to unsupported-invariants.json")
+        fails = result == [False]
+        if absent:
+            _ON_ABSENT[cid, type_path] = fails
+    if not fails:
+        return None
+    constraint = constraints()[cid]
     severity = ERROR if constraint.severity == "error" else WARNING
     return ValidationIssue(severity, "invariant", expression,
                            f"{expression}: breaks the invariant {constraint.key}: {constraint.human}")
