@@ -103,8 +103,9 @@ def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
     return found
 
 
-_VALUES = st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=8), st.just({}), st.just([]),
-                    st.just({"id": "x"}), st.dictionaries(st.sampled_from(["code", "system", "value", "url"]),
+# fresh objects each draw (st.builds): a later mutation may write into one
+_VALUES = st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=8), st.builds(dict), st.builds(list),
+                    st.builds(lambda: {"id": "x"}), st.dictionaries(st.sampled_from(["code", "system", "value", "url"]),
                                                           st.text(max_size=5), max_size=2))
 _SAMPLES = [r for r in _examples() if is_resource_type(r["resourceType"])][:40]
 
