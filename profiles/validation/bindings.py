@@ -43,7 +43,7 @@ def _coding_in(coding: dict[str, Any], vs: ValueSet) -> bool:
     system = coding.get("system")
     if system is None:
         return code in vs.any_system
-    return code in vs.codes.get(system, frozenset())
+    return isinstance(system, str) and code in vs.codes.get(system, frozenset())
 
 
 def _coding_text(coding: Any) -> str:

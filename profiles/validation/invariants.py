@@ -4,13 +4,13 @@ Each expression is compiled once (``compiled``, cached) and run on the element i
 its definition's path so that choice elements resolve (``value`` finds ``valueQuantity``). The few that
 fhirpathpy cannot run are listed once, with the reason, in ``unsupported-invariants.json`` and skipped;
 one that raises anyway is reported as a warning naming the invariant (so it shows in ``$validate``), never
-swallowed and never turned into a rejection the specification does not make.
+swallowed and never turned into a rejection the specification does not make. ``shortcuts`` spares most
+evaluations, never changing a verdict.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Callable
 from functools import cache
 from importlib import resources
@@ -20,6 +20,7 @@ from fhirpathpy import compile as fhirpath_compile
 from fhirpathpy.engine.nodes import ResourceNode
 from fhirpathpy.models import models
 
+from profiles.validation import shortcuts
 from profiles.validation.definitions import constraints
 from profiles.validation.issues import ERROR, WARNING, ValidationIssue
 
@@ -57,56 +58,9 @@ def _no_trace(*_: Any) -> None:
     """dom-3 ends in ``trace('unmatched', id)``, which fhirpathpy prints to stdout without a trace function."""
 
 
-_STRING = re.compile(r"'(?:[^'\\]|\\.)*'")
-_FOCUS_FUNCTION = re.compile(r"(?<![.\w$%])[A-Za-z_]\w*\s*\(")  # ``hasValue()``, ``iif(``: a call on the focus itself
-_FIRST_STEP = re.compile(r"(?<![.\w$%])([A-Za-z_]\w*)(?!\w|\s*\()")
-_KEYWORDS = frozenset({"and", "or", "xor", "implies", "true", "false", "div", "mod", "in", "contains", "is", "as"})
-
-
-@cache
-def focus_properties(cid: str) -> frozenset[str] | None:
-    """The properties of its focus an invariant can read (every identifier that starts a path; those inside
-    ``where(...)`` too, which only widens the set), or None when it may read more: a ``%`` variable, ``$this``,
-    or a function called on the focus itself (``hasValue()``, ``children()``...)."""
-    text = _STRING.sub("''", constraints()[cid].expression).replace("`", "")
-    if "%" in text or "$" in text or _FOCUS_FUNCTION.search(text):
-        return None
-    return frozenset(m for m in _FIRST_STEP.findall(text) if m not in _KEYWORDS)
-
-
-def _reads_nothing_of(node: Any, properties: frozenset[str]) -> bool:
-    """No JSON property of ``node`` is one of ``properties`` (a choice ``valueQuantity`` counts as ``value``)."""
-    if not isinstance(node, dict):
-        return False
-    for key in node:
-        name = key.lstrip("_")
-        if name in properties or any(name.startswith(p) and name[len(p):][:1].isupper() for p in properties):
-            return False
-    return True
-
-
-# (constraint, type path) -> whether it fails on a node that has none of the properties it reads: such a node
-# gives the same answer as any other (``contained.contained.empty()`` on a resource with no ``contained``)
+# (constraint, type path) -> whether it fails on an element that has none of the properties it reads: such an
+# element gives the same answer as any other (``contained.contained.empty()`` on a resource with no ``contained``)
 _ON_ABSENT: dict[tuple[str, str], bool] = {}
-
-
-def _ref_1_holds(node: Any) -> bool:
-    """ref-1 is on every Reference (measured: 65% of the base checks' time on the Synthea transactions, 287 µs
-    an evaluation); its first disjunct ``reference.startsWith('#').not()`` read directly, exactly."""
-    reference = node.get("reference") if isinstance(node, dict) else None
-    return not (isinstance(reference, str) and reference.startswith("#"))
-
-
-def _ext_1_holds(node: Any) -> bool:
-    """ext-1 (``extension.exists() != value.exists()``) is on every Extension, nested ones too (a Synthea
-    Patient has a dozen): read directly; the structural pass has refused empty arrays and nulls."""
-    if not isinstance(node, dict):
-        return False
-    return ("extension" in node) != any(k.startswith("value") and k[5:6].isupper() for k in node)
-
-
-# invariants read directly where they certainly hold; where they may not, FHIRPath gives the verdict
-_HOLDS: dict[str, Callable[[Any], bool]] = {"ref-1": _ref_1_holds, "ext-1": _ext_1_holds}
 
 
 def check_invariant(cid: str, node: Any, type_path: str, expression: str,
@@ -114,11 +68,11 @@ def check_invariant(cid: str, node: Any, type_path: str, expression: str,
     evaluate = compiled(cid)
     if evaluate is None:
         return None
-    holds = _HOLDS.get(cid)
+    holds = shortcuts.HOLDS.get(cid)
     if holds is not None and holds(node):
         return None
-    properties = focus_properties(cid)
-    absent = properties is not None and _reads_nothing_of(node, properties)
+    properties = shortcuts.focus_properties(cid)
+    absent = properties is not None and shortcuts.reads_nothing_of(node, properties)
     if absent and (cid, type_path) in _ON_ABSENT:
         fails = _ON_ABSENT[cid, type_path]
     else:

@@ -142,11 +142,16 @@ def test_type_definitions_expand_choices_and_content_references() -> None:
     assert questionnaire.properties["Questionnaire.item"]["item"].children == "Questionnaire.item"
 
 
-def _without_shortcuts(monkeypatch: pytest.MonkeyPatch) -> None:
-    from profiles.validation import invariants
+_CHANGES = [None, {"valueString": "x"}, {"extension": [{"url": "http://x", "valueString": "y"}]},
+            {"reference": "#nope"}, {"reference": "Patient/1"}, {"contained": [{"resourceType": "Basic", "id": "b"}]},
+            {"text": {"status": "empty", "div": "<div xmlns=\"http://www.w3.org/1999/xhtml\">x</div>"}}]
 
-    monkeypatch.setattr(invariants, "_HOLDS", {})
-    monkeypatch.setattr(invariants, "focus_properties", lambda cid: None)
+
+def _without_shortcuts(monkeypatch: pytest.MonkeyPatch) -> None:
+    from profiles.validation import shortcuts
+
+    monkeypatch.setattr(shortcuts, "HOLDS", {})
+    monkeypatch.setattr(shortcuts, "focus_properties", lambda cid: None)
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
@@ -157,12 +162,18 @@ def test_the_shortcuts_give_what_fhirpath_gives(monkeypatch: pytest.MonkeyPatch,
     """ref-1's first disjunct read in Python, and one answer per invariant for nodes without the properties it
     reads: the same issues as evaluating every invariant on every node, on valid and mutated resources."""
     mutated = copy.deepcopy(resource)
-    path = data.draw(st.sampled_from(_paths(mutated)))
-    parent = mutated
-    for step in path[:-1]:
-        parent = parent[step]
-    if data.draw(st.booleans()) and isinstance(parent, dict):
-        del parent[path[-1]]
+    for _ in range(data.draw(st.integers(1, 3))):
+        path = data.draw(st.sampled_from(_paths(mutated) or [("id",)]))
+        parent = mutated
+        for step in path[:-1]:
+            parent = parent[step]
+        if not isinstance(parent, dict):
+            continue
+        change = data.draw(st.sampled_from(_CHANGES))
+        if change is None:
+            parent.pop(path[-1], None)
+        else:
+            parent.update(copy.deepcopy(change))  # what the shortcuts read: values, extensions, references
     fast = validate(mutated)
     with monkeypatch.context() as patched:
         _without_shortcuts(patched)
