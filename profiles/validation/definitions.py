@@ -85,6 +85,15 @@ def type_definition(name: str) -> TypeDefinition | None:
     return TypeDefinition(name, raw["kind"], tuple(k for k in root if k != "ele-1"), properties)
 
 
+@cache
+def choice_properties() -> frozenset[tuple[str, str]]:
+    """(stem, type as it ends the JSON property) of every choice element: (``value``, ``Quantity``)..."""
+    return frozenset((path.rsplit(".", 1)[-1][:-3], t[0].upper() + t[1:])
+                     for raw in _elements_json()["types"].values()
+                     for path, (_min, _max, types, _vs, _keys) in raw["elements"].items() if path.endswith("[x]")
+                     for t in types)
+
+
 @dataclass(frozen=True, slots=True)
 class ValueSet:
     url: str

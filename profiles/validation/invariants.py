@@ -68,8 +68,7 @@ def check_invariant(cid: str, node: Any, type_path: str, expression: str,
     evaluate = compiled(cid)
     if evaluate is None:
         return None
-    holds = shortcuts.HOLDS.get(cid)
-    if holds is not None and holds(node):
+    if shortcuts.holds(cid, node):
         return None
     properties = shortcuts.focus_properties(cid)
     absent = properties is not None and shortcuts.reads_nothing_of(node, properties)

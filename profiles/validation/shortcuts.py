@@ -1,8 +1,11 @@
 """Where an invariant's verdict is known without running fhirpathpy (each evaluation costs 30-300 µs; most
 elements of most resources would otherwise pay them).
 
-- ``HOLDS``: a few invariants on very common datatypes read directly in Python where they certainly hold
-  (``ref-1`` on every Reference, ``ext-1`` on every Extension); where they may not, FHIRPath decides.
+- ``holds``: where an invariant certainly holds. Two on very common datatypes are read directly (``ref-1`` on
+  every Reference, ``ext-1`` on every Extension); and an invariant that opens with ``X.empty() or`` holds
+  on an element without X, one that opens with ``X.exists() or`` on an element with X (``obs-6``,
+  ``pat-1``, ``con-3``, ``qty-3``...: FHIRPath's ``true or anything`` is true). Where it may not hold,
+  FHIRPath decides.
 - ``focus_properties``: the properties of its element an invariant can read; an element with none of them
   gives the same verdict as any other such element of its type, so ``invariants`` evaluates it once per type.
 
@@ -16,7 +19,7 @@ from collections.abc import Callable
 from functools import cache
 from typing import Any
 
-from profiles.validation.definitions import constraints
+from profiles.validation.definitions import choice_properties, constraints
 
 _STRING = re.compile(r"'(?:[^'\\]|\\.)*'")
 _FOCUS_FUNCTION = re.compile(r"(?<![.\w$%])[A-Za-z_]\w*\s*\(")  # ``hasValue()``, ``iif(``: a call on the focus itself
@@ -36,14 +39,28 @@ def focus_properties(cid: str) -> frozenset[str] | None:
 
 
 def reads_nothing_of(node: Any, properties: frozenset[str]) -> bool:
-    """No JSON property of ``node`` is one of ``properties`` (a choice ``valueQuantity`` counts as ``value``)."""
+    """No JSON property of ``node`` is one of ``properties`` (a choice ``valueQuantity`` counts as ``value``,
+    ``_birthDate`` as ``birthDate``; a null or an empty array as no property, as fhirpathpy sees them)."""
     if not isinstance(node, dict):
         return False
-    for key in node:
-        name = key.lstrip("_")
-        if name in properties or any(name.startswith(p) and name[len(p):][:1].isupper() for p in properties):
+    for key, value in node.items():
+        if value is None or value == []:
+            continue
+        name, choice = _property(key)
+        if name in properties or choice in properties:
             return False
     return True
+
+
+@cache
+def _property(key: str) -> tuple[str, str | None]:
+    """``_valueQuantity`` -> (``valueQuantity``, ``value``): the property, and the choice element it is a type of
+    (one of the specification's: ``dataAbsentReason`` is no choice of ``data``, ``birthDate`` none of ``birth``)."""
+    name = key.lstrip("_")
+    for i in range(1, len(name)):
+        if name[i].isupper() and (name[:i], name[i:]) in choice_properties():
+            return name, name[:i]
+    return name, None
 
 
 def _ref_1_holds(node: Any) -> bool:
@@ -58,8 +75,33 @@ def _ext_1_holds(node: Any) -> bool:
     Patient has a dozen): read directly; the structural pass has refused empty arrays and nulls."""
     if not isinstance(node, dict):
         return False
-    return ("extension" in node) != any(k.startswith("value") and k[5:6].isupper() for k in node)
+    return reads_nothing_of(node, _EXTENSION) != reads_nothing_of(node, _VALUE)
 
 
-# invariants read directly where they certainly hold; where they may not, FHIRPath gives the verdict
+_EXTENSION, _VALUE = frozenset({"extension"}), frozenset({"value"})
+# invariants read directly where they certainly hold
 HOLDS: dict[str, Callable[[Any], bool]] = {"ref-1": _ref_1_holds, "ext-1": _ext_1_holds}
+_LEADING = re.compile(r"([A-Za-z_]\w*)\.(empty|exists)\(\) or ")
+_LOOSER_THAN_OR = re.compile(r"\b(implies|xor)\b")  # would make the leading ``or`` not the outermost operator
+
+
+@cache
+def leading_guard(cid: str) -> tuple[frozenset[str], bool] | None:
+    """``(X, False)`` for an invariant ``X.empty() or ...``, ``(X, True)`` for ``X.exists() or ...``."""
+    expression = constraints()[cid].expression
+    found = _LEADING.match(expression)
+    if found is None or _LOOSER_THAN_OR.search(expression):
+        return None
+    return frozenset({found[1]}), found[2] == "exists"
+
+
+def holds(cid: str, node: Any) -> bool:
+    """True only where the invariant certainly holds on ``node``; False says nothing."""
+    direct = HOLDS.get(cid)
+    if direct is not None and direct(node):
+        return True
+    guard = leading_guard(cid)
+    if guard is None or not isinstance(node, dict):
+        return False
+    properties, when_present = guard
+    return reads_nothing_of(node, properties) != when_present
