@@ -127,6 +127,8 @@ def consent(rid: str, patient: str, shape: str, rng: random.Random) -> dict[str,
             "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
             "patient": {"reference": f"Patient/{patient}"}, "dateTime": "2026-01-15",
             "verification": [{"verified": True, "verifiedWith": {"reference": f"Patient/{patient}"}}],
+            # R4 ppc-1: a policy or a policyRule, here the one the root provision states
+            "policyRule": {"coding": [{"system": ACT, "code": "OPTOUT" if provision["type"] == "deny" else "OPTIN"}]},
             "provision": provision}
 
 

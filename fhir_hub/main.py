@@ -32,6 +32,7 @@ from fhir_hub.api import (
     search,
     smart,
     update,
+    validate,
 )
 from fhir_hub.api.budget import RequestBudget
 from fhir_hub.api.conventions import HttpConventions
@@ -45,11 +46,11 @@ from fhir_hub.queue.processes import WorkerProcesses
 
 StartupHook = Callable[[Hub], Awaitable[None]]
 
-# linking's, match's and access_log's /Type/$... routes before read's /{rtype}/{rid}, which would take them
-# for ids
+# linking's, match's, access_log's and validate's /Type/$... routes before read's /{rtype}/{rid}, which would
+# take them for ids; everything's before search's /{ctype}/{cid}/{rtype} (a compartment search)
 ROUTERS = (metadata.router, smart.router, ingest.router, linking.router, match.router, access_log.router,
-           access_check.router, risk.router, everything.router, history.router, read.router, search.router,
-           bundle.router, create.router, update.router, patch.router, delete.router)
+           access_check.router, risk.router, everything.router, validate.router, history.router, read.router,
+           search.router, bundle.router, create.router, update.router, patch.router, delete.router)
 
 
 def freeze_startup_heap() -> None:

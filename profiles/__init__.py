@@ -2,6 +2,6 @@
 resource against them, kept as data. Pure code: no FastAPI, no pymongo.
 
 Structural validation against the R4B models lives in ``fhir_hub.fhir.validation``; what goes here is what
-the city adds on top (bindings, invariants, Vietnamese identifiers), starting with the search and profile
-issues.
+the models do not check: the base specification's required bindings and invariants (``validation/``, over
+the extract in ``fhir-r4/``), and next the city's own profiles (Vietnamese identifiers...).
 """

@@ -8,7 +8,8 @@ from importlib import resources
 from typing import Any
 
 
-def _load(name: str, folder: str = "fhir-r4") -> dict[str, Any]:
+def load_definition(name: str, folder: str = "fhir-r4") -> dict[str, Any]:
+    """One JSON file of ``profiles/<folder>``, parsed (callers cache what they derive from it)."""
     data: dict[str, Any] = json.loads((resources.files("profiles") / folder / name).read_text(encoding="utf-8"))
     return data
 
@@ -18,7 +19,8 @@ def search_parameters() -> dict[tuple[str, str], dict[str, Any]]:
     """Every R4 SearchParameter, then the hub's own (``hub/search-parameters.json``: the address's
     administrative units), by (resource type it applies to, code)."""
     params: dict[tuple[str, str], dict[str, Any]] = {}
-    for entry in [*_load("search-parameters.json")["entry"], *_load("search-parameters.json", "hub")["entry"]]:
+    official, hub = load_definition("search-parameters.json"), load_definition("search-parameters.json", "hub")
+    for entry in [*official["entry"], *hub["entry"]]:
         resource = entry["resource"]
         for base in resource.get("base", []):
             params[(base, resource["code"])] = resource
@@ -28,5 +30,5 @@ def search_parameters() -> dict[tuple[str, str], dict[str, Any]]:
 @cache
 def patient_compartment() -> dict[str, tuple[str, ...]]:
     """Resource types in the Patient compartment, with the search parameters that put them there."""
-    definition = _load("compartmentdefinition-patient.json")
+    definition = load_definition("compartmentdefinition-patient.json")
     return {item["code"]: tuple(item["param"]) for item in definition["resource"] if item.get("param")}

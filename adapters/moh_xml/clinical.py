@@ -56,8 +56,9 @@ def map_medications(ep: Episode, rows: list[Row]) -> None:
                 "subject": {"reference": ep.patient},
                 "context": {"reference": ep.encounter},
                 "effectiveDateTime": given,
+                # no dosage: R4 mad-1 wants its dose or rate, and XML2 has neither per administration (SO_LUONG
+                # is the quantity ordered); the instructions stay on the request's dosageInstruction
                 "request": {"reference": request},
-                "dosage": dosage,
             }, ep.row_match("XML2", key, "administration"))
 
 

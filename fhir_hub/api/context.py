@@ -153,13 +153,14 @@ async def fhir_context(request: Request) -> FhirContext:
     """Async on purpose: FastAPI runs a plain ``def`` dependency in a worker thread, a hop per request."""
     hub = hub_of(request)
     caller = await authenticate(request, hub)
-    interaction = request.scope["route"].openapi_extra[INTERACTION_KEY]["code"]
+    tag = request.scope["route"].openapi_extra[INTERACTION_KEY]
+    interaction = tag["code"]
     scope = request.scope
     audit = hub.audit.begin(interaction=interaction, caller=caller, method=request_method(scope), path=scope["path"],
                             query=scope["query_string"].decode("latin-1"),
                             client=request.client.host if request.client else None)
     request.state.audit = audit  # finished with the response status by AuditMiddleware
-    permission = PERMISSION[interaction]
+    permission = tag["permission"] if "permission" in tag else PERMISSION[interaction]
     refuse_emergency_without_reason(caller)
     rtype = request.path_params.get("rtype")
     if rtype is None:

@@ -38,7 +38,8 @@ _WRITES = frozenset({"create", "update", "patch", "delete"})
 _WRITE_FLAGS = frozenset({"conditionalCreate", "conditionalUpdate", "conditionalDelete", "updateCreate"})
 # tag keys that are not CapabilityStatement flags: an operation, the type it is on, the permission it needs
 PATIENT_COMPARTMENT = "http://hl7.org/fhir/CompartmentDefinition/patient"
-_NOT_FLAGS = frozenset({"code", "level", "interactions", "operation", "resource"})
+_NOT_FLAGS = frozenset({"code", "level", "interactions", "operation", "resource", "permission"})
+_EVERY_TYPE = "*"  # an operation tag's ``resource`` for one every type has ($validate)
 _OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
 
 
@@ -110,9 +111,10 @@ def _statement(tags: tuple[dict[str, Any], ...], base_url: str, token_url: str, 
     type_operations: dict[str, list[dict[str, str]]] = {}
     for tag in tags:  # an operation at type and instance level (Patient/$access-log) is listed once
         if "operation" in tag and "resource" in tag:
-            listed = type_operations.setdefault(tag["resource"], [])
-            if tag["operation"] not in listed:
-                listed.append(tag["operation"])
+            for rtype in resource_types() if tag["resource"] == _EVERY_TYPE else (tag["resource"],):
+                listed = type_operations.setdefault(rtype, [])
+                if tag["operation"] not in listed:
+                    listed.append(tag["operation"])
     resources = []
     for rtype in resource_types():
         hub_only = rtype in HUB_ONLY_TYPES  # readable, never written through the API

@@ -125,6 +125,8 @@ _PARAM_DOCS = {
     "If-None-Match": "Conditional read: answer 304 if the current version has this ETag",
     "If-Modified-Since": "Conditional read: answer 304 if unchanged since this HTTP date",
     "Prefer": "return=minimal | representation | OperationOutcome; handling=strict | lenient",
+    "mode": "$validate: create (the default), update or delete",
+    "profile": "$validate: a profile to check beyond the resource's own (one the hub does not ship is an error)",
 }
 
 

@@ -3,7 +3,9 @@
 Two passes. The R4B pydantic model checks elements, cardinality and primitive formats. Then a walk over
 the JSON beside the validated model checks what pydantic's lax mode lets through but FHIR JSON forbids:
 ``"active": "yes"`` for a boolean, a number sent as a string, ``null`` outside primitive arrays, empty
-objects and arrays. Code bindings and invariants are left to ``profiles/``.
+objects and arrays. Then the base specification's rules that the models do not know, required bindings
+and invariants (``profiles.validation``): a resource breaking one is a 422, as R4 http.html#update says
+for a resource that "violated applicable FHIR profiles or server business rules".
 
 Errors are reported as FHIRPath-like element paths (``Patient.name[0].given``) so an integrator can find
 the offending element without reading Python tracebacks. A body that cannot be read as the resource
@@ -23,6 +25,8 @@ from pydantic import ValidationError
 
 from fhir_hub.errors import HubError, InvalidResource, Issue, UnprocessableResource
 from fhir_hub.fhir.registry import is_resource_type, model_class
+from profiles.validation import ValidationIssue
+from profiles.validation import validate as validate_base
 
 _MAX_ISSUES = 20
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -30,7 +34,23 @@ _NESTED_TYPE = re.compile(r"'R4\.(?P<name>\w+)Type'")
 
 
 def validate_resource(resource: dict[str, Any], *, expected_type: str | None = None) -> str:
-    """Check ``resource``; return its type. Raises a HubError describing every problem found."""
+    """Check ``resource``; return its type. Raises a HubError describing every problem found.
+
+    The one check every write makes (REST, Bundles, ingestion, the validation workers)."""
+    rtype = check_structure(resource, expected_type=expected_type)
+    errors = [i for i in validate_base(resource) if i.is_error]
+    if errors:
+        issues = [hub_issue(i) for i in errors[:_MAX_ISSUES]]
+        raise UnprocessableResource(_summary(issues), issues=issues)
+    return rtype
+
+
+def hub_issue(issue: ValidationIssue) -> Issue:
+    return Issue(issue.code, issue.message, (issue.expression,), issue.severity)
+
+
+def check_structure(resource: dict[str, Any], *, expected_type: str | None = None) -> str:
+    """The structural passes alone (``$validate`` lists the base rules' issues itself, warnings too)."""
     rtype = resource.get("resourceType")
     if not isinstance(rtype, str) or not rtype:
         raise InvalidResource("resourceType: the element is missing; a FHIR resource must name its type",

@@ -48,6 +48,8 @@ def _permit(client: TestClient, settings: Settings, rid: str) -> None:
                                      "code": "patient-privacy"}]},
                "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
                "patient": {"reference": f"Patient/{rid}"},
+               "policyRule": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
+                                          "code": "OPTIN"}]},  # R4 ppc-1: a policy or a policyRule
                "provision": {"type": "permit", "purpose": [TREAT], "actor": [{
                    "role": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType",
                                         "code": "IRCP"}]},

@@ -29,12 +29,13 @@ def test_capability_statement_is_valid_r4(client: TestClient) -> None:
     (patient,) = [r for r in rest["resource"] if r["type"] == "Patient"]
     assert sorted(o["name"] for o in patient["operation"]) == sorted(  # each once: $access-log has two levels
         {"match", "merge", "unmerge", "review", "review-list", "links", "access-log", "risk", "priority-worklist",
-         "everything"})
+         "everything", "validate"})
     (audit,) = [r for r in rest["resource"] if r["type"] == "AuditEvent"]
-    assert [o["name"] for o in audit["operation"]] == ["emergency-access"]
+    assert [o["name"] for o in audit["operation"]] == ["emergency-access", "validate"]
     (group,) = [r for r in rest["resource"] if r["type"] == "Group"]
-    assert [o["name"] for o in group["operation"]] == ["risk-cohort"]
-    assert all("operation" not in r for r in rest["resource"] if r["type"] not in ("Patient", "AuditEvent", "Group"))
+    assert [o["name"] for o in group["operation"]] == ["risk-cohort", "validate"]
+    assert all([o["name"] for o in r["operation"]] == ["validate"]  # $validate is on every type
+               for r in rest["resource"] if r["type"] not in ("Patient", "AuditEvent", "Group"))
 
 
 def test_every_claimed_interaction_works(client: TestClient) -> None:

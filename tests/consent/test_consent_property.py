@@ -331,8 +331,8 @@ def consent_json(given_: Given) -> dict[str, Any]:
     provision = _provision(given_.root)
     if provision:  # an untyped root stating nothing is left out: the policyRule alone decides
         body["provision"] = provision
-    if not given_.root.typed:
-        body["policyRule"] = _coded(ACT, "OPTIN" if given_.root.kind == "permit" else "OPTOUT")
+    # an untyped root takes its kind from the policyRule alone; a typed one states the same (R4 ppc-1 wants one)
+    body["policyRule"] = _coded(ACT, "OPTIN" if given_.root.kind == "permit" else "OPTOUT")
     return body
 
 

@@ -61,6 +61,8 @@ def consent(rid: str = "", *, status: str = "active", **provision: Any) -> dict[
                                   "code": "patient-privacy"}]},
             "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
             "patient": {"reference": "Patient/pat-lan"},
+            # R4 ppc-1: a Consent names a policy or a policyRule (the hub's rules come from the provisions)
+            "policyRule": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTIN"}]},
             "provision": {"type": "permit", **provision}}
 
 

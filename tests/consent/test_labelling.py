@@ -128,7 +128,9 @@ def privacy_consent(patient: str, facility: str, *, label: str | None) -> dict[s
             "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope",
                                   "code": "patient-privacy"}]},
             "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
-            "patient": {"reference": f"Patient/{patient}"}, "dateTime": "2026-12-01", "provision": provision}
+            "patient": {"reference": f"Patient/{patient}"}, "dateTime": "2026-12-01", "provision": provision,
+            "policyRule": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode",
+                                       "code": "OPTIN"}]}}  # R4 ppc-1: a policy or a policyRule
 
 
 def write_consent(client: TestClient, settings: Settings, consent: dict[str, Any]) -> None:

@@ -310,6 +310,24 @@ def access_check(w: World) -> None:
     assert w.open_.get(f"/{w.hidden_key}/$access-check", headers=operator).status_code == 200
 
 
+def validate_delete(w: World) -> None:
+    """``$validate`` with ``mode=delete`` (issue 20) asks whether the instance exists, through the reader: for
+    the hidden resource it answers exactly as for an id never created (a ``not-found`` issue, or the same
+    refusal where the caller may not update the type); the open world's caller is told it exists exactly when
+    a read shows it to them."""
+    rtype, rid = w.hidden_key.split("/", 1)
+    hidden = w.hidden.post(f"/{rtype}/{rid}/$validate?mode=delete")
+    absent = w.hidden.post(f"/{rtype}/{ABSENT}/$validate?mode=delete")
+    assert hidden.status_code == absent.status_code, (hidden.text, absent.text)
+    assert hidden.text.replace(rid, ABSENT) == absent.text
+    seen = w.open_.post(f"/{rtype}/{rid}/$validate?mode=delete")
+    assert seen.status_code == hidden.status_code
+    if hidden.status_code == 200:
+        assert [i["code"] for i in hidden.json()["issue"]] == ["not-found"]
+        readable = w.open_.get(f"/{rtype}/{rid}").status_code == 200
+        assert [i["code"] for i in seen.json()["issue"]] == ["informational" if readable else "not-found"]
+
+
 def risk(w: World) -> None:
     """``Patient/{id}/$risk`` (issue 18) reads the Patient and the person's records through the reader: a
     hidden Patient record or master answers as one never created; otherwise the hidden resource changes
@@ -617,7 +635,7 @@ PATHS: list[Path] = [read, read_head, read_subset, vread, instance_history, type
                      search_get, search_post, compartment_search, everything, search_by_id, system_search,
                      summary_count, total_accurate, elements, paging, includes, revincludes, iterate, chains_and_has,
                      audit_events, provenance, patient_match, access_log, emergency_access, access_check, risk,
-                     cohorts]
+                     cohorts, validate_delete]
 
 
 @pytest.mark.parametrize("path", PATHS, ids=lambda p: p.__name__)
@@ -777,6 +795,7 @@ COVERED: dict[str, list[Callable[..., None]]] = {
     "risk-cohort": [cohorts], "priority-worklist": [cohorts],  # the priority record (issue 18)
     # the audit trail for those it concerns (issue 17)
     "access-log": [access_log], "emergency-access": [emergency_access],
+    "validate": [validate_delete],  # $validate (issue 20): mode=delete reads the instance
 }
 READS_NOTHING = {
     "capabilities": "the CapabilityStatement holds no resource",

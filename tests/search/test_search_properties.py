@@ -496,7 +496,7 @@ def decimal_span(text: str) -> tuple[Decimal, Decimal]:
 UNITS: tuple[dict[str, str], ...] = (
     {"system": UCUM, "code": "mg", "unit": "mg"},
     {"system": UCUM, "code": "g", "unit": "g"},
-    {"code": "mg", "unit": "milligram"},
+    {"system": "urn:local-units", "code": "mg", "unit": "milligram"},  # a code needs its system (R4 qty-3)
     {"unit": "mg"},
     {},
     {"system": "http://snomed.info/sct", "code": "mg", "unit": "mg"},
