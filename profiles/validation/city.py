@@ -93,3 +93,18 @@ def claimed(resource: dict[str, Any], requested: str | None = None) -> list[Prof
         wanted.append(requested)
     found = {p.url: p for p in (profile(u) for u in wanted) if p is not None and p.type == resource.get("resourceType")}
     return list(found.values())
+
+
+@cache
+def _by_type() -> dict[str, Profile]:
+    """The city's profile of each type it profiles (one each: the adapters claim it where it is met)."""
+    found: dict[str, Profile] = {}
+    for p in profiles().values():
+        if p.type in found:
+            raise ValueError(f"two city profiles for {p.type}: {found[p.type].url}, {p.url}")
+        found[p.type] = p
+    return found
+
+
+def profile_for_type(rtype: str) -> Profile | None:
+    return _by_type().get(rtype)

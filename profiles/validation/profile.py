@@ -18,10 +18,10 @@ from typing import Any
 from fhirpathpy.engine.nodes import ResourceNode
 
 from profiles.validation.bindings import membership
-from profiles.validation.city import same_value, value_sets
+from profiles.validation.city import profile_for_type, same_value, value_sets
 from profiles.validation.definitions import value_set
 from profiles.validation.invariants import Evaluator, compile_fhirpath
-from profiles.validation.issues import ERROR, INFORMATION, WARNING, ValidationIssue
+from profiles.validation.issues import ERROR, INFORMATION, WARNING, ValidationIssue, errors
 from profiles.validation.structure import Profile, ProfileConstraint, Rule
 
 _SEVERITY = {"required": ERROR, "extensible": WARNING}
@@ -194,8 +194,21 @@ def check_profile(resource: dict[str, Any], profile: Profile) -> list[Validation
     """Every issue of ``resource`` against ``profile``; never raises for what is in the resource."""
     rtype = resource.get("resourceType")
     if rtype != profile.type:
-        return [ValidationIssue(ERROR, "invalid", str(rtype), f"{rtype}: the profile {profile.url} is for "
-                                f"{profile.type} resources")]
+        return [ValidationIssue(ERROR, "invalid", "resourceType", f"resourceType: {str(rtype)[:40]!r}, the profile "
+                                f"{profile.url} is for {profile.type} resources")]
     run = _Run(profile, resource)
     run.occurrence(_Item(profile.type, resource, profile.type), profile.root, profile.type)
     return run.issues
+
+
+def claim_if_met(resource: dict[str, Any]) -> bool:
+    """Add the city's profile of its type to ``resource``'s ``meta.profile`` when it meets it with no error
+    (the adapters' output: a claim is a promise the write path holds the resource to, so it is made only
+    where it is kept). Whether it claims now."""
+    found = profile_for_type(str(resource.get("resourceType", "")))
+    if found is None or errors(check_profile(resource, found)):
+        return False
+    meta = resource.setdefault("meta", {})
+    if found.url not in meta.get("profile", []):
+        meta["profile"] = [*meta.get("profile", []), found.url]
+    return True
