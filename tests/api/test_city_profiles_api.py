@@ -1,0 +1,58 @@
+"""The city's profiles over HTTP: a write claiming one is held to it (``reject``: 422 at the element; ``warn``:
+stored), ``$validate`` checks a claimed or requested one, the CapabilityStatement lists them and the
+hub's StructureDefinitions are readable."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+from tests.conftest import assert_outcome
+from tests.profiles.test_city_profiles import CONDITION, OBSERVATION, PATIENT, condition, observation
+
+
+def _unclaimed(resource: dict[str, object]) -> dict[str, object]:
+    return {k: v for k, v in resource.items() if k != "meta"}
+
+
+def test_a_write_claiming_a_rejecting_profile_it_breaks_is_refused_at_the_element(client: TestClient) -> None:
+    refused = client.post("/Condition", json=condition("E119x"))
+    body = assert_outcome(refused, 422, "invariant")
+    assert body["issue"][0]["expression"] == ["Condition.code.coding[0].code"]
+    assert "vn-cond-1" in body["issue"][0]["diagnostics"] and CONDITION in body["issue"][0]["diagnostics"]
+    assert client.get("/Condition").json()["total"] == 0
+    assert client.post("/Condition", json=_unclaimed(condition("E119x"))).status_code == 201  # no claim, no promise
+    assert client.post("/Condition", json=condition("E11.9")).status_code == 201
+
+
+def test_a_write_claiming_a_warn_profile_it_breaks_is_stored(client: TestClient) -> None:
+    stored = client.post("/Observation", json=observation(valueQuantity={"value": 72, "unit": "beats"}))
+    assert stored.status_code == 201, stored.text
+
+
+def test_validate_checks_the_claimed_and_the_requested_profile(client: TestClient) -> None:
+    claimed = client.post("/Observation/$validate", json=observation(valueQuantity={"value": 72, "unit": "beats"}))
+    issues = claimed.json()["issue"]
+    errors = [i for i in issues if i["severity"] == "error"]
+    assert [i["expression"] for i in errors] == [["Observation"]] and OBSERVATION in errors[0]["diagnostics"]
+    requested = client.post(f"/Condition/$validate?profile={CONDITION}", json=_unclaimed(condition("E1")))
+    assert [i["expression"] for i in requested.json()["issue"] if i["severity"] == "error"] == [
+        ["Condition.code.coding[0].code"]]
+
+
+def test_the_capability_statement_lists_the_city_profiles(client: TestClient) -> None:
+    resources = {r["type"]: r for r in client.get("/metadata").json()["rest"][0]["resource"]}
+    assert resources["Patient"]["supportedProfile"] == [PATIENT]
+    assert resources["Condition"]["supportedProfile"] == [CONDITION]
+    assert "supportedProfile" not in resources["Procedure"]
+
+
+def test_the_hubs_structure_definitions_are_readable(client: TestClient) -> None:
+    read = client.get("/StructureDefinition/vn-patient")
+    assert read.status_code == 200 and read.json()["url"] == PATIENT
+    found = client.get("/StructureDefinition", params={"url": PATIENT}).json()
+    assert found["resourceType"] == "Bundle" and found["total"] == 1
+    assert found["entry"][0]["resource"]["id"] == "vn-patient"
+    assert client.get("/StructureDefinition", params={"type": "Condition,Coverage"}).json()["total"] == 2
+    assert client.get("/StructureDefinition").json()["total"] == 6
+    assert_outcome(client.get("/StructureDefinition/nope"), 404, "not-found")
+    assert_outcome(client.get("/StructureDefinition", params={"name": "x"}), 400, "invalid")
