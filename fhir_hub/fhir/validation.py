@@ -26,7 +26,7 @@ from pydantic import ValidationError
 
 from fhir_hub.errors import HubError, InvalidResource, Issue, UnprocessableResource
 from fhir_hub.fhir.registry import is_resource_type, model_class
-from profiles.validation import ValidationIssue, write_errors
+from profiles.validation import ValidationIssue, write_errors, write_warnings
 
 _MAX_ISSUES = 20
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -43,6 +43,11 @@ def validate_resource(resource: dict[str, Any], *, expected_type: str | None = N
         issues = [hub_issue(i) for i in errors[:_MAX_ISSUES]]
         raise UnprocessableResource(_summary(issues), issues=issues)
     return rtype
+
+
+def accepted_with_warnings(resource: dict[str, Any]) -> list[Issue]:
+    """What a write accepted but the client should hear: a claimed city profile enforced ``warn`` broken."""
+    return [hub_issue(i) for i in write_warnings(resource)[:_MAX_ISSUES]]
 
 
 def hub_issue(issue: ValidationIssue) -> Issue:

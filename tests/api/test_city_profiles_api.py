@@ -56,3 +56,17 @@ def test_the_hubs_structure_definitions_are_readable(client: TestClient) -> None
     assert client.get("/StructureDefinition").json()["total"] == 6
     assert_outcome(client.get("/StructureDefinition/nope"), 404, "not-found")
     assert_outcome(client.get("/StructureDefinition", params={"name": "x"}), 400, "invalid")
+
+
+def test_a_write_accepted_with_warnings_says_so_when_asked_for_an_outcome(client: TestClient) -> None:
+    odd = observation(valueQuantity={"value": 72, "unit": "beats"})
+    stored = client.post("/Observation", json=odd, headers={"Prefer": "return=OperationOutcome"})
+    assert stored.status_code == 201, stored.text
+    issues = stored.json()["issue"]
+    assert [(i["severity"], i.get("expression")) for i in issues] == [("information", None),
+                                                                      ("warning", ["Observation"])]
+    assert "vn-obs-1" in issues[1]["diagnostics"] and OBSERVATION in issues[1]["diagnostics"]
+    rid = stored.headers["Location"].split("/Observation/")[1].split("/")[0]
+    fixed = client.put(f"/Observation/{rid}", json={**observation(), "id": rid},
+                       headers={"Prefer": "return=OperationOutcome"})
+    assert [i["severity"] for i in fixed.json()["issue"]] == ["information"]
