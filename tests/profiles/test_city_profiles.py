@@ -286,6 +286,10 @@ def test_vn_core_identifier_systems_are_accepted_as_the_hubs() -> None:
     for system in (*aliases[CCCD], *aliases[BHYT], vn + "patient-internal-id"):
         assert _errors_at(patient(identifier=[{"system": system, "value": "079085001234"}])) == {}, system
     assert _errors_at(coverage(identifier=[{"system": vn + "insurance_number", "value": "HT1797952726305"}])) == {}
+    assert _errors_at(organization(identifier=[{"system": vn + "provider-code", "value": "79001"}])) == {}
+    vn_icd10 = condition()
+    vn_icd10["code"]["coding"][0]["system"] = "http://terminology.hl7.org/CodeSystem/icd10"
+    assert _errors_at(vn_icd10) == {}
     twice = patient(identifier=[{"system": CCCD, "value": "079085001234"}, {"system": vn + "national_id",
                                                                              "value": "079085001234"}])
     assert "slice personalId" in _errors_at(twice)["Patient.identifier"]  # one slice, either system
