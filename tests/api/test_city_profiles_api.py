@@ -52,10 +52,23 @@ def test_the_hubs_structure_definitions_are_readable(client: TestClient) -> None
     found = client.get("/StructureDefinition", params={"url": PATIENT}).json()
     assert found["resourceType"] == "Bundle" and found["total"] == 1
     assert found["entry"][0]["resource"]["id"] == "vn-patient"
-    assert client.get("/StructureDefinition", params={"type": "Condition,Coverage"}).json()["total"] == 2
-    assert client.get("/StructureDefinition").json()["total"] == 6
+    both = client.get("/StructureDefinition", params={"url": f"{PATIENT}|0.1.0,{CONDITION}"}).json()
+    assert [e["resource"]["id"] for e in both["entry"]] == ["vn-patient", "vn-condition"]
     assert_outcome(client.get("/StructureDefinition/nope"), 404, "not-found")
-    assert_outcome(client.get("/StructureDefinition", params={"name": "x"}), 400, "invalid")
+
+
+def test_other_structure_definitions_are_the_stores(client: TestClient) -> None:
+    """The hub's are served in front of the store, never instead of it."""
+    theirs = {"resourceType": "StructureDefinition", "url": "http://example.org/StructureDefinition/theirs",
+              "name": "Theirs", "status": "draft", "kind": "resource", "abstract": False, "type": "Patient",
+              "baseDefinition": "http://hl7.org/fhir/StructureDefinition/Patient", "derivation": "constraint",
+              "differential": {"element": [{"id": "Patient.name", "path": "Patient.name", "min": 1}]}}
+    created = client.post("/StructureDefinition", json=theirs)
+    assert created.status_code == 201, created.text
+    rid = created.json()["id"]
+    assert client.get(f"/StructureDefinition/{rid}").json()["url"] == theirs["url"]
+    assert client.get("/StructureDefinition", params={"url": theirs["url"]}).json()["total"] == 1
+    assert client.get("/StructureDefinition", params={"type": "Patient"}).json()["total"] == 1
 
 
 def test_a_write_accepted_with_warnings_says_so_when_asked_for_an_outcome(client: TestClient) -> None:
