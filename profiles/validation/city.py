@@ -49,10 +49,15 @@ def profile(url: str) -> Profile | None:
 
 @cache
 def value_sets() -> dict[str, ValueSet]:
+    """The city's value sets by URL; one defined by a filter or another value set is refused at load time
+    (its codes would otherwise look like an empty set, refusing everything)."""
     found = {}
     for vs in _files("ValueSet-"):
-        codes = {inc["system"]: frozenset(c["code"] for c in inc.get("concept", []))
-                 for inc in vs["compose"]["include"]}
+        includes = vs["compose"]["include"]
+        if "exclude" in vs["compose"] or any("concept" not in inc or inc.keys() - {"system", "version", "concept"}
+                                             for inc in includes):
+            raise ValueError(f"{vs['url']}: only value sets listing their codes (include.concept) are supported")
+        codes = {inc["system"]: frozenset(c["code"] for c in inc["concept"]) for inc in includes}
         found[vs["url"]] = ValueSet(vs["url"], codes, frozenset().union(*codes.values()))
     return found
 
