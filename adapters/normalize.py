@@ -17,6 +17,7 @@ from datetime import date, datetime
 from typing import Any
 
 from adapters.base import Source
+from profiles.validation.profile import claim_if_met
 
 # ------------------------------------------------------------------------------------ identifier systems
 VN_SID = "http://fhir.hl7.org.vn/core/sid"
@@ -271,6 +272,10 @@ class RecordBundle:
         return full_url
 
     def bundle(self) -> dict[str, Any]:
+        """The record, each resource claiming the city's profile of its type where it meets it (checked once
+        the record is complete: resources are still filled in after ``add``)."""
+        for entry in self.entries:
+            claim_if_met(entry["resource"])
         return {"resourceType": "Bundle", "type": "transaction", "entry": self.entries}
 
 

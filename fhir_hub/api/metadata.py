@@ -24,6 +24,7 @@ from fhir_hub.fhir.instant import system_clock, to_instant
 from fhir_hub.fhir.jsonio import dumps
 from fhir_hub.fhir.registry import resource_types
 from fhir_hub.search.params import params_for
+from profiles.validation.city import profile_for_type
 
 router = APIRouter()
 
@@ -123,6 +124,9 @@ def _statement(tags: tuple[dict[str, Any], ...], base_url: str, token_url: str, 
             "profile": f"http://hl7.org/fhir/StructureDefinition/{rtype}",
             "interaction": [{"code": c} for c in _TYPE_INTERACTIONS if c in codes and not (hub_only and c in _WRITES)],
         }
+        city_profile = profile_for_type(rtype)
+        if city_profile is not None:  # claimed in meta.profile, a resource is validated against it (profiles/city)
+            entry["supportedProfile"] = [city_profile.url]
         entry.update({k: v for k, v in flags.items() if not (hub_only and k in _WRITE_FLAGS)})
         include, revinclude = (by_type.get(rtype) for by_type in _includes())
         if include:

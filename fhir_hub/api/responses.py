@@ -7,7 +7,8 @@ from fastapi import Response
 from fhir_hub.api.context import FhirContext, PublicContext
 from fhir_hub.api.negotiation import FHIR_JSON
 from fhir_hub.errors import Issue
-from fhir_hub.fhir.jsonio import dumps, pretty
+from fhir_hub.fhir.jsonio import dumps, loads, pretty
+from fhir_hub.fhir.validation import accepted_with_warnings
 from fhir_hub.services.results import Written
 from fhir_hub.store.records import StoredVersion
 
@@ -45,7 +46,9 @@ def write_response(ctx: FhirContext, written: Written) -> Response:
         headers = {"ETag": version.etag}
     choice = ctx.prefers("return")
     if choice == "operationoutcome":
-        outcome = outcome_json(Issue("informational", written.message, severity="information"))
+        # a resource breaking a claimed city profile enforced "warn" is stored; the outcome says what it breaks
+        warnings = accepted_with_warnings(loads(version.json)) if version is not None and version.json else []
+        outcome = outcome_json(Issue("informational", written.message, severity="information"), *warnings)
         return fhir_response(ctx, outcome, status=200 if status == 204 else status, headers=headers)
     body = version.json if version is not None and choice != "minimal" else None
     return fhir_response(ctx, body, status=status, headers=headers)

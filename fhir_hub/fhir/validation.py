@@ -4,7 +4,8 @@ Two passes. The R4B pydantic model checks elements, cardinality and primitive fo
 the JSON beside the validated model checks what pydantic's lax mode lets through but FHIR JSON forbids:
 ``"active": "yes"`` for a boolean, a number sent as a string, ``null`` outside primitive arrays, empty
 objects and arrays. Then the base specification's rules that the models do not know, required bindings
-and invariants (``profiles.validation``): a resource breaking one is a 422, as R4 http.html#update says
+and invariants (``profiles.validation``), and the city profile the resource claims (``meta.profile``) where
+that profile is enforced ``reject``: a resource breaking one is a 422, as R4 http.html#update says
 for a resource that "violated applicable FHIR profiles or server business rules".
 
 Errors are reported as FHIRPath-like element paths (``Patient.name[0].given``) so an integrator can find
@@ -25,8 +26,7 @@ from pydantic import ValidationError
 
 from fhir_hub.errors import HubError, InvalidResource, Issue, UnprocessableResource
 from fhir_hub.fhir.registry import is_resource_type, model_class
-from profiles.validation import ValidationIssue
-from profiles.validation import validate as validate_base
+from profiles.validation import ValidationIssue, write_errors, write_warnings
 
 _MAX_ISSUES = 20
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -38,11 +38,16 @@ def validate_resource(resource: dict[str, Any], *, expected_type: str | None = N
 
     The one check every write makes (REST, Bundles, ingestion, the validation workers)."""
     rtype = check_structure(resource, expected_type=expected_type)
-    errors = [i for i in validate_base(resource) if i.is_error]
+    errors = write_errors(resource)
     if errors:
         issues = [hub_issue(i) for i in errors[:_MAX_ISSUES]]
         raise UnprocessableResource(_summary(issues), issues=issues)
     return rtype
+
+
+def accepted_with_warnings(resource: dict[str, Any]) -> list[Issue]:
+    """What a write accepted but the client should hear: a claimed city profile enforced ``warn`` broken."""
+    return [hub_issue(i) for i in write_warnings(resource)[:_MAX_ISSUES]]
 
 
 def hub_issue(issue: ValidationIssue) -> Issue:

@@ -18,6 +18,16 @@ def check_binding(value: Any, type_: str, url: str, expression: str) -> Validati
     vs = value_set(url)
     if vs is None:
         return None
+    found = membership(value, type_, vs)
+    if found is None or found[0]:
+        return None
+    return ValidationIssue(ERROR, "code-invalid", expression,
+                           f"{expression}: {_clip(found[1])} is not in the value set {url} (required binding)")
+
+
+def membership(value: Any, type_: str, vs: ValueSet) -> tuple[bool, str] | None:
+    """Whether ``value`` (of ``type_``) is in ``vs``, and the value as shown in a message; None when the
+    type is not one a binding is checked on (shared with the profiles' bindings, ``profile.py``)."""
     if type_ == "Coding":
         ok = isinstance(value, dict) and _coding_in(value, vs)
         shown = _coding_text(value)
@@ -30,10 +40,7 @@ def check_binding(value: Any, type_: str, url: str, expression: str) -> Validati
         shown = repr(value)
     else:
         return None
-    if ok:
-        return None
-    return ValidationIssue(ERROR, "code-invalid", expression,
-                           f"{expression}: {_clip(shown)} is not in the value set {url} (required binding)")
+    return ok, shown
 
 
 def _coding_in(coding: dict[str, Any], vs: ValueSet) -> bool:

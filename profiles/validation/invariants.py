@@ -40,9 +40,14 @@ def unsupported() -> dict[str, str]:
 def compiled(cid: str) -> Evaluator | None:
     if cid in unsupported():
         return None
+    return compile_fhirpath(constraints()[cid].expression)
+
+
+def compile_fhirpath(expression: str) -> Evaluator:
+    """One invariant's expression compiled with the FHIR additions (the base's and the city profiles')."""
     # fhirpathpy annotates compile()'s result as taking a Mapping; it takes any node (a typed ResourceNode here)
     options = {"traceFn": _no_trace, "userInvocationTable": _FHIR_FUNCTIONS}
-    return cast(Evaluator, fhirpath_compile(constraints()[cid].expression, _R4, options))
+    return cast(Evaluator, fhirpath_compile(expression, _R4, options))
 
 
 def _has_value(inputs: list[Any]) -> list[bool]:
