@@ -59,6 +59,16 @@ async def test_steady_traffic_is_written_in_batches() -> None:
     assert len(log.batches) < 40  # batched, not one write per request
 
 
+async def test_a_flush_is_sent_in_small_inserts() -> None:
+    """The store answers one command at a time: one large insert would hold every read queued behind it."""
+    log = FakeLog()
+    trail = AuditTrail(log, clock=lambda: 0, flush_ms=60_000)  # type: ignore[arg-type]
+    for n in range(45):
+        trail.submit(Record(n))  # type: ignore[arg-type]
+    await trail.flush()
+    assert [len(batch) for batch in log.batches] == [20, 20, 5]
+
+
 async def test_a_failed_flush_keeps_what_was_not_stored(caplog: pytest.LogCaptureFixture) -> None:
     log = FakeLog(fail_times=1, partial=2)
     trail = AuditTrail(log, clock=lambda: 0, flush_ms=1000)  # type: ignore[arg-type]
