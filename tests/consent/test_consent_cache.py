@@ -106,6 +106,8 @@ def consent(status: str) -> dict[str, Any]:
             "category": [{"coding": [{"system": "http://loinc.org", "code": "59284-0"}]}],
             "patient": {"reference": "Patient/lan"},
             "verification": [{"verified": True, "verifiedWith": {"reference": "Patient/lan"}}],
+            # R4 ppc-1: a Consent names a policy or a policyRule (the hub's rules come from the provisions)
+            "policyRule": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "OPTIN"}]},
             "provision": {"type": "permit"}}
 
 
@@ -130,7 +132,8 @@ async def test_writes_that_change_lookups_move_the_epoch_on_and_others_do_not(hu
     await hub.writer.commit(Update("Consent", "lan-consent", consent("inactive")), caller=HUB)  # a replace
     epochs.append(await hub.store.consent_epoch())
     async with hub.store.transaction() as tx:
-        await hub.writer.commit(Update("Organization", "org", {"resourceType": "Organization", "id": "org"}),
+        await hub.writer.commit(Update("Organization", "org", {"resourceType": "Organization", "id": "org",
+                                                                   "name": "Trạm y tế"}),
                                 caller=HUB, tx=tx)
     epochs.append(await hub.store.consent_epoch())
     await hub.store.reconcile("Consent", "lan-consent")  # crash repair: the version may be what changed
