@@ -16,6 +16,7 @@ from profiles.validation import validate
 from profiles.validation.definitions import constraints, not_enumerable, type_definition, value_set
 from profiles.validation.invariants import compiled, unsupported
 from tests.api.test_examples import EXAMPLES, R4_DIR
+from tests.profiles.mutations import mutated, paths
 
 CONDITION_CLINICAL = "http://terminology.hl7.org/CodeSystem/condition-clinical"
 
@@ -92,38 +93,13 @@ def test_every_hl7_example_the_hub_accepts_passes_the_base_checks(name: str) -> 
     assert [i.message for i in found if i.is_error or i.code == "not-supported" and "invariant" in i.message] == []
 
 
-def _paths(node: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    found = [prefix] if prefix else []
-    if isinstance(node, dict):
-        for key, value in node.items():
-            found += _paths(value, (*prefix, key))
-    elif isinstance(node, list):
-        for i, value in enumerate(node):
-            found += _paths(value, (*prefix, i))
-    return found
-
-
-# fresh objects each draw (st.builds): a later mutation may write into one
-_VALUES = st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=8), st.builds(dict), st.builds(list),
-                    st.builds(lambda: {"id": "x"}), st.dictionaries(st.sampled_from(["code", "system", "value", "url"]),
-                                                          st.text(max_size=5), max_size=2))
 _SAMPLES = [r for r in _examples() if is_resource_type(r["resourceType"])][:40]
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.sampled_from(_SAMPLES), st.data())
 def test_a_mutated_resource_never_crashes_the_validator(resource: dict[str, Any], data: st.DataObject) -> None:
-    mutated = copy.deepcopy(resource)
-    paths = _paths(mutated)
-    for _ in range(data.draw(st.integers(1, 3))):
-        path = data.draw(st.sampled_from(paths))
-        parent = mutated
-        for step in path[:-1]:
-            parent = parent[step]
-        if isinstance(parent, dict | list):
-            parent[path[-1]] = data.draw(_VALUES)
-        paths = _paths(mutated) or [("id",)]
-    for issue in validate(mutated):  # issues only, whatever the data
+    for issue in validate(mutated(resource, data)):  # issues only, whatever the data
         assert issue.severity in ("error", "warning", "information") and issue.expression
 
 
@@ -164,10 +140,10 @@ def test_the_shortcuts_give_what_fhirpath_gives(monkeypatch: pytest.MonkeyPatch,
     """ref-1 and ext-1 read in Python, leading ``X.empty() or``/``X.exists() or`` disjuncts, and one answer per
     invariant for nodes without the properties it reads: the same issues as evaluating every invariant on every
     node, on valid and mutated resources."""
-    mutated = copy.deepcopy(resource)
+    changed = copy.deepcopy(resource)
     for _ in range(data.draw(st.integers(1, 3))):
-        path = data.draw(st.sampled_from(_paths(mutated) or [("id",)]))
-        parent = mutated
+        path = data.draw(st.sampled_from(paths(changed) or [("id",)]))
+        parent = changed
         for step in path[:-1]:
             parent = parent[step]
         if not isinstance(parent, dict):
@@ -177,10 +153,10 @@ def test_the_shortcuts_give_what_fhirpath_gives(monkeypatch: pytest.MonkeyPatch,
             parent.pop(path[-1], None)
         else:
             parent.update(copy.deepcopy(change))  # what the shortcuts read: values, extensions, references
-    fast = validate(mutated)
+    fast = validate(changed)
     with monkeypatch.context() as patched:
         _without_shortcuts(patched)
-        assert validate(mutated) == fast
+        assert validate(changed) == fast
 
 
 def test_a_local_reference_to_a_missing_contained_resource_breaks_ref_1() -> None:

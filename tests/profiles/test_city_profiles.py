@@ -4,7 +4,6 @@ hub's, the adapters' output claims the profiles and meets them, and random mutat
 
 from __future__ import annotations
 
-import copy
 import json
 from importlib import resources
 from typing import Any
@@ -30,7 +29,7 @@ from profiles.validation.definitions import value_set
 from profiles.validation.invariants import compile_fhirpath
 from profiles.validation.profile import check_profile
 from profiles.validation.structure import Rule, parse
-from tests.profiles.test_base_validation import _VALUES, _paths
+from tests.profiles.mutations import mutated
 
 PATIENT, ENCOUNTER, CONDITION = (HUB_PROFILE_BASE + n for n in ("vn-patient", "vn-encounter", "vn-condition"))
 OBSERVATION, COVERAGE, ORGANIZATION = (HUB_PROFILE_BASE + n for n in ("vn-observation", "vn-coverage",
@@ -331,19 +330,10 @@ def test_a_requested_profile_is_checked_beside_the_claimed_ones() -> None:
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.sampled_from(VALID), st.data())
 def test_a_mutated_profiled_resource_never_crashes_the_validator(resource: dict[str, Any], data: st.DataObject) -> None:
-    mutated = copy.deepcopy(resource)
-    paths = _paths(mutated)
-    for _ in range(data.draw(st.integers(1, 3))):
-        path = data.draw(st.sampled_from(paths))
-        parent = mutated
-        for step in path[:-1]:
-            parent = parent[step]
-        if isinstance(parent, dict | list):
-            parent[path[-1]] = data.draw(_VALUES)
-        paths = _paths(mutated) or [("id",)]
+    changed = mutated(resource, data)
     found = profile(resource["meta"]["profile"][0])
     assert found is not None
-    for issue in [*check_profile(mutated, found), *validate(mutated)]:
+    for issue in [*check_profile(changed, found), *validate(changed)]:
         assert issue.severity in ("error", "warning", "information") and issue.expression
 
 
