@@ -16,7 +16,7 @@ from dataclasses import replace
 
 from fhir_hub.auth.policy import HUB_ONLY_TYPES, insufficient_scope
 from fhir_hub.bundles.references import references_in
-from fhir_hub.errors import BadRequest, Forbidden
+from fhir_hub.errors import BadRequest
 from fhir_hub.fhir.compartment import compartment_types
 from fhir_hub.fhir.ids import is_valid_id
 from fhir_hub.fhir.instant import parse_instant_lower_bound
@@ -24,7 +24,7 @@ from fhir_hub.fhir.jsonio import loads
 from fhir_hub.fhir.registry import is_resource_type
 from fhir_hub.search.query import parse_system_search
 from fhir_hub.services.results import Searched
-from fhir_hub.services.search import page_position
+from fhir_hub.services.search import named_types, page_position
 from fhir_hub.services.session import Session
 from fhir_hub.store.records import StoredVersion
 
@@ -40,7 +40,7 @@ async def everything(session: Session, rid: str, params: list[tuple[str, str]]) 
         raise BadRequest(f"$everything: parameter {unknown[0]!r} is not supported (supported: "
                          f"{', '.join(PARAMS)})", expression=[unknown[0]], code="not-supported")
     given = dict(params)
-    named = _types(given.get("_type"))
+    named = _compartment_types(params)
     reader = session.reader
     types = [t for t in reader.searchable_types(named) if t in _everything_types()]
     kept: list[tuple[str, str]] = []
@@ -70,15 +70,14 @@ def _everything_types() -> frozenset[str]:
     return compartment_types() - HUB_ONLY_TYPES
 
 
-def _types(value: str | None) -> tuple[str, ...] | None:
-    if value is None:
-        return None
-    names = tuple(dict.fromkeys(name.strip() for name in value.split(",") if name.strip()))
-    for name in names:
+def _compartment_types(params: list[tuple[str, str]]) -> tuple[str, ...] | None:
+    """``_type`` read as a system search reads it, each type also one of the Patient compartment."""
+    names = named_types(params)
+    for name in names or ():
         if name not in _everything_types():
             raise BadRequest(f"_type: {name[:80]!r} is not a resource type of the Patient compartment",
                              expression=["_type"])
-    return names or None
+    return names
 
 
 async def _referenced(session: Session, page: list[StoredVersion]) -> list[StoredVersion]:
@@ -93,14 +92,7 @@ async def _referenced(session: Session, page: list[StoredVersion]) -> list[Store
             if (len(parts) == _REFERENCE and is_resource_type(parts[0]) and parts[0] not in _everything_types()
                     and is_valid_id(parts[1])):
                 wanted.add(reference)
-    readable = {rtype for rtype in {key.split("/", 1)[0] for key in wanted} if _may_read(session, rtype)}
+    readable = {rtype for rtype in {key.split("/", 1)[0] for key in wanted} if session.reader.allows(rtype, "r")}
     kept = sorted(key for key in wanted if key.split("/", 1)[0] in readable)
     return await session.reader.read_many(kept) if kept else []
 
-
-def _may_read(session: Session, rtype: str) -> bool:
-    try:
-        session.reader.narrowing(rtype, "r")
-    except Forbidden:
-        return False
-    return True

@@ -61,7 +61,7 @@ async def search_compartment(session: Session, ctype: str, cid: str, rtype: str,
 
 async def search_system(session: Session, params: list[tuple[str, str]]) -> Searched:
     """``_type`` names the types, or every type the caller may search is covered."""
-    named = _types(params)
+    named = named_types(params)
     rest = [(key, value) for key, value in params if key != "_type"]
     if named == (AUDIT_TYPE,):
         return await search(session, AUDIT_TYPE, rest)
@@ -77,7 +77,8 @@ async def search_system(session: Session, params: list[tuple[str, str]]) -> Sear
     return Searched(queries[0], outcome, system=True, types=named)
 
 
-def _types(params: list[tuple[str, str]]) -> tuple[str, ...] | None:
+def named_types(params: list[tuple[str, str]]) -> tuple[str, ...] | None:
+    """The types ``_type`` names (comma separated, repeatable), each a known one; None when it names none."""
     names = [name.strip() for key, value in params if key == "_type" for name in value.split(",") if name.strip()]
     for name in names:
         if not is_resource_type(name):

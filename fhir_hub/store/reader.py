@@ -54,6 +54,11 @@ class ScopedReader:
         self.searcher = Searcher(store, access=self, base_url=base_url)
 
     # ---------------------------------------------------------------- the one access decision
+    def allows(self, rtype: str, permission: str) -> bool:
+        """Whether the token's scopes allow ``permission`` on ``rtype`` at all (``narrowing`` raises 403 where
+        this is False)."""
+        return self.decision.narrow(rtype, permission) is not None
+
     def narrowing(self, rtype: str, permission: str) -> Narrowing:
         """How to narrow a query on ``rtype``; 403 when the token's scopes do not allow it at all."""
         found = self.decision.narrow(rtype, permission)
@@ -370,7 +375,7 @@ class ScopedReader:
         the caller may not read."""
         if not is_master_key(f"Patient/{patient}"):
             return True
-        if self.decision.narrow("Patient", "r") is None:
+        if not self.allows("Patient", "r"):
             return False
         version = await self.store.current("Patient", patient)
         return version is not None and not version.deleted and await self.permits(version, "r")
@@ -384,7 +389,7 @@ class ScopedReader:
                 self.narrowing(rtype, "s")
             return named
         return tuple(t for t in resource_types()
-                     if t != AUDIT_TYPE and self.decision.narrow(t, "s") is not None)
+                     if t != AUDIT_TYPE and self.allows(t, "s"))
 
     async def search_system(self, queries: list[SearchQuery], *, after: Position | None = None,
                             before: Position | None = None, compartment: str | None = None) -> SearchOutcome:
