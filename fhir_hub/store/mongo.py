@@ -38,7 +38,7 @@ from fhir_hub.store import match_blocks, patient_links
 from fhir_hub.store.audit_log import AuditLog
 from fhir_hub.store.backend_clients import BackendClientDocs
 from fhir_hub.store.claims import Claims
-from fhir_hub.store.consent_epoch import changes_lookups, read_epoch
+from fhir_hub.store.consent_epoch import changes_lookups, open_marker, read_epoch
 from fhir_hub.store.count import count
 from fhir_hub.store.derivers import Deriver
 from fhir_hub.store.index_docs import each_key, match_filter, match_projection, match_slot, view
@@ -238,6 +238,23 @@ class MongoStore:
         async with self.gate.shared():
             await self._send([epoch_step(secrets.token_hex(8))])
 
+    async def _open_group(self, tx: Transaction) -> None:
+        """Leave the group's open marker before it sends anything that changes look-ups: until it is
+        removed, no process keeps look-ups (``consent_epoch.py``, a group in flight)."""
+        marker = open_marker(secrets.token_hex(8))
+        await self.epoch.insert_one(marker)
+        tx.open_marker = marker["_id"]
+
+    async def _close_group(self, tx: Transaction) -> None:
+        """The epoch moved on (when the group sent anything), then its marker removed: in that order, so a
+        reader never finds neither the marker nor the new epoch."""
+        if tx.open_marker is None:
+            return
+        if tx.started:
+            await self.new_consent_epoch()
+        await self.epoch.delete_many({"_id": tx.open_marker})
+        tx.open_marker = None
+
     async def facility_codes(self, organizations: list[str]) -> dict[str, str]:
         """The MoH facility code of each of these Organizations (``Organization/x``) that carries one."""
         found: dict[str, str] = {}
@@ -432,8 +449,9 @@ class MongoStore:
         token = secrets.token_hex(8)
         plan = plan_write(change, token)
         if tx is not None and tx.session is not None:
+            if plan.epoch is not None and tx.open_marker is None:
+                await self._open_group(tx)
             tx.add(plan)
-            tx.epoch = tx.epoch or plan.epoch is not None
             tx.changes[change.version.key] = change
             if tx.in_flight is not None:
                 await asyncio.sleep(0)  # let the chunk under way reach the server while this task computes
@@ -548,8 +566,7 @@ class MongoStore:
                     # outside the group and its gate: inside, concurrent groups on MongoDB would conflict on
                     # the one epoch document; after an abort too, as nx-27017 shows uncommitted writes (a
                     # group refused before it sent anything leaves the store, epoch included, as it was)
-                    if tx.epoch and tx.started:
-                        await self.new_consent_epoch()
+                    await self._close_group(tx)
         for step in tx.after_commit:
             await step()
 

@@ -113,7 +113,9 @@ class Transaction:
     # linked to it, see linking/linker.py); not run when the group fails
     after_commit: list[Callable[[], Awaitable[object]]] = field(default_factory=list)
     notes: dict[str, Any] = field(default_factory=dict)  # what a pipeline step remembers across the group's writes
-    epoch: bool = False  # a write of the group changes consent look-ups: the epoch moves on at the end (mongo.py)
+    # a write of the group changes consent look-ups: the _id of its open marker while it is in flight; the
+    # epoch moves on at the end (consent_epoch.py, mongo.py)
+    open_marker: str | None = None
 
     @property
     def unsent(self) -> int:

@@ -21,6 +21,7 @@ from fhir_hub.errors import NotFound
 from fhir_hub.hub import Hub, running_hub
 from fhir_hub.services.session import Session
 from fhir_hub.store.consent_cache import ConsentCache
+from fhir_hub.store.consent_epoch import EPOCH_ID, OPEN_LIMIT_MS, read_epoch
 from fhir_hub.store.writer import Update
 
 pytestmark = pytest.mark.anyio
@@ -140,6 +141,36 @@ async def test_writes_that_change_lookups_move_the_epoch_on_and_others_do_not(hu
     epochs.append(await hub.store.consent_epoch())
     assert None not in epochs  # a hub's start moves it on too
     assert len(set(epochs)) == len(epochs), epochs
+
+
+async def test_a_group_stopped_between_its_commit_and_the_epoch_leaves_nothing_kept(
+        hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process that stopped after committing a withdrawal but before moving the epoch on: its open
+    marker keeps every process from answering from before, until the marker is old enough to be a
+    stopped group's, when a reader moves the epoch on and caching resumes."""
+    await lan_at_another_facility(hub)
+    await hub.writer.commit(Update("Consent", "lan-consent", consent("active")), caller=HUB)
+    assert await visible(hub)  # kept under this epoch
+    before = await hub.store.consent_epoch()
+    async with hub.store.transaction() as tx:  # a group that ends normally leaves no marker
+        await hub.writer.commit(Update("Consent", "lan-consent", consent("active")), caller=HUB, tx=tx)
+    assert [d["_id"] async for d in hub.store.epoch.find({})] == [EPOCH_ID]
+    assert await visible(hub)
+
+    async def stopped(tx: Any) -> None:
+        return None
+
+    monkeypatch.setattr(hub.store, "_close_group", stopped)
+    async with hub.store.transaction() as tx:
+        await hub.writer.commit(Update("Consent", "lan-consent", consent("inactive")), caller=HUB, tx=tx)
+    assert not await visible(hub)  # the withdrawal is obeyed although the epoch did not move
+    assert await hub.store.consent_epoch() is None
+    later = int(time.time() * 1000) + OPEN_LIMIT_MS + 1
+    assert await read_epoch(hub.store.epoch, now_ms=later) is None  # the repair
+    assert [d["_id"] async for d in hub.store.epoch.find({})] == [EPOCH_ID]
+    after = await hub.store.consent_epoch()
+    assert after not in (None, before)
+    assert not await visible(hub)
 
 
 # ------------------------------------------------------------------------------ two processes

@@ -130,6 +130,8 @@ def datasets(draw: st.DrawFn) -> dict[str, list[Doc]]:
     clients = [{"_id": cid, "reg": '{"scope": "system/*.rs"}'}
                for cid in draw(st.lists(st.sampled_from(["c1", "c2", "c3"]), max_size=2, unique=True))]
     epoch = [{"_id": "epoch", "w": draw(st.sampled_from(["t1", "t2"]))}] if draw(st.booleans()) else []
+    epoch += [{"_id": f"open:{m}", "at": draw(st.integers(0, 9))}
+              for m in draw(st.lists(st.sampled_from("abc"), max_size=2, unique=True))]
     return {"current": current, "history": history, "index": index, "audit": audit, "meta": meta, "claims": claims,
             "blocks": blocks, "links": links, "decisions": decisions, "subjects": subjects, "assertions": assertions,
             "clients": clients, "epoch": epoch}
