@@ -68,6 +68,9 @@ class Settings:
     # public keys, the PEM key the hub signs its own access tokens with (development: its generated key),
     # and how long those tokens live
     token_endpoint: str | None = None
+    # the city's authorization server's authorize endpoint (SMART App Launch: residents' and clinicians' apps);
+    # unset, the hub advertises only the client credentials grant it serves itself
+    authorization_endpoint: str | None = None
     backend_clients: Path | None = None
     token_signing_key: Path | None = None
     issued_token_seconds: int = 300
@@ -214,6 +217,9 @@ class Settings:
         if self.issued_token_seconds > self.max_token_lifetime_seconds:
             raise ConfigError(f"{ENV_PREFIX}ISSUED_TOKEN_SECONDS must not exceed "
                               f"{ENV_PREFIX}MAX_TOKEN_LIFETIME_SECONDS")
+        if self.authorization_endpoint is not None and self.token_endpoint is None:
+            raise ConfigError(f"{ENV_PREFIX}AUTHORIZATION_ENDPOINT needs {ENV_PREFIX}TOKEN_ENDPOINT: the hub's own "
+                              "token endpoint serves only the client credentials grant")
         if self.token_endpoint is not None and not self.token_endpoint.startswith("https://") and self.production:
             raise ConfigError(f"{ENV_PREFIX}TOKEN_ENDPOINT must be an https URL in production")
         if self.production:

@@ -17,7 +17,7 @@ from fhir_hub import __version__
 from fhir_hub.api.context import PublicFhir
 from fhir_hub.api.responses import fhir_response
 from fhir_hub.api.routing import INTERACTION_KEY, fhir_route
-from fhir_hub.api.smart import token_endpoint_url
+from fhir_hub.api.smart import oauth_uris
 from fhir_hub.audit import AUDIT_TYPE
 from fhir_hub.auth.policy import HUB_ONLY_TYPES
 from fhir_hub.fhir.instant import system_clock, to_instant
@@ -46,13 +46,15 @@ _OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-
 
 @router.get("/metadata", **fhir_route("capabilities", "system", summary="The server's CapabilityStatement"))
 async def metadata(ctx: PublicFhir) -> Response:
-    body = capability_statement_json(ctx.request.app, ctx.base_url, token_endpoint_url(ctx),
+    body = capability_statement_json(ctx.request.app, ctx.base_url, oauth_uris(ctx),
                                      cors=bool(ctx.hub.settings.cors_origin_list))
     return fhir_response(ctx, body)
 
 
-def capability_statement_json(app: FastAPI, base_url: str, token_url: str, *, cors: bool) -> bytes:
-    return dumps(_statement(tuple(_tags(app)), base_url, token_url, cors))
+def capability_statement_json(app: FastAPI, base_url: str, oauth: tuple[tuple[str, str], ...], *,
+                              cors: bool) -> bytes:
+    """``oauth``: the oauth-uris extension's (name, URI) pairs (``smart.oauth_uris``)."""
+    return dumps(_statement(tuple(_tags(app)), base_url, oauth, cors))
 
 
 def _tags(app: FastAPI) -> list[dict[str, Any]]:
@@ -103,7 +105,8 @@ def _system_search_params() -> list[dict[str, str]]:
     return [*common, {"name": "_type", "type": "token", "documentation": "Resource types to search, comma separated"}]
 
 
-def _statement(tags: tuple[dict[str, Any], ...], base_url: str, token_url: str, cors: bool) -> dict[str, Any]:
+def _statement(tags: tuple[dict[str, Any], ...], base_url: str, oauth: tuple[tuple[str, str], ...],
+               cors: bool) -> dict[str, Any]:
     codes = {t["code"] for t in tags} | {c for t in tags for c in t.get("interactions", ())}
     flags: dict[str, Any] = {}
     for tag in tags:
@@ -153,7 +156,8 @@ def _statement(tags: tuple[dict[str, Any], ...], base_url: str, token_url: str, 
         "rest": [{
             "mode": "server",
             "security": {
-                "extension": [{"url": _OAUTH_URIS, "extension": [{"url": "token", "valueUri": token_url}]}],
+                "extension": [{"url": _OAUTH_URIS,
+                               "extension": [{"url": name, "valueUri": uri} for name, uri in oauth]}],
                 "cors": cors,
                 "service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
                                          "code": "SMART-on-FHIR"}]}],

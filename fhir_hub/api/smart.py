@@ -30,21 +30,37 @@ def token_endpoint_url(ctx: PublicContext) -> str:
     return ctx.hub.settings.token_endpoint or ctx.url(*TOKEN_PATH)
 
 
+def oauth_uris(ctx: PublicContext) -> tuple[tuple[str, str], ...]:
+    """The CapabilityStatement's oauth-uris: the token endpoint, and the authorize endpoint when an
+    authorization server is configured (the hub itself runs no authorization code flow)."""
+    authorize = ctx.hub.settings.authorization_endpoint
+    return (("token", token_endpoint_url(ctx)), *((("authorize", authorize),) if authorize else ()))
+
+
 @router.get("/.well-known/smart-configuration", summary="SMART on FHIR configuration", operation_id="smart-config")
 async def smart_configuration(ctx: PublicFhir) -> Response:
+    """Only what the hub's token endpoint, or the configured authorization server, really serves: SMART App
+    Launch 2 requires an ``authorization_endpoint`` (and PKCE S256) wherever ``authorization_code`` is
+    advertised, and the hub runs no authorization code flow of its own."""
     settings = ctx.hub.settings
-    document = {
+    document: dict[str, Any] = {
         "issuer": settings.issuer,
         "jwks_uri": ctx.url(".well-known", "jwks.json"),
         "token_endpoint": token_endpoint_url(ctx),
-        "grant_types_supported": ["client_credentials", "authorization_code"],
+        "grant_types_supported": ["client_credentials"],
         "token_endpoint_auth_methods_supported": ["private_key_jwt"],
         "token_endpoint_auth_signing_alg_values_supported": ["RS384", "ES384", "RS256", "ES256"],
         "scopes_supported": ["system/*.cruds", "system/*.rs", "user/*.cruds", "patient/*.rs", "system/*.read",
-                             "user/*.read", "patient/*.read", "launch/patient", "fhirUser", "openid"],
+                             "user/*.read", "patient/*.read"],
         "capabilities": ["permission-v1", "permission-v2", "permission-patient", "permission-user",
-                         "client-confidential-asymmetric", "context-standalone-patient"],
+                         "client-confidential-asymmetric"],
     }
+    if settings.authorization_endpoint is not None:
+        document["authorization_endpoint"] = settings.authorization_endpoint
+        document["grant_types_supported"].append("authorization_code")
+        document["code_challenge_methods_supported"] = ["S256"]
+        document["scopes_supported"] += ["launch/patient", "fhirUser", "openid"]
+        document["capabilities"] += ["launch-standalone", "context-standalone-patient"]
     return Response(dumps(document), media_type="application/json")
 
 

@@ -132,7 +132,9 @@ def test_discovery_and_the_capability_statement_name_the_token_endpoint(hub_clie
     smart = hub_client.get("/.well-known/smart-configuration").json()
     assert smart["token_endpoint"] == TOKEN_URL
     assert {"RS384", "ES384"} <= set(smart["token_endpoint_auth_signing_alg_values_supported"])
-    assert "client_credentials" in smart["grant_types_supported"]
+    # no authorization code flow is served, so none is advertised (SMART App Launch 2 requires the endpoint)
+    assert smart["grant_types_supported"] == ["client_credentials"]
+    assert "authorization_endpoint" not in smart and "context-standalone-patient" not in smart["capabilities"]
     security = hub_client.get("/metadata").json()["rest"][0]["security"]
     [oauth] = [e for e in security["extension"]
                if e["url"] == "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"]
@@ -145,6 +147,17 @@ def test_the_authorization_servers_endpoint_is_advertised_when_configured(hub_se
         assert client.get("/.well-known/smart-configuration").json()["token_endpoint"] == settings.token_endpoint
         security = client.get("/metadata").json()["rest"][0]["security"]
         assert security["extension"][0]["extension"][0]["valueUri"] == settings.token_endpoint
+    authorize = "https://auth.health.hcmc.example/authorize"
+    with TestClient(create_app(settings.with_(authorization_endpoint=authorize))) as client:
+        smart = client.get("/.well-known/smart-configuration").json()
+        assert smart["authorization_endpoint"] == authorize
+        assert smart["grant_types_supported"] == ["client_credentials", "authorization_code"]
+        assert smart["code_challenge_methods_supported"] == ["S256"]
+        [oauth] = client.get("/metadata").json()["rest"][0]["security"]["extension"]
+        assert oauth["extension"] == [{"url": "token", "valueUri": settings.token_endpoint},
+                                      {"url": "authorize", "valueUri": authorize}]
+    with pytest.raises(ConfigError, match="AUTHORIZATION_ENDPOINT needs"):
+        hub_settings.with_(authorization_endpoint=authorize).check()
 
 
 def test_a_client_registered_as_data_gets_a_token(hub_client: TestClient, rsa_key: ClientKey) -> None:
