@@ -20,6 +20,7 @@ from fastapi import APIRouter, Response
 
 from adapters.base import Problem, Record
 from adapters.normalize import HUB
+from adapters.registry import adapters
 from fhir_hub.api.body import read_body
 from fhir_hub.api.context import Fhir, FhirContext
 from fhir_hub.api.responses import fhir_response
@@ -34,18 +35,33 @@ from fhir_hub.queue.progress import backfill_progress, queue_summary
 
 router = APIRouter()
 
-_RAW_BODY = {"required": True, "content": {"application/octet-stream": {"schema": {"type": "string",
-                                                                                 "format": "binary"}}}}
 ACK_MEDIA_TYPE = "x-application/hl7-v2+er7"
+
+
+def _raw_body() -> dict[str, Any]:
+    """Every Content-Type an adapter answers to, and the generic ones that have the format detected: the
+    file goes as it is, in whichever format its facility sends."""
+    binary = {"schema": {"type": "string", "format": "binary"}}
+    media = sorted({m for adapter in adapters() for m in adapter.media_types} | {"application/octet-stream"})
+    return {"required": True, "content": dict.fromkeys(media, binary)}
+
+
+def _ingest_route() -> dict[str, Any]:
+    """``$ingest``'s route: a FHIR operation whose 200 is, for an HL7 v2 sender, the acknowledgements."""
+    route = fhir_route("ingest", "system", summary="Ingest a facility's payload (MoH XML, HL7 v2, CSV, FHIR)",
+                       body=_raw_body(), query=("format", "filename"), operation=_operation("ingest"))
+    ok = route["responses"][200]
+    route["responses"][200] = {**ok, "content": {**ok["content"], ACK_MEDIA_TYPE: {"schema": {
+        "type": "string", "description": "HL7 v2 acknowledgements (ACK), one per message, for an HL7 v2 payload "
+                                         "whose sender does not ask for JSON"}}}}
+    return route
 
 
 def _operation(name: str) -> dict[str, str]:
     return {"name": name, "definition": f"{HUB}/OperationDefinition/{name}"}
 
 
-@router.post("/$ingest", **fhir_route("ingest", "system", summary="Ingest a facility's payload (MoH XML, HL7 v2, "
-                                      "CSV, FHIR)", body=_RAW_BODY, query=("format", "filename"),
-                                      operation=_operation("ingest")))
+@router.post("/$ingest", **_ingest_route())
 async def ingest_payload(ctx: Fhir) -> Response:
     payload = await read_body(ctx.request, ctx.hub.settings.max_body_bytes)
     if not payload:
