@@ -49,17 +49,32 @@ class Narrowing:
     """How to narrow a query on one resource type.
 
     ``patients``: only resources in the compartment of at least one of these patients (None: no such limit;
-    an empty set admits nothing). ``withheld``: keys of resources of the type never shown.
+    an empty set admits nothing). ``withheld``: keys of resources of the type never shown. ``exclusive_to``:
+    a resident's own records (every Patient id of their person): only resources about none but them.
+
+    Why ``exclusive_to``: a resource can be in several people's compartments (a Group of a household or a
+    clinic's cohort, an Observation whose performer is another patient, a Patient whose ``link`` names
+    another person's record). Where consents decide, every person's are judged; a resident's token has no
+    gate, and being in one of the compartments must not hand them the rest (the other members, the other
+    person's record), as ``Grant.may_write`` already refuses them writing such a resource. Their own Patient
+    records stay readable whatever their links say.
     """
 
     patients: frozenset[str] | None = None
     withheld: frozenset[str] = frozenset()
     gate: ConsentGate | None = None  # the consents and policy, when they decide on this type
+    exclusive_to: frozenset[str] | None = None
 
     @property
     def is_open(self) -> bool:
         """Nothing narrowed: a query may be answered straight from the store (fast listings, plain counts)."""
         return self.patients is None and not self.withheld and self.gate is None
+
+    @property
+    def judges_each(self) -> bool:
+        """Whether a query's matches must each be judged on their facts before counting: the compartment
+        entries alone cannot tell a consent's verdict, nor who else a resource is about."""
+        return self.gate is not None or self.exclusive_to is not None
 
     async def prepare(self, facts: Iterable[ResourceFacts]) -> None:
         """Look up the consents ``admits`` will need for these resources (one look-up for all of them)."""
@@ -70,6 +85,9 @@ class Narrowing:
         if facts.key in self.withheld:
             return False
         if self.patients is not None and self.patients.isdisjoint(facts.patients):
+            return False
+        if self.exclusive_to is not None and not (facts.patients <= self.exclusive_to or (
+                facts.rtype == "Patient" and facts.rid in self.exclusive_to)):
             return False
         return self.gate is None or self.gate.permits(facts)
 
@@ -116,7 +134,11 @@ class AccessDecision:
             pass
         access = self.scopes(rtype, permission)
         gate = self.gate if self.gate is not None and self.gate.needs_consents and rtype in self.personal else None
-        found = None if isinstance(access, Refused) else Narrowing(access, self._by_type.get(rtype, frozenset()), gate)
+        if isinstance(access, Refused):
+            found = None
+        else:  # a compartment-limited caller nobody's consents judge (a resident) sees what is theirs alone
+            exclusive = access if access is not None and gate is None and rtype in self.personal else None
+            found = Narrowing(access, self._by_type.get(rtype, frozenset()), gate, exclusive)
         self._narrowed[rtype, permission] = found
         return found
 

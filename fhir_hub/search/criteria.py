@@ -102,7 +102,7 @@ class Evaluator:
         withheld = narrowing.withheld
         if found is not None and withheld:
             found = found - withheld
-        if narrowing.gate is not None:  # consents judge each match: from its stored facts, before counting
+        if narrowing.judges_each:  # consents, or who else it is about: from each match's facts, before counting
             return await self.admitted(rtype, found, narrowing, self.facts)
         return found
 

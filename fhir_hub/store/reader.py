@@ -30,6 +30,7 @@ from fhir_hub.search.execute import Position, Searcher, SearchOutcome, withheld_
 from fhir_hub.search.keys import compartment_match
 from fhir_hub.search.limits import DEFAULT_LIMITS, SearchLimits
 from fhir_hub.search.query import SearchQuery
+from fhir_hub.store.index_docs import FACTS
 from fhir_hub.store.protocol import ReadStore
 from fhir_hub.store.records import EntryMatch, HistoryPage, HistoryPosition, StoredVersion, deletion_key
 
@@ -246,7 +247,7 @@ class ScopedReader:
                 limited.setdefault(narrowing.patients, set()).add(rtype)
         pages = []
         for patients, types in limited.items():
-            members = [key for key in await self._members(patients, types) if key not in withheld]
+            members = [key for key in await self._members(patients, types, narrowings) if key not in withheld]
             page = await self.store.history_of(members, since=since, before=before, limit=limit)
             pages.append(replace(page, total=await self.store.count_history_of(members, since=since)))
         gated = any(narrowings[t].gate is not None for t in open_types)
@@ -269,15 +270,25 @@ class ScopedReader:
             pages.append(replace(page, total=total))
         return _merged(pages, limit)
 
-    async def _members(self, patients: frozenset[str], types: set[str]) -> list[str]:
+    async def _members(self, patients: frozenset[str], types: set[str], narrowings: dict[str, Narrowing]
+                       ) -> list[str]:
         """The resources of these types in these patients' compartments, deleted ones included, from their
-        index entries."""
+        index entries; where the narrowing judges more than the compartment (a resident's: nobody else's
+        resources), only those whose live version it admits, judged on the facts those same entries carry,
+        as a read or a vread judges a resource's versions by its current one. A deleted resource's entry
+        carries no facts: it stays, as its instance history is judged."""
         members: set[str] = set()
+        refused: set[str] = set()
         for patient in sorted(patients):
             for rtype in sorted(types & compartment_types()):
+                narrowing = narrowings[rtype]
                 for match in (compartment_match(rtype, patient), EntryMatch(deletion_key(rtype, patient))):
-                    members.update(entry["r"] for entry in await self.store.entries(match))
-        return sorted(members)
+                    for entry in await self.store.entries(match):
+                        members.add(entry["r"])
+                        if (narrowing.exclusive_to is not None and FACTS in entry
+                                and not narrowing.admits(facts_from_index(entry["r"], entry[FACTS]))):
+                            refused.add(entry["r"])
+        return sorted(members - refused)
 
     async def _filtered_history(self, rtype: str | None, since: int | None, before: HistoryPosition | None, limit: int,
                                 visible: Callable[[list[StoredVersion]], Awaitable[list[StoredVersion]]]

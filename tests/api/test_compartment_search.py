@@ -116,8 +116,10 @@ def test_a_resident_searches_only_their_own_compartment(settings: Settings) -> N
     with TestClient(create_app(settings)) as client:
         _seed(client, settings)
         resident = as_(settings, "resident", patient="pa")
+        # ob2 is in A's compartment (A performed it) but it is B's measurement: a resident sees what is about
+        # them alone (test_resident_sees_theirs_alone.py); a facility's search above lists it
         assert _ids(client.get("/Patient/pa/Observation", headers=resident).json()) == [
-            "Observation/oa1", "Observation/oa2", "Observation/ob2"]
+            "Observation/oa1", "Observation/oa2"]
         other = client.get("/Patient/pb/Observation", headers=resident).json()
         # another person's compartment is not theirs to search, even where a resource is in both (ob2)
         assert _ids(other) == [] and other["total"] == 0

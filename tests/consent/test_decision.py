@@ -11,7 +11,7 @@ from consent.decision import REFUSED, AccessDecision, Refused, ResourceFacts, Ve
 
 TYPES = ("Patient", "Observation", "Organization")
 PATIENTS = ("a", "b", "c")
-ids = st.sampled_from(("1", "2", "3"))
+ids = st.sampled_from(("1", "2", "3", "a", "b"))
 facts = st.builds(ResourceFacts, st.sampled_from(TYPES), ids,
                   st.frozensets(st.sampled_from(PATIENTS), max_size=3))
 # per (type, permission): refused, open, or limited to some patients
@@ -56,3 +56,20 @@ def test_a_compartment_of_several_patients_admits_each_and_no_other() -> None:
     assert decision.verdict(ResourceFacts("Observation", "1", frozenset({"b"})), "r") is Verdict.PERMIT
     assert decision.verdict(ResourceFacts("Observation", "1", frozenset({"c"})), "r") is Verdict.DENY
     assert decision.verdict(ResourceFacts("Observation", "1", frozenset()), "r") is Verdict.DENY
+
+
+@given(st.frozensets(st.sampled_from(PATIENTS), max_size=3), facts, st.sampled_from("rs"))
+def test_a_compartment_caller_nobodys_consents_judge_sees_what_is_theirs_alone(
+        own: frozenset[str], resource: ResourceFacts, permission: str) -> None:
+    """A resident (no consent gate): a resource also in another person's compartment is never admitted; one
+    about them alone, or their own Patient record, always is (of the types that hold personal data)."""
+    decision = AccessDecision(lambda _rtype, _permission: own, personal=frozenset(TYPES) - {"Organization"})
+    shown = decision.verdict(resource, permission) is Verdict.PERMIT
+    if resource.rtype == "Organization":  # no personal data: the compartment alone decides
+        assert shown == (not own.isdisjoint(resource.patients))
+    elif resource.rtype == "Patient" and resource.rid in own:
+        assert shown == (not own.isdisjoint(resource.patients))
+    else:
+        assert shown == (bool(resource.patients) and resource.patients <= own)
+    narrowing = decision.narrow(resource.rtype, permission)
+    assert narrowing is not None and narrowing.judges_each == (resource.rtype != "Organization")
