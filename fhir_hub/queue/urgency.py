@@ -83,8 +83,12 @@ async def after_write(queue: JobQueue, store: Any, version: StoredVersion, today
     while its window was open would miss the window's later writes, which queue nothing more). ``noted``:
     the persons a transaction already queued (a record's twenty resources queue one refresh). How many
     jobs moved up. It never fails the write it follows (already stored): a store error here is logged; the
-    person's next write queues it again."""
-    if version.rtype not in WATCHED or version.deleted or version.json is None:
+    person's next write queues it again. A deletion queues a refresh too (a diagnosis entered in error and
+    deleted must stop counting), as urgent as the person's record alone makes them; a Patient record's
+    deletion does not (the person's master follows their remaining records through linking)."""
+    if version.rtype not in WATCHED or (version.deleted and version.rtype == "Patient"):
+        return 0
+    if not version.deleted and version.json is None:
         return 0
     try:
         return await _after_write(queue, store, version, today, noted)
@@ -94,22 +98,22 @@ async def after_write(queue: JobQueue, store: Any, version: StoredVersion, today
 
 
 async def _after_write(queue: JobQueue, store: Any, version: StoredVersion, today: date, noted: set[str]) -> int:
-    assert version.json is not None
     # the person's records, not their master (a record's compartment holds its master too: one refresh)
     records = [p for p in sorted(version.patients) if not p.startswith(MASTER_ID_PREFIX)]
     window = queue.clock() // REFRESH_WINDOW_MS
     waiting = {p: f"refresh|{p}|{window}" for p in records if p not in noted}
     waiting = {p: key for p, key in waiting.items() if not queue.queued_lately(key)}
-    if version.rtype not in RAISING and not waiting:
+    raising = version.rtype in RAISING and not version.deleted
+    if not raising and not waiting:
         return 0  # a person written again in the window: nothing to read or queue
-    resources = [loads(version.json)]
+    resources = [loads(version.json)] if version.json is not None else []
     if version.rtype != "Patient":
         patient = await store.current("Patient", records[0]) if records else None
         if patient is not None and patient.json is not None:
             resources.append(loads(patient.json))
     found = urgency_of(resources, today)
     moved = 0
-    if version.rtype in RAISING and found.priority > 0 and found.who is not None:
+    if raising and found.priority > 0 and found.who is not None:
         moved = await queue.reprioritise(found.who, found.priority, found.tier)
     for patient, key in waiting.items():
         noted.add(patient)

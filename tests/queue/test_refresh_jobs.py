@@ -109,3 +109,27 @@ def test_a_refresh_waits_for_its_window_to_close_so_it_sees_the_windows_later_wr
             "code": {"coding": [{"system": ICD10, "code": "E11.9"}]}}).status_code == 201
     _master, flags, summary = asyncio.run(_work_then_read(settings, f"Patient/{pid}"))
     assert flags == {"age-60-plus": "active", "diabetes": "active"} and summary
+
+
+def test_a_deleted_diagnosis_queues_a_refresh_that_stops_it_counting(settings: Settings) -> None:
+    """A diabetes diagnosis entered in error and deleted: the deletion queues the person's refresh, which
+    makes the diabetes Flag inactive (before, a deletion queued nothing and the Flag stayed active)."""
+    with TestClient(create_app(settings), headers=auth(token_for(settings))) as client:
+        made = client.post("/Patient", headers=FHIR, json={"resourceType": "Patient", "birthDate": "1950-03-04",
+                                                            "name": [{"family": "Võ"}]})
+        pid = made.json()["id"]
+        condition = client.post("/Condition", headers=FHIR, json={
+            "resourceType": "Condition", "subject": {"reference": f"Patient/{pid}"},
+            "code": {"coding": [{"system": ICD10, "code": "E11.9"}]}})
+        assert condition.status_code == 201, condition.text
+    _master, flags, _summary = asyncio.run(_work_then_read(settings, f"Patient/{pid}"))
+    assert flags["diabetes"] == "active"
+    with TestClient(create_app(settings), headers=auth(token_for(settings))) as client:
+        later = after_the_window()
+        client.app.state.hub.queue.clock = lambda: later  # type: ignore[attr-defined]  # the next window
+        assert client.delete(f"/Condition/{condition.json()['id']}").status_code == 204
+    queued = [job for job in asyncio.run(_refresh_jobs(settings)) if not job["st"].startswith("done|")]
+    assert [job["body"]["patient"] for job in queued] == [f"Patient/{pid}"]
+    _master, flags, _summary = asyncio.run(_work_then_read(
+        settings, f"Patient/{pid}", at=lambda: later + REFRESH_WINDOW_MS + CLOCK_SKEW_MS + 1))
+    assert flags == {"age-60-plus": "active", "diabetes": "inactive"}
