@@ -153,8 +153,8 @@ async def running_hub(
         await asyncio.to_thread(ensure_schema, uri, settings.db_name)
         client = AsyncMongoClient(uri, appname="fhir-hub", serverSelectionTimeoutMS=10_000)
         capabilities = await detect_capabilities(client)
-        store = MongoStore(client, settings.db_name, capabilities, derivers)
-        store.claims.stale_seconds = settings.claim_stale_seconds
+        store = MongoStore(client, settings.db_name, capabilities, derivers,
+                           claim_stale_seconds=settings.claim_stale_seconds)
         repaired = await store.reconcile_pending()
         if repaired:
             log.warning("finished %d write(s) left incomplete by an earlier stop", repaired)

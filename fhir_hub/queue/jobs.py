@@ -133,10 +133,8 @@ class JobQueue:
         now = self.clock()
         # numbered by the clock, not the shared counter (one request less on a write's path): it waits behind
         # the counted jobs of its priority, which arrived earlier anyway
-        doc = self._doc(job, now * 1000 + secrets.randbelow(1000), now, key)
-        if due is not None and due > now:
-            del doc["rk"]
-            doc.update(st=f"delayed|{job.tier}", due=due)
+        doc = self._doc(job, now * 1000 + secrets.randbelow(1000), now, key, due=due if due is not None and due > now
+                        else None)
         try:
             async with self.gate.shared():
                 await self.collection.insert_one(doc)
@@ -158,10 +156,15 @@ class JobQueue:
             self._queued_once.popitem(last=False)
 
     @staticmethod
-    def _doc(job: NewJob, seq: int, now: int, job_id: str | None = None) -> dict[str, Any]:
+    def _doc(job: NewJob, seq: int, now: int, job_id: str | None = None, *, due: int | None = None
+             ) -> dict[str, Any]:
+        """A new job's document: ready (with its claim key), or delayed until ``due`` (ms; none until then)."""
         doc: dict[str, Any] = {"_id": job_id or f"job-{seq:016d}-{secrets.token_hex(4)}", "kind": job.kind,
-                               "body": job.body, "p": job.priority, "tier": job.tier, "seq": seq,
-                               "rk": ready_key(job.priority, seq), "st": f"ready|{job.tier}", "n": 0, "at": now}
+                               "body": job.body, "p": job.priority, "tier": job.tier, "seq": seq, "n": 0, "at": now}
+        if due is None:
+            doc.update(rk=ready_key(job.priority, seq), st=f"ready|{job.tier}")
+        else:
+            doc.update(st=f"delayed|{job.tier}", due=due)
         if job.who is not None:
             doc["who"] = job.who
         if job.batch is not None:

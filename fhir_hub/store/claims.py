@@ -52,10 +52,10 @@ def claim_key(rtype: str, criteria: str) -> str:
 
 
 class Claims:
-    def __init__(self, db: Any, gate: WriteGate) -> None:
+    def __init__(self, db: Any, gate: WriteGate, *, stale_seconds: float = STALE_SECONDS) -> None:
         self.collection = db[CLAIMS]
         self.gate = gate
-        self.stale_seconds: float = STALE_SECONDS  # FHIR_HUB_CLAIM_STALE_SECONDS (``running_hub``)
+        self.stale_seconds = stale_seconds  # FHIR_HUB_CLAIM_STALE_SECONDS
         self._held: weakref.WeakKeyDictionary[asyncio.Task[Any], set[str]] = weakref.WeakKeyDictionary()
 
     @asynccontextmanager

@@ -37,7 +37,7 @@ from fhir_hub.fhir.jsonio import loads
 from fhir_hub.store import match_blocks, patient_links
 from fhir_hub.store.audit_log import AuditLog
 from fhir_hub.store.backend_clients import BackendClientDocs
-from fhir_hub.store.claims import Claims
+from fhir_hub.store.claims import STALE_SECONDS, Claims
 from fhir_hub.store.consent_epoch import changes_lookups, open_marker, read_epoch
 from fhir_hub.store.count import count
 from fhir_hub.store.derivers import Deriver
@@ -123,7 +123,7 @@ _SPLIT_RESOURCES = 32  # up to this many resources, a range is asked resource by
 
 class MongoStore:
     def __init__(self, client: AsyncMongoClient, db_name: str, capabilities: StoreCapabilities,
-                 derivers: tuple[Deriver, ...]) -> None:
+                 derivers: tuple[Deriver, ...], *, claim_stale_seconds: float = STALE_SECONDS) -> None:
         self.client = client
         self.db = client[db_name]
         self.capabilities = capabilities
@@ -141,7 +141,7 @@ class MongoStore:
         # Open on MongoDB; on nx-27017 a transaction must not share the server with any other write.
         self.gate = WriteGate(enabled=capabilities.transactions and not capabilities.isolated_transactions)
         self.audit_log = AuditLog(self.db, self.gate)
-        self.claims = Claims(self.db, self.gate)
+        self.claims = Claims(self.db, self.gate, stale_seconds=claim_stale_seconds)
         self.link_decisions = LinkDecisions(self.db, self.gate)
         self.used_assertions = UsedAssertions(self.db, self.gate)
         self.backend_clients = BackendClientDocs(self.db, self.gate)
