@@ -70,8 +70,10 @@ def test_patient_scopes_are_limited_to_the_compartment_and_user_scopes_win() -> 
     limited = grant(resident, "Observation", "r")
     assert limited is not None and limited.compartment == {"p1"}
     decision = access_decision(resident)
-    assert decision.verdict(ResourceFacts("Observation", "o", frozenset({"p1", "p2"})), "r") is Verdict.PERMIT
+    assert decision.verdict(ResourceFacts("Observation", "o", frozenset({"p1"})), "r") is Verdict.PERMIT
     assert decision.verdict(ResourceFacts("Observation", "o", frozenset({"p2"})), "r") is Verdict.DENY
+    # in p1's compartment but also p2's: a resident sees what is about them alone (consent/decision.py)
+    assert decision.verdict(ResourceFacts("Observation", "o", frozenset({"p1", "p2"})), "r") is Verdict.DENY
     both = Caller(subject="c", scopes=Scopes.parse("patient/*.rs user/Observation.rs"), patient="p1")
     wide = grant(both, "Observation", "r")
     assert wide is not None and wide.compartment is None
@@ -85,8 +87,8 @@ def test_a_compartment_is_a_set_of_patients() -> None:
     decision = access_decision(resident)
     narrowing = decision.narrow("Observation", "s")
     assert narrowing is not None and narrowing.patients == {"A", "B"}
-    for patients, verdict in (({"A"}, Verdict.PERMIT), ({"B"}, Verdict.PERMIT), ({"B", "C"}, Verdict.PERMIT),
-                              ({"C"}, Verdict.DENY), (set(), Verdict.DENY)):
+    for patients, verdict in (({"A"}, Verdict.PERMIT), ({"B"}, Verdict.PERMIT), ({"A", "B"}, Verdict.PERMIT),
+                              ({"B", "C"}, Verdict.DENY), ({"C"}, Verdict.DENY), (set(), Verdict.DENY)):
         assert decision.verdict(ResourceFacts("Observation", "o", frozenset(patients)), "r") is verdict
     write = grant(resident, "Observation", "c")
     assert write is not None
