@@ -25,6 +25,7 @@ from fhir_hub.errors import Forbidden, UnprocessableResource
 from fhir_hub.fhir.access_facts import FACILITY_SYSTEM
 from fhir_hub.fhir.ids import is_valid_id
 from fhir_hub.fhir.instant import to_instant
+from fhir_hub.fhir.jsonio import loads
 from fhir_hub.search.query import parse_search
 from fhir_hub.store.reader import ScopedReader, facility_of
 from fhir_hub.store.records import StoredVersion
@@ -66,10 +67,8 @@ async def routed_correction(caller: Caller, resource: dict[str, Any], *, reader:
     _require(facility is not None, "Task.focus",
              f"{focus.key} was not written by a facility; there is no one to route the request to")
     assert facility is not None
-    owner: dict[str, Any] = {"identifier": {"system": FACILITY_SYSTEM, "value": facility}}
-    organization = await _organization(organizations, facility)
-    if organization is not None:
-        owner = {"reference": organization, **owner}
+    owner: dict[str, Any] = {"identifier": {"system": FACILITY_SYSTEM, "value": facility},
+                             **await _organization(organizations, facility)}
     guardian = caller.fhir_user if (caller.fhir_user or "").startswith("RelatedPerson/") else None
     requester = guardian or f"Patient/{caller.patient}"
     return {**resource, "owner": owner, "requester": {"reference": requester}, "authoredOn": to_instant(now)}
@@ -85,12 +84,16 @@ async def _readable_focus(reference: str | None, reader: Existence, store: Versi
     return found[0]
 
 
-async def _organization(reader: ScopedReader, facility: str) -> str | None:
-    """The Organization carrying this facility code, when the hub holds one (the lowest id of several)."""
+async def _organization(reader: ScopedReader, facility: str) -> dict[str, str]:
+    """``reference`` and ``display`` of the Organization carrying this facility code, when the hub holds one
+    (the lowest id of several); nothing otherwise."""
     query = parse_search("Organization", [("identifier", f"{FACILITY_SYSTEM}|{facility}"), ("_count", "50")],
                          strict=True)
-    found = await reader.search(query)
-    return min((v.key for v in found.page), default=None)
+    found = min((await reader.search(query)).page, key=lambda v: v.key, default=None)
+    if found is None:
+        return {}
+    name = loads(found.json or b"{}").get("name")
+    return {"reference": found.key, **({"display": name} if isinstance(name, str) else {})}
 
 
 def _reference(value: Any) -> str | None:

@@ -67,7 +67,7 @@ def test_the_hub_routes_a_request_to_the_facility_that_created_the_record(
     created = ask(world, lan(settings), request_body(owner=claimed, authoredOn="1999-01-01"))
     assert created.status_code == 201, created.text
     task = created.json()
-    assert task["owner"] == {"reference": "Organization/org-79002",
+    assert task["owner"] == {"reference": "Organization/org-79002", "display": "Bệnh viện Quận 2",
                              "identifier": {"system": FACILITY_SYSTEM, "value": "79002"}}  # never the client's
     assert task["requester"] == {"reference": "Patient/pat-lan"}
     assert task["authoredOn"] != "1999-01-01"
