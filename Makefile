@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 CONSTRAINTS := constraints.txt
 
-.PHONY: run test lint typecheck bench openapi clean help
+.PHONY: run test lint typecheck browser bench openapi clean help
 
 help:
 	@echo "make run      create .venv, install, start the embedded store and the hub on 127.0.0.1:8080 with demo data"
@@ -36,7 +36,13 @@ lint: $(VENV)/.installed-test
 typecheck: $(VENV)/.installed-test
 	$(BIN)/mypy
 
-test: lint typecheck
+# The resident page is tested in headless Chromium (tests/portal/): Debian's browser and driver, installed
+# when missing on a machine with apt-get (CI runs as root on a fresh Debian machine).
+browser:
+	@if { [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; } && command -v apt-get >/dev/null; then \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; fi
+
+test: lint typecheck browser
 	$(BIN)/python -m pytest
 
 bench: $(VENV)/.installed-test
@@ -46,4 +52,4 @@ openapi: $(VENV)/.installed
 	$(BIN)/fhir-hub openapi --output openapi/openapi.json
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .hypothesis .ruff_cache .mypy_cache
+	rm -rf $(VENV) var .pytest_cache .hypothesis .ruff_cache .mypy_cache test-artifacts

@@ -6,7 +6,8 @@ Order of the rules (each stated in ``policy.json``):
    here, the token's scopes decide.
 2. The resident (or their guardian) reading their own record: permitted, labels included.
 3. Public-health purposes: denied (de-identified statistics are a later issue).
-4. The facility that created the record, for its own purposes (treatment, emergency, payment): permitted;
+4. The facility that created the record (or that the resident addressed it to: a correction request's
+   owner), for its own purposes (treatment, emergency, payment): permitted;
    so is a rule for a role (the hub's operator reads Patient records to keep one person one record).
 5. Everyone else: the active privacy consents of every person whose compartment holds the resource. In one
    consent, a nested provision that applies is an exception to its parent, and a deny beats a permit at
@@ -57,6 +58,8 @@ class Subject:
     facility: str | None = None  # the facility that created it, from meta.source
     codes: frozenset[str] = frozenset()  # system|code of its codings
     when: tuple[int, int] | None = None  # its clinical time, microseconds
+    # the facility a resident addressed it to (a correction request's owner): it reads it as its own record
+    addressee: str | None = None
 
     @property
     def key(self) -> str:
@@ -87,8 +90,9 @@ class Person:
 
 def policy_key(subject: Subject, requester: Requester) -> tuple[str, bool, bool]:
     """All of a subject ``by_policy`` looks at: its type, whether it is anyone's personal data, and whether
-    the requester's facility created it. A gate judging thousands of resources decides each key once."""
-    own = requester.facility is not None and subject.facility == requester.facility
+    the requester's facility created it (or is who the resident addressed it to). A gate judging thousands
+    of resources decides each key once."""
+    own = requester.facility is not None and requester.facility in (subject.facility, subject.addressee)
     return subject.rtype, bool(subject.patients), own
 
 
@@ -109,7 +113,7 @@ def by_policy(subject: Subject, requester: Requester, policy: Policy) -> Outcome
     for rule in policy.rules:
         if rule.effect != "permit" or not rule.covers(purpose, role, subject.rtype):
             continue
-        if rule.roles or (requester.facility is not None and subject.facility == requester.facility):
+        if rule.roles or policy_key(subject, requester)[2]:
             return Outcome(True, rule.id, rule.says)
     return None
 

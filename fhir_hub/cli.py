@@ -63,6 +63,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             f"  a token:      TOKEN=$(.venv/bin/fhir-hub token --role system --facility 79001)\n"
             f"  try:          curl -s -H \"Authorization: Bearer $TOKEN\" '{base}/Patient?_count=5'\n"
             f"  as a resident: .venv/bin/fhir-hub token --role resident --patient {_DEMO_PATIENT}\n"
+            f"  her page:     .venv/bin/fhir-hub token --role resident --patient {_DEMO_PATIENT} --portal-link\n"
             f"  API docs:     {base}/docs\n"
             "  stop with Ctrl-C\n",
             flush=True,
@@ -115,10 +116,17 @@ def cmd_token(args: argparse.Namespace) -> int:
     from fhir_hub.auth.dev_tokens import development_token
 
     settings = Settings.from_env(data_dir=args.data_dir)
-    print(development_token(settings, role=args.role, facility=args.facility, patient=args.patient, scope=args.scope,
-                            subject=args.subject, ttl_seconds=args.ttl, purpose=args.purpose,
-                            fhir_user=args.fhir_user))
+    token = development_token(settings, role=args.role, facility=args.facility, patient=args.patient, scope=args.scope,
+                              subject=args.subject, ttl_seconds=args.ttl, purpose=args.purpose,
+                              fhir_user=args.fhir_user)
+    print(portal_link(settings.served_base_url, token) if args.portal_link else token)
     return 0
+
+
+def portal_link(base: str, token: str) -> str:
+    """The resident page with the token in the URL's fragment: a browser never sends a fragment to a server,
+    so the token stays out of the hub's and any proxy's access logs (the page moves it out of the address bar)."""
+    return f"{base}/portal#token={token}"
 
 
 def cmd_openapi(args: argparse.Namespace) -> int:
@@ -315,13 +323,15 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--facility", help="5-character MoH facility code (MA_CSKCB), e.g. 79001; needed to write")
     token.add_argument("--patient", help="the resident's Patient id (patient context)")
     token.add_argument("--scope", help="space-separated SMART scopes (default by role: system/*.cruds, "
-                                       "user/*.cruds, patient/*.rs patient/Consent.cud)")
+                                       "user/*.cruds, patient/*.rs patient/Consent.cud patient/Task.c)")
     token.add_argument("--subject", help="the token's sub (default: generated)")
     token.add_argument("--fhir-user", help="fhirUser claim, e.g. Practitioner/123")
     token.add_argument("--purpose", help="purpose_of_use: TREAT (default), ETREAT, PUBHLTH ...")
     token.add_argument("--ttl", type=int, help="lifetime in seconds (default 3600, or less if "
                                                "FHIR_HUB_MAX_TOKEN_LIFETIME_SECONDS is lower; never more)")
     token.add_argument("--data-dir", type=Path, help="where the development key lives (FHIR_HUB_DATA_DIR)")
+    token.add_argument("--portal-link", action="store_true",
+                       help="print the resident page's address with the token in its #fragment (open it in a browser)")
     token.set_defaults(func=cmd_token)
 
     ingest = sub.add_parser(

@@ -143,7 +143,7 @@ def test_token_command_mints_a_token_the_hub_accepts(tmp_path: Path, capsys: pyt
                              leeway_seconds=5, max_bytes=8192)
     caller = asyncio.run(Authenticator(verifier).caller(token))
     assert caller.patient == "pa" and caller.role == "resident"
-    assert str(caller.scopes) == "patient/*.rs patient/Consent.cud"
+    assert str(caller.scopes) == "patient/*.rs patient/Consent.cud patient/Task.c"
     with pytest.raises(SystemExit):
         main(["token", "--role", "administrator"])
 

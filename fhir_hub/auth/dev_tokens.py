@@ -15,7 +15,7 @@ from fhir_hub.config import ConfigError, Settings
 
 DEFAULT_TTL_SECONDS = 3600
 DEFAULT_SCOPES = {"system": "system/*.cruds", "clinician": "user/*.cruds",
-                  "resident": "patient/*.rs patient/Consent.cud"}
+                  "resident": "patient/*.rs patient/Consent.cud patient/Task.c"}
 
 
 def development_token(settings: Settings, *, role: str, facility: str | None = None, patient: str | None = None,

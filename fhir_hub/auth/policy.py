@@ -48,6 +48,8 @@ PERMISSION = {
 }
 HUB_ONLY_TYPES = frozenset({"AuditEvent"})
 RESIDENT_WRITES = frozenset({"Consent"})  # give, restrict, withdraw; nothing else of their record
+# created, never changed: a correction request to the facility that created a record (store/correction_requests.py)
+RESIDENT_REQUESTS = frozenset({"Task"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,9 +166,10 @@ def check_write(caller: Caller, grant_: Grant, *, rtype: str, source: str | None
     if source is None:
         raise Forbidden("Writes need a facility claim in the token (a hospital system or clinician's MoH "
                         "facility code), or a resident's patient context")
-    if caller.role == "resident" and rtype not in RESIDENT_WRITES:
-        raise Forbidden(f"{rtype}: a resident writes only their consents (Consent); the rest of their record is "
-                        "written by the facilities that treat them")
+    if caller.role == "resident" and rtype not in RESIDENT_WRITES and not (
+            rtype in RESIDENT_REQUESTS and not exists and new_patients is not None):
+        raise Forbidden(f"{rtype}: a resident writes only their consents (Consent) and creates correction requests "
+                        "(Task); the rest of their record is written by the facilities that treat them")
     if new_patients is not None and not grant_.may_write(new_patients):
         own = " or ".join(f"Patient/{p}" for p in sorted(grant_.compartment or ()))
         raise Forbidden(f"{rtype}: a resident may only write records in their own compartment and nobody "

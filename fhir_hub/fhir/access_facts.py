@@ -14,6 +14,8 @@ from typing import Any
 
 from fhir_hub.search.normalize import date_range
 
+FACILITY_SYSTEM = "http://fhir.hl7.org.vn/core/sid/ma-cskcb"  # the MoH facility code (MA_CSKCB)
+
 _END_OF_TIME = 2**62
 _MAX_CODES = 64  # a Claim or an ExplanationOfBenefit can carry hundreds; a consent names diagnoses and tests
 
@@ -73,4 +75,20 @@ def clinical_time(resource: dict[str, Any]) -> tuple[int, int] | None:
             continue
         if found is not None:
             return found
+    return None
+
+
+def addressee(rtype: str, resource: dict[str, Any], source: str | None) -> str | None:
+    """The facility a resident addressed this resource to: the owner of a correction request (a ``Task``) a
+    resident wrote, whose ``owner`` the hub set to the facility that created the record to correct
+    (``store/correction_requests.py``). Addressing it is the resident's own act, so that facility reads it
+    as its own record (``consent/engine.py``). Only a resident's Task counts: a facility naming another as
+    a Task's owner does not disclose a resident's record to it."""
+    if rtype != "Task" or source is None or ":resident:" not in source:
+        return None
+    owner = resource.get("owner")
+    identifier = owner.get("identifier") if isinstance(owner, dict) else None
+    if isinstance(identifier, dict) and identifier.get("system") == FACILITY_SYSTEM:
+        value = identifier.get("value")
+        return value if isinstance(value, str) else None
     return None

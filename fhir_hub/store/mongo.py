@@ -32,7 +32,7 @@ from pymongo import AsyncMongoClient, DeleteMany, InsertOne, UpdateOne
 from pymongo.errors import ClientBulkWriteException, PyMongoError
 
 from consent.model import FACILITY_SYSTEMS
-from fhir_hub.fhir.access_facts import clinical_time, codes, security_labels
+from fhir_hub.fhir.access_facts import addressee, clinical_time, codes, security_labels
 from fhir_hub.fhir.jsonio import loads
 from fhir_hub.store import match_blocks, patient_links
 from fhir_hub.store.audit_log import AuditLog
@@ -661,7 +661,7 @@ class MongoStore:
         """The access facts a version stored before they existed (or by an older extractor) lacks; returns
         the version with them."""
         fresh = replace(current, labels=security_labels(resource), codes=codes(resource),
-                        when=clinical_time(resource))
+                        when=clinical_time(resource), addressee=addressee(current.rtype, resource, current.source))
         if fresh != current:
             await self.current_docs.update_one({"_id": current.key, "vid": current.vid},
                                                set_document(fresh.current_doc(), optional=_OPTIONAL_FIELDS))

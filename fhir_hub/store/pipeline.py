@@ -33,7 +33,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from fhir_hub.fhir.access_facts import clinical_time, codes, security_labels
+from fhir_hub.fhir.access_facts import addressee, clinical_time, codes, security_labels
 from fhir_hub.fhir.compartment import patient_ids
 from fhir_hub.fhir.instant import to_instant
 from fhir_hub.fhir.jsonio import dumps, loads
@@ -86,7 +86,7 @@ class CommitPipeline:
         version = StoredVersion(rtype, rid, vid, ts, method, deleted=False, json=dumps(stamped),
                                 source=source, patients=patient_ids(rtype, stamped),
                                 labels=security_labels(stamped), codes=codes(stamped),
-                                when=clinical_time(stamped))
+                                when=clinical_time(stamped), addressee=addressee(rtype, stamped, source))
         return Stamped(version, stamped)
 
     @staticmethod

@@ -426,16 +426,17 @@ class ScopedReader:
 def facts_of(version: StoredVersion, patients: frozenset[str] | None = None) -> ResourceFacts:
     """What the access decision may know of a version: the facts stored beside it, never its content."""
     return ResourceFacts(version.rtype, version.rid, version.patients if patients is None else patients,
-                         version.labels, facility_of(version.source), frozenset(version.codes), version.when)
+                         version.labels, facility_of(version.source), frozenset(version.codes), version.when,
+                         version.addressee)
 
 
 def facts_from_index(key: str, packed: bytes) -> ResourceFacts:
     """The facts a live version's index documents carry (``records.index_facts``), as ``facts_of`` gives
     them from the version."""
-    patients, source, labels, codes, when = loads(packed)
+    patients, source, labels, codes, when, *addressed = loads(packed)
     rtype, _, rid = key.partition("/")
     return ResourceFacts(rtype, rid, frozenset(patients), frozenset(labels), facility_of(source), frozenset(codes),
-                         (when[0], when[1]) if when else None)
+                         (when[0], when[1]) if when else None, addressed[0] if addressed else None)
 
 
 def facility_of(source: str | None) -> str | None:

@@ -26,15 +26,17 @@ def _facts(packed: bytes | None) -> dict[str, Any]:
     facts = orjson.loads(packed)
     when = facts.get("dt")
     return {"labels": frozenset(facts.get("sl") or ()), "codes": tuple(facts.get("cd") or ()),
-            "when": (when[0], when[1]) if when else None}
+            "when": (when[0], when[1]) if when else None, "addressee": facts.get("to")}
 
 
 def index_facts(version: StoredVersion) -> bytes:
     """A live version's access facts as every one of its search-index documents carries them (``a``), so a
     search judges its matches from the entries it read anyway: reading each match's version document
     for its facts cost ~56 µs a document on nx-27017, whatever the projection (113 ms for 2,000 matches)."""
-    return orjson.dumps([sorted(version.patients), version.source, sorted(version.labels), list(version.codes),
-                         version.when])
+    packed = [sorted(version.patients), version.source, sorted(version.labels), list(version.codes), version.when]
+    if version.addressee is not None:  # rare (a resident's correction request): the others keep five fields
+        packed.append(version.addressee)
+    return orjson.dumps(packed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +55,7 @@ class StoredVersion:
     labels: frozenset[str] = frozenset()  # meta.security as system|code
     codes: tuple[str, ...] = ()  # system|code of the codings it carries
     when: tuple[int, int] | None = None  # its clinical time, microseconds
+    addressee: str | None = None  # the facility a resident addressed it to (``access_facts.addressee``)
 
     @property
     def key(self) -> str:
@@ -96,7 +99,10 @@ class StoredVersion:
         if self.patients:
             doc["pc"] = sorted(self.patients)
         # one field, always written, whatever the facts: every version document has the same shape
-        doc["af"] = orjson.dumps({"sl": sorted(self.labels), "cd": list(self.codes), "dt": self.when})
+        facts: dict[str, Any] = {"sl": sorted(self.labels), "cd": list(self.codes), "dt": self.when}
+        if self.addressee is not None:
+            facts["to"] = self.addressee
+        doc["af"] = orjson.dumps(facts)
         return doc
 
     def current_doc(self) -> dict[str, Any]:

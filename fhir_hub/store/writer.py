@@ -22,7 +22,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from fhir_hub.auth.caller import Caller
-from fhir_hub.auth.policy import Grant, check_write, insufficient_scope, require, source_uri
+from fhir_hub.auth.policy import RESIDENT_REQUESTS, Grant, check_write, insufficient_scope, require, source_uri
 from fhir_hub.auth.policy import grant as read_grant
 from fhir_hub.errors import BadRequest, Conflict, Gone, NotFound, PreconditionFailed, UnprocessableResource
 from fhir_hub.fhir.ids import IdFactory, check_id
@@ -32,6 +32,7 @@ from fhir_hub.fhir.validation_ahead import ValidationAhead
 from fhir_hub.linking.linker import Linker
 from fhir_hub.matching import Model
 from fhir_hub.store.consent_writes import agreed_consent
+from fhir_hub.store.correction_requests import routed_correction
 from fhir_hub.store.labelling import Labelling
 from fhir_hub.store.mongo import MongoStore
 from fhir_hub.store.pipeline import CommitPipeline, Stamped
@@ -150,7 +151,7 @@ class Writer:
             grant = require(caller, op.rtype, "c")
             if not op.checked:
                 op = replace(op, resource=await self.pipeline.content(op.rtype, op.resource, tx))
-            return await self._create(op, caller, grant, tx)
+            return await self._create(op, caller, grant, tx, exists_for)
         if isinstance(op, Patch):
             check_id(op.rid)
             return await self._patch(op, caller, require(caller, op.rtype, "u"), read_grant(caller, op.rtype, "r"), tx,
@@ -177,10 +178,16 @@ class Writer:
             return resource
         return await agreed_consent(caller, resource, current, store=self.store, now=self.clock())
 
-    async def _create(self, op: Create, caller: Caller, grant: Grant, tx: Transaction | None) -> WriteResult:
-        """A server-assigned id is new by construction: no read first, the unique key still guards."""
+    async def _create(self, op: Create, caller: Caller, grant: Grant, tx: Transaction | None,
+                      exists_for: Existence) -> WriteResult:
+        """A server-assigned id is new by construction: no read first, the unique key still guards. A
+        resident's Task is a correction request, routed by the hub (``correction_requests.py``)."""
         source = source_uri(caller, self.source_prefix)
         op = replace(op, resource=await self._agreed(caller, op.rtype, op.resource, None))
+        if op.rtype in RESIDENT_REQUESTS and caller.role == "resident":
+            op = replace(op, resource=await routed_correction(
+                caller, op.resource, reader=exists_for, store=self.store,
+                organizations=ScopedReader(self.store, Caller.hub("correction-requests")), now=self.clock()))
         for _attempt in range(_MAX_ATTEMPTS):
             rid = op.rid if op.rid is not None else self.new_id()
             stamped = self.pipeline.stamp(op.rtype, rid, op.resource, vid=1, ts=self.clock(), method="POST",

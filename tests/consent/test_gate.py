@@ -43,6 +43,19 @@ async def test_own_records_need_no_look_up_and_others_one_per_batch() -> None:
     assert not any(gate.permits(s) for s in others)
 
 
+async def test_the_facility_a_resident_addressed_a_request_to_reads_it_as_its_own() -> None:
+    """A correction request (a resident's Task) is its owner facility's own record; no one else's."""
+    lookups = Lookups()
+    request = Subject("Task", "t", frozenset({"a"}), facility=None, addressee="79001")
+    gate = ConsentGate(CLINICIAN, default_policy(), lookups)
+    await gate.prepare([request])
+    assert lookups.asked == [] and gate.outcome(request).rule == "own-records" and gate.permits(request)
+    other = ConsentGate(Requester(kind="facility", role="clinician", facility="79002", now=1), default_policy(),
+                        lookups)
+    await other.prepare([request])
+    assert lookups.asked == [frozenset({"a"})] and not other.permits(request)
+
+
 async def test_a_verdict_on_someone_never_looked_up_is_refused_loudly() -> None:
     gate = ConsentGate(CLINICIAN, default_policy(), Lookups())
     with pytest.raises(NotPrepared):
@@ -59,7 +72,7 @@ requesters = st.builds(Requester, kind=st.sampled_from(("facility", "facility", 
 subjects = st.builds(Subject, st.sampled_from(("Observation", "Patient", "Condition")), st.just("1"),
                      st.frozensets(st.sampled_from(("a", "b")), max_size=2),
                      st.frozensets(st.sampled_from((f"{ACT}|HIV", f"{ACT}|TREAT")), max_size=1),
-                     st.sampled_from(("79001", "79002", None)))
+                     st.sampled_from(("79001", "79002", None)), addressee=st.sampled_from((None, "79001")))
 
 
 @st.composite

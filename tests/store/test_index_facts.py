@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+import orjson
 import pytest
 
 from fhir_hub.auth.caller import Caller
@@ -86,3 +87,22 @@ async def test_links_state_the_birth_dates_a_childs_consent_is_judged_by(hub: Hu
     assert {"Patient/k1", "Patient/k2"} < people["Patient/k1"]  # and their master
     assert {key: births[key] for key in people["Patient/k1"] if key in births} == {
         "Patient/k1": "2020-05-04", "Patient/k2": "2020-05-04"}  # a master has no link to state it
+
+
+def test_a_resident_s_request_carries_its_addressee_in_both_places_and_others_none() -> None:
+    """The facility a resident addressed a Task to is a fact of the version document and of every index
+    document (``access_facts.addressee``); versions and index documents written before it read as none."""
+    from fhir_hub.fhir.access_facts import FACILITY_SYSTEM, addressee
+    from fhir_hub.store.reader import facts_from_index, facts_of
+
+    owner = {"owner": {"identifier": {"system": FACILITY_SYSTEM, "value": "79002"}}}
+    assert addressee("Task", owner, "urn:fhir-hub:resident:pat-a") == "79002"
+    assert addressee("Task", owner, "urn:fhir-hub:facility:79001") is None  # a facility's Task discloses nothing
+    assert addressee("Observation", owner, "urn:fhir-hub:resident:pat-a") is None
+    version = StoredVersion("Task", "t1", 1, 1, "POST", False, b"{}", source="urn:fhir-hub:resident:pat-a",
+                            patients=frozenset({"pat-a"}), addressee="79002")
+    assert StoredVersion.from_doc(version.current_doc()).addressee == "79002"
+    assert facts_of(version).addressee == facts_from_index(version.key, index_facts(version)).addressee == "79002"
+    plain = StoredVersion("Task", "t2", 1, 1, "POST", False, b"{}", source="urn:fhir-hub:facility:79001")
+    assert b'"to"' not in plain.current_doc()["af"] and len(orjson.loads(index_facts(plain))) == 5
+    assert facts_from_index(plain.key, index_facts(plain)).addressee is None
