@@ -28,6 +28,12 @@ def search_parameters() -> dict[tuple[str, str], dict[str, Any]]:
 
 
 @cache
+def search_parameters_by_url() -> dict[str, dict[str, Any]]:
+    """The same definitions by canonical URL (what ``derivedFrom`` and a CapabilityStatement name)."""
+    return {p["url"]: p for p in search_parameters().values()}
+
+
+@cache
 def patient_compartment() -> dict[str, tuple[str, ...]]:
     """Resource types in the Patient compartment, with the search parameters that put them there."""
     definition = load_definition("compartmentdefinition-patient.json")
