@@ -14,6 +14,13 @@ def load_definition(name: str, folder: str = "fhir-r4") -> dict[str, Any]:
     return data
 
 
+def definition_files(folder: str, prefix: str) -> list[dict[str, Any]]:
+    """Every ``profiles/<folder>/<prefix>*.json``, parsed, in file-name order."""
+    found = (resources.files("profiles") / folder).iterdir()
+    return [json.loads(f.read_text(encoding="utf-8")) for f in sorted(found, key=lambda f: f.name)
+            if f.name.startswith(prefix) and f.name.endswith(".json")]
+
+
 @cache
 def search_parameters() -> dict[tuple[str, str], dict[str, Any]]:
     """Every R4 SearchParameter, then the hub's own (``hub/search-parameters.json``: the address's
@@ -25,6 +32,12 @@ def search_parameters() -> dict[tuple[str, str], dict[str, Any]]:
         for base in resource.get("base", []):
             params[(base, resource["code"])] = resource
     return params
+
+
+@cache
+def search_parameters_by_url() -> dict[str, dict[str, Any]]:
+    """The same definitions by canonical URL (what ``derivedFrom`` and a CapabilityStatement name)."""
+    return {p["url"]: p for p in search_parameters().values()}
 
 
 @cache

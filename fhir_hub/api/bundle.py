@@ -16,7 +16,7 @@ from fastapi import APIRouter, Response
 from fhir_hub.api.body import read_resource
 from fhir_hub.api.bundles import bundle, entry
 from fhir_hub.api.context import Fhir
-from fhir_hub.api.responses import fhir_response, outcome_json
+from fhir_hub.api.responses import fhir_response, outcome_json, stored_warnings
 from fhir_hub.api.routing import fhir_route
 from fhir_hub.api.searchset import searchset_json
 from fhir_hub.bundles.envelope import bundle_type
@@ -50,9 +50,12 @@ def entry_json(base_url: str, result: EntryResult, choice: str | None) -> bytes:
         response["etag"] = version.etag
         response["lastModified"] = version.last_updated
     outcome = outcome_json(*result.issues) if result.issues else None
-    if outcome is None and choice == "operationoutcome" and version is not None:
-        outcome = outcome_json(Issue("informational", f"{phrase} {version.rtype}/{version.rid}",
-                                     severity="information"))
+    if outcome is None and version is not None:
+        # R4 Bundle.entry.response.outcome: "hints and warnings produced as part of processing this entry"
+        warnings = stored_warnings(version) if result.written else []
+        done = [Issue("informational", f"{phrase} {version.rtype}/{version.rid}", severity="information")] \
+            if choice == "operationoutcome" else []
+        outcome = outcome_json(*done, *warnings) if done or warnings else None
     body = _body(base_url, result) if choice not in ("minimal", "operationoutcome") or version is None else None
     return _with_outcome(entry(full_url=full_url, resource=body, response=response), outcome)
 

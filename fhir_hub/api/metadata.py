@@ -24,6 +24,7 @@ from fhir_hub.fhir.instant import system_clock, to_instant
 from fhir_hub.fhir.jsonio import dumps
 from fhir_hub.fhir.registry import resource_types
 from fhir_hub.search.params import params_for
+from profiles.catalogue import shipped
 from profiles.validation.city import profile_for_type
 
 router = APIRouter()
@@ -41,6 +42,7 @@ _WRITE_FLAGS = frozenset({"conditionalCreate", "conditionalUpdate", "conditional
 PATIENT_COMPARTMENT = "http://hl7.org/fhir/CompartmentDefinition/patient"
 _NOT_FLAGS = frozenset({"code", "level", "interactions", "operation", "resource", "permission"})
 _EVERY_TYPE = "*"  # an operation tag's ``resource`` for one every type has ($validate)
+_LISTED = 10  # shipped conformance resources named in their type's documentation
 _OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
 
 
@@ -130,6 +132,12 @@ def _statement(tags: tuple[dict[str, Any], ...], base_url: str, oauth: tuple[tup
         city_profile = profile_for_type(rtype)
         if city_profile is not None:  # claimed in meta.profile, a resource is validated against it (profiles/city)
             entry["supportedProfile"] = [city_profile.url]
+        served = shipped(rtype)
+        if served:  # fhir_hub/api/conformance.py
+            entry["documentation"] = (f"Also the hub's own {len(served)} {rtype} resources (what its validator "
+                                      "enforces), read-only from its shipped definitions, by id or by url: "
+                                      + ", ".join(r["url"] for r in served[:_LISTED])
+                                      + (", ..." if len(served) > _LISTED else ""))
         entry.update({k: v for k, v in flags.items() if not (hub_only and k in _WRITE_FLAGS)})
         include, revinclude = (by_type.get(rtype) for by_type in _includes())
         if include:

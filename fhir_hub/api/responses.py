@@ -38,6 +38,13 @@ def outcome_json(*issues: Issue) -> bytes:
     return dumps({"resourceType": "OperationOutcome", "issue": [i.to_json() for i in issues]})
 
 
+def stored_warnings(version: StoredVersion) -> list[Issue]:
+    """What a write stored but the client should hear: a claimed city profile enforced ``warn`` broken.
+    Computed from the stored JSON when the answer is built (the write path keeps no issues), and only where
+    an answer carries an outcome: a ``return=OperationOutcome`` write, a batch or transaction entry."""
+    return accepted_with_warnings(loads(version.json)) if version.json and not version.deleted else []
+
+
 def write_response(ctx: FhirContext, written: Written) -> Response:
     """Answer a write as the client's ``Prefer: return=`` asks (default: the resource; nothing for a delete)."""
     version, status = written.version, written.status
@@ -46,8 +53,7 @@ def write_response(ctx: FhirContext, written: Written) -> Response:
         headers = {"ETag": version.etag}
     choice = ctx.prefers("return")
     if choice == "operationoutcome":
-        # a resource breaking a claimed city profile enforced "warn" is stored; the outcome says what it breaks
-        warnings = accepted_with_warnings(loads(version.json)) if version is not None and version.json else []
+        warnings = stored_warnings(version) if version is not None else []
         outcome = outcome_json(Issue("informational", written.message, severity="information"), *warnings)
         return fhir_response(ctx, outcome, status=200 if status == 204 else status, headers=headers)
     body = version.json if version is not None and choice != "minimal" else None

@@ -56,7 +56,14 @@ def resource_type_set() -> frozenset[str]:
 
 
 def is_resource_type(name: str) -> bool:
+    """A type the hub serves and stores."""
     return name in resource_type_set()
+
+
+def is_validatable_type(name: str) -> bool:
+    """A type the validator judges: those the hub stores, and those with no endpoint of their own (a
+    Parameters is still a resource with rules, and HL7's validator cases check some)."""
+    return is_resource_type(name) or name in NOT_STORABLE
 
 
 def model_class(name: str) -> type[FHIRAbstractModel]:

@@ -25,7 +25,7 @@ from fhir_core.fhirabstractmodel import FHIRAbstractModel
 from pydantic import ValidationError
 
 from fhir_hub.errors import HubError, InvalidResource, Issue, UnprocessableResource
-from fhir_hub.fhir.registry import is_resource_type, model_class
+from fhir_hub.fhir.registry import is_resource_type, is_validatable_type, model_class
 from profiles.validation import ValidationIssue, write_errors, write_warnings
 
 _MAX_ISSUES = 20
@@ -38,6 +38,9 @@ def validate_resource(resource: dict[str, Any], *, expected_type: str | None = N
 
     The one check every write makes (REST, Bundles, ingestion, the validation workers)."""
     rtype = check_structure(resource, expected_type=expected_type)
+    if not is_resource_type(rtype):  # a Parameters: validated by ``$validate``, never stored
+        raise InvalidResource(f"resourceType: {rtype!r} resources are not stored by this server",
+                              expression=["resourceType"], code="not-supported")
     errors = write_errors(resource)
     if errors:
         issues = [hub_issue(i) for i in errors[:_MAX_ISSUES]]
@@ -65,7 +68,7 @@ def check_structure(resource: dict[str, Any], *, expected_type: str | None = Non
             f"resourceType: the body is a {rtype!r} but the URL is for {expected_type!r}",
             expression=["resourceType"],
         )
-    if not is_resource_type(rtype):
+    if not is_validatable_type(rtype):
         raise InvalidResource(f"resourceType: {rtype!r} is not a resource type this server knows",
                               expression=["resourceType"], code="not-supported")
     model = _validate_model(rtype, resource)

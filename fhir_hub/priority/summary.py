@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import html
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -150,14 +151,19 @@ def _section(code: str | None, title: str, entries: list[dict[str, Any]]) -> dic
     return section
 
 
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")  # characters XML 1.0 has no place for
+
+
 def _label(resource: dict[str, Any]) -> str:
-    """What a line of the narrative says of an entry: its code's text or first display or code."""
+    """What a line of the narrative says of an entry: its code's text or first display or code, the first
+    that is not blank once the control characters XML cannot hold are dropped (the narrative is XHTML:
+    ``txt-1`` wants it well-formed, ``txt-2`` wants some non-whitespace content)."""
     for field in ("code", "medicationCodeableConcept", "vaccineCode"):
         concept = resource.get(field)
         if isinstance(concept, dict):
-            if concept.get("text"):
-                return str(concept["text"])
-            for coding in concept.get("coding") or []:
-                if isinstance(coding, dict) and (coding.get("display") or coding.get("code")):
-                    return str(coding.get("display") or coding.get("code"))
+            codings = [c for c in concept.get("coding") or [] if isinstance(c, dict)]
+            for said in (concept.get("text"), *(c.get("display") or c.get("code") for c in codings)):
+                kept = _NOT_XML.sub("", said) if isinstance(said, str) else ""
+                if kept.strip():
+                    return kept
     return f"{resource.get('resourceType')}/{resource.get('id')}"

@@ -48,7 +48,8 @@ class EntryResult:
 
     ``version`` is the resource written or read (None for a search, an error, or a delete of nothing);
     ``search`` a GET search's page; ``issues`` the error of a failed batch entry; ``body`` whether the
-    response entry carries the resource (not for HEAD, nor for 304).
+    response entry carries the resource (not for HEAD, nor for 304); ``written`` whether the entry wrote
+    ``version`` (its answer then carries the write's warnings) rather than read it.
     """
 
     status: int
@@ -56,6 +57,7 @@ class EntryResult:
     search: Searched | None = None
     issues: tuple[Issue, ...] = ()
     body: bool = True
+    written: bool = False
 
     @staticmethod
     def of_error(error: HubError) -> EntryResult:
@@ -63,7 +65,7 @@ class EntryResult:
 
     @staticmethod
     def of_write(written: Written) -> EntryResult:
-        return EntryResult(written.status, version=written.version)
+        return EntryResult(written.status, version=written.version, written=True)
 
     @property
     def failed(self) -> bool:

@@ -81,11 +81,14 @@ async def validate(session: Session, rtype: str, rid: str | None, request: Valid
             await read(session, rtype, rid)
         except HubError as error:  # not found, deleted, or hidden from this caller: all "nothing to delete"
             return [Issue(error.code, f"{rtype}/{rid}: {error.diagnostics}", (f"{rtype}/{rid}",))]
-        return [_ALL_OK] if request.resource is None else _check(rtype, rid, request) or [_ALL_OK]
-    return _check(rtype, rid, request) or [_ALL_OK]
+        return [_ALL_OK] if request.resource is None else check(rtype, rid, request) or [_ALL_OK]
+    return check(rtype, rid, request) or [_ALL_OK]
 
 
-def _check(rtype: str, rid: str | None, request: ValidateRequest) -> list[Issue]:
+def check(rtype: str, rid: str | None, request: ValidateRequest) -> list[Issue]:
+    """The verdict on ``request.resource`` without the store: the structural passes, then every rule of
+    ``profiles.validation``. Public so that HL7's validator test cases run exactly what ``$validate`` runs
+    (``tests/profiles/test_validator_suite.py``)."""
     resource = request.resource
     assert resource is not None
     try:

@@ -11,6 +11,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+from profiles.definitions import definition_files
 from profiles.validation.definitions import ValueSet
 from profiles.validation.structure import Profile, parse
 
@@ -19,9 +20,7 @@ REJECT, WARN = "reject", "warn"
 
 
 def _files(prefix: str) -> list[dict[str, Any]]:
-    folder = resources.files("profiles") / "city"
-    return [json.loads(f.read_text(encoding="utf-8")) for f in sorted(folder.iterdir(), key=lambda f: f.name)
-            if f.name.startswith(prefix) and f.name.endswith(".json")]
+    return definition_files("city", prefix)
 
 
 def _data(name: str) -> dict[str, Any]:
@@ -48,11 +47,17 @@ def profile(url: str) -> Profile | None:
 
 
 @cache
+def value_set_resources() -> tuple[dict[str, Any], ...]:
+    """The value sets as shipped (served read-only by the API)."""
+    return tuple(_files("ValueSet-"))
+
+
+@cache
 def value_sets() -> dict[str, ValueSet]:
     """The city's value sets by URL; one defined by a filter or another value set is refused at load time
     (its codes would otherwise look like an empty set, refusing everything)."""
     found = {}
-    for vs in _files("ValueSet-"):
+    for vs in value_set_resources():
         includes = vs["compose"]["include"]
         if "exclude" in vs["compose"] or any("concept" not in inc or inc.keys() - {"system", "version", "concept"}
                                              for inc in includes):

@@ -9,8 +9,10 @@ elements (``Questionnaire.item.item``) share the children of the element they po
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from functools import cache
+from importlib import resources
 from typing import Any
 
 from profiles.definitions import load_definition
@@ -55,8 +57,19 @@ def _elements_json() -> dict[str, Any]:
 
 @cache
 def constraints() -> dict[str, Constraint]:
-    return {cid: Constraint(c["key"], c["severity"], c["expression"], c["human"])
+    """Every invariant by key, as published, but for the few whose published expression contradicts the
+    specification's own text: those are read as corrected (``corrected-invariants.json``, each with why)."""
+    corrected = corrections()
+    return {cid: Constraint(c["key"], c["severity"], corrected.get(cid, {}).get("expression", c["expression"]),
+                            c["human"])
             for cid, c in _elements_json()["constraints"].items()}
+
+
+@cache
+def corrections() -> dict[str, dict[str, str]]:
+    text = (resources.files("profiles.validation") / "corrected-invariants.json").read_text(encoding="utf-8")
+    found: dict[str, dict[str, str]] = json.loads(text)
+    return found
 
 
 @cache

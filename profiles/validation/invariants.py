@@ -1,8 +1,9 @@
 """Invariants: the FHIRPath constraints of the base specification, evaluated with fhirpathpy.
 
 Each expression is compiled once (``compiled``, cached) and run on the element it constrains, typed with
-its definition's path so that choice elements resolve (``value`` finds ``valueQuantity``). The few that
-fhirpathpy cannot run are listed once, with the reason, in ``unsupported-invariants.json`` and skipped;
+its definition's path so that choice elements resolve (``value`` finds ``valueQuantity``). A few that
+fhirpathpy cannot run are read in Python instead (``native``: ``txt-1``, ``txt-2``, ``dom-3``); the others
+it cannot run are listed once, with the reason, in ``unsupported-invariants.json`` and skipped;
 one that raises anyway is reported as a warning naming the invariant (so it shows in ``$validate``), never
 swallowed and never turned into a rejection the specification does not make. ``shortcuts`` spares most
 evaluations, never changing a verdict.
@@ -23,6 +24,7 @@ from fhirpathpy.models import models
 from profiles.validation import shortcuts
 from profiles.validation.definitions import constraints
 from profiles.validation.issues import ERROR, WARNING, ValidationIssue
+from profiles.validation.native import NATIVE
 
 _R4 = models["r4"]
 Evaluator = Callable[[Any, dict[str, Any]], list[Any]]
@@ -38,7 +40,8 @@ def unsupported() -> dict[str, str]:
 
 @cache
 def compiled(cid: str) -> Evaluator | None:
-    if cid in unsupported():
+    """None for an invariant not evaluated with FHIRPath (read in Python, or unsupported)."""
+    if cid in unsupported() or cid in NATIVE:
         return None
     return compile_fhirpath(constraints()[cid].expression)
 
@@ -70,6 +73,9 @@ _ON_ABSENT: dict[tuple[str, str], bool] = {}
 
 def check_invariant(cid: str, node: Any, type_path: str, expression: str,
                     resource: dict[str, Any], root: dict[str, Any]) -> ValidationIssue | None:
+    native = NATIVE.get(cid)
+    if native is not None:
+        return None if native(node) else _broken(cid, expression)
     evaluate = compiled(cid)
     if evaluate is None:
         return None
@@ -90,8 +96,10 @@ def check_invariant(cid: str, node: Any, type_path: str, expression: str,
         fails = result == [False]
         if absent:
             _ON_ABSENT[cid, type_path] = fails
-    if not fails:
-        return None
+    return _broken(cid, expression) if fails else None
+
+
+def _broken(cid: str, expression: str) -> ValidationIssue:
     constraint = constraints()[cid]
     severity = ERROR if constraint.severity == "error" else WARNING
     return ValidationIssue(severity, "invariant", expression,

@@ -1,6 +1,6 @@
 """The walk over a resource's JSON beside its definition: every element meets its required binding and its
-invariants, every datatype its own (``per-1`` on a Period), every nested resource (``contained``, a
-Bundle's entries, a Parameters' resources) the checks of its type.
+invariants, every datatype its own (``per-1`` on a Period), and the rules stated in prose (``rules``); every
+nested resource (``contained``, a Bundle's entries, a Parameters' resources) the checks of its type.
 
 ``ele-1`` ("All FHIR elements must have a @value or children") is on every element; evaluating it with
 fhirpathpy on each would be most of the cost. The structural pass (``fhir_hub.fhir.validation``) already
@@ -18,22 +18,28 @@ from profiles.validation.bindings import check_binding
 from profiles.validation.definitions import Element, TypeDefinition, constraints, type_definition
 from profiles.validation.invariants import check_invariant
 from profiles.validation.issues import ERROR, ValidationIssue
+from profiles.validation.rules import resource_rules, value_rules
 
 _ELE_1 = "ele-1"
 
 
 @dataclass
 class _Walk:
-    root: dict[str, Any]
+    """``resource`` and ``root`` below are FHIRPath's ``%resource`` and ``%rootResource``: the resource an
+    element is in, and the one that contains it (itself unless it is ``contained``; a Bundle entry or a
+    Parameters' resource is a root of its own, as ref-1 resolves ``#id`` in its own ``contained``)."""
+
     issues: list[ValidationIssue] = field(default_factory=list)
 
-    def resource(self, node: dict[str, Any], definition: TypeDefinition, expression: str) -> None:
+    def resource(self, node: dict[str, Any], definition: TypeDefinition, expression: str,
+                 root: dict[str, Any]) -> None:
+        self.issues += resource_rules(node, definition.name, expression)
         for cid in definition.root_constraints:
-            self._found(check_invariant(cid, node, definition.name, expression, node, self.root))
-        self.children(node, definition, definition.name, expression, node)
+            self._found(check_invariant(cid, node, definition.name, expression, node, root))
+        self.children(node, definition, definition.name, expression, node, root)
 
     def children(self, node: dict[str, Any], definition: TypeDefinition, parent: str, expression: str,
-                 resource: dict[str, Any]) -> None:
+                 resource: dict[str, Any], root: dict[str, Any]) -> None:
         properties = definition.properties.get(parent)
         if not properties:
             return
@@ -43,14 +49,15 @@ class _Walk:
                 continue
             if isinstance(value, list):
                 for i, item in enumerate(value):
-                    self.element(item, element, definition, f"{expression}.{key}[{i}]", resource)
+                    self.element(item, element, definition, f"{expression}.{key}[{i}]", resource, root)
             else:
-                self.element(value, element, definition, f"{expression}.{key}", resource)
+                self.element(value, element, definition, f"{expression}.{key}", resource, root)
 
     def element(self, value: Any, element: Element, definition: TypeDefinition, expression: str,
-                resource: dict[str, Any]) -> None:
+                resource: dict[str, Any], root: dict[str, Any]) -> None:
         if element.value_set is not None:
             self._found(check_binding(value, element.type, element.value_set, expression))
+        self._found(value_rules(value, element.type, expression))
         datatype = None if element.children is not None else type_definition(element.type)
         if datatype is not None and datatype.kind == "resource":
             datatype = None
@@ -58,7 +65,7 @@ class _Walk:
         # choice (``value``) from the type's path: evaluate each once, typed as the datatype
         type_path = element.path if datatype is None else datatype.name
         for cid in element.constraints if datatype is None else _merged(element, datatype):
-            self._found(check_invariant(cid, value, type_path, expression, resource, self.root))
+            self._found(check_invariant(cid, value, type_path, expression, resource, root))
         if not isinstance(value, dict):
             return
         if not value.keys() - {"id"}:
@@ -67,15 +74,15 @@ class _Walk:
                                                f"{expression}: breaks the invariant {_ELE_1}: {ele_1.human}"))
             return
         if element.children is not None:
-            self.children(value, definition, element.children, expression, resource)
+            self.children(value, definition, element.children, expression, resource, root)
             return
         if element.type == "Resource":
             nested = type_definition(str(value.get("resourceType", "")))
             if nested is not None and nested.kind == "resource":
-                self.resource(value, nested, expression)
+                self.resource(value, nested, expression, root if element.path.endswith(".contained") else value)
             return
         if datatype is not None:
-            self.children(value, datatype, datatype.name, expression, resource)
+            self.children(value, datatype, datatype.name, expression, resource, root)
 
     def _found(self, issue: ValidationIssue | None) -> None:
         if issue is not None:
@@ -93,6 +100,6 @@ def walk(resource: dict[str, Any]) -> list[ValidationIssue]:
     definition = type_definition(str(resource.get("resourceType", "")))
     if definition is None or definition.kind != "resource":
         return []
-    run = _Walk(resource)
-    run.resource(resource, definition, definition.name)
+    run = _Walk()
+    run.resource(resource, definition, definition.name, resource)
     return run.issues

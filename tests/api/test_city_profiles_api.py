@@ -4,6 +4,7 @@ hub's StructureDefinitions are readable."""
 
 from __future__ import annotations
 
+import pytest
 from fastapi.testclient import TestClient
 
 from tests.conftest import assert_outcome
@@ -83,3 +84,23 @@ def test_a_write_accepted_with_warnings_says_so_when_asked_for_an_outcome(client
     fixed = client.put(f"/Observation/{rid}", json={**observation(), "id": rid},
                        headers={"Prefer": "return=OperationOutcome"})
     assert [i["severity"] for i in fixed.json()["issue"]] == ["information"]
+
+
+@pytest.mark.parametrize("kind", ["transaction", "batch"])
+def test_a_bundle_entry_accepted_with_warnings_carries_them_in_its_outcome(client: TestClient, kind: str) -> None:
+    """R4 Bundle.entry.response.outcome: "hints and warnings produced as part of processing this entry"."""
+    odd = observation(valueQuantity={"value": 72, "unit": "beats"})
+    entries = [{"fullUrl": f"urn:uuid:00000000-0000-4000-8000-00000000000{i}", "resource": resource,
+                "request": {"method": "POST", "url": "Observation"}} for i, resource in enumerate((odd, observation()))]
+    answer = client.post("/", json={"resourceType": "Bundle", "type": kind, "entry": entries})
+    assert answer.status_code == 200, answer.text
+    warned, clean = (e["response"] for e in answer.json()["entry"])
+    assert warned["status"].startswith("201") and clean["status"].startswith("201")
+    issues = warned["outcome"]["issue"]
+    assert [(i["severity"], i["expression"]) for i in issues] == [("warning", ["Observation"])]
+    assert "vn-obs-1" in issues[0]["diagnostics"] and OBSERVATION in issues[0]["diagnostics"]
+    assert "outcome" not in clean
+    rid = answer.json()["entry"][0]["resource"]["id"]
+    read = client.post("/", json={"resourceType": "Bundle", "type": "batch",
+                                  "entry": [{"request": {"method": "GET", "url": f"Observation/{rid}"}}]})
+    assert "outcome" not in read.json()["entry"][0]["response"]  # a read is not the write: no warnings

@@ -39,6 +39,11 @@ def _accepted_examples() -> list[str]:
 
 
 EXAMPLES = _accepted_examples()
+# Examples the R4B models accept but that break an invariant of the base specification, with the invariant
+# (README, "Validation"): a write refuses them with a 422 naming it.
+BREAKS_AN_INVARIANT = {
+    "plandefinition-example.json": "txt-1",  # its narrative div is cut off mid-table: not well-formed XHTML
+}
 
 
 def _without_server_elements(resource: dict[str, Any]) -> dict[str, Any]:
@@ -62,6 +67,9 @@ def test_example_round_trips(client: TestClient, name: str) -> None:
                           headers={"Content-Type": "application/fhir+json"})
     if is_privacy_consent(sent):  # given by the resident, never by a facility (tests/consent)
         assert created.status_code == 403 and "resident" in created.text, created.text
+        return
+    if name in BREAKS_AN_INVARIANT:
+        assert created.status_code == 422 and f"invariant {BREAKS_AN_INVARIANT[name]}:" in created.text, created.text
         return
     assert created.status_code == 201, created.text
     location = created.headers["location"]

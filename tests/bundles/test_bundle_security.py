@@ -120,6 +120,7 @@ def test_references_are_rewritten_everywhere(client: TestClient) -> None:
                '<div xmlns="http://www.w3.org/1999/xhtml"><a href="urn:uuid:org-1">clinic</a></div>'},
                "managingOrganization": {"reference": "urn:uuid:org-1"},
                "contained": [{"resourceType": "RelatedPerson", "id": "rp", "patient": {"reference": "urn:uuid:p-1"}}],
+               "link": [{"other": {"reference": "#rp"}, "type": "seealso"}],  # dom-3: a contained one is referenced
                "extension": [{"url": "http://example.org/fhir/home-clinic", "valueReference": {"reference":
                                                                                               "urn:uuid:org-1"}}]}
     answer = client.post("/", json=_transaction(_post(patient, "urn:uuid:p-1"),
