@@ -282,15 +282,17 @@ def fhirpath_patch(parameters: Any, *, where: str = "FHIRPath Patch") -> Applier
     """The function applying a FHIRPath Patch to a resource, once the patch is known to be well formed."""
     if not isinstance(parameters, dict) or parameters.get("resourceType") != "Parameters":
         raise BadRequest(f"{where}: a FHIRPath Patch is a Parameters resource", expression=[where])
-    items = parameters.get("parameter")
-    if not isinstance(items, list) or not items:
-        raise BadRequest(f"{where}: the Parameters has no operation", expression=[f"{where}.parameter"])
+    items = parameters.get("parameter", [])  # none: the patch changes nothing (HL7's "No Difference" case)
+    if not isinstance(items, list):
+        raise BadRequest(f"{where}: Parameters.parameter must be a list of operations",
+                         expression=[f"{where}.parameter"])
     operations = [_read_operation(item, f"{where}.parameter[{i}]") for i, item in enumerate(items)]
 
     def apply(document: dict[str, Any]) -> dict[str, Any]:
         patched = copy.deepcopy(document)
         for operation in operations:
             _apply(operation, patched)
+        _prune(patched)
         return patched
 
     return apply
@@ -412,6 +414,19 @@ def _in_list(op: _Operation, document: dict[str, Any]) -> None:
                                         f"length of {op.path}")
         items.insert(op.destination, items.pop(op.source))
     holder.value[name] = items
+
+
+def _prune(node: Any) -> bool:
+    """Drop the objects and lists a deletion left empty, up to the resource: FHIR JSON has none (ele-1),
+    so deleting an element's last child deletes the element. Whether ``node`` itself is now empty."""
+    if isinstance(node, dict):
+        for key in [k for k, v in node.items() if _prune(v)]:
+            del node[key]
+        return not node
+    if isinstance(node, list):
+        node[:] = [item for item in node if not _prune(item)]
+        return not node
+    return False
 
 
 def _remove(target: _Location) -> None:

@@ -1,7 +1,7 @@
 """HL7's JSON Patch cases (``fhir-test-cases/r4/patch/json-patch-tests.json``, read from ``../shared``) through
 the hub's JSON Patch (``fhir/patch.py``): each case's expected document, or its expected error as a 400 (a
 malformed patch) or a 422 (one that does not apply). The FHIRPath Patch cases of the same folder are FHIR
-XML (``fhir-patch-tests.xml``); the hub reads FHIR JSON, so they are not run (README, "Validation")."""
+XML (``fhir-patch-tests.xml``), run by ``tests/profiles/test_fhirpath_patch_suite.py``."""
 
 from __future__ import annotations
 
