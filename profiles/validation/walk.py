@@ -71,8 +71,14 @@ class _Walk:
             return
         if element.type == "Resource":
             nested = type_definition(str(value.get("resourceType", "")))
-            if nested is not None and nested.kind == "resource":
+            if nested is not None and nested.kind == "resource" and element.path.endswith(".contained"):
                 self.resource(value, nested, expression)
+            elif nested is not None and nested.kind == "resource":
+                # a Bundle's entry, a Parameters' resource: a resource of its own, the root its invariants
+                # read (``%rootResource``: ref-1 finds a ``#id`` among its own contained, not the Bundle's)
+                inner = _Walk(value)
+                inner.resource(value, nested, expression)
+                self.issues += inner.issues
             return
         if datatype is not None:
             self.children(value, datatype, datatype.name, expression, resource)
