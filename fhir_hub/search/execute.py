@@ -22,7 +22,7 @@ from fhir_hub.linking.elements import MASTER_KEYS, is_master_key, masters_hidden
 from fhir_hub.search import keys
 from fhir_hub.search.criteria import Evaluator
 from fhir_hub.search.limits import SearchLimits
-from fhir_hub.search.persons import expand_persons
+from fhir_hub.search.persons import expand_persons, remembered
 from fhir_hub.search.query import Include, SearchQuery, param_type, parse_search, unescape
 from fhir_hub.store.index_docs import entry_key
 from fhir_hub.store.protocol import ReadStore
@@ -81,7 +81,8 @@ class Searcher:
         paged; the page is then checked resource by resource, and should the verdict deny one the narrowing
         let through, it is left out and the total with it (it would count what the caller may not see).
         """
-        queries = [await expand_persons(q, self.store.person) for q in queries]
+        person_of = remembered(self.store.person)
+        queries = [await expand_persons(q, person_of) for q in queries]
         query = queries[0]
         within = await self._compartment(compartment)
         narrowings = {q.rtype: _within(self.access.narrowing(q.rtype, "s"), within) for q in queries}

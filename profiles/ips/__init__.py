@@ -29,10 +29,10 @@ class Rule:
     never: frozenset[str]  # ``not``: none of these may be
 
     def holds(self, resource: Mapping[str, Any]) -> bool:
-        codes = codes_of(resource.get(self.element), self.system)
-        if self.among is not None and not codes & self.among:
+        codes = _codes(resource.get(self.element), self.system)
+        if self.among is not None and self.among.isdisjoint(codes):
             return False
-        return not codes & self.never
+        return self.never.isdisjoint(codes)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,20 +78,27 @@ class IpsRules:
 def codes_of(value: Any, system: str | None) -> frozenset[str]:
     """The codes in an element: a code, a Coding, a CodeableConcept or a list of them (``system``: only its
     codings; a bare code has no system and is read whatever the rule's system)."""
-    if isinstance(value, str):
-        return frozenset({value})
-    if isinstance(value, bool):
-        return frozenset({str(value).lower()})
-    if isinstance(value, list):
-        return frozenset(code for item in value for code in codes_of(item, system))
-    if not isinstance(value, dict):
-        return frozenset()
-    if "coding" in value:
-        return codes_of(value["coding"], system)
-    code = value.get("code")
-    if isinstance(code, str) and (system is None or value.get("system") == system):
-        return frozenset({code})
-    return frozenset()
+    return frozenset(_codes(value, system))
+
+
+def _codes(value: Any, system: str | None) -> list[str]:
+    """``codes_of`` as a list, without recursion (measured: a frozenset per level was a sixth of a summary)."""
+    found: list[str] = []
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            found.append(item)
+        elif isinstance(item, bool):
+            found.append("true" if item else "false")
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, dict):
+            if "coding" in item:
+                stack.append(item["coding"])
+            elif isinstance(code := item.get("code"), str) and (system is None or item.get("system") == system):
+                found.append(code)
+    return found
 
 
 def _rule(raw: Mapping[str, Any], where: str) -> Rule:
@@ -141,6 +148,17 @@ def default_rules() -> IpsRules:
 
 
 def sorted_into(rules: IpsRules, found: Iterable[R]) -> dict[str, list[R]]:
-    """Each section's resources among ``found`` (by section key, in ``found``'s order)."""
-    listed = list(found)
-    return {section.key: [r for r in listed if section.accepts(r)] for section in rules.sections}
+    """Each section's resources among ``found`` (by section key, in ``found``'s order). Each resource is
+    judged only by the sections drawing from its type (measured: judging it by all eleven was a third of a
+    500-resource summary)."""
+    by_type: dict[str, list[tuple[str, Source]]] = {}
+    for section in rules.sections:
+        for source in section.sources:
+            by_type.setdefault(source.rtype, []).append((section.key, source))
+    placed: dict[str, list[R]] = {section.key: [] for section in rules.sections}
+    for resource in found:
+        for key, source in by_type.get(resource.get("resourceType", ""), ()):
+            if all(rule.holds(resource) for rule in source.where) and (not placed[key] or placed[key][-1] is not
+                                                                         resource):
+                placed[key].append(resource)
+    return placed
