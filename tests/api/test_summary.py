@@ -19,6 +19,7 @@ from fhir.resources.R4B.bundle import Bundle
 from fhir_hub.config import Settings
 from fhir_hub.linking.elements import master_of
 from fhir_hub.main import create_app
+from fhir_hub.services import summary as summary_service
 from profiles.validation import ERROR, validate
 from tests.conftest import as_, assert_outcome
 from tests.consent.test_consent_reads import consent, facility_actor, give
@@ -307,3 +308,15 @@ def test_listed_in_the_capability_statement_and_strict_parameters(world: tuple[T
     assert_outcome(client.get("/Patient/lan-1/$summary?foo=1", headers={**at, "Prefer": "handling=strict"}), 400,
                    "not-supported")
     assert_outcome(client.get("/Patient/nobody/$summary", headers=at), 404, "not-found")
+
+
+def test_the_person_is_read_page_after_page(world: tuple[TestClient, Settings, str],
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A person with more resources than a page: the summary follows the pages, and misses nothing."""
+    client, settings, _master = world
+    whole = _summary(client, "/Patient/lan-1/$summary", _lan_herself(settings))
+    monkeypatch.setattr(summary_service, "_PAGE", 2)
+    paged = _summary(client, "/Patient/lan-1/$summary", _lan_herself(settings))
+    assert _keys(paged)[2:] == _keys(whole)[2:]
+    assert [_section_keys(paged, code) for code in _sections(paged)] == [
+        _section_keys(whole, code) for code in _sections(whole)]
