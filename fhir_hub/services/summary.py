@@ -24,7 +24,7 @@ from typing import Any
 from adapters.normalize import HUB
 from fhir_hub import __version__
 from fhir_hub.errors import BadRequest, HubError, NotFound
-from fhir_hub.fhir.instant import to_instant
+from fhir_hub.fhir.instant import local_day, to_instant
 from fhir_hub.fhir.jsonio import loads
 from fhir_hub.linking.elements import master_of
 from fhir_hub.search.query import parse_system_search
@@ -92,9 +92,10 @@ async def _document(session: Session, patient: StoredVersion, lang: str) -> dict
     now = to_instant(session.clock())
     author = _hub_device(session)
     base = session.base_url
+    line = rules.summary_line[lang].format(name=person_name(subject), date=local_day(session.clock()).isoformat())
     composition = {
         "resourceType": "Composition", "id": _as_uuid(session.hub.writer.new_id()), "language": lang,
-        "text": paragraph_text(rules.summary_line[lang].format(name=person_name(subject), date=now[:10]), lang),
+        "text": paragraph_text(line, lang),
         "status": "final",
         "type": {"coding": [{"system": LOINC, "code": rules.document["loinc"], "display": rules.document["display"]}]},
         "subject": {"reference": f"{base}/{patient.key}", "display": person_name(subject)},
