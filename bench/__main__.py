@@ -11,18 +11,32 @@
   validation  base bindings + invariants per resource beside R4B model validation (bench/results/validation.json)
   profiles  the city profile check per claimed adapter resource beside the base checks and R4B validation
           (bench/results/profile-validation.json)
-  all     all ten, one after the other (the default)
+  summary Patient/$summary at 50, 500 and 5,000 resources beside plain searches for them (bench/results/summary.json)
+  all     all eleven, one after the other (the default)
 
 ``python -m bench rest --help`` (or ``search --help``) lists each one's options.
 """
 
 import sys
 
-from bench import backfill, bundles, consent, ingest, match, matching, profile_validation, rest, search, validation
+from bench import (
+    backfill,
+    bundles,
+    consent,
+    ingest,
+    match,
+    matching,
+    profile_validation,
+    rest,
+    search,
+    summary,
+    validation,
+)
 
 _COMMANDS = {"rest": rest.main, "search": search.main, "bundles": bundles.main, "ingest": ingest.main,
              "matching": matching.main, "match": match.main, "consent": consent.main, "backfill": backfill.main,
-             "validation": validation.main, "profiles": profile_validation.main}
+             "validation": validation.main, "profiles": profile_validation.main,
+             "summary": summary.main}
 
 
 def main(argv: list[str]) -> int:
@@ -34,7 +48,7 @@ def main(argv: list[str]) -> int:
     command = _COMMANDS.get(argv[0])
     if command is None:
         print(f"unknown benchmark {argv[0]!r}; choose rest, search, bundles, ingest, matching, match, consent, "
-              "backfill, validation, profiles or all", file=sys.stderr)
+              "backfill, validation, profiles, summary or all", file=sys.stderr)
         return 2
     return command(argv[1:])
 

@@ -33,6 +33,7 @@ from fhir_hub.api import (
     risk,
     search,
     smart,
+    summary,
     update,
     validate,
 )
@@ -48,12 +49,13 @@ from fhir_hub.queue.processes import WorkerProcesses
 
 StartupHook = Callable[[Hub], Awaitable[None]]
 
-# linking's, match's, access_log's and validate's /Type/$... routes before read's /{rtype}/{rid}, which would
-# take them for ids; everything's before search's /{ctype}/{cid}/{rtype} (a compartment search); conformance's
-# /StructureDefinition routes before read's and search's (the hub's profiles, from files); portal's /portal
-# (the resident page, not FHIR) before search's /{rtype}
+# linking's, match's, access_log's, summary's and validate's /Type/$... routes before read's /{rtype}/{rid}, which
+# would take them for ids; everything's and summary's before search's /{ctype}/{cid}/{rtype} (a compartment search);
+# conformance's /StructureDefinition routes before read's and search's (the hub's profiles, from files); portal's
+# /portal (the resident page, not FHIR) before search's /{rtype}
 ROUTERS = (metadata.router, smart.router, portal.router, ingest.router, linking.router, match.router,
-           access_log.router, access_check.router, risk.router, everything.router, validate.router, history.router,
+           access_log.router, access_check.router, risk.router, summary.router, everything.router, validate.router,
+           history.router,
            conformance.router, read.router, search.router, bundle.router, create.router, update.router,
            patch.router, delete.router)
 

@@ -50,6 +50,8 @@ _STATUSES: dict[str, tuple[int, dict[int, str]]] = {
     "ingest": (200, {202: "Queued (Prefer: respond-async); progress at Content-Location",
                      415: "No adapter reads the payload"}),
     "ingest-status": (200, {202: "Records still waiting or running (X-Progress)"}),
+    "summary": (200, {404: "No such patient, or not visible to the caller", 410: "The patient was deleted",
+                      422: "The identifier names several people (multiple-matches)"}),
 }
 _COMMON = {400: "The request is malformed (an OperationOutcome names what and where)",
            401: "No valid bearer token", 403: "The token's scopes do not allow this interaction"}

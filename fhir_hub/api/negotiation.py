@@ -81,3 +81,24 @@ def check_body_media_type(content_type: str | None, *, allowed: tuple[str, ...] 
         if name.strip().lower() == "charset" and value.strip().strip('"').lower() not in ("utf-8", "utf8"):
             raise UnsupportedMediaType(f"Content-Type charset {value.strip()!r} is not accepted; FHIR JSON is UTF-8")
     return media
+
+
+def preferred_language(accept_language: str | None, supported: tuple[str, ...]) -> str:
+    """The language to write narratives in: RFC 9110 ``Accept-Language`` read by RFC 4647 lookup (ranges
+    by weight, each cut back a subtag at a time: ``en-GB`` finds ``en``), ``*`` standing for the first of
+    ``supported`` (the default). A language given ``q=0`` is refused; when nothing listed is supported, the
+    first supported language not refused is used rather than a 406: a summary in the other language is
+    more use to a clinician than none."""
+    ranges = sorted(_media_ranges(accept_language or ""), key=lambda item: -item[1])  # stable: ties keep order
+    refused = {tag for tag, q in ranges if q <= 0}
+    for tag, q in ranges:
+        if q <= 0:
+            continue
+        if tag == "*":
+            return next((lang for lang in supported if lang not in refused), supported[0])
+        subtags = tag.split("-")
+        while subtags:
+            if (candidate := "-".join(subtags)) in supported and candidate not in refused:
+                return candidate
+            subtags.pop()
+    return next((lang for lang in supported if lang not in refused), supported[0])

@@ -28,6 +28,7 @@ PERMISSION = {
     "search-type": "s", "search-type-post": "s", "search-system": "s", "search-system-post": "s",
     "search-compartment": "s", "search-compartment-post": "s",  # the searched type's permission
     "everything": "s",  # Patient/{id}/$everything: a search of the compartment's types, each under its scope
+    "summary": "s",  # Patient/$summary: searches of the person's records by type, each under its scope
     "history-type": "s", "history-system": "s",
     "create": "c", "update": "u", "conditional-update": "u", "delete": "d", "conditional-delete": "d",
     "patch": "u", "conditional-patch": "u",

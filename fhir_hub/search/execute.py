@@ -8,6 +8,7 @@ a keyset, stable while others write. Conditional interactions use the same match
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -22,13 +23,17 @@ from fhir_hub.linking.elements import MASTER_KEYS, is_master_key, masters_hidden
 from fhir_hub.search import keys
 from fhir_hub.search.criteria import Evaluator
 from fhir_hub.search.limits import SearchLimits
-from fhir_hub.search.persons import expand_persons
+from fhir_hub.search.persons import expand_persons, remembered
 from fhir_hub.search.query import Include, SearchQuery, param_type, parse_search, unescape
 from fhir_hub.store.index_docs import entry_key
 from fhir_hub.store.protocol import ReadStore
 from fhir_hub.store.records import EntryMatch, StoredVersion
 
 Position = list[Any]  # sort values followed by the key of a result
+# types matched at once in a search over several: their index reads overlap (measured: a 500-resource
+# ``$summary``, ten types, 74-89 ms -> 65-68 ms here), a few at a time so that a search of every type neither
+# fills the connection pool nor asks the consent gate for the same people many times over at once
+_TYPES_AT_ONCE = 12
 _LAST = "\uffff"  # sorts after any value: resources without a value for a sort parameter come last
 
 
@@ -81,15 +86,19 @@ class Searcher:
         paged; the page is then checked resource by resource, and should the verdict deny one the narrowing
         let through, it is left out and the total with it (it would count what the caller may not see).
         """
-        queries = [await expand_persons(q, self.store.person) for q in queries]
+        person_of = remembered(self.store.person)
+        queries = [await expand_persons(q, person_of) for q in queries]
         query = queries[0]
         within = await self._compartment(compartment)
         narrowings = {q.rtype: _within(self.access.narrowing(q.rtype, "s"), within) for q in queries}
         scopes = {q.rtype: self.evaluator.scope(q.rtype, q.criteria, narrowings[q.rtype]) for q in queries}
         found: set[str] = set()
-        for each in queries:
+        matchings: list[set[str] | None] = []
+        for start in range(0, len(queries), _TYPES_AT_ONCE):
+            matchings += await asyncio.gather(*(self.evaluator.matching(q.rtype, q.criteria, narrowings[q.rtype])
+                                                for q in queries[start:start + _TYPES_AT_ONCE]))
+        for each, matched in zip(queries, matchings, strict=True):
             hidden = _hides_masters(each)
-            matched = await self.evaluator.matching(each.rtype, each.criteria, narrowings[each.rtype])
             if matched is None and len(queries) == 1 and not each.sort and before is None:
                 return await self._listing(each, after, MASTER_KEYS if hidden else None)
             if matched is None:

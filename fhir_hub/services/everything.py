@@ -12,7 +12,9 @@ who may read that golden record. Parameters: ``_since`` (versions updated at or 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import replace
+from typing import Any
 
 from fhir_hub.auth.policy import HUB_ONLY_TYPES, insufficient_scope
 from fhir_hub.bundles.references import references_in
@@ -61,7 +63,9 @@ async def everything(session: Session, rid: str, params: list[tuple[str, str]]) 
     direction, position = page_position(queries[0].page, queries)
     outcome = await reader.search_system(queries, after=position if direction == "after" else None,
                                          before=position if direction == "before" else None, compartment=rid)
-    outcome = replace(outcome, included=[*outcome.included, *await _referenced(session, outcome.page)])
+    pages = (loads(v.json) for v in outcome.page if v.json is not None)
+    outcome = replace(outcome, included=[*outcome.included,
+                                         *await referenced(session, pages, leave_out=_everything_types())])
     return Searched(queries[0], outcome, system=True, types=named, path=f"Patient/{rid}/$everything",
                     link_params=tuple(kept))
 
@@ -80,19 +84,19 @@ def _compartment_types(params: list[tuple[str, str]]) -> tuple[str, ...] | None:
     return names
 
 
-async def _referenced(session: Session, page: list[StoredVersion]) -> list[StoredVersion]:
-    """The resources outside the compartment a page's resources refer to, as the caller may read them (a
-    type the token may not read is left out, not refused: the page itself was allowed)."""
+async def referenced(session: Session, resources: Iterable[dict[str, Any]], *,
+                     leave_out: frozenset[str]) -> list[StoredVersion]:
+    """The resources these refer to (relative ``Type/id`` references; ``#`` ones are in the resources' own
+    ``contained``), but those of the ``leave_out`` types, as the caller may read them: a type the token may
+    not read is left out, not refused (the resources themselves were allowed). ``$everything`` leaves out
+    the compartment's types (its pages hold them), ``$summary`` the types its sections filter."""
     wanted: set[str] = set()
-    for version in page:
-        if version.json is None:
-            continue
-        for reference in references_in(loads(version.json)):
+    for resource in resources:
+        for reference in references_in(resource):
             parts = reference.split("/")
-            if (len(parts) == _REFERENCE and is_resource_type(parts[0]) and parts[0] not in _everything_types()
+            if (len(parts) == _REFERENCE and is_resource_type(parts[0]) and parts[0] not in leave_out
                     and is_valid_id(parts[1])):
                 wanted.add(reference)
     readable = {rtype for rtype in {key.split("/", 1)[0] for key in wanted} if session.reader.allows(rtype, "r")}
     kept = sorted(key for key in wanted if key.split("/", 1)[0] in readable)
     return await session.reader.read_many(kept) if kept else []
-

@@ -27,9 +27,9 @@ def test_capability_statement_is_valid_r4(client: TestClient) -> None:
         "ingest": "ingest", "replay": "replay", "access-check": "access-check", "ingest-status": "ingest-status",
         "queue-status": "queue-status"}
     (patient,) = [r for r in rest["resource"] if r["type"] == "Patient"]
-    assert sorted(o["name"] for o in patient["operation"]) == sorted(  # each once: $access-log has two levels
+    assert sorted(o["name"] for o in patient["operation"]) == sorted(  # each once: $access-log, $summary: two levels
         {"match", "merge", "unmerge", "review", "review-list", "links", "access-log", "risk", "priority-worklist",
-         "everything", "validate"})
+         "everything", "summary", "validate"})
     (audit,) = [r for r in rest["resource"] if r["type"] == "AuditEvent"]
     assert [o["name"] for o in audit["operation"]] == ["emergency-access", "validate"]
     (group,) = [r for r in rest["resource"] if r["type"] == "Group"]

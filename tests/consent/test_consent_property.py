@@ -9,8 +9,8 @@ Practitioner, actions, purposes, classes, codes, labels, named data), posted wit
 picks a random caller (a clinician or a hospital system of 79001, 79002 or 79003, with a purpose of use,
 sometimes an emergency reason or a ``fhirUser``), and reads: by id, per-type searches with exact totals,
 pages, ``_summary=count``, a system search, ``_include``/``_revinclude``, a chain and ``_has``, type and
-instance history, ``Patient/$match``. What comes back must be exactly what the reference evaluator allows,
-and no denied resource may be named anywhere in any answer.
+instance history, ``Patient/$match``, ``Patient/{id}/$summary``. What comes back must be exactly what the
+reference evaluator allows, and no denied resource may be named anywhere in any answer.
 
 The reference evaluator (``allows``) is written from the README's section "Consent: rules that every read
 obeys" and ``consent/policy.json`` alone: it imports nothing from ``consent/`` and reads the consents as this
@@ -648,6 +648,20 @@ def check_reads(world: Seeded, caller: Caller, wanted: list[Given]) -> None:
     assert len(answered) == (1 if an_sources & allowed else 0), answered  # a hidden source is no evidence
     if f"Patient/{world.masters['an']}" in allowed:
         assert answered == {f"Patient/{world.masters['an']}"}
+    # Patient/{id}/$summary (issue 19): a record's summary is its person's, across their linked records: its
+    # problems are exactly the Conditions (none of them resolved) the caller may see of any of those records,
+    # and every entry is one the caller may read; a record it may not read answers 404
+    for record, person in PERSON_OF.items():
+        if f"Patient/{record}" not in allowed:
+            asked.get(f"/Patient/{record}/$summary", 404)
+            continue
+        document = asked.get(f"/Patient/{record}/$summary")
+        records = {f"Patient/{r}" for r in world.records[person]}
+        problems = {k for k in allowed if k.startswith("Condition/") and f"Patient/{_subject(world, k)}" in records}
+        (section,) = [s for s in document["entry"][0]["resource"]["section"] if s["code"]["coding"][0]["code"]
+                      == "11450-4"]
+        assert {"/".join(e["reference"].rsplit("/", 2)[-2:]) for e in section.get("entry", [])} == problems
+        assert {_key(e["resource"]) for e in document["entry"][2:]} <= allowed, "a summary entry not allowed"
     # nothing denied is named anywhere, but in a reference a visible resource's author wrote
     for key in world.facts.keys() - allowed:
         rid = key.split("/", 1)[1]

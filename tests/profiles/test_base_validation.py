@@ -168,3 +168,16 @@ def test_a_local_reference_to_a_missing_contained_resource_breaks_ref_1() -> Non
     assert found and "ref-1" in found[0] and found[0].startswith("Patient.generalPractitioner[0]")
     assert _errors({"resourceType": "Patient", "contained": [{"resourceType": "Practitioner", "id": "gp"}],
                     "generalPractitioner": [{"reference": "#gp"}]}) == []
+
+
+def test_a_bundle_entrys_local_reference_is_read_in_the_entrys_own_contained() -> None:
+    """A Bundle's entry is a resource of its own (``%rootResource`` is the entry's resource, not the Bundle):
+    its ``#gp`` finds its own contained Practitioner, and a missing one still breaks ref-1 (a document Bundle,
+    ``$summary``, serves stored resources with their contained ones as they are)."""
+    patient = {"resourceType": "Patient", "contained": [{"resourceType": "Practitioner", "id": "gp"}],
+               "generalPractitioner": [{"reference": "#gp"}]}
+    bundle = {"resourceType": "Bundle", "type": "collection", "entry": [{"resource": patient}]}
+    assert _errors(bundle) == []
+    broken = {**bundle, "entry": [{"resource": {**patient, "generalPractitioner": [{"reference": "#nope"}]}}]}
+    found = _errors(broken)  # (its contained Practitioner, now referred to by nobody, breaks dom-3 too)
+    assert any("ref-1" in f and f.startswith("Bundle.entry[0].resource.generalPractitioner[0]") for f in found), found

@@ -69,8 +69,11 @@ def _seed(client: TestClient, headers: dict[str, str]) -> dict[str, str]:
     put("Patient", "pat-q", {"name": [{"family": "Trần"}]})
 
     def obs(code: str, ident: str, **more: Any) -> dict[str, Any]:
+        """Laboratory results, so that P's ``$summary`` lists them (its results section)."""
         system, _, value = ident.partition("|")
+        laboratory = {"system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "laboratory"}
         return {"status": "final", "code": {"coding": [{"system": "urn:code", "code": code}]},
+                "category": [{"coding": [laboratory]}],
                 "subject": {"reference": "Patient/pat-p"}, "identifier": [{"system": system, "value": value}], **more}
 
     put("Observation", "obs-v1", obs("code-common", "urn:lab|v1"))
@@ -418,6 +421,40 @@ def everything(w: World) -> None:
     _by_compartment(w, lambda patient: f"/Patient/{patient}/$everything")
 
 
+def _document_keys(document: dict[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """A summary's entries (but its Composition and author, made anew each time) and each section's entries."""
+    base = str(document["entry"][0]["resource"]["subject"]["reference"]).rsplit("/", 2)[0]
+    entries = [f"{e['resource']['resourceType']}/{e['resource']['id']}" for e in document["entry"][2:]]
+    sections = [[r["reference"].removeprefix(f"{base}/") for r in s.get("entry", [])]
+                for s in document["entry"][0]["resource"]["section"]]
+    return entries, sections
+
+
+def summary(w: World) -> None:
+    """``Patient/{id}/$summary`` (issue 19) for P and her golden record: the hidden resource is in no section,
+    entry or narrative, the document is the open world's without it; a hidden Patient record or master
+    answers as one never created (a facility never reads a golden record: 404 in both worlds)."""
+    if _type(w) == "AuditEvent":
+        return
+    master = _master_of(w.open_, {}, "pat-p")
+    for patient in ("pat-p", master):
+        if w.hidden_key == f"Patient/{patient}":
+            _same_as_absent(w.hidden, w.hidden_key, "/{rtype}/{rid}/$summary")
+            continue
+        seen, shown = w.open_.get(f"/Patient/{patient}/$summary"), w.hidden.get(f"/Patient/{patient}/$summary")
+        assert seen.status_code == shown.status_code, (seen.text[:300], shown.text[:300])
+        if seen.status_code != 200:
+            assert seen.json() == shown.json()
+            continue
+        assert_unseen(shown.text, w.hidden_key)
+        (entries, sections), (hidden_entries, hidden_sections) = _document_keys(seen.json()), _document_keys(
+            shown.json())
+        assert hidden_entries == [k for k in entries if k != w.hidden_key]
+        assert hidden_sections == [[k for k in keys if k != w.hidden_key] for keys in sections]
+        if patient == "pat-p" and _type(w) == "Observation":  # the world is as meant: the open world lists it
+            assert w.hidden_key in entries
+
+
 def _by_compartment(w: World, path_of: Callable[[str], str], *, post: bool = False) -> None:
     """A read path over a patient's compartment, for P and for her golden record (which spans her linked
     records), whole and one per page; AuditEvents are in no compartment. The golden record's is searched
@@ -635,7 +672,7 @@ PATHS: list[Path] = [read, read_head, read_subset, vread, instance_history, type
                      search_get, search_post, compartment_search, everything, search_by_id, system_search,
                      summary_count, total_accurate, elements, paging, includes, revincludes, iterate, chains_and_has,
                      audit_events, provenance, patient_match, access_log, emergency_access, access_check, risk,
-                     cohorts, validate_delete]
+                     cohorts, validate_delete, summary]
 
 
 @pytest.mark.parametrize("path", PATHS, ids=lambda p: p.__name__)
@@ -781,7 +818,7 @@ COVERED: dict[str, list[Callable[..., None]]] = {
                                                         chains_and_has, audit_events, provenance],
     "search-type-post": [search_post], "search-system": [system_search], "search-system-post": [system_search],
     "search-compartment": [compartment_search], "search-compartment-post": [compartment_search],
-    "everything": [everything],
+    "everything": [everything], "summary": [summary],
     "create": [conditional_create, conditional_create_in_url], "conditional-update": [conditional_update],
     "conditional-patch": [conditional_patch], "conditional-delete": [conditional_delete], "patch": [patch_by_id],
     "delete": [delete_by_id], "ingest": [ingest, ingest_later], "ingest-status": [ingest_later],
