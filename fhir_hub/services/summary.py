@@ -32,7 +32,7 @@ from fhir_hub.services.everything import referenced
 from fhir_hub.services.search import search
 from fhir_hub.services.session import Session
 from fhir_hub.store.records import StoredVersion
-from profiles.ips import IpsRules, Section, default_rules, sorted_into
+from profiles.ips import IPS_BUNDLE, IPS_COMPOSITION, IpsRules, Section, default_rules, sorted_into
 from profiles.ips.narrative import display_of, paragraph_text, person_name, section_text
 
 LOINC = "http://loinc.org"
@@ -94,8 +94,8 @@ async def _document(session: Session, patient: StoredVersion, lang: str) -> dict
     base = session.base_url
     line = rules.summary_line[lang].format(name=person_name(subject), date=local_day(session.clock()).isoformat())
     composition = {
-        "resourceType": "Composition", "id": _as_uuid(session.hub.writer.new_id()), "language": lang,
-        "text": paragraph_text(line, lang),
+        "resourceType": "Composition", "id": _as_uuid(session.hub.writer.new_id()),
+        "meta": {"profile": [IPS_COMPOSITION]}, "language": lang, "text": paragraph_text(line, lang),
         "status": "final",
         "type": {"coding": [{"system": LOINC, "code": rules.document["loinc"], "display": rules.document["display"]}]},
         "subject": {"reference": f"{base}/{patient.key}", "display": person_name(subject)},
@@ -114,7 +114,8 @@ async def _document(session: Session, patient: StoredVersion, lang: str) -> dict
     entries = [{"fullUrl": f"{base}/{key}", "resource": resource} for key, resource in unique.items()]
     bundle_id = session.hub.writer.new_id()
     return {
-        "resourceType": "Bundle", "id": bundle_id, "meta": {"lastUpdated": now}, "language": lang,
+        "resourceType": "Bundle", "id": bundle_id, "meta": {"lastUpdated": now, "profile": [IPS_BUNDLE]},
+        "language": lang,
         "identifier": {"system": "urn:ietf:rfc:3986", "value": f"urn:uuid:{_as_uuid(bundle_id)}"},
         "type": "document", "timestamp": now,
         "entry": [{"fullUrl": f"urn:uuid:{composition['id']}", "resource": composition},

@@ -17,6 +17,9 @@ from importlib import resources
 from typing import Any, TypeVar
 
 LANGUAGES = ("vi", "en")  # the first is the default
+# what a summary claims (profiles/city): the IPS IG's Bundle and Composition rules the hub's validator checks
+IPS_BUNDLE = "https://fhir.hub.hcmc.vn/StructureDefinition/ips-bundle"
+IPS_COMPOSITION = "https://fhir.hub.hcmc.vn/StructureDefinition/ips-composition"
 _RULE_KEYS = {"element", "system", "in", "not"}
 R = TypeVar("R", bound=Mapping[str, Any])
 

@@ -20,6 +20,7 @@ from fhir_hub.config import Settings
 from fhir_hub.linking.elements import master_of
 from fhir_hub.main import create_app
 from fhir_hub.services import summary as summary_service
+from profiles.ips import IPS_BUNDLE, IPS_COMPOSITION
 from profiles.validation import ERROR, validate
 from tests.conftest import as_, assert_outcome
 from tests.consent.test_consent_reads import consent, facility_actor, give
@@ -132,6 +133,32 @@ def _summary(client: TestClient, url: str, headers: dict[str, str]) -> dict[str,
     return dict(answer.json())
 
 
+def assert_meets_the_ips_profiles(document: dict[str, Any]) -> None:
+    """The document claims the hub's IPS Bundle and Composition profiles and meets them (the hub's validator:
+    base R4 checks, then each claimed profile), with no error."""
+    composition = document["entry"][0]["resource"]
+    assert document["meta"]["profile"] == [IPS_BUNDLE] and composition["meta"]["profile"] == [IPS_COMPOSITION]
+    assert [i for i in validate(document) if i.severity == ERROR] == []
+    assert [i for i in validate(composition) if i.severity == ERROR] == []
+
+
+def test_the_hubs_ips_profiles_accept_the_ips_examples_and_refuse_a_missing_required_section() -> None:
+    """The profiles are the IPS IG's rules, not the hub's habits: the IG's own examples meet them."""
+    for name in ("bundle-minimal.json", "bundle-no-info-required-sections.json", "IPS-bundle-01.fasten-copy.json"):
+        example = json.loads((IPS_FIXTURES / name).read_text(encoding="utf-8"))
+        assert [i for i in validate(example, profile=IPS_BUNDLE) if i.severity == ERROR] == [], name
+        composition = example["entry"][0]["resource"]
+        assert [i for i in validate(composition, profile=IPS_COMPOSITION) if i.severity == ERROR] == [], name
+    without = {**composition, "section": [s for s in composition["section"]
+                                           if s["code"]["coding"][0]["code"] != "48765-2"]}
+    assert any("hub-ips-comp-1" in i.message for i in validate(without, profile=IPS_COMPOSITION))
+    silent = {**composition, "section": [{k: v for k, v in s.items() if k != "entry"} for s in composition["section"]]}
+    assert any("hub-ips-sec-1" in i.message and i.severity == ERROR
+               for i in validate(silent, profile=IPS_COMPOSITION))
+    unordered = {**example, "entry": example["entry"][1:] + example["entry"][:1]}
+    assert any("hub-ips-bdl-1" in i.message for i in validate(unordered, profile=IPS_BUNDLE))
+
+
 def test_the_document_has_the_shape_of_the_ips_examples(world: tuple[TestClient, Settings, str]) -> None:
     """A document Bundle as the IPS examples are: identifier, timestamp, the Composition first (LOINC
     60591-5, subject, author, date, title, confidentiality, sections coded as theirs), then every resource it
@@ -163,7 +190,7 @@ def test_the_document_has_the_shape_of_the_ips_examples(world: tuple[TestClient,
         assert section["text"]["div"].startswith('<div xmlns="http://www.w3.org/1999/xhtml"')
         assert ("entry" in section) != ("emptyReason" in section)  # cmp-2: an emptyReason only when empty
     Bundle.model_validate(document)  # the R4B models
-    assert [i for i in validate(document) if i.severity == ERROR] == []
+    assert_meets_the_ips_profiles(document)
 
 
 def test_every_section_with_data_is_there_and_the_status_filters_hold(world: tuple[TestClient, Settings, str]
@@ -217,7 +244,7 @@ def test_required_sections_are_there_when_nothing_is_known(world: tuple[TestClie
             "display": "Unavailable"}
         assert "Không có thông tin" in section["text"]["div"]
     assert _keys(document)[2:] == ["Patient/empty-1"]
-    assert [i for i in validate(document) if i.severity == ERROR] == []
+    assert_meets_the_ips_profiles(document)
 
 
 @pytest.mark.parametrize(("accept", "lang"), [(None, "vi"), ("en", "en"), ("en-GB,en;q=0.9", "en"),

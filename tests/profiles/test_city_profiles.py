@@ -102,7 +102,8 @@ def _errors_at(resource: dict[str, Any]) -> dict[str, str]:
 # ------------------------------------------------------------------------------------------- the data
 def test_the_city_profiles_are_constraints_on_r4_with_hub_urls() -> None:
     assert {sd["type"] for sd in structure_definitions()} == {"Patient", "Encounter", "Condition", "Observation",
-                                                              "Coverage", "Organization"}
+                                                              "Coverage", "Organization",
+                                                              "Bundle", "Composition"}  # $summary's IPS document
     for sd in structure_definitions():
         assert sd["url"] == HUB_PROFILE_BASE + sd["id"] and sd["derivation"] == "constraint"
         assert sd["baseDefinition"] == f"http://hl7.org/fhir/StructureDefinition/{sd['type']}"
