@@ -159,9 +159,11 @@ def source_uri(caller: Caller, prefix: str) -> str | None:
 
 
 def check_write(caller: Caller, grant_: Grant, *, rtype: str, source: str | None, new_patients: frozenset[str] | None,
-                existing_source: str | None, exists: bool) -> None:
+                existing_source: str | None, exists: bool, answering: bool = False) -> None:
     """Raise unless ``caller`` may write this version. ``new_patients`` is None for a deletion. Whether the
-    existing version is visible to the caller at all the writer has asked the reader first."""
+    existing version is visible to the caller at all the writer has asked the reader first. ``answering``:
+    the facility a resident's correction request is addressed to answers it (``correction_requests.answered``),
+    the one write of another's record the facility boundary lets through."""
     if caller.internal:
         return
     if source is None:
@@ -175,7 +177,7 @@ def check_write(caller: Caller, grant_: Grant, *, rtype: str, source: str | None
         own = " or ".join(f"Patient/{p}" for p in sorted(grant_.compartment or ()))
         raise Forbidden(f"{rtype}: a resident may only write records in their own compartment and nobody "
                         f"else's (every patient reference must be {own})")
-    if exists and existing_source != source:
+    if exists and existing_source != source and not answering:
         owner = "another source" if existing_source is None else existing_source
         raise Forbidden(f"{rtype} belongs to {owner}; only its source may change it (facility boundary)")
 

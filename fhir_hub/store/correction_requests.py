@@ -14,6 +14,11 @@ the facility reads the request as its own record, and nobody else gains anything
 
 The focus must be a record the resident may read, as the one access decision says: a record of someone
 else, or one that does not exist, is refused with the same words, so a request tells nobody which ids exist.
+
+The facility it is addressed to answers it by updating the Task (PUT or PATCH), although the resident wrote
+it: its workflow elements only (``status``, ``statusReason``, ``businessStatus``, ``output``, ``note``,
+``lastModified``, ``executionPeriod``), never what was asked, about what or for whom (``answered``). Its
+answer is stamped with the facility's ``meta.source``, as any write of it.
 """
 
 from __future__ import annotations
@@ -36,6 +41,9 @@ if TYPE_CHECKING:
 TASK_CODES = "http://hl7.org/fhir/CodeSystem/task-code"
 CHANGE = "change"  # R4 task-code: "Change the focal resource"
 INTENTS = frozenset({"proposal", "order"})
+# what the owner of a request may change when answering it (R4 Task's workflow elements); meta is the hub's
+ANSWER = frozenset({"status", "statusReason", "businessStatus", "output", "note", "lastModified", "executionPeriod",
+                    "meta", "text"})
 
 
 class Versions(Protocol):
@@ -72,6 +80,31 @@ async def routed_correction(caller: Caller, resource: dict[str, Any], *, reader:
     guardian = caller.fhir_user if (caller.fhir_user or "").startswith("RelatedPerson/") else None
     requester = guardian or f"Patient/{caller.patient}"
     return {**resource, "owner": owner, "requester": {"reference": requester}, "authoredOn": to_instant(now)}
+
+
+def addressed_to(caller: Caller, current: StoredVersion | None) -> bool:
+    """Whether ``current`` is a correction request addressed to the caller's facility (its owner may answer it,
+    though the resident wrote it: checked before a patch is applied, then ``answered`` checks the answer)."""
+    if current is None or current.rtype != "Task" or current.deleted or caller.facility is None:
+        return False
+    before: dict[str, Any] = loads(current.json or b"{}")
+    owner = (before.get("owner") or {}).get("identifier") or {}
+    return is_correction_request(before) and owner.get("system") == FACILITY_SYSTEM \
+        and owner.get("value") == caller.facility
+
+
+def answered(caller: Caller, current: StoredVersion | None, resource: dict[str, Any]) -> bool:
+    """Whether this update is the owner of a correction request answering it (then it may, though another
+    wrote the request); raises naming the element when that owner changes more than the answer."""
+    if current is None or not addressed_to(caller, current):
+        return False
+    before: dict[str, Any] = loads(current.json or b"{}")
+    for name in sorted((before.keys() | resource.keys()) - ANSWER - {"id", "resourceType"}):
+        if before.get(name) != resource.get(name):
+            raise Forbidden(f"Task.{name}: the facility a correction request is addressed to answers it "
+                            f"({', '.join(sorted(ANSWER - {'meta', 'text'}))}); what was asked stays as the "
+                            "resident wrote it", expression=[f"Task.{name}"])
+    return True
 
 
 async def _readable_focus(reference: str | None, reader: Existence, store: Versions) -> StoredVersion:

@@ -32,7 +32,7 @@ from fhir_hub.fhir.validation_ahead import ValidationAhead
 from fhir_hub.linking.linker import Linker
 from fhir_hub.matching import Model
 from fhir_hub.store.consent_writes import agreed_consent
-from fhir_hub.store.correction_requests import routed_correction
+from fhir_hub.store.correction_requests import addressed_to, answered, routed_correction
 from fhir_hub.store.labelling import Labelling
 from fhir_hub.store.mongo import MongoStore
 from fhir_hub.store.pipeline import CommitPipeline, Stamped
@@ -247,7 +247,7 @@ class Writer:
                     raise Gone(f"{op.rtype}/{op.rid} was deleted (version {current.vid}); there is nothing to patch")
                 raise NotFound(f"{op.rtype}/{op.rid} is not known to this server")
             check_write(caller, grant, rtype=op.rtype, source=source, new_patients=None,
-                        existing_source=current.source, exists=True)
+                        existing_source=current.source, exists=True, answering=addressed_to(caller, current))
             _check_precondition(current, op.if_match)
             patched = op.apply(loads(current.json))
             if patched.get("resourceType") != op.rtype or patched.get("id") != op.rid:
@@ -267,7 +267,8 @@ class Writer:
                                       ts=self._next_ts(current), method=method, source=source)
         version = stamped.version
         check_write(caller, grant, rtype=rtype, source=source, new_patients=version.patients,
-                    existing_source=current.source if current else None, exists=current is not None)
+                    existing_source=current.source if current else None, exists=current is not None,
+                    answering=answered(caller, current, resource))
         return stamped
 
     async def _delete(self, op: Delete, caller: Caller, grant: Grant, tx: Transaction | None,

@@ -135,3 +135,30 @@ def test_a_facility_naming_another_as_a_task_s_owner_discloses_nothing(world: Te
     created = world.post("/Task", json=request_body(owner=owner), headers={**FHIR, **as_(settings, facility="79002")})
     assert created.status_code == 201, created.text
     assert_outcome(world.get(f"/Task/{created.json()['id']}", headers=as_(settings, facility="79003")), 404)
+
+
+def test_the_facility_answers_the_request_and_changes_nothing_else(world: TestClient, settings: Settings) -> None:
+    """The owner updates the Task's workflow elements (accepted, then completed with a note), by PATCH or by
+    PUT; what was asked, about what and for whom, stays the resident's; another facility answers nothing."""
+    client = world
+    made = ask(client, lan(settings), request_body())
+    assert made.status_code == 201, made.text
+    tid = made.json()["id"]
+    owner = {**FHIR, **as_(settings, facility="79002")}
+    patching = {**owner, "Content-Type": "application/json-patch+json"}
+    accepted = client.patch(f"/Task/{tid}", headers=patching, json=[
+        {"op": "replace", "path": "/status", "value": "accepted"}])
+    assert accepted.status_code == 200, accepted.text
+    body = accepted.json()
+    assert body["meta"]["source"].endswith(":facility:79002") and body["focus"] == made.json()["focus"]
+    done = {**body, "status": "completed", "note": [{"text": "Đã sửa chẩn đoán"}]}
+    assert client.put(f"/Task/{tid}", headers=owner, json=done).status_code == 200
+    seen = client.get(f"/Task/{tid}", headers=lan(settings)).json()  # the resident sees the answer
+    assert seen["status"] == "completed" and seen["note"] == [{"text": "Đã sửa chẩn đoán"}]
+    moved = client.patch(f"/Task/{tid}", headers=patching, json=[
+        {"op": "replace", "path": "/focus/reference", "value": "Condition/cond-pat-minh"}])
+    assert "Task.focus" in assert_outcome(moved, 403)["issue"][0]["diagnostics"]
+    other = client.patch(f"/Task/{tid}", headers={**patching, **as_(settings, facility="79003")}, json=[
+        {"op": "replace", "path": "/status", "value": "rejected"}])
+    assert other.status_code in (403, 404)
+    assert client.get(f"/Task/{tid}", headers=owner).json()["status"] == "completed"
