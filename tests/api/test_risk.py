@@ -7,6 +7,7 @@ from typing import Any
 from fastapi.testclient import TestClient
 
 from fhir_hub.config import Settings
+from fhir_hub.main import create_app
 from tests.conftest import as_
 
 FHIR = {"Content-Type": "application/fhir+json", "Accept": "application/fhir+json"}
@@ -66,3 +67,15 @@ def test_what_the_caller_may_not_read_neither_shows_nor_counts(app_client: TestC
     assert "E10" not in seen.text
     mine = app_client.get("/Patient/tu/$risk", headers=hospital)
     assert _value(mine.json(), "tier") == "high"
+
+
+def test_a_server_with_a_lower_page_maximum_still_assesses(settings: Settings) -> None:
+    """FHIR_HUB_MAX_COUNT below the 1,000 diagnoses $risk reads in one page: it reads the server's maximum
+    instead of asking for more than the server allows (a 400)."""
+    with TestClient(create_app(settings.with_(max_count=50))) as client:
+        hospital = as_(settings, facility="79001")
+        _put(client, hospital, "Patient", "nam", {"birthDate": "1980-05-01", "name": [{"family": "Lý"}]})
+        _put(client, hospital, "Condition", "dm-nam", _condition("nam", "E11.9"))
+        answer = client.get("/Patient/nam/$risk", headers=hospital)
+        assert answer.status_code == 200, answer.text
+        assert "diabetes" in _rules(answer.json())
