@@ -27,7 +27,7 @@ from fhir_hub.store.writer import Delete, Update
 from profiles.risk import Assessment
 
 PRIORITY = Caller.hub("priority-record")
-_MOST = "1000"  # a person's entries of one type fit one page
+_MOST = 1000  # a person's entries of one type fit one page
 
 
 async def refresh(hub: Hub, record: str) -> Assessment:
@@ -38,7 +38,7 @@ async def refresh(hub: Hub, record: str) -> Assessment:
     wanted = active_flags(master, assessment)
     # a search by subject finds the whole person's Flags, those of the masters merged into this one too:
     # any of them not wanted now (a merged-away master's among them) is made inactive here
-    existing = await search(session, "Flag", [("subject", master), ("code", f"{RISK_GROUP}|"), ("_count", "100")])
+    existing = await search(session, "Flag", [("subject", master), ("code", f"{RISK_GROUP}|")], count=100)
     for version in existing.outcome.page:
         if version.rid not in wanted and version.json is not None:
             stored = loads(version.json)
@@ -99,7 +99,7 @@ async def _summarise(session: Session, master: str, resources: list[dict[str, An
     once written, also after the person leaves every risk group (its risk section is then empty)."""
     found = list(resources)
     for rtype in SUMMARISED:
-        searched = await search(session, rtype, [("patient:mdm", master), ("_count", _MOST)])
+        searched = await search(session, rtype, [("patient:mdm", master)], count=_MOST)
         found += [loads(v.json) for v in searched.outcome.page if v.json is not None]
     await session.hub.writer.commit(Update("Composition", summary_id(master), composition(master, found, flags)),
                                     caller=PRIORITY)

@@ -32,7 +32,7 @@ from fhir_hub.services.session import Session
 from fhir_hub.store.records import StoredVersion
 from profiles.risk import default_rules
 
-PAGE = "200"
+PAGE = 200
 MAX_MEMBERS = 5000  # a larger cohort lists its first 5,000 without a quantity: ask it per ward
 SCORE = "https://fhir.hub.hcmc.vn/StructureDefinition/risk-score"
 LAST_VISIT = "https://fhir.hub.hcmc.vn/StructureDefinition/last-visit"
@@ -154,7 +154,7 @@ async def _all(session: Session, rtype: str, params: list[tuple[str, str]]) -> A
     """Every match of a search, page after page, through the caller's reader."""
     page: list[tuple[str, str]] = []
     while True:
-        searched = await search(session, rtype, [*params, ("_count", PAGE), *page])
+        searched = await search(session, rtype, [*params, *page], count=PAGE)
         for version in searched.outcome.page:
             yield version
         if searched.outcome.next is None:
@@ -164,12 +164,12 @@ async def _all(session: Session, rtype: str, params: list[tuple[str, str]]) -> A
 
 async def _active_flags(session: Session, patient: str) -> list[dict[str, Any]]:
     searched = await search(session, "Flag", [("subject", patient), ("code", f"{RISK_GROUP}|"),
-                                              ("status", "active"), ("_count", "100")])
+                                              ("status", "active")], count=100)
     return [loads(v.json) for v in searched.outcome.page if v.json is not None]
 
 
 async def _last_visit(session: Session, patient: str) -> str | None:
-    searched = await search(session, "Encounter", [("patient:mdm", patient), ("_sort", "-date"), ("_count", "1")])
+    searched = await search(session, "Encounter", [("patient:mdm", patient), ("_sort", "-date")], count=1)
     latest = next((v for v in searched.outcome.page if v.json is not None), None)
     period = loads(latest.json).get("period") or {} if latest is not None and latest.json is not None else {}
     when = period.get("end") or period.get("start")

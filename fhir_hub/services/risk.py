@@ -18,7 +18,7 @@ from fhir_hub.services.search import search
 from fhir_hub.services.session import Session
 from profiles.risk import Assessment, Rules, assess, default_rules, facts_from_resources
 
-_MOST = 1000  # a person's diagnoses fit one page; more are counted from the first 1,000 (or the server's maximum)
+_MOST = 1000  # a person's diagnoses fit one page; more are counted from the first 1,000
 
 
 async def assess_patient(session: Session, rid: str) -> Assessment:
@@ -39,9 +39,8 @@ async def person_resources(session: Session, rid: str, rules: Rules) -> list[dic
     resources: list[dict[str, Any]] = [loads(patient.json)] if patient.json is not None else []
     person = f"Patient/{rid}"
     household = ",".join(sorted({*rules.lives_alone_findings, rules.household_size}))
-    most = str(min(_MOST, session.hub.settings.search_limits.max_count))  # FHIR_HUB_MAX_COUNT may be lower
     for rtype, criteria in (("Condition", []), ("Observation", [("code", household)])):
-        found = await search(session, rtype, [("patient:mdm", person), *criteria, ("_count", most)])
+        found = await search(session, rtype, [("patient:mdm", person), *criteria], count=_MOST)
         resources += [loads(v.json) for v in found.outcome.page if v.json is not None]
     return resources
 

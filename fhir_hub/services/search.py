@@ -10,6 +10,7 @@ parameters those types share; AuditEvent is searched on its own.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 from fhir_hub.audit import AUDIT_TYPE
@@ -24,12 +25,22 @@ from fhir_hub.services.results import Searched
 from fhir_hub.services.session import Session
 
 
-def parse_query(session: Session, rtype: str, params: list[tuple[str, str]]) -> SearchQuery:
-    return parse_search(rtype, params, strict=session.strict, limits=session.hub.settings.search_limits)
+def parse_query(session: Session, rtype: str, params: list[tuple[str, str]], *, count: int | None = None
+                ) -> SearchQuery:
+    limits = session.hub.settings.search_limits
+    if count is not None:
+        limits = replace(limits, max_count=max(limits.max_count, count))
+        params = [*params, ("_count", str(count))]
+    return parse_search(rtype, params, strict=session.strict, limits=limits)
 
 
-async def search(session: Session, rtype: str, params: list[tuple[str, str]]) -> Searched:
-    return await run(session, parse_query(session, rtype, params))
+async def search(session: Session, rtype: str, params: list[tuple[str, str]], *, count: int | None = None
+                 ) -> Searched:
+    """One page of a type-level search. ``count``: a page size the hub's own services choose (a person's
+    diagnoses in one page), beyond the maximum a client may ask for (``FHIR_HUB_MAX_COUNT``), which bounds
+    what clients make the hub do, not what the hub reads for itself: an operator lowering it must not make
+    the priority record read a person's data in part, or refuse to."""
+    return await run(session, parse_query(session, rtype, params, count=count))
 
 
 async def run(session: Session, query: SearchQuery, *, compartment: str | None = None) -> Searched:

@@ -42,7 +42,7 @@ _LEVELS = ("U", "L", "M", "N", "R", "V")  # least to most restricted
 # a system search matches every type again (measured: pages of 1,000 made a 5,000-resource summary take twice
 # as long as fetching the same with one search per type); the document holds them all anyway
 _PAGE = 10_000
-_MOST_MATCHES = "20"  # Patients an identifier may name before it is plainly not one person's
+_MOST_MATCHES = 20  # Patients an identifier may name before it is plainly not one person's
 
 
 class MultipleMatches(HubError):
@@ -63,7 +63,7 @@ async def summary_by_identifier(session: Session, identifier: str, *, lang: str)
     if "|" not in identifier or not identifier.split("|", 1)[1]:
         raise BadRequest("identifier: give system|value (e.g. http://fhir.hl7.org.vn/core/sid/cccd|0791...)",
                          expression=["identifier"])
-    found = await search(session, "Patient", [("identifier", identifier), ("_count", _MOST_MATCHES)])
+    found = await search(session, "Patient", [("identifier", identifier)], count=_MOST_MATCHES)
     records = [v for v in found.outcome.page if v.json is not None]
     people: dict[str, list[StoredVersion]] = {}
     for version in records:

@@ -133,3 +133,18 @@ def test_a_deleted_diagnosis_queues_a_refresh_that_stops_it_counting(settings: S
     _master, flags, _summary = asyncio.run(_work_then_read(
         settings, f"Patient/{pid}", at=lambda: later + REFRESH_WINDOW_MS + CLOCK_SKEW_MS + 1))
     assert flags == {"age-60-plus": "active", "diabetes": "inactive"}
+
+
+def test_a_lower_page_maximum_does_not_stop_the_priority_record(settings: Settings) -> None:
+    """FHIR_HUB_MAX_COUNT bounds what clients ask for, not what the hub reads for itself: with it at 50, the
+    refresh still reads a person's diagnoses in one page of 1,000 (before: a 400, and the job failed)."""
+    lower = settings.with_(max_count=50)
+    with TestClient(create_app(lower), headers=auth(token_for(lower))) as client:
+        made = client.post("/Patient", headers=FHIR, json={"resourceType": "Patient", "birthDate": "1950-03-04",
+                                                            "name": [{"family": "Võ"}]})
+        pid = made.json()["id"]
+        assert client.post("/Condition", headers=FHIR, json={
+            "resourceType": "Condition", "subject": {"reference": f"Patient/{pid}"},
+            "code": {"coding": [{"system": ICD10, "code": "E11.9"}]}}).status_code == 201
+    _master, flags, summary = asyncio.run(_work_then_read(lower, f"Patient/{pid}"))
+    assert flags == {"age-60-plus": "active", "diabetes": "active"} and summary
