@@ -19,6 +19,7 @@ from fhir_hub.fhir.compartment import compartment_types
 from fhir_hub.fhir.ids import is_valid_id
 from fhir_hub.fhir.registry import is_resource_type
 from fhir_hub.search.execute import position_fits
+from fhir_hub.search.limits import SearchLimits
 from fhir_hub.search.query import SearchQuery, parse_search, parse_system_search
 from fhir_hub.services.pages import decode_page
 from fhir_hub.services.results import Searched
@@ -27,11 +28,18 @@ from fhir_hub.services.session import Session
 
 def parse_query(session: Session, rtype: str, params: list[tuple[str, str]], *, count: int | None = None
                 ) -> SearchQuery:
-    limits = session.hub.settings.search_limits
-    if count is not None:
-        limits = replace(limits, max_count=max(limits.max_count, count))
-        params = [*params, ("_count", str(count))]
+    params, limits = own_count(session, params, count)
     return parse_search(rtype, params, strict=session.strict, limits=limits)
+
+
+def own_count(session: Session, params: list[tuple[str, str]], count: int | None
+              ) -> tuple[list[tuple[str, str]], SearchLimits]:
+    """The parameters and limits of one of the hub's own searches: ``count`` as its ``_count``, allowed
+    beyond the client-facing ``FHIR_HUB_MAX_COUNT`` (see ``search``); None: the session's as they are."""
+    limits = session.hub.settings.search_limits
+    if count is None:
+        return params, limits
+    return [*params, ("_count", str(count))], replace(limits, max_count=max(limits.max_count, count))
 
 
 async def search(session: Session, rtype: str, params: list[tuple[str, str]], *, count: int | None = None

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import replace
 from typing import Any
 
 from adapters.normalize import HUB
@@ -29,7 +28,7 @@ from fhir_hub.fhir.jsonio import loads
 from fhir_hub.linking.elements import master_of
 from fhir_hub.search.query import parse_system_search
 from fhir_hub.services.everything import referenced
-from fhir_hub.services.search import search
+from fhir_hub.services.search import own_count, search
 from fhir_hub.services.session import Session
 from fhir_hub.store.records import StoredVersion
 from profiles.ips import IPS_BUNDLE, IPS_COMPOSITION, IpsRules, Section, default_rules, sorted_into
@@ -126,9 +125,8 @@ async def _document(session: Session, patient: StoredVersion, lang: str) -> dict
 async def _person_resources(session: Session, rid: str, rules: IpsRules) -> list[dict[str, Any]]:
     """Every resource of the sections' types whose patient is a record of the person, as the caller may
     see them (a system search through the reader, page after page)."""
-    limits = replace(session.hub.settings.search_limits, max_count=_PAGE)
-    queries = parse_system_search(rules.source_types, [("patient:mdm", f"Patient/{rid}"), ("_count", str(_PAGE))],
-                                  strict=True, limits=limits)
+    params, limits = own_count(session, [("patient:mdm", f"Patient/{rid}")], _PAGE)
+    queries = parse_system_search(rules.source_types, params, strict=True, limits=limits)
     reader = session.reader
     types = {rtype for rtype in rules.source_types if reader.allows(rtype, "s")}
     queries = [q for q in queries if q.rtype in types]

@@ -85,20 +85,26 @@ async def routed_correction(caller: Caller, resource: dict[str, Any], *, reader:
 def addressed_to(caller: Caller, current: StoredVersion | None) -> bool:
     """Whether ``current`` is a correction request addressed to the caller's facility (its owner may answer it,
     though the resident wrote it: checked before a patch is applied, then ``answered`` checks the answer)."""
+    return _request_to(caller, current) is not None
+
+
+def _request_to(caller: Caller, current: StoredVersion | None) -> dict[str, Any] | None:
+    """``current``'s content when it is a correction request addressed to the caller's facility, else None."""
     if current is None or current.rtype != "Task" or current.deleted or caller.facility is None:
-        return False
+        return None
     before: dict[str, Any] = loads(current.json or b"{}")
     owner = (before.get("owner") or {}).get("identifier") or {}
-    return is_correction_request(before) and owner.get("system") == FACILITY_SYSTEM \
+    addressed = is_correction_request(before) and owner.get("system") == FACILITY_SYSTEM \
         and owner.get("value") == caller.facility
+    return before if addressed else None
 
 
 def answered(caller: Caller, current: StoredVersion | None, resource: dict[str, Any]) -> bool:
     """Whether this update is the owner of a correction request answering it (then it may, though another
     wrote the request); raises naming the element when that owner changes more than the answer."""
-    if current is None or not addressed_to(caller, current):
+    before = _request_to(caller, current)
+    if before is None:
         return False
-    before: dict[str, Any] = loads(current.json or b"{}")
     for name in sorted((before.keys() | resource.keys()) - ANSWER - {"id", "resourceType"}):
         if before.get(name) != resource.get(name):
             raise Forbidden(f"Task.{name}: the facility a correction request is addressed to answers it "

@@ -16,10 +16,12 @@ from functools import cache
 from importlib import resources
 from typing import Any, TypeVar
 
+from profiles.validation.city import HUB_PROFILE_BASE
+
 LANGUAGES = ("vi", "en")  # the first is the default
 # what a summary claims (profiles/city): the IPS IG's Bundle and Composition rules the hub's validator checks
-IPS_BUNDLE = "https://fhir.hub.hcmc.vn/StructureDefinition/ips-bundle"
-IPS_COMPOSITION = "https://fhir.hub.hcmc.vn/StructureDefinition/ips-composition"
+IPS_BUNDLE = HUB_PROFILE_BASE + "ips-bundle"
+IPS_COMPOSITION = HUB_PROFILE_BASE + "ips-composition"
 _RULE_KEYS = {"element", "system", "in", "not"}
 R = TypeVar("R", bound=Mapping[str, Any])
 
