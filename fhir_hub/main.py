@@ -39,6 +39,7 @@ from fhir_hub.api import (
 )
 from fhir_hub.api.budget import RequestBudget
 from fhir_hub.api.conventions import HttpConventions
+from fhir_hub.api.direct_read import DirectRead
 from fhir_hub.api.errors import install_error_handlers
 from fhir_hub.api.middleware import AuditMiddleware
 from fhir_hub.config import Settings
@@ -117,6 +118,7 @@ def create_app(
         redoc_url=None,
     )
     install_error_handlers(app)
+    app.add_middleware(DirectRead, endpoint=read.read)  # innermost: a read by id, past the router
     app.add_middleware(RequestBudget, budget_ms=settings.request_budget_ms)  # inside the audit: it sees the 503
     app.add_middleware(HttpConventions, settings=settings)  # outside the budget: a HEAD is a GET there
     app.add_middleware(AuditMiddleware)

@@ -141,9 +141,12 @@ def _base_url(request: Request) -> str:
     return base
 
 
+_NO_PARAMS: dict[str, str] = {}
+
+
 def _negotiated(request: Request, hub: Hub) -> tuple[str, bool, str]:
     """The answer's media type, ``_pretty`` and the base URL."""
-    params = request.query_params
+    params = request.query_params if request.scope["query_string"] else _NO_PARAMS  # most reads: parse nothing
     return (response_media_type(request.headers.get("accept"), params.get("_format")),
             parse_bool_param(params.get("_pretty"), "_pretty"),
             (hub.settings.base_url or _base_url(request)).rstrip("/"))
