@@ -16,6 +16,7 @@ from fhir.resources.R4B.bundle import Bundle
 from fhir_hub.config import Settings
 from fhir_hub.main import create_app
 from fhir_hub.services.pages import encode_page
+from fhir_hub.store.audit_log import unpacked
 from fhir_hub.store.schema import AUDIT
 from tests.conftest import as_, assert_outcome
 
@@ -74,7 +75,7 @@ def _facility(event: dict[str, Any]) -> str | None:
 
 def _stored(client: TestClient) -> list[dict[str, Any]]:
     async def entries() -> list[dict[str, Any]]:
-        return [doc async for doc in client.app.state.hub.store.db[AUDIT].find({})]  # type: ignore[attr-defined]
+        return [unpacked(doc) async for doc in client.app.state.hub.store.db[AUDIT].find({})]  # type: ignore[attr-defined]
 
     return client.portal.call(entries)  # type: ignore[no-any-return]
 
@@ -201,3 +202,32 @@ def test_an_emergency_without_a_reason_is_refused_and_audited(app_client: TestCl
     assert attempt["agent"][0]["who"]["identifier"]["value"] == "bs-dung" and "text" not in attempt["purposeOfEvent"][0]
     resident = app_client.get("/Patient/$access-log", headers=as_(settings, "resident", patient="pa")).json()
     assert not any(_is_emergency(e) for e in _events(resident))  # nothing of the record was read
+
+
+def test_entries_are_stored_packed_and_entries_stored_before_still_read(app_client: TestClient,
+                                                                         settings: Settings) -> None:
+    """An entry is stored as its queried fields and one JSON string (``store/audit_log.py``); an entry
+    written before that, with every field its own, is served the same way."""
+    obs = _seed(app_client, settings)
+    operator = as_(settings, facility=None)
+    assert app_client.get(f"/Observation/{obs}", headers=as_(settings, facility="79002")).status_code == 200
+    _flush(app_client)
+
+    async def raw() -> list[dict[str, Any]]:
+        return [doc async for doc in app_client.app.state.hub.store.db[AUDIT].find({})]  # type: ignore[attr-defined]
+
+    stored = app_client.portal.call(raw)
+    assert stored and all(set(doc) <= {"_id", "ts", "p", "e", "ef", "d"} for doc in stored)
+    written = unpacked(next(doc for doc in stored if doc.get("p") == "pa"))
+    old = {**written, "_id": "written-unpacked", "ts": written["ts"] + 1}
+
+    async def store_old() -> None:
+        await app_client.app.state.hub.store.db[AUDIT].insert_one(old)  # type: ignore[attr-defined]
+
+    app_client.portal.call(store_old)
+    events = {e["id"]: e for e in _events(app_client.get("/AuditEvent", params={"patient": "pa", "_count": 100},
+                                                         headers=operator).json())}
+    new_id = written["_id"]
+    assert {k: v for k, v in events["written-unpacked"].items() if k not in ("id", "meta", "recorded")} == \
+        {k: v for k, v in events[new_id].items() if k not in ("id", "meta", "recorded")}
+    assert app_client.get("/AuditEvent/written-unpacked", headers=operator).json()["entity"] == events[new_id]["entity"]
