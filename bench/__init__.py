@@ -13,3 +13,12 @@ def results_header(benchmark: str) -> dict[str, Any]:
     a shared, noisy machine are only comparable with this beside them)."""
     return {"benchmark": benchmark, "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()}}
+
+
+def queue_counts(jobs: Any) -> dict[str, dict[str, int]]:
+    """The priority queue's jobs by state and tier (one ``$group``, as ``fhir-hub queue status`` counts)."""
+    counts: dict[str, dict[str, int]] = {}
+    for doc in jobs.aggregate([{"$group": {"_id": "$st", "n": {"$sum": 1}}}]):
+        state, _, tier = str(doc["_id"]).partition("|")
+        counts.setdefault(state, {})[tier] = int(doc["n"])
+    return counts

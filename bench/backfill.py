@@ -40,7 +40,7 @@ from typing import Any
 
 from pymongo import MongoClient
 
-from bench import results_header
+from bench import queue_counts, results_header
 from bench.backlog import Backlog, Person, generate_backlog
 from bench.rest import Hub
 from fhir_hub.store.embedded import EmbeddedStore
@@ -198,14 +198,6 @@ def _send(hub: Hub, payloads: Iterator[bytes], lock: threading.Lock, failures: l
     ended.append(int(time.time() * 1000))
 
 
-def _counts(jobs: Any) -> dict[str, dict[str, int]]:
-    counts: dict[str, dict[str, int]] = {}
-    for doc in jobs.aggregate([{"$group": {"_id": "$st", "n": {"$sum": 1}}}]):
-        state, _, tier = str(doc["_id"]).partition("|")
-        counts.setdefault(state, {})[tier] = int(doc["n"])
-    return counts
-
-
 def run(mode: str, backlog: Backlog, uri: str, data_dir: Path, *, workers: int, senders: int,
         sample_s: float) -> dict[str, Any]:
     db_name = f"bench_backfill_{mode}"
@@ -228,7 +220,7 @@ def run(mode: str, backlog: Backlog, uri: str, data_dir: Path, *, workers: int, 
             thread.start()
         while True:
             time.sleep(sample_s)
-            counts = _counts(jobs)
+            counts = queue_counts(jobs)
             now = int(time.time() * 1000)
             sending = any(t.is_alive() for t in threads)
             samples.append({"s": round((now - start) / 1000, 2),

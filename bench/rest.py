@@ -10,7 +10,9 @@ run, on the same resources, at the same concurrency:
 
 The hub runs as its own process (``fhir-hub serve``), exactly as deployed; clients are threads holding one
 keep-alive connection each. A warm-up round is dropped; each round then measures the raw store and the hub
-back to back, and the reported ratio is the median of the per-round ratios.
+back to back, and the reported ratio is the median of the per-round ratios. Each phase starts once the
+priority-queue worker beside the hub has done what the phases before queued (``Hub.settle``): the creates'
+refreshes used to run during the reads.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from typing import Any
 import orjson
 from pymongo import MongoClient
 
-from bench import results_header
+from bench import queue_counts, results_header
 from fhir_hub.auth.authenticator import Authenticator
 from fhir_hub.auth.dev_tokens import development_token
 from fhir_hub.auth.keys import development_key
@@ -41,6 +43,7 @@ from fhir_hub.auth.tokens import TokenVerifier
 from fhir_hub.config import Settings
 from fhir_hub.fhir.registry import model_class
 from fhir_hub.store.embedded import EmbeddedStore, free_port
+from fhir_hub.store.schema import QUEUE
 
 ROOT = Path(__file__).resolve().parents[1]
 NDJSON = ROOT.parent / "shared" / "fixtures" / "synthea-bulk-ndjson-10pt"
@@ -100,6 +103,7 @@ class Hub:
                  env: dict[str, str] | None = None) -> None:
         """``env``: more ``FHIR_HUB_*`` settings for this hub (the backfill benchmark's queue switches)."""
         self.port = free_port()
+        self.mongodb_uri, self.db_name = mongodb_uri, db_name
         lifetime = 24 * 3600  # one token for the whole run, however long it takes
         self.settings = Settings(data_dir=data_dir, max_token_lifetime_seconds=lifetime)
         self.token = development_token(self.settings, role="system", facility="79001", ttl_seconds=lifetime)
@@ -123,6 +127,22 @@ class Hub:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
         conn.token = self.token  # type: ignore[attr-defined]
         return conn
+
+    def settle(self, timeout_s: float = 120.0) -> None:
+        """Wait until the priority-queue worker beside the hub has done what earlier phases queued (a create
+        or an update queues its person's priority-record refresh), so that work is not timed in the next
+        phase: each phase measures the requests it names, from an idle hub and store."""
+        mongo: MongoClient[dict[str, Any]] = MongoClient(self.mongodb_uri)
+        jobs = mongo[self.db_name][QUEUE]
+        deadline = time.monotonic() + timeout_s
+        try:
+            while time.monotonic() < deadline:
+                counts = queue_counts(jobs)
+                if not any(counts.get(state) for state in ("ready", "leased")):
+                    return
+                time.sleep(0.1)
+        finally:
+            mongo.close()
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -194,6 +214,7 @@ def measure(resources: list[dict[str, Any]], concurrency: int, rounds: int, uri:
     read_p95: list[float] = []
     for round_no in range(rounds + 1):  # round 0 warms up (model imports, connection pools) and is dropped
         raw_coll.delete_many({})
+        hub.settle()
         docs = [dict(r, _id=f"{round_no}-{i}") for i, r in enumerate(resources)]
         rates["insert_one"].append(run_threads(docs, lambda s, d: raw_coll.insert_one(d), concurrency, lambda: None))
         ids = [d["_id"] for d in docs]
@@ -205,10 +226,12 @@ def measure(resources: list[dict[str, Any]], concurrency: int, rounds: int, uri:
         created_this_round = creator.created
         urls = [f"/{rtype}/{rid}" for rtype, rid, _ in created_this_round]
         reading = lambda c, u: request(c, "GET", u)  # noqa: E731 - its latencies are looked up by identity
+        hub.settle()
         rates["http_read"].append(run_threads(urls, reading, concurrency, hub.connection))
         read_p95.append(1000 * statistics.quantiles(LATENCIES[id(reading)], n=20)[18])
         read_p50.append(1000 * statistics.median(LATENCIES[id(reading)]))
         updates = [(f"/{rtype}/{rid}", body) for rtype, rid, body in created_this_round]
+        hub.settle()
         rates["http_update"].append(run_threads(updates, lambda c, u: request(c, "PUT", u[0], u[1]), concurrency,
                                                 hub.connection))
         created = created_this_round
