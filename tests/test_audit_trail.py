@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 from fhir_hub.audit import EMERGENCY_TAG, AuditRecord, AuditTrail, render
 from fhir_hub.auth.caller import Caller
 from fhir_hub.auth.scopes import Scopes
+from fhir_hub.fhir.ids import is_valid_id
 from fhir_hub.store.records import StoredVersion
 
 pytestmark = pytest.mark.anyio
@@ -148,3 +149,21 @@ def test_every_entry_of_an_emergency_is_flagged_with_its_reason(touches: list[tu
     treatment.touched = list(record.touched)
     assert not any("e" in e or "ef" in e for e in treatment.to_entries())
     assert all("tag" not in render(e)["meta"] for e in treatment.to_entries())
+
+
+def test_audit_ids_are_unique_and_a_forked_process_makes_its_own() -> None:
+    import os
+
+    from fhir_hub.audit import _new_id
+
+    ids = {_new_id() for _ in range(1000)}
+    assert len(ids) == 1000 and all(is_valid_id(i) for i in ids)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: the parent's next id must not come out here
+        os.write(write, _new_id().encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = os.read(read, 100).decode()
+    mine = _new_id()
+    assert child.split("-")[0] != mine.split("-")[0] and child not in ids

@@ -57,6 +57,8 @@ async def vread(rtype: ResourceTypePath, rid: IdPath, vid: VersionPath, ctx: Fhi
 def _subset_asked(ctx: FhirContext, rtype: str) -> SearchQuery | None:
     """``_summary``/``_elements`` checked exactly as a search checks them (the search's own parser), before
     anything is read; None for a plain read, which skips all of it."""
+    if not ctx.request.scope["query_string"]:
+        return None
     params = ctx.request.query_params
     given = [(name, value) for name in _SUBSET if (value := params.get(name)) is not None]
     if not given:

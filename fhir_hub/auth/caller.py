@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from consent.policy import default_policy
@@ -47,7 +48,7 @@ class Caller:
         """Every Patient id the caller's ``patient/`` access covers: the token's ``patient`` and its links."""
         return self.linked | {self.patient} if self.patient is not None else self.linked
 
-    @property
+    @cached_property
     def emergency(self) -> bool:
         """Whether the token asks to break the glass (purpose ETREAT): every entry of such a request is
         flagged in the audit trail, whether the request was allowed or refused."""
@@ -98,7 +99,7 @@ class Caller:
         """The hub acting on its own behalf; it has no scopes because it is never checked against them."""
         return cls(subject=f"fhir-hub/{name}", scopes=Scopes(()), internal=True)
 
-    @property
+    @cached_property
     def role(self) -> str:
         if self.internal:
             return "hub"

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import reduce
+from functools import cached_property, lru_cache, reduce
 
 CONTEXTS = ("system", "user", "patient")
 PERMISSIONS = "cruds"
@@ -62,8 +62,9 @@ class Scopes:
         return cls(tuple(s for s in parsed if s is not None))
 
     def contexts_allowing(self, rtype: str, permission: str) -> frozenset[str]:
-        """The contexts (system, user, patient) of the scopes that allow ``permission`` on ``rtype``."""
-        return frozenset(s.context for s in self.granted if s.covers(rtype, permission))
+        """The contexts (system, user, patient) of the scopes that allow ``permission`` on ``rtype``:
+        remembered per token (a token's scopes are asked about on every request it makes)."""
+        return _contexts_allowing(self, rtype, permission)
 
     def any_allowing(self, permission: str) -> bool:
         return any(permission in s.permissions for s in self.granted)
@@ -83,7 +84,7 @@ class Scopes:
                     granted.setdefault((asked.context, rtype), set()).update(permissions)
         return Scopes(tuple(Scope(context, rtype, frozenset(perms)) for (context, rtype), perms in granted.items()))
 
-    @property
+    @cached_property
     def contexts(self) -> frozenset[str]:
         return reduce(lambda acc, s: acc | {s.context}, self.granted, frozenset())
 
@@ -91,3 +92,8 @@ class Scopes:
         order = {p: i for i, p in enumerate(PERMISSIONS)}
         return " ".join(f"{s.context}/{s.rtype}.{''.join(sorted(s.permissions, key=order.__getitem__))}"
                         for s in self.granted)
+
+
+@lru_cache(maxsize=16384)
+def _contexts_allowing(scopes: Scopes, rtype: str, permission: str) -> frozenset[str]:
+    return frozenset(s.context for s in scopes.granted if s.covers(rtype, permission))
