@@ -204,7 +204,10 @@ def validate_rate(resources: list[dict[str, Any]]) -> float:
     return len(raw) / (time.perf_counter() - start)
 
 
-def measure(resources: list[dict[str, Any]], concurrency: int, rounds: int, uri: str, hub: Hub) -> dict[str, Any]:
+def measure(resources: list[dict[str, Any]], concurrency: int, rounds: int, uri: str, hub: Hub, *,
+            read_passes: int = 1) -> dict[str, Any]:
+    """``read_passes``: how many times each read phase (bare ``find_one`` and over HTTP) goes over the
+    resources: a phase of 1,000 reads lasts under half a second, too short to hold still on this machine."""
     mongo: MongoClient = MongoClient(uri)
     raw_coll = mongo["bench_raw"]["resources"]
     rates: dict[str, list[float]] = {k: [] for k in ("insert_one", "find_one", "http_create", "http_read",
@@ -218,7 +221,8 @@ def measure(resources: list[dict[str, Any]], concurrency: int, rounds: int, uri:
         docs = [dict(r, _id=f"{round_no}-{i}") for i, r in enumerate(resources)]
         rates["insert_one"].append(run_threads(docs, lambda s, d: raw_coll.insert_one(d), concurrency, lambda: None))
         ids = [d["_id"] for d in docs]
-        rates["find_one"].append(run_threads(ids, lambda s, i: raw_coll.find_one({"_id": i}), concurrency,
+        rates["find_one"].append(run_threads(ids * read_passes, lambda s, i: raw_coll.find_one({"_id": i}),
+                                             concurrency,
                                              lambda: None))
         bodies = [(r["resourceType"], orjson.dumps({k: v for k, v in r.items() if k != "id"})) for r in resources]
         creator = Creator()
@@ -227,7 +231,7 @@ def measure(resources: list[dict[str, Any]], concurrency: int, rounds: int, uri:
         urls = [f"/{rtype}/{rid}" for rtype, rid, _ in created_this_round]
         reading = lambda c, u: request(c, "GET", u)  # noqa: E731 - its latencies are looked up by identity
         hub.settle()
-        rates["http_read"].append(run_threads(urls, reading, concurrency, hub.connection))
+        rates["http_read"].append(run_threads(urls * read_passes, reading, concurrency, hub.connection))
         read_p95.append(1000 * statistics.quantiles(LATENCIES[id(reading)], n=20)[18])
         read_p50.append(1000 * statistics.median(LATENCIES[id(reading)]))
         updates = [(f"/{rtype}/{rid}", body) for rtype, rid, body in created_this_round]
@@ -248,6 +252,7 @@ def measure(resources: list[dict[str, Any]], concurrency: int, rounds: int, uri:
     }
     ratios = {k: statistics.median(v) for k, v in per_round.items()}
     return {"concurrency": concurrency, "rounds": rounds, "resources_per_round": len(resources),
+            "read_passes": read_passes,
             "rates_per_second": {k: round(v, 1) for k, v in medians.items()},
             "all_rounds": {k: [round(x, 1) for x in v] for k, v in rates.items()},
             "ratios": {k: round(v, 3) for k, v in ratios.items()},
@@ -266,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5, help="rounds per figure; the median is kept")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[8],
                         help="client threads (default 8, where issue 21 sets its targets)")
+    parser.add_argument("--read-passes", type=int, default=3,
+                        help="times each read phase goes over the resources (default 3)")
     parser.add_argument("--output", type=Path, default=RESULTS / "rest.json")
     args = parser.parse_args(argv)
 
@@ -281,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
         hub = Hub(uri, Path(tmp) / "hub")
         try:
             for k in args.concurrency:
-                run = measure(resources, k, args.rounds, uri, hub)
+                run = measure(resources, k, args.rounds, uri, hub, read_passes=args.read_passes)
                 result["runs"].append(run)
                 print(f"concurrency {k}: {json.dumps(run['rates_per_second'])} ratios {json.dumps(run['ratios'])} "
                       f"read latency {json.dumps(run['read_latency_ms'])}", flush=True)
