@@ -70,6 +70,21 @@ async def test_a_flush_is_sent_in_small_inserts() -> None:
     assert [len(batch) for batch in log.batches] == [20, 20, 5]
 
 
+async def test_entries_leave_as_soon_as_an_insert_is_full() -> None:
+    """Under steady traffic each insert leaves once full, rather than several at once at the flush's time
+    (a read waits behind one insert at most); what is left goes at the flush's time or at the stop."""
+    log = FakeLog()
+    trail = AuditTrail(log, clock=lambda: 0, flush_ms=60_000)  # type: ignore[arg-type]
+    trail.start()
+    for n in range(0, 45, 3):  # three requests at a time: 21 wait when the first insert is full
+        for k in range(3):
+            trail.submit(Record(n + k))  # type: ignore[arg-type]
+        await asyncio.sleep(0.003)
+    assert [len(batch) for batch in log.batches] == [20, 20]
+    await trail.stop()
+    assert [len(batch) for batch in log.batches] == [20, 20, 5]
+
+
 async def test_a_failed_flush_keeps_what_was_not_stored(caplog: pytest.LogCaptureFixture) -> None:
     log = FakeLog(fail_times=1, partial=2)
     trail = AuditTrail(log, clock=lambda: 0, flush_ms=1000)  # type: ignore[arg-type]
