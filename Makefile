@@ -10,7 +10,7 @@ CONSTRAINTS := constraints.txt
 help:
 	@echo "make run      create .venv, install, start the embedded store and the hub on 127.0.0.1:8080 with demo data"
 	@echo "make test     install test dependencies, lint, type-check, run the whole test suite"
-	@echo "make typecheck  mypy over fhir_hub, adapters, consent and profiles (settings: [tool.mypy] in pyproject.toml)"
+	@echo "make typecheck  mypy over fhir_hub, adapters, consent, profiles and bench (settings: [tool.mypy] in pyproject.toml)"
 	@echo "make bench    REST, search at 100,000 resources, Bundles, ingest, patient matching, Patient/$$match, consent, backfill, validation and Patient/$$summary benchmarks (bench/results/)"
 	@echo "make openapi  regenerate openapi/openapi.json from the app"
 

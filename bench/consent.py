@@ -108,7 +108,7 @@ def consent(rid: str, patient: str, shape: str, rng: random.Random) -> dict[str,
     def klass(rtype: str) -> list[dict[str, str]]:
         return [{"system": TYPES, "code": rtype}]
 
-    provision: dict[str, Any] = {
+    shapes: dict[str, dict[str, Any]] = {
         "permit-all": {"type": "permit"},
         "permit-facility-code": {"type": "permit", "actor": [code_actor]},
         "permit-organization": {"type": "permit", "actor": [org_actor]},
@@ -120,7 +120,8 @@ def consent(rid: str, patient: str, shape: str, rng: random.Random) -> dict[str,
                                                              {"system": ACT, "code": "PSY"}]},
         "opt-out": {"type": "deny"},
         "withdrawn": {"type": "permit"},
-    }[shape]
+    }
+    provision = shapes[shape]
     return {"resourceType": "Consent", "id": rid, "status": "inactive" if shape == "withdrawn" else "active",
             "scope": {"coding": [{"system": "http://terminology.hl7.org/CodeSystem/consentscope",
                                   "code": "patient-privacy"}]},
@@ -325,7 +326,7 @@ async def consented_versions(hub: Hub, world: Population, count: int, seed: int)
     """Stored versions of other facilities' data about residents with consents (the ones consents decide)."""
     rng = random.Random(seed)
     others = [p for p in world.consented if not p.endswith(HOME)]
-    keys = set()
+    keys: set[str] = set()
     while len(keys) < count:
         pid = rng.choice(others)
         keys.add(rng.choice((f"Observation/{pid}-e{rng.randrange(3)}-o0", f"Encounter/{pid}-e{rng.randrange(3)}",

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import base64
 import csv
+import functools
 import io
 import json
 import tempfile
@@ -123,9 +124,9 @@ def main(argv: list[str] | None = None) -> int:
                 source = Source(item["format"], FACILITY)
                 mapping = item["adapter"].map(item["payload"], source, filename=item["file"])
                 records = len(mapping.records)
-                parse_rate = _rate(records, lambda item=item: item["parse"](item["payload"]), args.rounds)
-                map_rate = _rate(records, lambda item=item, source=source: item["adapter"].map(
-                    item["payload"], source, filename=item["file"]), args.rounds)
+                parse_rate = _rate(records, functools.partial(item["parse"], item["payload"]), args.rounds)
+                map_rate = _rate(records, functools.partial(item["adapter"].map, item["payload"], source,
+                                                            filename=item["file"]), args.rounds)
                 started = time.perf_counter()
                 answer = client.post("/$ingest", content=item["payload"], params={"filename": item["file"]},
                                      headers={"Content-Type": item["media"], "Accept": "application/fhir+json"})

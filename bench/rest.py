@@ -69,7 +69,7 @@ def load_resources(limit: int) -> list[dict[str, Any]]:
 LATENCIES: dict[int, list[float]] = {}  # run_threads' last run's latencies (seconds), by id of its work function
 
 
-def run_threads(items: list[Any], work: Callable[[Any, Any], None], concurrency: int,
+def run_threads(items: list[Any], work: Callable[[Any, Any], object], concurrency: int,
                 make_state: Callable[[], Any]) -> float:
     """Operations per second for ``work(state, item)`` over all items, split across threads; each
     operation's latency is kept in ``LATENCIES[id(work)]``."""

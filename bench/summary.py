@@ -174,7 +174,7 @@ async def measure(hub: Hub, record: str, requests: int) -> dict[str, Any]:
             if n >= 2:
                 times[name].append(millis)
             counts[name] = count
-    result = {name: {**summary(samples), "resources": counts[name]} for name, samples in times.items()}
+    result: dict[str, Any] = {name: {**summary(samples), "resources": counts[name]} for name, samples in times.items()}
     result["ratio_p50"] = round(result["summary"]["p50_ms"] / result["searches"]["p50_ms"], 2)
     return result
 
