@@ -24,7 +24,7 @@ from adapters.moh_xml import MohXmlAdapter
 from adapters.moh_xml.generator import generate_file
 from bench import results_header
 from bench.bundles import RESULTS, SYNTHEA
-from bench.validation import _best_times, _figures
+from bench.validation import best_times, figures
 from fhir_hub.fhir.registry import model_class
 from fhir_hub.fhir.validation import check_structure
 from profiles.validation import validate, write_errors
@@ -60,20 +60,20 @@ def measure(resources: list[dict[str, Any]], rounds: int) -> dict[str, Any]:
         if write_errors(resource):
             raise SystemExit(f"a claimed resource breaks its profile: {write_errors(resource)[:2]}")
     city = {p.type: p for p in (profile_for_type(r["resourceType"]) for r in resources) if p is not None}
-    model = _best_times(resources, lambda r: model_class(r["resourceType"]).model_validate(r), rounds)
-    structure = _best_times(resources, check_structure, rounds)
+    model = best_times(resources, lambda r: model_class(r["resourceType"]).model_validate(r), rounds)
+    structure = best_times(resources, check_structure, rounds)
     bare = [_unclaimed(r) for r in resources]
-    base = _best_times(bare, validate, rounds)
-    profile = _best_times(resources, lambda r: check_profile(r, city[r["resourceType"]]), rounds)
+    base = best_times(bare, validate, rounds)
+    profile = best_times(resources, lambda r: check_profile(r, city[r["resourceType"]]), rounds)
     by_type: dict[str, list[float]] = defaultdict(list)
     for resource, spent in zip(resources, profile, strict=True):
         by_type[resource["resourceType"]].append(spent)
     return {
         "resources": len(resources),
-        "r4b_model_validate": _figures(model),
-        "structural_pass": _figures(structure),
-        "base_bindings_and_invariants": _figures(base),
-        "city_profile": _figures(profile),
+        "r4b_model_validate": figures(model),
+        "structural_pass": figures(structure),
+        "base_bindings_and_invariants": figures(base),
+        "city_profile": figures(profile),
         "profile_vs_model": round(statistics.fmean(profile) / statistics.fmean(model), 2),
         "write_validation_us_mean": round(statistics.fmean(structure) + statistics.fmean(base)
                                           + statistics.fmean(profile), 1),

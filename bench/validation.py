@@ -49,7 +49,7 @@ def hl7_examples() -> list[dict[str, Any]]:
     return found
 
 
-def _best_times(resources: list[dict[str, Any]], check: Callable[[dict[str, Any]], Any], rounds: int) -> list[float]:
+def best_times(resources: list[dict[str, Any]], check: Callable[[dict[str, Any]], Any], rounds: int) -> list[float]:
     """Per resource, the best of ``rounds`` timings in microseconds (the machine is shared and noisy)."""
     best = [float("inf")] * len(resources)
     for _ in range(rounds):
@@ -60,7 +60,7 @@ def _best_times(resources: list[dict[str, Any]], check: Callable[[dict[str, Any]
     return best
 
 
-def _figures(times: list[float]) -> dict[str, float]:
+def figures(times: list[float]) -> dict[str, float]:
     mean = statistics.fmean(times)
     return {"us_mean": round(mean, 1), "us_p95": round(sorted(times)[int(0.95 * (len(times) - 1))], 1),
             "per_s": round(1e6 / mean)}
@@ -72,18 +72,18 @@ def measure(resources: list[dict[str, Any]], rounds: int) -> dict[str, Any]:
         if errors:
             raise SystemExit(f"a benchmark resource fails the base checks: {errors[:3]}")
     validate(resources[0])  # definitions loaded and expressions compiled before anything is timed
-    model = _best_times(resources, lambda r: model_class(r["resourceType"]).model_validate(r), rounds)
-    structure = _best_times(resources, check_structure, rounds)
-    base = _best_times(resources, validate, rounds)
+    model = best_times(resources, lambda r: model_class(r["resourceType"]).model_validate(r), rounds)
+    structure = best_times(resources, check_structure, rounds)
+    base = best_times(resources, validate, rounds)
     by_type: dict[str, list[float]] = defaultdict(list)
     for resource, spent in zip(resources, base, strict=True):
         by_type[resource["resourceType"]].append(spent)
     costly = sorted(((t, statistics.fmean(v)) for t, v in by_type.items()), key=lambda tv: -tv[1])[:5]
     return {
         "resources": len(resources), "types": len(by_type),
-        "r4b_model_validate": _figures(model),
-        "structural_pass": _figures(structure),
-        "base_bindings_and_invariants": _figures(base),
+        "r4b_model_validate": figures(model),
+        "structural_pass": figures(structure),
+        "base_bindings_and_invariants": figures(base),
         "base_vs_model": round(statistics.fmean(base) / statistics.fmean(model), 2),
         "write_validation_us_mean": round(statistics.fmean(structure) + statistics.fmean(base), 1),
         "costliest_types_us": {t: round(v, 1) for t, v in costly},
