@@ -7,16 +7,19 @@ nx-27017 once. Each test gets its own database name, so tests never see each oth
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 from fastapi.testclient import TestClient
 
+from fhir_hub import audit as audit_module
 from fhir_hub.auth.dev_tokens import development_token
 from fhir_hub.config import Settings
 from fhir_hub.hub import Hub, running_hub
@@ -160,3 +163,13 @@ def serving(app: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=15)
+
+
+
+@contextlib.contextmanager
+def audit_held(settings: Settings) -> Iterator[Settings]:
+    """Settings whose audit trail writes only when flushed or closed, for tests that compare audit logs
+    while their own requests are audited: a long flush interval, and no insert leaving as it fills (one
+    leaves at 20 entries in service). Apps made from them inside the block keep that."""
+    with mock.patch.object(audit_module, "_CHUNK", 1_000_000):
+        yield dataclasses.replace(settings, audit_flush_ms=600_000)

@@ -4,7 +4,6 @@ the glass reviews them; an emergency without a reason is refused and audited all
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,7 +17,7 @@ from fhir_hub.main import create_app
 from fhir_hub.services.pages import encode_page
 from fhir_hub.store.audit_log import unpacked
 from fhir_hub.store.schema import AUDIT
-from tests.conftest import as_, assert_outcome
+from tests.conftest import as_, assert_outcome, audit_held
 
 FHIR = {"Content-Type": "application/fhir+json"}
 FLAG = {"system": "https://fhir.hub.hcmc.vn/CodeSystem/audit-flag", "code": "emergency-access"}
@@ -48,8 +47,7 @@ def _clinician(settings: Settings, facility: str, reason: str | None = REASON, *
 def app_client(settings: Settings) -> Iterator[TestClient]:
     """The trail written only when a test flushes it: reading an access log is audited too, and an entry
     written between two pages would shift what the pages compare."""
-    held = dataclasses.replace(settings, audit_flush_ms=600_000)
-    with TestClient(create_app(held), raise_server_exceptions=False) as client:
+    with audit_held(settings) as held, TestClient(create_app(held), raise_server_exceptions=False) as client:
         yield client
 
 

@@ -30,7 +30,7 @@ from fhir_hub.main import create_app
 from fhir_hub.priority.record import refresh
 from fhir_hub.queue.worker import Worker
 from fhir_hub.services.pages import decode_page
-from tests.conftest import as_
+from tests.conftest import as_, audit_held
 from tests.read_paths import person_paths
 from tests.read_paths.person_paths import PERSON_PATHS, PersonWorld, person_world
 
@@ -108,9 +108,9 @@ def _audit_event_of(client: TestClient, headers: dict[str, str], patient: str) -
     raise AssertionError("the audit trail wrote nothing")
 
 
-def _settings(mongodb_uri: str, data_dir: Any, db_name: str, *, flush_ms: int) -> Settings:
+def _settings(mongodb_uri: str, data_dir: Any, db_name: str) -> Settings:
     return Settings(mongodb_uri=mongodb_uri, db_name=db_name, data_dir=data_dir, validation_processes=0,
-                    ingest_processes=0, audit_flush_ms=flush_ms)
+                    ingest_processes=0)
 
 
 @dataclass
@@ -175,7 +175,7 @@ def seeded_world(mongodb_uri: str, data_dir: Any, kind: str, role: str) -> Itera
     open app and a hiding one whose audit trails hold their entries until they close: the tests' own reads
     must not change the AuditEvents they compare."""
     db_name = f"test_readpaths_{uuid.uuid4().hex[:10]}"
-    writer_settings = _settings(mongodb_uri, data_dir, db_name, flush_ms=50)
+    writer_settings = _settings(mongodb_uri, data_dir, db_name)
     system = as_(writer_settings)
     with TestClient(create_app(writer_settings), raise_server_exceptions=False) as seeder:
         ids = _seed(seeder, system)
@@ -185,13 +185,13 @@ def seeded_world(mongodb_uri: str, data_dir: Any, kind: str, role: str) -> Itera
         glass = {**as_(writer_settings, "clinician", facility=EMERGENCY_FACILITY, purpose="ETREAT"),
                  "X-Emergency-Reason": "unconscious, allergies needed"}
         assert seeder.get("/Observation/obs-v1", headers=glass).status_code == 200
-    held = _settings(mongodb_uri, data_dir, db_name, flush_ms=600_000)
-    tokens = {"system": system, "operator": as_(held, facility=None),
-              "facility": as_(held, facility=EMERGENCY_FACILITY)}
+    tokens = {"system": system, "operator": as_(writer_settings, facility=None),
+              "facility": as_(writer_settings, facility=EMERGENCY_FACILITY)}
     # the audit trail beyond a resident's own entries is the operator's to read (a facility's tokens read none)
     hospital = tokens["operator"] if HIDDEN[kind].rtype == "AuditEvent" else system
-    headers = hospital if role == "system" else as_(held, "resident", patient="pat-p")
-    with TestClient(create_app(held), raise_server_exceptions=False, headers=headers) as open_, \
+    headers = hospital if role == "system" else as_(writer_settings, "resident", patient="pat-p")
+    with audit_held(writer_settings) as held, \
+            TestClient(create_app(held), raise_server_exceptions=False, headers=headers) as open_, \
             TestClient(create_app(held), raise_server_exceptions=False, headers=headers) as hidden:
         key = f"{HIDDEN[kind].rtype}/{HIDDEN[kind].pick(open_, tokens[HIDDEN[kind].picker])}"
         hidden.app.state.hub.access = withholding(hidden.app.state.hub.access, key)
