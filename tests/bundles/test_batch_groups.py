@@ -20,6 +20,7 @@ from pymongo.errors import OperationFailure
 
 from fhir_hub.bundles import processor
 from fhir_hub.config import Settings
+from fhir_hub.store.audit_log import unpacked
 from fhir_hub.store.mongo import MongoStore
 from fhir_hub.store.schema import AUDIT
 from tests.bundles.helpers import FHIR, diagnostics, dump, statuses
@@ -171,7 +172,8 @@ def test_a_group_that_fails_to_commit_runs_again_one_entry_at_a_time(client: Tes
     assert sum(1 for r in after["resources"] if r["_id"].startswith("Patient/master-")) == 2
     client.portal.call(client.app.state.hub.audit.flush)
     with MongoClient(settings.mongodb_uri) as mongo:
-        posts = list(mongo[settings.db_name][AUDIT].find({"req.method": "POST"}))
+        entries = [unpacked(doc) for doc in mongo[settings.db_name][AUDIT].find({})]
+    posts = [entry for entry in entries if entry["req"]["method"] == "POST"]
     touched = {key for entry in posts for key in entry["r"]}
     assert touched == {_located(answer, 0), _located(answer, 2)}  # not the ids of the rolled-back attempt
 
