@@ -100,7 +100,8 @@ class SearchIndexEntry(me.DynamicDocument):
 
 
 class AuditEntry(me.Document):
-    """One audit entry (served as an AuditEvent); see store/audit_log.py for why it is not a stored resource."""
+    """One audit entry (served as an AuditEvent); see store/audit_log.py for why it is not a stored resource.
+    Stored packed (``audit_log.packed``): the fields its queries use are fields, the rest is ``d``."""
 
     meta = {"collection": AUDIT, "db_alias": ALIAS, "auto_create_index": False, "strict": False,
             "indexes": ["p", "ts", {"fields": ["e"], "sparse": True}, {"fields": ["ef"], "sparse": True}]}
@@ -108,17 +109,16 @@ class AuditEntry(me.Document):
     id = me.StringField(primary_key=True)  # the AuditEvent id
     ts = me.LongField(required=True)  # recorded, microseconds since the epoch
     p = me.StringField()  # the Patient id the event concerns, if any (one entry per patient)
-    ps = me.ListField(me.StringField())  # the administrator's entry of a request: every patient it touched
-    i = me.StringField(required=True)  # the FHIR interaction
-    o = me.IntField(required=True)  # the HTTP status the client got
-    who = me.DictField(required=True)  # subject, role, facility, fhirUser, purpose, emergency reason, address
     # emergency access (purpose ETREAT, ``fhir_hub/audit.py``), on every entry of such a request: 1, else absent;
     # rare, so sparse indexes (a resident's emergency entries first, a facility's review of them)
     e = me.IntField()
     ef = me.StringField()  # on the request's entry of an emergency: the facility it is flagged to ("": none)
-    req = me.DictField(required=True)  # method, path; query only in the administrator's entry (no ``p``)
-    r = me.ListField(me.StringField())  # resources handed out or written (first 50)
-    more = me.IntField()  # how many more were not listed
+    # the rest, as JSON: ``i`` the FHIR interaction, ``o`` the HTTP status the client got, ``who`` (subject,
+    # role, facility, fhirUser, purpose, emergency reason, address), ``req`` (method, path; query only in the
+    # administrator's entry, the one without ``p``), ``r`` the resources handed out or written (first 50),
+    # ``more`` how many more were not listed, ``ps`` the administrator's entry's every patient. An entry
+    # written before packing has those as fields of their own (read as they are).
+    d = me.StringField()
 
 
 class ArchivedPayload(me.Document):
