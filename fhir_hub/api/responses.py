@@ -42,7 +42,9 @@ def stored_warnings(version: StoredVersion) -> list[Issue]:
     """What a write stored but the client should hear: a claimed city profile enforced ``warn`` broken.
     Computed from the stored JSON when the answer is built (the write path keeps no issues), and only where
     an answer carries an outcome: a ``return=OperationOutcome`` write, a batch or transaction entry."""
-    return accepted_with_warnings(loads(version.json)) if version.json and not version.deleted else []
+    if not version.json or version.deleted or b'"profile"' not in version.json:
+        return []  # claims no profile (``meta.profile``): nothing to parse again (a transaction's every entry)
+    return accepted_with_warnings(loads(version.json))
 
 
 def write_response(ctx: FhirContext, written: Written) -> Response:
