@@ -151,21 +151,30 @@ class Linker:
                 if tx is not None:
                     notes = tx.notes.setdefault(_NOTES, _TxLinks())
                     notes.records[key] = (record, root)
-                if (plan.root is None and tx is None and existing is None and not plan.adopt and not plan.moves
+                if (plan.root is None and existing is None and not plan.adopt and not plan.moves
                         and result.version.json is not None):
-                    await self._new_master(plan.master, result.version)
+                    await self._new_master(plan.master, result.version, tx)
                 else:
                     await self._rebuild_later({root, *plan.touched, *([existing[0]] if existing else [])}, tx)
         return result
 
-    async def _new_master(self, master: str, source: StoredVersion) -> None:
-        """A new person's master, from the one record just stored (no read needed: it has no other)."""
+    async def _new_master(self, master: str, source: StoredVersion, tx: Transaction | None = None) -> None:
+        """A new person's master, from the one record just stored (no read needed: it has no other).
+
+        Within a transaction, it is one more write of the transaction, stored at its commit or not at all:
+        nobody knows the new person before the commit, so nothing is claimed, and no rebuild after the
+        commit is needed (it read the record back, claims included: ~22 ms of a 250-entry Synthea Bundle's
+        ~315). Another record of the same person later in the transaction links to this master, and has it
+        rebuilt from both once committed (``_rebuild_later``)."""
         from fhir_hub.errors import Conflict
         from fhir_hub.store.writer import Create
 
         assert source.json is not None
         rid = master.removeprefix("Patient/")
         golden = golden_record(rid, [SourceRecord(source.key, loads(source.json), source.ts)])
+        if tx is not None:
+            await self.writer.commit_unmatched(Create("Patient", golden, rid=rid), caller=MATCHER, tx=tx)
+            return
         try:
             await self.writer.commit_unmatched(Create("Patient", golden, rid=rid), caller=MATCHER)
         except Conflict:  # an operator's merge reached this person first: rebuild from what is stored
