@@ -14,6 +14,7 @@ from fhir_hub.errors import UnprocessableResource
 from fhir_hub.fhir.jsonio import loads
 from fhir_hub.hub import Hub
 from fhir_hub.linking.elements import Decision, is_master, master_of
+from fhir_hub.linking.linker import Linker
 from fhir_hub.store.writer import Create, Delete, Update
 from tests.linking.callers import operator
 
@@ -123,6 +124,34 @@ def test_two_records_of_one_person_in_one_transaction_share_a_master(client: Any
     assert len(refers) == 1
     golden = client.get(f"/{refers.pop()}", headers=operator(settings)).json()
     assert sorted(link["other"]["reference"] for link in golden["link"]) == sorted(f"Patient/{i}" for i in ids)
+
+
+def test_a_new_persons_master_is_written_with_the_transaction(client: Any, settings: Settings,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A transaction with one new person's record and two records of another: the first master is one more
+    write of the transaction (nothing to rebuild after the commit), the second is rebuilt from both records
+    once committed; each golden record lists its records."""
+    rebuilt: list[str] = []
+    real = Linker.rebuild
+
+    async def counted(self: Linker, master: str, **kwargs: Any) -> None:
+        rebuilt.append(master)
+        await real(self, master, **kwargs)
+
+    monkeypatch.setattr(Linker, "rebuild", counted)
+    alone = person("Võ", ["Thị", "Sáu"], "1933-02-01", cccd="079033001111")
+    pair = person("Lê", ["Văn", "Tám"], "1950-08-08", gender="male", cccd="079050002222")
+    entries = [{"fullUrl": f"urn:uuid:{n}", "request": {"method": "POST", "url": "Patient"}, "resource": body}
+               for n, body in enumerate((alone, pair, pair))]
+    answer = client.post("/", json={"resourceType": "Bundle", "type": "transaction", "entry": entries})
+    assert answer.status_code == 200, answer.text
+    ids = [e["response"]["location"].split("Patient/")[1].split("/")[0] for e in answer.json()["entry"]]
+    masters = [client.get(f"/Patient/{pid}").json()["link"][-1]["other"]["reference"] for pid in ids]
+    assert masters[1] == masters[2] != masters[0]
+    assert rebuilt == [masters[1]]  # the pair's master only
+    for master, records in ((masters[0], ids[:1]), (masters[1], ids[1:])):
+        golden = client.get(f"/{master}", headers=operator(settings)).json()
+        assert sorted(link["other"]["reference"] for link in golden["link"]) == sorted(f"Patient/{i}" for i in records)
 
 
 async def test_a_record_that_proves_two_persons_one_merges_their_masters(hub: Hub) -> None:
