@@ -116,5 +116,5 @@ def packed(entry: dict[str, Any]) -> dict[str, Any]:
 
 def unpacked(doc: dict[str, Any]) -> dict[str, Any]:
     """The entry as written (an entry stored before entries were packed is returned as it is)."""
-    rest = doc.pop("d", None)
-    return {**doc, **orjson.loads(rest)} if rest is not None else doc
+    rest = doc.get("d")
+    return {**{k: v for k, v in doc.items() if k != "d"}, **orjson.loads(rest)} if rest is not None else doc
