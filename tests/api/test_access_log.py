@@ -72,8 +72,14 @@ def _facility(event: dict[str, Any]) -> str | None:
 
 
 def _stored(client: TestClient) -> list[dict[str, Any]]:
+    """The audit entries as the log gives them back."""
+    return [unpacked(doc) for doc in _stored_raw(client)]
+
+
+def _stored_raw(client: TestClient) -> list[dict[str, Any]]:
+    """The audit entries' documents as stored."""
     async def entries() -> list[dict[str, Any]]:
-        return [unpacked(doc) async for doc in client.app.state.hub.store.db[AUDIT].find({})]  # type: ignore[attr-defined]
+        return [doc async for doc in client.app.state.hub.store.db[AUDIT].find({})]  # type: ignore[attr-defined]
 
     return client.portal.call(entries)  # type: ignore[no-any-return]
 
@@ -211,10 +217,7 @@ def test_entries_are_stored_packed_and_entries_stored_before_still_read(app_clie
     assert app_client.get(f"/Observation/{obs}", headers=as_(settings, facility="79002")).status_code == 200
     _flush(app_client)
 
-    async def raw() -> list[dict[str, Any]]:
-        return [doc async for doc in app_client.app.state.hub.store.db[AUDIT].find({})]  # type: ignore[attr-defined]
-
-    stored = app_client.portal.call(raw)
+    stored = _stored_raw(app_client)
     assert stored and all(set(doc) <= {"_id", "ts", "p", "e", "ef", "d"} for doc in stored)
     written = unpacked(next(doc for doc in stored if doc.get("p") == "pa"))
     old = {**written, "_id": "written-unpacked", "ts": written["ts"] + 1}
