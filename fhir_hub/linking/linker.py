@@ -172,12 +172,11 @@ class Linker:
         assert source.json is not None
         rid = master.removeprefix("Patient/")
         golden = golden_record(rid, [SourceRecord(source.key, loads(source.json), source.ts)])
-        if tx is not None:
-            await self.writer.commit_unmatched(Create("Patient", golden, rid=rid), caller=MATCHER, tx=tx)
-            return
         try:
-            await self.writer.commit_unmatched(Create("Patient", golden, rid=rid), caller=MATCHER)
+            await self.writer.commit_unmatched(Create("Patient", golden, rid=rid), caller=MATCHER, tx=tx)
         except Conflict:  # an operator's merge reached this person first: rebuild from what is stored
+            if tx is not None:
+                raise  # not expected: nobody knows the person before the commit; it fails the transaction
             await self.rebuild(master)
 
     async def _adopt(self, version: StoredVersion, comparison: Comparison, root: str, key: str,
