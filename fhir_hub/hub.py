@@ -40,6 +40,7 @@ from fhir_hub.store.derivers import DERIVERS, Deriver
 from fhir_hub.store.embedded import EmbeddedStore
 from fhir_hub.store.mongo import MongoStore, detect_capabilities
 from fhir_hub.store.schema import ensure_schema
+from fhir_hub.store.store_lock import StoreLock
 from fhir_hub.store.writer import Writer
 
 log = logging.getLogger(__name__)
@@ -147,14 +148,19 @@ async def running_hub(
         uri = await asyncio.to_thread(embedded.start)
     client: AsyncMongoClient | None = None
     audit: AuditTrail | None = None
+    lock: StoreLock | None = None
     validation = ValidationAhead(settings.validation_processes)  # workers start with the first large Bundle
     ingest_workers = MappingWorkers(settings.ingest_processes)  # started with the first $ingest payload
     try:
         await asyncio.to_thread(ensure_schema, uri, settings.db_name)
         client = AsyncMongoClient(uri, appname="fhir-hub", serverSelectionTimeoutMS=10_000)
         capabilities = await detect_capabilities(client)
+        lock = StoreLock.for_server(uri, settings.db_name) if capabilities.engine == "nx-27017" else None
+        if capabilities.engine == "nx-27017" and lock is None:
+            log.warning("nx-27017 on another machine: its transactions are not isolated from the writes of hub "
+                        "processes on other machines (use MongoDB, or run every hub process beside the store)")
         store = MongoStore(client, settings.db_name, capabilities, derivers,
-                           claim_stale_seconds=settings.claim_stale_seconds)
+                           claim_stale_seconds=settings.claim_stale_seconds, lock=lock)
         repaired = await store.reconcile_pending()
         if repaired:
             log.warning("finished %d write(s) left incomplete by an earlier stop", repaired)
@@ -178,6 +184,8 @@ async def running_hub(
             await audit.stop()
         if client is not None:
             await client.close()
+        if lock is not None:
+            lock.close()
         if embedded is not None:
             await asyncio.to_thread(embedded.stop)
 

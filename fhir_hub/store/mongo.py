@@ -75,6 +75,7 @@ from fhir_hub.store.schema import (
     RESOURCES,
     SEARCH_INDEX,
 )
+from fhir_hub.store.store_lock import StoreLock
 from fhir_hub.store.transaction import CHUNK_STEPS, Transaction, WriteGate
 from fhir_hub.store.used_assertions import UsedAssertions
 
@@ -123,7 +124,8 @@ _SPLIT_RESOURCES = 32  # up to this many resources, a range is asked resource by
 
 class MongoStore:
     def __init__(self, client: AsyncMongoClient, db_name: str, capabilities: StoreCapabilities,
-                 derivers: tuple[Deriver, ...], *, claim_stale_seconds: float = STALE_SECONDS) -> None:
+                 derivers: tuple[Deriver, ...], *, claim_stale_seconds: float = STALE_SECONDS,
+                 lock: StoreLock | None = None) -> None:
         self.client = client
         self.db = client[db_name]
         self.capabilities = capabilities
@@ -139,7 +141,8 @@ class MongoStore:
         self._collections.update((d.collection, self.db[d.collection]) for d in derivers
                                  if d.collection not in self._collections)
         # Open on MongoDB; on nx-27017 a transaction must not share the server with any other write.
-        self.gate = WriteGate(enabled=capabilities.transactions and not capabilities.isolated_transactions)
+        # ``lock``: the other hub processes' writes kept out of a transaction too (nx-27017, ``store_lock.py``)
+        self.gate = WriteGate(enabled=capabilities.transactions and not capabilities.isolated_transactions, lock=lock)
         self.audit_log = AuditLog(self.db, self.gate)
         self.claims = Claims(self.db, self.gate, stale_seconds=claim_stale_seconds)
         self.link_decisions = LinkDecisions(self.db, self.gate)

@@ -13,7 +13,8 @@ first request to the commit.
 nx-27017 runs a transaction on the single SQLite connection all its clients share: a write from another
 request while the transaction is open becomes part of it, and an abort discards that write too (measured,
 see ``tests/store/test_server_differences.py``). On such a server the ``WriteGate`` makes a transaction
-exclusive: every other write waits for it, and it waits for writes under way. On MongoDB the gate is open.
+exclusive: every other write waits for it, and it waits for writes under way; with a ``StoreLock``
+(``store_lock.py``), the writes of the other hub processes on this machine too. On MongoDB the gate is open.
 
 On a server without transactions (a standalone mongod), the changes are written one by one as they come
 and, on failure, undone in reverse order (``MongoStore.undo``): nothing of the group remains afterwards,
@@ -34,21 +35,27 @@ from fhir_hub.store.records import VersionChange
 
 if TYPE_CHECKING:
     from fhir_hub.store.own_writes import OwnIndex
+    from fhir_hub.store.store_lock import StoreLock
 
 CHUNK_STEPS = 128  # the least a large transaction sends at once (~20 resources with their index documents);
 # more when the previous request is still under way: a request leaves as soon as the server is idle
 
 
 class WriteGate:
-    """Shared for single writes, exclusive for a transaction; writers waiting for exclusivity go first."""
+    """Shared for single writes, exclusive for a transaction; writers waiting for exclusivity go first.
+    ``lock``: the same, across the processes of this machine (``store_lock.py``), held shared while any
+    of this process's holders is inside and exclusively with its transaction."""
 
-    def __init__(self, enabled: bool) -> None:
+    def __init__(self, enabled: bool, lock: StoreLock | None = None) -> None:
         self.enabled = enabled
+        self.lock = lock if enabled else None
         self._holders: set[asyncio.Task[Any] | None] = set()
         self._exclusive = False
         self._waiting = 0
         self._owner: asyncio.Task[Any] | None = None
         self._changed = asyncio.Condition()
+        self._lock_shared = 0  # holders inside the process-wide shared lock
+        self._lock_taking = asyncio.Lock()  # one task at a time asks the process-wide lock for the others
 
     @asynccontextmanager
     async def shared(self) -> AsyncIterator[None]:
@@ -60,11 +67,30 @@ class WriteGate:
             await self._changed.wait_for(lambda: not self._exclusive and not self._waiting)
             self._holders.add(task)
         try:
-            yield
+            await self._enter_shared_lock()
+            try:
+                yield
+            finally:
+                self._leave_shared_lock()
         finally:
             async with self._changed:
                 self._holders.discard(task)
                 self._changed.notify_all()
+
+    async def _enter_shared_lock(self) -> None:
+        if self.lock is None:
+            return
+        async with self._lock_taking:
+            if self._lock_shared == 0:
+                await self.lock.acquire(exclusive=False)
+            self._lock_shared += 1
+
+    def _leave_shared_lock(self) -> None:
+        if self.lock is None:
+            return
+        self._lock_shared -= 1
+        if self._lock_shared == 0:
+            self.lock.release()
 
     @asynccontextmanager
     async def exclusive(self) -> AsyncIterator[None]:
@@ -80,7 +106,13 @@ class WriteGate:
             self._exclusive = True
             self._owner = asyncio.current_task()
         try:
-            yield
+            if self.lock is not None:  # no holder here: this process holds no shared lock
+                await self.lock.acquire(exclusive=True)
+            try:
+                yield
+            finally:
+                if self.lock is not None:
+                    self.lock.release()
         finally:
             async with self._changed:
                 self._exclusive = False

@@ -1,0 +1,66 @@
+"""A shared/exclusive lock on one nx-27017 database, across the hub's processes on this machine.
+
+Why: nx-27017 runs every client of a database on one SQLite connection, so a server transaction is not
+isolated from other clients. Measured against nx-27017 0.8 with two clients (``tests/store/test_store_lock.py``):
+a write another client makes while a transaction is open joins that transaction, and is gone, although
+acknowledged, if the transaction aborts; a second client's transaction "committed" meanwhile is gone too.
+The write gate (``transaction.py``) keeps a committing transaction exclusive against the other writes of
+its own process; ``make run`` starts the hub and a queue worker as two processes on the embedded store,
+and a worker rolls a group of records back whenever one of them is refused, so without this lock a
+record the hub had acknowledged a moment earlier (a queued job, a client's create) could vanish.
+
+The lock is an advisory ``flock`` on a file named after the server's address and the database, which every
+process connecting to that local server computes alike. A process holds it shared while any of its writes
+is under way and exclusively from its transaction's first request to its commit or abort, exactly when its
+write gate does (the gate takes and gives it back). It is waited for by polling a non-blocking attempt, so
+waiting never blocks the event loop. MongoDB isolates transactions itself: no lock there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+import re
+import tempfile
+from pathlib import Path
+
+from pymongo.uri_parser import parse_uri
+
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+_MAX_POLL_S = 0.005
+
+
+class StoreLock:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+
+    @classmethod
+    def for_server(cls, uri: str, db_name: str, directory: Path | None = None) -> StoreLock | None:
+        """The lock of ``db_name`` on the nx-27017 server at ``uri``; None when the server is not on this
+        machine (the lock could not reach the other machines' processes: nx-27017 is a development store)."""
+        nodes = parse_uri(uri)["nodelist"]
+        if len(nodes) != 1 or nodes[0][0] not in _LOOPBACK:
+            return None
+        host, port = nodes[0]
+        name = re.sub(r"[^A-Za-z0-9_.-]", "_", f"nx-{host}-{port}-{db_name}")
+        return cls((directory or Path(tempfile.gettempdir()) / "fhir-hub-store-locks") / f"{name}.lock")
+
+    async def acquire(self, *, exclusive: bool) -> None:
+        mode = (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB
+        delay = 0.0002
+        while True:
+            try:
+                fcntl.flock(self._fd, mode)
+                return
+            except BlockingIOError:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, _MAX_POLL_S)
+
+    def release(self) -> None:
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        os.close(self._fd)
