@@ -9,8 +9,9 @@ its own process; ``make run`` starts the hub and a queue worker as two processes
 and a worker rolls a group of records back whenever one of them is refused, so without this lock a
 record the hub had acknowledged a moment earlier (a queued job, a client's create) could vanish.
 
-The lock is an advisory ``flock`` on a file named after the server's address and the database, which every
-process connecting to that local server computes alike. A process holds it shared while any of its writes
+The lock is an advisory ``flock`` on a file named after the server's address and the database (in a
+directory of the user's under the system's temporary directory), which every process connecting to that
+local server computes alike. A process holds it shared while any of its writes
 is under way and exclusively from its transaction's first request to its commit or abort, exactly when its
 write gate does (the gate takes and gives it back). It is waited for by polling a non-blocking attempt, so
 waiting never blocks the event loop. MongoDB isolates transactions itself: no lock there.
@@ -46,7 +47,9 @@ class StoreLock:
             return None
         host, port = nodes[0]
         name = re.sub(r"[^A-Za-z0-9_.-]", "_", f"nx-{host}-{port}-{db_name}")
-        return cls((directory or Path(tempfile.gettempdir()) / "fhir-hub-store-locks") / f"{name}.lock")
+        # one directory per user: another user's would not be writable (a store is one user's in development)
+        default = Path(tempfile.gettempdir()) / f"fhir-hub-store-locks-{os.getuid()}"
+        return cls((directory or default) / f"{name}.lock")
 
     async def acquire(self, *, exclusive: bool) -> None:
         mode = (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB
