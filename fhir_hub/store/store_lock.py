@@ -33,10 +33,16 @@ _MAX_POLL_S = 0.005
 
 
 class StoreLock:
+    """Two files: the lock itself, and its turn. A process waiting to hold the lock exclusively takes the turn
+    first, and every new shared holder waits while another process has it (``turn``): without it a hub
+    under a steady stream of writes, whose shared holders overlap, never let go of the lock, and a queue
+    worker's transaction waited for good."""
+
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        self._turn = os.open(path.with_name(path.name + ".turn"), os.O_RDWR | os.O_CREAT, 0o600)
 
     @classmethod
     def for_server(cls, uri: str, db_name: str, directory: Path | None = None) -> StoreLock | None:
@@ -51,19 +57,41 @@ class StoreLock:
         default = Path(tempfile.gettempdir()) / f"fhir-hub-store-locks-{os.getuid()}"
         return cls((directory or default) / f"{name}.lock")
 
-    async def acquire(self, *, exclusive: bool) -> None:
-        mode = (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | fcntl.LOCK_NB
-        delay = 0.0002
-        while True:
-            try:
-                fcntl.flock(self._fd, mode)
-                return
-            except BlockingIOError:
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, _MAX_POLL_S)
+    async def turn(self) -> None:
+        """Until no other process waits for the lock exclusively, or holds it so."""
+        await _take(self._turn, fcntl.LOCK_SH)
+        fcntl.flock(self._turn, fcntl.LOCK_UN)
 
-    def release(self) -> None:
+    async def acquire_shared(self) -> None:
+        await _take(self._fd, fcntl.LOCK_SH)
+
+    async def acquire_exclusive(self) -> None:
+        await _take(self._turn, fcntl.LOCK_EX)
+        try:
+            await _take(self._fd, fcntl.LOCK_EX)
+        except BaseException:
+            fcntl.flock(self._turn, fcntl.LOCK_UN)
+            raise
+
+    def release_shared(self) -> None:
         fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def release_exclusive(self) -> None:
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        fcntl.flock(self._turn, fcntl.LOCK_UN)
 
     def close(self) -> None:
         os.close(self._fd)
+        os.close(self._turn)
+
+
+async def _take(fd: int, mode: int) -> None:
+    """``flock`` without blocking the event loop: non-blocking attempts, further apart while they fail."""
+    delay = 0.0002
+    while True:
+        try:
+            fcntl.flock(fd, mode | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, _MAX_POLL_S)

@@ -80,9 +80,10 @@ class WriteGate:
     async def _enter_shared_lock(self) -> None:
         if self.lock is None:
             return
+        await self.lock.turn()  # another process's transaction waiting goes first, as one of this process's does
         async with self._lock_taking:
             if self._lock_shared == 0:
-                await self.lock.acquire(exclusive=False)
+                await self.lock.acquire_shared()
             self._lock_shared += 1
 
     def _leave_shared_lock(self) -> None:
@@ -90,7 +91,7 @@ class WriteGate:
             return
         self._lock_shared -= 1
         if self._lock_shared == 0:
-            self.lock.release()
+            self.lock.release_shared()
 
     @asynccontextmanager
     async def exclusive(self) -> AsyncIterator[None]:
@@ -107,12 +108,12 @@ class WriteGate:
             self._owner = asyncio.current_task()
         try:
             if self.lock is not None:  # no holder here: this process holds no shared lock
-                await self.lock.acquire(exclusive=True)
+                await self.lock.acquire_exclusive()
             try:
                 yield
             finally:
                 if self.lock is not None:
-                    self.lock.release()
+                    self.lock.release_exclusive()
         finally:
             async with self._changed:
                 self._exclusive = False

@@ -28,6 +28,7 @@ from fhir_hub.hub import Hub, running_hub
 from fhir_hub.services.session import Session
 from fhir_hub.store.schema import RESOURCES
 from fhir_hub.store.store_lock import StoreLock
+from fhir_hub.store.transaction import WriteGate
 from fhir_hub.store.writer import Create
 
 HUB = Caller.hub("test")
@@ -39,23 +40,52 @@ ROUNDS = 12
 async def test_the_lock_is_shared_by_writes_and_exclusive_for_a_transaction(tmp_path: Path) -> None:
     one, other = StoreLock(tmp_path / "db.lock"), StoreLock(tmp_path / "db.lock")  # two processes' views
     try:
-        await one.acquire(exclusive=False)
-        await asyncio.wait_for(other.acquire(exclusive=False), 1)  # two writers at once
-        other.release()
-        waiting = asyncio.ensure_future(other.acquire(exclusive=True))
+        await one.acquire_shared()
+        await asyncio.wait_for(other.acquire_shared(), 1)  # two writers at once
+        other.release_shared()
+        waiting = asyncio.ensure_future(other.acquire_exclusive())
         await asyncio.sleep(0.05)
         assert not waiting.done()  # a transaction waits for the write under way
-        one.release()
+        one.release_shared()
         await asyncio.wait_for(waiting, 1)
-        blocked = asyncio.ensure_future(one.acquire(exclusive=False))
+        blocked = asyncio.ensure_future(one.acquire_shared())
         await asyncio.sleep(0.05)
         assert not blocked.done()  # and a write waits for the transaction
-        other.release()
+        other.release_exclusive()
         await asyncio.wait_for(blocked, 1)
-        one.release()
+        one.release_shared()
     finally:
         one.close()
         other.close()
+
+
+@pytest.mark.anyio
+async def test_a_transaction_waits_for_the_writes_under_way_not_for_every_write_after_them(tmp_path: Path) -> None:
+    """A hub whose writes overlap without pause must still let another process's transaction in."""
+    hub, worker = WriteGate(True, StoreLock(tmp_path / "db.lock")), WriteGate(True, StoreLock(tmp_path / "db.lock"))
+    stop = asyncio.Event()
+
+    async def write(n: int) -> None:  # one of the hub's requests, again and again, overlapping the next
+        await asyncio.sleep(0.005 * n)
+        while not stop.is_set():
+            async with hub.shared():
+                await asyncio.sleep(0.02)
+
+    writers = [asyncio.ensure_future(write(n)) for n in range(4)]
+    try:
+        await asyncio.sleep(0.1)
+
+        async def transaction() -> None:
+            async with worker.exclusive():
+                pass
+
+        await asyncio.wait_for(transaction(), 2)
+    finally:
+        stop.set()
+        await asyncio.gather(*writers)
+        for gate in (hub, worker):
+            assert gate.lock is not None
+            gate.lock.close()
 
 
 def test_the_lock_is_for_a_server_on_this_machine(tmp_path: Path) -> None:
