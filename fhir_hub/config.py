@@ -107,6 +107,10 @@ class Settings:
     # how old a conditional or matching claim must be before another process takes it over (its holder
     # died: a killed worker's claims block those records' writes this long); longer than any request
     claim_stale_seconds: int = 120
+    # where the hub's processes on an embedded (local) nx-27017 keep the lock files that keep one process's
+    # writes out of another's transaction (store/store_lock.py); every process of one store must agree.
+    # None: a directory of the user's under the system's temporary directory
+    store_lock_dir: Path | None = None
     # The zone dates and times without one are read in, in stored resources and in search values (an IANA
     # name; fhir/instant.py). Changing it makes the next start recompute the search index.
     time_zone: str = DEFAULT_TIME_ZONE

@@ -155,7 +155,8 @@ async def running_hub(
         await asyncio.to_thread(ensure_schema, uri, settings.db_name)
         client = AsyncMongoClient(uri, appname="fhir-hub", serverSelectionTimeoutMS=10_000)
         capabilities = await detect_capabilities(client)
-        lock = StoreLock.for_server(uri, settings.db_name) if capabilities.engine == "nx-27017" else None
+        lock = (StoreLock.for_server(uri, settings.db_name, settings.store_lock_dir)
+                if capabilities.engine == "nx-27017" else None)
         if capabilities.engine == "nx-27017" and lock is None:
             log.warning("nx-27017 on another machine: its transactions are not isolated from the writes of hub "
                         "processes on other machines (use MongoDB, or run every hub process beside the store)")

@@ -30,6 +30,15 @@ FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
 _db_counter = itertools.count()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def store_lock_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The lock files of every test database (two per database, ``store/store_lock.py``) in the session's
+    temporary directory rather than the user's; in the environment too, for the hub processes tests start."""
+    directory = tmp_path_factory.mktemp("store-locks")
+    with mock.patch.dict(os.environ, {"FHIR_HUB_STORE_LOCK_DIR": str(directory)}):
+        yield directory
+
+
 @pytest.fixture(scope="session")
 def mongodb_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     configured = os.environ.get("FHIR_HUB_MONGODB_URI")
@@ -47,7 +56,7 @@ def settings(mongodb_uri: str, tmp_path: Path) -> Settings:
     in a thread for the same reason; tests/ingest/test_event_loop.py runs them in the worker process."""
     db_name = f"test_{os.getpid()}_{next(_db_counter)}_{uuid.uuid4().hex[:6]}"
     return Settings(mongodb_uri=mongodb_uri, db_name=db_name, data_dir=tmp_path / "var", validation_processes=0,
-                    ingest_processes=0)
+                    ingest_processes=0, store_lock_dir=Path(os.environ["FHIR_HUB_STORE_LOCK_DIR"]))
 
 
 FACILITY = "79001"
