@@ -1,20 +1,20 @@
 """A shared/exclusive lock on one nx-27017 database, across the hub's processes on this machine.
 
 Why: nx-27017 runs every client of a database on one SQLite connection, so a server transaction is not
-isolated from other clients. Measured against nx-27017 0.8 with two clients (``tests/store/test_store_lock.py``):
-a write another client makes while a transaction is open joins that transaction, and is gone, although
-acknowledged, if the transaction aborts; a second client's transaction "committed" meanwhile is gone too.
-The write gate (``transaction.py``) keeps a committing transaction exclusive against the other writes of
-its own process; ``make run`` starts the hub and a queue worker as two processes on the embedded store,
-and a worker rolls a group of records back whenever one of them is refused, so without this lock a
-record the hub had acknowledged a moment earlier (a queued job, a client's create) could vanish.
+isolated from other clients: a write another client makes while a transaction is open joins it, and is
+gone, although acknowledged, if the transaction aborts; a second client's transaction "committed" meanwhile
+is gone too (nx-27017 0.8; ``tests/store/test_server_differences.py``). The write gate (``transaction.py``)
+keeps a transaction exclusive against the other writes of its own process. ``make run`` starts the hub and
+a queue worker as two processes on the embedded store, and a worker rolls a group of records back whenever
+one of them is refused: without this lock, what the hub had acknowledged meanwhile (a queued job, a
+client's create) could vanish (``tests/store/test_store_lock.py``).
 
-The lock is an advisory ``flock`` on a file named after the server's address and the database (in a
-directory of the user's under the system's temporary directory), which every process connecting to that
-local server computes alike. A process holds it shared while any of its writes
-is under way and exclusively from its transaction's first request to its commit or abort, exactly when its
-write gate does (the gate takes and gives it back). It is waited for by polling a non-blocking attempt, so
-waiting never blocks the event loop. MongoDB isolates transactions itself: no lock there.
+The lock is an advisory ``flock`` on a file named after the server's address and the database (by default
+in a directory of the user's under the system's temporary directory), which every process connecting to
+that local server computes alike. A process holds it shared while any of its writes is under way, and
+exclusively from its transaction's first request to its commit or abort, exactly when its write gate does
+(the gate takes and gives it back). It is waited for by polling a non-blocking attempt, so waiting never
+blocks the event loop. MongoDB isolates transactions itself: no lock there.
 """
 
 from __future__ import annotations
