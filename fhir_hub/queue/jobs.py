@@ -332,8 +332,12 @@ class JobQueue:
         return max(found) if found else None
 
     async def status(self) -> Status:
+        """Jobs by state and tier. An aggregation, so under the write gate (``store/count.py`` says why: on
+        nx-27017 it would release the savepoint of a transaction another request has open)."""
         status = Status()
-        async for doc in await self.collection.aggregate([{"$group": {"_id": "$st", "n": {"$sum": 1}}}]):
+        async with self.gate.shared():
+            groups = await (await self.collection.aggregate([{"$group": {"_id": "$st", "n": {"$sum": 1}}}])).to_list()
+        for doc in groups:
             state, _, tier = str(doc["_id"]).partition("|")
             status.counts.setdefault(state, {})[tier] = int(doc["n"])
         return status
