@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import platform
 import time
+from pathlib import Path
 from typing import Any
+
+from fhir_hub.store.store_lock import StoreLock
 
 
 def results_header(benchmark: str) -> dict[str, Any]:
@@ -15,10 +19,21 @@ def results_header(benchmark: str) -> dict[str, Any]:
             "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()}}
 
 
-def queue_counts(jobs: Any) -> dict[str, dict[str, int]]:
-    """The priority queue's jobs by state and tier (one ``$group``, as ``fhir-hub queue status`` counts)."""
+def queue_counts(jobs: Any, lock: StoreLock | None) -> dict[str, dict[str, int]]:
+    """The priority queue's jobs by state and tier (one ``$group``, as ``fhir-hub queue status`` counts), under
+    the store's lock (``store_lock``): on nx-27017 an aggregation would release the savepoint of a transaction
+    a worker has open (``fhir_hub/store/count.py``)."""
     counts: dict[str, dict[str, int]] = {}
-    for doc in jobs.aggregate([{"$group": {"_id": "$st", "n": {"$sum": 1}}}]):
+    with lock.held_shared() if lock is not None else contextlib.nullcontext():
+        groups = list(jobs.aggregate([{"$group": {"_id": "$st", "n": {"$sum": 1}}}]))
+    for doc in groups:
         state, _, tier = str(doc["_id"]).partition("|")
         counts.setdefault(state, {})[tier] = int(doc["n"])
     return counts
+
+
+def store_lock(uri: str, db_name: str) -> StoreLock | None:
+    """The lock the benchmark's hub processes take on their embedded store (they find its directory in the
+    same environment)."""
+    directory = os.environ.get("FHIR_HUB_STORE_LOCK_DIR")
+    return StoreLock.for_server(uri, db_name, Path(directory) if directory else None)

@@ -40,7 +40,7 @@ from typing import Any
 
 from pymongo import MongoClient
 
-from bench import queue_counts, results_header
+from bench import queue_counts, results_header, store_lock
 from bench.backlog import Backlog, Person, generate_backlog
 from bench.rest import Hub
 from fhir_hub.store.embedded import EmbeddedStore
@@ -208,6 +208,7 @@ def run(mode: str, backlog: Backlog, uri: str, data_dir: Path, *, workers: int, 
     _wait_until_claiming(logs)
     client: MongoClient[dict[str, Any]] = MongoClient(uri)
     jobs = client[db_name][QUEUE]
+    counting = store_lock(uri, db_name)  # held while the queue is counted (bench.queue_counts)
     samples: list[dict[str, Any]] = []
     failures: list[str] = []
     ended: list[int] = []
@@ -220,7 +221,7 @@ def run(mode: str, backlog: Backlog, uri: str, data_dir: Path, *, workers: int, 
             thread.start()
         while True:
             time.sleep(sample_s)
-            counts = queue_counts(jobs)
+            counts = queue_counts(jobs, counting)
             now = int(time.time() * 1000)
             sending = any(t.is_alive() for t in threads)
             samples.append({"s": round((now - start) / 1000, 2),
@@ -242,6 +243,8 @@ def run(mode: str, backlog: Backlog, uri: str, data_dir: Path, *, workers: int, 
             proc.wait(timeout=60)
         hub.stop()
         client.close()
+        if counting is not None:
+            counting.close()
     result = {"mode": mode, **figures(done, backlog.people, start, max(ended))}
     print(json.dumps(result), flush=True)
     return {**result, "completed_people": complete_over_time(done, backlog.people, start, int(sample_s * 1000)),

@@ -35,7 +35,7 @@ from typing import Any
 import orjson
 from pymongo import MongoClient
 
-from bench import queue_counts, results_header
+from bench import queue_counts, results_header, store_lock
 from fhir_hub.auth.authenticator import Authenticator
 from fhir_hub.auth.dev_tokens import development_token
 from fhir_hub.auth.keys import development_key
@@ -134,15 +134,18 @@ class Hub:
         phase: each phase measures the requests it names, from an idle hub and store."""
         mongo: MongoClient[dict[str, Any]] = MongoClient(self.mongodb_uri)
         jobs = mongo[self.db_name][QUEUE]
+        lock = store_lock(self.mongodb_uri, self.db_name)
         deadline = time.monotonic() + timeout_s
         try:
             while time.monotonic() < deadline:
-                counts = queue_counts(jobs)
+                counts = queue_counts(jobs, lock)
                 if not any(counts.get(state) for state in ("ready", "leased")):
                     return
                 time.sleep(0.1)
         finally:
             mongo.close()
+            if lock is not None:
+                lock.close()
 
     def stop(self) -> None:
         self.proc.terminate()

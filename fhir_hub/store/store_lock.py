@@ -24,6 +24,8 @@ import fcntl
 import os
 import re
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from pymongo.uri_parser import parse_uri
@@ -79,6 +81,18 @@ class StoreLock:
     def release_exclusive(self) -> None:
         fcntl.flock(self._fd, fcntl.LOCK_UN)
         fcntl.flock(self._turn, fcntl.LOCK_UN)
+
+    @contextmanager
+    def held_shared(self) -> Iterator[None]:
+        """Shared for the block, waiting as long as it takes: for a process that is not a hub and has no event
+        loop to keep answering (a benchmark counting the queue's jobs while workers commit)."""
+        fcntl.flock(self._turn, fcntl.LOCK_SH)
+        fcntl.flock(self._turn, fcntl.LOCK_UN)
+        fcntl.flock(self._fd, fcntl.LOCK_SH)
+        try:
+            yield
+        finally:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
 
     def close(self) -> None:
         os.close(self._fd)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,32 @@ async def test_the_lock_is_shared_by_writes_and_exclusive_for_a_transaction(tmp_
     finally:
         one.close()
         other.close()
+
+
+@pytest.mark.anyio
+async def test_a_process_without_an_event_loop_holds_it_shared_too(tmp_path: Path) -> None:
+    """What a benchmark counting the queue takes: a hub's transaction waits for it, and it for the transaction."""
+    counter, hub = StoreLock(tmp_path / "db.lock"), StoreLock(tmp_path / "db.lock")
+    try:
+        with counter.held_shared():
+            waiting = asyncio.ensure_future(hub.acquire_exclusive())
+            await asyncio.sleep(0.05)
+            assert not waiting.done()
+        await asyncio.wait_for(waiting, 1)
+
+        def count() -> float:
+            with counter.held_shared():
+                return time.monotonic()
+
+        counted = asyncio.ensure_future(asyncio.to_thread(count))
+        await asyncio.sleep(0.05)
+        assert not counted.done()
+        released = time.monotonic()
+        hub.release_exclusive()
+        assert await asyncio.wait_for(counted, 1) >= released
+    finally:
+        counter.close()
+        hub.close()
 
 
 @pytest.mark.anyio
