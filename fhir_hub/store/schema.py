@@ -28,6 +28,7 @@ from __future__ import annotations
 from typing import Any
 
 import mongoengine as me
+from pymongo import IndexModel
 
 from fhir_hub.store.index_docs import INDEXED
 
@@ -231,11 +232,23 @@ def ensure_schema(uri: str, db_name: str) -> None:
     me.connect(db=db_name, host=uri, alias=ALIAS, uuidRepresentation="standard")
     try:
         for document in DOCUMENTS:
-            document.ensure_indexes()
+            _create_indexes(document)
         _drop_undeclared_indexes(SearchIndexEntry)
         _drop_undeclared_indexes(MatchBlock)
     finally:
         me.disconnect(ALIAS)
+
+
+def _create_indexes(document: type[me.Document]) -> None:
+    """A collection's declared indexes in one ``createIndexes`` request, as mongoengine's ``ensure_indexes``
+    would create them one request each (51 requests at every start, and at every test's, ~50 ms on
+    nx-27017; 11 now). The declarations use ``fields`` and ``sparse`` only."""
+    models = []
+    for spec in document._meta["index_specs"]:
+        options = {name: value for name, value in spec.items() if name not in ("fields", "cls")}
+        models.append(IndexModel(spec["fields"], **options))
+    if models:
+        document._get_collection().create_indexes(models)
 
 
 def _drop_undeclared_indexes(document: type[me.Document]) -> None:
