@@ -6,9 +6,9 @@ import contextlib
 import os
 import platform
 import time
-from pathlib import Path
 from typing import Any
 
+from fhir_hub.config import Settings
 from fhir_hub.store.store_lock import StoreLock
 
 
@@ -33,7 +33,6 @@ def queue_counts(jobs: Any, lock: StoreLock | None) -> dict[str, dict[str, int]]
 
 
 def store_lock(uri: str, db_name: str) -> StoreLock | None:
-    """The lock the benchmark's hub processes take on their embedded store (they find its directory in the
-    same environment)."""
-    directory = os.environ.get("FHIR_HUB_STORE_LOCK_DIR")
-    return StoreLock.for_server(uri, db_name, Path(directory) if directory else None)
+    """The lock the benchmark's hub processes take on their embedded store: its directory read from the same
+    environment, by the same settings."""
+    return StoreLock.for_server(uri, db_name, Settings.from_env().store_lock_dir)

@@ -155,11 +155,11 @@ async def running_hub(
         await asyncio.to_thread(ensure_schema, uri, settings.db_name)
         client = AsyncMongoClient(uri, appname="fhir-hub", serverSelectionTimeoutMS=10_000)
         capabilities = await detect_capabilities(client)
-        lock = (StoreLock.for_server(uri, settings.db_name, settings.store_lock_dir)
-                if capabilities.engine == "nx-27017" else None)
-        if capabilities.engine == "nx-27017" and lock is None:
-            log.warning("nx-27017 on another machine: its transactions are not isolated from the writes of hub "
-                        "processes on other machines (use MongoDB, or run every hub process beside the store)")
+        if capabilities.engine == "nx-27017":
+            lock = StoreLock.for_server(uri, settings.db_name, settings.store_lock_dir)
+            if lock is None:
+                log.warning("nx-27017 on another machine: its transactions are not isolated from the writes of "
+                            "hub processes on other machines (use MongoDB, or run every hub process beside it)")
         store = MongoStore(client, settings.db_name, capabilities, derivers,
                            claim_stale_seconds=settings.claim_stale_seconds, lock=lock)
         repaired = await store.reconcile_pending()
